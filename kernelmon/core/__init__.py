@@ -1,0 +1,43 @@
+"""kernelmon's headless core: asyncio, jupyter_client and pyzmq only (never Qt).
+
+The public names below are a contract; everything else may change.
+"""
+
+from .connection import KernelConnection
+from .culler import cull_eta, cull_reason
+from .errors import (
+    KernelDead,
+    KernelmonError,
+    KernelNotFound,
+    KernelSpecNotFound,
+    KernelStartFailed,
+    KernelStartTimeout,
+    PathOutsideRoot,
+    RestartFailed,
+    RestartTimeout,
+    SettingsError,
+)
+from .kernel_map import KernelMap
+from .records import ExecutionState, KernelRecord, Origin
+from .settings import Settings
+
+__all__ = [
+    "ExecutionState",
+    "KernelConnection",
+    "KernelDead",
+    "KernelMap",
+    "KernelNotFound",
+    "KernelRecord",
+    "KernelSpecNotFound",
+    "KernelStartFailed",
+    "KernelStartTimeout",
+    "KernelmonError",
+    "Origin",
+    "PathOutsideRoot",
+    "RestartFailed",
+    "RestartTimeout",
+    "Settings",
+    "SettingsError",
+    "cull_eta",
+    "cull_reason",
+]

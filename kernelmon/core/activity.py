@@ -1,0 +1,111 @@
+"""Watching a kernel's IOPub: last activity, execution state, message counts.
+
+One SUB socket per kernel, read in batches (see ``wire.SocketDrain``). For each message the
+watcher verifies the signature and parses the header; only ``status`` messages have their
+content parsed. Messages whose parent is one of kernelmon's own probes (recognised by the
+probe session's id in the parent header) change nothing, so a monitor never keeps an idle
+kernel alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import zmq
+
+from .records import ExecutionState, KernelRecord, utcnow
+from .wire import Signer, SocketDrain, channel_url, split_frames
+
+logger = logging.getLogger(__name__)
+
+#: The states a kernel's ``status`` message may report that kernelmon shows as they are.
+_STATES = {"starting", "idle", "busy", "restarting", "dead"}
+_STATUS = "status"
+
+
+class ActivityWatcher:
+    """Keeps a ``KernelRecord``'s activity facts up to date from the kernel's IOPub."""
+
+    def __init__(
+        self,
+        record: KernelRecord,
+        connection_info: dict[str, Any],
+        probe_session: str,
+        on_change: Callable[[KernelRecord, set[str], datetime | None], None],
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.record = record
+        self._on_change = on_change
+        self._probe_marker = probe_session.encode("ascii")
+        key = connection_info.get("key", b"")
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        self._signer = Signer(key, connection_info.get("signature_scheme", "hmac-sha256"))
+        ctx = context or zmq.Context.instance()
+        sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        # Reconnect fast: the kernel may bind its IOPub a moment after we connect.
+        sock.setsockopt(zmq.RECONNECT_IVL, 10)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.connect(channel_url(connection_info, "iopub"))
+        self._drain = SocketDrain(sock, self._on_batch)
+
+    def close(self) -> None:
+        self._drain.close()
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        record = self.record
+        signer = self._signer
+        marker = self._probe_marker
+        state = record.execution_state
+        activity = False
+        bad = 0
+        count = 0
+        for frames in batch:
+            parts = split_frames(frames)
+            if parts is None or not signer.verify(parts[0], parts[1:5]):
+                bad += 1
+                continue
+            try:
+                header = json.loads(parts[1])
+                msg_type = header["msg_type"]
+            except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                bad += 1
+                continue
+            count += 1
+            if marker in parts[2]:
+                continue  # caused by kernelmon's own probe: not user activity
+            activity = True
+            if msg_type == _STATUS:
+                try:
+                    new_state = json.loads(parts[4])["execution_state"]
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    bad += 1
+                    continue
+                if new_state in _STATES:
+                    state = new_state
+        fields: set[str] = set()
+        if count:
+            record.messages += count
+            fields.add("messages")
+        if bad:
+            record.bad_messages += bad
+            fields.add("bad_messages")
+            logger.debug("Dropped %d malformed or badly signed message(s) from %s", bad, record.id)
+        now: datetime | None = None
+        if activity:
+            now = utcnow()
+            record.last_activity = now
+            fields.add("last_activity")
+        if state != record.execution_state and record.execution_state != ExecutionState.DEAD:
+            record.execution_state = state
+            if record.reason and state in (ExecutionState.IDLE, ExecutionState.BUSY):
+                record.reason = None  # it speaks again: whatever was wrong is over
+                fields.add("reason")
+            fields.add("execution_state")
+        if fields:
+            self._on_change(record, fields, now)

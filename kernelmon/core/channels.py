@@ -1,0 +1,196 @@
+"""Sockets that talk to a kernel: kernelmon's own probe, and frontend sessions.
+
+``Probe`` sends ``kernel_info_request`` on the shell channel from a session of its own, so
+the IOPub messages it causes can be told apart from a user's (see ``activity``).
+
+``SessionChannels`` are the four sockets (shell, control, stdin, iopub) of one frontend
+session. While a frontend is attached its messages go to it; while it is away (and
+buffering is on) they are kept in a bounded ``MessageBuffer`` and replayed when a frontend
+with the same session key comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+from jupyter_client.session import Session
+
+from .buffering import MessageBuffer
+from .wire import SocketDrain, channel_url
+
+logger = logging.getLogger(__name__)
+
+OnMessage = Callable[[str, dict[str, Any]], None]
+
+#: Sockets per channel: (zmq type, whether messages may be sent on it).
+CHANNELS = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
+
+
+def make_session(connection_info: dict[str, Any], session_id: str | None = None) -> Session:
+    key = connection_info.get("key", b"")
+    if isinstance(key, str):
+        key = key.encode("utf-8")
+    if not key:
+        raise ValueError("kernelmon never talks to kernels without a signing key")
+    kwargs: dict[str, Any] = {
+        "key": key,
+        "signature_scheme": connection_info.get("signature_scheme", "hmac-sha256"),
+        "username": "kernelmon",
+    }
+    if session_id is not None:
+        kwargs["session"] = session_id
+    return Session(**kwargs)
+
+
+def _socket(info: dict[str, Any], channel: str, identity: bytes) -> zmq.Socket[bytes]:
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(CHANNELS[channel])
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)
+    if CHANNELS[channel] == zmq.SUB:
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    else:
+        sock.setsockopt(zmq.IDENTITY, identity)
+    sock.connect(channel_url(info, channel))
+    return sock
+
+
+class Probe:
+    """kernelmon's own shell connection, for ``kernel_info_request`` health checks."""
+
+    def __init__(self, connection_info: dict[str, Any]) -> None:
+        self.session = make_session(connection_info, session_id=f"kernelmon-probe-{uuid.uuid4()}")
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._drain = SocketDrain(
+            _socket(connection_info, "shell", self.session.bsession), self._on_batch
+        )
+
+    @property
+    def session_id(self) -> str:
+        return str(self.session.session)
+
+    def send_kernel_info(self) -> asyncio.Future[dict[str, Any]]:
+        """Send a ``kernel_info_request``; the future resolves with the reply message."""
+        msg = self.session.send(self._drain.socket, "kernel_info_request", {})
+        assert msg is not None
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        msg_id = msg["header"]["msg_id"]
+        self._pending[msg_id] = fut
+        fut.add_done_callback(lambda _f: self._pending.pop(msg_id, None))
+        self._drain.poke()  # a send can consume the socket's read edge
+        return fut
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        for frames in batch:
+            try:
+                _idents, parts = self.session.feed_identities(frames, copy=True)
+                msg = self.session.deserialize(parts, content=True, copy=True)
+            except Exception as e:
+                logger.debug("Dropped a malformed probe reply: %s", e)
+                continue
+            fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    def close(self) -> None:
+        for fut in self._pending.values():
+            fut.cancel()
+        self._pending.clear()
+        self._drain.close()
+
+
+class SessionChannels:
+    """The shell, control, stdin and iopub sockets of one frontend session.
+
+    Messages go to ``handler`` when one is attached; otherwise into ``buffer`` if there is
+    one; otherwise nowhere.
+    """
+
+    def __init__(
+        self,
+        connection_info: dict[str, Any],
+        session_key: str,
+        on_activity: Callable[[], None],
+    ) -> None:
+        self.session_key = session_key
+        self.session = make_session(connection_info, session_id=session_key)
+        self.handler: OnMessage | None = None
+        self.buffer: MessageBuffer | None = None
+        self.bad_messages = 0
+        #: Called after messages were added to ``buffer``.
+        self.on_buffered: Callable[[], None] | None = None
+        self._on_activity = on_activity
+        identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
+        self._drains: dict[str, SocketDrain] = {}
+        for channel in CHANNELS:
+            sock = _socket(connection_info, channel, identity)
+            self._drains[channel] = SocketDrain(sock, self._batch_handler(channel))
+
+    def _batch_handler(self, channel: str) -> Callable[[list[list[bytes]]], None]:
+        def on_batch(batch: list[list[bytes]]) -> None:
+            if self.handler is None:
+                if self.buffer is not None:
+                    for frames in batch:
+                        self.buffer.append(channel, frames)
+                    if self.on_buffered is not None:
+                        self.on_buffered()
+                return
+            for frames in batch:
+                self.deliver(channel, frames)
+
+        return on_batch
+
+    def deliver(self, channel: str, frames: list[bytes] | tuple[bytes, ...]) -> None:
+        """Deserialize (verifying the signature) and pass one message to the handler."""
+        handler = self.handler
+        if handler is None:
+            return
+        try:
+            _idents, parts = self.session.feed_identities(list(frames), copy=True)
+            msg = self.session.deserialize(parts, content=True, copy=True)
+        except Exception as e:
+            self.bad_messages += 1
+            logger.debug("Dropped a malformed or badly signed %s message: %s", channel, e)
+            return
+        try:
+            handler(channel, msg)
+        except Exception:
+            logger.exception("A frontend's message handler failed on a %s message", channel)
+
+    def replay(self) -> int:
+        """Deliver every buffered message to the handler, oldest first; returns how many."""
+        if self.buffer is None:
+            return 0
+        n = 0
+        for channel, frames in self.buffer.drain():
+            self.deliver(channel, frames)
+            n += 1
+        return n
+
+    def send(
+        self,
+        channel: str,
+        msg_type: str,
+        content: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        if channel not in CHANNELS or CHANNELS[channel] != zmq.DEALER:
+            raise ValueError(f"Messages cannot be sent on the {channel!r} channel")
+        drain = self._drains[channel]
+        msg = self.session.send(drain.socket, msg_type, content or {}, metadata=metadata)
+        assert msg is not None
+        drain.poke()
+        self._on_activity()
+        return str(msg["header"]["msg_id"])
+
+    def close(self) -> None:
+        for drain in self._drains.values():
+            drain.close()
+        self._drains.clear()
+        if self.buffer is not None:
+            self.buffer.clear()
+        self.handler = None

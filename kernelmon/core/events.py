@@ -1,0 +1,118 @@
+"""Typed events the core sends to its subscribers (the UI, tests, the log).
+
+Subscribers are plain callables ``callback(event)``, called synchronously on the event
+loop's thread as things happen; they must be quick and must not raise (an exception in one
+is logged and does not reach the others or the core).
+
+Activity-only changes (``last_activity``, message counts, buffer size) are coalesced to at
+most one ``KernelChanged`` per kernel every ``KernelMap.change_interval`` seconds; state and
+connection changes are sent at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    kernel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KernelAdded(KernelEvent):
+    """A kernel appeared in the map (already with state "starting" while it starts)."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelChanged(KernelEvent):
+    """Some of a kernel's facts changed; ``fields`` names them, ``model`` is the new model."""
+
+    fields: frozenset[str] = frozenset()
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRemoved(KernelEvent):
+    """A kernel left the map (shut down, culled, or a start that failed)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelStarted(KernelEvent):
+    """A new kernel answered its first kernel_info_request."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelRestarted(KernelEvent):
+    """A kernel was restarted and answered; ``auto`` when the auto-restarter did it."""
+
+    auto: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KernelInterrupted(KernelEvent):
+    """An interrupt was sent to a kernel."""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelDied(KernelEvent):
+    """A kernel's process died; ``will_restart`` when the auto-restarter will try again."""
+
+    reason: str = ""
+    will_restart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCulled(KernelEvent):
+    """The culler shut a kernel down; ``reason`` says why."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KernelShutDown(KernelEvent):
+    """A kernel was shut down on request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActionFailed(KernelEvent):
+    """An action on a kernel failed; ``action`` names it, ``message`` says why in words."""
+
+    action: str = ""
+    message: str = ""
+
+
+Subscriber = Callable[[KernelEvent], None]
+
+
+class EventHub:
+    """Fan-out of events to subscribers; a failing subscriber never stops the others."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every event; returns a function that unsubscribes."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def emit(self, event: KernelEvent) -> None:
+        for callback in tuple(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                logger.exception("Event subscriber %r failed on %r", callback, event)

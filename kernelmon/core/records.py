@@ -1,0 +1,94 @@
+"""What the core knows about one kernel, independent of where it runs and who owns it.
+
+A ``KernelRecord`` is plain data: the table, the culler and the events read it and never
+care how the kernel is reached. *Where* a kernel lives (``location``) and *who owns it*
+(``origin``) are fields, so kernels found in the Jupyter runtime folder or on a remote
+server can be added later as records with other values and other backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Origin(StrEnum):
+    """Who owns a kernel."""
+
+    OWNED = "owned"  #: kernelmon started it and may restart and shut it down
+    EXTERNAL = "external"  #: another application started it and still runs
+    ORPHAN = "orphan"  #: another application started it and is gone
+    STALE = "stale"  #: only a connection file is left
+
+
+class ExecutionState(StrEnum):
+    """What a kernel is doing, as kernelmon shows it."""
+
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    RESTARTING = "restarting"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+
+#: Where kernelmon's own kernels live.
+LOCAL = "local"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def isoformat(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a trailing Z, as Jupyter's REST API writes it."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class KernelRecord:
+    """The facts about one kernel. Mutated only by the core, read by everyone."""
+
+    id: str
+    name: str
+    origin: Origin = Origin.OWNED
+    location: str = LOCAL
+    display_name: str = ""
+    execution_state: str = ExecutionState.STARTING
+    last_activity: datetime = field(default_factory=utcnow)
+    started: datetime = field(default_factory=utcnow)
+    connections: int = 0
+    pid: int | None = None
+    cwd: str | None = None
+    reason: str | None = None
+    restarts: int = 0
+    buffered: int = 0
+    buffer_dropped: int = 0
+    messages: int = 0
+    bad_messages: int = 0
+
+    def to_model(self) -> dict[str, Any]:
+        """A JSON-safe dict (what the table and Jupyter's REST API show)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "display_name": self.display_name or self.name,
+            "origin": str(self.origin),
+            "location": self.location,
+            "last_activity": isoformat(self.last_activity),
+            "started": isoformat(self.started),
+            "execution_state": str(self.execution_state),
+            "connections": self.connections,
+            "pid": self.pid,
+            "cwd": self.cwd,
+            "reason": self.reason,
+            "restarts": self.restarts,
+            "buffered": self.buffered,
+            "buffer_dropped": self.buffer_dropped,
+            "messages": self.messages,
+            "bad_messages": self.bad_messages,
+        }

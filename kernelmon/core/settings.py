@@ -1,0 +1,188 @@
+"""Domain settings: what the culler, the buffer and the kernel checks do.
+
+``Settings`` is an immutable dataclass that validates itself on creation, so a
+``Settings`` object that exists is a usable one. Change settings with
+``dataclasses.replace(settings, field=value)`` (validated again) and hand the
+result to ``KernelMap.apply_settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+logger = logging.getLogger(__name__)
+
+#: Written into saved files; a file with a higher version is read field by field.
+SETTINGS_VERSION = 1
+DEFAULT_CULL_INTERVAL = 300.0
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SettingsError(name, value, "it must be a number of seconds")
+    if math.isnan(value) or math.isinf(value):
+        raise SettingsError(name, value, "it must be a finite number")
+    return float(value)
+
+
+def _whole(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SettingsError(name, value, "it must be a whole number")
+    if value < 0:
+        raise SettingsError(name, value, "it must not be negative")
+    return value
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(name, value, "it must be true or false")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What kernelmon's core does with the kernels it manages.
+
+    All durations are in seconds.
+    """
+
+    #: Folder under which every kernel's working folder must lie.
+    root_dir: str = field(default_factory=os.getcwd)
+    #: Shut down kernels idle for longer than this; 0 turns culling off.
+    cull_idle_timeout: float = 0.0
+    #: How often the culler looks for idle kernels.
+    cull_interval: float = DEFAULT_CULL_INTERVAL
+    #: Cull kernels that still have frontends connected.
+    cull_connected: bool = False
+    #: Cull kernels that are busy (running code).
+    cull_busy: bool = False
+    #: Keep messages for a frontend that disconnected, replay them when it reconnects.
+    buffer_offline_messages: bool = True
+    #: How long a starting or restarted kernel may take to answer kernel_info_request.
+    kernel_info_timeout: float = 60.0
+    #: At most this many messages are buffered per disconnected session (oldest dropped).
+    buffer_max_messages: int = 10_000
+    #: At most this many bytes are buffered per disconnected session (oldest dropped).
+    buffer_max_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        root = self.root_dir
+        if not isinstance(root, str | os.PathLike):
+            raise SettingsError("root_dir", root, "it must be a folder path")
+        root_str = os.fspath(root)
+        if not isinstance(root_str, str) or not root_str:
+            raise SettingsError("root_dir", root, "it must be a folder path")
+        root_abs = os.path.abspath(os.path.expanduser(root_str))
+        if not os.path.isdir(root_abs):
+            raise SettingsError("root_dir", root, "it is not an existing folder")
+        object.__setattr__(self, "root_dir", root_abs)
+
+        idle = _number("cull_idle_timeout", self.cull_idle_timeout)
+        if idle < 0:
+            raise SettingsError("cull_idle_timeout", self.cull_idle_timeout, "use 0 to turn off")
+        object.__setattr__(self, "cull_idle_timeout", idle)
+
+        interval = _number("cull_interval", self.cull_interval)
+        if interval <= 0:
+            logger.warning(
+                "cull_interval %r is not positive; using the default of %s s",
+                self.cull_interval,
+                DEFAULT_CULL_INTERVAL,
+            )
+            interval = DEFAULT_CULL_INTERVAL
+        object.__setattr__(self, "cull_interval", interval)
+
+        _flag("cull_connected", self.cull_connected)
+        _flag("cull_busy", self.cull_busy)
+        _flag("buffer_offline_messages", self.buffer_offline_messages)
+
+        timeout = _number("kernel_info_timeout", self.kernel_info_timeout)
+        if timeout <= 0:
+            raise SettingsError(
+                "kernel_info_timeout", self.kernel_info_timeout, "it must be more than 0 s"
+            )
+        object.__setattr__(self, "kernel_info_timeout", timeout)
+
+        _whole("buffer_max_messages", self.buffer_max_messages)
+        _whole("buffer_max_bytes", self.buffer_max_bytes)
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-safe dict (with the file format version)."""
+        data: dict[str, Any] = {"version": SETTINGS_VERSION}
+        data.update(dataclasses.asdict(self))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build settings from a dict as ``to_dict`` writes it.
+
+        Unknown keys (from a newer version) are ignored with a log line; missing keys take
+        their defaults; bad values raise ``SettingsError``.
+        """
+        if not isinstance(data, dict):
+            raise SettingsError("settings", data, "the file must hold a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names - {"version"})
+        if unknown:
+            logger.info("Ignoring unknown settings: %s", ", ".join(unknown))
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Settings:
+        """Read settings saved by ``save``.
+
+        Raises ``FileNotFoundError`` when there is no file and ``SettingsError`` when the file
+        cannot be read as settings.
+        """
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeDecodeError) as e:
+            raise SettingsError("settings file", str(p), f"it cannot be read ({e})") from e
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SettingsError("settings file", str(p), f"it is not valid JSON ({e})") from e
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the settings atomically (temporary file, fsync, rename).
+
+        On failure the previous file is left as it was and ``OSError`` propagates.
+        """
+        write_json_atomic(Path(path), self.to_dict())
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
+    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, never
+    a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
