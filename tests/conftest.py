@@ -20,6 +20,7 @@ _TMP = tempfile.mkdtemp(prefix="kernelmon-tests-")
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["QT_API"] = "pyside6"
 os.environ["JUPYTER_PLATFORM_DIRS"] = "1"
+os.environ["JUPYTER_PATH"] = os.path.join(_TMP, "jupyter")
 os.environ["JUPYTER_RUNTIME_DIR"] = os.path.join(_TMP, "runtime")
 os.environ["KERNELMON_CONFIG_DIR"] = os.path.join(_TMP, "config")
 os.environ["KERNELMON_STATE_DIR"] = os.path.join(_TMP, "state")

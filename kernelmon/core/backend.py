@@ -42,5 +42,5 @@ class KernelBackend(ABC):
     @abstractmethod
     async def is_alive(self) -> bool: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
         """Release sockets and timers (after shutdown, or when the map forgets the kernel)."""

@@ -56,9 +56,7 @@ def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
     return None
 
 
-def cull_reason(
-    kernel: KernelRecord | CullFacts, settings: Settings, now: datetime
-) -> str | None:
+def cull_reason(kernel: KernelRecord | CullFacts, settings: Settings, now: datetime) -> str | None:
     """Why this kernel should be culled now, or None if it should stay."""
     facts = _facts(kernel)
     if facts.execution_state == ExecutionState.DEAD and _cullable_origin(facts.origin):

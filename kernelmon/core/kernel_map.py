@@ -76,7 +76,9 @@ class KernelMap:
     Parameters beyond ``settings`` are for tests and embedding: ``clock`` (what "now" is
     for the culler), ``restart_poll`` and ``restart_limit`` (jupyter_client's
     auto-restarter: how often it checks the process, how many restarts in a row it tries),
-    ``connection_dir`` (where connection files go; the Jupyter runtime folder by default).
+    ``shutdown_wait`` (how long a shutdown waits for the kernel to exit by itself before
+    SIGTERM, at half of it, and SIGKILL, at the end), ``connection_dir`` (where connection
+    files go; the Jupyter runtime folder by default).
     """
 
     #: Coalescing period for activity-only change events, in seconds.
@@ -89,6 +91,7 @@ class KernelMap:
         clock: Callable[[], datetime] = utcnow,
         restart_poll: float = 3.0,
         restart_limit: int = 5,
+        shutdown_wait: float = 5.0,
         connection_dir: str | None = None,
         kernel_spec_manager: KernelSpecManager | None = None,
     ) -> None:
@@ -96,6 +99,7 @@ class KernelMap:
         self._clock = clock
         self._restart_poll = restart_poll
         self._restart_limit = restart_limit
+        self._shutdown_wait = shutdown_wait
         self._connection_dir = connection_dir
         self._ksm = kernel_spec_manager
         self._kernels: dict[str, _Entry] = {}
@@ -225,6 +229,7 @@ class KernelMap:
             emit=self._emit,
             restart_poll=self._restart_poll,
             restart_limit=self._restart_limit,
+            shutdown_wait=self._shutdown_wait,
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
         )
 
@@ -343,9 +348,7 @@ class KernelMap:
         """Stop the kernel (shutdown_request, then terminate, then kill) and forget it."""
         entry = self._get(kernel_id)
         if entry.shutdown_task is None:
-            entry.shutdown_task = asyncio.get_running_loop().create_task(
-                self._shutdown(entry, now)
-            )
+            entry.shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(entry, now))
         await asyncio.shield(entry.shutdown_task)
 
     async def _shutdown(self, entry: _Entry, now: bool) -> None:
@@ -413,7 +416,9 @@ class KernelMap:
             entry.record.last_activity = now
             self._changed(entry.record, {"last_activity"}, now)
 
-    async def connect(self, kernel_id: str, session_key: str, on_message: OnMessage) -> KernelConnection:
+    async def connect(
+        self, kernel_id: str, session_key: str, on_message: OnMessage
+    ) -> KernelConnection:
         """Attach a frontend. With the session key of a frontend that left while buffering
         was on, the buffered messages are delivered first, in order, then live ones; a
         different session key discards that buffer."""
@@ -498,7 +503,9 @@ class KernelMap:
             if not settings.buffer_offline_messages:
                 self._discard_buffer(entry)
             else:
-                entry.buffered.buffer.set_caps(settings.buffer_max_messages, settings.buffer_max_bytes)
+                entry.buffered.buffer.set_caps(
+                    settings.buffer_max_messages, settings.buffer_max_bytes
+                )
                 self._buffer_changed(entry)
         culling_changed = (old.cull_idle_timeout, old.cull_interval) != (
             settings.cull_idle_timeout,

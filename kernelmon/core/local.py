@@ -17,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from jupyter_client.ioloop import AsyncIOLoopKernelManager, AsyncIOLoopKernelRestarter
+from jupyter_client.ioloop.manager import AsyncIOLoopKernelManager
+from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
 from traitlets.config import Config
 
 from .activity import ActivityWatcher
@@ -61,7 +62,7 @@ class _Restarter(AsyncIOLoopKernelRestarter):
 
     after_restart: Callable[[], None] | None = None
 
-    async def poll(self) -> None:
+    async def poll(self) -> None:  # type: ignore[override]
         restarts_before = self._restart_count
         restarting_before = self._restarting
         await super().poll()
@@ -87,6 +88,7 @@ class LocalKernel(KernelBackend):
         emit: Callable[[KernelEvent], None],
         restart_poll: float = 3.0,
         restart_limit: int = 5,
+        shutdown_wait: float = 5.0,
         kernel_info_timeout: Callable[[], float] = lambda: 60.0,
     ) -> None:
         super().__init__(record)
@@ -100,6 +102,7 @@ class LocalKernel(KernelBackend):
             autorestart=True,
             restarter_class=_Restarter,
             config=config,
+            shutdown_wait_time=shutdown_wait,
         )
         self._on_change = on_change
         self._emit = emit

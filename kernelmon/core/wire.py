@@ -96,7 +96,7 @@ class SocketDrain:
         self.socket = socket
         self._on_batch = on_batch
         self._loop = loop or asyncio.get_running_loop()
-        self._fd = socket.getsockopt(zmq.FD)
+        self._fd = int(socket.getsockopt(zmq.FD))
         self._closed = False
         self._pending = False
         self._loop.add_reader(self._fd, self._on_readable)
@@ -116,7 +116,7 @@ class SocketDrain:
         sock = self.socket
         batch: list[list[bytes]] = []
         try:
-            while len(batch) < BATCH and sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while len(batch) < BATCH and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
                 batch.append(sock.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
             pass

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import psutil
+import pytest
+
+from kernelmon.core import KernelMap, Settings
+from kernelmon.core.events import KernelEvent
+
+
+async def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+def process_gone(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+class EventLog:
+    def __init__(self, kmap: KernelMap) -> None:
+        self.events: list[KernelEvent] = []
+        self.unsubscribe = kmap.subscribe(self.events.append)
+
+    def of(self, kind: type, kernel_id: str | None = None) -> list:
+        return [
+            e
+            for e in self.events
+            if isinstance(e, kind) and (kernel_id is None or e.kernel_id == kernel_id)
+        ]
+
+    def clear(self) -> None:
+        self.events.clear()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("root")
+    (r / "project" / "data").mkdir(parents=True)
+    return r
+
+
+@pytest.fixture(scope="module")
+def kmap(aio, root):
+    km = KernelMap(
+        Settings(root_dir=str(root), kernel_info_timeout=30),
+        restart_poll=0.2,
+        shutdown_wait=2.0,
+    )
+    yield km
+    aio.run(km.close())
+    assert len(km) == 0

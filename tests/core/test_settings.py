@@ -1,0 +1,122 @@
+import dataclasses
+import json
+import logging
+import os
+
+import pytest
+
+from kernelmon.core import Settings, SettingsError
+
+
+def test_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = Settings()
+    assert s.root_dir == str(tmp_path)
+    assert s.cull_idle_timeout == 0
+    assert s.cull_interval == 300
+    assert s.cull_connected is False
+    assert s.cull_busy is False
+    assert s.buffer_offline_messages is True
+    assert s.kernel_info_timeout == 60
+    assert s.buffer_max_messages == 10_000
+    assert s.buffer_max_bytes == 16 * 1024 * 1024
+
+
+def test_relative_root_made_absolute(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert Settings(root_dir="sub").root_dir == str(tmp_path / "sub")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("root_dir", "/definitely/not/a/folder"),
+        ("root_dir", 42),
+        ("root_dir", ""),
+        ("kernel_info_timeout", 0),
+        ("kernel_info_timeout", -1.5),
+        ("kernel_info_timeout", "60"),
+        ("kernel_info_timeout", float("nan")),
+        ("cull_idle_timeout", -1),
+        ("cull_idle_timeout", None),
+        ("cull_busy", 1),
+        ("cull_connected", "yes"),
+        ("buffer_offline_messages", None),
+        ("buffer_max_messages", -1),
+        ("buffer_max_messages", 1.5),
+        ("buffer_max_bytes", -10),
+        ("buffer_max_bytes", True),
+    ],
+)
+def test_bad_values_name_field_and_value(tmp_path, field, value):
+    kwargs = {"root_dir": str(tmp_path), field: value}
+    with pytest.raises(SettingsError) as info:
+        Settings(**kwargs)
+    assert isinstance(info.value, ValueError)
+    assert info.value.field == field
+    assert field in str(info.value)
+    assert repr(value) in str(info.value)
+
+
+def test_root_file_is_not_a_folder(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    with pytest.raises(SettingsError, match="not an existing folder"):
+        Settings(root_dir=str(f))
+
+
+@pytest.mark.parametrize("interval", [0, -5])
+def test_non_positive_interval_replaced_with_warning(tmp_path, caplog, interval):
+    with caplog.at_level(logging.WARNING, logger="kernelmon.core.settings"):
+        s = Settings(root_dir=str(tmp_path), cull_interval=interval)
+    assert s.cull_interval == 300
+    assert "cull_interval" in caplog.text
+
+
+def test_replace_validates_again(tmp_path):
+    s = Settings(root_dir=str(tmp_path))
+    assert dataclasses.replace(s, cull_idle_timeout=10).cull_idle_timeout == 10
+    with pytest.raises(SettingsError):
+        dataclasses.replace(s, kernel_info_timeout=0)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    s = Settings(root_dir=str(tmp_path), cull_idle_timeout=600, cull_busy=True, buffer_max_bytes=1)
+    path = tmp_path / "cfg" / "settings.json"
+    s.save(path)
+    assert Settings.load(path) == s
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text())["version"] == 1
+    assert [p.name for p in path.parent.iterdir()] == ["settings.json"]  # no temp file left
+
+
+def test_load_ignores_unknown_keys_and_fills_defaults(tmp_path):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"version": 99, "root_dir": str(tmp_path), "future": 1}))
+    s = Settings.load(path)
+    assert s.root_dir == str(tmp_path)
+    assert s.cull_interval == 300
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"kernel_info_timeout": -3}'])
+def test_load_bad_file_raises_settings_error(tmp_path, text):
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    with pytest.raises(SettingsError):
+        Settings.load(path)
+
+
+def test_failed_save_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.json"
+    Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
+    before = path.read_text()
+
+    def full_disk(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        Settings(root_dir=str(tmp_path), cull_idle_timeout=99).save(path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
