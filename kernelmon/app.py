@@ -1,0 +1,187 @@
+"""The desktop app: arguments, logging, QApplication, the qasync loop, core <-> UI wiring."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+# PySide6 before qasync: qasync picks the Qt binding that is already imported.
+from PySide6.QtWidgets import QApplication
+
+import qasync  # isort: skip
+
+from . import __version__, paths
+from .core import KernelMap
+from .settings_file import load_settings
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kernelmon",
+        description=(
+            "A desktop monitor and manager for Jupyter kernels: start, watch, restart, "
+            "interrupt, cull and shut down kernels."
+        ),
+        epilog=(f"Settings are kept in {paths.settings_file()}, the log in {paths.log_file()}."),
+    )
+    parser.add_argument(
+        "--root-dir",
+        metavar="FOLDER",
+        help=(
+            "folder under which kernels may work (default: the folder saved in the "
+            "settings, else your home folder); it is saved with the settings"
+        ),
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to write to the log file and stderr (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-tray",
+        action="store_true",
+        help="do not show a system tray icon (closing the window then quits)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def setup_logging(level: str) -> logging.Handler | None:
+    """Log to a rotating file in the log folder (and warnings to stderr)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    handler: logging.Handler | None = None
+    try:
+        paths.log_dir().mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            paths.log_file(), maxBytes=1_000_000, backupCount=3, encoding="utf-8"
+        )
+    except OSError as e:
+        print(f"kernelmon: cannot write the log file ({e}); logging to stderr", file=sys.stderr)
+        handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(level)
+    root.addHandler(handler)
+    return handler
+
+
+class ErrorReporter:
+    """The one place uncaught errors go: the log, then the user, in words."""
+
+    def __init__(self) -> None:
+        self.window: Any = None
+
+    def report(self, text: str, exc: BaseException | None) -> None:
+        if exc is not None:
+            logger.error("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
+            detail = f"{text}\n\n{type(exc).__name__}: {exc}"
+        else:
+            logger.error("%s", text)
+            detail = text
+        window = self.window
+        if window is not None:
+            try:
+                window.show_internal_error(detail)
+            except Exception:
+                logger.exception("Could not show an error to the user")
+        else:
+            print(f"kernelmon: {detail}", file=sys.stderr)
+
+    def excepthook(
+        self, etype: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(etype, KeyboardInterrupt):
+            sys.__excepthook__(etype, value, tb)
+            return
+        if value.__traceback__ is None and tb is not None:
+            value = value.with_traceback(tb)
+        self.report("Something went wrong inside kernelmon; it keeps running.", value)
+
+    def loop_exception_handler(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        exc = context.get("exception")
+        message = context.get("message", "An asynchronous task failed")
+        if exc is None:
+            logger.error("%s", message)
+            return
+        self.report(f"{message}; kernelmon keeps running.", exc)
+
+
+async def run_app(
+    kernel_map: KernelMap, settings_message: str | None, args: argparse.Namespace
+) -> int:
+    from .ui.main_window import MainWindow
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_REPORTER.loop_exception_handler)
+    window = MainWindow(kernel_map, use_tray=not args.no_tray)
+    _REPORTER.window = window
+    window.show()
+    if settings_message:
+        window.report_problem("Settings", settings_message)
+    try:
+        await window.wait_finished()
+    finally:
+        _REPORTER.window = None
+        window.deleteLater()
+    return 0
+
+
+_REPORTER = ErrorReporter()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the app; returns the exit status."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    handler = setup_logging(args.log_level)
+    old_hook = sys.excepthook
+    sys.excepthook = _REPORTER.excepthook
+    try:
+        root_dir = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
+        if root_dir is not None and not os.path.isdir(root_dir):
+            print(f"kernelmon: --root-dir {args.root_dir!r} is not a folder", file=sys.stderr)
+            return 2
+        settings, message = load_settings(paths.settings_file(), root_dir)
+        logger.info("kernelmon %s starting; root folder %s", __version__, settings.root_dir)
+        existing = QApplication.instance()
+        app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+        app.setApplicationName("kernelmon")
+        app.setApplicationVersion(__version__)
+        app.setDesktopFileName("kernelmon")
+        from .ui.icons import app_icon
+
+        app.setWindowIcon(app_icon())
+        # The window decides when to quit (it may ask about running kernels first).
+        app.setQuitOnLastWindowClosed(False)
+        kernel_map = KernelMap(settings)
+        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+            return runner.run(run_app(kernel_map, message, args))
+    except Exception:
+        traceback.print_exc()
+        logger.exception("kernelmon stopped on an error")
+        return 1
+    finally:
+        sys.excepthook = old_hook
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        logger.info("kernelmon stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""What happened to the kernels, newest first, for people (the log file has the details)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
+
+from .bridge import KernelBridge
+from .kernel_table import short_id
+
+LEVEL_COLOURS = {"error": QColor("#c62828"), "warning": QColor("#b35900")}
+
+
+class EventLogView(QTreeWidget):
+    """A list of events (time, kernel, what happened), newest on top, at most ``limit``."""
+
+    def __init__(self, parent: QWidget | None = None, limit: int = 1000) -> None:
+        super().__init__(parent)
+        self.limit = limit
+        self._names: dict[str, str] = {}
+        self.setColumnCount(3)
+        self.setHeaderLabels(["Time", "Kernel", "Event"])
+        self.setRootIsDecorated(False)
+        self.setUniformRowHeights(True)
+        self.setAlternatingRowColors(True)
+        self.setObjectName("event_log")
+
+    def attach(self, bridge: KernelBridge) -> None:
+        bridge.kernel_added.connect(self.on_bridge_kernel_added)
+        bridge.kernel_started.connect(lambda k: self.add(k, "started"))
+        bridge.kernel_restarted.connect(
+            lambda k, auto: self.add(k, "restarted automatically" if auto else "restarted")
+        )
+        bridge.kernel_interrupted.connect(lambda k: self.add(k, "interrupted"))
+        bridge.kernel_died.connect(self.on_bridge_kernel_died)
+        bridge.kernel_culled.connect(lambda k, r: self.add(k, f"culled: {r}", "warning"))
+        bridge.kernel_shut_down.connect(lambda k: self.add(k, "shut down"))
+        bridge.kernel_removed.connect(self.on_bridge_kernel_removed)
+        bridge.action_failed.connect(
+            lambda k, action, msg: self.add(k, f"{action} failed: {msg}", "error")
+        )
+
+    def on_bridge_kernel_added(self, kernel_id: str, model: dict[str, Any]) -> None:
+        self._names[kernel_id] = str(model.get("display_name") or model.get("name") or "")
+        self.add(kernel_id, f"starting ({self._names[kernel_id]}) in {model.get('cwd')}")
+
+    def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
+        then = "; restarting it" if will_restart else ""
+        self.add(kernel_id, f"died: {reason or 'no reason given'}{then}", "error")
+
+    def on_bridge_kernel_removed(self, kernel_id: str, reason: str) -> None:
+        if reason.startswith("failed to start"):
+            self.add(kernel_id, reason, "error")
+
+    def add(self, kernel_id: str | None, text: str, level: str = "info") -> None:
+        """Add an event on top (``kernel_id`` None for events of the app itself)."""
+        who = ""
+        if kernel_id:
+            name = self._names.get(kernel_id, "")
+            who = f"{name} {short_id(kernel_id)}".strip()
+        item = QTreeWidgetItem([time.strftime("%H:%M:%S"), who, text])
+        item.setToolTip(2, text)
+        if kernel_id:
+            item.setToolTip(1, kernel_id)
+        colour = LEVEL_COLOURS.get(level)
+        if colour is not None:
+            item.setForeground(2, colour)
+        self.insertTopLevelItem(0, item)
+        while self.topLevelItemCount() > self.limit:
+            self.takeTopLevelItem(self.topLevelItemCount() - 1)
+
+    def texts(self) -> list[str]:
+        """The events' texts, newest first."""
+        items = (self.topLevelItem(i) for i in range(self.topLevelItemCount()))
+        return [item.text(2) for item in items if item is not None]

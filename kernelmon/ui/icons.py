@@ -1,0 +1,68 @@
+"""Finding kernelmon's resource files and turning them into (cached) icons.
+
+Installed from a wheel, resources live in the package as ``kernelmon/resources``; in a
+source checkout they are in ``resources/`` at the top of the tree.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import logging
+import os
+from pathlib import Path
+
+from PySide6.QtGui import QIcon
+
+logger = logging.getLogger(__name__)
+
+#: Execution states that have an icon of their own.
+STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unknown")
+
+
+@functools.cache
+def resources_dir() -> Path:
+    """The folder holding kernelmon.svg, icons/ and kernelmon.desktop."""
+    try:
+        installed = importlib.resources.files("kernelmon") / "resources"
+        if installed.is_dir():
+            return Path(str(installed))
+    except (ModuleNotFoundError, OSError):
+        pass
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def resource_path(name: str) -> Path:
+    """The path of a resource file, e.g. ``icons/state-idle.svg``."""
+    return resources_dir() / name
+
+
+@functools.cache
+def icon(name: str) -> QIcon:
+    """The icon ``resources/icons/<name>.svg`` (an empty icon when there is none)."""
+    path = resource_path(f"icons/{name}.svg")
+    if not path.is_file():
+        logger.warning("No icon %s", path)
+        return QIcon()
+    return QIcon(str(path))
+
+
+def state_icon(state: str) -> QIcon:
+    return icon(f"state-{state if state in STATE_ICONS else 'unknown'}")
+
+
+@functools.cache
+def app_icon() -> QIcon:
+    return QIcon(str(resource_path("kernelmon.svg")))
+
+
+@functools.cache
+def spec_logo(resource_dir: str) -> QIcon | None:
+    """A kernel spec's logo (logo-svg.svg or logo-64x64.png in its resource folder)."""
+    if not resource_dir:
+        return None
+    for name in ("logo-svg.svg", "logo-64x64.png", "logo-32x32.png"):
+        path = os.path.join(resource_dir, name)
+        if os.path.isfile(path):
+            return QIcon(path)
+    return None

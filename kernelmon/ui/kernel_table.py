@@ -1,0 +1,375 @@
+"""The kernel table: a ``QAbstractTableModel`` adapter over the core's kernel models.
+
+Rows are inserted and removed as kernels come and go and each kernel's row is refreshed with
+``dataChanged`` when the bridge reports a change; the model is never reset while running.
+The time columns ("last activity", "culled in") are refreshed once a second. What a cell
+shows is computed by small pure functions (``relative_time``, ``format_eta``...).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+)
+from PySide6.QtGui import QColor
+
+from ..core import KernelMap
+from .bridge import KernelBridge
+from .icons import spec_logo, state_icon
+
+logger = logging.getLogger(__name__)
+
+#: Role with a value that sorts the column naturally (numbers as numbers).
+SORT_ROLE = Qt.ItemDataRole.UserRole
+#: Role with the kernel's full id, in every column.
+KERNEL_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+class Column(IntEnum):
+    KERNEL = 0
+    ID = 1
+    STATE = 2
+    LAST_ACTIVITY = 3
+    CONNECTIONS = 4
+    CWD = 5
+    PID = 6
+    BUFFERED = 7
+    CULL_ETA = 8
+
+
+HEADERS = {
+    Column.KERNEL: ("Kernel", "The kernel spec the kernel was started from"),
+    Column.ID: ("Id", "The start of the kernel's id (the tooltip shows all of it)"),
+    Column.STATE: ("State", "What the kernel is doing: starting, idle, busy, restarting, dead"),
+    Column.LAST_ACTIVITY: ("Last activity", "When the kernel last did or sent something"),
+    Column.CONNECTIONS: ("Connections", "Frontends (consoles, notebooks) attached"),
+    Column.CWD: ("Working folder", "The folder the kernel runs in"),
+    Column.PID: ("PID", "The kernel's process id"),
+    Column.BUFFERED: ("Buffered", "Messages kept for a frontend that disconnected"),
+    Column.CULL_ETA: ("Culled in", "When the idle culler will shut this kernel down"),
+}
+
+STATE_COLOURS = {
+    "starting": QColor("#1e6fd9"),
+    "restarting": QColor("#1e6fd9"),
+    "idle": QColor("#1a7f37"),
+    "busy": QColor("#b35900"),
+    "dead": QColor("#c62828"),
+    "unknown": QColor("#6e6e6e"),
+}
+
+
+def parse_time(iso: str | None) -> datetime | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def relative_time(seconds: float) -> str:
+    """``12 s ago``, ``5 min ago``... for an age in seconds."""
+    if seconds < 1:
+        return "just now"
+    if seconds < 60:
+        return f"{int(seconds)} s ago"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``4 min 10 s``, ``2 h 5 min``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        m, s = divmod(seconds, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, rest = divmod(seconds, 3600)
+    m = rest // 60
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def format_eta(eta: float | None) -> str:
+    """What the "Culled in" column shows for ``KernelMap.cull_eta``."""
+    if eta is None:
+        return "never"
+    if eta <= 0:
+        return "next pass"
+    return format_duration(eta)
+
+
+def short_id(kernel_id: str) -> str:
+    return kernel_id[:8]
+
+
+class KernelTableModel(QAbstractTableModel):
+    """One row per kernel of a ``KernelMap`` (or of what ``add_kernel`` is given)."""
+
+    def __init__(
+        self,
+        kernel_map: KernelMap | None = None,
+        parent: QObject | None = None,
+        *,
+        refresh_ms: int = 1000,
+    ) -> None:
+        super().__init__(parent)
+        self._map = kernel_map
+        self._ids: list[str] = []
+        self._models: dict[str, dict[str, Any]] = {}
+        self._specs: dict[str, dict[str, Any]] = {}
+        self._specs_loaded = False
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh_times)
+        if refresh_ms > 0:
+            self._timer.start(refresh_ms)
+        if kernel_map is not None:
+            for model in kernel_map.list_kernels():
+                self.add_kernel(model["id"], model)
+
+    # -- feeding ----------------------------------------------------------------------------
+
+    def attach(self, bridge: KernelBridge) -> None:
+        bridge.kernel_added.connect(self.on_bridge_kernel_added)
+        bridge.kernel_changed.connect(self.on_bridge_kernel_changed)
+        bridge.kernel_removed.connect(self.on_bridge_kernel_removed)
+
+    def on_bridge_kernel_added(self, kernel_id: str, model: dict[str, Any]) -> None:
+        self.add_kernel(kernel_id, model)
+
+    def on_bridge_kernel_changed(self, kernel_id: str, model: dict[str, Any], _f: Any) -> None:
+        self.update_kernel(kernel_id, model)
+
+    def on_bridge_kernel_removed(self, kernel_id: str, _reason: str) -> None:
+        self.remove_kernel(kernel_id)
+
+    def add_kernel(self, kernel_id: str, model: dict[str, Any]) -> None:
+        if kernel_id in self._models:
+            self.update_kernel(kernel_id, model)
+            return
+        row = len(self._ids)
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._ids.append(kernel_id)
+        self._models[kernel_id] = dict(model)
+        self.endInsertRows()
+
+    def update_kernel(self, kernel_id: str, model: dict[str, Any]) -> None:
+        if kernel_id not in self._models:
+            return  # a late change for a kernel already removed
+        self._models[kernel_id] = dict(model)
+        row = self._ids.index(kernel_id)
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))
+
+    def remove_kernel(self, kernel_id: str) -> None:
+        if kernel_id not in self._models:
+            return
+        row = self._ids.index(kernel_id)
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._ids[row]
+        del self._models[kernel_id]
+        self.endRemoveRows()
+
+    def refresh_times(self) -> None:
+        """The time columns change with the clock: repaint them (not the whole table)."""
+        if not self._ids:
+            return
+        last = len(self._ids) - 1
+        for column in (Column.LAST_ACTIVITY, Column.CULL_ETA):
+            self.dataChanged.emit(
+                self.index(0, column),
+                self.index(last, column),
+                [Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole],
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def kernel_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def kernel_model(self, kernel_id: str) -> dict[str, Any] | None:
+        return self._models.get(kernel_id)
+
+    def row_of(self, kernel_id: str) -> int:
+        return self._ids.index(kernel_id) if kernel_id in self._models else -1
+
+    def _spec(self, name: str) -> dict[str, Any] | None:
+        if name not in self._specs and not self._specs_loaded and self._map is not None:
+            self._specs_loaded = True
+            try:
+                self._specs = self._map.kernel_specs()
+            except Exception:
+                logger.exception("Could not list kernel specs")
+        return self._specs.get(name)
+
+    @staticmethod
+    def _now() -> datetime:
+        return datetime.now(UTC)
+
+    def _age(self, model: dict[str, Any]) -> float | None:
+        when = parse_time(model.get("last_activity"))
+        if when is None:
+            return None
+        return max(0.0, (self._now() - when).total_seconds())
+
+    def _eta(self, kernel_id: str) -> float | None:
+        if self._map is None or kernel_id not in self._map:
+            return None
+        return self._map.cull_eta(kernel_id)
+
+    # -- Qt model interface -----------------------------------------------------------------
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._ids)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(Column)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(Column):
+            return None
+        title, tip = HEADERS[Column(section)]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return tip
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._ids):
+            return None
+        if not 0 <= index.column() < len(Column):
+            return None
+        kid = self._ids[index.row()]
+        model = self._models[kid]
+        column = Column(index.column())
+        if role == KERNEL_ID_ROLE:
+            return kid
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(kid, model, column)
+        if role == SORT_ROLE:
+            return self._sort_key(kid, model, column)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(kid, model, column)
+        if role == Qt.ItemDataRole.DecorationRole:
+            if column == Column.STATE:
+                return state_icon(str(model.get("execution_state", "unknown")))
+            if column == Column.KERNEL:
+                spec = self._spec(str(model.get("name", "")))
+                return spec_logo(spec["resource_dir"]) if spec else None
+        if role == Qt.ItemDataRole.ForegroundRole and column == Column.STATE:
+            return STATE_COLOURS.get(str(model.get("execution_state")), STATE_COLOURS["unknown"])
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (
+            Column.CONNECTIONS,
+            Column.PID,
+            Column.BUFFERED,
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _display(self, kid: str, model: dict[str, Any], column: Column) -> str:
+        match column:
+            case Column.KERNEL:
+                return str(model.get("display_name") or model.get("name") or "")
+            case Column.ID:
+                return short_id(kid)
+            case Column.STATE:
+                return str(model.get("execution_state", "unknown"))
+            case Column.LAST_ACTIVITY:
+                age = self._age(model)
+                return "" if age is None else relative_time(age)
+            case Column.CONNECTIONS:
+                return str(model.get("connections", 0))
+            case Column.CWD:
+                return str(model.get("cwd") or "")
+            case Column.PID:
+                pid = model.get("pid")
+                return "" if pid is None else str(pid)
+            case Column.BUFFERED:
+                n = int(model.get("buffered") or 0)
+                dropped = int(model.get("buffer_dropped") or 0)
+                return f"{n} (+{dropped} dropped)" if dropped else str(n)
+            case Column.CULL_ETA:
+                return format_eta(self._eta(kid))
+        return ""
+
+    def _sort_key(self, kid: str, model: dict[str, Any], column: Column) -> Any:
+        match column:
+            case Column.LAST_ACTIVITY:
+                return str(model.get("last_activity") or "")
+            case Column.CONNECTIONS:
+                return int(model.get("connections") or 0)
+            case Column.PID:
+                return int(model.get("pid") or -1)
+            case Column.BUFFERED:
+                return int(model.get("buffered") or 0)
+            case Column.CULL_ETA:
+                eta = self._eta(kid)
+                return float("inf") if eta is None else float(eta)
+        return self._display(kid, model, column).lower()
+
+    def _tooltip(self, kid: str, model: dict[str, Any], column: Column) -> str | None:
+        match column:
+            case Column.ID:
+                return f"Kernel id {kid}"
+            case Column.STATE:
+                reason = model.get("reason")
+                restarts = int(model.get("restarts") or 0)
+                tip = str(model.get("execution_state", "unknown"))
+                if restarts:
+                    tip += f" (restarted {restarts} time(s))"
+                return f"{tip}: {reason}" if reason else tip
+            case Column.LAST_ACTIVITY:
+                when = parse_time(model.get("last_activity"))
+                return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else None
+            case Column.CWD:
+                cwd = model.get("cwd")
+                return str(cwd) if cwd else None
+            case Column.KERNEL:
+                return f"{model.get('display_name')} (kernel spec {model.get('name')!r})"
+            case Column.CULL_ETA:
+                eta = self._eta(kid)
+                if eta is None:
+                    return "The current culling rules never cull this kernel as it is now"
+                return "Culled on the culler's first pass after this time, unless it is used"
+        return None
+
+
+class KernelSortProxy(QSortFilterProxyModel):
+    """Sorts the table by each column's natural value and keeps sorting as rows change."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+
+    def lessThan(self, left: ModelIndex, right: ModelIndex) -> bool:
+        a = left.data(SORT_ROLE)
+        b = right.data(SORT_ROLE)
+        try:
+            return bool(a < b)
+        except TypeError:
+            return str(a) < str(b)

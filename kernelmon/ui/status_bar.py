@@ -1,0 +1,68 @@
+"""The main window's status bar: kernel counts, last activity, the culler's state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+from ..core import KernelMap
+from .kernel_table import format_duration, relative_time
+
+
+def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
+    """How many kernels run, are busy, are dead."""
+    states = [str(m.get("execution_state")) for m in models]
+    return {
+        "running": sum(s != "dead" for s in states),
+        "busy": states.count("busy"),
+        "dead": states.count("dead"),
+    }
+
+
+def counts_text(models: list[dict[str, Any]]) -> str:
+    c = count_states(models)
+    return f"{c['running']} running · {c['busy']} busy · {c['dead']} dead"
+
+
+def culler_text(kernel_map: KernelMap, paused: bool, now: datetime) -> str:
+    if paused:
+        return "Culling paused"
+    s = kernel_map.settings
+    if s.cull_idle_timeout <= 0:
+        return "Culling off"
+    text = f"Culling after {format_duration(s.cull_idle_timeout)} idle"
+    if kernel_map.culling and kernel_map.next_cull is not None:
+        left = (kernel_map.next_cull - now).total_seconds()
+        text += f" · next pass in {format_duration(left)}"
+    return text
+
+
+class KernelStatusBar(QStatusBar):
+    """Permanent labels on the right; ``showMessage`` for what just happened on the left."""
+
+    def __init__(self, kernel_map: KernelMap, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._map = kernel_map
+        self.paused = False
+        self.counts_label = QLabel()
+        self.counts_label.setToolTip("Kernels kernelmon runs, how many are busy and dead")
+        self.activity_label = QLabel()
+        self.activity_label.setToolTip("The latest activity on any kernel")
+        self.culler_label = QLabel()
+        self.culler_label.setToolTip("The idle culler (change it in the Culler panel)")
+        for label in (self.counts_label, self.activity_label, self.culler_label):
+            self.addPermanentWidget(label)
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start(1000)
+        self.refresh()
+
+    def refresh(self) -> None:
+        now = datetime.now(UTC)
+        self.counts_label.setText(counts_text(self._map.list_kernels()))
+        age = (now - self._map.last_kernel_activity).total_seconds()
+        self.activity_label.setText(f"Last activity {relative_time(max(0.0, age))}")
+        self.culler_label.setText(culler_text(self._map, self.paused, now))

@@ -1,0 +1,126 @@
+"""UI test fixtures: one qasync loop per module, a KernelMap and a window on it.
+
+Tests drive the app from inside coroutines run on the qasync loop (``qloop.run(...)``), so
+tasks the UI starts and Qt's own events are processed together, as in the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+import qasync  # isort: skip  (PySide6 first)
+
+from kernelmon.core import KernelMap, Settings
+from kernelmon.ui import dialogs
+
+T = TypeVar("T")
+
+
+class QtLoop:
+    """A qasync loop the tests of a module share (kernels live on it)."""
+
+    def __init__(self, loop: qasync.QEventLoop) -> None:
+        self.loop = loop
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    def sleep(self, seconds: float) -> None:
+        self.run(asyncio.sleep(seconds))
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02
+) -> None:
+    """Wait (letting the loop run) until ``predicate()`` is true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def qloop(qapp: QApplication) -> Iterator[QtLoop]:
+    loop = qasync.QEventLoop(qapp)
+    try:
+        yield QtLoop(loop)
+    finally:
+        loop.run_until_complete(asyncio.sleep(0.05))
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ui-root")
+    (root / "project").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
+    km = KernelMap(Settings(root_dir=str(ui_root), kernel_info_timeout=30))
+    try:
+        yield km
+    finally:
+        qloop.run(km.close())
+
+
+@pytest.fixture(scope="module")
+def window(qloop: QtLoop, kernel_map: KernelMap, tmp_path_factory: pytest.TempPathFactory):
+    from kernelmon.ui.main_window import MainWindow
+
+    folder = tmp_path_factory.mktemp("ui-state")
+    win = MainWindow(
+        kernel_map,
+        use_tray=False,
+        settings_path=folder / "settings.json",
+        window_state_path=folder / "window.ini",
+    )
+    win.show()
+    yield win
+    win.tasks.cancel_all()
+    qloop.run(win.tasks.wait_all())
+    win.bridge.close()
+    win.hide()
+    win.deleteLater()
+
+
+@pytest.fixture
+def no_dialogs(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    """Replace every question with a recorded "yes" (tests change the answers)."""
+    asked: dict[str, list[Any]] = {"confirm": [], "ask_quit": [], "show_error": []}
+
+    def confirm(parent: Any, title: str, text: str, **kw: Any) -> tuple[bool, bool]:
+        asked["confirm"].append((title, text))
+        return True, False
+
+    def ask_quit(parent: Any, running: int) -> dialogs.QuitChoice:
+        asked["ask_quit"].append(running)
+        return dialogs.QuitChoice.SHUT_DOWN
+
+    def show_error(parent: Any, title: str, text: str) -> None:
+        asked["show_error"].append((title, text))
+
+    monkeypatch.setattr(dialogs, "confirm", confirm)
+    monkeypatch.setattr(dialogs, "ask_quit", ask_quit)
+    monkeypatch.setattr(dialogs, "show_error", show_error)
+    return asked
+
+
+def pid_alive(pid: int | None) -> bool:
+    import psutil
+
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -1,0 +1,195 @@
+"""The app as a whole: ``python -m kernelmon --help``, and main() opening and quitting."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from kernelmon import __version__, app, paths
+from kernelmon.ui import dialogs
+from kernelmon.ui.main_window import MainWindow
+
+from .conftest import pid_alive, wait_until
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kernelmon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+
+
+def test_help_describes_the_options() -> None:
+    result = run_module("--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--root-dir", "--log-level", "--no-tray", "--version"):
+        assert option in result.stdout
+    assert "Jupyter kernels" in result.stdout
+
+
+def test_version() -> None:
+    result = run_module("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_bad_root_dir_is_refused(tmp_path: Path) -> None:
+    result = run_module("--root-dir", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert "not a folder" in result.stderr
+
+
+def kernel_children() -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if "ipykernel" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+    ]
+
+
+def drive_main(script: Any, argv: list[str]) -> int:
+    """Run app.main(argv) while ``script(window)`` (a coroutine function) drives the window."""
+    errors: list[BaseException] = []
+    tasks: list[asyncio.Future[None]] = []
+
+    def later() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        window = next(w for w in windows if not w.is_finished)
+
+        async def go() -> None:
+            try:
+                await script(window)
+            except BaseException as e:
+                errors.append(e)
+                window.request_quit()
+
+        tasks.append(asyncio.ensure_future(go()))
+
+    QTimer.singleShot(100, later)
+    rc = app.main(argv)
+    if errors:
+        raise errors[0]
+    return rc
+
+
+def test_main_opens_and_quits_shutting_kernels_down(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+
+    def ask_quit(parent: Any, running: int) -> dialogs.QuitChoice:
+        asked.append(running)
+        return dialogs.QuitChoice.SHUT_DOWN
+
+    monkeypatch.setattr(dialogs, "ask_quit", ask_quit)
+    before = {p.pid for p in kernel_children()}
+    pids: list[int] = []
+
+    async def script(window: MainWindow) -> None:
+        assert window.isVisible()
+        kid = await window.start_kernel("python3")
+        await wait_until(lambda: window.table_model.rowCount() == 1)
+        pids.append(window.kernel_map.kernel_model(kid)["pid"])
+        assert pid_alive(pids[0])
+        window.actions_by_name["quit"].trigger()
+
+    hook = sys.excepthook
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    assert sys.excepthook is hook, "main() restores the excepthook"
+    assert asked == [1]
+    assert not pid_alive(pids[0])
+    assert {p.pid for p in kernel_children()} <= before
+    assert paths.window_state_file().is_file(), "window geometry was saved"
+    assert "starting; root folder" in paths.log_file().read_text()
+
+
+def test_main_can_leave_kernels_running(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dialogs, "ask_quit", lambda p, n: dialogs.QuitChoice.LEAVE_RUNNING)
+    pids: list[int] = []
+
+    async def script(window: MainWindow) -> None:
+        kid = await window.start_kernel("python3")
+        pids.append(window.kernel_map.kernel_model(kid)["pid"])
+        window.request_quit()
+
+    try:
+        assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+        assert pid_alive(pids[0]), "the kernel was left running as asked"
+    finally:
+        for pid in pids:
+            if pid_alive(pid):
+                psutil.Process(pid).kill()
+
+
+def test_cancelled_quit_keeps_everything(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [dialogs.QuitChoice.CANCEL, dialogs.QuitChoice.SHUT_DOWN]
+    monkeypatch.setattr(dialogs, "ask_quit", lambda p, n: answers.pop(0))
+
+    async def script(window: MainWindow) -> None:
+        kid = await window.start_kernel("python3")
+        window.close()  # no tray: closing the window means quitting
+        await asyncio.sleep(0.1)
+        assert window.isVisible()
+        assert kid in window.kernel_map
+        assert not window.is_finished
+        window.close()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    assert answers == []
+
+
+def test_corrupt_settings_are_reported_and_the_app_runs(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KERNELMON_CONFIG_DIR", str(tmp_path / "config"))
+    (tmp_path / "config").mkdir()
+    paths.settings_file().write_text("{broken")
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
+
+    async def script(window: MainWindow) -> None:
+        assert window.kernel_map.settings.cull_idle_timeout == 0
+        window.request_quit()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path)]) == 0
+    assert shown
+    assert "defaults" in shown[0][1]
+    assert list((tmp_path / "config").glob("settings.json.bad-*"))
+
+
+def test_uncaught_errors_are_shown_and_the_app_keeps_running(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
+
+    async def script(window: MainWindow) -> None:
+        sys.excepthook(ValueError, ValueError("boom in a slot"), None)
+
+        async def failing() -> None:
+            raise RuntimeError("boom in a task")
+
+        window.tasks.spawn(failing(), "Testing")
+        await wait_until(lambda: len(shown) == 2)
+        assert window.isVisible()
+        window.request_quit()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    assert "boom in a slot" in shown[0][1]
+    assert "boom in a task" in shown[1][1]
