@@ -52,6 +52,13 @@ class KernelStarted(KernelEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class KernelAdopted(KernelEvent):
+    """A kernel of an earlier kernelmon run was taken over; ``answered`` if it responded."""
+
+    answered: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class KernelRestarted(KernelEvent):
     """A kernel was restarted and answered; ``auto`` when the auto-restarter did it."""
 

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
@@ -37,6 +38,7 @@ from .events import (
     ActionFailed,
     EventHub,
     KernelAdded,
+    KernelAdopted,
     KernelChanged,
     KernelCulled,
     KernelDied,
@@ -48,15 +50,19 @@ from .events import (
     KernelStarted,
     Subscriber,
 )
-from .local import LocalKernel
+from .local import LocalKernel, remove_connection_files
+from .process import process_matches
 from .records import ExecutionState, KernelRecord, utcnow
 from .settings import Settings
+from .state import StateFile, default_state_dir
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
 
 #: Fields whose change is sent to subscribers at once; others are coalesced.
 URGENT_FIELDS = frozenset({"execution_state", "connections", "reason", "pid", "restarts"})
+#: How long restore() waits for an adopted kernel to answer before calling it unresponsive.
+ADOPT_TIMEOUT = 5.0
 _KERNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -70,6 +76,13 @@ class _Entry:
     shutdown_task: asyncio.Task[None] | None = None
 
 
+def kernel_survives(connection_file: str, pid: int, started: object) -> bool:
+    """Whether a recorded kernel's connection file and process (not a reused PID) remain."""
+    return os.path.exists(connection_file) and process_matches(
+        pid, connection_file, started if isinstance(started, int | float) else None
+    )
+
+
 class KernelMap:
     """Every kernel kernelmon manages, by id.
 
@@ -78,7 +91,10 @@ class KernelMap:
     auto-restarter: how often it checks the process, how many restarts in a row it tries),
     ``shutdown_wait`` (how long a shutdown waits for the kernel to exit by itself before
     SIGTERM, at half of it, and SIGKILL, at the end), ``connection_dir`` (where connection
-    files go; the Jupyter runtime folder by default).
+    files go; the Jupyter runtime folder by default), ``transport`` ("ipc" or "tcp"; by default
+    IPC where the platform has Unix sockets, so no TCP port is open to other users, else TCP
+    on 127.0.0.1), ``state_dir`` (where the crash-safe record of running kernels is kept;
+    ``$KERNELMON_STATE_DIR`` or the user's state folder by default).
     """
 
     #: Coalescing period for activity-only change events, in seconds.
@@ -94,6 +110,8 @@ class KernelMap:
         shutdown_wait: float = 5.0,
         connection_dir: str | None = None,
         kernel_spec_manager: KernelSpecManager | None = None,
+        transport: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings()
         self._clock = clock
@@ -102,6 +120,9 @@ class KernelMap:
         self._shutdown_wait = shutdown_wait
         self._connection_dir = connection_dir
         self._ksm = kernel_spec_manager
+        self._transport = transport
+        self._state_dir = state_dir
+        self._state: StateFile | None = None
         self._kernels: dict[str, _Entry] = {}
         self._hub = EventHub()
         self._pending_changes: dict[str, set[str]] = {}
@@ -189,6 +210,8 @@ class KernelMap:
             self.last_kernel_activity = now
         if record.id not in self._kernels:
             return
+        if "pid" in fields or "restarts" in fields:
+            self._save_state()
         pending = self._pending_changes.setdefault(record.id, set())
         pending.update(fields)
         if not URGENT_FIELDS.isdisjoint(fields):
@@ -230,6 +253,8 @@ class KernelMap:
             restart_poll=self._restart_poll,
             restart_limit=self._restart_limit,
             shutdown_wait=self._shutdown_wait,
+            transport=self._transport,
+            log_dir=str(self.state_file.folder / "kernel-logs"),
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
         )
 
@@ -289,9 +314,12 @@ class KernelMap:
         except Exception:
             logger.exception("Could not stop kernel %s after its failed start", kid)
         entry.backend.close()
+        if isinstance(entry.backend, LocalKernel):
+            entry.backend.remove_log()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
             self._pending_changes.pop(kid, None)
+            self._save_state()
         if entry.ready is not None and not entry.ready.done():
             entry.ready.set_exception(
                 error if isinstance(error, Exception) else RuntimeError("start cancelled")
@@ -361,6 +389,8 @@ class KernelMap:
         dead = entry.record.execution_state == ExecutionState.DEAD
         try:
             await entry.backend.shutdown(now=now or dead)
+            if isinstance(entry.backend, LocalKernel):
+                entry.backend.remove_log()
         except Exception:
             logger.exception("Shutdown of kernel %s failed; killing it", kid)
             with contextlib.suppress(Exception):
@@ -369,6 +399,7 @@ class KernelMap:
             entry.backend.close()
             if self._kernels.get(kid) is entry:
                 del self._kernels[kid]
+                self._save_state()
             self._pending_changes.pop(kid, None)
             self.last_kernel_activity = max(self.last_kernel_activity, utcnow())
         logger.info("Shut down kernel %s", kid)
@@ -393,6 +424,105 @@ class KernelMap:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+
+    # -- crash safety -----------------------------------------------------------------------
+
+    @property
+    def state_file(self) -> StateFile:
+        """This map's record of its kernels (see ``state``)."""
+        if self._state is None:
+            folder = Path(self._state_dir) if self._state_dir else default_state_dir()
+            self._state = StateFile(folder)
+        return self._state
+
+    def _save_state(self) -> None:
+        records = [
+            e.backend.state()
+            for e in self._kernels.values()
+            if isinstance(e.backend, LocalKernel) and e.record.pid is not None
+        ]
+        self.state_file.save(records)
+
+    async def restore(self) -> list[str]:
+        """Adopt the kernels of earlier kernelmon runs that crashed or were killed.
+
+        Kernels whose process still runs come back under their id, name and folder, watched
+        again, and can be restarted, interrupted and shut down as before; one that runs but
+        does not answer is listed as ``unresponsive`` (shut it down to kill it). Records of
+        kernels that are gone are dropped and their connection files removed. Returns the
+        adopted kernels' ids.
+        """
+        adopted: list[str] = []
+        for path, kernels in self.state_file.others():
+            for saved in kernels:
+                try:
+                    kid = await self._adopt(saved)
+                except Exception:
+                    logger.exception("Could not adopt kernel %r", saved.get("id"))
+                    continue
+                if kid is not None:
+                    adopted.append(kid)
+            self._save_state()
+            with contextlib.suppress(OSError):
+                path.unlink()
+        if adopted:
+            self._ensure_culler()
+        return adopted
+
+    async def _adopt(self, saved: dict[str, Any]) -> str | None:
+        kid, name = saved.get("id"), saved.get("kernel_name")
+        conn_file, pid = saved.get("connection_file"), saved.get("pid")
+        if not (
+            isinstance(kid, str)
+            and _KERNEL_ID.match(kid)
+            and isinstance(name, str)
+            and isinstance(conn_file, str)
+            and isinstance(pid, int)
+        ):
+            logger.warning("Ignoring a malformed kernel record: %r", saved)
+            return None
+        if kid in self._kernels:
+            return None
+        started = saved.get("pid_started")
+        if not kernel_survives(conn_file, pid, started):
+            logger.info("Kernel %s of an earlier run is gone; cleaning up after it", kid)
+            remove_connection_files(conn_file)
+            return None
+        try:
+            spec = self._resolve_spec(name)
+        except KernelSpecNotFound:
+            logger.warning(
+                "Kernel %s (pid %s) runs, but its kernel spec %r is gone; leaving it alone",
+                kid,
+                pid,
+                name,
+            )
+            return None
+        cwd = saved.get("cwd") if isinstance(saved.get("cwd"), str) else None
+        record = KernelRecord(id=kid, name=name, display_name=spec.display_name, cwd=cwd)
+        with contextlib.suppress(TypeError, ValueError):
+            record.started = datetime.fromisoformat(str(saved["started"]).replace("Z", "+00:00"))
+        if isinstance(saved.get("restarts"), int):
+            record.restarts = saved["restarts"]
+        backend = self._new_backend(record)
+        entry = _Entry(record, backend)
+        self._kernels[kid] = entry
+        self._emit(KernelAdded(kid, record.to_model()))
+        timeout = min(self._settings.kernel_info_timeout, ADOPT_TIMEOUT)
+        answered = await backend.adopt(saved, timeout)
+        if answered:
+            if record.execution_state == ExecutionState.STARTING:
+                record.execution_state = ExecutionState.IDLE
+        else:
+            record.execution_state = ExecutionState.UNRESPONSIVE
+            record.reason = (
+                f"it runs (pid {pid}) but did not answer within {timeout:g} s; "
+                "shut it down to kill it"
+            )
+        self._changed(record, {"execution_state", "reason"}, None)
+        logger.info("Adopted kernel %s (%s, pid %s) from an earlier run", kid, name, pid)
+        self._emit(KernelAdopted(kid, answered=answered))
+        return kid
 
     # -- frontends and offline buffering ----------------------------------------------------
 

@@ -10,15 +10,17 @@ restarter subclass below) when a restart it made is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 from jupyter_client.ioloop.manager import AsyncIOLoopKernelManager
 from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
 from .activity import ActivityWatcher
@@ -32,7 +34,8 @@ from .errors import (
     RestartTimeout,
 )
 from .events import KernelDied, KernelEvent, KernelRestarted
-from .records import ExecutionState, KernelRecord
+from .process import AdoptedProcess, create_time, kill_process_group, wait_for_exit
+from .records import ExecutionState, KernelRecord, isoformat
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,20 @@ logger = logging.getLogger(__name__)
 PROBE_RESEND = 2.0
 #: How often the wait for an answer checks whether the process still runs.
 PROCESS_CHECK = 0.05
+#: Unix socket paths longer than this fail (108 bytes on Linux, 104 on macOS, less a margin).
+MAX_IPC_PATH = 100
+
+
+def choose_transport(connection_file: str, wanted: str | None) -> tuple[str, str]:
+    """(transport, ip) for a local kernel: IPC sockets beside the connection file where the
+    platform has Unix sockets and the path fits, else TCP on the loopback interface."""
+    ipc_prefix = os.path.splitext(connection_file)[0] + "-ipc"
+    if wanted in (None, "ipc") and os.name == "posix" and len(ipc_prefix) + 3 <= MAX_IPC_PATH:
+        return "ipc", ipc_prefix
+    if wanted == "ipc":
+        logger.info("IPC transport unavailable for %s; using TCP on 127.0.0.1", connection_file)
+    return "tcp", "127.0.0.1"
+
 
 OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
 
@@ -55,6 +72,25 @@ def describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         return f"was killed by {name}"
     return f"exited with code {code}"
+
+
+def remove_connection_files(connection_file: str) -> None:
+    """Remove a kernel's connection file and, for IPC kernels, its socket files."""
+    import json
+
+    try:
+        with open(connection_file, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        info = {}
+    paths = [connection_file]
+    if isinstance(info, dict) and info.get("transport") == "ipc" and info.get("ip"):
+        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
+            if name in info:
+                paths.append(f"{info['ip']}-{info[name]}")
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 class _Restarter(AsyncIOLoopKernelRestarter):
@@ -90,15 +126,23 @@ class LocalKernel(KernelBackend):
         restart_limit: int = 5,
         shutdown_wait: float = 5.0,
         kernel_info_timeout: Callable[[], float] = lambda: 60.0,
+        transport: str | None = None,
+        log_dir: str | None = None,
     ) -> None:
         super().__init__(record)
+        #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
+        self.log_file = os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log")
+        connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
+        transport, ip = choose_transport(connection_file, transport)
         config = Config()
         config.KernelRestarter.time_to_dead = restart_poll
         config.KernelRestarter.restart_limit = restart_limit
         self.km = AsyncIOLoopKernelManager(
             kernel_name=record.name,
             kernel_spec_manager=kernel_spec_manager,
-            connection_file=os.path.join(connection_dir, f"kernel-{record.id}.json"),
+            connection_file=connection_file,
+            transport=transport,
+            ip=ip,
             autorestart=True,
             restarter_class=_Restarter,
             config=config,
@@ -112,6 +156,8 @@ class LocalKernel(KernelBackend):
         self._op = asyncio.Lock()
         self._abort = False
         self._confirm_task: asyncio.Task[None] | None = None
+        self._launch_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
+        self._log: IO[bytes] | None = None
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -132,6 +178,32 @@ class LocalKernel(KernelBackend):
         if proc is None:
             return None
         return proc.poll()  # type: ignore[no-any-return]
+
+    def exit_description(self) -> str:
+        proc = self._process()
+        if proc is not None and not getattr(proc, "exit_known", True):
+            return "exited"
+        return describe_exit(self.exit_code())
+
+    @property
+    def pgid(self) -> int | None:
+        return getattr(self.km.provisioner, "pgid", None)
+
+    def state(self) -> dict[str, Any]:
+        """What the state file keeps about this kernel, for adoption after a crash."""
+        r = self.record
+        return {
+            "id": r.id,
+            "kernel_name": r.name,
+            "display_name": r.display_name,
+            "connection_file": self.connection_file,
+            "pid": r.pid,
+            "pgid": self.pgid,
+            "pid_started": create_time(r.pid),
+            "cwd": r.cwd,
+            "started": isoformat(r.started),
+            "restarts": r.restarts,
+        }
 
     async def is_alive(self) -> bool:
         return bool(await self.km.is_alive())
@@ -161,6 +233,7 @@ class LocalKernel(KernelBackend):
         if self._confirm_task is not None:
             self._confirm_task.cancel()
         self._detach()
+        self._close_log()
 
     async def _wait_ready(
         self,
@@ -194,9 +267,8 @@ class LocalKernel(KernelBackend):
                 for fut in done:
                     if not fut.cancelled() and fut.exception() is None:
                         return fut.result()
-                code = self.exit_code()
-                if code is not None:
-                    raise on_exit(f"its process {describe_exit(code)}")
+                if self.exit_code() is not None:
+                    raise on_exit(f"its process {self.exit_description()}")
         finally:
             for fut in pending:
                 fut.cancel()
@@ -206,8 +278,10 @@ class LocalKernel(KernelBackend):
     async def start(self, cwd: str, timeout: float) -> None:
         """Launch the kernel and wait until it answers (or fail, leaving no process)."""
         name = self.record.name
+        # independent: the kernel outlives a crash of kernelmon, whose next run adopts it
+        self._launch_args = {"kernel_id": self.record.id, "cwd": cwd, "independent": True}
         try:
-            await self.km.start_kernel(kernel_id=self.record.id, cwd=cwd)
+            await self._launch()
         except Exception as e:
             raise KernelStartFailed(f"Kernel {name!r} could not be launched: {e}") from e
         # The restarter must not hide a kernel that dies while starting.
@@ -220,9 +294,91 @@ class LocalKernel(KernelBackend):
                 "(kernel_info_timeout); it was stopped. Check that the kernel works, or raise "
                 "the timeout."
             ),
-            lambda why: KernelStartFailed(f"Kernel {name!r} failed to start: {why}."),
+            lambda why: KernelStartFailed(
+                f"Kernel {name!r} failed to start: {why}.{self._output_tail()}"
+            ),
         )
         self._install_restarter_hooks()
+
+    async def adopt(self, saved: dict[str, Any], timeout: float) -> bool:
+        """Take over a kernel of an earlier run from its state record; True if it answered
+        a kernel_info_request within ``timeout`` (else it is adopted as unresponsive)."""
+        km = self.km
+        km.connection_file = saved["connection_file"]
+        km.load_connection_file()
+        km.kernel_id = self.record.id
+        provisioner: Any = KernelProvisionerFactory.instance(
+            parent=km.parent
+        ).create_provisioner_instance(self.record.id, km.kernel_spec, parent=km)
+        pid = int(saved["pid"])
+        provisioner.process = AdoptedProcess(pid)
+        provisioner.pid = pid
+        provisioner.pgid = saved.get("pgid")
+        provisioner.connection_info = km.get_connection_info()
+        provisioner.ports_cached = True  # a restart keeps the ports the kernel has
+        km.provisioner = provisioner
+        self._launch_args = {
+            "kernel_id": self.record.id,
+            "cwd": self.record.cwd,
+            "independent": True,
+        }
+        # what jupyter_client's auto-restarter relaunches with
+        km_any: Any = km
+        log = self._log_handle()
+        km_any._launch_args = {
+            "cwd": self.record.cwd,
+            "independent": True,
+            "stdout": log,
+            "stderr": log,
+        }
+        self._attach()
+        try:
+            await self._wait_ready(
+                timeout,
+                lambda: RestartTimeout("no answer"),
+                lambda why: RestartFailed(why),
+            )
+            answered = True
+        except RestartTimeout:
+            answered = False
+        self._install_restarter_hooks()
+        return answered
+
+    def _log_handle(self) -> IO[bytes]:
+        """The open log file the kernel's output goes to (kept open so that jupyter_client's
+        auto-restarter, which relaunches with the same arguments, can use it too)."""
+        if self._log is None or self._log.closed:
+            os.makedirs(os.path.dirname(self.log_file), mode=0o700, exist_ok=True)
+            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._log = os.fdopen(fd, "ab", buffering=0)
+        return self._log
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    async def _launch(self) -> None:
+        """Start the kernel process with its output going to ``log_file``."""
+        log = self._log_handle()
+        await self.km.start_kernel(**self._launch_args, stdout=log, stderr=log)
+
+    def _output_tail(self, lines: int = 8) -> str:
+        """The last lines the kernel printed, for an error message ("" if none)."""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 4096))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.splitlines() if line.strip()][-lines:]
+        return (" Its last output:\n" + "\n".join(tail)) if tail else ""
+
+    def remove_log(self) -> None:
+        self._close_log()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log_file)
 
     def _install_restarter_hooks(self) -> None:
         self.km.start_restarter()
@@ -245,7 +401,8 @@ class LocalKernel(KernelBackend):
         async with self._op:
             self._detach()
             try:
-                await self.km.restart_kernel(now=False)
+                await self._stop_process(now=False, restart=True)
+                await self._launch()
             except Exception as e:
                 raise RestartFailed(f"Kernel {kid} could not be restarted: {e}") from e
             self.km.stop_restarter()
@@ -258,10 +415,10 @@ class LocalKernel(KernelBackend):
                 ),
                 lambda why: RestartFailed(
                     f"Kernel {kid} died during the restart: {why}. Shut it down and start a "
-                    "new one; if it keeps failing, check its kernel spec."
+                    f"new one; if it keeps failing, check its kernel spec.{self._output_tail()}"
                 ),
             )
-            self.km.start_restarter()
+            self._install_restarter_hooks()
 
     async def shutdown(self, now: bool = False) -> None:
         self._abort = True
@@ -269,17 +426,44 @@ class LocalKernel(KernelBackend):
             self._confirm_task.cancel()
         async with self._op:
             self._detach()
-            if self.km.has_kernel:
-                await self.km.shutdown_kernel(now=now)
-            else:
-                await self.km.cleanup_resources()
+            await self._stop_process(now=now, restart=False)
+
+    async def _stop_process(self, now: bool, restart: bool) -> None:
+        """shutdown_request, then SIGTERM, then SIGKILL to the process group, each waited
+        for precisely (no polling); then whatever is left of the group is killed and the
+        connection file (unless restarting) and IPC sockets are removed."""
+        km = self.km
+        km.stop_restarter()
+        proc = self._process()
+        pgid = self.pgid
+        if proc is not None and proc.poll() is None:
+            provisioner = km.provisioner
+            assert provisioner is not None
+            grace = max(km.shutdown_wait_time, 0.0) / 2
+            exited = False
+            if not now:
+                with contextlib.suppress(Exception):
+                    await km.request_shutdown(restart=restart)
+                exited = await wait_for_exit(proc, grace)
+                if not exited:
+                    logger.info("Kernel %s ignored shutdown_request; terminating", self.record.id)
+                    await provisioner.terminate(restart=restart)
+                    exited = await wait_for_exit(proc, grace)
+            if not exited:
+                logger.info("Killing kernel %s", self.record.id)
+                await provisioner.kill(restart=restart)
+                if not await wait_for_exit(proc, 5.0):
+                    logger.warning("Kernel %s (pid %s) did not die", self.record.id, proc.pid)
+            await provisioner.wait()
+        kill_process_group(pgid)
+        await km.cleanup_resources(restart=restart)
 
     # -- the auto-restarter's news ----------------------------------------------------------
 
     def _on_auto_restart(self) -> None:
         """The process died and jupyter_client's restarter is about to start a new one."""
         self._detach()
-        why = f"the kernel process {describe_exit(self.exit_code())}"
+        why = f"the kernel process {self.exit_description()}"
         record = self.record
         record.execution_state = ExecutionState.RESTARTING
         record.reason = f"{why}; restarting it"
@@ -291,7 +475,7 @@ class LocalKernel(KernelBackend):
         self._detach()
         record = self.record
         limit = self.km._restarter.restart_limit if self.km._restarter else 0
-        why = f"the kernel process {describe_exit(self.exit_code())}"
+        why = f"the kernel process {self.exit_description()}"
         record.execution_state = ExecutionState.DEAD
         record.reason = f"{why} and was restarted {limit} time(s) without success"
         self._on_change(record, {"execution_state", "reason"}, None)

@@ -31,6 +31,8 @@ class ExecutionState(StrEnum):
     BUSY = "busy"
     RESTARTING = "restarting"
     DEAD = "dead"
+    #: alive but not answering kernel_info_request (e.g. found after a crash of kernelmon)
+    UNRESPONSIVE = "unresponsive"
     UNKNOWN = "unknown"
 
 

@@ -54,6 +54,7 @@ def test_spec_that_exits_at_once(aio, fmap):
         aio.run(fmap.start_kernel(kernel_name=name))
     log.unsubscribe()
     assert "exited with code 3" in str(info.value)
+    assert "kernel says: cannot start" in str(info.value)  # its own words, from its log
     assert name in str(info.value)
     assert len(fmap) == 0
     assert children_of_this_process() <= before

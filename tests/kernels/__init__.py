@@ -32,7 +32,13 @@ def write_spec(argv: list[str], env: dict[str, str] | None = None, prefix: str =
 
 def exits_at_once() -> str:
     return write_spec(
-        [sys.executable, "-c", "import sys; sys.exit(3)", "{connection_file}"], prefix="exits"
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.stderr.write('kernel says: cannot start\\n'); sys.exit(3)",
+            "{connection_file}",
+        ],
+        prefix="exits",
     )
 
 
