@@ -614,7 +614,7 @@ class MainWindow(QMainWindow):
         if self.tray is not None:
             self.tray.hide()
         self.status.showMessage("Quitting…")
-        self._finish_task = asyncio.get_event_loop().create_task(self._finish(shut_down))
+        self._finish_task = asyncio.get_running_loop().create_task(self._finish(shut_down))
 
     async def _finish(self, shut_down: bool) -> None:
         try:

@@ -33,7 +33,7 @@ class TaskRunner(QObject):
         return len(self._tasks)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
-        task = asyncio.get_event_loop().create_task(coro)
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, what))
         return task

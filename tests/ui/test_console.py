@@ -1,0 +1,128 @@
+"""The console: output, errors, and output kept while it is closed, replayed on reopening."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from kernelmon.core import KernelMap
+from kernelmon.ui.console import ConsoleWindow, message_text, strip_ansi
+from kernelmon.ui.main_window import MainWindow
+
+from .conftest import QtLoop, wait_until
+
+
+@pytest.fixture(scope="module")
+def kid(qloop: QtLoop, window: MainWindow) -> str:
+    async def start() -> str:  # UI actions run on the running loop, as in the app
+        return str(await window.start_kernel("python3"))
+
+    return qloop.run(start())
+
+
+def open_console(window: MainWindow, kid: str) -> ConsoleWindow:
+    window.select_kernel(kid)
+    window.actions_by_name["console"].trigger()
+    return window.consoles.consoles[kid]
+
+
+def test_pure_message_rendering() -> None:
+    assert strip_ansi("\x1b[0;31mZeroDivisionError\x1b[0m: x") == "ZeroDivisionError: x"
+    stream = {"header": {"msg_type": "stream"}, "content": {"name": "stdout", "text": "hi\n"}}
+    assert message_text(stream) == "hi\n"
+    result = {
+        "header": {"msg_type": "execute_result"},
+        "content": {"execution_count": 3, "data": {"text/plain": "42"}},
+    }
+    assert message_text(result) == "Out[3]: 42\n"
+    assert message_text({"header": {"msg_type": "status"}, "content": {}}) is None
+
+
+def test_console_runs_code_and_shows_output_and_errors(
+    qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, kid: str
+) -> None:
+    async def go() -> ConsoleWindow:
+        console = open_console(window, kid)
+        await wait_until(lambda: console.input.isEnabled())
+        assert kernel_map.kernel_model(kid)["connections"] == 1
+        console.input.setText("print('hello'); 40 + 2")
+        console.input.returnPressed.emit()
+        assert console.input.text() == ""
+        await wait_until(lambda: "Out[1]: 42" in console.text())
+        console.execute("1/0")
+        await wait_until(lambda: "ZeroDivisionError" in console.text())
+        return console
+
+    console = qloop.run(go())
+    text = console.text()
+    assert "In [1]: print('hello'); 40 + 2" in text
+    assert "hello\n" in text
+    assert "\x1b" not in text, "ANSI colour codes are stripped"
+    # opening again raises the same window
+    assert open_console(window, kid) is console
+
+    async def close() -> None:
+        console.close()
+        await wait_until(lambda: kernel_map.kernel_model(kid)["connections"] == 0)
+
+    qloop.run(close())
+    assert kid not in window.consoles.consoles
+
+
+def test_reopened_console_replays_what_it_missed(
+    qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, kid: str
+) -> None:
+    key = window.consoles.session_key(kid)
+
+    async def go() -> ConsoleWindow:
+        console = open_console(window, kid)
+        await wait_until(lambda: console.input.isEnabled())
+        assert console.connection is not None
+        assert console.connection.session_key == key
+        # code that keeps talking after the console is closed
+        console.execute(
+            "import threading, time\n"
+            "def later():\n"
+            "    time.sleep(0.3)\n"
+            "    print('said while you were away', flush=True)\n"
+            "threading.Thread(target=later).start()"
+        )
+        console.close()
+        await wait_until(lambda: kernel_map.kernel_model(kid)["connections"] == 0)
+        await wait_until(lambda: kernel_map.kernel_model(kid)["buffered"] >= 1)
+        await asyncio.sleep(0.6)
+        reopened = open_console(window, kid)
+        assert reopened is not console
+        await wait_until(lambda: reopened.input.isEnabled())
+        return reopened
+
+    reopened = qloop.run(go())
+    assert reopened.connection is not None
+    assert reopened.connection.session_key == key, "the same session key for the kernel"
+    assert reopened.connection.replayed >= 1
+    text = reopened.text()
+    assert "said while you were away" in text
+    assert f"{reopened.connection.replayed} message(s)" in text
+    assert "closed are shown above" in text
+    assert text.index("said while you were away") < text.index("closed are shown above"), (
+        "the output came from the buffer, before the note"
+    )
+    assert kernel_map.kernel_model(kid)["buffered"] == 0
+
+
+def test_console_says_when_its_kernel_goes(
+    qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, kid: str, no_dialogs: Any
+) -> None:
+    console = window.consoles.consoles[kid]
+
+    async def go() -> None:
+        window.shutdown_kernel(kid)
+        await wait_until(lambda: kid not in kernel_map, timeout=30)
+        await wait_until(lambda: not console.input.isEnabled())
+
+    qloop.run(go())
+    assert "The kernel is gone" in console.text()
+    assert kid not in window.consoles.session_keys
+    console.close()
