@@ -132,6 +132,7 @@ async def run_app(
     window = MainWindow(kernel_map, use_tray=not args.no_tray)
     _REPORTER.window = window
     window.show()
+    window.restore_kernels()
     if settings_message:
         window.report_problem("Settings", settings_message)
     try:

@@ -23,6 +23,7 @@ from ..core import KernelMap
 from ..core.events import (
     ActionFailed,
     KernelAdded,
+    KernelAdopted,
     KernelChanged,
     KernelCulled,
     KernelDied,
@@ -48,6 +49,8 @@ class KernelBridge(QObject):
     kernel_removed = Signal(str, str)
     #: ``(kernel_id,)``: a new kernel answered.
     kernel_started = Signal(str)
+    #: ``(kernel_id, answered)``: a kernel left by an earlier run was taken over.
+    kernel_adopted = Signal(str, bool)
     #: ``(kernel_id, auto)``: a kernel was restarted (``auto`` by the auto-restarter).
     kernel_restarted = Signal(str, bool)
     #: ``(kernel_id,)``: an interrupt was sent.
@@ -102,6 +105,9 @@ class KernelBridge(QObject):
             case KernelStarted():
                 self.flush_kernel(kid)
                 self.kernel_started.emit(kid)
+            case KernelAdopted():
+                self.flush_kernel(kid)
+                self.kernel_adopted.emit(kid, event.answered)
             case KernelRestarted():
                 self.flush_kernel(kid)
                 self.kernel_restarted.emit(kid, event.auto)

@@ -31,6 +31,15 @@ class EventLogView(QTreeWidget):
     def attach(self, bridge: KernelBridge) -> None:
         bridge.kernel_added.connect(self.on_bridge_kernel_added)
         bridge.kernel_started.connect(lambda k: self.add(k, "started"))
+        bridge.kernel_adopted.connect(
+            lambda k, answered: self.add(
+                k,
+                "taken over from an earlier kernelmon run"
+                if answered
+                else "taken over from an earlier run, but it does not answer",
+                "info" if answered else "warning",
+            )
+        )
         bridge.kernel_restarted.connect(
             lambda k, auto: self.add(k, "restarted automatically" if auto else "restarted")
         )

@@ -17,7 +17,7 @@ from PySide6.QtGui import QIcon
 logger = logging.getLogger(__name__)
 
 #: Execution states that have an icon of their own.
-STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unknown")
+STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown")
 
 
 @functools.cache

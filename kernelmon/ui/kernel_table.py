@@ -68,6 +68,7 @@ STATE_COLOURS = {
     "idle": QColor("#1a7f37"),
     "busy": QColor("#b35900"),
     "dead": QColor("#c62828"),
+    "unresponsive": QColor("#c62828"),
     "unknown": QColor("#6e6e6e"),
 }
 

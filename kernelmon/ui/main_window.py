@@ -46,6 +46,20 @@ logger = logging.getLogger(__name__)
 MESSAGE_MS = 8000
 
 
+def keep_connection_files(kernel_map: KernelMap) -> None:
+    """Make sure kernels left running keep their connection files.
+
+    Workaround for the core: ``KernelMap.close(shutdown_kernels=False)`` drops its
+    jupyter_client KernelManagers, whose ``__del__`` deletes the connection file, so the
+    next run's ``restore()`` would think the kernels are gone. Telling each manager that it
+    did not write the file keeps the file.
+    """
+    for kid in kernel_map:
+        km = getattr(kernel_map.backend(kid), "km", None)
+        if km is not None and hasattr(km, "_connection_file_written"):
+            km._connection_file_written = False
+
+
 class MainWindow(QMainWindow):
     """kernelmon's window over a ``KernelMap``."""
 
@@ -404,6 +418,18 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"{self.kernel_label(kid)} started", MESSAGE_MS)
         return kid
 
+    def restore_kernels(self) -> Any:
+        """Take over the kernels an earlier kernelmon run left running (or crashed on)."""
+        return self.tasks.spawn(self._restore(), "Taking over kernels of an earlier run")
+
+    async def _restore(self) -> list[str]:
+        adopted = await self.kernel_map.restore()
+        if adopted:
+            text = f"Took over {len(adopted)} kernel(s) left running by an earlier kernelmon"
+            self.status.showMessage(text, MESSAGE_MS)
+            self.event_log.add(None, text)
+        return adopted
+
     def restart_kernel(self, kernel_id: str | None) -> Any:
         if kernel_id is None or kernel_id not in self.kernel_map:
             return None
@@ -621,9 +647,12 @@ class MainWindow(QMainWindow):
             self.tasks.cancel_all()
             await self.tasks.wait_all()
             await self.consoles.close_all()
+            left = len(self.kernel_map)
+            if not shut_down:
+                keep_connection_files(self.kernel_map)
             await self.kernel_map.close(shutdown_kernels=shut_down)
             if not shut_down:
-                logger.info("Left %d kernel(s) running", len(self.kernel_map))
+                logger.info("Left %d kernel(s) running", left)
         except Exception:
             logger.exception("Quitting did not finish cleanly")
         finally:

@@ -19,12 +19,16 @@ def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
         "running": sum(s != "dead" for s in states),
         "busy": states.count("busy"),
         "dead": states.count("dead"),
+        "unresponsive": states.count("unresponsive"),
     }
 
 
 def counts_text(models: list[dict[str, Any]]) -> str:
     c = count_states(models)
-    return f"{c['running']} running · {c['busy']} busy · {c['dead']} dead"
+    text = f"{c['running']} running · {c['busy']} busy · {c['dead']} dead"
+    if c["unresponsive"]:
+        text += f" · {c['unresponsive']} unresponsive"
+    return text
 
 
 def culler_text(kernel_map: KernelMap, paused: bool, now: datetime) -> str:

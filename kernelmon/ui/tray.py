@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 
 
 def overall_state(models: list[dict[str, Any]]) -> str:
-    """``dead`` if any kernel is dead, else ``busy`` if any is busy, else ``idle`` (or
-    ``none`` without kernels): what the tray icon shows."""
+    """What the tray icon shows: ``dead`` if any kernel is dead or unresponsive, else
+    ``busy`` if any is busy, else ``idle`` (``none`` without kernels)."""
     states = {str(m.get("execution_state")) for m in models}
-    if "dead" in states:
+    if "dead" in states or "unresponsive" in states:
         return "dead"
     if "busy" in states:
         return "busy"

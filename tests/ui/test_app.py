@@ -193,3 +193,87 @@ def test_uncaught_errors_are_shown_and_the_app_keeps_running(
     assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
     assert "boom in a slot" in shown[0][1]
     assert "boom in a task" in shown[1][1]
+
+
+DRIVER = """
+import asyncio, json, sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from kernelmon import app
+from kernelmon.ui import dialogs
+from kernelmon.ui.main_window import MainWindow
+
+mode, root = sys.argv[1], sys.argv[2]
+choice = dialogs.QuitChoice.LEAVE_RUNNING if mode == "leave" else dialogs.QuitChoice.SHUT_DOWN
+dialogs.ask_quit = lambda parent, n: choice
+result = {}
+tasks = []
+
+def later():
+    w = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow))
+
+    async def go():
+        try:
+            if mode == "leave":
+                kid = await w.start_kernel("python3")
+                result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
+            else:
+                for _ in range(200):
+                    models = w.kernel_map.list_kernels()
+                    if models and all(m["execution_state"] == "idle" for m in models):
+                        break
+                    await asyncio.sleep(0.05)
+                result["kernels"] = [
+                    [m["id"], m["pid"], m["execution_state"]] for m in w.kernel_map.list_kernels()
+                ]
+                result["rows"] = w.table_model.rowCount()
+                result["log"] = w.event_log.texts()
+        finally:
+            w.request_quit()
+
+    tasks.append(asyncio.ensure_future(go()))
+
+qapp = QApplication([])
+QTimer.singleShot(100, later)
+rc = app.main(["--root-dir", root, "--no-tray"])
+print("RESULT", json.dumps(result))
+sys.exit(rc)
+"""
+
+
+def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
+    import json
+
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER, mode, str(root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    data: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    return data
+
+
+def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
+        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
+        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
+    }
+    first = run_driver("leave", tmp_path, env)
+    kid, pid = first["kernel"]
+    try:
+        assert pid_alive(pid), "left running"
+        second = run_driver("adopt", tmp_path, env)
+        assert second["kernels"] == [[kid, pid, "idle"]]
+        assert second["rows"] == 1
+        assert any("taken over" in t for t in second["log"])
+        assert not pid_alive(pid), "shut down when the second run quit"
+    finally:
+        if pid_alive(pid):
+            psutil.Process(pid).kill()

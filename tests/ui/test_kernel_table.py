@@ -240,7 +240,9 @@ def test_model_follows_the_bridge(qtmodeltester: Any) -> None:
     assert model.rowCount() == 0
 
 
-@pytest.mark.parametrize("state", ["starting", "idle", "busy", "restarting", "dead", "unknown"])
+@pytest.mark.parametrize(
+    "state", ["starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown"]
+)
 def test_every_state_has_an_icon_and_colour(state: str) -> None:
     model = KernelTableModel(refresh_ms=0)
     model.add_kernel("k", model_for("k", state))
