@@ -1,0 +1,382 @@
+"""One measurement in a fresh process: ``python worker.py SPEC_JSON RESULT_PATH``.
+
+SPEC is ``{"contender": ..., "loop": "asyncio"|"qasync", "workload": ..., "params": {...}}``.
+The result (a flat dict of figures) is written to RESULT_PATH as JSON. Every kernel the worker
+starts is shut down before it exits, on errors and on SIGINT/SIGTERM too; whatever survives
+that is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import itertools
+
+from contenders import CONTENDERS, Contender
+from kernels import ShellClient
+
+#: Kernel-side helpers. ``__bench_sent`` counts the IOPub messages the kernel's session
+#: sends (so "lost" is exact). ``__bench_burst`` is the saturating burst: on the kernel's
+#: IOPub thread it publishes the correctly signed ``stream`` messages ``__bench_prepare``
+#: made, as fast as zmq takes them (the kernel's PUB socket drops what the subscriber cannot
+#: take), then waits 0.5 s so that the final ``idle`` status is not dropped too, and returns
+#: how many it sent.
+KERNEL_SETUP = r"""
+def __bench_count():
+    import threading
+    k = get_ipython().kernel
+    s = k.session
+    counter = [0]
+    lock = threading.Lock()
+    send = s.send
+    iopub = (k.iopub_socket, k.iopub_thread)
+    def counting_send(stream, *args, **kwargs):
+        if stream in iopub:
+            with lock:
+                counter[0] += 1
+        return send(stream, *args, **kwargs)
+    s.send = counting_send
+    return counter
+__bench_counter = __bench_count()
+
+def __bench_prepare(n):
+    # Sign n distinct stream messages now, so that the burst itself only sends.
+    global __bench_msgs
+    import hashlib, hmac, uuid
+    k = get_ipython().kernel
+    s = k.session
+    parent = s.pack(k.get_parent("shell")["header"])
+    meta = b"{}"
+    auth = hmac.new(s.key, digestmod=hashlib.sha256)
+    head = ('{"msg_id": "%s-%%d", "msg_type": "stream", "username": "bench", '
+            '"session": "%s", "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}'
+            % (uuid.uuid4().hex, s.session))
+    msgs = []
+    for i in range(n):
+        h = (head % i).encode()
+        c = b'{"name": "stdout", "text": "%d\\n"}' % i
+        m = auth.copy()
+        m.update(h); m.update(parent); m.update(meta); m.update(c)
+        msgs.append([b"stream.stdout", b"<IDS|MSG>", m.hexdigest().encode(), h, parent, meta, c])
+    __bench_msgs = msgs
+
+def __bench_burst():
+    import threading, time
+    global __bench_msgs
+    k = get_ipython().kernel
+    sock = k.iopub_thread.socket
+    msgs, __bench_msgs = __bench_msgs, []
+    done = threading.Event()
+    def run():
+        send = sock.send_multipart
+        for m in msgs:
+            send(m)
+        done.set()
+    k.iopub_thread.schedule(run)
+    done.wait()
+    time.sleep(0.5)
+    return len(msgs)
+"""
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+async def wait_quiet(c: Contender, kid: str, quiet: float = 0.3, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    last, since = c.count(kid), loop.time()
+    while loop.time() < end:
+        await asyncio.sleep(0.02)
+        n = c.count(kid)
+        if n != last:
+            last, since = n, loop.time()
+        elif loop.time() - since >= quiet:
+            return
+
+
+async def measure_flood(
+    c: Contender,
+    kid: str,
+    shell: ShellClient,
+    code: str,
+    user_expressions: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Run ``code`` from the benchmark's own session while only the watcher reads IOPub.
+
+    Samples (time, messages seen, process CPU) every 10 ms. The window ends at the last
+    change before a pause of >= 0.25 s (the burst's end) or at the last change; CPU per
+    message is this process's CPU (all threads) over the window / messages in it.
+    """
+    await wait_quiet(c, kid)
+    before = await shell.execute("", user_expressions={"n": "__bench_counter[0]"})
+    sent_before = _expr(before, "n")
+    await wait_quiet(c, kid)
+    base = c.count(kid)
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    ue = {"n": "__bench_counter[0]", **(user_expressions or {})}
+    msg_id = shell.execute_request(code, ue)
+    changes: list[tuple[float, int, float]] = []
+    last = base
+    quiet_since = time.perf_counter()
+    reply_at: float | None = None
+    while True:
+        # One wake-up every 10 ms both samples the watcher and looks for the reply.
+        await asyncio.sleep(0.01)
+        now = time.perf_counter()
+        n = c.count(kid)
+        if n != last:
+            changes.append((now, n, time.process_time()))
+            last, quiet_since = n, now
+        if reply_at is None:
+            shell.poll()
+            if msg_id in shell.replies:
+                reply_at = now
+        # The final idle status follows the reply: wait for quiet after the reply.
+        elif now - max(quiet_since, reply_at) >= 0.3:
+            break
+        if now - t0 > timeout:
+            raise TimeoutError(f"the flood did not end within {timeout:g} s")
+    reply = shell.replies.pop(msg_id)
+    received = last - base
+    end_t, end_n, end_cpu = changes[-1] if changes else (t0, base, cpu0)
+    for (ta, na, ca), (tb, _nb, _cb) in itertools.pairwise(changes):
+        if tb - ta >= 0.25 and na - base > received // 2:
+            end_t, end_n, end_cpu = ta, na, ca
+            break
+    first_t = changes[0][0] if changes else t0
+    in_window = end_n - base
+    # Session sends from the previous request's final idle status up to this one's user
+    # expressions, plus this request's final idle status, plus the burst's own messages.
+    sent = _expr(reply, "n") - sent_before
+    if "sent" in ue:
+        sent += _expr(reply, "sent")
+    return {
+        "received": received,
+        "sent": sent,
+        "window_s": end_t - first_t,
+        "msgs_per_s": in_window / max(end_t - first_t, 1e-9),
+        "cpu_us_per_msg": (end_cpu - cpu0) / max(in_window, 1) * 1e6,
+        "final_state": c.state(kid),
+        "reply_status": reply["content"].get("status"),
+    }
+
+
+def _expr(reply: dict[str, Any], name: str) -> int:
+    return int(reply["content"]["user_expressions"][name]["data"]["text/plain"])
+
+
+# -- workloads -------------------------------------------------------------------------------
+
+
+async def lifecycle(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    """Cold start (first in this process), restart, shutdown, then a warm start + shutdown."""
+    r: dict[str, Any] = {}
+    t = time.perf_counter()
+    kid = await c.start()
+    r["start_cold_s"] = time.perf_counter() - t
+    for k, v in c.start_extra.items():
+        r[k.replace("start_", "start_cold_")] = v
+    await asyncio.sleep(0.3)
+    t = time.perf_counter()
+    await c.restart(kid)
+    r["restart_s"] = time.perf_counter() - t
+    await asyncio.sleep(0.3)
+    t = time.perf_counter()
+    await c.shutdown(kid)
+    r["shutdown_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kid = await c.start()
+    r["start_s"] = time.perf_counter() - t
+    r.update(c.start_extra)
+    await asyncio.sleep(0.3)
+    t = time.perf_counter()
+    await c.shutdown(kid)
+    r["shutdown2_s"] = time.perf_counter() - t
+    return r
+
+
+async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    kid = await c.start()
+    shell = ShellClient(c.info(kid))
+    r: dict[str, Any] = {}
+    try:
+        await shell.kernel_info()
+        await shell.execute(KERNEL_SETUP)
+        await asyncio.sleep(0.3)
+        n = int(p["n_print"])
+        res = await measure_flood(c, kid, shell, f"for i in range({n}): print(i, flush=True)")
+        r.update({f"print_{k}": v for k, v in res.items()})
+        await shell.execute(f"__bench_prepare({int(p['n_burst'])})")
+        res = await measure_flood(
+            c,
+            kid,
+            shell,
+            "__bench_sent = __bench_burst()",
+            user_expressions={"sent": "__bench_sent"},
+        )
+        r.update({f"burst_{k}": v for k, v in res.items()})
+        for pre in ("print_", "burst_"):
+            r[pre + "lost"] = r[pre + "sent"] - r[pre + "received"]
+            r[pre + "idle_after"] = r[pre + "final_state"] == "idle"
+    finally:
+        shell.close()
+        await c.shutdown(kid)
+    return r
+
+
+async def buffering(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    """RSS growth while a frontend that left has its messages buffered during a flood."""
+    kid = await c.start()
+    shell = ShellClient(c.info(kid))
+    r: dict[str, Any] = {}
+    try:
+        await shell.kernel_info()
+        await shell.execute(KERNEL_SETUP)
+        await asyncio.sleep(0.3)
+        await c.connect_and_leave(kid, "bench-frontend")  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        r["rss_before_mb"] = rss_mb()
+        n = int(p["n_print"])
+        res = await measure_flood(c, kid, shell, f"for i in range({n}): print(i, flush=True)")
+        await asyncio.sleep(0.3)
+        r["rss_after_mb"] = rss_mb()
+        r["rss_growth_mb"] = r["rss_after_mb"] - r["rss_before_mb"]
+        r["buffered_msgs"] = c.buffered(kid)  # type: ignore[attr-defined]
+        r["cpu_us_per_msg"] = res["cpu_us_per_msg"]
+    finally:
+        shell.close()
+        await c.shutdown(kid)
+    return r
+
+
+async def many(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    """4 and 8 concurrent starts; RSS with 8 kernels; cull of 8 idle kernels."""
+    r: dict[str, Any] = {"rss_0_kernels_mb": rss_mb()}
+    for n in p["concurrent"]:
+        t = time.perf_counter()
+        kids = await asyncio.gather(*(c.start() for _ in range(n)))
+        r[f"start_{n}_concurrent_s"] = time.perf_counter() - t
+        await asyncio.sleep(0.5)
+        r[f"rss_{n}_kernels_mb"] = rss_mb()
+        if n != p["concurrent"][-1] or not (p.get("cull") and c.culls):
+            t = time.perf_counter()
+            await asyncio.gather(*(c.shutdown(k) for k in kids))
+            r[f"shutdown_{n}_concurrent_s"] = time.perf_counter() - t
+            continue
+        # Cull: turn culling on, wait a random part of the interval (kernels go idle at any
+        # moment of the culler's cycle), touch every kernel (execute "pass" from a frontend
+        # session) so that all went idle just now, and time from the last idle until the
+        # first and the last kernel are gone.
+        timeout, interval = float(p["cull_timeout"]), float(p["cull_interval"])
+        await c.enable_culling(timeout, interval)
+        await asyncio.sleep(random.Random(p.get("seed", 0)).uniform(0, interval))
+        shells = [ShellClient(c.info(k)) for k in kids]
+        try:
+            await asyncio.gather(*(s.execute("pass") for s in shells))
+        finally:
+            for s in shells:
+                s.close()
+        idle_at = 0.0
+        first_gone = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while loop.time() < deadline:
+            alive = c.ids()
+            for k in alive:
+                try:
+                    idle_at = max(idle_at, c.last_activity(k))
+                except Exception:
+                    pass
+            if first_gone is None and len(alive) < n:
+                first_gone = time.time()
+            if not alive:
+                break
+            await asyncio.sleep(0.01)
+        r["cull_idle_s"] = time.time() - idle_at
+        r["cull_spread_s"] = time.time() - (first_gone or time.time())
+        r["cull_left"] = len(c.ids())
+    return r
+
+
+WORKLOADS: dict[str, Callable[[Contender, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+    "lifecycle": lifecycle,
+    "flood": flood,
+    "buffering": buffering,
+    "many": many,
+}
+
+
+async def run(spec: dict[str, Any], root: str) -> dict[str, Any]:
+    runtime = os.environ["JUPYTER_RUNTIME_DIR"]
+    c = CONTENDERS[spec["contender"]](root, runtime, spec.get("transport"))
+    try:
+        return await WORKLOADS[spec["workload"]](c, spec.get("params", {}))
+    finally:
+        try:
+            await asyncio.wait_for(c.close(), 30)
+        except BaseException as e:  # the kill below still runs
+            print(f"closing {spec['contender']} failed: {e!r}", file=sys.stderr)
+
+
+def kill_leftovers() -> None:
+    """Kill whatever child process (kernel) survived the shutdown."""
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    out = sys.argv[2]
+    root = os.path.abspath(os.path.join(os.environ["JUPYTER_RUNTIME_DIR"], "..", "root"))
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    result: dict[str, Any]
+    try:
+        if spec.get("loop") == "qasync":
+            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+            import qasync
+            from PySide6.QtWidgets import QApplication
+
+            app = QApplication.instance() or QApplication([])
+            with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+                result = runner.run(run(spec, root))
+        else:
+            with asyncio.Runner() as runner:
+                result = runner.run(run(spec, root))
+        result = {"ok": True, **result}
+    except BaseException as e:
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        kill_leftovers()
+    with open(out, "w") as f:
+        json.dump(result, f)
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

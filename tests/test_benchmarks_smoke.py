@@ -1,0 +1,55 @@
+"""The benchmark runs end to end in its smallest configuration (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+@pytest.mark.timeout(120)
+def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--reps",
+            "1",
+            "--workloads",
+            "import,lifecycle",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Kernel life cycle" in proc.stdout
+    assert "start -> kernel_info_reply" in proc.stdout
+    assert "Import time" in proc.stdout
+
+    data = json.loads(out.read_text())
+    assert {"meta", "config", "samples", "summary", "ratios", "goals"} <= set(data)
+    assert data["config"]["workloads"] == ["import", "lifecycle"]
+    lifecycle = data["summary"]["lifecycle"]
+    for metric in ("start_s", "restart_s", "shutdown_s"):
+        assert "kernelmon" in lifecycle[metric]
+        assert "bare" in lifecycle[metric]
+        assert set(lifecycle[metric]["kernelmon"]) == {"median", "min", "max", "n"}
+    assert "kernelmon" in data["summary"]["import"]["import_s"]
+    peer = importlib.util.find_spec("jupyter_server") is not None
+    assert data["meta"]["jupyter_server_present"] is peer
+    if peer:
+        assert "jupyter_server" in lifecycle["start_s"]
+        assert "kernelmon/jupyter_server" in data["ratios"]["lifecycle"]["start_s"]
