@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,9 @@ import zmq
 
 from .records import ExecutionState, KernelRecord, utcnow
 from .wire import Signer, SocketDrain, channel_url, split_frames
+
+#: How many finished requests are remembered (their late status messages are ignored).
+FINISHED_MEMORY = 256
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,12 @@ class ActivityWatcher:
     ) -> None:
         self.record = record
         self._on_change = on_change
+        #: ``time.monotonic()`` of the last message, and of the last user status message.
+        self.last_message_at = time.monotonic()
+        self.last_status_at = self.last_message_at
+        #: msg_ids of requests known to be finished (their reply was seen): a status message
+        #: about one of them that arrives late (a backlog under load) is out of date.
+        self.finished: dict[str, None] = {}
         self._probe_marker = probe_session.encode("ascii")
         key = connection_info.get("key", b"")
         if isinstance(key, str):
@@ -57,11 +67,18 @@ class ActivityWatcher:
     def close(self) -> None:
         self._drain.close()
 
+    def request_finished(self, msg_id: str) -> None:
+        """The reply to ``msg_id`` was seen: later status messages about it are stale."""
+        self.finished[msg_id] = None
+        if len(self.finished) > FINISHED_MEMORY:
+            del self.finished[next(iter(self.finished))]
+
     def _on_batch(self, batch: list[list[bytes]]) -> None:
         record = self.record
         signer = self._signer
         marker = self._probe_marker
         state = record.execution_state
+        status_seen = False
         activity = False
         bad = 0
         count = 0
@@ -83,12 +100,20 @@ class ActivityWatcher:
             if msg_type == _STATUS:
                 try:
                     new_state = json.loads(parts[4])["execution_state"]
-                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    parent_id = json.loads(parts[2]).get("msg_id") if self.finished else None
+                except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
                     bad += 1
+                    continue
+                if parent_id is not None and parent_id in self.finished:
                     continue
                 if new_state in _STATES:
                     state = new_state
+                    status_seen = True
         fields: set[str] = set()
+        if count or bad:
+            self.last_message_at = time.monotonic()
+            if status_seen:
+                self.last_status_at = self.last_message_at
         if count:
             record.messages += count
             fields.add("messages")

@@ -123,6 +123,10 @@ class SessionChannels:
         self.bad_messages = 0
         #: Called after messages were added to ``buffer``.
         self.on_buffered: Callable[[], None] | None = None
+        #: Called with (msg_type, msg_id) of every request sent, and (msg_type, parent msg_id)
+        #: of every shell reply delivered.
+        self.on_request: Callable[[str, str], None] | None = None
+        self.on_reply: Callable[[str, str], None] | None = None
         self._on_activity = on_activity
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
         self._drains: dict[str, SocketDrain] = {}
@@ -156,6 +160,8 @@ class SessionChannels:
             self.bad_messages += 1
             logger.debug("Dropped a malformed or badly signed %s message: %s", channel, e)
             return
+        if channel == "shell" and self.on_reply is not None:
+            self.on_reply(msg["header"].get("msg_type", ""), msg["parent_header"].get("msg_id", ""))
         try:
             handler(channel, msg)
         except Exception:
@@ -185,7 +191,10 @@ class SessionChannels:
         assert msg is not None
         drain.poke()
         self._on_activity()
-        return str(msg["header"]["msg_id"])
+        msg_id = str(msg["header"]["msg_id"])
+        if self.on_request is not None:
+            self.on_request(msg_type, msg_id)
+        return msg_id
 
     def close(self) -> None:
         for drain in self._drains.values():

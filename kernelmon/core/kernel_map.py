@@ -74,6 +74,8 @@ class _Entry:
     connections: list[KernelConnection] = field(default_factory=list)
     buffered: SessionChannels | None = None
     shutdown_task: asyncio.Task[None] | None = None
+    #: execute_requests sent through kernelmon's connections and not answered yet
+    executing: set[str] = field(default_factory=set)
 
 
 def kernel_survives(connection_file: str, pid: int, started: object) -> bool:
@@ -99,6 +101,8 @@ class KernelMap:
 
     #: Coalescing period for activity-only change events, in seconds.
     change_interval = 0.1
+    #: How often kernels shown busy are checked (see ``LocalKernel.confirm_idle_soon``).
+    state_check_interval = 0.2
 
     def __init__(
         self,
@@ -128,6 +132,7 @@ class KernelMap:
         self._pending_changes: dict[str, set[str]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._culler_task: asyncio.Task[None] | None = None
+        self._state_check: asyncio.TimerHandle | None = None
         #: When the culler's next pass runs (UTC), or None while culling is off.
         self.next_cull: datetime | None = None
         #: The latest activity on any kernel (shutdowns included), UTC.
@@ -291,6 +296,7 @@ class KernelMap:
         self._kernels[kid] = entry
         self._emit(KernelAdded(kid, record.to_model()))
         self._ensure_culler()
+        self._ensure_state_check()
         timeout = self._settings.kernel_info_timeout
         try:
             await backend.start(cwd, timeout)
@@ -417,13 +423,45 @@ class KernelMap:
                 logger.error("Shutting down kernel %s failed: %s", kid, result)
 
     async def close(self, shutdown_kernels: bool = True) -> None:
-        """Stop the culler and (by default) every kernel; the map is empty afterwards."""
+        """Stop the culler and (by default) every kernel; the map is empty afterwards.
+
+        With ``shutdown_kernels=False`` the kernels keep running and stay in the state file,
+        so the next run's ``restore()`` adopts them.
+        """
         self._stop_culler()
         if shutdown_kernels:
             await self.shutdown_all()
+        else:
+            for entry in list(self._kernels.values()):
+                for conn in entry.connections:
+                    conn.closed = True
+                    conn.channels.close()
+                self._discard_buffer(entry)
+                entry.backend.close()
+            self._kernels.clear()
+        if self._state_check is not None:
+            self._state_check.cancel()
+            self._state_check = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+
+    # -- keeping shown states true ----------------------------------------------------------
+
+    def _ensure_state_check(self) -> None:
+        if self._state_check is None:
+            loop = asyncio.get_running_loop()
+            self._state_check = loop.call_later(self.state_check_interval, self._check_states)
+
+    def _check_states(self) -> None:
+        """Queue an idle check behind busy kernels' code (see LocalKernel.confirm_idle_soon)."""
+        self._state_check = None
+        if not self._kernels:
+            return
+        for entry in self._kernels.values():
+            if isinstance(entry.backend, LocalKernel):
+                entry.backend.confirm_idle_soon()
+        self._ensure_state_check()
 
     # -- crash safety -----------------------------------------------------------------------
 
@@ -467,6 +505,7 @@ class KernelMap:
                 path.unlink()
         if adopted:
             self._ensure_culler()
+            self._ensure_state_check()
         return adopted
 
     async def _adopt(self, saved: dict[str, Any]) -> str | None:
@@ -568,6 +607,10 @@ class KernelMap:
             channels = SessionChannels(
                 entry.backend.connection_info, session_key, lambda: self._touch(kernel_id)
             )
+            channels.on_request = lambda msg_type, msg_id: self._request_sent(
+                entry, msg_type, msg_id
+            )
+            channels.on_reply = lambda msg_type, parent: self._reply_seen(entry, msg_type, parent)
         conn = KernelConnection(kernel_id, channels, self._close_connection)
         entry.connections.append(conn)
         self.notify_connect(kernel_id)
@@ -594,6 +637,24 @@ class KernelMap:
             self._start_buffering(entry, channels)
         else:
             channels.close()
+
+    def _request_sent(self, entry: _Entry, msg_type: str, msg_id: str) -> None:
+        if msg_type == "execute_request":
+            entry.executing.add(msg_id)
+
+    def _reply_seen(self, entry: _Entry, msg_type: str, parent_id: str) -> None:
+        """The reply to the last execute_request sent through kernelmon means the kernel is
+        idle, even if its IOPub stream is still far behind (a flood)."""
+        if msg_type != "execute_reply" or parent_id not in entry.executing:
+            return
+        entry.executing.discard(parent_id)
+        watcher = getattr(entry.backend, "watcher", None)
+        if watcher is not None:
+            watcher.request_finished(parent_id)
+        record = entry.record
+        if not entry.executing and record.execution_state == ExecutionState.BUSY:
+            record.execution_state = ExecutionState.IDLE
+            self._changed(record, {"execution_state"}, None)
 
     def _start_buffering(self, entry: _Entry, channels: SessionChannels) -> None:
         if entry.buffered is not None:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
@@ -158,6 +159,7 @@ class LocalKernel(KernelBackend):
         self._confirm_task: asyncio.Task[None] | None = None
         self._launch_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
         self._log: IO[bytes] | None = None
+        self._idle_check: asyncio.Future[dict[str, Any]] | None = None
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -221,6 +223,7 @@ class LocalKernel(KernelBackend):
             self._on_change(self.record, {"pid"}, None)
 
     def _detach(self) -> None:
+        self._idle_check = None
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
@@ -230,6 +233,7 @@ class LocalKernel(KernelBackend):
 
     def close(self) -> None:
         self._abort = True
+        self.km.stop_restarter()
         if self._confirm_task is not None:
             self._confirm_task.cancel()
         self._detach()
@@ -457,6 +461,37 @@ class LocalKernel(KernelBackend):
             await provisioner.wait()
         kill_process_group(pgid)
         await km.cleanup_resources(restart=restart)
+
+    # -- keeping the shown state true -------------------------------------------------------
+
+    def confirm_idle_soon(self) -> None:
+        """While the kernel is shown busy, keep one kernel_info_request queued behind its
+        code: the shell channel answers only after the code before it has run, so the reply
+        arrives the moment the kernel is idle, even when the IOPub stream is far behind (a
+        flood) or dropped the final idle status. Probes do not count as activity."""
+        watcher, probe = self.watcher, self.probe
+        if (
+            watcher is None
+            or probe is None
+            or self._idle_check is not None
+            or self.record.execution_state != ExecutionState.BUSY
+        ):
+            return
+        sent_at = time.monotonic()
+        fut = probe.send_kernel_info()
+        self._idle_check = fut
+
+        def on_reply(f: asyncio.Future[dict[str, Any]]) -> None:
+            self._idle_check = None
+            if f.cancelled() or f.exception() is not None or self.watcher is not watcher:
+                return
+            record = self.record
+            if record.execution_state == ExecutionState.BUSY and watcher.last_status_at < sent_at:
+                logger.debug("Kernel %s answered while shown busy: it is idle", record.id)
+                record.execution_state = ExecutionState.IDLE
+                self._on_change(record, {"execution_state"}, None)
+
+        fut.add_done_callback(on_reply)
 
     # -- the auto-restarter's news ----------------------------------------------------------
 

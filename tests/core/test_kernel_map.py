@@ -384,3 +384,41 @@ def test_unknown_id_async(aio, kmap, call):
 def test_last_kernel_activity_is_utc(kmap):
     assert kmap.last_kernel_activity.tzinfo is not None
     assert kmap.last_kernel_activity.utcoffset() == UTC.utcoffset(None)
+
+
+def test_lost_idle_status_is_corrected(aio, kmap, kid):
+    """If IOPub dropped the final 'idle' (a watcher fell behind), the kernel is not shown busy
+    for ever: a probe queued behind the user's code finds it idle, within a second."""
+    record = kmap.record(kid)
+    aio.sleep(0.5)
+    assert record.execution_state == "idle"
+    before = record.last_activity
+    record.execution_state = "busy"  # what a lost idle status leaves behind
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await wait_until(lambda: record.execution_state == "idle", timeout=3)
+        return loop.time() - t0
+
+    took = aio.run(go())
+    assert took < 1.0
+    assert record.last_activity == before  # the check is not activity
+
+
+def test_silent_long_computation_stays_busy(aio, kmap, kid):
+    record = kmap.record(kid)
+    seen: list[str] = []
+
+    async def go():
+        conn = await kmap.connect(kid, "silent", lambda c, m: None)
+        conn.execute("import time; time.sleep(2)")
+        await wait_until(lambda: record.execution_state == "busy")
+        for _ in range(15):  # 1.5 s of silence: the idle check must not flip it
+            await asyncio.sleep(0.1)
+            seen.append(record.execution_state)
+        await wait_until(lambda: record.execution_state == "idle", timeout=5)
+        await conn.close()
+
+    aio.run(go())
+    assert set(seen) == {"busy"}

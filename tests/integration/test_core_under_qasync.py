@@ -83,3 +83,48 @@ def test_start_flood_restart_shutdown(qloop, tmp_path):
     # the flood was drained without starving Qt (a generous bound; benchmarks measure it)
     assert lags
     assert max(lags) < 1.0, f"Qt timer lag up to {max(lags):.3f} s"
+
+
+def test_never_stuck_busy_after_floods(qloop, tmp_path):
+    """Four kernels flood at once with frontends attached (the slow path): after each one's
+    execute_reply, it is shown idle within a second."""
+    km = KernelMap(Settings(root_dir=str(tmp_path), kernel_info_timeout=30))
+    late: dict[str, float] = {}
+    idle_at: dict[str, float] = {}  # when each kernel last turned idle
+
+    def on_event(e):
+        if isinstance(e, KernelChanged) and "execution_state" in e.fields:
+            if e.model["execution_state"] == "idle":
+                idle_at[e.kernel_id] = time.monotonic()
+            else:
+                idle_at.pop(e.kernel_id, None)
+
+    km.subscribe(on_event)
+
+    async def scenario():
+        ids = await asyncio.gather(*(km.start_kernel() for _ in range(4)))
+        replies: dict[str, float] = {}
+        conns = []
+        for kid in ids:
+
+            def on_message(channel, msg, kid=kid):
+                if msg["header"]["msg_type"] == "execute_reply":
+                    replies[kid] = time.monotonic()
+
+            conn = await km.connect(kid, f"flood-{kid}", on_message)
+            conn.execute("for i in range(10000): print(i, flush=True)")
+            conns.append(conn)
+        await wait_until(lambda: len(replies) == 4, timeout=90, what="4 execute replies")
+        for kid in ids:
+            await wait_until(lambda kid=kid: km.record(kid).execution_state == "idle", timeout=5)
+        await asyncio.sleep(0.5)  # it stays idle: no stale "busy" from a backlog
+        for kid in ids:
+            assert km.record(kid).execution_state == "idle"
+            late[kid] = max(0.0, idle_at[kid] - replies[kid])
+        for conn in conns:
+            await conn.close()
+        await km.close()
+
+    qloop.run_until_complete(asyncio.wait_for(scenario(), 150))
+    assert len(late) == 4
+    assert max(late.values()) < 1.0, late
