@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -124,13 +124,16 @@ class CullerPanel(QWidget):
             edit = QLineEdit()
             edit.setObjectName(name)
             edit.setToolTip(tip)
+            edit.setMaximumWidth(110)
+            edit.setAlignment(Qt.AlignmentFlag.AlignRight)
             edit.editingFinished.connect(lambda n=name: self.on_field_edited(n))
             self.edits[name] = edit
             row = QHBoxLayout()
-            row.addWidget(edit, 1)
+            row.addWidget(edit)
             unit_label = QLabel(unit)
             unit_label.setToolTip(tip)
             row.addWidget(unit_label)
+            row.addStretch(1)
             label_widget = QLabel(f"{label}:")
             label_widget.setToolTip(tip)
             form.addRow(label_widget, row)

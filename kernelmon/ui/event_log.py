@@ -27,6 +27,8 @@ class EventLogView(QTreeWidget):
         self.setUniformRowHeights(True)
         self.setAlternatingRowColors(True)
         self.setObjectName("event_log")
+        self.setColumnWidth(0, 75)
+        self.setColumnWidth(1, 230)
 
     def attach(self, bridge: KernelBridge) -> None:
         bridge.kernel_added.connect(self.on_bridge_kernel_added)

@@ -163,14 +163,14 @@ class MainWindow(QMainWindow):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         for column, width in (
-            (Column.KERNEL, 170),
-            (Column.ID, 80),
-            (Column.STATE, 100),
-            (Column.LAST_ACTIVITY, 110),
-            (Column.CONNECTIONS, 90),
-            (Column.CWD, 220),
-            (Column.PID, 70),
-            (Column.BUFFERED, 80),
+            (Column.KERNEL, 175),
+            (Column.ID, 85),
+            (Column.STATE, 105),
+            (Column.LAST_ACTIVITY, 105),
+            (Column.CONNECTIONS, 95),
+            (Column.CWD, 210),
+            (Column.PID, 65),
+            (Column.BUFFERED, 75),
         ):
             table.setColumnWidth(column, width)
         table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -548,6 +548,7 @@ class MainWindow(QMainWindow):
 
     def apply_user_settings(self, settings: Settings) -> None:
         """Use and save settings the user chose."""
+        self.culler_panel.set_settings(settings)
         if self._resume_settings is not None:
             self._resume_settings = settings
             self.kernel_map.apply_settings(dataclasses.replace(settings, cull_idle_timeout=0))

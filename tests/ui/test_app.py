@@ -179,8 +179,12 @@ def test_uncaught_errors_are_shown_and_the_app_keeps_running(
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
 
+    def failing_slot() -> None:
+        raise ValueError("boom in a slot")
+
     async def script(window: MainWindow) -> None:
-        sys.excepthook(ValueError, ValueError("boom in a slot"), None)
+        QTimer.singleShot(0, failing_slot)  # Qt hands the exception to sys.excepthook
+        await wait_until(lambda: len(shown) == 1)
 
         async def failing() -> None:
             raise RuntimeError("boom in a task")

@@ -4,6 +4,7 @@ the culler panel, the status bar and the event log."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,10 @@ def test_flood_shows_busy_then_idle_without_freezing(
     assert states.index("busy") < len(states) - 1 - states[::-1].index("idle")
     assert kernel_map.kernel_model(kid)["messages"] > 1000
     assert len(gaps) > 10
-    assert max(gaps) < 0.5, f"the event loop stalled for {max(gaps):.3f} s"
+    # 0.5 s on a machine with a core to spare; more in proportion when other processes
+    # oversubscribe the CPUs (wall-clock gaps then grow without kernelmon doing more work).
+    bound = 0.5 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    assert max(gaps) < bound, f"the event loop stalled for {max(gaps):.3f} s (bound {bound:.2f})"
 
 
 def test_restart_asks_then_restarts(
@@ -273,6 +277,7 @@ def test_pause_culling_keeps_the_saved_settings(
     qloop: QtLoop, window: MainWindow, kernel_map: KernelMap
 ) -> None:
     window.apply_user_settings(dataclasses.replace(kernel_map.settings, cull_idle_timeout=900))
+    assert window.culler_panel.edits["cull_idle_timeout"].text() == "900", "the panel follows"
     window.actions_by_name["pause_culling"].trigger()
     assert window.culling_paused
     assert kernel_map.settings.cull_idle_timeout == 0
