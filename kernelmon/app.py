@@ -7,6 +7,7 @@ import asyncio
 import logging
 import logging.handlers
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -131,6 +132,12 @@ async def run_app(
     loop.set_exception_handler(_REPORTER.loop_exception_handler)
     window = MainWindow(kernel_map, use_tray=not args.no_tray)
     _REPORTER.window = window
+    # Logging out or Ctrl+C in a terminal: quit without asking, shutting kernels down.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, window.quit_without_asking, True)
+        except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
+            pass
     window.show()
     window.restore_kernels()
     if settings_message:

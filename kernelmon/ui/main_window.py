@@ -635,6 +635,13 @@ class MainWindow(QMainWindow):
             if choice == dialogs.QuitChoice.CANCEL:
                 return
             shut_down = choice == dialogs.QuitChoice.SHUT_DOWN
+        self.quit_without_asking(shut_down)
+
+    def quit_without_asking(self, shut_down: bool) -> None:
+        """Quit, shutting the kernels down or leaving them running (e.g. on SIGTERM)."""
+        if self._quitting:
+            return
+        logger.info("Quitting; %s", "shutting kernels down" if shut_down else "leaving kernels")
         self._quitting = True
         self.save_window_state()
         self.hide()

@@ -200,7 +200,7 @@ def test_uncaught_errors_are_shown_and_the_app_keeps_running(
 
 
 DRIVER = """
-import asyncio, json, sys
+import asyncio, json, os, signal, sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from kernelmon import app
@@ -218,9 +218,13 @@ def later():
 
     async def go():
         try:
-            if mode == "leave":
+            if mode in ("leave", "sigterm"):
                 kid = await w.start_kernel("python3")
                 result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
+                if mode == "sigterm":
+                    print("RESULT", json.dumps(result), flush=True)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
             else:
                 for _ in range(200):
                     models = w.kernel_map.list_kernels()
@@ -257,6 +261,7 @@ def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
     data: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
     return data
 
@@ -278,6 +283,24 @@ def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) 
         assert second["rows"] == 1
         assert any("taken over" in t for t in second["log"])
         assert not pid_alive(pid), "shut down when the second run quit"
+    finally:
+        if pid_alive(pid):
+            psutil.Process(pid).kill()
+
+
+def test_sigterm_quits_and_shuts_kernels_down(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
+        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
+        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
+    }
+    data = run_driver("sigterm", tmp_path, env)
+    _kid, pid = data["kernel"]
+    try:
+        assert not pid_alive(pid), "SIGTERM shut the kernel down before kernelmon exited"
+        assert "Quitting; shutting kernels down" in (tmp_path / "log" / "kernelmon.log").read_text()
     finally:
         if pid_alive(pid):
             psutil.Process(pid).kill()
