@@ -432,6 +432,7 @@ class KernelMap:
         if shutdown_kernels:
             await self.shutdown_all()
         else:
+            self._save_state(released=True)
             for entry in list(self._kernels.values()):
                 for conn in entry.connections:
                     conn.closed = True
@@ -473,13 +474,13 @@ class KernelMap:
             self._state = StateFile(folder)
         return self._state
 
-    def _save_state(self) -> None:
+    def _save_state(self, released: bool = False) -> None:
         records = [
             e.backend.state()
             for e in self._kernels.values()
             if isinstance(e.backend, LocalKernel) and e.record.pid is not None
         ]
-        self.state_file.save(records)
+        self.state_file.save(records, released=released)
 
     async def restore(self) -> list[str]:
         """Adopt the kernels of earlier kernelmon runs that crashed or were killed.

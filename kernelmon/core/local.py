@@ -232,8 +232,12 @@ class LocalKernel(KernelBackend):
             self.probe = None
 
     def close(self) -> None:
+        """Let go of the kernel without stopping it: sockets, timers and files handles are
+        released, the connection file stays (jupyter_client's KernelManager would delete it
+        when garbage-collected) so that a later run can adopt a kernel left running."""
         self._abort = True
         self.km.stop_restarter()
+        self.km._connection_file_written = False
         if self._confirm_task is not None:
             self._confirm_task.cancel()
         self._detach()
@@ -310,6 +314,7 @@ class LocalKernel(KernelBackend):
         km = self.km
         km.connection_file = saved["connection_file"]
         km.load_connection_file()
+        km._connection_file_written = True  # ours now: removed when the kernel is shut down
         km.kernel_id = self.record.id
         provisioner: Any = KernelProvisionerFactory.instance(
             parent=km.parent

@@ -55,13 +55,16 @@ class StateFile:
         self.path = folder / f"kernels-{self.owner_pid}-{uuid.uuid4().hex[:8]}.json"
         self.error: str | None = None
 
-    def save(self, kernels: list[dict[str, Any]]) -> None:
-        """Write the records; on failure log it, remember it in ``error``, keep running."""
-        data = {
-            "version": STATE_VERSION,
-            "owner": {"pid": self.owner_pid, "started": self.owner_started},
-            "kernels": kernels,
-        }
+    def save(self, kernels: list[dict[str, Any]], released: bool = False) -> None:
+        """Write the records; on failure log it, remember it in ``error``, keep running.
+
+        ``released``: the kernels are left running for whoever comes next (the file names no
+        owner, so any later ``restore()``, even in this process, adopts them).
+        """
+        owner = (
+            {"pid": None} if released else {"pid": self.owner_pid, "started": self.owner_started}
+        )
+        data = {"version": STATE_VERSION, "owner": owner, "kernels": kernels}
         try:
             _secure_dir(self.folder)
             if kernels:

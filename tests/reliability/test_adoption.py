@@ -168,3 +168,27 @@ def test_state_file_is_private_and_atomic(aio, kmap, state_dir):
     assert [p.name for p in state_dir.iterdir() if p.name.startswith(".")] == []  # no temp files
     aio.run(kmap.shutdown_kernel(kid))
     assert not path.exists() or kid not in path.read_text()
+
+
+def test_kernels_left_running_on_close_are_adopted_next_time(aio, tmp_path):
+    import gc
+
+    km = KernelMap(Settings(root_dir=str(tmp_path)))
+    kid = aio.run(km.start_kernel())
+    pid = km.kernel_model(kid)["pid"]
+    conn_file = km.backend(kid).connection_file
+    aio.run(km.close(shutdown_kernels=False))
+    assert len(km) == 0
+    del km
+    gc.collect()  # jupyter_client's KernelManager.__del__ must not delete the file
+    assert os.path.exists(conn_file)
+    assert not process_gone(pid)
+    nxt = KernelMap(Settings(root_dir=str(tmp_path)))
+    try:
+        assert aio.run(nxt.restore()) == [kid]
+        assert nxt.kernel_model(kid)["pid"] == pid
+        assert nxt.kernel_model(kid)["execution_state"] == "idle"
+    finally:
+        aio.run(nxt.close())
+    assert process_gone(pid)
+    assert not os.path.exists(conn_file)
