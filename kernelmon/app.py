@@ -21,7 +21,7 @@ import qasync  # isort: skip
 
 from . import __version__, paths
 from .core import KernelMap
-from .settings_file import load_settings
+from .settings_file import load_settings, save_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--root-dir",
         metavar="FOLDER",
         help=(
-            "folder under which kernels may work (default: the folder saved in the "
-            "settings, else your home folder); it is saved with the settings"
+            "folder under which kernels may work (default: the one used last time, else "
+            "your home folder); it is remembered for later runs"
         ),
     )
     parser.add_argument(
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="how much to write to the log file and stderr (default: %(default)s)",
+        help="how much to write to the log file (default: %(default)s)",
     )
     parser.add_argument(
         "--no-tray",
@@ -165,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kernelmon: --root-dir {args.root_dir!r} is not a folder", file=sys.stderr)
             return 2
         settings, message = load_settings(paths.settings_file(), root_dir)
+        if root_dir is not None and message is None:
+            problem = save_settings(settings, paths.settings_file())  # remember the folder
+            if problem:
+                message = problem
         logger.info("kernelmon %s starting; root folder %s", __version__, settings.root_dir)
         existing = QApplication.instance()
         app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])

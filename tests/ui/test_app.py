@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from kernelmon import __version__, app, paths
+from kernelmon.settings_file import load_settings
 from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
 
@@ -108,6 +109,7 @@ def test_main_opens_and_quits_shutting_kernels_down(
     hook = sys.excepthook
     assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
     assert sys.excepthook is hook, "main() restores the excepthook"
+    assert load_settings(paths.settings_file())[0].root_dir == str(tmp_path), "remembered"
     assert asked == [1]
     assert not pid_alive(pids[0])
     assert {p.pid for p in kernel_children()} <= before

@@ -366,3 +366,29 @@ def test_shutdown_all_stops_every_kernel(
     assert not any(pid_alive(p) for p in pids)
     assert "Shut down all" in no_dialogs["confirm"][-1][0]
     assert Settings  # imported for type hints
+
+
+def test_window_layout_is_remembered(
+    window: MainWindow, kernel_map: KernelMap, tmp_path: Path
+) -> None:
+    window.table.setColumnWidth(Column.CWD, 333)
+    window.resize(700, 450)
+    window.save_window_state()
+    assert set(window.window_state.allKeys()) >= {
+        "geometry",
+        "window_state",
+        "splitter",
+        "table_header",
+    }
+    other = MainWindow(
+        kernel_map,
+        use_tray=False,
+        settings_path=tmp_path / "settings.json",
+        window_state_path=window.window_state.fileName(),
+    )
+    try:
+        assert other.table.columnWidth(Column.CWD) == 333
+        assert (other.size().width(), other.size().height()) == (700, 450)
+    finally:
+        other.bridge.close()
+        other.deleteLater()
