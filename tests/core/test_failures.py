@@ -212,3 +212,25 @@ def test_cancelled_start_leaves_nothing(aio, fmap):
     aio.run(go())
     assert len(fmap) == 0
     assert children_of_this_process() <= before
+
+
+def test_auto_restart_after_kill_while_busy(aio, kmap):
+    kid = aio.run(kmap.start_kernel())
+    pid = kmap.kernel_model(kid)["pid"]
+    log = EventLog(kmap)
+
+    async def go():
+        conn = await kmap.connect(kid, "busy-kill", lambda c, m: None)
+        conn.execute("import time; time.sleep(60)")
+        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "busy")
+        os.kill(pid, signal.SIGKILL)
+        await wait_until(lambda: log.of(KernelRestarted, kid), timeout=15, what="auto-restart")
+        await conn.close()
+
+    aio.run(go())
+    log.unsubscribe()
+    model = kmap.kernel_model(kid)
+    assert model["execution_state"] == "idle"  # not stuck "busy" from before the kill
+    assert model["restarts"] == 1
+    assert model["pid"] != pid
+    aio.run(kmap.shutdown_kernel(kid))
