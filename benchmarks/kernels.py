@@ -192,11 +192,17 @@ class BareKernel:
         self.proc = None
 
     def cleanup(self) -> None:
+        """Kill the process if needed; remove the connection file and IPC socket files."""
         self.kill()
-        try:
-            os.unlink(self.connection_file)
-        except OSError:
-            pass
+        paths = [self.connection_file]
+        if self.info.get("transport") == "ipc":
+            ports = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+            paths += [f"{self.info['ip']}-{self.info[p]}" for p in ports]
+        for path in paths:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 class RawWatcher:

@@ -9,12 +9,16 @@ that is killed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import random
 import signal
+import struct
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,34 +26,38 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import itertools
-
 from contenders import CONTENDERS, Contender
 from kernels import ShellClient
 
-#: Kernel-side helpers. ``__bench_sent`` counts the IOPub messages the kernel's session
-#: sends (so "lost" is exact). ``__bench_burst`` is the saturating burst: on the kernel's
-#: IOPub thread it publishes the correctly signed ``stream`` messages ``__bench_prepare``
-#: made, as fast as zmq takes them (the kernel's PUB socket drops what the subscriber cannot
-#: take), then waits 0.5 s so that the final ``idle`` status is not dropped too, and returns
-#: how many it sent.
+#: Kernel-side helpers (``PATH`` is replaced by the counter file's path).
+#: ``__bench_add`` keeps the number of IOPub messages the kernel sent in an 8-byte file that
+#: the worker reads at quiet moments (no request needed, so "lost" is exact whatever else
+#: talks to the kernel). ``__bench_burst`` is the saturating burst: on the kernel's IOPub
+#: thread it publishes the correctly signed ``stream`` messages ``__bench_prepare`` made, as
+#: fast as zmq takes them (the kernel's PUB socket drops what the subscriber cannot take),
+#: then waits 0.5 s so that the final ``idle`` status is not dropped too.
 KERNEL_SETUP = r"""
-def __bench_count():
-    import threading
+def __bench_count(path):
+    import mmap, struct, threading
     k = get_ipython().kernel
     s = k.session
-    counter = [0]
+    f = open(path, "r+b")
+    mm = mmap.mmap(f.fileno(), 8)
+    total = [0]
     lock = threading.Lock()
     send = s.send
     iopub = (k.iopub_socket, k.iopub_thread)
+    def add(n):
+        with lock:
+            total[0] += n
+            mm[0:8] = struct.pack("<q", total[0])
     def counting_send(stream, *args, **kwargs):
         if stream in iopub:
-            with lock:
-                counter[0] += 1
+            add(1)
         return send(stream, *args, **kwargs)
     s.send = counting_send
-    return counter
-__bench_counter = __bench_count()
+    return add
+__bench_add = __bench_count(PATH)
 
 def __bench_prepare(n):
     # Sign n distinct stream messages now, so that the burst itself only sends.
@@ -83,12 +91,32 @@ def __bench_burst():
         send = sock.send_multipart
         for m in msgs:
             send(m)
+        __bench_add(len(msgs))
         done.set()
     k.iopub_thread.schedule(run)
     done.wait()
     time.sleep(0.5)
-    return len(msgs)
 """
+
+
+class KernelCounter:
+    """The worker's side of ``__bench_add``: how many IOPub messages the kernel sent."""
+
+    def __init__(self, folder: str) -> None:
+        self.path = os.path.join(folder, f"count-{uuid.uuid4()}.bin")
+        with open(self.path, "wb") as f:
+            f.write(bytes(8))
+
+    def setup_code(self) -> str:
+        return KERNEL_SETUP.replace("PATH", repr(self.path))
+
+    def read(self) -> int:
+        with open(self.path, "rb") as f:
+            return int(struct.unpack("<q", f.read(8))[0])
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 def rss_mb() -> float:
@@ -112,8 +140,8 @@ async def measure_flood(
     c: Contender,
     kid: str,
     shell: ShellClient,
+    counter: KernelCounter,
     code: str,
-    user_expressions: dict[str, str] | None = None,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
     """Run ``code`` from the benchmark's own session while only the watcher reads IOPub.
@@ -123,14 +151,11 @@ async def measure_flood(
     message is this process's CPU (all threads) over the window / messages in it.
     """
     await wait_quiet(c, kid)
-    before = await shell.execute("", user_expressions={"n": "__bench_counter[0]"})
-    sent_before = _expr(before, "n")
-    await wait_quiet(c, kid)
+    sent0 = counter.read()
     base = c.count(kid)
     cpu0 = time.process_time()
     t0 = time.perf_counter()
-    ue = {"n": "__bench_counter[0]", **(user_expressions or {})}
-    msg_id = shell.execute_request(code, ue)
+    msg_id = shell.execute_request(code)
     changes: list[tuple[float, int, float]] = []
     last = base
     quiet_since = time.perf_counter()
@@ -153,7 +178,9 @@ async def measure_flood(
         if now - t0 > timeout:
             raise TimeoutError(f"the flood did not end within {timeout:g} s")
     reply = shell.replies.pop(msg_id)
-    received = last - base
+    await wait_quiet(c, kid)
+    received = c.count(kid) - base
+    sent = counter.read() - sent0
     end_t, end_n, end_cpu = changes[-1] if changes else (t0, base, cpu0)
     for (ta, na, ca), (tb, _nb, _cb) in itertools.pairwise(changes):
         if tb - ta >= 0.25 and na - base > received // 2:
@@ -161,11 +188,6 @@ async def measure_flood(
             break
     first_t = changes[0][0] if changes else t0
     in_window = end_n - base
-    # Session sends from the previous request's final idle status up to this one's user
-    # expressions, plus this request's final idle status, plus the burst's own messages.
-    sent = _expr(reply, "n") - sent_before
-    if "sent" in ue:
-        sent += _expr(reply, "sent")
     return {
         "received": received,
         "sent": sent,
@@ -175,10 +197,6 @@ async def measure_flood(
         "final_state": c.state(kid),
         "reply_status": reply["content"].get("status"),
     }
-
-
-def _expr(reply: dict[str, Any], name: str) -> int:
-    return int(reply["content"]["user_expressions"][name]["data"]["text/plain"])
 
 
 # -- workloads -------------------------------------------------------------------------------
@@ -214,28 +232,25 @@ async def lifecycle(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
 async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     kid = await c.start()
     shell = ShellClient(c.info(kid))
+    counter = KernelCounter(c.runtime)
     r: dict[str, Any] = {}
     try:
         await shell.kernel_info()
-        await shell.execute(KERNEL_SETUP)
+        await shell.execute(counter.setup_code())
         await asyncio.sleep(0.3)
         n = int(p["n_print"])
-        res = await measure_flood(c, kid, shell, f"for i in range({n}): print(i, flush=True)")
+        code = f"for i in range({n}): print(i, flush=True)"
+        res = await measure_flood(c, kid, shell, counter, code)
         r.update({f"print_{k}": v for k, v in res.items()})
         await shell.execute(f"__bench_prepare({int(p['n_burst'])})")
-        res = await measure_flood(
-            c,
-            kid,
-            shell,
-            "__bench_sent = __bench_burst()",
-            user_expressions={"sent": "__bench_sent"},
-        )
+        res = await measure_flood(c, kid, shell, counter, "__bench_burst()")
         r.update({f"burst_{k}": v for k, v in res.items()})
         for pre in ("print_", "burst_"):
             r[pre + "lost"] = r[pre + "sent"] - r[pre + "received"]
             r[pre + "idle_after"] = r[pre + "final_state"] == "idle"
     finally:
         shell.close()
+        counter.remove()
         await c.shutdown(kid)
     return r
 
@@ -244,23 +259,27 @@ async def buffering(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     """RSS growth while a frontend that left has its messages buffered during a flood."""
     kid = await c.start()
     shell = ShellClient(c.info(kid))
+    counter = KernelCounter(c.runtime)
     r: dict[str, Any] = {}
     try:
         await shell.kernel_info()
-        await shell.execute(KERNEL_SETUP)
+        await shell.execute(counter.setup_code())
         await asyncio.sleep(0.3)
         await c.connect_and_leave(kid, "bench-frontend")  # type: ignore[attr-defined]
         await asyncio.sleep(0.3)
         r["rss_before_mb"] = rss_mb()
         n = int(p["n_print"])
-        res = await measure_flood(c, kid, shell, f"for i in range({n}): print(i, flush=True)")
+        code = f"for i in range({n}): print(i, flush=True)"
+        res = await measure_flood(c, kid, shell, counter, code)
         await asyncio.sleep(0.3)
         r["rss_after_mb"] = rss_mb()
         r["rss_growth_mb"] = r["rss_after_mb"] - r["rss_before_mb"]
         r["buffered_msgs"] = c.buffered(kid)  # type: ignore[attr-defined]
+        r["sent_msgs"] = res["sent"]
         r["cpu_us_per_msg"] = res["cpu_us_per_msg"]
     finally:
         shell.close()
+        counter.remove()
         await c.shutdown(kid)
     return r
 
