@@ -127,6 +127,8 @@ class SessionChannels:
         #: of every shell reply delivered.
         self.on_request: Callable[[str, str], None] | None = None
         self.on_reply: Callable[[str, str], None] | None = None
+        #: Set once the iopub socket received anything: its subscription is live.
+        self.iopub_live = asyncio.Event()
         self._on_activity = on_activity
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
         self._drains: dict[str, SocketDrain] = {}
@@ -136,6 +138,8 @@ class SessionChannels:
 
     def _batch_handler(self, channel: str) -> Callable[[list[list[bytes]]], None]:
         def on_batch(batch: list[list[bytes]]) -> None:
+            if channel == "iopub":
+                self.iopub_live.set()
             if self.handler is None:
                 if self.buffer is not None:
                     for frames in batch:

@@ -61,6 +61,8 @@ logger = logging.getLogger(__name__)
 
 #: Fields whose change is sent to subscribers at once; others are coalesced.
 URGENT_FIELDS = frozenset({"execution_state", "connections", "reason", "pid", "restarts"})
+#: How long connect() waits at most for a new frontend's iopub subscription to be live.
+NUDGE_TIMEOUT = 2.0
 #: How long restore() waits for an adopted kernel to answer before calling it unresponsive.
 ADOPT_TIMEOUT = 5.0
 _KERNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -623,6 +625,30 @@ class KernelMap:
             self._buffer_changed(entry)
         conn.replayed, conn.dropped = replayed, dropped
         return conn
+
+    async def _nudge(self, entry: _Entry, channels: SessionChannels) -> None:
+        """Wait until a new frontend's iopub subscription is live, so that nothing the kernel
+        publishes after ``connect`` returns is lost (a SUB socket misses what is sent before
+        its subscription reaches the kernel). kernelmon's probe asks kernel_info until the
+        new socket sees a message; probe traffic is not activity. Gives up after
+        ``NUDGE_TIMEOUT`` (a kernel busy with silent code answers late)."""
+        probe = getattr(entry.backend, "probe", None)
+        if probe is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NUDGE_TIMEOUT
+        sent: list[asyncio.Future[dict[str, Any]]] = []
+        live = asyncio.ensure_future(channels.iopub_live.wait())
+        try:
+            while not live.done() and loop.time() < deadline:
+                sent.append(probe.send_kernel_info())
+                await asyncio.wait([live], timeout=min(0.25, max(0.0, deadline - loop.time())))
+        finally:
+            live.cancel()
+            for fut in sent:
+                fut.cancel()
+        if not channels.iopub_live.is_set():
+            logger.debug("IOPub of kernel %s silent while connecting", entry.record.id)
 
     async def _close_connection(self, conn: KernelConnection) -> None:
         channels = conn.channels

@@ -55,7 +55,12 @@ def test_disconnected_flood_stays_within_caps(aio, kmap):
     assert model["buffered"] <= 5_000
     assert model["buffered"] > 0
     assert model["buffer_dropped"] > N / 2  # oldest dropped, and counted
-    assert max(lags) < 0.5, f"the loop stalled for {max(lags):.3f} s"
+    # responsive: the loop kept turning (p99 of a 10 ms timer's lateness; generous bounds,
+    # since other processes share the machine's two cores)
+    lags.sort()
+    p99 = lags[int(len(lags) * 0.99)]
+    assert p99 < 0.25, f"p99 loop lag {p99:.3f} s (max {lags[-1]:.3f} s)"
+    assert lags[-1] < 2.0, f"the loop stalled for {lags[-1]:.3f} s"
     grown = peak[0] - rss_before
     # the caps (2 MiB) plus a constant for sockets, queues and allocator slack
     assert grown < 2 * 1024 * 1024 + 40 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
