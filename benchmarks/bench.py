@@ -289,7 +289,7 @@ def plan(workloads: list[str], reps: int, peer: bool) -> list[tuple[int, str, st
 
 
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
-    peer = have("jupyter_server")
+    peer = have("jupyter_server") and not args.no_peer
     workloads = [w for w in ORDER if w in args.workloads]
     prm = params(args.quick)
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {w: {} for w in workloads}
@@ -416,6 +416,13 @@ def fmt(v: float, unit: str) -> str:
     return f"{v:.3f}"
 
 
+def load_note(m: dict[str, Any]) -> str:
+    before, after = m.get("load_average_before"), m.get("load_average")
+    if not before or not after:
+        return ""
+    return f"; load average (1 min) {before[0]:.1f} before, {after[0]:.1f} after"
+
+
 def table(data: dict[str, Any]) -> str:
     lines = []
     m = data["meta"]
@@ -424,7 +431,10 @@ def table(data: dict[str, Any]) -> str:
         f"{m['date']}; {m['machine']}; Python {m['python']}; jupyter_client "
         f"{v['jupyter_client']}, jupyter_server {v['jupyter_server']}, ipykernel "
         f"{v['ipykernel']}, pyzmq {v['pyzmq']}, PySide6 {v['PySide6-Essentials']}, "
-        f"qasync {v['qasync']}; transport {data['config']['transport']}"
+        f"qasync {v['qasync']}"
+    )
+    lines.append(
+        f"transport {data['config']['transport']}"
         + (
             " (kernelmon, raw, bare: ipc; jupyter_server: tcp)"
             if data["config"]["transport"] == "default"
@@ -432,6 +442,7 @@ def table(data: dict[str, Any]) -> str:
         )
         + f"; reps {data['config']['reps']}"
         + (" (quick)" if data["config"]["quick"] else "")
+        + load_note(m)
     )
     for w in data["config"]["workloads"]:
         spec = WORKLOADS[w]
@@ -490,7 +501,7 @@ def table(data: dict[str, Any]) -> str:
     if failures:
         lines.append(f"\n{failures} measurement(s) failed; see the messages above.")
     if not data["meta"]["jupyter_server_present"]:
-        lines.append("\njupyter_server is not installed: its column is skipped.")
+        lines.append("\njupyter_server was not run (not installed, or --no-peer).")
     return "\n".join(lines)
 
 
@@ -511,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         help="default: each manager's own (kernelmon ipc, jupyter_server tcp; raw and bare "
         "as kernelmon); ipc or tcp: the same for all",
     )
+    ap.add_argument("--no-peer", action="store_true", help="do not run jupyter_server")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each raw result")
     args = ap.parse_args(argv)
     if args.reps is None:
