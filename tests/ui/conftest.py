@@ -7,6 +7,7 @@ tasks the UI starts and Qt's own events are processed together, as in the app.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -113,6 +114,45 @@ def no_dialogs(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(dialogs, "ask_quit", ask_quit)
     monkeypatch.setattr(dialogs, "show_error", show_error)
     return asked
+
+
+class LoopLagMeter:
+    """How late a 10 ms Qt timer fires: the gaps between its ticks, in seconds.
+
+    On Linux the time the GUI thread spent waiting for a CPU (``run_delay`` in
+    /proc/self/task/<tid>/schedstat) is taken out of each gap: on a machine where other
+    processes oversubscribe the CPUs, the thread is runnable but not running, which is not a
+    freeze of the app. Time spent computing or blocked (e.g. in a synchronous call) counts.
+    """
+
+    def __init__(self, interval_ms: int = 10) -> None:
+        from PySide6.QtCore import QTimer
+
+        self.gaps: list[float] = []
+        self._stat = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        self._last = (time.perf_counter(), self._run_delay())
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+
+    def _run_delay(self) -> float:
+        try:
+            with open(self._stat) as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def _tick(self) -> None:
+        now, waited = time.perf_counter(), self._run_delay()
+        self.gaps.append((now - self._last[0]) - (waited - self._last[1]))
+        self._last = (now, waited)
+
+    def start(self) -> None:
+        self._last = (time.perf_counter(), self._run_delay())
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -249,3 +249,18 @@ def test_every_state_has_an_icon_and_colour(state: str) -> None:
     index = model.index(0, Column.STATE)
     assert not index.data(Qt.ItemDataRole.DecorationRole).isNull()
     assert index.data(Qt.ItemDataRole.ForegroundRole) is not None
+
+
+def test_loop_lag_meter_sees_a_blocked_gui_thread(qtbot: Any) -> None:
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    from .conftest import LoopLagMeter
+
+    meter = LoopLagMeter()
+    meter.start()
+    QTimer.singleShot(50, lambda: time.sleep(0.3))  # a synchronous call freezing the GUI
+    qtbot.wait(500)
+    meter.stop()
+    assert max(meter.gaps) > 0.25
