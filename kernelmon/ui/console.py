@@ -130,7 +130,7 @@ class ConsoleWindow(QWidget):
                 f"{connection.replayed} message(s) the kernel sent while this console was "
                 f"closed are shown above{dropped}"
             )
-        self.status.setText(f"Connected (session {connection.session_key[:8]})")
+        self.status.setText(f"Connected (session …{connection.session_key[-8:]})")
         self.input.setEnabled(True)
         self.run_button.setEnabled(True)
         self.input.setFocus()

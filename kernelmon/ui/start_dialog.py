@@ -38,6 +38,7 @@ class StartKernelDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Start kernel")
         self.setObjectName("start_dialog")
+        self.setMinimumWidth(520)
         self._map = kernel_map
         self.kernel_name = ""
         self.path = ""

@@ -377,3 +377,21 @@ def test_window_layout_is_remembered(
     finally:
         other.bridge.close()
         other.deleteLater()
+
+
+def test_a_failed_start_is_shown_in_words(
+    qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, no_dialogs: Any
+) -> None:
+    async def go() -> None:
+        task = window.start_kernel("no-such-kernel-spec")
+        with pytest.raises(Exception, match="No kernel spec named"):
+            await task
+        await wait_until(lambda: bool(no_dialogs["show_error"]))
+
+    qloop.run(go())
+    title, text = no_dialogs["show_error"][-1]
+    assert "no-such-kernel-spec" in title
+    assert "No kernel spec named 'no-such-kernel-spec'" in text
+    assert "No kernel spec named" in window.event_log.texts()[0]
+    assert "No kernel spec named" in window.status.currentMessage()
+    assert window.isVisible()
