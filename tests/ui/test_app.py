@@ -22,6 +22,13 @@ from kernelmon.ui.main_window import MainWindow
 from .conftest import pid_alive, wait_until
 
 
+@pytest.fixture(autouse=True)
+def own_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test's app gets its own config, state (kernel records) and log folders."""
+    for name in ("CONFIG", "STATE", "LOG"):
+        monkeypatch.setenv(f"KERNELMON_{name}_DIR", str(tmp_path / name.lower()))
+
+
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernelmon", *args],
