@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from PySide6.QtWidgets import QSystemTrayIcon
 
-from kernelmon.core import KernelMap
+from kernelmon.core import KernelMap, Settings
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray, overall_state
 
 from .conftest import QtLoop, pid_alive, wait_until
+
+
+@pytest.fixture(scope="module")
+def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
+    """As in conftest, with a quick auto-restarter so a killed kernel is noticed at once."""
+    km = KernelMap(Settings(root_dir=str(ui_root), kernel_info_timeout=30), restart_poll=0.2)
+    try:
+        yield km
+    finally:
+        qloop.run(km.close())
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +216,23 @@ def test_failed_restart_notifies(
 
     qloop.run(go())
     assert "died during its restart" in no_dialogs["show_error"][-1][1]
+
+
+def test_a_dying_kernel_is_notified(
+    qloop: QtLoop, tray: KernelTray, window: MainWindow, kernel_map: KernelMap
+) -> None:
+    import psutil
+
+    async def go() -> str:
+        kid = await window.start_kernel("python3")
+        psutil.Process(kernel_map.kernel_model(kid)["pid"]).kill()
+        await wait_until(lambda: any(t == "Kernel died" for t, _ in tray.notifications))
+        # the auto-restarter brings it back
+        await wait_until(lambda: kernel_map.kernel_model(kid)["execution_state"] == "idle")
+        await kernel_map.shutdown_kernel(kid)
+        return kid
+
+    qloop.run(go())
+    text = next(x for t, x in tray.notifications if t == "Kernel died")
+    assert "restarting it" in text
+    assert any(t.startswith("died:") for t in window.event_log.texts())
