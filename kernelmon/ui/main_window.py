@@ -44,6 +44,8 @@ from .tasks import TaskRunner
 logger = logging.getLogger(__name__)
 
 MESSAGE_MS = 8000
+#: How long quitting waits for running actions (a restart, a start) to end by themselves.
+QUIT_WAIT = 15.0
 
 
 def keep_connection_files(kernel_map: KernelMap) -> None:
@@ -652,8 +654,7 @@ class MainWindow(QMainWindow):
 
     async def _finish(self, shut_down: bool) -> None:
         try:
-            self.tasks.cancel_all()
-            await self.tasks.wait_all()
+            await self.tasks.finish(timeout=QUIT_WAIT)
             await self.consoles.close_all()
             left = len(self.kernel_map)
             if not shut_down:

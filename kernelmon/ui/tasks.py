@@ -61,6 +61,14 @@ class TaskRunner(QObject):
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    async def finish(self, timeout: float) -> None:
+        """Let running tasks end by themselves for up to ``timeout`` seconds (a restart
+        half-done is worse than a short wait), then cancel what is left."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self.cancel_all()
+        await self.wait_all()
+
     def cancel_all(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -395,3 +395,29 @@ def test_a_failed_start_is_shown_in_words(
     assert "No kernel spec named" in window.event_log.texts()[0]
     assert "No kernel spec named" in window.status.currentMessage()
     assert window.isVisible()
+
+
+def test_tasks_finish_waits_then_cancels(qloop: QtLoop, window: MainWindow) -> None:
+    import asyncio
+
+    ended: list[str] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0.05)
+        ended.append("quick")
+
+    async def endless() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    async def go() -> None:
+        window.tasks.spawn(quick(), "quick")
+        window.tasks.spawn(endless(), "endless")
+        await window.tasks.finish(timeout=0.3)
+
+    qloop.run(go())
+    assert ended == ["quick", "cancelled"]
+    assert window.tasks.running == 0
