@@ -13,30 +13,28 @@ import logging
 from typing import Any
 
 from PySide6.QtCore import QPoint, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDockWidget,
-    QHeaderView,
     QMainWindow,
     QMenu,
     QProgressBar,
     QSplitter,
     QSystemTrayIcon,
-    QTableView,
     QWidget,
 )
 
 from .. import paths
 from ..core import KernelMap, RestartFailed, RestartTimeout, Settings
 from ..settings_file import save_settings
-from . import dialogs
+from . import actions, dialogs
 from .bridge import KernelBridge
 from .console import ConsoleManager
 from .culler_panel import CullerPanel
 from .event_log import EventLogView
-from .icons import app_icon, icon
-from .kernel_table import KERNEL_ID_ROLE, Column, KernelSortProxy, KernelTableModel, short_id
+from .icons import app_icon
+from .kernel_table import Column, KernelSortProxy, KernelTableModel, short_id
+from .kernel_view import KernelTableView
 from .start_dialog import StartKernelDialog
 from .status_bar import KernelStatusBar
 from .tasks import TaskRunner
@@ -150,159 +148,42 @@ class MainWindow(QMainWindow):
 
     # -- building ---------------------------------------------------------------------------
 
-    def _make_table(self) -> QTableView:
-        table = QTableView()
-        table.setObjectName("kernel_table")
-        table.setModel(self.proxy)
-        table.setSortingEnabled(True)
-        table.sortByColumn(Column.KERNEL, Qt.SortOrder.AscendingOrder)
-        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        table.setAlternatingRowColors(True)
-        table.setWordWrap(False)
-        table.verticalHeader().hide()
-        header = table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setStretchLastSection(True)
-        for column, width in (
-            (Column.KERNEL, 175),
-            (Column.ID, 85),
-            (Column.STATE, 105),
-            (Column.LAST_ACTIVITY, 105),
-            (Column.CONNECTIONS, 95),
-            (Column.CWD, 210),
-            (Column.PID, 65),
-            (Column.BUFFERED, 75),
-        ):
-            table.setColumnWidth(column, width)
-        table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+    def _make_table(self) -> KernelTableView:
+        table = KernelTableView(self.proxy)
         table.customContextMenuRequested.connect(self.on_table_context_menu_requested)
         table.doubleClicked.connect(lambda _i: self.actions_by_name["console"].trigger())
         table.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
         return table
 
-    def _action(
-        self, name: str, text: str, shortcut: Any, tip: str, slot: Any, icon_name: str = ""
-    ) -> QAction:
-        action = QAction(text, self)
-        action.setObjectName(name)
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            tip = (
-                f"{tip} ({QKeySequence(shortcut).toString(QKeySequence.SequenceFormat.NativeText)})"
-            )
-        action.setToolTip(tip)
-        action.setStatusTip(tip)
-        if icon_name:
-            action.setIcon(icon(icon_name))
-        action.triggered.connect(lambda _checked=False: slot())
-        self.addAction(action)
-        self.actions_by_name[name] = action
-        return action
-
     def _make_actions(self) -> None:
-        a = self._action
-        a(
-            "start",
-            "&Start kernel…",
-            "Ctrl+N",
-            "Start a new kernel",
-            self.on_start_triggered,
-            "action-start",
-        )
-        a(
-            "restart",
-            "&Restart",
-            "Ctrl+R",
-            "Restart the selected kernel (its variables are lost)",
-            lambda: self.restart_kernel(self.selected_kernel_id()),
-            "action-restart",
-        )
-        a(
-            "interrupt",
-            "&Interrupt",
-            "Ctrl+I",
-            "Interrupt the code the selected kernel runs",
-            lambda: self.interrupt_kernel(self.selected_kernel_id()),
-            "action-interrupt",
-        )
-        a(
-            "shutdown",
-            "Shut &down",
-            "Del",
-            "Shut the selected kernel down",
-            lambda: self.shutdown_kernel(self.selected_kernel_id()),
-            "action-shutdown",
-        )
-        a(
-            "shutdown_all",
-            "Shut down &all",
-            "Ctrl+Shift+Del",
-            "Shut every kernel down",
-            self.shutdown_all,
-            "action-shutdown-all",
-        )
-        a(
-            "console",
-            "Open &console",
-            "Ctrl+O",
-            "Open a console on the selected kernel",
-            lambda: self.open_console(self.selected_kernel_id()),
-            "action-console",
-        )
-        a(
-            "copy_id",
-            "&Copy kernel id",
-            "Ctrl+Shift+C",
-            "Copy the selected kernel's full id",
-            self.copy_selected_id,
-        )
-        pause = a(
-            "pause_culling",
-            "&Pause culling",
-            None,
-            "Stop culling idle kernels until you resume it (not saved)",
-            lambda: self.set_culling_paused(self.actions_by_name["pause_culling"].isChecked()),
-        )
-        pause.setCheckable(True)
-        a(
-            "quit",
-            "&Quit",
-            "Ctrl+Q",
-            "Quit kernelmon (asks what to do with running kernels)",
-            self.request_quit,
+        self.actions_by_name = actions.make_actions(
+            self,
+            {
+                "start": self.on_start_triggered,
+                "restart": lambda: self.restart_kernel(self.selected_kernel_id()),
+                "interrupt": lambda: self.interrupt_kernel(self.selected_kernel_id()),
+                "shutdown": lambda: self.shutdown_kernel(self.selected_kernel_id()),
+                "shutdown_all": self.shutdown_all,
+                "console": lambda: self.open_console(self.selected_kernel_id()),
+                "copy_id": self.copy_selected_id,
+                "pause_culling": lambda: self.set_culling_paused(
+                    self.actions_by_name["pause_culling"].isChecked()
+                ),
+                "quit": self.request_quit,
+            },
         )
 
     def _make_menus_and_toolbar(self) -> None:
         acts = self.actions_by_name
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(acts["quit"])
-        kernel_menu = self.menuBar().addMenu("&Kernel")
-        for name in (
-            "start",
-            None,
-            "console",
-            "restart",
-            "interrupt",
-            "shutdown",
-            None,
-            "shutdown_all",
-            None,
-            "copy_id",
-            "pause_culling",
-        ):
-            if name is None:
-                kernel_menu.addSeparator()
-            else:
-                kernel_menu.addAction(acts[name])
+        actions.fill(self.menuBar().addMenu("&Kernel"), acts, actions.KERNEL_MENU)
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addAction(self.culler_dock.toggleViewAction())
         toolbar = self.addToolBar("Kernels")
         toolbar.setObjectName("toolbar")
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        for name in ("start", "console", "restart", "interrupt", "shutdown", "shutdown_all"):
-            toolbar.addAction(acts[name])
+        actions.fill(toolbar, acts, actions.TOOLBAR)
 
     def _connect_bridge(self) -> None:
         b = self.bridge
@@ -320,10 +201,7 @@ class MainWindow(QMainWindow):
     # -- reading ----------------------------------------------------------------------------
 
     def selected_kernel_id(self) -> str | None:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        return str(rows[0].data(KERNEL_ID_ROLE))
+        return self.table.selected_kernel_id()
 
     def select_kernel(self, kernel_id: str) -> None:
         row = self.table_model.row_of(kernel_id)
@@ -526,14 +404,7 @@ class MainWindow(QMainWindow):
         menu.deleteLater()
 
     def build_context_menu(self) -> QMenu:
-        menu = QMenu(self)
-        acts = self.actions_by_name
-        for name in ("console", "restart", "interrupt", "shutdown", None, "copy_id", None, "start"):
-            if name is None:
-                menu.addSeparator()
-            else:
-                menu.addAction(acts[name])
-        return menu
+        return actions.context_menu(self, self.actions_by_name)
 
     # -- settings ---------------------------------------------------------------------------
 
