@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QDialogButtonBox
 
 from kernelmon.core import KernelMap, Settings
@@ -62,7 +64,13 @@ def test_start_dialog_adds_a_row_that_reaches_idle(
         == kernel_map.kernel_specs()["python3"]["display_name"]
     )
     assert pid_alive(kernel_map.kernel_model(kid)["pid"])
+    logo = model.index(row, Column.KERNEL).data(Qt.ItemDataRole.DecorationRole)
+    assert logo is not None, "the python3 spec's logo is shown"
+    assert not logo.isNull()
     assert any("started" in t for t in window.event_log.texts())
+    window.select_kernel(kid)
+    window.actions_by_name["copy_id"].trigger()
+    assert QGuiApplication.clipboard().text() == kid
     assert window.status.counts_label.text().startswith("1 running")
 
 
