@@ -173,6 +173,9 @@ class CullerPanel(QWidget):
             self.error_label.hide()
             return
         try:
+            if name == "cull_interval" and isinstance(value, float) and value <= 0:
+                # Settings would quietly use its default instead; say no instead.
+                raise SettingsError(name, value, "it must be more than 0 s")
             new = dataclasses.replace(self._settings, **{name: value})
         except SettingsError as e:
             label = FIELDS[name][0]

@@ -51,6 +51,7 @@ class KernelStatusBar(QStatusBar):
         super().__init__(parent)
         self._map = kernel_map
         self.paused = False
+        self.seen_kernels = False
         self.counts_label = QLabel()
         self.counts_label.setToolTip("Kernels kernelmon runs, how many are busy and dead")
         self.activity_label = QLabel()
@@ -67,6 +68,11 @@ class KernelStatusBar(QStatusBar):
     def refresh(self) -> None:
         now = datetime.now(UTC)
         self.counts_label.setText(counts_text(self._map.list_kernels()))
-        age = (now - self._map.last_kernel_activity).total_seconds()
-        self.activity_label.setText(f"Last activity {relative_time(max(0.0, age))}")
+        if len(self._map):
+            self.seen_kernels = True
+        if self.seen_kernels:
+            age = (now - self._map.last_kernel_activity).total_seconds()
+            self.activity_label.setText(f"Last activity {relative_time(max(0.0, age))}")
+        else:
+            self.activity_label.setText("No kernel activity yet")
         self.culler_label.setText(culler_text(self._map, self.paused, now))

@@ -72,6 +72,7 @@ def test_start_dialog_adds_a_row_that_reaches_idle(
     window.actions_by_name["copy_id"].trigger()
     assert QGuiApplication.clipboard().text() == kid
     assert window.status.counts_label.text().startswith("1 running")
+    assert window.status.activity_label.text().startswith("Last activity")
 
 
 def test_start_dialog_refuses_a_folder_outside_the_root(
@@ -227,6 +228,7 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
         ("cull_idle_timeout", "-3", "use 0 to turn off"),
         ("buffer_max_bytes", "lots", "whole number"),
         ("kernel_info_timeout", "0", "more than 0"),
+        ("cull_interval", "-1", "more than 0"),
     ):
         panel.edits[name].setText(text)
         panel.edits[name].editingFinished.emit()
