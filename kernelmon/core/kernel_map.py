@@ -614,6 +614,11 @@ class KernelMap:
                 entry, msg_type, msg_id
             )
             channels.on_reply = lambda msg_type, parent: self._reply_seen(entry, msg_type, parent)
+            try:
+                await self._nudge(entry, channels)
+            except BaseException:
+                channels.close()
+                raise
         conn = KernelConnection(kernel_id, channels, self._close_connection)
         entry.connections.append(conn)
         self.notify_connect(kernel_id)
@@ -639,10 +644,12 @@ class KernelMap:
         deadline = loop.time() + NUDGE_TIMEOUT
         sent: list[asyncio.Future[dict[str, Any]]] = []
         live = asyncio.ensure_future(channels.iopub_live.wait())
+        pause = 0.02
         try:
             while not live.done() and loop.time() < deadline:
                 sent.append(probe.send_kernel_info())
-                await asyncio.wait([live], timeout=min(0.25, max(0.0, deadline - loop.time())))
+                await asyncio.wait([live], timeout=min(pause, max(0.0, deadline - loop.time())))
+                pause = min(pause * 2, 0.25)
         finally:
             live.cancel()
             for fut in sent:

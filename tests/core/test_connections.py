@@ -71,7 +71,8 @@ async def leave_running(kmap, kid, session: str, code: str) -> None:
     conn.execute(code)
     await conn.close()
     await wait_quiet(kmap, kid, since)
-    assert kmap.record(kid).buffered >= 3
+    # busy, execute_input, stream, idle (iopub) and execute_reply (shell), all kept
+    await wait_until(lambda: kmap.record(kid).buffered >= 5, what="buffered messages")
 
 
 def test_connect_counts_and_gets_messages(aio, kmap, kid):
@@ -85,6 +86,8 @@ def test_connect_counts_and_gets_messages(aio, kmap, kid):
         assert kmap.kernel_model(kid)["connections"] == 2
         msg_id = conn.execute("print('hello'); 6 * 7")
         await wait_until(lambda: fe.replies(msg_id), what="execute_reply")
+        # shell and iopub are separate streams: the output may come just after the reply
+        await wait_until(lambda: "hello" in fe.stream_text(), what="the output")
         await conn.close()
         await conn.close()  # twice is harmless
         await other.close()
