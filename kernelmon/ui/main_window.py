@@ -46,20 +46,6 @@ MESSAGE_MS = 8000
 QUIT_WAIT = 15.0
 
 
-def keep_connection_files(kernel_map: KernelMap) -> None:
-    """Make sure kernels left running keep their connection files.
-
-    Workaround for the core: ``KernelMap.close(shutdown_kernels=False)`` drops its
-    jupyter_client KernelManagers, whose ``__del__`` deletes the connection file, so the
-    next run's ``restore()`` would think the kernels are gone. Telling each manager that it
-    did not write the file keeps the file.
-    """
-    for kid in kernel_map:
-        km = getattr(kernel_map.backend(kid), "km", None)
-        if km is not None and hasattr(km, "_connection_file_written"):
-            km._connection_file_written = False
-
-
 class MainWindow(QMainWindow):
     """kernelmon's window over a ``KernelMap``."""
 
@@ -528,8 +514,6 @@ class MainWindow(QMainWindow):
             await self.tasks.finish(timeout=QUIT_WAIT)
             await self.consoles.close_all()
             left = len(self.kernel_map)
-            if not shut_down:
-                keep_connection_files(self.kernel_map)
             await self.kernel_map.close(shutdown_kernels=shut_down)
             if not shut_down:
                 logger.info("Left %d kernel(s) running", left)
