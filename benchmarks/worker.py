@@ -298,19 +298,19 @@ async def many(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
             await asyncio.gather(*(c.shutdown(k) for k in kids))
             r[f"shutdown_{n}_concurrent_s"] = time.perf_counter() - t
             continue
-        # Cull: turn culling on, wait a random part of the interval (kernels go idle at any
-        # moment of the culler's cycle), touch every kernel (execute "pass" from a frontend
-        # session) so that all went idle just now, and time from the last idle until the
-        # first and the last kernel are gone.
+        # Cull: touch every kernel (execute "pass" from a frontend session) so that all
+        # went idle just now, wait a random part of the interval (kernels go idle at any
+        # moment of the culler's cycle), turn culling on, and time from the last idle
+        # until the first and the last kernel are gone.
         timeout, interval = float(p["cull_timeout"]), float(p["cull_interval"])
-        await c.enable_culling(timeout, interval)
-        await asyncio.sleep(random.Random(p.get("seed", 0)).uniform(0, interval))
         shells = [ShellClient(c.info(k)) for k in kids]
         try:
             await asyncio.gather(*(s.execute("pass") for s in shells))
         finally:
             for s in shells:
                 s.close()
+        await asyncio.sleep(random.Random(p.get("seed", 0)).uniform(0, interval))
+        await c.enable_culling(timeout, interval)
         idle_at = 0.0
         first_gone = None
         loop = asyncio.get_running_loop()
