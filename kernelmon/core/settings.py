@@ -128,11 +128,21 @@ class Settings:
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         """Build settings from a dict as ``to_dict`` writes it.
 
-        Unknown keys (from a newer version) are ignored with a log line; missing keys take
-        their defaults; bad values raise ``SettingsError``.
+        Unknown keys are ignored with a log line; missing keys take their defaults; bad
+        values, and a file from a newer format version, raise ``SettingsError``.
         """
         if not isinstance(data, dict):
             raise SettingsError("settings", data, "the file must hold a JSON object")
+        version = data.get("version", SETTINGS_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SettingsError("version", version, "it must be a whole number from 1")
+        if version > SETTINGS_VERSION:
+            raise SettingsError(
+                "version",
+                version,
+                f"the file was written by a newer kernelmon; this one reads version "
+                f"{SETTINGS_VERSION}",
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names - {"version"})
         if unknown:

@@ -93,13 +93,22 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_load_ignores_unknown_keys_and_fills_defaults(tmp_path):
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"version": 99, "root_dir": str(tmp_path), "future": 1}))
+    path.write_text(json.dumps({"version": 1, "root_dir": str(tmp_path), "future": 1}))
     s = Settings.load(path)
     assert s.root_dir == str(tmp_path)
     assert s.cull_interval == 300
 
 
-@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"kernel_info_timeout": -3}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"kernel_info_timeout": -3}',
+        '{"version": 99}',
+        '{"version": "one"}',
+    ],
+)
 def test_load_bad_file_raises_settings_error(tmp_path, text):
     path = tmp_path / "settings.json"
     path.write_text(text)

@@ -1,0 +1,83 @@
+"""A bad settings file never stops kernelmon and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from kernelmon.core import Settings
+from kernelmon.settings_file import load_settings, save_settings
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("{truncated", "not valid JSON"),
+        ('{"version": 7, "cull_busy": true}', "newer kernelmon"),
+        ('{"version": 1, "kernel_info_timeout": -1}', "kernel_info_timeout"),
+    ],
+)
+def test_bad_file_gives_defaults_keeps_a_copy_and_says_so(tmp_path, text, said):
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    settings, message = load_settings(path, str(tmp_path))
+    assert settings == Settings(root_dir=str(tmp_path))
+    assert message is not None
+    assert said in message
+    [copy] = [p for p in tmp_path.iterdir() if p.name.startswith("settings.json.bad-")]
+    assert copy.read_text() == text
+    assert str(copy) in message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_folder_keeps_old_file(tmp_path):
+    folder = tmp_path / "config"
+    folder.mkdir()
+    path = folder / "settings.json"
+    Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
+    before = path.read_text()
+    folder.chmod(0o500)
+    try:
+        message = save_settings(Settings(root_dir=str(tmp_path), cull_idle_timeout=9), path)
+    finally:
+        folder.chmod(0o700)
+    assert message is not None
+    assert "could not be saved" in message
+    assert path.read_text() == before
+
+
+def test_full_disk_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "settings.json"
+    Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
+    before = path.read_text()
+
+    def no_space(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    message = save_settings(Settings(root_dir=str(tmp_path), cull_idle_timeout=9), path)
+    assert message is not None
+    assert "No space left on device" in message
+    assert json.loads(path.read_text()) == json.loads(before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
+
+
+def test_read_only_file_system_keeps_old_file(tmp_path, monkeypatch):
+    """As root (CI) permissions cannot make a folder read-only, so the file system's answer
+    is simulated where the temporary file is created."""
+    import tempfile
+
+    path = tmp_path / "settings.json"
+    Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
+    before = path.read_text()
+
+    def read_only(*_a, **_k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    message = save_settings(Settings(root_dir=str(tmp_path), cull_idle_timeout=9), path)
+    assert message is not None
+    assert "Read-only file system" in message
+    assert path.read_text() == before
