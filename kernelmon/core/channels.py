@@ -21,7 +21,7 @@ import zmq
 from jupyter_client.session import Session
 
 from .buffering import MessageBuffer
-from .wire import SocketDrain, channel_url
+from .wire import Signer, SocketDrain, channel_url, decode_message
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class SessionChannels:
     ) -> None:
         self.session_key = session_key
         self.session = make_session(connection_info, session_id=session_key)
+        self._signer = Signer(self.session.key, self.session.signature_scheme)
         self.handler: OnMessage | None = None
         self.buffer: MessageBuffer | None = None
         self.bad_messages = 0
@@ -157,12 +158,10 @@ class SessionChannels:
         handler = self.handler
         if handler is None:
             return
-        try:
-            _idents, parts = self.session.feed_identities(list(frames), copy=True)
-            msg = self.session.deserialize(parts, content=True, copy=True)
-        except Exception as e:
+        msg = decode_message(self._signer, frames)
+        if msg is None:
             self.bad_messages += 1
-            logger.debug("Dropped a malformed or badly signed %s message: %s", channel, e)
+            logger.debug("Dropped a malformed or badly signed %s message", channel)
             return
         if channel == "shell" and self.on_reply is not None:
             self.on_reply(msg["header"].get("msg_type", ""), msg["parent_header"].get("msg_id", ""))

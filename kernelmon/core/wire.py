@@ -81,6 +81,37 @@ def parse_header(raw: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | None:
+    """A whole message as a dict (header, parent_header, metadata, content, buffers,
+    msg_id, msg_type), or None if it is malformed or its signature does not verify.
+
+    Like jupyter_client's ``Session.deserialize`` but about ten times cheaper: dates in the
+    headers stay ISO 8601 strings (as Jupyter's web frontends receive them).
+    """
+    parts = split_frames(frames)
+    if parts is None or not signer.verify(parts[0], parts[1:5]):
+        return None
+    try:
+        header = json.loads(parts[1])
+        parent = json.loads(parts[2])
+        metadata = json.loads(parts[3])
+        content = json.loads(parts[4])
+        msg_id, msg_type = header["msg_id"], header["msg_type"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return None
+    if not isinstance(parent, dict) or not isinstance(content, dict):
+        return None
+    return {
+        "header": header,
+        "msg_id": msg_id,
+        "msg_type": msg_type,
+        "parent_header": parent,
+        "metadata": metadata,
+        "content": content,
+        "buffers": [memoryview(b) for b in parts[5:]],
+    }
+
+
 class SocketDrain:
     """Reads every ready message of a plain zmq socket on each loop wake-up.
 

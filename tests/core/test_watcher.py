@@ -127,3 +127,24 @@ def test_signing_key_required():
 
     with pytest.raises(ValueError, match="signing key"):
         Signer(b"")
+
+
+def test_decode_message_matches_jupyter_client():
+    from kernelmon.core.wire import Signer, decode_message
+
+    session = Session(key=KEY)
+    msg = session.msg("execute_result", {"data": {"text/plain": "42"}, "execution_count": 1})
+    frames = session.serialize(msg, ident=[b"topic"])
+    decoded = decode_message(Signer(KEY), frames)
+    assert decoded is not None
+    reference = session.deserialize(session.feed_identities(frames)[1])
+    for key in ("msg_id", "msg_type", "content", "metadata", "parent_header"):
+        assert decoded[key] == reference[key]
+    assert decoded["header"]["msg_id"] == reference["header"]["msg_id"]
+    assert isinstance(decoded["header"]["date"], str)  # dates stay ISO strings
+    # forged and malformed
+    assert decode_message(Signer(b"other"), frames) is None
+    assert decode_message(Signer(KEY), frames[:3]) is None
+    bad = [*frames]
+    bad[-1] = b"not json"
+    assert decode_message(Signer(KEY), bad) is None

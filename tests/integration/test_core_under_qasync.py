@@ -68,7 +68,10 @@ def test_start_flood_restart_shutdown(qloop, tmp_path):
         timer.stop()
         return kid, old_pid, new_pid
 
-    kid, old_pid, new_pid = qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
+    try:
+        kid, old_pid, new_pid = qloop.run_until_complete(asyncio.wait_for(scenario(), 120))
+    finally:
+        qloop.run_until_complete(km.close())  # no kernel left behind, even on failure
     assert kid not in km
     assert process_gone(old_pid)
     assert process_gone(new_pid)
@@ -80,9 +83,12 @@ def test_start_flood_restart_shutdown(qloop, tmp_path):
         if "execution_state" in e.fields
     ]
     assert "busy" in states
-    # the flood was drained without starving Qt (a generous bound; benchmarks measure it)
-    assert lags
-    assert max(lags) < 1.0, f"Qt timer lag up to {max(lags):.3f} s"
+    # the flood was drained without starving Qt (generous bounds: other processes share the
+    # two cores; the benchmarks measure the lag properly)
+    lags.sort()
+    p99 = lags[int(len(lags) * 0.99)]
+    assert p99 < 0.25, f"Qt timer lag p99 {p99:.3f} s (max {lags[-1]:.3f} s)"
+    assert lags[-1] < 3.0
 
 
 def test_never_stuck_busy_after_floods(qloop, tmp_path):
@@ -125,6 +131,9 @@ def test_never_stuck_busy_after_floods(qloop, tmp_path):
             await conn.close()
         await km.close()
 
-    qloop.run_until_complete(asyncio.wait_for(scenario(), 150))
+    try:
+        qloop.run_until_complete(asyncio.wait_for(scenario(), 150))
+    finally:
+        qloop.run_until_complete(km.close())
     assert len(late) == 4
     assert max(late.values()) < 1.0, late
