@@ -494,7 +494,7 @@ def table(data: dict[str, Any]) -> str:
         lines.append("")
         lines.append("Goals (medians)")
         for g in data["goals"]:
-            lines.append(f"  {'met   ' if g['met'] else 'MISSED'}  {g['goal']}: {g['value']:.2f}")
+            lines.append(f"  {'met   ' if g['met'] else 'MISSED'}  {g['goal']}: {g['value']:.3f}")
     failures = sum(
         1 for by in data["samples"].values() for rs in by.values() for r in rs if not r.get("ok")
     )
