@@ -1,0 +1,577 @@
+"""Every kernel on the machine: connection files and Jupyter server files in runtime folders.
+
+``scan_runtime(folders)`` reads ``kernel-*.json`` connection files and ``jpserver-*.json`` /
+``nbserver-*.json`` server files, finds each kernel's process (the process whose command line
+names the connection file) and the application that launched it, and says who owns each
+kernel with the pure ``classify``. Files that cannot be read or parsed are reported in
+``Scan.problems``; they never stop a scan.
+
+``RuntimeWatcher`` rescans every few seconds (the process table is read in a worker thread)
+and calls back for kernels that appeared, vanished or changed (origin, process, parent).
+
+Connection keys and server tokens are secrets: ``FoundKernel`` keeps no key at all (the
+backend that talks to the kernel reads it from the file), and ``FoundServer`` keeps its
+token out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .records import Origin
+
+logger = logging.getLogger(__name__)
+
+#: Connection files larger than this are not kernel connection files.
+MAX_FILE_SIZE = 1 << 20
+#: The ports a connection file must name.
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+#: Processes that adopt orphans: a kernel whose parent is one of these lost its application.
+REAPER_NAMES = frozenset(
+    {
+        "init",
+        "systemd",
+        "launchd",
+        "tini",
+        "dumb-init",
+        "docker-init",
+        "catatonit",
+        "s6-svscan",
+        "runit",
+        "upstart",
+    }
+)
+_PYTHON_NAMES = ("python", "pypy")
+
+
+# -- what a scan finds --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProblem:
+    """A file in a runtime folder that could not be used, and why."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFacts:
+    """What a connection file says about where a kernel listens (never its key)."""
+
+    transport: str
+    ip: str
+    ports: Mapping[str, int]
+    signature_scheme: str
+    kernel_name: str | None
+    has_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessFacts:
+    """What the process table says about one process."""
+
+    pid: int
+    ppid: int
+    name: str
+    cmdline: tuple[str, ...]
+    zombie: bool = False
+    create_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FoundKernel:
+    """A kernel connection file and what was found about its process and owner."""
+
+    kernel_id: str
+    connection_file: str
+    transport: str
+    ip: str
+    ports: Mapping[str, int]
+    signature_scheme: str
+    kernel_name: str | None
+    origin: Origin
+    pid: int | None = None
+    pid_started: float | None = None
+    #: the application process that launched the kernel (its current parent)
+    parent_pid: int | None = None
+    parent_name: str | None = None
+    #: a short description of the parent application ("jupyter-lab", "code", "python x.py")
+    parent_app: str | None = None
+    parent_alive: bool = False
+    #: the parent seen when the kernel was first found (a later change means it was
+    #: reparented: its application is gone)
+    first_parent_pid: int | None = None
+
+    def summary(self) -> str:
+        parent = f"{self.parent_app} ({self.parent_pid})" if self.parent_pid else "none"
+        return (
+            f"kernel {self.kernel_id} [{self.origin}] pid={self.pid} parent={parent} "
+            f"{self.transport}://{self.ip}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FoundServer:
+    """A Jupyter server (or classic notebook server) info file."""
+
+    path: str
+    pid: int | None
+    url: str | None
+    port: int | None
+    root_dir: str | None
+    version: str | None
+    alive: bool
+    token: str = field(default="", repr=False)
+
+
+@dataclass(slots=True)
+class Scan:
+    """Everything found in the runtime folders at one moment."""
+
+    #: by connection file path (absolute)
+    kernels: dict[str, FoundKernel] = field(default_factory=dict)
+    servers: list[FoundServer] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+
+    def by_kernel_id(self) -> dict[str, FoundKernel]:
+        return {k.kernel_id: k for k in self.kernels.values()}
+
+
+# -- pure decisions -----------------------------------------------------------------------
+
+
+def kernel_id_from_path(path: str | os.PathLike[str]) -> str:
+    """``kernel-<id>.json`` -> ``<id>``."""
+    name = os.path.basename(os.fspath(path))
+    if name.startswith("kernel-"):
+        name = name[len("kernel-") :]
+    if name.endswith(".json"):
+        name = name[: -len(".json")]
+    return name
+
+
+def parse_connection_info(data: object) -> ConnectionFacts:
+    """The facts of a connection file's JSON, or ``ValueError`` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    transport = data.get("transport", "tcp")
+    if transport not in ("tcp", "ipc"):
+        raise ValueError(f"unknown transport {transport!r}")
+    ip = data.get("ip")
+    if not isinstance(ip, str) or not ip:
+        raise ValueError("no 'ip'")
+    ports: dict[str, int] = {}
+    for name in PORT_NAMES:
+        value = data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"no valid {name!r}")
+        ports[name] = value
+    scheme = data.get("signature_scheme", "hmac-sha256")
+    if not isinstance(scheme, str):
+        raise ValueError("bad 'signature_scheme'")
+    kernel_name = data.get("kernel_name")
+    key = data.get("key")
+    return ConnectionFacts(
+        transport=transport,
+        ip=ip,
+        ports=ports,
+        signature_scheme=scheme,
+        kernel_name=kernel_name if isinstance(kernel_name, str) and kernel_name else None,
+        has_key=isinstance(key, str) and bool(key),
+    )
+
+
+def classify(
+    kernel_id: str,
+    connection_file: str,
+    pid: int | None,
+    parent_pid: int | None,
+    parent_alive: bool,
+    *,
+    owned: Collection[str] = (),
+    reapers: Collection[int] = (),
+    first_parent_pid: int | None = None,
+) -> Origin:
+    """Who owns a kernel.
+
+    ``owned`` holds kernel ids and/or connection file paths of kernelmon's own kernels.
+    ``reapers`` are PIDs of processes that adopt orphans (PID 1 always is one);
+    ``first_parent_pid`` is the parent seen when the kernel was first found, if any.
+    """
+    if kernel_id in owned or connection_file in owned:
+        return Origin.OWNED
+    if pid is None:
+        return Origin.STALE
+    if (
+        parent_pid is None
+        or parent_pid <= 1
+        or not parent_alive
+        or parent_pid in reapers
+        or (first_parent_pid is not None and first_parent_pid != parent_pid)
+    ):
+        return Origin.ORPHAN
+    return Origin.EXTERNAL
+
+
+def app_summary(name: str | None, cmdline: Sequence[str]) -> str:
+    """A short name for an application from its process name and command line:
+    ``jupyter-lab``, ``code``, ``spyder``, ``python script.py``, ``python -m module``."""
+    args = [a for a in cmdline if a]
+    prog = os.path.basename(args[0]) if args else (name or "?")
+    if prog.lower().startswith(_PYTHON_NAMES) or (
+        name is not None and name.lower().startswith(_PYTHON_NAMES) and not args
+    ):
+        rest = args[1:]
+        i = 0
+        while i < len(rest):
+            arg = rest[i]
+            if arg == "-m" and i + 1 < len(rest):
+                module = rest[i + 1]
+                if module == "jupyter" and i + 2 < len(rest):  # python -m jupyter lab
+                    return f"jupyter-{rest[i + 2]}"
+                return f"python -m {module}"
+            if arg == "-c":
+                return "python -c"
+            if arg.startswith("-"):
+                i += 1
+                continue
+            script = os.path.basename(arg)
+            if script.startswith("jupyter") and i + 1 < len(rest) and script == "jupyter":
+                return f"jupyter-{rest[i + 1]}"
+            return f"python {script}" if script.endswith(".py") else script
+        return "python"
+    if prog == "jupyter" and len(args) > 1:
+        return f"jupyter-{args[1]}"
+    return prog or (name or "?")
+
+
+def find_kernel_processes(
+    processes: Iterable[ProcessFacts], connection_files: Iterable[str]
+) -> dict[str, ProcessFacts]:
+    """For each connection file (by path), the kernel process whose command line names it.
+
+    When several processes name the file (a launcher wrapping the kernel), the innermost
+    one is the kernel. Zombies are not kernels.
+    """
+    by_name: dict[str, str] = {os.path.basename(f): f for f in connection_files}
+    matches: dict[str, list[ProcessFacts]] = {}
+    for proc in processes:
+        if proc.zombie:
+            continue
+        for arg in proc.cmdline:
+            base = os.path.basename(arg.split("=", 1)[-1]) if "=" in arg else os.path.basename(arg)
+            path = by_name.get(base)
+            if path is not None:
+                matches.setdefault(path, []).append(proc)
+                break
+    result: dict[str, ProcessFacts] = {}
+    for path, procs in matches.items():
+        pids = {p.pid for p in procs}
+        parents = {p.ppid for p in procs}
+        leaves = [p for p in procs if p.pid not in parents] or procs
+        kernel = max(leaves, key=lambda p: p.create_time or 0.0)
+        if len(procs) > 1:  # the "parent" is whatever launched the outermost wrapper
+            by_pid = {p.pid: p for p in procs}
+            top = kernel
+            while top.ppid in pids and top.ppid != top.pid:
+                top = by_pid[top.ppid]
+            if top is not kernel:
+                kernel = ProcessFacts(
+                    kernel.pid, top.ppid, kernel.name, kernel.cmdline, False, kernel.create_time
+                )
+        result[path] = kernel
+    return result
+
+
+# -- reading the machine ------------------------------------------------------------------
+
+
+def process_table() -> dict[int, ProcessFacts]:
+    """Every process visible to us (unreadable fields are left empty, never raised)."""
+    table: dict[int, ProcessFacts] = {}
+    for proc in psutil.process_iter(
+        ["pid", "ppid", "name", "cmdline", "status", "create_time"], ad_value=None
+    ):
+        try:
+            info = proc.info
+        except psutil.Error:  # pragma: no cover - process_iter already caught these
+            continue
+        table[proc.pid] = ProcessFacts(
+            pid=proc.pid,
+            ppid=info.get("ppid") or 0,
+            name=info.get("name") or "",
+            cmdline=tuple(info.get("cmdline") or ()),
+            zombie=info.get("status") == psutil.STATUS_ZOMBIE,
+            create_time=info.get("create_time"),
+        )
+    return table
+
+
+def _read_json(path: Path, problems: list[ScanProblem]) -> Any:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_SIZE + 1)
+    except OSError as e:
+        problems.append(ScanProblem(str(path), f"cannot be read: {e.strerror or e}"))
+        return None
+    if len(raw) > MAX_FILE_SIZE:
+        problems.append(ScanProblem(str(path), "is too large for a Jupyter runtime file"))
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        problems.append(ScanProblem(str(path), f"is not valid JSON: {e}"))
+        return None
+
+
+def _list(folder: Path, problems: list[ScanProblem]) -> list[Path]:
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        problems.append(ScanProblem(str(folder), f"cannot be listed: {e.strerror or e}"))
+        return []
+    return [folder / n for n in sorted(names)]
+
+
+def _is_alive(table: Mapping[int, ProcessFacts], pid: int | None) -> bool:
+    facts = table.get(pid) if pid else None
+    return facts is not None and not facts.zombie
+
+
+def _server(path: Path, data: object, table: Mapping[int, ProcessFacts]) -> FoundServer:
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+
+    def get(key: str, kind: type) -> Any:
+        value = data.get(key)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else None
+
+    pid = get("pid", int)
+    return FoundServer(
+        path=str(path),
+        pid=pid,
+        url=get("url", str),
+        port=get("port", int),
+        root_dir=get("root_dir", str) or get("notebook_dir", str),
+        version=get("version", str),
+        alive=_is_alive(table, pid),
+        token=get("token", str) or "",
+    )
+
+
+def scan_runtime(
+    folders: Iterable[str | os.PathLike[str]],
+    owned: Collection[str] = (),
+    previous: Scan | None = None,
+    table: Mapping[int, ProcessFacts] | None = None,
+) -> Scan:
+    """Read the runtime folders and the process table (blocking: run it in a thread).
+
+    ``owned``: kernel ids or connection file paths of kernelmon's own kernels.
+    ``previous``: the last scan, so that a kernel whose parent changed since it was first
+    seen is known to be orphaned even when its new parent is not a known reaper.
+    ``table``: a process table to use instead of reading the machine's (for tests).
+    """
+    scan = Scan()
+    conn_files: dict[str, ConnectionFacts] = {}
+    server_files: list[tuple[Path, object]] = []
+    seen: set[Path] = set()
+    for folder in folders:
+        folder = Path(folder).absolute()
+        if folder in seen:
+            continue
+        seen.add(folder)
+        for entry in _list(folder, scan.problems):
+            name = entry.name
+            if not name.endswith(".json"):
+                continue
+            if name.startswith("kernel-"):
+                data = _read_json(entry, scan.problems)
+                if data is None:
+                    continue
+                try:
+                    conn_files[str(entry)] = parse_connection_info(data)
+                except ValueError as e:
+                    scan.problems.append(ScanProblem(str(entry), f"is not a connection file: {e}"))
+            elif name.startswith(("jpserver-", "nbserver-")):
+                data = _read_json(entry, scan.problems)
+                if data is not None:
+                    server_files.append((entry, data))
+    if table is None:
+        table = process_table() if conn_files or server_files else {}
+    for server_file, data in server_files:
+        try:
+            scan.servers.append(_server(server_file, data, table))
+        except ValueError as e:
+            scan.problems.append(ScanProblem(str(server_file), f"is not a server info file: {e}"))
+    kernels = find_kernel_processes(table.values(), conn_files)
+    reapers = {pid for pid, p in table.items() if p.name.lower() in REAPER_NAMES} | {1}
+    before = previous.kernels if previous is not None else {}
+    for path, facts in conn_files.items():
+        kernel_id = kernel_id_from_path(path)
+        proc = kernels.get(path)
+        pid = proc.pid if proc else None
+        parent = table.get(proc.ppid) if proc else None
+        parent_pid = proc.ppid if proc and proc.ppid else None
+        parent_alive = parent is not None and not parent.zombie
+        old = before.get(path)
+        first_parent = parent_pid
+        if old is not None and old.pid == pid and old.first_parent_pid is not None:
+            first_parent = old.first_parent_pid
+        origin = classify(
+            kernel_id,
+            path,
+            pid,
+            parent_pid,
+            parent_alive,
+            owned=owned,
+            reapers=reapers,
+            first_parent_pid=first_parent,
+        )
+        scan.kernels[path] = FoundKernel(
+            kernel_id=kernel_id,
+            connection_file=path,
+            transport=facts.transport,
+            ip=facts.ip,
+            ports=facts.ports,
+            signature_scheme=facts.signature_scheme,
+            kernel_name=facts.kernel_name,
+            origin=origin,
+            pid=pid,
+            pid_started=proc.create_time if proc else None,
+            parent_pid=parent_pid,
+            parent_name=parent.name if parent else None,
+            parent_app=app_summary(parent.name, parent.cmdline) if parent else None,
+            parent_alive=parent_alive,
+            first_parent_pid=first_parent,
+        )
+    return scan
+
+
+def default_folders(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The Jupyter runtime folder followed by ``extra`` folders."""
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return [Path(jupyter_runtime_dir()), *(Path(f) for f in extra)]
+
+
+# -- watching -----------------------------------------------------------------------------
+
+
+def _changed(old: FoundKernel, new: FoundKernel) -> bool:
+    return (old.origin, old.pid, old.parent_pid, old.parent_alive, old.kernel_name) != (
+        new.origin,
+        new.pid,
+        new.parent_pid,
+        new.parent_alive,
+        new.kernel_name,
+    )
+
+
+class RuntimeWatcher:
+    """Rescans runtime folders every ``interval`` seconds and reports what changed.
+
+    ``on_appeared(kernel)``, ``on_vanished(kernel)`` and ``on_changed(old, new)`` are called
+    on the loop's thread; one that raises is logged and the others still run. A kernel
+    "changes" when its origin, process, parent or kernel name changes. ``owned`` is asked
+    on every scan for the kernel ids / connection files kernelmon owns. New problems (a
+    file that cannot be read) are logged once each and kept in ``problems``.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[str | os.PathLike[str]] | None = None,
+        *,
+        interval: float = 2.0,
+        owned: Callable[[], Collection[str]] = frozenset,
+        on_appeared: Callable[[FoundKernel], None] | None = None,
+        on_vanished: Callable[[FoundKernel], None] | None = None,
+        on_changed: Callable[[FoundKernel, FoundKernel], None] | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0, not {interval!r}")
+        self.folders = [Path(f) for f in folders] if folders is not None else default_folders()
+        self.interval = interval
+        self._owned = owned
+        self.on_appeared = on_appeared
+        self.on_vanished = on_vanished
+        self.on_changed = on_changed
+        self.scan = Scan()
+        self.problems: dict[tuple[str, str], ScanProblem] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def kernels(self) -> dict[str, FoundKernel]:
+        return self.scan.kernels
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start the periodic scans (inside a running loop); the first one runs at once."""
+        if not self.running:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.rescan()
+            except Exception:
+                logger.exception("Scanning the Jupyter runtime folders failed")
+            await asyncio.sleep(self.interval)
+
+    async def rescan(self) -> Scan:
+        """Scan now (in a worker thread), report the differences, return the scan."""
+        async with self._lock:
+            owned = frozenset(self._owned())
+            new = await asyncio.to_thread(scan_runtime, self.folders, owned, self.scan)
+            old, self.scan = self.scan, new
+            self._report_problems(new.problems)
+            for path, kernel in new.kernels.items():
+                before = old.kernels.get(path)
+                if before is None:
+                    self._call(self.on_appeared, kernel)
+                elif _changed(before, kernel):
+                    self._call(self.on_changed, before, kernel)
+            for path, kernel in old.kernels.items():
+                if path not in new.kernels:
+                    self._call(self.on_vanished, kernel)
+            return new
+
+    def _report_problems(self, problems: list[ScanProblem]) -> None:
+        current = {(p.path, p.message): p for p in problems}
+        for key, problem in current.items():
+            if key not in self.problems:
+                logger.info("Runtime file %s %s", problem.path, problem.message)
+        self.problems = current
+
+    @staticmethod
+    def _call(callback: Callable[..., None] | None, *args: FoundKernel) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("A runtime watcher callback failed")

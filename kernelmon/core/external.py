@@ -1,0 +1,407 @@
+"""Kernels another application started: a read-mostly ``KernelBackend`` from a connection file.
+
+kernelmon watches such a kernel's IOPub like its own (``ActivityWatcher``) but sends it
+nothing on its own initiative: no ``kernel_info_request`` probes, whose status messages would
+count as activity for the application that owns the kernel (and keep its culler from
+culling). So the state stays ``unknown`` until the kernel publishes a status. Liveness comes
+from the process (a pidfd where the platform has one) or, without a known process, from the
+heartbeat channel.
+
+Users may still interrupt the kernel (SIGINT to its process when it is ours to signal and its
+interrupt mode is ``signal``, else an ``interrupt_request`` on the control channel) and shut it
+down (``shutdown_request`` on control, then SIGTERM, then SIGKILL). It cannot be restarted:
+only the application that started it knows how.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import zmq
+
+from .activity import ActivityWatcher
+from .backend import KernelBackend
+from .channels import make_session
+from .discovery import FoundKernel
+from .errors import KernelDead, KernelmonError
+from .process import AdoptedProcess, kill_process_group, process_matches, wait_for_exit
+from .records import LOCAL, ExecutionState, KernelRecord, Origin
+from .wire import SocketDrain, channel_url
+
+logger = logging.getLogger(__name__)
+
+OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
+
+#: Seconds to wait for a reply on the control channel, and for a heartbeat echo.
+REPLY_TIMEOUT = 5.0
+HEARTBEAT_TIMEOUT = 1.0
+#: How often a kernel's process is checked where there is no pidfd.
+PROCESS_POLL = 1.0
+
+
+class ExternalKernelError(KernelmonError, RuntimeError):
+    """An action on a kernel another application started failed."""
+
+
+def read_connection_file(path: str) -> dict[str, Any]:
+    """A connection file's contents (``ExternalKernelError`` if it cannot be used)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except OSError as e:
+        raise ExternalKernelError(
+            f"The connection file {path} cannot be read: {e.strerror or e}."
+        ) from e
+    except ValueError as e:
+        raise ExternalKernelError(f"The connection file {path} is not valid JSON.") from e
+    if not isinstance(info, dict) or not all(
+        k in info for k in ("ip", "iopub_port", "control_port", "hb_port")
+    ):
+        raise ExternalKernelError(f"{path} is not a kernel connection file.")
+    if not info.get("key"):
+        raise ExternalKernelError(
+            f"The kernel of {path} has no signing key; kernelmon does not talk to such kernels."
+        )
+    return info
+
+
+def interrupt_mode_for(kernel_name: str | None) -> str:
+    """The interrupt mode of an installed kernel spec ("signal" if unknown)."""
+    if not kernel_name:
+        return "signal"
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        mode = KernelSpecManager().get_kernel_spec(kernel_name).interrupt_mode
+    except Exception:
+        return "signal"
+    return "message" if mode == "message" else "signal"
+
+
+def same_user(pid: int) -> bool:
+    """Whether we may signal ``pid`` (it runs as our user)."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return True
+    try:
+        import psutil
+
+        return bool(psutil.Process(pid).uids().real == getuid())
+    except Exception:
+        return False
+
+
+class _Requests:
+    """A DEALER socket on one channel (control) from kernelmon's own session, with replies
+    matched to requests."""
+
+    def __init__(self, info: dict[str, Any], channel: str, session_id: str) -> None:
+        self.session = make_session(info, session_id=session_id)
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 10)
+        sock.setsockopt(zmq.IDENTITY, f"{session_id}-{channel}".encode())
+        sock.connect(channel_url(info, channel))
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._drain = SocketDrain(sock, self._on_batch)
+
+    def send(self, msg_type: str, content: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        msg = self.session.send(self._drain.socket, msg_type, content)
+        assert msg is not None
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        msg_id = msg["header"]["msg_id"]
+        self._pending[msg_id] = fut
+        fut.add_done_callback(lambda _f: self._pending.pop(msg_id, None))
+        self._drain.poke()
+        return fut
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        for frames in batch:
+            try:
+                _idents, parts = self.session.feed_identities(frames, copy=True)
+                msg = self.session.deserialize(parts, content=True, copy=True)
+            except Exception as e:
+                logger.debug("Dropped a malformed reply: %s", e)
+                continue
+            fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    def close(self) -> None:
+        for fut in list(self._pending.values()):
+            fut.cancel()
+        self._pending.clear()
+        self._drain.close()
+
+
+async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
+    """Whether the kernel echoes a ping on its heartbeat channel within ``timeout``."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(channel_url(info, "hb"))
+    loop = asyncio.get_running_loop()
+    echoed: asyncio.Future[None] = loop.create_future()
+    payload = uuid.uuid4().bytes
+
+    def on_batch(batch: list[list[bytes]]) -> None:
+        if any(frames and frames[0] == payload for frames in batch) and not echoed.done():
+            echoed.set_result(None)
+
+    drain = SocketDrain(sock, on_batch)
+    try:
+        sock.send(payload)
+        drain.poke()
+        await asyncio.wait_for(echoed, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        drain.close()
+
+
+class ExternalKernel(KernelBackend):
+    """A kernel on this machine that another application started (or left behind)."""
+
+    can_restart = False
+
+    def __init__(
+        self,
+        record: KernelRecord,
+        connection_file: str,
+        *,
+        on_change: OnChange,
+        on_exit: Callable[[ExternalKernel], None] | None = None,
+        interrupt_mode: str | None = None,
+        shutdown_wait: float = 5.0,
+        reply_timeout: float = REPLY_TIMEOUT,
+    ) -> None:
+        super().__init__(record)
+        self.connection_file = connection_file
+        self._info = read_connection_file(connection_file)
+        self._on_change = on_change
+        self._on_exit = on_exit
+        self.interrupt_mode = interrupt_mode
+        self.shutdown_wait = shutdown_wait
+        self.reply_timeout = reply_timeout
+        #: kernelmon's own session: IOPub messages caused by its requests are not activity
+        self.session_id = f"kernelmon-external-{uuid.uuid4()}"
+        self.watcher: ActivityWatcher | None = None
+        self._control: _Requests | None = None
+        self._exit_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._proc: AdoptedProcess | None = None
+        if record.pid is not None:
+            with contextlib.suppress(Exception):
+                self._proc = AdoptedProcess(record.pid)
+
+    @classmethod
+    def from_found(
+        cls,
+        found: FoundKernel,
+        *,
+        on_change: OnChange,
+        **kwargs: Any,
+    ) -> ExternalKernel:
+        """A backend (and its record) for a ``discovery.FoundKernel``; call ``attach()``."""
+        record = KernelRecord(
+            id=found.kernel_id,
+            name=found.kernel_name or "",
+            origin=found.origin if found.origin != Origin.OWNED else Origin.EXTERNAL,
+            location=LOCAL,
+            execution_state=ExecutionState.UNKNOWN,
+            pid=found.pid,
+        )
+        if found.pid_started:
+            started = datetime.fromtimestamp(found.pid_started, UTC)
+            record.started = record.last_activity = started
+        return cls(record, found.connection_file, on_change=on_change, **kwargs)
+
+    def __repr__(self) -> str:  # never the key
+        return (
+            f"<ExternalKernel {self.record.id} pid={self.record.pid} "
+            f"origin={self.record.origin} file={self.connection_file}>"
+        )
+
+    @property
+    def connection_info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    @property
+    def pid(self) -> int | None:
+        return self.record.pid
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Start watching IOPub and the process (inside a running loop)."""
+        if self.watcher is not None:
+            return
+        self.watcher = ActivityWatcher(self.record, self._info, self.session_id, self._on_change)
+        if self._proc is not None and self._exit_task is None:
+            self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
+
+    def _control_channel(self) -> _Requests:
+        if self._control is None:
+            self._control = _Requests(self._info, "control", self.session_id)
+        return self._control
+
+    async def _watch_exit(self) -> None:
+        proc = self._proc
+        assert proc is not None
+        if hasattr(os, "pidfd_open"):
+            while not await wait_for_exit(proc, 3600.0):
+                pass
+        else:
+            while True:  # no pidfd: a cheap check every PROCESS_POLL seconds
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(PROCESS_POLL)
+        if self._stopping:
+            return
+        record = self.record
+        record.execution_state = ExecutionState.DEAD
+        record.reason = "its process exited (stopped by its application or elsewhere)"
+        self._on_change(record, {"execution_state", "reason"}, None)
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        if self._on_exit is not None:
+            try:
+                self._on_exit(self)
+            except Exception:
+                logger.exception("on_exit callback failed for kernel %s", record.id)
+
+    def _process_ours(self) -> bool:
+        """Whether the kernel's process is known, still the kernel, and ours to signal."""
+        pid = self.record.pid
+        return (
+            pid is not None
+            and self._proc is not None
+            and self._proc.poll() is None
+            and process_matches(pid, self.connection_file)
+            and same_user(pid)
+        )
+
+    async def is_alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return await heartbeat(self._info)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    async def interrupt(self) -> None:
+        record = self.record
+        if record.execution_state == ExecutionState.DEAD:
+            raise KernelDead(f"Kernel {record.id} is dead and cannot be interrupted.")
+        if self.interrupt_mode is None:
+            self.interrupt_mode = await asyncio.to_thread(interrupt_mode_for, record.name)
+        if self.interrupt_mode == "signal" and self._process_ours():
+            pid = record.pid
+            assert pid is not None
+            try:
+                if hasattr(os, "killpg") and os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGINT)  # the kernel leads its group: its children too
+                else:
+                    os.kill(pid, signal.SIGINT)
+            except (ProcessLookupError, PermissionError) as e:
+                raise ExternalKernelError(
+                    f"Kernel {record.id} could not be interrupted: {e}."
+                ) from e
+            return
+        reply = self._control_channel().send("interrupt_request", {})
+        try:
+            msg = await asyncio.wait_for(reply, self.reply_timeout)
+        except TimeoutError:
+            raise ExternalKernelError(
+                f"Kernel {record.id} did not answer the interrupt request within "
+                f"{self.reply_timeout:g} s; it may be stuck or gone."
+            ) from None
+        if msg["content"].get("status") != "ok":
+            raise ExternalKernelError(f"Kernel {record.id} refused the interrupt request.")
+
+    async def restart(self, timeout: float) -> None:
+        raise ExternalKernelError(
+            f"Kernel {self.record.id} was not started by kernelmon, so it cannot be restarted: "
+            "only kernels kernelmon started can be restarted. Restart it from the application "
+            "that started it, or shut it down and start a new kernel in kernelmon."
+        )
+
+    async def shutdown(self, now: bool = False) -> None:
+        """``shutdown_request`` on control (unless ``now``), then SIGTERM, then SIGKILL, each
+        after half of ``shutdown_wait``. Without a known process, success is the kernel's
+        ``shutdown_reply``."""
+        record = self.record
+        self._stopping = True
+        proc = self._proc
+        try:
+            if proc is None or proc.poll() is not None:
+                if proc is None:
+                    await self._shutdown_by_message(record)
+                return
+            grace = max(self.shutdown_wait, 0.0) / 2
+            exited = False
+            if not now:
+                self._control_channel().send("shutdown_request", {"restart": False})
+                exited = await wait_for_exit(proc, grace)
+            if exited:
+                return
+            pid = proc.pid
+            if not (process_matches(pid, self.connection_file) and same_user(pid)):
+                raise ExternalKernelError(
+                    f"Kernel {record.id} did not stop, and its process {pid} is not one "
+                    "kernelmon may signal (another user's, or no longer the kernel)."
+                )
+            pgid = pid if hasattr(os, "getpgid") and _getpgid(pid) == pid else None
+            if not now:
+                logger.info("External kernel %s ignored shutdown_request; terminating", record.id)
+                proc.terminate()
+                exited = await wait_for_exit(proc, grace)
+            if not exited:
+                logger.info("Killing external kernel %s", record.id)
+                proc.kill()
+                if not await wait_for_exit(proc, 5.0):
+                    raise ExternalKernelError(
+                        f"Kernel {record.id} (process {pid}) did not die after SIGKILL."
+                    )
+            kill_process_group(pgid)
+        finally:
+            self.close()
+
+    async def _shutdown_by_message(self, record: KernelRecord) -> None:
+        reply = self._control_channel().send("shutdown_request", {"restart": False})
+        try:
+            await asyncio.wait_for(reply, self.reply_timeout)
+        except TimeoutError:
+            raise ExternalKernelError(
+                f"Kernel {record.id} did not answer the shutdown request within "
+                f"{self.reply_timeout:g} s, and kernelmon does not know its process."
+            ) from None
+
+    def close(self) -> None:
+        """Stop watching (the kernel keeps running unless it was shut down)."""
+        self._stopping = True
+        if self._exit_task is not None:
+            self._exit_task.cancel()
+            self._exit_task = None
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+
+
+def _getpgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

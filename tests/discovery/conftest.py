@@ -1,0 +1,140 @@
+"""Kernels started "the way other tools do": by ``launcher.py`` in a separate process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from kernelmon.core.channels import SessionChannels
+from kernelmon.core.external import read_connection_file
+
+LAUNCHER = Path(__file__).with_name("launcher.py")
+
+
+@dataclass
+class Launched:
+    """A launcher process and the kernels it started."""
+
+    proc: subprocess.Popen[str]
+    runtime: Path
+    kernels: list[dict[str, Any]]
+    pids: set[int] = field(default_factory=set)
+
+    def kernel(self, i: int = 0) -> dict[str, Any]:
+        return self.kernels[i]
+
+
+def _kill_tree(pids: set[int]) -> None:
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(pid)
+            procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=5)
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Launched]]:
+    """``launch(n=1)`` starts a launcher with ``n`` kernels in a runtime folder of its own.
+    Every process started (launchers, kernels, the kernels' children) is gone afterwards."""
+    started: list[Launched] = []
+
+    def start(n: int = 1) -> Launched:
+        runtime = tmp_path_factory.mktemp("runtime")
+        proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), str(runtime), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        launched = Launched(proc, runtime, [])
+        started.append(launched)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, f"launcher failed: see {runtime}"
+        info = json.loads(line)
+        launched.kernels = info["kernels"]
+        launched.pids = {k["pid"] for k in launched.kernels}
+        return launched
+
+    yield start
+    for launched in started:
+        # Remember the kernels' children before the kernels go (they would be reparented).
+        tree = set(launched.pids)
+        for pid in launched.pids:
+            with contextlib.suppress(psutil.Error):
+                tree |= {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        if launched.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                assert launched.proc.stdin is not None
+                launched.proc.stdin.close()
+            try:
+                launched.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                launched.proc.send_signal(signal.SIGKILL)
+                launched.proc.wait(5)
+        if launched.proc.stdout is not None:
+            launched.proc.stdout.close()
+        _kill_tree(tree)
+
+
+class Frontend:
+    """A test's own frontend session on a kernel (kernelmon's SessionChannels)."""
+
+    def __init__(self, connection_file: str) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.channels = SessionChannels(
+            read_connection_file(connection_file), f"test-{os.getpid()}", lambda: None
+        )
+        self.channels.handler = lambda channel, msg: self.messages.append((channel, msg))
+
+    def execute(self, code: str) -> str:
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        return self.channels.send("shell", "execute_request", content)
+
+    def reply(self, msg_id: str) -> dict[str, Any] | None:
+        for channel, msg in self.messages:
+            if channel == "shell" and msg["parent_header"].get("msg_id") == msg_id:
+                return msg
+        return None
+
+    def iopub(self) -> list[dict[str, Any]]:
+        return [m for c, m in self.messages if c == "iopub"]
+
+    def close(self) -> None:
+        self.channels.close()
+
+
+@pytest.fixture
+def frontends() -> Iterator[Callable[[str], Frontend]]:
+    opened: list[Frontend] = []
+
+    def open_frontend(connection_file: str) -> Frontend:
+        f = Frontend(connection_file)
+        opened.append(f)
+        return f
+
+    yield open_frontend
+    for f in opened:
+        f.close()

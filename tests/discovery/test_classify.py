@@ -1,0 +1,251 @@
+"""Discovery without kernels: classification, parsing, process matching, scanning files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kernelmon.core.discovery import (
+    ProcessFacts,
+    app_summary,
+    classify,
+    find_kernel_processes,
+    kernel_id_from_path,
+    parse_connection_info,
+    scan_runtime,
+)
+from kernelmon.core.records import Origin
+
+KEY = "s3cr3t-key-0123456789"
+TOKEN = "t0k3n-abcdef"
+
+
+def conn(**over: object) -> dict[str, object]:
+    info: dict[str, object] = {
+        "shell_port": 5001,
+        "iopub_port": 5002,
+        "stdin_port": 5003,
+        "control_port": 5004,
+        "hb_port": 5005,
+        "ip": "127.0.0.1",
+        "key": KEY,
+        "transport": "tcp",
+        "signature_scheme": "hmac-sha256",
+        "kernel_name": "python3",
+    }
+    info.update(over)
+    return info
+
+
+def write(folder: Path, name: str, data: object) -> Path:
+    path = folder / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+# -- classify -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pid", "parent", "alive", "kw", "expected"),
+    [
+        (10, 5, True, {}, Origin.EXTERNAL),
+        (10, 5, True, {"owned": {"k1"}}, Origin.OWNED),
+        (10, 5, True, {"owned": {"/rt/kernel-k1.json"}}, Origin.OWNED),
+        (None, None, False, {"owned": {"k1"}}, Origin.OWNED),  # kernelmon decides about its own
+        (None, None, False, {}, Origin.STALE),
+        (None, 5, True, {}, Origin.STALE),
+        (10, 5, False, {}, Origin.ORPHAN),  # parent gone (or a zombie)
+        (10, 1, True, {}, Origin.ORPHAN),  # reparented to init
+        (10, None, False, {}, Origin.ORPHAN),
+        (10, 7, True, {"reapers": {7}}, Origin.ORPHAN),  # reparented to a subreaper
+        (10, 7, True, {"first_parent_pid": 5}, Origin.ORPHAN),  # parent changed since found
+        (10, 5, True, {"first_parent_pid": 5, "reapers": {1, 7}}, Origin.EXTERNAL),
+    ],
+)
+def test_classify(pid, parent, alive, kw, expected):
+    assert classify("k1", "/rt/kernel-k1.json", pid, parent, alive, **kw) is expected
+
+
+def test_kernel_id_from_path():
+    assert kernel_id_from_path("/x/kernel-abc-123.json") == "abc-123"
+    assert kernel_id_from_path(Path("kernel-1.json")) == "1"
+
+
+@pytest.mark.parametrize(
+    ("name", "cmdline", "expected"),
+    [
+        (
+            "jupyter-lab",
+            ["/usr/bin/python3", "/usr/bin/jupyter-lab", "--no-browser"],
+            "jupyter-lab",
+        ),
+        ("python3", ["python3", "-m", "jupyter", "lab"], "jupyter-lab"),
+        ("jupyter", ["/usr/bin/jupyter", "notebook"], "jupyter-notebook"),
+        ("python3.11", ["python3.11", "-u", "launcher.py", "x"], "python launcher.py"),
+        ("python", ["python", "-m", "spyder_kernels.console"], "python -m spyder_kernels.console"),
+        ("code", ["/usr/share/code/code", "--type=utility"], "code"),
+        ("spyder", ["/usr/bin/python3", "/usr/bin/spyder"], "spyder"),
+        ("python", [], "python"),
+        ("bash", [], "bash"),
+    ],
+)
+def test_app_summary(name, cmdline, expected):
+    assert app_summary(name, cmdline) == expected
+
+
+# -- connection files -----------------------------------------------------------------------
+
+
+def test_parse_connection_info_keeps_no_key():
+    facts = parse_connection_info(conn())
+    assert facts.ports["iopub_port"] == 5002
+    assert facts.kernel_name == "python3"
+    assert facts.has_key
+    assert KEY not in repr(facts)
+    assert KEY not in str(facts)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ([1, 2], "not a JSON object"),
+        (conn(ip=""), "ip"),
+        (conn(iopub_port="x"), "iopub_port"),
+        (conn(hb_port=True), "hb_port"),
+        (conn(control_port=-1), "control_port"),
+        (conn(transport="udp"), "transport"),
+        ({k: v for k, v in conn().items() if k != "shell_port"}, "shell_port"),
+    ],
+)
+def test_parse_connection_info_rejects(data, why):
+    with pytest.raises(ValueError, match=why):
+        parse_connection_info(data)
+
+
+# -- matching processes ---------------------------------------------------------------------
+
+
+def test_find_kernel_processes_picks_the_kernel_not_the_app_or_a_wrapper():
+    f = "/rt/kernel-a.json"
+    table = [
+        ProcessFacts(100, 1, "jupyter-lab", ("python", "jupyter-lab")),
+        ProcessFacts(200, 100, "conda", ("conda", "run", "python", "-m", "ipykernel", "-f", f)),
+        ProcessFacts(201, 200, "python", ("python", "-m", "ipykernel_launcher", "-f", f)),
+        ProcessFacts(300, 100, "python", ("python", "-m", "ipykernel", "--f=/rt/kernel-b.json")),
+        ProcessFacts(400, 100, "python", ("python", "-f", "/rt/kernel-c.json"), zombie=True),
+        ProcessFacts(500, 100, "vim", ("vim", "notes.txt")),
+    ]
+    found = find_kernel_processes(table, [f, "/rt/kernel-b.json", "/rt/kernel-c.json"])
+    assert found[f].pid == 201
+    assert found[f].ppid == 100  # the application that launched the wrapper
+    assert found["/rt/kernel-b.json"].pid == 300
+    assert "/rt/kernel-c.json" not in found  # a zombie is no kernel
+
+
+# -- scanning files -------------------------------------------------------------------------
+
+
+def test_scan_reports_bad_files_and_classifies(tmp_path):
+    rt = tmp_path / "rt"
+    rt.mkdir()
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    good = write(rt, "kernel-good.json", conn())
+    orphan = write(extra, "kernel-orphan.json", conn())
+    write(rt, "kernel-stale.json", conn(kernel_name=None))
+    owned = write(rt, "kernel-mine.json", conn())
+    write(rt, "kernel-broken.json", "{not json")
+    write(rt, "kernel-list.json", "[1, 2]")
+    write(rt, "kernel-noports.json", {"ip": "127.0.0.1", "key": KEY})
+    (rt / "kernel-secret.json").mkdir()  # cannot be read (even by root)
+    write(rt, "kernel-huge.json", " " * (2 << 20))
+    write(rt, "notes.txt", "hello")
+    write(
+        rt,
+        "jpserver-100.json",
+        {
+            "pid": 100,
+            "url": "http://localhost:8888/",
+            "port": 8888,
+            "root_dir": "/home/u",
+            "version": "2.14",
+            "token": TOKEN,
+        },
+    )
+    write(rt, "nbserver-999.json", {"pid": 999, "notebook_dir": "/srv", "token": TOKEN})
+    write(rt, "jpserver-7.json", "oops")
+    table = {
+        1: ProcessFacts(1, 0, "init", ("/sbin/init",)),
+        100: ProcessFacts(100, 1, "jupyter-lab", ("python", "/usr/bin/jupyter-lab")),
+        201: ProcessFacts(
+            201, 100, "python", ("python", "-m", "ipykernel_launcher", "-f", str(good))
+        ),
+        202: ProcessFacts(
+            202, 1, "python", ("python", "-m", "ipykernel_launcher", "-f", str(orphan))
+        ),
+        203: ProcessFacts(
+            203, 100, "python", ("python", "-m", "ipykernel_launcher", "-f", str(owned))
+        ),
+    }
+    scan = scan_runtime([rt, extra, rt, tmp_path / "missing"], owned={"mine"}, table=table)
+
+    by_id = scan.by_kernel_id()
+    assert by_id["good"].origin is Origin.EXTERNAL
+    assert (by_id["good"].pid, by_id["good"].parent_pid) == (201, 100)
+    assert by_id["good"].parent_app == "jupyter-lab"
+    assert by_id["good"].parent_alive
+    assert by_id["good"].kernel_name == "python3"
+    assert by_id["good"].ports["shell_port"] == 5001
+    assert by_id["orphan"].origin is Origin.ORPHAN
+    assert by_id["stale"].origin is Origin.STALE
+    assert by_id["stale"].pid is None
+    assert by_id["stale"].kernel_name is None
+    assert by_id["mine"].origin is Origin.OWNED
+    bad = {Path(p.path).name for p in scan.problems}
+    expected_bad = {
+        "kernel-broken.json",
+        "kernel-list.json",
+        "kernel-noports.json",
+        "kernel-huge.json",
+        "kernel-secret.json",
+        "jpserver-7.json",
+    }
+    assert bad == expected_bad
+    assert set(by_id) == {"good", "orphan", "stale", "mine"}
+
+    servers = {s.pid: s for s in scan.servers}
+    assert servers[100].alive
+    assert servers[100].url == "http://localhost:8888/"
+    assert servers[100].root_dir == "/home/u"
+    assert not servers[999].alive
+    assert servers[999].root_dir == "/srv"
+    assert servers[100].token == TOKEN
+    text = repr(scan) + str(scan) + " ".join(k.summary() for k in scan.kernels.values())
+    assert KEY not in text
+    assert TOKEN not in text
+
+
+def test_scan_remembers_the_first_parent(tmp_path):
+    f = write(tmp_path, "kernel-k.json", conn())
+    kernel = ("python", "-m", "ipykernel_launcher", "-f", str(f))
+    first = {
+        50: ProcessFacts(50, 1, "code", ("code",)),
+        60: ProcessFacts(60, 1, "supervise", ("supervise",)),  # not a known reaper
+        201: ProcessFacts(201, 50, "python", kernel),
+    }
+    scan = scan_runtime([tmp_path], table=first)
+    assert scan.by_kernel_id()["k"].origin is Origin.EXTERNAL
+    # The application died and a subreaper we do not know by name adopted the kernel.
+    later = {60: first[60], 201: ProcessFacts(201, 60, "python", kernel)}
+    assert scan_runtime([tmp_path], table=later).by_kernel_id()["k"].origin is Origin.EXTERNAL
+    again = scan_runtime([tmp_path], previous=scan, table=later)
+    assert again.by_kernel_id()["k"].origin is Origin.ORPHAN
+    assert again.by_kernel_id()["k"].first_parent_pid == 50
+
+
+def test_scan_of_nothing(tmp_path):
+    scan = scan_runtime([tmp_path / "nope"])
+    assert (scan.kernels, scan.servers, scan.problems) == ({}, [], [])
