@@ -1,21 +1,43 @@
 """A bounded buffer of messages for a frontend that went away.
 
-Messages are kept as the raw frames they arrived in (no parsing while buffering), counted
-and capped by number and by bytes; when a cap is reached the oldest are dropped first and
-the number dropped is kept so the user can be told.
+Messages are kept as the raw frames they arrived in (no parsing while buffering), packed
+into one bytes object each (a small header with the channel and the frame lengths, then the
+frames), so a buffered message costs little more than its size on the wire. The buffer is
+capped by number and by bytes; when a cap is reached the oldest are dropped first and the
+number dropped is kept so the user can be told.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Iterator, Sequence
 
-#: A buffered message: (channel name, raw frames after the identities).
+#: A buffered message as handed back: (channel name, raw frames after the identities).
 RawMessage = tuple[str, tuple[bytes, ...]]
 
-# Rough per-message bookkeeping cost (tuple, bytes headers) counted against the byte cap, so
-# that a flood of tiny messages cannot grow memory far beyond ``max_bytes``.
-_OVERHEAD = 64
+CHANNELS = ("shell", "control", "stdin", "iopub")
+_HEAD = struct.Struct("<BB")  # channel index, number of frames
+_LEN = struct.Struct("<I")
+# What the deque slot and the bytes object's own header cost per message (CPython 64-bit),
+# counted against the byte cap so that a flood of tiny messages cannot exceed it.
+_OVERHEAD = 8 + 33
+
+
+def pack(channel: str, frames: Sequence[bytes]) -> bytes:
+    lengths = b"".join(_LEN.pack(len(f)) for f in frames)
+    return _HEAD.pack(CHANNELS.index(channel), len(frames)) + lengths + b"".join(frames)
+
+
+def unpack(blob: bytes) -> RawMessage:
+    channel, n = _HEAD.unpack_from(blob)
+    offset = _HEAD.size + n * _LEN.size
+    frames = []
+    for i in range(n):
+        (length,) = _LEN.unpack_from(blob, _HEAD.size + i * _LEN.size)
+        frames.append(blob[offset : offset + length])
+        offset += length
+    return CHANNELS[channel], tuple(frames)
 
 
 class MessageBuffer:
@@ -26,7 +48,7 @@ class MessageBuffer:
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        self._items: deque[tuple[int, RawMessage]] = deque()
+        self._items: deque[bytes] = deque()
         self.nbytes = 0
         self.dropped = 0
 
@@ -34,32 +56,34 @@ class MessageBuffer:
         return len(self._items)
 
     def append(self, channel: str, frames: Sequence[bytes]) -> None:
-        size = _OVERHEAD + sum(len(f) for f in frames)
+        blob = pack(channel, frames)
+        size = len(blob) + _OVERHEAD
         if self.max_messages <= 0 or size > self.max_bytes:
             self.dropped += 1
             return
-        self._items.append((size, (channel, tuple(frames))))
+        self._items.append(blob)
         self.nbytes += size
-        while len(self._items) > self.max_messages or self.nbytes > self.max_bytes:
-            old_size, _ = self._items.popleft()
-            self.nbytes -= old_size
+        self._trim()
+
+    def _trim(self) -> None:
+        items = self._items
+        while items and (len(items) > self.max_messages or self.nbytes > self.max_bytes):
+            self.nbytes -= len(items.popleft()) + _OVERHEAD
             self.dropped += 1
 
     def set_caps(self, max_messages: int, max_bytes: int) -> None:
         """Change the caps, dropping the oldest messages that no longer fit."""
         self.max_messages = max_messages
         self.max_bytes = max_bytes
-        while self._items and (len(self._items) > max_messages or self.nbytes > max_bytes):
-            old_size, _ = self._items.popleft()
-            self.nbytes -= old_size
-            self.dropped += 1
+        self._trim()
 
     def drain(self) -> Iterator[RawMessage]:
         """Yield and remove every message, oldest first."""
-        while self._items:
-            size, item = self._items.popleft()
-            self.nbytes -= size
-            yield item
+        items = self._items
+        while items:
+            blob = items.popleft()
+            self.nbytes -= len(blob) + _OVERHEAD
+            yield unpack(blob)
 
     def clear(self) -> None:
         self._items.clear()

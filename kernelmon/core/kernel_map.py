@@ -766,13 +766,33 @@ class KernelMap:
             self._settings.cull_idle_timeout,
             interval,
         )
-        while True:
-            self.next_cull = utcnow() + timedelta(seconds=interval)
-            await asyncio.sleep(interval)
-            try:
-                await self.cull_kernels()
-            except Exception:
-                logger.exception("A cull pass failed; the next one runs as planned")
+        loop = asyncio.get_running_loop()
+        passes: set[asyncio.Task[dict[str, str]]] = set()
+        due = loop.time() + interval
+        try:
+            while True:
+                wait = max(0.0, due - loop.time())
+                self.next_cull = utcnow() + timedelta(seconds=wait)
+                await asyncio.sleep(wait)
+                # A fixed cadence: a pass busy shutting kernels down never delays the next.
+                due = max(due + interval, loop.time())
+                task = loop.create_task(self.cull_kernels())
+                passes.add(task)
+                task.add_done_callback(self._cull_pass_done(passes))
+        finally:
+            for task in passes:
+                task.cancel()
+
+    @staticmethod
+    def _cull_pass_done(
+        passes: set[asyncio.Task[dict[str, str]]],
+    ) -> Callable[[asyncio.Task[dict[str, str]]], None]:
+        def done(task: asyncio.Task[dict[str, str]]) -> None:
+            passes.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("A cull pass failed: %s", task.exception())
+
+        return done
 
     async def cull_kernels(self) -> dict[str, str]:
         """One cull pass: shut down every kernel the rules say to, concurrently.

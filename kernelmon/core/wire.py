@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 DELIM = b"<IDS|MSG>"
 #: Messages handled per wake-up before yielding to the loop (the rest follow at once).
 BATCH = 256
+# Plain ints: pyzmq's enum flags cost an object per use on the hot path.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 
 def channel_url(info: dict[str, Any], channel: str) -> str:
@@ -147,8 +151,8 @@ class SocketDrain:
         sock = self.socket
         batch: list[list[bytes]] = []
         try:
-            while len(batch) < BATCH and int(sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                batch.append(sock.recv_multipart(zmq.NOBLOCK))
+            while len(batch) < BATCH and int(sock.getsockopt(_EVENTS)) & _POLLIN:
+                batch.append(sock.recv_multipart(_NOBLOCK))
         except zmq.Again:
             pass
         except zmq.ZMQError as e:

@@ -1,4 +1,6 @@
-from kernelmon.core.buffering import _OVERHEAD, MessageBuffer
+import pytest
+
+from kernelmon.core.buffering import _OVERHEAD, MessageBuffer, pack, unpack
 
 
 def frames(n, size=10):
@@ -17,7 +19,7 @@ def test_fifo_and_count_cap():
 
 
 def test_byte_cap_drops_oldest():
-    per = 100 + _OVERHEAD
+    per = len(pack("shell", frames(0, 100))) + _OVERHEAD
     buf = MessageBuffer(max_messages=1000, max_bytes=per * 3)
     for i in range(10):
         buf.append("shell", frames(i, 100))
@@ -55,3 +57,23 @@ def test_set_caps_shrinks():
     buf.set_caps(4, 10**6)
     assert len(buf) == 4
     assert buf.dropped == 6
+
+
+def test_pack_round_trip():
+    msg = [b"topic", b"<IDS|MSG>", b"sig", b"{}", b"", b"\x00" * 70_000]
+    assert unpack(pack("iopub", msg)) == ("iopub", tuple(msg))
+    assert unpack(pack("stdin", [])) == ("stdin", ())
+
+
+def test_memory_per_message_close_to_its_size():
+    """A buffered message costs at most 1.2x its raw size (typical ~550 B IOPub message)."""
+    import sys
+
+    raw = [b"stream.stdout", b"<IDS|MSG>", b"a" * 64, b"h" * 200, b"p" * 200, b"{}", b"c" * 60]
+    raw_size = sum(len(f) for f in raw)
+    buf = MessageBuffer(10_000, 10**9)
+    for _ in range(1000):
+        buf.append("iopub", raw)
+    per_message = sum(sys.getsizeof(b) for b in buf._items) / len(buf) + 8  # + deque slot
+    assert per_message <= 1.2 * raw_size
+    assert buf.nbytes / len(buf) == pytest.approx(per_message, rel=0.05)
