@@ -52,6 +52,11 @@ REAPER_NAMES = frozenset(
     }
 )
 _PYTHON_NAMES = ("python", "pypy")
+#: Options after which a connection file is the kernel's own, or a frontend's to connect to.
+KERNEL_OPTIONS = frozenset(
+    {"-f", "--f", "--connection-file", "--connection_file", "--IPKernelApp.connection_file"}
+)
+CLIENT_OPTIONS = frozenset({"--existing"})
 
 
 # -- what a scan finds --------------------------------------------------------------------
@@ -256,31 +261,47 @@ def app_summary(name: str | None, cmdline: Sequence[str]) -> str:
     return prog or (name or "?")
 
 
+def _named_file(cmdline: Sequence[str], by_name: Mapping[str, str]) -> tuple[str, bool] | None:
+    """(connection file, named after a kernel option?) if ``cmdline`` names one of the
+    files as a kernel would; None if it names none, or names it as a frontend does."""
+    previous = ""
+    for arg in cmdline:
+        option, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        candidate, option = (value, option) if eq else (arg, previous)
+        path = by_name.get(os.path.basename(candidate)) if candidate else None
+        if path is not None:
+            if option in CLIENT_OPTIONS:
+                return None
+            return path, option in KERNEL_OPTIONS
+        previous = arg
+    return None
+
+
 def find_kernel_processes(
     processes: Iterable[ProcessFacts], connection_files: Iterable[str]
 ) -> dict[str, ProcessFacts]:
     """For each connection file (by path), the kernel process whose command line names it.
 
-    When several processes name the file (a launcher wrapping the kernel), the innermost
-    one is the kernel. Zombies are not kernels.
+    A process naming the file after a kernel option (``-f``) beats one that merely mentions
+    it (an editor); a frontend (``--existing FILE``) is never the kernel. When a launcher
+    wraps the kernel (both name the file), the innermost process is the kernel and the
+    launcher's parent is reported as its parent. Zombies are not kernels.
     """
     by_name: dict[str, str] = {os.path.basename(f): f for f in connection_files}
-    matches: dict[str, list[ProcessFacts]] = {}
+    matches: dict[str, list[tuple[ProcessFacts, bool]]] = {}
     for proc in processes:
         if proc.zombie:
             continue
-        for arg in proc.cmdline:
-            base = os.path.basename(arg.split("=", 1)[-1]) if "=" in arg else os.path.basename(arg)
-            path = by_name.get(base)
-            if path is not None:
-                matches.setdefault(path, []).append(proc)
-                break
+        named = _named_file(proc.cmdline, by_name)
+        if named is not None:
+            matches.setdefault(named[0], []).append((proc, named[1]))
     result: dict[str, ProcessFacts] = {}
-    for path, procs in matches.items():
+    for path, found in matches.items():
+        procs = [p for p, flagged in found if flagged] or [p for p, _flagged in found]
         pids = {p.pid for p in procs}
         parents = {p.ppid for p in procs}
         leaves = [p for p in procs if p.pid not in parents] or procs
-        kernel = max(leaves, key=lambda p: p.create_time or 0.0)
+        kernel = min(leaves, key=lambda p: p.create_time or 0.0)
         if len(procs) > 1:  # the "parent" is whatever launched the outermost wrapper
             by_pid = {p.pid: p for p in procs}
             top = kernel

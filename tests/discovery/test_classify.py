@@ -137,12 +137,22 @@ def test_find_kernel_processes_picks_the_kernel_not_the_app_or_a_wrapper():
         ProcessFacts(300, 100, "python", ("python", "-m", "ipykernel", "--f=/rt/kernel-b.json")),
         ProcessFacts(400, 100, "python", ("python", "-f", "/rt/kernel-c.json"), zombie=True),
         ProcessFacts(500, 100, "vim", ("vim", "notes.txt")),
+        # things that name a file without being its kernel
+        ProcessFacts(50, 1, "less", ("less", "/rt/kernel-b.json"), create_time=1.0),
+        ProcessFacts(600, 1, "jupyter-console", ("jupyter-console", "--existing", f)),
+        ProcessFacts(601, 1, "jupyter-qtconsole", ("jupyter-qtconsole", f"--existing={f}")),
+        ProcessFacts(700, 1, "tail", ("tail", "-n1", "/rt/kernel-d.json"), create_time=9.0),
+        ProcessFacts(701, 1, "julia", ("julia", "kernel.jl", "/rt/kernel-d.json"), create_time=2.0),
     ]
-    found = find_kernel_processes(table, [f, "/rt/kernel-b.json", "/rt/kernel-c.json"])
+    files = [f, "/rt/kernel-b.json", "/rt/kernel-c.json", "/rt/kernel-d.json", "/rt/kernel-e.json"]
+    found = find_kernel_processes(table, files)
     assert found[f].pid == 201
     assert found[f].ppid == 100  # the application that launched the wrapper
     assert found["/rt/kernel-b.json"].pid == 300
     assert "/rt/kernel-c.json" not in found  # a zombie is no kernel
+    # no option says which is the kernel: the older process (the kernel wrote the file)
+    assert found["/rt/kernel-d.json"].pid == 701
+    assert "/rt/kernel-e.json" not in found
 
 
 # -- scanning files -------------------------------------------------------------------------
