@@ -102,10 +102,10 @@ class FoundKernel:
     connection_file: str
     transport: str
     ip: str
-    ports: Mapping[str, int]
-    signature_scheme: str
-    kernel_name: str | None
-    origin: Origin
+    ports: Mapping[str, int] = field(hash=False)
+    signature_scheme: str = "hmac-sha256"
+    kernel_name: str | None = None
+    origin: Origin = Origin.STALE
     pid: int | None = None
     pid_started: float | None = None
     #: the application process that launched the kernel (its current parent)
@@ -117,6 +117,8 @@ class FoundKernel:
     #: the parent seen when the kernel was first found (a later change means it was
     #: reparented: its application is gone)
     first_parent_pid: int | None = None
+    #: the URL of the Jupyter server whose process is the kernel's parent, if any
+    server_url: str | None = None
 
     def summary(self) -> str:
         parent = f"{self.parent_app} ({self.parent_pid})" if self.parent_pid else "none"
@@ -441,6 +443,7 @@ def scan_runtime(
     kernels = find_kernel_processes(table.values(), conn_files)
     reapers = {pid for pid, p in table.items() if p.name.lower() in REAPER_NAMES} | {1}
     before = previous.kernels if previous is not None else {}
+    server_urls = {s.pid: s.url for s in scan.servers if s.pid and s.alive}
     for path, facts in conn_files.items():
         kernel_id = kernel_id_from_path(path)
         proc = kernels.get(path)
@@ -478,6 +481,7 @@ def scan_runtime(
             parent_app=app_summary(parent.name, parent.cmdline) if parent else None,
             parent_alive=parent_alive,
             first_parent_pid=first_parent,
+            server_url=server_urls.get(parent_pid) if parent_pid else None,
         )
     return scan
 

@@ -259,8 +259,8 @@ class ResourceSampler:
     span: float = SPAN
     on_sample: Callable[[Mapping[str, KernelUsage]], None] | None = None
     full_memory: bool = True
-    _tracked: dict[str, _Tracked] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
+    _tracked: dict[str, _Tracked] = field(default_factory=dict, init=False, repr=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.span <= 0:

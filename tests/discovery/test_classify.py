@@ -209,6 +209,9 @@ def test_scan_reports_bad_files_and_classifies(tmp_path):
     assert by_id["good"].parent_alive
     assert by_id["good"].kernel_name == "python3"
     assert by_id["good"].ports["shell_port"] == 5001
+    assert by_id["good"].server_url == "http://localhost:8888/"  # its parent is that server
+    assert by_id["orphan"].server_url is None
+    assert len(set(scan.kernels.values())) == 4  # hashable, for sets and dict keys
     assert by_id["orphan"].origin is Origin.ORPHAN
     assert by_id["stale"].origin is Origin.STALE
     assert by_id["stale"].pid is None

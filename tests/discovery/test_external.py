@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import time
 from datetime import datetime
 
@@ -12,7 +14,7 @@ import pytest
 
 from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
-from kernelmon.core.external import ExternalKernel, heartbeat
+from kernelmon.core.external import ExternalKernel, heartbeat, read_connection_file
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin
 from tests.core.conftest import process_gone, wait_until
 
@@ -192,3 +194,52 @@ def test_a_kernel_stopped_by_its_application_is_seen_dead(aio, launch, externals
     assert not aio.run(ext.is_alive())
     with pytest.raises(KernelmonError, match="dead"):
         aio.run(ext.interrupt())
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_a_kernel_without_a_process(aio, tmp_path, externals):
+    names = ("shell", "iopub", "stdin", "control", "hb")
+    info = {f"{n}_port": p for n, p in zip(names, free_ports(5), strict=True)}
+    info |= {"ip": "127.0.0.1", "transport": "tcp", "key": "k3y", "kernel_name": "python3"}
+    (tmp_path / "kernel-ghost.json").write_text(json.dumps(info))
+    found = scan_runtime([tmp_path]).by_kernel_id()["ghost"]
+    assert found.origin is Origin.STALE
+    ext, _changes = externals(found, reply_timeout=0.3)
+    assert ext.record.origin is Origin.STALE
+    assert ext.record.pid is None
+
+    async def scenario() -> None:
+        ext.attach()
+        assert not await ext.is_alive()  # no heartbeat either
+        with pytest.raises(KernelmonError, match="did not answer the interrupt request"):
+            await ext.interrupt()
+        with pytest.raises(KernelmonError, match="does not know its process"):
+            await ext.shutdown()
+
+    aio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("{", "not valid JSON"),
+        ("[]", "not a kernel connection file"),
+        ('{"ip": "127.0.0.1", "iopub_port": 1, "control_port": 2, "hb_port": 3}', "no signing"),
+    ],
+)
+def test_unusable_connection_files_are_refused(tmp_path, content, why):
+    path = tmp_path / "kernel-x.json"
+    path.write_text(content)
+    with pytest.raises(KernelmonError, match=why):
+        read_connection_file(str(path))
+    with pytest.raises(KernelmonError, match="cannot be read"):
+        read_connection_file(str(tmp_path / "kernel-missing.json"))
