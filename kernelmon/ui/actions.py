@@ -31,17 +31,19 @@ ACTIONS = (
         "restart",
         "&Restart",
         "Ctrl+R",
-        "Restart the selected kernel (its variables are lost)",
+        "Restart the selected kernels (their variables are lost)",
         "action-restart",
     ),
     ActionSpec(
         "interrupt",
         "&Interrupt",
         "Ctrl+I",
-        "Interrupt the code the selected kernel runs",
+        "Interrupt the code the selected kernels run",
         "action-interrupt",
     ),
-    ActionSpec("shutdown", "Shut &down", "Del", "Shut the selected kernel down", "action-shutdown"),
+    ActionSpec(
+        "shutdown", "Shut &down", "Del", "Shut the selected kernels down", "action-shutdown"
+    ),
     ActionSpec(
         "shutdown_all",
         "Shut down &all",
@@ -53,10 +55,10 @@ ACTIONS = (
         "console",
         "Open &console",
         "Ctrl+O",
-        "Open a console on the selected kernel",
+        "Open a console on each selected kernel",
         "action-console",
     ),
-    ActionSpec("copy_id", "&Copy kernel id", "Ctrl+Shift+C", "Copy the selected kernel's full id"),
+    ActionSpec("copy_id", "&Copy kernel id", "Ctrl+Shift+C", "Copy the selected kernels' full ids"),
     ActionSpec(
         "pause_culling",
         "&Pause culling",

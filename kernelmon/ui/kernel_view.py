@@ -1,4 +1,4 @@
-"""The table view of the kernels (sortable, one row selected at a time)."""
+"""The table view of the kernels (sortable; rows are selected, several at a time)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ COLUMN_WIDTHS = {
 
 
 class KernelTableView(QTableView):
-    """Shows a ``KernelSortProxy``; ``selected_kernel_id`` reads the selection."""
+    """Shows a ``KernelSortProxy``; ``selected_kernel_ids`` reads the selection."""
 
     def __init__(self, model: QAbstractItemModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -29,7 +29,7 @@ class KernelTableView(QTableView):
         self.setSortingEnabled(True)
         self.sortByColumn(Column.KERNEL, Qt.SortOrder.AscendingOrder)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAlternatingRowColors(True)
         self.setWordWrap(False)
         self.verticalHeader().hide()
@@ -40,6 +40,12 @@ class KernelTableView(QTableView):
             self.setColumnWidth(column, width)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
+    def selected_kernel_ids(self) -> list[str]:
+        """The selected kernels' ids, in the order the table shows them."""
+        rows = sorted(self.selectionModel().selectedRows(), key=lambda i: i.row())
+        return [str(i.data(KERNEL_ID_ROLE)) for i in rows]
+
     def selected_kernel_id(self) -> str | None:
-        rows = self.selectionModel().selectedRows()
-        return str(rows[0].data(KERNEL_ID_ROLE)) if rows else None
+        """The first selected kernel's id (None without a selection)."""
+        ids = self.selected_kernel_ids()
+        return ids[0] if ids else None

@@ -10,9 +10,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
-from PySide6.QtCore import QPoint, QSettings, Qt, Signal
+from PySide6.QtCore import (
+    QItemSelection,
+    QItemSelectionModel,
+    QModelIndex,
+    QPoint,
+    QSettings,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -42,6 +51,10 @@ from .tasks import TaskRunner
 logger = logging.getLogger(__name__)
 
 MESSAGE_MS = 8000
+#: The most consoles one "Open console" opens at once (one per selected kernel).
+MAX_CONSOLES = 8
+#: How many kernels a confirmation names before "and N more".
+NAMED_IN_CONFIRMATION = 10
 #: How long quitting waits for running actions (a restart, a start) to end by themselves.
 QUIT_WAIT = 15.0
 
@@ -146,12 +159,16 @@ class MainWindow(QMainWindow):
             self,
             {
                 "start": self.on_start_triggered,
-                "restart": lambda: self.restart_kernel(self.selected_kernel_id()),
-                "interrupt": lambda: self.interrupt_kernel(self.selected_kernel_id()),
-                "shutdown": lambda: self.shutdown_kernel(self.selected_kernel_id()),
+                "restart": lambda: self.restart_kernels(self.selected_kernel_ids()),
+                "interrupt": lambda: self.interrupt_kernels(
+                    [k for k in self.selected_kernel_ids() if self.can_interrupt(k)]
+                ),
+                "shutdown": lambda: self.shutdown_kernels(self.selected_kernel_ids()),
                 "shutdown_all": self.shutdown_all,
-                "console": lambda: self.open_console(self.selected_kernel_id()),
-                "copy_id": self.copy_selected_id,
+                "console": lambda: self.open_consoles(
+                    [k for k in self.selected_kernel_ids() if self.can_open_console(k)]
+                ),
+                "copy_id": self.copy_selected_ids,
                 "pause_culling": lambda: self.set_culling_paused(
                     self.actions_by_name["pause_culling"].isChecked()
                 ),
@@ -187,30 +204,53 @@ class MainWindow(QMainWindow):
     # -- reading ----------------------------------------------------------------------------
 
     def selected_kernel_id(self) -> str | None:
+        """The first selected kernel (in table order)."""
         return self.table.selected_kernel_id()
 
+    def selected_kernel_ids(self) -> list[str]:
+        """Every selected kernel, in table order."""
+        return self.table.selected_kernel_ids()
+
     def select_kernel(self, kernel_id: str) -> None:
-        row = self.table_model.row_of(kernel_id)
-        if row < 0:
-            return
-        index = self.proxy.mapFromSource(self.table_model.index(row, 0))
-        self.table.selectRow(index.row())
+        """Select this kernel only."""
+        self.select_kernels([kernel_id])
+
+    def select_kernels(self, kernel_ids: list[str]) -> None:
+        """Select these kernels (and no others)."""
+        selection = QItemSelection()
+        for kid in kernel_ids:
+            row = self.table_model.row_of(kid)
+            if row >= 0:
+                index = self.proxy.mapFromSource(self.table_model.index(row, 0))
+                selection.select(index, index)
+        flags = QItemSelectionModel.SelectionFlag
+        selection_model = self.table.selectionModel()
+        selection_model.select(selection, flags.ClearAndSelect | flags.Rows)
+        if not selection.isEmpty():
+            selection_model.setCurrentIndex(selection.indexes()[0], flags.NoUpdate)
 
     def kernel_label(self, kernel_id: str) -> str:
         model = self.table_model.kernel_model(kernel_id) or {}
         return f"{model.get('display_name') or 'kernel'} {short_id(kernel_id)}"
 
+    def _state(self, kernel_id: str) -> str | None:
+        model = self.table_model.kernel_model(kernel_id)
+        return None if model is None else str(model.get("execution_state"))
+
+    def can_interrupt(self, kernel_id: str) -> bool:
+        return self._state(kernel_id) not in (None, "dead", "starting", "restarting")
+
+    def can_open_console(self, kernel_id: str) -> bool:
+        return self._state(kernel_id) not in (None, "dead", "starting")
+
     def update_actions(self) -> None:
-        kid = self.selected_kernel_id()
-        model = self.table_model.kernel_model(kid) if kid else None
-        state = str(model.get("execution_state")) if model else ""
+        ids = [k for k in self.selected_kernel_ids() if self._state(k) is not None]
         acts = self.actions_by_name
-        live = model is not None and state != "dead"
-        acts["restart"].setEnabled(model is not None and kid not in self._restarting)
-        acts["interrupt"].setEnabled(live and state not in ("starting", "restarting"))
-        acts["shutdown"].setEnabled(model is not None)
-        acts["console"].setEnabled(live and state != "starting")
-        acts["copy_id"].setEnabled(model is not None)
+        acts["restart"].setEnabled(any(k not in self._restarting for k in ids))
+        acts["interrupt"].setEnabled(any(self.can_interrupt(k) for k in ids))
+        acts["shutdown"].setEnabled(bool(ids))
+        acts["console"].setEnabled(any(self.can_open_console(k) for k in ids))
+        acts["copy_id"].setEnabled(bool(ids))
         acts["shutdown_all"].setEnabled(len(self.kernel_map) > 0)
 
     def update_culling_column(self) -> None:
@@ -264,6 +304,20 @@ class MainWindow(QMainWindow):
             self.window_state.setValue(setting, "true")
         return accepted
 
+    def confirm_kernels(
+        self, key: str, verb: str, kernel_ids: list[str], one: str, many: str
+    ) -> bool:
+        """One confirmation for ``verb`` on all of ``kernel_ids``, naming them."""
+        labels = [self.kernel_label(k) for k in kernel_ids]
+        if len(labels) == 1:
+            return self.confirm(key, f"{verb} kernel", f"{verb} {labels[0]}? {one}", verb)
+        named = ", ".join(labels[:NAMED_IN_CONFIRMATION])
+        if len(labels) > NAMED_IN_CONFIRMATION:
+            named += f" and {len(labels) - NAMED_IN_CONFIRMATION} more"
+        return self.confirm(
+            key, f"{verb} kernels", f"{verb} {len(labels)} kernels: {named}? {many}", verb
+        )
+
     # -- actions ----------------------------------------------------------------------------
 
     def on_start_triggered(self) -> None:
@@ -296,23 +350,40 @@ class MainWindow(QMainWindow):
             self.event_log.add(None, text)
         return adopted
 
+    def _known(self, kernel_ids: Sequence[str | None]) -> list[str]:
+        return [k for k in dict.fromkeys(kernel_ids) if k is not None and k in self.kernel_map]
+
     def restart_kernel(self, kernel_id: str | None) -> Any:
-        if kernel_id is None or kernel_id not in self.kernel_map:
-            return None
-        label = self.kernel_label(kernel_id)
-        if not self.confirm(
+        """Restart one kernel (asks first); its task, or None."""
+        tasks = self.restart_kernels([kernel_id])
+        return tasks[0] if tasks else None
+
+    def restart_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
+        """Restart these kernels concurrently after one confirmation; their tasks."""
+        ids = [k for k in self._known(kernel_ids) if k not in self._restarting]
+        if not ids or not self.confirm_kernels(
             "restart",
-            "Restart kernel",
-            f"Restart {label}? Its variables and running code are lost.",
             "Restart",
+            ids,
+            "Its variables and running code are lost.",
+            "Their variables and running code are lost.",
         ):
-            return None
-        # Progress shows from the click until the kernel answers (or fails).
-        self._restarting.add(kernel_id)
+            return []
+        # Progress shows from the click until the kernels answer (or fail).
+        self._restarting.update(ids)
         self.progress.show()
         self.update_actions()
-        self.status.showMessage(f"Restarting {label}; waiting for it to answer…")
-        return self.tasks.spawn(self._restart(kernel_id, label), f"Restarting {label}")
+        if len(ids) == 1:
+            self.status.showMessage(
+                f"Restarting {self.kernel_label(ids[0])}; waiting for it to answer…"
+            )
+        else:
+            self.status.showMessage(f"Restarting {len(ids)} kernels; waiting for them to answer…")
+        tasks = []
+        for kid in ids:
+            label = self.kernel_label(kid)
+            tasks.append(self.tasks.spawn(self._restart(kid, label), f"Restarting {label}"))
+        return tasks
 
     async def _restart(self, kernel_id: str, label: str) -> None:
         try:
@@ -329,28 +400,41 @@ class MainWindow(QMainWindow):
         self.status.showMessage(f"{label} restarted and answers again", MESSAGE_MS)
 
     def interrupt_kernel(self, kernel_id: str | None) -> Any:
-        if kernel_id is None or kernel_id not in self.kernel_map:
-            return None
-        label = self.kernel_label(kernel_id)
-        return self.tasks.spawn(self._interrupt(kernel_id, label), f"Interrupting {label}")
+        """Interrupt one kernel; its task, or None."""
+        tasks = self.interrupt_kernels([kernel_id])
+        return tasks[0] if tasks else None
+
+    def interrupt_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
+        """Interrupt these kernels concurrently; their tasks."""
+        tasks = []
+        for kid in self._known(kernel_ids):
+            label = self.kernel_label(kid)
+            tasks.append(self.tasks.spawn(self._interrupt(kid, label), f"Interrupting {label}"))
+        return tasks
 
     async def _interrupt(self, kernel_id: str, label: str) -> None:
         await self.kernel_map.interrupt_kernel(kernel_id)
         self.status.showMessage(f"Interrupted {label}", MESSAGE_MS)
 
     def shutdown_kernel(self, kernel_id: str | None) -> Any:
-        if kernel_id is None or kernel_id not in self.kernel_map:
-            return None
-        label = self.kernel_label(kernel_id)
-        if not self.confirm(
-            "shutdown",
-            "Shut down kernel",
-            f"Shut {label} down? Its variables are lost.",
-            "Shut down",
+        """Shut one kernel down (asks first); its task, or None."""
+        tasks = self.shutdown_kernels([kernel_id])
+        return tasks[0] if tasks else None
+
+    def shutdown_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
+        """Shut these kernels down concurrently after one confirmation; their tasks."""
+        ids = self._known(kernel_ids)
+        if not ids or not self.confirm_kernels(
+            "shutdown", "Shut down", ids, "Its variables are lost.", "Their variables are lost."
         ):
-            return None
-        self.status.showMessage(f"Shutting {label} down…", MESSAGE_MS)
-        return self.tasks.spawn(self._shutdown(kernel_id, label), f"Shutting {label} down")
+            return []
+        labels = [self.kernel_label(k) for k in ids]
+        what = labels[0] if len(ids) == 1 else f"{len(ids)} kernels"
+        self.status.showMessage(f"Shutting {what} down…", MESSAGE_MS)
+        return [
+            self.tasks.spawn(self._shutdown(kid, label), f"Shutting {label} down")
+            for kid, label in zip(ids, labels, strict=True)
+        ]
 
     async def _shutdown(self, kernel_id: str, label: str) -> None:
         await self.kernel_map.shutdown_kernel(kernel_id)
@@ -371,19 +455,37 @@ class MainWindow(QMainWindow):
         return self.tasks.spawn(self.kernel_map.shutdown_all(), "Shutting all kernels down")
 
     def open_console(self, kernel_id: str | None) -> Any:
-        if kernel_id is None or kernel_id not in self.kernel_map:
-            return None
-        return self.consoles.open(kernel_id)
+        """Open (or raise) the console on one kernel; the console, or None."""
+        consoles = self.open_consoles([kernel_id])
+        return consoles[0] if consoles else None
 
-    def copy_selected_id(self) -> None:
-        kid = self.selected_kernel_id()
-        if kid:
-            QGuiApplication.clipboard().setText(kid)
-            self.status.showMessage(f"Copied kernel id {kid}", MESSAGE_MS)
+    def open_consoles(self, kernel_ids: Sequence[str | None]) -> list[Any]:
+        """A console per kernel, at most ``MAX_CONSOLES`` of them; the consoles."""
+        ids = self._known(kernel_ids)
+        if len(ids) > MAX_CONSOLES:
+            self.status.showMessage(
+                f"Opened consoles on the first {MAX_CONSOLES} of {len(ids)} kernels; "
+                "select fewer to open the others",
+                MESSAGE_MS,
+            )
+            ids = ids[:MAX_CONSOLES]
+        return [self.consoles.open(kid) for kid in ids]
+
+    def copy_selected_ids(self) -> None:
+        """Copy the selected kernels' full ids, one a line."""
+        ids = self.selected_kernel_ids()
+        if not ids:
+            return
+        QGuiApplication.clipboard().setText("\n".join(ids))
+        if len(ids) == 1:
+            self.status.showMessage(f"Copied kernel id {ids[0]}", MESSAGE_MS)
+        else:
+            self.status.showMessage(f"Copied {len(ids)} kernel ids, one a line", MESSAGE_MS)
 
     def on_table_context_menu_requested(self, pos: QPoint) -> None:
         index = self.table.indexAt(pos)
-        if index.isValid():
+        selection = self.table.selectionModel()
+        if index.isValid() and not selection.isRowSelected(index.row(), QModelIndex()):
             self.table.selectRow(index.row())
         menu = self.build_context_menu()
         menu.exec(self.table.viewport().mapToGlobal(pos))
