@@ -59,23 +59,25 @@ def _socket(info: dict[str, Any], channel: str, identity: bytes) -> zmq.Socket[b
     return sock
 
 
-class Probe:
-    """kernelmon's own shell connection, for ``kernel_info_request`` health checks."""
+class RequestChannel:
+    """A DEALER socket on one channel (shell or control) from a session of kernelmon's own,
+    with each reply matched to its request."""
 
-    def __init__(self, connection_info: dict[str, Any]) -> None:
-        self.session = make_session(connection_info, session_id=f"kernelmon-probe-{uuid.uuid4()}")
+    def __init__(self, connection_info: dict[str, Any], channel: str, session_id: str) -> None:
+        self.session = make_session(connection_info, session_id=session_id)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._drain = SocketDrain(
-            _socket(connection_info, "shell", self.session.bsession), self._on_batch
-        )
+        identity = f"{session_id}-{channel}".encode()
+        self._drain = SocketDrain(_socket(connection_info, channel, identity), self._on_batch)
 
     @property
     def session_id(self) -> str:
         return str(self.session.session)
 
-    def send_kernel_info(self) -> asyncio.Future[dict[str, Any]]:
-        """Send a ``kernel_info_request``; the future resolves with the reply message."""
-        msg = self.session.send(self._drain.socket, "kernel_info_request", {})
+    def send(
+        self, msg_type: str, content: dict[str, Any] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Send a request; the future resolves with the reply message."""
+        msg = self.session.send(self._drain.socket, msg_type, content or {})
         assert msg is not None
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         msg_id = msg["header"]["msg_id"]
@@ -90,17 +92,28 @@ class Probe:
                 _idents, parts = self.session.feed_identities(frames, copy=True)
                 msg = self.session.deserialize(parts, content=True, copy=True)
             except Exception as e:
-                logger.debug("Dropped a malformed probe reply: %s", e)
+                logger.debug("Dropped a malformed reply: %s", e)
                 continue
             fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
 
     def close(self) -> None:
-        for fut in self._pending.values():
+        for fut in list(self._pending.values()):
             fut.cancel()
         self._pending.clear()
         self._drain.close()
+
+
+class Probe(RequestChannel):
+    """kernelmon's own shell connection, for ``kernel_info_request`` health checks."""
+
+    def __init__(self, connection_info: dict[str, Any]) -> None:
+        super().__init__(connection_info, "shell", f"kernelmon-probe-{uuid.uuid4()}")
+
+    def send_kernel_info(self) -> asyncio.Future[dict[str, Any]]:
+        """Send a ``kernel_info_request``; the future resolves with the reply message."""
+        return self.send("kernel_info_request")
 
 
 class SessionChannels:

@@ -17,7 +17,6 @@ token out of ``repr``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from .periodic import Periodic
 from .records import Origin
 
 logger = logging.getLogger(__name__)
@@ -536,7 +536,9 @@ class RuntimeWatcher:
         self.on_changed = on_changed
         self.scan = Scan()
         self.problems: dict[tuple[str, str], ScanProblem] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            self.rescan, lambda: self.interval, "Scanning the Jupyter runtime folders"
+        )
         self._lock = asyncio.Lock()
 
     @property
@@ -545,27 +547,14 @@ class RuntimeWatcher:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._periodic.running
 
     def start(self) -> None:
         """Start the periodic scans (inside a running loop); the first one runs at once."""
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.rescan()
-            except Exception:
-                logger.exception("Scanning the Jupyter runtime folders failed")
-            await asyncio.sleep(self.interval)
+        await self._periodic.stop()
 
     async def rescan(self) -> Scan:
         """Scan now (in a worker thread), report the differences, return the scan."""

@@ -30,7 +30,7 @@ import zmq
 
 from .activity import ActivityWatcher
 from .backend import KernelBackend
-from .channels import make_session
+from .channels import RequestChannel
 from .discovery import FoundKernel
 from .errors import KernelDead, KernelmonError
 from .process import AdoptedProcess, kill_process_group, process_matches, wait_for_exit
@@ -100,49 +100,6 @@ def same_user(pid: int) -> bool:
         return False
 
 
-class _Requests:
-    """A DEALER socket on one channel (control) from kernelmon's own session, with replies
-    matched to requests."""
-
-    def __init__(self, info: dict[str, Any], channel: str, session_id: str) -> None:
-        self.session = make_session(info, session_id=session_id)
-        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, 10)
-        sock.setsockopt(zmq.IDENTITY, f"{session_id}-{channel}".encode())
-        sock.connect(channel_url(info, channel))
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._drain = SocketDrain(sock, self._on_batch)
-
-    def send(self, msg_type: str, content: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
-        msg = self.session.send(self._drain.socket, msg_type, content)
-        assert msg is not None
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        msg_id = msg["header"]["msg_id"]
-        self._pending[msg_id] = fut
-        fut.add_done_callback(lambda _f: self._pending.pop(msg_id, None))
-        self._drain.poke()
-        return fut
-
-    def _on_batch(self, batch: list[list[bytes]]) -> None:
-        for frames in batch:
-            try:
-                _idents, parts = self.session.feed_identities(frames, copy=True)
-                msg = self.session.deserialize(parts, content=True, copy=True)
-            except Exception as e:
-                logger.debug("Dropped a malformed reply: %s", e)
-                continue
-            fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-
-    def close(self) -> None:
-        for fut in list(self._pending.values()):
-            fut.cancel()
-        self._pending.clear()
-        self._drain.close()
-
-
 async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
     """Whether the kernel echoes a ping on its heartbeat channel within ``timeout``."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
@@ -195,7 +152,7 @@ class ExternalKernel(KernelBackend):
         #: kernelmon's own session: IOPub messages caused by its requests are not activity
         self.session_id = f"kernelmon-external-{uuid.uuid4()}"
         self.watcher: ActivityWatcher | None = None
-        self._control: _Requests | None = None
+        self._control: RequestChannel | None = None
         self._exit_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._proc: AdoptedProcess | None = None
@@ -249,9 +206,9 @@ class ExternalKernel(KernelBackend):
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
 
-    def _control_channel(self) -> _Requests:
+    def _control_channel(self) -> RequestChannel:
         if self._control is None:
-            self._control = _Requests(self._info, "control", self.session_id)
+            self._control = RequestChannel(self._info, "control", self.session_id)
         return self._control
 
     async def _watch_exit(self) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from .periodic import Periodic
+
 logger = logging.getLogger(__name__)
 
 #: Default seconds between samples, and seconds of history kept.
@@ -260,11 +262,12 @@ class ResourceSampler:
     on_sample: Callable[[Mapping[str, KernelUsage]], None] | None = None
     full_memory: bool = True
     _tracked: dict[str, _Tracked] = field(default_factory=dict, init=False, repr=False)
-    _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _periodic: Periodic = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.span <= 0:
             raise ValueError("interval and span must be positive")
+        self._periodic = Periodic(self.sample, lambda: self.interval, "Sampling kernel resources")
 
     def track(self, kernel_id: str, pid: int, messages: Callable[[], int] | None = None) -> None:
         """Sample ``pid``'s tree for ``kernel_id`` (a new pid keeps the history)."""
@@ -330,24 +333,11 @@ class ResourceSampler:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._periodic.running
 
     def start(self) -> None:
         """Start sampling (inside a running loop); the first sample is taken at once."""
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample()
-            except Exception:
-                logger.exception("Sampling kernel resources failed")
-            await asyncio.sleep(self.interval)
+        await self._periodic.stop()
