@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 #: The states a kernel's ``status`` message may report that kernelmon shows as they are.
 _STATES = {"starting", "idle", "busy", "restarting", "dead"}
 _STATUS = "status"
+_STARTING = "starting"
+_BOOTING = frozenset({"starting", "restarting"})
 
 
 class ActivityWatcher:
@@ -105,6 +107,10 @@ class ActivityWatcher:
                     bad += 1
                     continue
                 if parent_id is not None and parent_id in self.finished:
+                    continue
+                if new_state == _STARTING and state not in _BOOTING:
+                    # A kernel says "starting" once, when its process starts; arriving after
+                    # kernelmon confirmed the kernel (IOPub lags under load) it is stale.
                     continue
                 if new_state in _STATES:
                     state = new_state

@@ -148,3 +148,19 @@ def test_decode_message_matches_jupyter_client():
     bad = [*frames]
     bad[-1] = b"not json"
     assert decode_message(Signer(KEY), bad) is None
+
+
+def test_late_starting_status_does_not_undo_a_confirmed_state(aio, publisher):
+    pub, info = publisher
+    record, watcher, _ = watch(aio, info)
+    session = Session(key=KEY)
+    send_until_seen(aio, pub, record, [], session)
+    assert record.execution_state == "idle"
+    before = record.messages
+    session.send(pub, "status", {"execution_state": "starting"})  # late, from process start
+    aio.run(wait_until(lambda: record.messages > before))
+    assert record.execution_state == "idle"
+    record.execution_state = "restarting"  # while (re)starting, it is taken as it comes
+    session.send(pub, "status", {"execution_state": "starting"})
+    aio.run(wait_until(lambda: record.execution_state == "starting"))
+    watcher.close()

@@ -1,0 +1,172 @@
+"""Frontends attached through the map, and offline buffering for those that left."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .buffering import MessageBuffer
+from .channels import OnMessage, SessionChannels
+from .connection import KernelConnection
+from .errors import (
+    KernelDead,
+)
+from .map_base import Entry, MapBase
+from .records import ExecutionState, utcnow
+
+logger = logging.getLogger(__name__)
+
+#: How long connect() waits at most for a new frontend's iopub subscription to be live.
+NUDGE_TIMEOUT = 2.0
+
+
+class FrontendsMixin(MapBase):
+    """``connect``, connection counting and offline buffering of ``KernelMap``."""
+
+    def notify_connect(self, kernel_id: str) -> None:
+        """A frontend connected (counts in ``connections``)."""
+        record = self._get(kernel_id).record
+        record.connections += 1
+        self._changed(record, {"connections"}, None)
+
+    def notify_disconnect(self, kernel_id: str) -> None:
+        """A frontend disconnected."""
+        record = self._get(kernel_id).record
+        record.connections = max(0, record.connections - 1)
+        self._changed(record, {"connections"}, None)
+
+    def _touch(self, kernel_id: str) -> None:
+        """A frontend sent the kernel a request: that is activity."""
+        entry = self._kernels.get(kernel_id)
+        if entry is not None:
+            now = utcnow()
+            entry.record.last_activity = now
+            self._changed(entry.record, {"last_activity"}, now)
+
+    async def connect(
+        self, kernel_id: str, session_key: str, on_message: OnMessage
+    ) -> KernelConnection:
+        """Attach a frontend. With the session key of a frontend that left while buffering
+        was on, the buffered messages are delivered first, in order, then live ones; a
+        different session key discards that buffer."""
+        entry = self._get(kernel_id)
+        if entry.record.execution_state == ExecutionState.DEAD:
+            raise KernelDead(f"Kernel {kernel_id} is dead; shut it down or restart it first.")
+        if not isinstance(session_key, str) or not session_key:
+            raise ValueError("A frontend connection needs a non-empty session key.")
+        channels: SessionChannels | None = None
+        replayed = dropped = 0
+        if entry.buffered is not None:
+            if entry.buffered.session_key == session_key:
+                channels, entry.buffered = entry.buffered, None
+            else:
+                self._discard_buffer(entry)
+        if channels is None:
+            channels = SessionChannels(
+                entry.backend.connection_info, session_key, lambda: self._touch(kernel_id)
+            )
+            channels.on_request = lambda msg_type, msg_id: self._request_sent(
+                entry, msg_type, msg_id
+            )
+            channels.on_reply = lambda msg_type, parent: self._reply_seen(entry, msg_type, parent)
+            try:
+                await self._nudge(entry, channels)
+            except BaseException:
+                channels.close()
+                raise
+        conn = KernelConnection(kernel_id, channels, self._close_connection)
+        entry.connections.append(conn)
+        self.notify_connect(kernel_id)
+        channels.handler = on_message
+        if channels.buffer is not None:
+            dropped = channels.buffer.dropped
+            replayed = channels.replay()
+            channels.buffer = None
+            self._buffer_changed(entry)
+        conn.replayed, conn.dropped = replayed, dropped
+        return conn
+
+    async def _nudge(self, entry: Entry, channels: SessionChannels) -> None:
+        """Wait until a new frontend's iopub subscription is live, so that nothing the kernel
+        publishes after ``connect`` returns is lost (a SUB socket misses what is sent before
+        its subscription reaches the kernel). kernelmon's probe asks kernel_info until the
+        new socket sees a message; probe traffic is not activity. Gives up after
+        ``NUDGE_TIMEOUT`` (a kernel busy with silent code answers late)."""
+        probe = getattr(entry.backend, "probe", None)
+        if probe is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NUDGE_TIMEOUT
+        sent: list[asyncio.Future[dict[str, Any]]] = []
+        live = asyncio.ensure_future(channels.iopub_live.wait())
+        pause = 0.02
+        try:
+            while not live.done() and loop.time() < deadline:
+                sent.append(probe.send_kernel_info())
+                await asyncio.wait([live], timeout=min(pause, max(0.0, deadline - loop.time())))
+                pause = min(pause * 2, 0.25)
+        finally:
+            live.cancel()
+            for fut in sent:
+                fut.cancel()
+        if not channels.iopub_live.is_set():
+            logger.debug("IOPub of kernel %s silent while connecting", entry.record.id)
+
+    async def _close_connection(self, conn: KernelConnection) -> None:
+        channels = conn.channels
+        channels.handler = None
+        entry = self._kernels.get(conn.kernel_id)
+        if entry is None or conn not in entry.connections:
+            channels.close()
+            return
+        entry.connections.remove(conn)
+        self.notify_disconnect(conn.kernel_id)
+        same_session = any(c.session_key == conn.session_key for c in entry.connections)
+        if self._settings.buffer_offline_messages and not same_session:
+            self._start_buffering(entry, channels)
+        else:
+            channels.close()
+
+    def _request_sent(self, entry: Entry, msg_type: str, msg_id: str) -> None:
+        if msg_type == "execute_request":
+            entry.executing.add(msg_id)
+
+    def _reply_seen(self, entry: Entry, msg_type: str, parent_id: str) -> None:
+        """The reply to the last execute_request sent through kernelmon means the kernel is
+        idle, even if its IOPub stream is still far behind (a flood)."""
+        if msg_type != "execute_reply" or parent_id not in entry.executing:
+            return
+        entry.executing.discard(parent_id)
+        watcher = getattr(entry.backend, "watcher", None)
+        if watcher is not None:
+            watcher.request_finished(parent_id)
+        record = entry.record
+        if not entry.executing and record.execution_state == ExecutionState.BUSY:
+            record.execution_state = ExecutionState.IDLE
+            self._changed(record, {"execution_state"}, None)
+
+    def _start_buffering(self, entry: Entry, channels: SessionChannels) -> None:
+        if entry.buffered is not None:
+            self._discard_buffer(entry)
+        s = self._settings
+        buffer = MessageBuffer(s.buffer_max_messages, s.buffer_max_bytes)
+        channels.buffer = buffer
+        channels.on_buffered = lambda: self._buffer_changed(entry)
+        entry.buffered = channels
+        self._buffer_changed(entry)
+
+    def _discard_buffer(self, entry: Entry) -> None:
+        if entry.buffered is not None:
+            entry.buffered.close()
+            entry.buffered = None
+            self._buffer_changed(entry)
+
+    def _buffer_changed(self, entry: Entry) -> None:
+        buf = entry.buffered.buffer if entry.buffered is not None else None
+        record = entry.record
+        buffered = len(buf) if buf is not None else 0
+        dropped = buf.dropped if buf is not None else record.buffer_dropped
+        if (buffered, dropped) != (record.buffered, record.buffer_dropped):
+            record.buffered, record.buffer_dropped = buffered, dropped
+            self._changed(record, {"buffered", "buffer_dropped"}, None)

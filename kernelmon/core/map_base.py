@@ -1,0 +1,257 @@
+"""What every part of the kernel map shares: the entries, reading, events, backends, state.
+
+``KernelMap`` (kernel_map.py) is assembled from this base and one mixin per concern:
+frontends and buffering (frontends.py), adoption after a crash (adoption.py) and the cull
+pass (cull_pass.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_core.paths import jupyter_runtime_dir
+
+from .backend import KernelBackend
+from .channels import SessionChannels
+from .connection import KernelConnection
+from .culler import cull_eta
+from .errors import (
+    KernelNotFound,
+    KernelSpecNotFound,
+)
+from .events import (
+    EventHub,
+    KernelChanged,
+    KernelEvent,
+    Subscriber,
+)
+from .local import LocalKernel
+from .records import KernelRecord
+from .settings import Settings
+from .state import StateFile, default_state_dir
+from .workdir import cwd_for_path
+
+logger = logging.getLogger(__name__)
+
+#: Fields whose change is sent to subscribers at once; others are coalesced.
+URGENT_FIELDS = frozenset({"execution_state", "connections", "reason", "pid", "restarts"})
+KERNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(eq=False)
+class Entry:
+    """A kernel in the map: its facts, its backend and the map's bookkeeping for it."""
+
+    record: KernelRecord
+    backend: KernelBackend
+    ready: asyncio.Future[None] | None = None
+    connections: list[KernelConnection] = field(default_factory=list)
+    buffered: SessionChannels | None = None
+    shutdown_task: asyncio.Task[None] | None = None
+    #: execute_requests sent through kernelmon's connections and not answered yet
+    executing: set[str] = field(default_factory=set)
+
+
+class MapBase:
+    """State and helpers shared by the parts of ``KernelMap`` (set up by its __init__)."""
+
+    #: Coalescing period for activity-only change events, in seconds.
+    change_interval = 0.1
+    #: How often kernels shown busy are checked (see ``LocalKernel.confirm_idle_soon``).
+    state_check_interval = 0.2
+
+    _settings: Settings
+    _clock: Callable[[], datetime]
+    _restart_poll: float
+    _restart_limit: int
+    _shutdown_wait: float
+    _connection_dir: str | None
+    _ksm: KernelSpecManager | None
+    _transport: str | None
+    _state_dir: str | os.PathLike[str] | None
+    _state: StateFile | None
+    _kernels: dict[str, Entry]
+    _hub: EventHub
+    _pending_changes: dict[str, set[str]]
+    _flush_handle: asyncio.TimerHandle | None
+    _culler_task: asyncio.Task[None] | None
+    _state_check: asyncio.TimerHandle | None
+    next_cull: datetime | None
+    last_kernel_activity: datetime
+    default_kernel_name: str
+
+    # implemented by KernelMap and the cull pass
+    async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
+        raise NotImplementedError
+
+    def _ensure_culler(self) -> None:
+        raise NotImplementedError
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def kernel_spec_manager(self) -> KernelSpecManager:
+        if self._ksm is None:
+            self._ksm = KernelSpecManager()
+        return self._ksm
+
+    def __contains__(self, kernel_id: object) -> bool:
+        return kernel_id in self._kernels
+
+    def __len__(self) -> int:
+        return len(self._kernels)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._kernels))
+
+    def _get(self, kernel_id: str) -> Entry:
+        try:
+            return self._kernels[kernel_id]
+        except (KeyError, TypeError):
+            raise KernelNotFound(str(kernel_id)) from None
+
+    def record(self, kernel_id: str) -> KernelRecord:
+        """The live record of a kernel (read it, do not change it)."""
+        return self._get(kernel_id).record
+
+    def backend(self, kernel_id: str) -> KernelBackend:
+        return self._get(kernel_id).backend
+
+    def kernel_model(self, kernel_id: str) -> dict[str, Any]:
+        """A JSON-safe dict describing the kernel."""
+        return self._get(kernel_id).record.to_model()
+
+    def list_kernels(self) -> list[dict[str, Any]]:
+        return [e.record.to_model() for e in self._kernels.values()]
+
+    def cull_eta(self, kernel_id: str) -> float | None:
+        """Seconds until the kernel becomes cullable (see ``culler.cull_eta``)."""
+        return cull_eta(self._get(kernel_id).record, self._settings, self._clock())
+
+    def kernel_specs(self) -> dict[str, dict[str, Any]]:
+        """Installed kernel specs: name -> display_name, language, resource_dir."""
+        specs = self.kernel_spec_manager.get_all_specs()
+        return {
+            name: {
+                "name": name,
+                "display_name": s["spec"].get("display_name", name),
+                "language": s["spec"].get("language", ""),
+                "resource_dir": s.get("resource_dir", ""),
+            }
+            for name, s in specs.items()
+        }
+
+    def cwd_for_path(self, path: str | None) -> str:
+        """The working folder under ``root_dir`` for API ``path`` (``PathOutsideRoot``)."""
+        return cwd_for_path(self._settings.root_dir, path)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every ``KernelEvent``; returns an unsubscribe."""
+        return self._hub.subscribe(callback)
+
+    def _emit(self, event: KernelEvent) -> None:
+        self._hub.emit(event)
+
+    def _changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None:
+        if now is not None and now > self.last_kernel_activity:
+            self.last_kernel_activity = now
+        if record.id not in self._kernels:
+            return
+        if "pid" in fields or "restarts" in fields:
+            self._save_state()
+        pending = self._pending_changes.setdefault(record.id, set())
+        pending.update(fields)
+        if not URGENT_FIELDS.isdisjoint(fields):
+            self._flush_one(record.id)
+        elif self._flush_handle is None:
+            with contextlib.suppress(RuntimeError):
+                loop = asyncio.get_running_loop()
+                self._flush_handle = loop.call_later(self.change_interval, self._flush_changes)
+
+    def _flush_one(self, kernel_id: str) -> None:
+        fields = self._pending_changes.pop(kernel_id, None)
+        entry = self._kernels.get(kernel_id)
+        if fields and entry is not None:
+            self._emit(KernelChanged(kernel_id, frozenset(fields), entry.record.to_model()))
+
+    def _flush_changes(self) -> None:
+        self._flush_handle = None
+        for kernel_id in list(self._pending_changes):
+            self._flush_one(kernel_id)
+
+    # -- backends ---------------------------------------------------------------------------
+
+    def _resolve_spec(self, kernel_name: str) -> Any:
+        try:
+            return self.kernel_spec_manager.get_kernel_spec(kernel_name)
+        except NoSuchKernel:
+            available = list(self.kernel_spec_manager.find_kernel_specs())
+            raise KernelSpecNotFound(kernel_name, available) from None
+
+    def _new_backend(self, record: KernelRecord) -> LocalKernel:
+        conn_dir = self._connection_dir or jupyter_runtime_dir()
+        os.makedirs(conn_dir, mode=0o700, exist_ok=True)
+        return LocalKernel(
+            record,
+            kernel_spec_manager=self.kernel_spec_manager,
+            connection_dir=conn_dir,
+            on_change=self._changed,
+            emit=self._emit,
+            restart_poll=self._restart_poll,
+            restart_limit=self._restart_limit,
+            shutdown_wait=self._shutdown_wait,
+            transport=self._transport,
+            log_dir=str(self.state_file.folder / "kernel-logs"),
+            kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
+        )
+
+    # -- keeping shown states true ----------------------------------------------------------
+
+    def _ensure_state_check(self) -> None:
+        if self._state_check is None:
+            loop = asyncio.get_running_loop()
+            self._state_check = loop.call_later(self.state_check_interval, self._check_states)
+
+    def _check_states(self) -> None:
+        """Queue an idle check behind busy kernels' code (see LocalKernel.confirm_idle_soon)."""
+        self._state_check = None
+        if not self._kernels:
+            return
+        for entry in self._kernels.values():
+            if isinstance(entry.backend, LocalKernel):
+                entry.backend.confirm_idle_soon()
+        self._ensure_state_check()
+
+    # -- the crash-safe record --------------------------------------------------------------
+
+    @property
+    def state_file(self) -> StateFile:
+        """This map's record of its kernels (see ``state``)."""
+        if self._state is None:
+            folder = Path(self._state_dir) if self._state_dir else default_state_dir()
+            self._state = StateFile(folder)
+        return self._state
+
+    def _save_state(self, released: bool = False) -> None:
+        records = [
+            e.backend.state()
+            for e in self._kernels.values()
+            if isinstance(e.backend, LocalKernel) and e.record.pid is not None
+        ]
+        self.state_file.save(records, released=released)
