@@ -12,8 +12,9 @@
            through ``KernelMap.connect`` + ``execute`` (the connections stay open during the
            flood and are closed afterwards; buffering on, the default). A 10 ms Qt timer
            measures the event loop's lag (lateness of each tick) from the first execute until
-           every kernel's final ``idle`` arrived; the table model's ``dataChanged`` emissions
-           are counted over the same span.
+           the last ``execute_reply`` (or final ``idle`` status, if later); the table model's
+           ``dataChanged`` emissions are counted over the same span. Printed lines the
+           frontends never got (IOPub drops them when the reader falls behind) are counted.
 3. scale   64 stand-in kernels (``tiny_kernel.py``: the protocol only, a few MB each) started
            at once through ``KernelMap`` with the window shown: time to start all, the
            manager's RSS, the duration of a cull pass over 64 records when nothing is
@@ -145,7 +146,8 @@ def child_main(workload: str, p: dict[str, Any], out: str) -> int:
 
     import qasync  # isort: skip
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     app.setQuitOnLastWindowClosed(False)
     result: dict[str, Any] = {"ok": False}
 
@@ -261,7 +263,7 @@ def rss_mb() -> float:
 
 async def shutdown_everything(kmap: Any) -> list[int]:
     """Shut every kernel down; return the pids of any still running afterwards."""
-    pids = [m.get("pid") for m in kmap.list_kernels() if m.get("pid")]
+    pids = [int(m["pid"]) for m in kmap.list_kernels() if m.get("pid")]
     try:
         await asyncio.wait_for(kmap.close(shutdown_kernels=True), 60)
     except BaseException:
@@ -450,7 +452,7 @@ async def scale_workload(p: dict[str, Any]) -> dict[str, Any]:
         res["messages"] = round(len(kids) * output_s / 0.5)
         res["bridge_changes"] = seen[0]
 
-        pids = [m.get("pid") for m in kmap.list_kernels() if m.get("pid")]
+        pids = [int(m["pid"]) for m in kmap.list_kernels() if m.get("pid")]
         t3 = time.perf_counter()
         await asyncio.wait_for(kmap.shutdown_all(), 120)
         for _ in range(1000):  # at most 10 s more for the processes to be gone
