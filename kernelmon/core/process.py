@@ -71,18 +71,6 @@ def kill_process_group(pgid: int | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def group_members(pgid: int | None) -> list[int]:
-    """PIDs of live processes in a process group."""
-    if not pgid:
-        return []
-    members = []
-    for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
-            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
-                members.append(proc.pid)
-    return members
-
-
 class AdoptedProcess:
     """A Popen-like handle on a kernel process kernelmon did not launch in this run.
 

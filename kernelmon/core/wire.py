@@ -76,15 +76,6 @@ def split_frames(frames: Sequence[bytes]) -> Sequence[bytes] | None:
     return rest
 
 
-def parse_header(raw: bytes) -> dict[str, Any] | None:
-    """A header or parent header as a dict, or None if it is not a JSON object."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | None:
     """A whole message as a dict (header, parent_header, metadata, content, buffers,
     msg_id, msg_type), or None if it is malformed or its signature does not verify.
