@@ -229,15 +229,27 @@ async def lifecycle(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
-async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def counted_kernel(c: Contender) -> Any:
+    """A kernel of ``c`` with a shell client of the benchmark's own and a sent-message
+    counter set up inside it; everything is shut down and removed afterwards."""
     kid = await c.start()
     shell = ShellClient(c.info(kid))
     counter = KernelCounter(c.runtime)
-    r: dict[str, Any] = {}
     try:
         await shell.kernel_info()
         await shell.execute(counter.setup_code())
         await asyncio.sleep(0.3)
+        yield kid, shell, counter
+    finally:
+        shell.close()
+        counter.remove()
+        await c.shutdown(kid)
+
+
+async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    r: dict[str, Any] = {}
+    async with counted_kernel(c) as (kid, shell, counter):
         n = int(p["n_print"])
         code = f"for i in range({n}): print(i, flush=True)"
         res = await measure_flood(c, kid, shell, counter, code)
@@ -248,23 +260,13 @@ async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
         for pre in ("print_", "burst_"):
             r[pre + "lost"] = r[pre + "sent"] - r[pre + "received"]
             r[pre + "idle_after"] = r[pre + "final_state"] == "idle"
-    finally:
-        shell.close()
-        counter.remove()
-        await c.shutdown(kid)
     return r
 
 
 async def buffering(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     """RSS growth while a frontend that left has its messages buffered during a flood."""
-    kid = await c.start()
-    shell = ShellClient(c.info(kid))
-    counter = KernelCounter(c.runtime)
     r: dict[str, Any] = {}
-    try:
-        await shell.kernel_info()
-        await shell.execute(counter.setup_code())
-        await asyncio.sleep(0.3)
+    async with counted_kernel(c) as (kid, shell, counter):
         await c.connect_and_leave(kid, "bench-frontend")  # type: ignore[attr-defined]
         await asyncio.sleep(0.3)
         r["rss_before_mb"] = rss_mb()
@@ -277,10 +279,6 @@ async def buffering(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
         r["buffered_msgs"] = c.buffered(kid)  # type: ignore[attr-defined]
         r["sent_msgs"] = res["sent"]
         r["cpu_us_per_msg"] = res["cpu_us_per_msg"]
-    finally:
-        shell.close()
-        counter.remove()
-        await c.shutdown(kid)
     return r
 
 
