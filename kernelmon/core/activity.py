@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: The states a kernel's ``status`` message may report that kernelmon shows as they are.
 _STATES = {"starting", "idle", "busy", "restarting", "dead"}
+_WELCOME = "iopub_welcome"
 _STATUS = "status"
 _STARTING = "starting"
 _BOOTING = frozenset({"starting", "restarting"})
@@ -96,8 +97,9 @@ class ActivityWatcher:
                 bad += 1
                 continue
             count += 1
-            if marker in parts[2]:
-                continue  # caused by kernelmon's own probe: not user activity
+            if marker in parts[2] or msg_type == _WELCOME:
+                # caused by kernelmon's own probe, or by someone subscribing: not activity
+                continue
             activity = True
             if msg_type == _STATUS:
                 try:

@@ -6,7 +6,9 @@ The rules are those of the classic notebook server's culler:
 * a kernel is culled once it has been idle (no activity) for longer than the timeout;
 * a busy kernel is spared unless ``cull_busy``;
 * a kernel with connected frontends is spared unless ``cull_connected``;
-* a dead kernel is always removed (there is nothing left to save).
+* a dead kernel is always removed (there is nothing left to save);
+* only kernels kernelmon started are culled, and orphans (kernels whose application is
+  gone) too when ``cull_orphans`` is on; other applications' kernels are theirs.
 """
 
 from __future__ import annotations
@@ -36,21 +38,24 @@ def _facts(kernel: KernelRecord | CullFacts) -> CullFacts:
     )
 
 
-def _cullable_origin(origin: Origin) -> bool:
-    # Only kernels kernelmon owns are culled; other applications' kernels are theirs.
-    return origin == Origin.OWNED
+def _cullable_origin(origin: Origin, settings: Settings) -> bool:
+    return origin == Origin.OWNED or (origin == Origin.ORPHAN and settings.cull_orphans)
 
 
 def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
     """Why a kernel is never culled as it stands (regardless of time), or None."""
     if settings.cull_idle_timeout <= 0:
         return "culling is off"
-    if not _cullable_origin(facts.origin):
+    if not _cullable_origin(facts.origin, settings):
+        if facts.origin == Origin.ORPHAN:
+            return "it is an orphan (culling orphans is off)"
         return f"it is {facts.origin} (not started by kernelmon)"
     if facts.execution_state == ExecutionState.BUSY and not settings.cull_busy:
         return "it is busy"
     if facts.connections > 0 and not settings.cull_connected:
         return "it has connections"
+    if facts.origin != Origin.OWNED and facts.execution_state == ExecutionState.UNKNOWN:
+        return "its state is unknown (it published no status since kernelmon found it)"
     if facts.execution_state in (ExecutionState.STARTING, ExecutionState.RESTARTING):
         return f"it is {facts.execution_state}"
     return None
@@ -59,7 +64,7 @@ def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
 def cull_reason(kernel: KernelRecord | CullFacts, settings: Settings, now: datetime) -> str | None:
     """Why this kernel should be culled now, or None if it should stay."""
     facts = _facts(kernel)
-    if facts.execution_state == ExecutionState.DEAD and _cullable_origin(facts.origin):
+    if facts.execution_state == ExecutionState.DEAD and facts.origin == Origin.OWNED:
         return "the kernel is dead"
     if _spared_because(facts, settings) is not None:
         return None

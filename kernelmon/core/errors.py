@@ -71,3 +71,7 @@ class RestartTimeout(KernelmonError, TimeoutError):
 
 class KernelDead(KernelmonError, RuntimeError):
     """The action needs a live kernel, and this one is dead."""
+
+
+class NotRestartable(KernelmonError, RuntimeError):
+    """A kernel kernelmon did not start cannot be restarted by kernelmon."""

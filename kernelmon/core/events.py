@@ -26,7 +26,8 @@ class KernelEvent:
 
 @dataclass(frozen=True, slots=True)
 class KernelAdded(KernelEvent):
-    """A kernel appeared in the map (already with state "starting" while it starts)."""
+    """A kernel appeared in the map: one kernelmon starts (state "starting" while it
+    starts) or one found in a runtime folder (``model["origin"]`` is not "owned")."""
 
     model: dict[str, Any] = field(default_factory=dict)
 
@@ -41,7 +42,8 @@ class KernelChanged(KernelEvent):
 
 @dataclass(frozen=True, slots=True)
 class KernelRemoved(KernelEvent):
-    """A kernel left the map (shut down, culled, or a start that failed)."""
+    """A kernel left the map (shut down, culled, a start that failed, or a discovered
+    kernel whose connection file is gone)."""
 
     reason: str = ""
 
@@ -96,6 +98,35 @@ class ActionFailed(KernelEvent):
 
     action: str = ""
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSampled(KernelEvent):
+    """Resource use was sampled (``kernel_id`` is ""); totals over every kernel shown.
+
+    Each kernel's figures are in its record (``cpu_percent``, ``rss`` ...), sent as a
+    coalesced ``KernelChanged``; its history is ``KernelMap.history(kernel_id)``.
+    """
+
+    total_cpu: float | None = None
+    total_rss: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWarning(KernelEvent):
+    """A kernel's memory (or with ``total``, all kernels' memory; ``kernel_id`` "") went
+    above the limit set in the settings. Sent once per crossing."""
+
+    rss: int = 0
+    limit: int = 0
+    total: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished(KernelEvent):
+    """A kernel that was busy for at least ``Settings.notify_job_seconds`` became idle."""
+
+    seconds: float = 0.0
 
 
 Subscriber = Callable[[KernelEvent], None]

@@ -285,6 +285,29 @@ class ExternalKernel(KernelBackend):
         if msg["content"].get("status") != "ok":
             raise ExternalKernelError(f"Kernel {record.id} refused the interrupt request.")
 
+    async def probe_state(self, timeout: float = 1.0) -> str:
+        """Ask the kernel for ``kernel_info`` once and set its state from the answer.
+
+        Only for orphans: their application is gone, so nobody's idea of the kernel's
+        activity is disturbed. The IOPub messages it causes carry kernelmon's session and do
+        not count as activity. A kernel that answers within ``timeout`` is idle; one that
+        does not is busy (ipykernel answers shell requests after the running cell). The
+        state is set only while it is still unknown; returns the state.
+        """
+        record = self.record
+        channel = RequestChannel(self._info, "shell", self.session_id)
+        try:
+            await asyncio.wait_for(channel.send("kernel_info_request"), timeout)
+            state = ExecutionState.IDLE
+        except TimeoutError:
+            state = ExecutionState.BUSY
+        finally:
+            channel.close()
+        if record.execution_state == ExecutionState.UNKNOWN:
+            record.execution_state = state
+            self._on_change(record, {"execution_state"}, None)
+        return str(record.execution_state)
+
     async def restart(self, timeout: float) -> None:
         raise ExternalKernelError(
             f"Kernel {self.record.id} was not started by kernelmon, so it cannot be restarted: "
@@ -355,6 +378,57 @@ class ExternalKernel(KernelBackend):
         if self._control is not None:
             self._control.close()
             self._control = None
+
+
+class StaleKernel(KernelBackend):
+    """A connection file with no kernel process: it can only be cleaned up.
+
+    ``shutdown`` removes the file (and an IPC kernel's socket files), after checking that
+    still no process names it.
+    """
+
+    can_restart = False
+
+    def __init__(self, record: KernelRecord, connection_file: str) -> None:
+        super().__init__(record)
+        self.connection_file = connection_file
+        record.can_restart = record.can_interrupt = False
+        record.execution_state = ExecutionState.DEAD
+        record.reason = "no process runs it; only its connection file is left"
+
+    @property
+    def connection_info(self) -> dict[str, Any]:
+        return {}
+
+    async def interrupt(self) -> None:
+        raise KernelDead(
+            f"Kernel {self.record.id} has no process (only a connection file is left); "
+            "there is nothing to interrupt."
+        )
+
+    async def restart(self, timeout: float) -> None:
+        raise ExternalKernelError(
+            f"Kernel {self.record.id} has no process and was not started by kernelmon; "
+            "it cannot be restarted. Clean up its connection file instead."
+        )
+
+    async def shutdown(self, now: bool = False) -> None:
+        from .discovery import find_kernel_processes, process_table
+        from .local import remove_connection_files
+
+        path = self.connection_file
+        found = await asyncio.to_thread(
+            lambda: find_kernel_processes(process_table().values(), [path]).get(path)
+        )
+        if found is not None:
+            raise ExternalKernelError(
+                f"Process {found.pid} now uses {path}; kernelmon leaves the file in place."
+            )
+        await asyncio.to_thread(remove_connection_files, path)
+        logger.info("Removed the stale connection file %s", path)
+
+    async def is_alive(self) -> bool:
+        return False
 
 
 def _getpgid(pid: int) -> int | None:

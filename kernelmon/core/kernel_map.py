@@ -23,6 +23,7 @@ from .cull_pass import CullingMixin
 from .errors import (
     KernelDead,
     KernelNotFound,
+    NotRestartable,
     RestartFailed,
     RestartTimeout,
 )
@@ -37,18 +38,24 @@ from .events import (
     KernelShutDown,
     KernelStarted,
 )
+from .external import ExternalKernel
 from .frontends import FrontendsMixin
-from .local import LocalKernel
+from .local import LocalKernel, remove_connection_files
 from .map_base import KERNEL_ID, Entry
-from .records import ExecutionState, KernelRecord, utcnow
+from .monitoring import MonitoringMixin
+from .records import ExecutionState, KernelRecord, Origin, utcnow
 from .settings import Settings
 from .state import StateFile
 
 logger = logging.getLogger(__name__)
 
 
-class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
-    """Every kernel kernelmon manages, by id.
+class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
+    """Every kernel kernelmon manages or watches, by id.
+
+    Kernels kernelmon starts have origin ``owned``; after ``start_monitoring()``, kernels
+    other applications started (found in the runtime folders) join with origin
+    ``external``, ``orphan`` or ``stale`` (see monitoring.py).
 
     Parameters beyond ``settings`` are for tests and embedding: ``clock`` (what "now" is
     for the culler), ``restart_poll`` and ``restart_limit`` (jupyter_client's
@@ -58,7 +65,9 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
     files go; the Jupyter runtime folder by default), ``transport`` ("ipc" or "tcp"; by default
     IPC where the platform has Unix sockets, so no TCP port is open to other users, else TCP
     on 127.0.0.1), ``state_dir`` (where the crash-safe record of running kernels is kept;
-    ``$KERNELMON_STATE_DIR`` or the user's state folder by default).
+    ``$KERNELMON_STATE_DIR`` or the user's state folder by default), ``runtime_dirs`` (the
+    folders searched for other applications' kernels instead of the Jupyter runtime
+    folder; ``Settings.runtime_folders`` are searched too).
     """
 
     def __init__(
@@ -73,6 +82,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
         kernel_spec_manager: KernelSpecManager | None = None,
         transport: str | None = None,
         state_dir: str | os.PathLike[str] | None = None,
+        runtime_dirs: list[str] | None = None,
     ) -> None:
         self._settings = settings if settings is not None else Settings()
         self._clock = clock
@@ -95,6 +105,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
         #: The latest activity on any kernel (shutdowns included), UTC.
         self.last_kernel_activity: datetime = utcnow()
         self.default_kernel_name = NATIVE_KERNEL_NAME
+        self._init_monitoring(runtime_dirs)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -171,9 +182,23 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
     # -- acting on kernels ------------------------------------------------------------------
 
     async def restart_kernel(self, kernel_id: str) -> None:
-        """Restart (same id, same folder); resolves when the new process answers."""
+        """Restart (same id, same folder); resolves when the new process answers.
+
+        Kernels kernelmon did not start raise ``NotRestartable`` and stay as they are.
+        """
         entry = self._get(kernel_id)
         record = entry.record
+        if not entry.backend.can_restart:
+            owner = f"{record.parent_app} (process {record.parent_pid})"
+            where = (
+                f"restart it from {owner}"
+                if record.origin == Origin.EXTERNAL and record.parent_app
+                else "shut it down and start a new kernel"
+            )
+            raise NotRestartable(
+                f"Kernel {kernel_id} was not started by kernelmon ({record.origin}), so "
+                f"kernelmon cannot restart it: {where}."
+            )
         record.execution_state = ExecutionState.RESTARTING
         record.reason = None
         self._changed(record, {"execution_state", "reason"}, None)
@@ -208,9 +233,10 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
     async def interrupt_kernel(self, kernel_id: str) -> None:
         entry = self._get(kernel_id)
         if entry.record.execution_state == ExecutionState.DEAD:
-            raise KernelDead(f"Kernel {kernel_id} is dead; there is nothing to interrupt.")
+            why = f" ({entry.record.reason})" if entry.record.reason else ""
+            raise KernelDead(f"Kernel {kernel_id} is dead{why}; there is nothing to interrupt.")
         await entry.backend.interrupt()
-        logger.info("Interrupted kernel %s", kernel_id)
+        logger.info("Interrupted kernel %s (%s)", kernel_id, entry.record.origin)
         self._emit(KernelInterrupted(kernel_id))
 
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
@@ -228,10 +254,14 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
         entry.connections.clear()
         self._discard_buffer(entry)
         dead = entry.record.execution_state == ExecutionState.DEAD
+        backend = entry.backend
         try:
-            await entry.backend.shutdown(now=now or dead)
-            if isinstance(entry.backend, LocalKernel):
-                entry.backend.remove_log()
+            await backend.shutdown(now=now or dead)
+            if isinstance(backend, LocalKernel):
+                backend.remove_log()
+            elif isinstance(backend, ExternalKernel) and entry.record.origin == Origin.ORPHAN:
+                # Its application is gone, so nobody else will remove its files.
+                await asyncio.to_thread(remove_connection_files, backend.connection_file)
         except Exception:
             logger.exception("Shutdown of kernel %s failed; killing it", kid)
             with contextlib.suppress(Exception):
@@ -242,14 +272,17 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
                 del self._kernels[kid]
                 self._save_state()
             self._pending_changes.pop(kid, None)
+            self._sampler.untrack(kid)
+            self._mem_warned.discard(kid)
+            self._busy_since.pop(kid, None)
             self.last_kernel_activity = max(self.last_kernel_activity, utcnow())
         logger.info("Shut down kernel %s", kid)
         self._emit(KernelShutDown(kid))
         self._emit(KernelRemoved(kid, reason="shut down"))
 
     async def shutdown_all(self, now: bool = False) -> None:
-        """Shut every kernel down, concurrently."""
-        ids = list(self._kernels)
+        """Shut every kernel kernelmon owns down, concurrently (never other applications')."""
+        ids = [k for k, e in self._kernels.items() if e.record.origin == Origin.OWNED]
         results = await asyncio.gather(
             *(self.shutdown_kernel(k, now=now) for k in ids), return_exceptions=True
         )
@@ -261,9 +294,11 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
         """Stop the culler and (by default) every kernel; the map is empty afterwards.
 
         With ``shutdown_kernels=False`` the kernels keep running and stay in the state file,
-        so the next run's ``restore()`` adopts them.
+        so the next run's ``restore()`` adopts them. Kernels other applications started are
+        only forgotten (they keep running).
         """
         self._stop_culler()
+        await self.stop_monitoring()
         if shutdown_kernels:
             await self.shutdown_all()
         else:
@@ -306,3 +341,8 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin):
         if culling_changed or self._culler_task is None:
             self._stop_culler()
             self._ensure_culler()
+        if (old.discover_kernels, old.runtime_folders) != (
+            settings.discover_kernels,
+            settings.runtime_folders,
+        ):
+            self._monitoring_settings_changed()

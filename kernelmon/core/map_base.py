@@ -97,6 +97,9 @@ class MapBase:
     def _ensure_culler(self) -> None:
         raise NotImplementedError
 
+    def _state_changed(self, record: KernelRecord) -> None:
+        """A kernel's execution state changed (the monitoring part watches for jobs)."""
+
     # -- reading ----------------------------------------------------------------------------
 
     @property
@@ -175,6 +178,8 @@ class MapBase:
             return
         if "pid" in fields or "restarts" in fields:
             self._save_state()
+        if "execution_state" in fields:
+            self._state_changed(record)
         pending = self._pending_changes.setdefault(record.id, set())
         pending.update(fields)
         if not URGENT_FIELDS.isdisjoint(fields):

@@ -72,6 +72,27 @@ class KernelRecord:
     buffer_dropped: int = 0
     messages: int = 0
     bad_messages: int = 0
+    #: whether kernelmon may restart / interrupt it (set by the backend)
+    can_restart: bool = True
+    can_interrupt: bool = True
+    # -- how it is reached and who started it (filled for every kernel with a file) --
+    connection_file: str | None = None
+    transport: str | None = None
+    ip: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    #: the application that launched the kernel (for kernels kernelmon did not start)
+    parent_pid: int | None = None
+    parent_app: str | None = None
+    parent_alive: bool = False
+    #: the Jupyter server whose process started the kernel, if one was found
+    server_url: str | None = None
+    # -- resource use of the kernel's process tree (latest sample; None until sampled) --
+    cpu_percent: float | None = None
+    rss: int | None = None
+    pss: int | None = None
+    uss: int | None = None
+    processes: int | None = None
+    message_rate: float | None = None
 
     def to_model(self) -> dict[str, Any]:
         """A JSON-safe dict (what the table and Jupyter's REST API show)."""
@@ -93,4 +114,20 @@ class KernelRecord:
             "buffer_dropped": self.buffer_dropped,
             "messages": self.messages,
             "bad_messages": self.bad_messages,
+            "can_restart": self.can_restart,
+            "can_interrupt": self.can_interrupt,
+            "connection_file": self.connection_file,
+            "transport": self.transport,
+            "ip": self.ip,
+            "ports": dict(self.ports),
+            "parent_pid": self.parent_pid,
+            "parent_app": self.parent_app,
+            "parent_alive": self.parent_alive,
+            "server_url": self.server_url,
+            "cpu_percent": self.cpu_percent,
+            "rss": self.rss,
+            "pss": self.pss,
+            "uss": self.uss,
+            "processes": self.processes,
+            "message_rate": self.message_rate,
         }

@@ -281,6 +281,15 @@ class ResourceSampler:
     def __contains__(self, kernel_id: object) -> bool:
         return kernel_id in self._tracked
 
+    def tracked(self) -> list[str]:
+        """The ids of the tracked kernels."""
+        return list(self._tracked)
+
+    def pid_of(self, kernel_id: str) -> int | None:
+        """The process sampled for ``kernel_id`` (None if it is not tracked)."""
+        tracked = self._tracked.get(kernel_id)
+        return tracked.pid if tracked is not None else None
+
     def history(self, kernel_id: str) -> KernelHistory:
         """The kernel's history (``KeyError`` if it is not tracked)."""
         return self._tracked[kernel_id].history

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 #: Written into saved files; a file with a higher version is read field by field.
 SETTINGS_VERSION = 1
 DEFAULT_CULL_INTERVAL = 300.0
+MIN_SAMPLE_INTERVAL = 0.1
+MAX_SAMPLE_INTERVAL = 3600.0
 
 
 def _number(name: str, value: object) -> float:
@@ -74,6 +76,20 @@ class Settings:
     buffer_max_messages: int = 10_000
     #: At most this many bytes are buffered per disconnected session (oldest dropped).
     buffer_max_bytes: int = 16 * 1024 * 1024
+    #: Show kernels other applications started, found in the Jupyter runtime folder.
+    discover_kernels: bool = True
+    #: Folders watched for kernel connection files besides the Jupyter runtime folder.
+    runtime_folders: tuple[str, ...] = ()
+    #: Let the culler shut down orphaned kernels (their application is gone) too.
+    cull_orphans: bool = False
+    #: How often CPU and memory of every kernel's process tree are sampled.
+    sample_interval: float = 2.0
+    #: Warn when one kernel uses more memory (RSS, MiB) than this; 0 turns it off.
+    memory_warn_kernel_mb: int = 0
+    #: Warn when all kernels together use more memory (RSS, MiB) than this; 0 turns it off.
+    memory_warn_total_mb: int = 0
+    #: Tell when a kernel that was busy at least this long becomes idle; 0 turns it off.
+    notify_job_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         root = self.root_dir
@@ -116,12 +132,43 @@ class Settings:
         _whole("buffer_max_messages", self.buffer_max_messages)
         _whole("buffer_max_bytes", self.buffer_max_bytes)
 
+        _flag("discover_kernels", self.discover_kernels)
+        _flag("cull_orphans", self.cull_orphans)
+        folders = self.runtime_folders
+        if isinstance(folders, str | os.PathLike) or not isinstance(folders, list | tuple):
+            raise SettingsError("runtime_folders", folders, "it must be a list of folder paths")
+        clean: list[str] = []
+        for folder in folders:
+            if not isinstance(folder, str) or not folder.strip():
+                raise SettingsError(
+                    "runtime_folders", folders, f"each entry must be a folder path, not {folder!r}"
+                )
+            path = os.path.abspath(os.path.expanduser(folder))
+            if path not in clean:
+                clean.append(path)
+        object.__setattr__(self, "runtime_folders", tuple(clean))
+        sample = _number("sample_interval", self.sample_interval)
+        if not MIN_SAMPLE_INTERVAL <= sample <= MAX_SAMPLE_INTERVAL:
+            raise SettingsError(
+                "sample_interval",
+                self.sample_interval,
+                f"it must be between {MIN_SAMPLE_INTERVAL:g} and {MAX_SAMPLE_INTERVAL:g} s",
+            )
+        object.__setattr__(self, "sample_interval", sample)
+        _whole("memory_warn_kernel_mb", self.memory_warn_kernel_mb)
+        _whole("memory_warn_total_mb", self.memory_warn_total_mb)
+        job = _number("notify_job_seconds", self.notify_job_seconds)
+        if job < 0:
+            raise SettingsError("notify_job_seconds", self.notify_job_seconds, "use 0 to turn off")
+        object.__setattr__(self, "notify_job_seconds", job)
+
     # -- persistence -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-safe dict (with the file format version)."""
         data: dict[str, Any] = {"version": SETTINGS_VERSION}
         data.update(dataclasses.asdict(self))
+        data["runtime_folders"] = list(self.runtime_folders)
         return data
 
     @classmethod

@@ -1,5 +1,6 @@
 """The culler's decision, with a fake clock: no kernels needed."""
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -76,6 +77,21 @@ def test_dead_kernels_always_go(tmp_path, on):
 def test_kernels_of_other_applications_spared(on, origin):
     assert cull_reason(facts(idle_for=600, origin=origin), on, T0) is None
     assert cull_reason(facts("dead", origin=origin), on, T0) is None
+
+
+def test_orphans_culled_only_when_asked(on):
+    asked = dataclasses.replace(on, cull_orphans=True)
+    assert cull_reason(facts(idle_for=600, origin=Origin.ORPHAN), asked, T0) is not None
+    assert cull_eta(facts(idle_for=30, origin=Origin.ORPHAN), asked, T0) == 30
+    assert cull_eta(facts(idle_for=30, origin=Origin.ORPHAN), on, T0) is None
+    # external kernels (their application still runs) and stale files never
+    for origin in (Origin.EXTERNAL, Origin.STALE):
+        assert cull_reason(facts(idle_for=600, origin=origin), asked, T0) is None
+    # an orphan whose state is not known yet (it may be computing quietly) is spared
+    assert cull_reason(facts("unknown", idle_for=600, origin=Origin.ORPHAN), asked, T0) is None
+    assert cull_reason(facts("busy", idle_for=600, origin=Origin.ORPHAN), asked, T0) is None
+    # a dead orphan is not the culler's: discovery shows it gone or stale
+    assert cull_reason(facts("dead", origin=Origin.ORPHAN), asked, T0) is None
 
 
 def test_accepts_records(on):

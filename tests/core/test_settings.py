@@ -22,6 +22,21 @@ def test_defaults(tmp_path, monkeypatch):
     assert s.buffer_max_bytes == 16 * 1024 * 1024
 
 
+def test_monitoring_defaults_and_round_trip(tmp_path):
+    s = Settings(root_dir=str(tmp_path))
+    assert s.discover_kernels is True
+    assert s.runtime_folders == ()
+    assert s.cull_orphans is False
+    assert s.sample_interval == 2.0
+    assert (s.memory_warn_kernel_mb, s.memory_warn_total_mb, s.notify_job_seconds) == (0, 0, 0)
+    s = dataclasses.replace(s, runtime_folders=["~/runtime", str(tmp_path), str(tmp_path)])
+    assert s.runtime_folders == (os.path.expanduser("~/runtime"), str(tmp_path))
+    path = tmp_path / "settings.json"
+    s.save(path)
+    assert json.loads(path.read_text())["runtime_folders"] == list(s.runtime_folders)
+    assert Settings.load(path) == s
+
+
 def test_relative_root_made_absolute(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -47,6 +62,17 @@ def test_relative_root_made_absolute(tmp_path, monkeypatch):
         ("buffer_max_messages", 1.5),
         ("buffer_max_bytes", -10),
         ("buffer_max_bytes", True),
+        ("discover_kernels", "no"),
+        ("cull_orphans", 0),
+        ("runtime_folders", "/one/folder"),
+        ("runtime_folders", [""]),
+        ("runtime_folders", [3]),
+        ("sample_interval", 0),
+        ("sample_interval", 10**6),
+        ("sample_interval", "2"),
+        ("memory_warn_kernel_mb", -1),
+        ("memory_warn_total_mb", 1.5),
+        ("notify_job_seconds", -1),
     ],
 )
 def test_bad_values_name_field_and_value(tmp_path, field, value):

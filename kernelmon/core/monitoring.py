@@ -1,0 +1,376 @@
+"""Every kernel on the machine: discovered kernels, resource sampling, warnings.
+
+The ``KernelMap`` part that runs a ``discovery.RuntimeWatcher`` over the Jupyter runtime
+folder (and any folders the settings add) and a ``resources.ResourceSampler`` over every
+kernel with a process. Kernels other applications started join the map as entries with
+their own backend (``external.ExternalKernel``, or ``external.StaleKernel`` for a file with
+no process) and their ``origin``; the table and the culler read them like kernelmon's own.
+
+Sampling fills each record's ``cpu_percent`` / ``rss`` / ... (coalesced ``KernelChanged``)
+and sends ``UsageSampled`` per tick; ``MemoryWarning`` and ``JobFinished`` are derived here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from .discovery import FoundKernel, FoundServer, RuntimeWatcher, ScanProblem, default_folders
+from .events import (
+    JobFinished,
+    KernelAdded,
+    KernelChanged,
+    KernelRemoved,
+    MemoryWarning,
+    UsageSampled,
+)
+from .external import ExternalKernel, ExternalKernelError, StaleKernel
+from .map_base import Entry, MapBase
+from .periodic import Periodic
+from .records import ExecutionState, KernelRecord, Origin, utcnow
+from .resources import KernelHistory, KernelUsage, ResourceSampler
+
+logger = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+#: A warned kernel is warned again only after its memory fell below this share of the limit.
+REARM = 0.9
+USAGE_FIELDS = frozenset({"cpu_percent", "rss", "pss", "uss", "processes", "message_rate"})
+
+
+def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -> set[str]:
+    """Copy what a scan found onto a record; returns the names of the fields that changed.
+
+    For kernelmon's own kernels (``owned``) only how they are reached is copied: their
+    process is known better by their backend (a scan may see it mid-restart).
+    """
+    values: dict[str, object] = {
+        "connection_file": found.connection_file,
+        "transport": found.transport,
+        "ip": found.ip,
+        "ports": dict(found.ports),
+    }
+    if not owned:
+        values.update(
+            origin=found.origin,
+            pid=found.pid,
+            parent_pid=found.parent_pid,
+            parent_app=found.parent_app,
+            parent_alive=found.parent_alive,
+            server_url=found.server_url,
+        )
+    changed = set()
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+            changed.add(name)
+    return changed
+
+
+class MonitoringMixin(MapBase):
+    """Discovery of other applications' kernels and resource sampling for ``KernelMap``."""
+
+    _runtime_dirs: list[str] | None
+    _watcher: RuntimeWatcher | None
+    _sampler: ResourceSampler
+    _sampling: Periodic
+    _background: set[asyncio.Task[object]]
+    _mem_warned: set[str]
+    _busy_since: dict[str, float]
+
+    def _init_monitoring(self, runtime_dirs: list[str] | None) -> None:
+        self._runtime_dirs = runtime_dirs
+        self._watcher = None
+        self._sampler = ResourceSampler(interval=self._settings.sample_interval, full_memory=True)
+        self._sampling = Periodic(
+            self._sample_tick, lambda: self._settings.sample_interval, "Sampling kernel resources"
+        )
+        self._background = set()
+        self._mem_warned = set()
+        self._busy_since = {}
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def monitoring(self) -> bool:
+        """Whether sampling (and, if on in the settings, discovery) runs."""
+        return self._sampling.running
+
+    @property
+    def runtime_folders(self) -> list[Path]:
+        """The folders searched for other applications' kernels."""
+        if self._runtime_dirs is not None:
+            return [Path(d) for d in self._runtime_dirs] + [
+                Path(d) for d in self._settings.runtime_folders
+            ]
+        return default_folders(self._settings.runtime_folders)
+
+    @property
+    def servers(self) -> list[FoundServer]:
+        """Jupyter servers found in the runtime folders by the last scan."""
+        return list(self._watcher.scan.servers) if self._watcher is not None else []
+
+    @property
+    def discovery_problems(self) -> list[ScanProblem]:
+        """Runtime files of the last scan that could not be used, and why."""
+        return list(self._watcher.problems.values()) if self._watcher is not None else []
+
+    def history(self, kernel_id: str) -> KernelHistory | None:
+        """CPU, memory and message-rate history of a kernel (None before its first sample)."""
+        self._get(kernel_id)
+        return self._sampler.history(kernel_id) if kernel_id in self._sampler else None
+
+    def usage(self, kernel_id: str) -> KernelUsage | None:
+        """The kernel's latest resource sample, or None."""
+        self._get(kernel_id)
+        return self._sampler.latest(kernel_id)
+
+    def total_usage(self) -> tuple[float | None, int]:
+        """(CPU % summed over every kernel's latest sample or None, RSS bytes summed)."""
+        cpu: float | None = None
+        rss = 0
+        for kid in self._kernels:
+            usage = self._sampler.latest(kid)
+            if usage is None:
+                continue
+            rss += usage.rss
+            if usage.cpu_percent is not None:
+                cpu = (cpu or 0.0) + usage.cpu_percent
+        return cpu, rss
+
+    # -- starting and stopping --------------------------------------------------------------
+
+    async def start_monitoring(self) -> None:
+        """Start sampling and (if ``discover_kernels``) discovery; the first scan and sample
+        are done when this returns. Call it inside the running loop, after ``restore()``
+        (kernels of an earlier run are kernelmon's, not orphans)."""
+        if self._settings.discover_kernels:
+            await self._start_discovery()
+        await self._sample_tick()
+        self._sampling.start()
+
+    async def stop_monitoring(self) -> None:
+        """Stop sampling and discovery; discovered kernels leave the map (and keep running)."""
+        await self._sampling.stop()
+        await self._stop_discovery()
+        for task in list(self._background):
+            task.cancel()
+        self._background.clear()
+
+    async def rescan(self) -> None:
+        """Scan the runtime folders now (no-op while discovery is off)."""
+        if self._watcher is not None:
+            await self._watcher.rescan()
+
+    async def _start_discovery(self) -> None:
+        if self._watcher is not None:
+            return
+        self._watcher = RuntimeWatcher(
+            self.runtime_folders,
+            interval=max(self._settings.sample_interval, 1.0),
+            owned=self._owned_ids,
+            on_appeared=self._found,
+            on_changed=lambda _old, new: self._found(new),
+            on_vanished=self._vanished,
+        )
+        await self._watcher.rescan()
+        self._watcher.start()
+
+    async def _stop_discovery(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await watcher.stop()
+        for entry in list(self._kernels.values()):
+            if entry.record.origin != Origin.OWNED:
+                self._forget(entry, "kernel discovery was turned off")
+
+    def _monitoring_settings_changed(self) -> None:
+        """Apply discovery settings (called by ``apply_settings``)."""
+        if not self._sampling.running:
+            return
+        if self._settings.discover_kernels and self._watcher is None:
+            self._in_background(self._start_discovery())
+        elif not self._settings.discover_kernels and self._watcher is not None:
+            self._in_background(self._stop_discovery())
+        elif self._watcher is not None:
+            folders = self.runtime_folders
+            if folders != self._watcher.folders:
+                self._watcher.folders = folders
+                self._in_background(self._watcher.rescan())
+
+    def _in_background(self, coro: object) -> None:
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- discovered kernels -----------------------------------------------------------------
+
+    def _owned_ids(self) -> set[str]:
+        return {kid for kid, e in self._kernels.items() if e.record.origin == Origin.OWNED}
+
+    def _found(self, found: FoundKernel) -> None:
+        kid = found.kernel_id
+        entry = self._kernels.get(kid)
+        if found.origin == Origin.OWNED or (
+            entry is not None and entry.record.origin == Origin.OWNED
+        ):
+            if entry is not None and entry.record.origin == Origin.OWNED:
+                fields = apply_found(entry.record, found, owned=True)
+                if fields:
+                    self._changed(entry.record, fields, None)
+            return
+        stale = found.origin == Origin.STALE
+        if entry is not None:
+            same_kind = isinstance(entry.backend, StaleKernel) == stale
+            if same_kind and entry.record.pid == found.pid:
+                fields = apply_found(entry.record, found)
+                if fields:
+                    self._changed(entry.record, fields, None)
+                if found.origin == Origin.ORPHAN:
+                    self._probe_orphan(entry)
+                return
+        new = self._entry_for(found)
+        if new is None:
+            return
+        if entry is not None:  # the same kernel id, now another kind: keep its row
+            entry.backend.close()
+            self._kernels[kid] = new
+            model = new.record.to_model()
+            self._emit(KernelChanged(kid, frozenset(model), model))
+        else:
+            self._kernels[kid] = new
+            self._emit(KernelAdded(kid, new.record.to_model()))
+            self._ensure_culler()
+        logger.info("Found %s", found.summary())
+        if found.origin == Origin.ORPHAN:
+            self._probe_orphan(new)
+
+    def _entry_for(self, found: FoundKernel) -> Entry | None:
+        if found.origin == Origin.STALE:
+            record = KernelRecord(id=found.kernel_id, name=found.kernel_name or "")
+            backend: StaleKernel | ExternalKernel = StaleKernel(record, found.connection_file)
+            apply_found(record, found)
+            return Entry(record, backend)
+        try:
+            ext = ExternalKernel.from_found(
+                found,
+                on_change=self._changed,
+                on_exit=self._external_exited,
+                shutdown_wait=self._shutdown_wait,
+            )
+        except ExternalKernelError as e:
+            logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
+            return None
+        record = ext.record
+        apply_found(record, found)
+        record.can_restart = False
+        # Nothing is known of its activity before now; "now" keeps the culler from
+        # treating a long-running kernel as idle since its start.
+        record.last_activity = utcnow()
+        ext.attach()
+        return Entry(record, ext)
+
+    def _probe_orphan(self, entry: Entry) -> None:
+        backend = entry.backend
+        if (
+            isinstance(backend, ExternalKernel)
+            and entry.record.execution_state == ExecutionState.UNKNOWN
+        ):
+            self._in_background(backend.probe_state())
+
+    def _external_exited(self, ext: ExternalKernel) -> None:
+        # Its file is either gone (vanishes) or left behind (stale): look again soon.
+        if self._watcher is not None:
+            self._in_background(self._watcher.rescan())
+
+    def _vanished(self, found: FoundKernel) -> None:
+        entry = self._kernels.get(found.kernel_id)
+        if entry is None or entry.record.origin == Origin.OWNED:
+            return
+        if entry.record.connection_file == found.connection_file:
+            self._forget(entry, "its connection file was removed")
+
+    def _forget(self, entry: Entry, reason: str) -> None:
+        kid = entry.record.id
+        entry.backend.close()
+        if self._kernels.get(kid) is entry:
+            del self._kernels[kid]
+            self._pending_changes.pop(kid, None)
+            self._sampler.untrack(kid)
+            self._mem_warned.discard(kid)
+            self._busy_since.pop(kid, None)
+            self._emit(KernelRemoved(kid, reason=reason))
+
+    # -- resources --------------------------------------------------------------------------
+
+    async def _sample_tick(self) -> None:
+        self._sync_tracking()
+        result = await self._sampler.sample()
+        for kid, usage in result.items():
+            entry = self._kernels.get(kid)
+            if entry is None:
+                continue
+            record = entry.record
+            fields = set()
+            for name in USAGE_FIELDS:
+                value = getattr(usage, name)
+                if getattr(record, name) != value:
+                    setattr(record, name, value)
+                    fields.add(name)
+            if fields:
+                self._changed(record, fields, None)
+        self._check_memory(result)
+        cpu, rss = self.total_usage()
+        self._emit(UsageSampled("", total_cpu=cpu, total_rss=rss))
+
+    def _sync_tracking(self) -> None:
+        for kid, entry in self._kernels.items():
+            pid = entry.record.pid
+            if pid is None or isinstance(entry.backend, StaleKernel):
+                self._sampler.untrack(kid)
+            elif self._sampler.pid_of(kid) != pid:
+                record = entry.record
+                self._sampler.track(kid, pid, messages=lambda r=record: r.messages)  # type: ignore[misc]
+        for kid in self._sampler.tracked():
+            if kid not in self._kernels:
+                self._sampler.untrack(kid)
+
+    def _check_memory(self, result: dict[str, KernelUsage]) -> None:
+        settings = self._settings
+        limit = settings.memory_warn_kernel_mb * MIB
+        for kid, usage in result.items():
+            if limit and usage.rss > limit:
+                if kid not in self._mem_warned:
+                    self._mem_warned.add(kid)
+                    logger.warning("Kernel %s uses %d MiB of memory", kid, usage.rss // MIB)
+                    self._emit(MemoryWarning(kid, rss=usage.rss, limit=limit))
+            elif not limit or usage.rss < limit * REARM:
+                self._mem_warned.discard(kid)
+        total_limit = settings.memory_warn_total_mb * MIB
+        _cpu, total = self.total_usage()
+        if total_limit and total > total_limit:
+            if "" not in self._mem_warned:
+                self._mem_warned.add("")
+                logger.warning("All kernels together use %d MiB of memory", total // MIB)
+                self._emit(MemoryWarning("", rss=total, limit=total_limit, total=True))
+        elif not total_limit or total < total_limit * REARM:
+            self._mem_warned.discard("")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def _state_changed(self, record: KernelRecord) -> None:
+        kid = record.id
+        state = record.execution_state
+        now = self._clock().timestamp()
+        if state == ExecutionState.BUSY:
+            self._busy_since.setdefault(kid, now)
+            return
+        since = self._busy_since.pop(kid, None)
+        wanted = self._settings.notify_job_seconds
+        if since is None or state != ExecutionState.IDLE or wanted <= 0:
+            return
+        seconds = now - since
+        if seconds >= wanted:
+            logger.info("Kernel %s finished a job of %.0f s", kid, seconds)
+            self._emit(JobFinished(kid, seconds=seconds))
