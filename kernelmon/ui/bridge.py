@@ -22,6 +22,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from ..core import KernelMap
 from ..core.events import (
     ActionFailed,
+    JobFinished,
     KernelAdded,
     KernelAdopted,
     KernelChanged,
@@ -33,6 +34,8 @@ from ..core.events import (
     KernelRestarted,
     KernelShutDown,
     KernelStarted,
+    MemoryWarning,
+    UsageSampled,
 )
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,14 @@ class KernelBridge(QObject):
     kernel_shut_down = Signal(str)
     #: ``(kernel_id, action, message)``: an action on a kernel failed.
     action_failed = Signal(str, str, str)
+    #: ``(total_cpu, total_rss)``: resources were sampled (once a tick); ``total_cpu`` is a
+    #: float or None, ``total_rss`` bytes (an int, possibly beyond 32 bits).
+    usage_sampled = Signal(object, object)
+    #: ``(kernel_id, rss, limit, total)``: memory went above a limit (``kernel_id`` "" and
+    #: ``total`` True for all kernels together); sent once per crossing.
+    memory_warning = Signal(str, object, object, bool)
+    #: ``(kernel_id, seconds)``: a kernel finished a long job (busy that long, now idle).
+    job_finished = Signal(str, float)
 
     def __init__(
         self,
@@ -123,6 +134,15 @@ class KernelBridge(QObject):
             case ActionFailed():
                 self.flush_kernel(kid)
                 self.action_failed.emit(kid, event.action, event.message)
+            case UsageSampled():
+                # The figures of the tick first, so the totals and the rows agree.
+                self.flush()
+                self.usage_sampled.emit(event.total_cpu, event.total_rss)
+            case MemoryWarning():
+                self.memory_warning.emit(kid, event.rss, event.limit, event.total)
+            case JobFinished():
+                self.flush_kernel(kid)
+                self.job_finished.emit(kid, float(event.seconds))
             case _:
                 logger.debug("Ignoring event %r", event)
 

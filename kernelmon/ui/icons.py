@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 #: Execution states that have an icon of their own.
 STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown")
+#: Who owns a kernel, each with an icon of its own.
+ORIGIN_ICONS = ("owned", "external", "orphan", "stale")
 
 
 @functools.cache
@@ -49,6 +51,10 @@ def icon(name: str) -> QIcon:
 
 def state_icon(state: str) -> QIcon:
     return icon(f"state-{state if state in STATE_ICONS else 'unknown'}")
+
+
+def origin_icon(origin: str) -> QIcon:
+    return icon(f"origin-{origin if origin in ORIGIN_ICONS else 'owned'}")
 
 
 @functools.cache

@@ -22,11 +22,22 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont
 
 from ..core import KernelMap
 from .bridge import KernelBridge
-from .icons import spec_logo, state_icon
+from .figures import (
+    ORIGINS,
+    format_bytes,
+    format_cpu,
+    format_rate,
+    memory_tooltip,
+    origin_of,
+    origin_tooltip,
+    owner_text,
+)
+from .icons import origin_icon, spec_logo, state_icon
+from .sparkline import HISTORY_ROLE
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +52,33 @@ ModelIndex = QModelIndex | QPersistentModelIndex
 class Column(IntEnum):
     KERNEL = 0
     ID = 1
-    STATE = 2
-    LAST_ACTIVITY = 3
-    CONNECTIONS = 4
-    CWD = 5
-    PID = 6
-    BUFFERED = 7
-    CULL_ETA = 8
+    ORIGIN = 2
+    STATE = 3
+    CPU = 4
+    MEMORY = 5
+    MESSAGE_RATE = 6
+    USAGE = 7
+    LAST_ACTIVITY = 8
+    CONNECTIONS = 9
+    CWD = 10
+    PID = 11
+    BUFFERED = 12
+    CULL_ETA = 13
 
 
 HEADERS = {
     Column.KERNEL: ("Kernel", "The kernel spec the kernel was started from"),
     Column.ID: ("Id", "The start of the kernel's id (the tooltip shows all of it)"),
+    Column.ORIGIN: (
+        "Origin",
+        "Who owns the kernel: kernelmon (owned), another application (external), an "
+        "application that is gone (orphan), or nobody: only a connection file is left (stale)",
+    ),
     Column.STATE: ("State", "What the kernel is doing: starting, idle, busy, restarting, dead"),
+    Column.CPU: ("CPU", "CPU use of the kernel and its child processes (100 % is one core)"),
+    Column.MEMORY: ("Memory", "Resident memory of the kernel and its child processes"),
+    Column.MESSAGE_RATE: ("Msg/s", "Messages the kernel sends a second (output, status)"),
+    Column.USAGE: ("Recent use", "CPU (blue) and memory (purple) over the last minutes"),
     Column.LAST_ACTIVITY: ("Last activity", "When the kernel last did or sent something"),
     Column.CONNECTIONS: ("Connections", "Frontends (consoles, notebooks) attached"),
     Column.CWD: ("Working folder", "The folder the kernel runs in"),
@@ -71,6 +96,30 @@ STATE_COLOURS = {
     "unresponsive": QColor("#c62828"),
     "unknown": QColor("#6e6e6e"),
 }
+
+#: The text colour of rows kernelmon does not own.
+MUTED = QColor("#7a7a7a")
+#: Columns whose numbers are right-aligned.
+NUMBER_COLUMNS = (
+    Column.CPU,
+    Column.MEMORY,
+    Column.MESSAGE_RATE,
+    Column.CONNECTIONS,
+    Column.PID,
+    Column.BUFFERED,
+)
+#: What a missing number sorts as: below every real value.
+LOWEST = float("-inf")
+
+
+def number_or_lowest(value: Any) -> float:
+    """A figure as a sort key; None (not measured yet) sorts below everything."""
+    if value is None or isinstance(value, bool):
+        return LOWEST
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return LOWEST
 
 
 def parse_time(iso: str | None) -> datetime | None:
@@ -151,6 +200,7 @@ class KernelTableModel(QAbstractTableModel):
         bridge.kernel_added.connect(self.on_bridge_kernel_added)
         bridge.kernel_changed.connect(self.on_bridge_kernel_changed)
         bridge.kernel_removed.connect(self.on_bridge_kernel_removed)
+        bridge.usage_sampled.connect(self.on_bridge_usage_sampled)
 
     def on_bridge_kernel_added(self, kernel_id: str, model: dict[str, Any]) -> None:
         self.add_kernel(kernel_id, model)
@@ -160,6 +210,16 @@ class KernelTableModel(QAbstractTableModel):
 
     def on_bridge_kernel_removed(self, kernel_id: str, _reason: str) -> None:
         self.remove_kernel(kernel_id)
+
+    def on_bridge_usage_sampled(self, _total_cpu: Any, _total_rss: Any) -> None:
+        """A sample tick: the sparklines move on even for kernels whose figures did not
+        change (and so sent no change)."""
+        if self._ids:
+            self.dataChanged.emit(
+                self.index(0, Column.USAGE),
+                self.index(len(self._ids) - 1, Column.USAGE),
+                [HISTORY_ROLE, Qt.ItemDataRole.ToolTipRole],
+            )
 
     def add_kernel(self, kernel_id: str, model: dict[str, Any]) -> None:
         if kernel_id in self._models:
@@ -234,6 +294,24 @@ class KernelTableModel(QAbstractTableModel):
             return None
         return self._map.cull_eta(kernel_id)
 
+    def history(self, kernel_id: str) -> Any:
+        """The core's ``KernelHistory`` of a kernel (None without one)."""
+        history = getattr(self._map, "history", None)
+        if history is None or self._map is None or kernel_id not in self._map:
+            return None
+        try:
+            return history(kernel_id)
+        except Exception:  # a kernel that just left, or a core without histories
+            logger.debug("No history for %s", kernel_id, exc_info=True)
+            return None
+
+    def _sparkline(self, kernel_id: str) -> tuple[list[float], list[float]] | None:
+        history = self.history(kernel_id)
+        if history is None:
+            return None
+        cpu, rss = history.cpu.values(), history.rss.values()
+        return (cpu, rss) if cpu or rss else None
+
     # -- Qt model interface -----------------------------------------------------------------
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
@@ -275,19 +353,26 @@ class KernelTableModel(QAbstractTableModel):
             return self._sort_key(kid, model, column)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(kid, model, column)
+        if role == HISTORY_ROLE:
+            return self._sparkline(kid) if column == Column.USAGE else None
         if role == Qt.ItemDataRole.DecorationRole:
+            if column == Column.ORIGIN:
+                return origin_icon(origin_of(model))
             if column == Column.STATE:
                 return state_icon(str(model.get("execution_state", "unknown")))
             if column == Column.KERNEL:
                 spec = self._spec(str(model.get("name", "")))
                 return spec_logo(spec["resource_dir"]) if spec else None
-        if role == Qt.ItemDataRole.ForegroundRole and column == Column.STATE:
-            return STATE_COLOURS.get(str(model.get("execution_state")), STATE_COLOURS["unknown"])
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in (
-            Column.CONNECTIONS,
-            Column.PID,
-            Column.BUFFERED,
-        ):
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if column == Column.STATE:
+                state = str(model.get("execution_state"))
+                return STATE_COLOURS.get(state, STATE_COLOURS["unknown"])
+            return MUTED if origin_of(model) != "owned" else None
+        if role == Qt.ItemDataRole.FontRole and origin_of(model) != "owned":
+            font = QFont()
+            font.setItalic(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in NUMBER_COLUMNS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -297,8 +382,18 @@ class KernelTableModel(QAbstractTableModel):
                 return str(model.get("display_name") or model.get("name") or "")
             case Column.ID:
                 return short_id(kid)
+            case Column.ORIGIN:
+                return origin_of(model)
             case Column.STATE:
                 return str(model.get("execution_state", "unknown"))
+            case Column.CPU:
+                return format_cpu(model.get("cpu_percent"))
+            case Column.MEMORY:
+                return format_bytes(model.get("rss"))
+            case Column.MESSAGE_RATE:
+                return format_rate(model.get("message_rate"))
+            case Column.USAGE:
+                return ""
             case Column.LAST_ACTIVITY:
                 age = self._age(model)
                 return "" if age is None else relative_time(age)
@@ -319,6 +414,14 @@ class KernelTableModel(QAbstractTableModel):
 
     def _sort_key(self, kid: str, model: dict[str, Any], column: Column) -> Any:
         match column:
+            case Column.ORIGIN:
+                return ORIGINS.index(origin_of(model))
+            case Column.CPU | Column.USAGE:
+                return number_or_lowest(model.get("cpu_percent"))
+            case Column.MEMORY:
+                return number_or_lowest(model.get("rss"))
+            case Column.MESSAGE_RATE:
+                return number_or_lowest(model.get("message_rate"))
             case Column.LAST_ACTIVITY:
                 return str(model.get("last_activity") or "")
             case Column.CONNECTIONS:
@@ -336,6 +439,26 @@ class KernelTableModel(QAbstractTableModel):
         match column:
             case Column.ID:
                 return f"Kernel id {kid}"
+            case Column.ORIGIN:
+                return origin_tooltip(model)
+            case Column.CPU:
+                if model.get("cpu_percent") is None:
+                    return "Not measured yet"
+                return "CPU use of the kernel and its child processes; 100 % is one core busy"
+            case Column.MEMORY:
+                return memory_tooltip(model) or "Not measured yet"
+            case Column.MESSAGE_RATE:
+                if model.get("message_rate") is None:
+                    return "Not measured yet"
+                return "Messages the kernel sent a second over the last sample"
+            case Column.USAGE:
+                cpu = format_cpu(model.get("cpu_percent")) or "not measured yet"
+                rss = format_bytes(model.get("rss")) or "not measured yet"
+                return f"CPU (blue) now {cpu}; memory (purple) now {rss}"
+            case Column.PID:
+                if origin_of(model) in ("external", "orphan"):
+                    return f"Started by {owner_text(model)}"
+                return None
             case Column.STATE:
                 reason = model.get("reason")
                 restarts = int(model.get("restarts") or 0)

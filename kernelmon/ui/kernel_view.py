@@ -6,11 +6,17 @@ from PySide6.QtCore import QAbstractItemModel, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from .kernel_table import KERNEL_ID_ROLE, Column
+from .sparkline import SparklineDelegate
 
 COLUMN_WIDTHS = {
     Column.KERNEL: 175,
     Column.ID: 85,
+    Column.ORIGIN: 90,
     Column.STATE: 105,
+    Column.CPU: 65,
+    Column.MEMORY: 85,
+    Column.MESSAGE_RATE: 60,
+    Column.USAGE: 100,
     Column.LAST_ACTIVITY: 105,
     Column.CONNECTIONS: 95,
     Column.CWD: 210,
@@ -39,6 +45,8 @@ class KernelTableView(QTableView):
         for column, width in COLUMN_WIDTHS.items():
             self.setColumnWidth(column, width)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.sparklines = SparklineDelegate(self)
+        self.setItemDelegateForColumn(Column.USAGE, self.sparklines)
 
     def selected_kernel_ids(self) -> list[str]:
         """The selected kernels' ids, in the order the table shows them."""

@@ -19,6 +19,7 @@ def test_resources_are_found() -> None:
 @pytest.mark.parametrize(
     "name",
     [f"state-{s}" for s in icons.STATE_ICONS]
+    + [f"origin-{o}" for o in icons.ORIGIN_ICONS]
     + ["tray-idle", "tray-busy", "tray-dead"]
     + [
         "action-start",
@@ -27,6 +28,8 @@ def test_resources_are_found() -> None:
         "action-shutdown",
         "action-shutdown-all",
         "action-console",
+        "action-cleanup",
+        "action-details",
     ],
 )
 def test_every_icon_renders(qapp: object, name: str) -> None:
