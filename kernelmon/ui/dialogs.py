@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QMessageBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QMessageBox, QWidget
 
 
 class QuitChoice(Enum):
@@ -19,18 +19,34 @@ class QuitChoice(Enum):
 
 
 def confirm(
-    parent: QWidget | None, title: str, text: str, *, ok_text: str = "OK"
+    parent: QWidget | None,
+    title: str,
+    text: str,
+    *,
+    ok_text: str = "OK",
+    can_skip: bool = True,
+    warning: bool = False,
 ) -> tuple[bool, bool]:
-    """Ask a yes/no question; returns ``(accepted, dont_ask_again)``."""
-    box = QMessageBox(QMessageBox.Icon.Question, title, text, parent=parent)
+    """Ask a yes/no question; returns ``(accepted, dont_ask_again)``. Without ``can_skip``
+    there is no "Don't ask again" box (and the second value is always False); ``warning``
+    shows a warning icon and makes Cancel the default button."""
+    icon = QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Question
+    box = QMessageBox(icon, title, text, parent=parent)
     ok = box.addButton(ok_text, QMessageBox.ButtonRole.AcceptRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(ok)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel if warning else ok)
     check = QCheckBox("Don't ask again")
-    box.setCheckBox(check)
+    if can_skip:
+        box.setCheckBox(check)
     box.exec()
     accepted = box.clickedButton() is ok
-    return accepted, accepted and check.isChecked()
+    return accepted, can_skip and accepted and check.isChecked()
+
+
+def choose_folder(parent: QWidget | None, title: str) -> str | None:
+    """Let the user pick a folder; None when they cancel."""
+    folder = QFileDialog.getExistingDirectory(parent, title)
+    return folder or None
 
 
 def ask_quit(parent: QWidget | None, running: int) -> QuitChoice:

@@ -113,6 +113,7 @@ def no_dialogs(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     monkeypatch.setattr(dialogs, "confirm", confirm)
     monkeypatch.setattr(dialogs, "ask_quit", ask_quit)
     monkeypatch.setattr(dialogs, "show_error", show_error)
+    monkeypatch.setattr(dialogs, "choose_folder", lambda parent, title: None)
     return asked
 
 
