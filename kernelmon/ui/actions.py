@@ -45,10 +45,17 @@ ACTIONS = (
         "shutdown", "Shut &down", "Del", "Shut the selected kernels down", "action-shutdown"
     ),
     ActionSpec(
+        "cleanup",
+        "Clean &up connection file",
+        None,
+        "Remove the connection files of the selected stale kernels (no process runs for them)",
+        "action-cleanup",
+    ),
+    ActionSpec(
         "shutdown_all",
         "Shut down &all",
         "Ctrl+Shift+Del",
-        "Shut every kernel down",
+        "Shut down every kernel kernelmon started",
         "action-shutdown-all",
     ),
     ActionSpec(
@@ -77,6 +84,7 @@ KERNEL_MENU = (
     "restart",
     "interrupt",
     "shutdown",
+    "cleanup",
     None,
     "shutdown_all",
     None,
@@ -84,7 +92,17 @@ KERNEL_MENU = (
     "pause_culling",
 )
 TOOLBAR = ("start", "console", "restart", "interrupt", "shutdown", "shutdown_all")
-CONTEXT_MENU = ("console", "restart", "interrupt", "shutdown", None, "copy_id", None, "start")
+CONTEXT_MENU = (
+    "console",
+    "restart",
+    "interrupt",
+    "shutdown",
+    "cleanup",
+    None,
+    "copy_id",
+    None,
+    "start",
+)
 
 
 def make_actions(parent: QWidget, slots: dict[str, Callable[[], object]]) -> dict[str, QAction]:

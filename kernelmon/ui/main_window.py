@@ -22,44 +22,54 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
     QMenu,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QSystemTrayIcon,
     QWidget,
 )
 
 from .. import paths
-from ..core import KernelMap, RestartFailed, RestartTimeout, Settings
+from ..core import KernelMap, Settings
 from ..settings_file import save_settings
 from . import actions, dialogs
 from .bridge import KernelBridge
 from .console import ConsoleManager
 from .culler_panel import CullerPanel
+from .details_pane import KernelDetailsPane
 from .event_log import EventLogView
-from .icons import app_icon
+from .figures import is_owned
+from .icons import app_icon, icon
+from .kernel_actions import MESSAGE_MS, KernelActionsMixin
 from .kernel_table import Column, KernelSortProxy, KernelTableModel, short_id
 from .kernel_view import KernelTableView
+from .monitoring_panel import MonitoringPanel
+from .ownership import (
+    can_interrupt,
+    can_restart,
+    is_stale,
+    job_finished_text,
+    memory_warning_text,
+    restart_refusal,
+)
 from .start_dialog import StartKernelDialog
 from .status_bar import KernelStatusBar
 from .tasks import TaskRunner
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_MS = 8000
-#: The most consoles one "Open console" opens at once (one per selected kernel).
-MAX_CONSOLES = 8
-#: How many kernels a confirmation names before "and N more".
-NAMED_IN_CONFIRMATION = 10
 #: How long quitting waits for running actions (a restart, a start) to end by themselves.
 QUIT_WAIT = 15.0
+#: Shows and hides the kernel details pane.
+DETAILS_SHORTCUT = "Ctrl+D"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(QMainWindow, KernelActionsMixin):
     """kernelmon's window over a ``KernelMap``."""
 
     #: The window finished quitting (kernels shut down or left running as the user chose).
@@ -74,6 +84,8 @@ class MainWindow(QMainWindow):
         use_tray: bool = True,
         settings_path: Any = None,
         window_state_path: Any = None,
+        user_settings: Settings | None = None,
+        run_folders: Sequence[str] = (),
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -89,7 +101,11 @@ class MainWindow(QMainWindow):
         self.is_finished = False
         self._finished_future: asyncio.Future[None] | None = None
         self._finish_task: asyncio.Task[None] | None = None
-        self._resume_settings: Settings | None = None
+        #: The settings the user chose (saved); the map runs them with culling off while
+        #: paused and with the folders of ``--runtime-dir`` added.
+        self._user_settings = user_settings or kernel_map.settings
+        self._paused = False
+        self.run_folders = tuple(run_folders)
         self._restarting: set[str] = set()
         self.start_dialog: StartKernelDialog | None = None
 
@@ -113,12 +129,20 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(1, 1)
         self.setCentralWidget(self.splitter)
 
-        self.culler_panel = CullerPanel(kernel_map.settings)
+        self.details = KernelDetailsPane(self.table_model.history)
+        self.details_dock = self._make_dock("Kernel details", "details_dock", self.details)
+        self.culler_panel = CullerPanel(self._user_settings)
         self.culler_panel.settings_changed.connect(self.on_culler_panel_settings_changed)
-        self.culler_dock = QDockWidget("Culler and buffering", self)
-        self.culler_dock.setObjectName("culler_dock")
-        self.culler_dock.setWidget(self.culler_panel)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.culler_dock)
+        self.culler_dock = self._make_dock("Culler and buffering", "culler_dock", self.culler_panel)
+        self.monitoring_panel = MonitoringPanel(self._user_settings, run_folders=self.run_folders)
+        self.monitoring_panel.settings_changed.connect(self.on_monitoring_panel_settings_changed)
+        self.monitoring_panel.rescan_requested.connect(self.rescan)
+        self.monitoring_dock = self._make_dock(
+            "Discovery and resources", "monitoring_dock", self.monitoring_panel
+        )
+        self.tabifyDockWidget(self.details_dock, self.culler_dock)
+        self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
+        self.details_dock.raise_()
 
         self.status = KernelStatusBar(kernel_map, self)
         self.setStatusBar(self.status)
@@ -147,11 +171,23 @@ class MainWindow(QMainWindow):
 
     # -- building ---------------------------------------------------------------------------
 
+    def _make_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        scroll = QScrollArea()
+        scroll.setWidget(widget)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(scroll)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
+
     def _make_table(self) -> KernelTableView:
         table = KernelTableView(self.proxy)
         table.customContextMenuRequested.connect(self.on_table_context_menu_requested)
         table.doubleClicked.connect(lambda _i: self.actions_by_name["console"].trigger())
         table.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
+        table.selectionModel().selectionChanged.connect(lambda *_: self.update_details())
         return table
 
     def _make_actions(self) -> None:
@@ -164,6 +200,9 @@ class MainWindow(QMainWindow):
                     [k for k in self.selected_kernel_ids() if self.can_interrupt(k)]
                 ),
                 "shutdown": lambda: self.shutdown_kernels(self.selected_kernel_ids()),
+                "cleanup": lambda: self.clean_up_kernels(
+                    [k for k in self.selected_kernel_ids() if self.is_stale(k)]
+                ),
                 "shutdown_all": self.shutdown_all,
                 "console": lambda: self.open_consoles(
                     [k for k in self.selected_kernel_ids() if self.can_open_console(k)]
@@ -175,6 +214,17 @@ class MainWindow(QMainWindow):
                 "quit": self.request_quit,
             },
         )
+        details = self.details_dock.toggleViewAction()
+        details.setObjectName("details")
+        details.setIcon(icon("action-details"))
+        details.setText("Kernel &details")
+        details.setShortcut(QKeySequence(DETAILS_SHORTCUT))
+        details.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        keys = details.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        details.setToolTip(f"Show or hide the selected kernel's details and plots ({keys})")
+        self.addAction(details)
+        self.actions_by_name["details"] = details
+        self._restart_tip = self.actions_by_name["restart"].toolTip()
 
     def _make_menus_and_toolbar(self) -> None:
         acts = self.actions_by_name
@@ -182,7 +232,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(acts["quit"])
         actions.fill(self.menuBar().addMenu("&Kernel"), acts, actions.KERNEL_MENU)
         view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(acts["details"])
         view_menu.addAction(self.culler_dock.toggleViewAction())
+        view_menu.addAction(self.monitoring_dock.toggleViewAction())
         toolbar = self.addToolBar("Kernels")
         toolbar.setObjectName("toolbar")
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -196,6 +248,11 @@ class MainWindow(QMainWindow):
             signal.connect(lambda *_: self.update_actions())
         for signal in (b.kernel_added, b.kernel_removed, b.kernel_changed):
             signal.connect(lambda *_: self.status.refresh())
+        b.kernel_changed.connect(lambda k, m, _f: self.details.update_model(k, m))
+        b.kernel_removed.connect(lambda k, _r: self.details.kernel_removed(k))
+        b.usage_sampled.connect(self.on_bridge_usage_sampled)
+        b.memory_warning.connect(self.on_bridge_memory_warning)
+        b.job_finished.connect(self.on_bridge_job_finished)
         b.kernel_died.connect(self.on_bridge_kernel_died)
         b.kernel_culled.connect(
             lambda k, r: self.notified.emit("Kernel culled", f"{self.kernel_label(k)}: {r}")
@@ -233,25 +290,60 @@ class MainWindow(QMainWindow):
         model = self.table_model.kernel_model(kernel_id) or {}
         return f"{model.get('display_name') or 'kernel'} {short_id(kernel_id)}"
 
+    def _model(self, kernel_id: str) -> dict[str, Any]:
+        return self.table_model.kernel_model(kernel_id) or {}
+
     def _state(self, kernel_id: str) -> str | None:
         model = self.table_model.kernel_model(kernel_id)
         return None if model is None else str(model.get("execution_state"))
 
+    def is_stale(self, kernel_id: str) -> bool:
+        return is_stale(self._model(kernel_id))
+
+    def can_restart(self, kernel_id: str) -> bool:
+        return can_restart(self._model(kernel_id)) and kernel_id not in self._restarting
+
     def can_interrupt(self, kernel_id: str) -> bool:
-        return self._state(kernel_id) not in (None, "dead", "starting", "restarting")
+        return can_interrupt(self._model(kernel_id))
 
     def can_open_console(self, kernel_id: str) -> bool:
-        return self._state(kernel_id) not in (None, "dead", "starting")
+        model = self._model(kernel_id)
+        return self._state(kernel_id) not in (None, "dead", "starting") and not is_stale(model)
+
+    def owned_kernel_ids(self) -> list[str]:
+        """The kernels kernelmon started (what quitting and "Shut down all" act on)."""
+        return [m["id"] for m in self.kernel_map.list_kernels() if is_owned(m)]
 
     def update_actions(self) -> None:
         ids = [k for k in self.selected_kernel_ids() if self._state(k) is not None]
         acts = self.actions_by_name
-        acts["restart"].setEnabled(any(k not in self._restarting for k in ids))
+        restart = acts["restart"]
+        restart.setEnabled(any(self.can_restart(k) for k in ids))
+        refused = [k for k in ids if not can_restart(self._model(k))]
+        if refused and len(refused) == len(ids):
+            tip = restart_refusal(self._model(refused[0]))
+            restart.setToolTip(f"Cannot restart: {tip}.")
+        elif refused:
+            restart.setToolTip(
+                f"{self._restart_tip}. {len(refused)} selected kernel(s) kernelmon did not "
+                "start are left alone."
+            )
+        else:
+            restart.setToolTip(self._restart_tip)
+        restart.setStatusTip(restart.toolTip())
         acts["interrupt"].setEnabled(any(self.can_interrupt(k) for k in ids))
         acts["shutdown"].setEnabled(bool(ids))
+        acts["cleanup"].setEnabled(any(self.is_stale(k) for k in ids))
         acts["console"].setEnabled(any(self.can_open_console(k) for k in ids))
         acts["copy_id"].setEnabled(bool(ids))
-        acts["shutdown_all"].setEnabled(len(self.kernel_map) > 0)
+        acts["shutdown_all"].setEnabled(bool(self.owned_kernel_ids()))
+
+    def update_details(self) -> None:
+        """Show the first selected kernel in the details pane."""
+        kid = self.selected_kernel_id()
+        model = self.table_model.kernel_model(kid) if kid is not None else None
+        if kid != self.details.kernel_id or model is None:
+            self.details.show_kernel(kid, model)
 
     def update_culling_column(self) -> None:
         self.table.setColumnHidden(
@@ -287,200 +379,38 @@ class MainWindow(QMainWindow):
         else:
             self.report_problem(f"{what} failed", message)
 
+    def tell(
+        self, title: str, text: str, kernel_id: str | None = None, level: str = "info"
+    ) -> None:
+        """Something the user should hear about: a tray message when there is a tray, else
+        the status bar; the event log keeps it either way."""
+        self.event_log.add(kernel_id, text, level)
+        if self.tray is not None:
+            self.notified.emit(title, text)
+        else:
+            self.status.showMessage(f"{title}: {text}", MESSAGE_MS * 2)
+
+    def on_bridge_memory_warning(self, kernel_id: str, rss: int, limit: int, total: bool) -> None:
+        label = self.kernel_label(kernel_id) if kernel_id else ""
+        title, text = memory_warning_text(label, int(rss), int(limit), total)
+        self.tell(title, text, kernel_id or None, "warning")
+
+    def on_bridge_job_finished(self, kernel_id: str, seconds: float) -> None:
+        title, text = job_finished_text(self.kernel_label(kernel_id), seconds)
+        self.tell(title, text, kernel_id)
+
+    def on_bridge_usage_sampled(self, total_cpu: float | None, total_rss: int) -> None:
+        self.status.set_usage(total_cpu, total_rss)
+        self.details.refresh_plots()
+        if self.tray is not None:
+            self.tray.refresh()
+
     def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
         then = "; restarting it" if will_restart else ""
         self.status.showMessage(f"{self.kernel_label(kernel_id)} died: {reason}{then}", MESSAGE_MS)
         self.notified.emit("Kernel died", f"{self.kernel_label(kernel_id)}: {reason}{then}")
 
-    # -- confirmations ----------------------------------------------------------------------
-
-    def confirm(self, key: str, title: str, text: str, ok_text: str) -> bool:
-        """Ask through ``dialogs.confirm`` unless the user said not to ask again."""
-        setting = f"dont_ask/{key}"
-        if str(self.window_state.value(setting, "false")).lower() == "true":
-            return True
-        accepted, dont_ask = dialogs.confirm(self, title, text, ok_text=ok_text)
-        if accepted and dont_ask:
-            self.window_state.setValue(setting, "true")
-        return accepted
-
-    def confirm_kernels(
-        self, key: str, verb: str, kernel_ids: list[str], one: str, many: str
-    ) -> bool:
-        """One confirmation for ``verb`` on all of ``kernel_ids``, naming them."""
-        labels = [self.kernel_label(k) for k in kernel_ids]
-        if len(labels) == 1:
-            return self.confirm(key, f"{verb} kernel", f"{verb} {labels[0]}? {one}", verb)
-        named = ", ".join(labels[:NAMED_IN_CONFIRMATION])
-        if len(labels) > NAMED_IN_CONFIRMATION:
-            named += f" and {len(labels) - NAMED_IN_CONFIRMATION} more"
-        return self.confirm(
-            key, f"{verb} kernels", f"{verb} {len(labels)} kernels: {named}? {many}", verb
-        )
-
-    # -- actions ----------------------------------------------------------------------------
-
-    def on_start_triggered(self) -> None:
-        dialog = StartKernelDialog(self.kernel_map, self)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.accepted.connect(lambda: self.start_kernel(dialog.kernel_name, dialog.path))
-        self.start_dialog = dialog
-        dialog.destroyed.connect(lambda *_: setattr(self, "start_dialog", None))
-        dialog.open()
-
-    def start_kernel(self, kernel_name: str | None = None, path: str | None = None) -> Any:
-        name = kernel_name or self.kernel_map.default_kernel_name
-        self.status.showMessage(f"Starting {name}…", MESSAGE_MS)
-        return self.tasks.spawn(self._start(name, path), f"Starting kernel {name!r}")
-
-    async def _start(self, name: str, path: str | None) -> str:
-        kid = await self.kernel_map.start_kernel(name, path or None)
-        self.status.showMessage(f"{self.kernel_label(kid)} started", MESSAGE_MS)
-        return kid
-
-    def restore_kernels(self) -> Any:
-        """Take over the kernels an earlier kernelmon run left running (or crashed on)."""
-        return self.tasks.spawn(self._restore(), "Taking over kernels of an earlier run")
-
-    async def _restore(self) -> list[str]:
-        adopted = await self.kernel_map.restore()
-        if adopted:
-            text = f"Took over {len(adopted)} kernel(s) left running by an earlier kernelmon"
-            self.status.showMessage(text, MESSAGE_MS)
-            self.event_log.add(None, text)
-        return adopted
-
-    def _known(self, kernel_ids: Sequence[str | None]) -> list[str]:
-        return [k for k in dict.fromkeys(kernel_ids) if k is not None and k in self.kernel_map]
-
-    def restart_kernel(self, kernel_id: str | None) -> Any:
-        """Restart one kernel (asks first); its task, or None."""
-        tasks = self.restart_kernels([kernel_id])
-        return tasks[0] if tasks else None
-
-    def restart_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
-        """Restart these kernels concurrently after one confirmation; their tasks."""
-        ids = [k for k in self._known(kernel_ids) if k not in self._restarting]
-        if not ids or not self.confirm_kernels(
-            "restart",
-            "Restart",
-            ids,
-            "Its variables and running code are lost.",
-            "Their variables and running code are lost.",
-        ):
-            return []
-        # Progress shows from the click until the kernels answer (or fail).
-        self._restarting.update(ids)
-        self.progress.show()
-        self.update_actions()
-        if len(ids) == 1:
-            self.status.showMessage(
-                f"Restarting {self.kernel_label(ids[0])}; waiting for it to answer…"
-            )
-        else:
-            self.status.showMessage(f"Restarting {len(ids)} kernels; waiting for them to answer…")
-        tasks = []
-        for kid in ids:
-            label = self.kernel_label(kid)
-            tasks.append(self.tasks.spawn(self._restart(kid, label), f"Restarting {label}"))
-        return tasks
-
-    async def _restart(self, kernel_id: str, label: str) -> None:
-        try:
-            await self.kernel_map.restart_kernel(kernel_id)
-        except (RestartTimeout, RestartFailed) as e:
-            # The core logs it in the event log (ActionFailed); say it here too.
-            self.report_problem(f"Restart of {label} failed", str(e), log=False)
-            self.notified.emit("Restart failed", f"{label}: {e}")
-            return
-        finally:
-            self._restarting.discard(kernel_id)
-            self.progress.setVisible(bool(self._restarting))
-            self.update_actions()
-        self.status.showMessage(f"{label} restarted and answers again", MESSAGE_MS)
-
-    def interrupt_kernel(self, kernel_id: str | None) -> Any:
-        """Interrupt one kernel; its task, or None."""
-        tasks = self.interrupt_kernels([kernel_id])
-        return tasks[0] if tasks else None
-
-    def interrupt_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
-        """Interrupt these kernels concurrently; their tasks."""
-        tasks = []
-        for kid in self._known(kernel_ids):
-            label = self.kernel_label(kid)
-            tasks.append(self.tasks.spawn(self._interrupt(kid, label), f"Interrupting {label}"))
-        return tasks
-
-    async def _interrupt(self, kernel_id: str, label: str) -> None:
-        await self.kernel_map.interrupt_kernel(kernel_id)
-        self.status.showMessage(f"Interrupted {label}", MESSAGE_MS)
-
-    def shutdown_kernel(self, kernel_id: str | None) -> Any:
-        """Shut one kernel down (asks first); its task, or None."""
-        tasks = self.shutdown_kernels([kernel_id])
-        return tasks[0] if tasks else None
-
-    def shutdown_kernels(self, kernel_ids: Sequence[str | None]) -> list[Any]:
-        """Shut these kernels down concurrently after one confirmation; their tasks."""
-        ids = self._known(kernel_ids)
-        if not ids or not self.confirm_kernels(
-            "shutdown", "Shut down", ids, "Its variables are lost.", "Their variables are lost."
-        ):
-            return []
-        labels = [self.kernel_label(k) for k in ids]
-        what = labels[0] if len(ids) == 1 else f"{len(ids)} kernels"
-        self.status.showMessage(f"Shutting {what} down…", MESSAGE_MS)
-        return [
-            self.tasks.spawn(self._shutdown(kid, label), f"Shutting {label} down")
-            for kid, label in zip(ids, labels, strict=True)
-        ]
-
-    async def _shutdown(self, kernel_id: str, label: str) -> None:
-        await self.kernel_map.shutdown_kernel(kernel_id)
-        self.status.showMessage(f"{label} shut down", MESSAGE_MS)
-
-    def shutdown_all(self) -> Any:
-        n = len(self.kernel_map)
-        if n == 0:
-            return None
-        if not self.confirm(
-            "shutdown_all",
-            "Shut down all kernels",
-            f"Shut all {n} kernel(s) down? Their variables are lost.",
-            "Shut down all",
-        ):
-            return None
-        self.status.showMessage(f"Shutting {n} kernel(s) down…", MESSAGE_MS)
-        return self.tasks.spawn(self.kernel_map.shutdown_all(), "Shutting all kernels down")
-
-    def open_console(self, kernel_id: str | None) -> Any:
-        """Open (or raise) the console on one kernel; the console, or None."""
-        consoles = self.open_consoles([kernel_id])
-        return consoles[0] if consoles else None
-
-    def open_consoles(self, kernel_ids: Sequence[str | None]) -> list[Any]:
-        """A console per kernel, at most ``MAX_CONSOLES`` of them; the consoles."""
-        ids = self._known(kernel_ids)
-        if len(ids) > MAX_CONSOLES:
-            self.status.showMessage(
-                f"Opened consoles on the first {MAX_CONSOLES} of {len(ids)} kernels; "
-                "select fewer to open the others",
-                MESSAGE_MS,
-            )
-            ids = ids[:MAX_CONSOLES]
-        return [self.consoles.open(kid) for kid in ids]
-
-    def copy_selected_ids(self) -> None:
-        """Copy the selected kernels' full ids, one a line."""
-        ids = self.selected_kernel_ids()
-        if not ids:
-            return
-        QGuiApplication.clipboard().setText("\n".join(ids))
-        if len(ids) == 1:
-            self.status.showMessage(f"Copied kernel id {ids[0]}", MESSAGE_MS)
-        else:
-            self.status.showMessage(f"Copied {len(ids)} kernel ids, one a line", MESSAGE_MS)
+    # -- the context menu -------------------------------------------------------------------
 
     def on_table_context_menu_requested(self, pos: QPoint) -> None:
         index = self.table.indexAt(pos)
@@ -498,23 +428,37 @@ class MainWindow(QMainWindow):
 
     @property
     def culling_paused(self) -> bool:
-        return self._resume_settings is not None
+        return self._paused
 
     def user_settings(self) -> Settings:
         """The settings the user chose (while culling is paused, not the applied ones)."""
-        return self._resume_settings or self.kernel_map.settings
+        return self._user_settings
+
+    def effective_settings(self, settings: Settings) -> Settings:
+        """What the kernel map runs for the user's ``settings``: culling off while paused,
+        and the folders given on the command line watched too."""
+        changes: dict[str, Any] = {}
+        if self._paused:
+            changes["cull_idle_timeout"] = 0
+        if self.run_folders:
+            folders = tuple(getattr(settings, "runtime_folders", ()))
+            changes["runtime_folders"] = folders + tuple(
+                f for f in self.run_folders if f not in folders
+            )
+        return dataclasses.replace(settings, **changes) if changes else settings
 
     def on_culler_panel_settings_changed(self, settings: Settings) -> None:
         self.apply_user_settings(settings)
 
+    def on_monitoring_panel_settings_changed(self, settings: Settings) -> None:
+        self.apply_user_settings(settings)
+
     def apply_user_settings(self, settings: Settings) -> None:
         """Use and save settings the user chose."""
+        self._user_settings = settings
         self.culler_panel.set_settings(settings)
-        if self._resume_settings is not None:
-            self._resume_settings = settings
-            self.kernel_map.apply_settings(dataclasses.replace(settings, cull_idle_timeout=0))
-        else:
-            self.kernel_map.apply_settings(settings)
+        self.monitoring_panel.set_settings(settings)
+        self.kernel_map.apply_settings(self.effective_settings(settings))
         problem = save_settings(settings, self.settings_path)
         if problem:
             self.report_problem("Settings not saved", problem)
@@ -527,17 +471,9 @@ class MainWindow(QMainWindow):
         """Pause culling without changing the saved settings (resumed on the next launch)."""
         if paused == self.culling_paused:
             return
-        if paused:
-            self._resume_settings = self.kernel_map.settings
-            self.kernel_map.apply_settings(
-                dataclasses.replace(self._resume_settings, cull_idle_timeout=0)
-            )
-            self.event_log.add(None, "culling paused")
-        else:
-            resume, self._resume_settings = self._resume_settings, None
-            assert resume is not None
-            self.kernel_map.apply_settings(resume)
-            self.event_log.add(None, "culling resumed")
+        self._paused = paused
+        self.kernel_map.apply_settings(self.effective_settings(self._user_settings))
+        self.event_log.add(None, "culling paused" if paused else "culling resumed")
         action = self.actions_by_name["pause_culling"]
         action.blockSignals(True)
         action.setChecked(paused)
@@ -557,6 +493,8 @@ class MainWindow(QMainWindow):
             ("table_header", self.table.horizontalHeader().restoreState),
         ):
             value = ws.value(key)
+            if key == "table_header" and str(ws.value("table_columns")) != str(len(Column)):
+                continue  # saved by a version with other columns
             if value is not None:
                 try:
                     restore(value)
@@ -570,6 +508,7 @@ class MainWindow(QMainWindow):
         ws.setValue("window_state", self.saveState())
         ws.setValue("splitter", self.splitter.saveState())
         ws.setValue("table_header", self.table.horizontalHeader().saveState())
+        ws.setValue("table_columns", len(Column))
         ws.sync()
 
     # -- quitting ---------------------------------------------------------------------------
@@ -589,7 +528,7 @@ class MainWindow(QMainWindow):
         """Quit: ask what to do with running kernels, then do all of it (or nothing)."""
         if self._quitting:
             return
-        running = len(self.kernel_map)
+        running = len(self.owned_kernel_ids())
         shut_down = True
         if running:
             choice = dialogs.ask_quit(self, running)

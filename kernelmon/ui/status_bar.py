@@ -9,17 +9,22 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
 from ..core import KernelMap
+from .figures import origin_of, usage_text
 from .kernel_table import format_duration, relative_time
 
 
 def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
-    """How many kernels run, are busy, are dead."""
-    states = [str(m.get("execution_state")) for m in models]
+    """How many kernels run, are busy, are dead; how many other applications started
+    ("foreign"), and how many are stale connection files (counted in none of the others)."""
+    live = [m for m in models if origin_of(m) != "stale"]
+    states = [str(m.get("execution_state")) for m in live]
     return {
         "running": sum(s != "dead" for s in states),
         "busy": states.count("busy"),
         "dead": states.count("dead"),
         "unresponsive": states.count("unresponsive"),
+        "foreign": sum(origin_of(m) in ("external", "orphan") for m in live),
+        "stale": len(models) - len(live),
     }
 
 
@@ -28,6 +33,10 @@ def counts_text(models: list[dict[str, Any]]) -> str:
     text = f"{c['running']} running · {c['busy']} busy · {c['dead']} dead"
     if c["unresponsive"]:
         text += f" · {c['unresponsive']} unresponsive"
+    if c["foreign"]:
+        text += f" · {c['foreign']} of other applications"
+    if c["stale"]:
+        text += f" · {c['stale']} stale"
     return text
 
 
@@ -58,12 +67,27 @@ class KernelStatusBar(QStatusBar):
         self.activity_label.setToolTip("The latest activity on any kernel")
         self.culler_label = QLabel()
         self.culler_label.setToolTip("The idle culler (change it in the Culler panel)")
-        for label in (self.counts_label, self.activity_label, self.culler_label):
+        self.usage_label = QLabel()
+        self.usage_label.setObjectName("usage_label")
+        self.usage_label.setToolTip(
+            "CPU and memory of all kernels together (100 % CPU is one core busy)"
+        )
+        self.usage_label.hide()  # until the first sample
+        self.total_cpu: float | None = None
+        self.total_rss = 0
+        for label in (self.counts_label, self.usage_label, self.activity_label, self.culler_label):
             self.addPermanentWidget(label)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(1000)
         self.refresh()
+
+    def set_usage(self, total_cpu: float | None, total_rss: int) -> None:
+        """The totals of the latest resource sample."""
+        self.total_cpu = total_cpu
+        self.total_rss = int(total_rss or 0)
+        self.usage_label.setText(usage_text(total_cpu, self.total_rss))
+        self.usage_label.show()
 
     def refresh(self) -> None:
         now = datetime.now(UTC)

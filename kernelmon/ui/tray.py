@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from .figures import format_bytes
 from .icons import app_icon, icon
 from .kernel_table import short_id
+from .ownership import can_restart, is_stale, restart_refusal
 from .status_bar import count_states
 
 if TYPE_CHECKING:
@@ -25,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 def overall_state(models: list[dict[str, Any]]) -> str:
     """What the tray icon shows: ``dead`` if any kernel is dead or unresponsive, else
-    ``busy`` if any is busy, else ``idle`` (``none`` without kernels)."""
+    ``busy`` if any is busy, else ``idle`` (``none`` without kernels). Stale connection
+    files (no process) do not count."""
+    models = [m for m in models if not is_stale(m)]
     states = {str(m.get("execution_state")) for m in models}
     if "dead" in states or "unresponsive" in states:
         return "dead"
@@ -34,6 +38,16 @@ def overall_state(models: list[dict[str, Any]]) -> str:
     if not models:
         return "none"
     return "idle"
+
+
+def tooltip_text(models: list[dict[str, Any]], total_rss: int) -> str:
+    """The tray's tooltip: how many kernels, in which states, and their memory."""
+    c = count_states(models)
+    n = len(models) - c["stale"]
+    text = f"kernelmon: {n} kernel(s): {c['running']} running, {c['busy']} busy, {c['dead']} dead"
+    if total_rss:
+        text += f"; memory {format_bytes(total_rss)}"
+    return text
 
 
 class KernelTray(QSystemTrayIcon):
@@ -50,24 +64,28 @@ class KernelTray(QSystemTrayIcon):
         self._told_still_running = False
         self.activated.connect(self.on_activated)
         bridge = window.bridge
-        for signal in (bridge.kernel_added, bridge.kernel_changed, bridge.kernel_removed):
-            signal.connect(lambda *_: self.refresh())
+        # Bound methods, not lambdas: Qt disconnects them when the tray is deleted.
+        bridge.kernel_added.connect(self.on_bridge_kernels_changed)
+        bridge.kernel_changed.connect(self.on_bridge_kernels_changed)
+        bridge.kernel_removed.connect(self.on_bridge_kernels_changed)
         window.notified.connect(self.notify)
         self.rebuild_menu()
+        self.refresh()
+
+    def on_bridge_kernels_changed(self, *_args: Any) -> None:
         self.refresh()
 
     def refresh(self) -> None:
         models = self.window.kernel_map.list_kernels()
         state = overall_state(models)
         self.setIcon(app_icon() if state == "none" else icon(f"tray-{state}"))
-        c = count_states(models)
-        self.setToolTip(f"kernelmon: {c['running']} running, {c['busy']} busy, {c['dead']} dead")
+        self.setToolTip(tooltip_text(models, self.window.status.total_rss))
 
     def notify(self, title: str, text: str) -> None:
         self.notifications.append((title, text))
         icon_kind = (
             QSystemTrayIcon.MessageIcon.Warning
-            if "fail" in title.lower() or "died" in title.lower()
+            if any(word in title.lower() for word in ("fail", "died", "memory"))
             else QSystemTrayIcon.MessageIcon.Information
         )
         if self.isVisible():
@@ -122,7 +140,18 @@ class KernelTray(QSystemTrayIcon):
             self.kernel_menus[kid] = sub
             sub.setIcon(icon(f"state-{model['execution_state']}"))
             self._add(sub, "Open console", lambda k=kid: w.open_console(k), "console")
-            self._add(sub, "Restart", lambda k=kid: w.restart_kernel(k), "restart")
+            if is_stale(model):
+                self._add(
+                    sub,
+                    "Clean up connection file",
+                    lambda k=kid: w.clean_up_kernels([k]),
+                    "cleanup",
+                )
+                continue
+            restart = self._add(sub, "Restart", lambda k=kid: w.restart_kernel(k), "restart")
+            if not can_restart(model):
+                restart.setEnabled(False)
+                restart.setToolTip(restart_refusal(model))
             self._add(sub, "Interrupt", lambda k=kid: w.interrupt_kernel(k), "interrupt")
             self._add(sub, "Shut down", lambda k=kid: w.shutdown_kernel(k), "shutdown")
         if w.kernel_map.list_kernels():
@@ -136,7 +165,7 @@ class KernelTray(QSystemTrayIcon):
         pause.setCheckable(True)
         pause.setChecked(w.culling_paused)
         all_action = self._add(menu, "Shut down all", w.shutdown_all, "shutdown_all")
-        all_action.setEnabled(len(w.kernel_map) > 0)
+        all_action.setEnabled(bool(w.owned_kernel_ids()))
         menu.addSeparator()
         self._add(menu, "Quit", w.request_quit, "quit")
 

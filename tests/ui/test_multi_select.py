@@ -10,7 +10,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractItemView
 
 from kernelmon.core import KernelMap
-from kernelmon.ui import main_window
+from kernelmon.ui import kernel_actions
 from kernelmon.ui.kernel_table import Column, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.main_window import MainWindow
@@ -80,12 +80,12 @@ def test_open_console_opens_one_per_kernel_up_to_the_cap(
     qloop: QtLoop, window: MainWindow, kids: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def go() -> None:  # UI actions run on the running loop, as in the app
-        monkeypatch.setattr(main_window, "MAX_CONSOLES", 1)
+        monkeypatch.setattr(kernel_actions, "MAX_CONSOLES", 1)
         select_both(window, kids)
         window.actions_by_name["console"].trigger()
         assert len(window.consoles.consoles) == 1, "capped"
         assert "first 1 of 2 kernels" in window.status.currentMessage()
-        monkeypatch.setattr(main_window, "MAX_CONSOLES", 8)
+        monkeypatch.setattr(kernel_actions, "MAX_CONSOLES", 8)
         window.actions_by_name["console"].trigger()
         assert set(window.consoles.consoles) == set(kids)
         consoles = list(window.consoles.consoles.values())

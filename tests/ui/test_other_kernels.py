@@ -1,0 +1,359 @@
+"""Kernels other applications started, in the window: a real kernel started by a separate
+launcher process (``tests/discovery/launcher.py``), found in its runtime folder; a stale
+connection file; resource figures, plots and the details pane from real samples."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+
+from kernelmon.core import KernelMap, Settings
+from kernelmon.ui import dialogs
+from kernelmon.ui.kernel_table import Column
+from kernelmon.ui.main_window import MainWindow
+from kernelmon.ui.tray import KernelTray
+from tests.discovery.conftest import Launched, launch  # noqa: F401  (a fixture)
+
+from .conftest import QtLoop, pid_alive, wait_until
+
+
+@pytest.fixture(scope="module")
+def launched(launch: Any) -> Launched:  # noqa: F811
+    """One kernel another application (the launcher) started and still runs."""
+    return launch(1)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def kernel_map(qloop: QtLoop, ui_root: Path, launched: Launched) -> Iterator[KernelMap]:
+    """Watching only the launcher's runtime folder, sampling quickly."""
+    settings = Settings(root_dir=str(ui_root), kernel_info_timeout=30, sample_interval=0.3)
+    km = KernelMap(settings, runtime_dirs=[str(launched.runtime)])
+    try:
+        yield km
+    finally:
+        qloop.run(km.close())
+
+
+@pytest.fixture(scope="module")
+def kids(qloop: QtLoop, window: MainWindow, launched: Launched) -> dict[str, str]:
+    """Monitoring started (as the app does after restoring); one kernel of kernelmon's own
+    and the launcher's kernel, both idle in the table."""
+    external = launched.kernel()["id"]
+
+    async def go() -> dict[str, str]:
+        owned = str(await window.start_kernel("python3"))
+        await window.start_monitoring()
+        await wait_until(lambda: window.table_model.kernel_model(external) is not None)
+        await wait_until(lambda: state_of(window, owned) == "idle")
+        return {"owned": owned, "external": external}
+
+    return qloop.run(go())
+
+
+def state_of(window: MainWindow, kid: str) -> str:
+    return str((window.table_model.kernel_model(kid) or {}).get("execution_state"))
+
+
+def cell(window: MainWindow, kid: str, column: Column, role: int = 0) -> Any:
+    model = window.table_model
+    return model.index(model.row_of(kid), column).data(role)
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Every confirmation, with its options; answered by ``answers`` (default yes)."""
+    seen: list[dict[str, Any]] = []
+
+    def confirm(parent: Any, title: str, text: str, **kw: Any) -> tuple[bool, bool]:
+        seen.append({"title": title, "text": text, **kw})
+        return bool(seen[-1].get("answer", ANSWERS[0])), False
+
+    monkeypatch.setattr(dialogs, "confirm", confirm)
+    monkeypatch.setattr(dialogs, "show_error", lambda *a: None)
+    return seen
+
+
+ANSWERS = [True]
+
+
+def test_the_external_kernel_is_shown_with_its_owner(
+    window: MainWindow, kids: dict[str, str], launched: Launched
+) -> None:
+    ext = kids["external"]
+    model = window.table_model.kernel_model(ext)
+    assert model is not None
+    assert model["origin"] == "external"
+    assert model["parent_pid"] == launched.proc.pid
+    assert cell(window, ext, Column.ORIGIN) == "external"
+    tip = cell(window, ext, Column.ORIGIN, Qt.ItemDataRole.ToolTipRole)
+    assert f"(pid {launched.proc.pid}), running" in tip
+    assert cell(window, kids["owned"], Column.ORIGIN) == "owned"
+    assert cell(window, ext, Column.KERNEL, Qt.ItemDataRole.FontRole).italic()
+    assert "1 of other applications" in window.status.counts_label.text()
+
+
+def test_usage_columns_fill_in_from_real_samples(
+    qloop: QtLoop, window: MainWindow, kids: dict[str, str]
+) -> None:
+    async def go() -> None:
+        for kid in kids.values():
+            await wait_until(lambda k=kid: cell(window, k, Column.CPU) != "")
+            await wait_until(lambda k=kid: "MiB" in cell(window, k, Column.MEMORY))
+            await wait_until(lambda k=kid: cell(window, k, Column.MESSAGE_RATE) != "")
+
+    qloop.run(go())
+    for kid in kids.values():
+        _cpu, rss = window.table_model.index(window.table_model.row_of(kid), Column.USAGE).data(
+            Qt.ItemDataRole.UserRole + 2
+        )
+        assert rss, "the sparkline has a memory history"
+        assert "PSS" in cell(window, kid, Column.MEMORY, Qt.ItemDataRole.ToolTipRole)
+    # sorting by memory follows the numbers
+    window.table.sortByColumn(Column.MEMORY, Qt.SortOrder.DescendingOrder)
+    proxy = window.proxy
+    values = [proxy.index(r, Column.MEMORY).data(Qt.ItemDataRole.UserRole) for r in range(2)]
+    assert values == sorted(values, reverse=True)
+    window.table.sortByColumn(Column.KERNEL, Qt.SortOrder.AscendingOrder)
+    assert window.status.usage_label.isVisibleTo(window.status)
+    assert "Memory" in window.status.usage_label.text()
+    assert window.status.total_rss > 0
+    assert not window.table.grab().isNull(), "the table with sparklines paints"
+
+
+def test_details_pane_shows_the_selected_kernel_and_updates(
+    qloop: QtLoop, window: MainWindow, kids: dict[str, str], launched: Launched
+) -> None:
+    ext = kids["external"]
+    window.select_kernel(ext)
+    details = window.details
+    assert details.kernel_id == ext
+    facts = {name: label.text() for name, label in details.facts.items()}
+    assert facts["origin"] == "another application started this kernel and still runs"
+    assert f"(pid {launched.proc.pid}), running" in facts["parent"]
+    assert facts["connection_file"] == launched.kernel()["connection_file"]
+    assert facts["transport"] == "tcp"
+    assert facts["ip"] == "127.0.0.1"
+    assert facts["ports"].startswith("shell ")
+    assert "hb " in facts["ports"]
+    assert facts["pid"] == str(launched.kernel()["pid"])
+    assert facts["restarts"] == "0"
+    assert facts["started"] != "unknown"
+
+    async def more_samples() -> None:
+        await wait_until(lambda: len(details.memory_plot.points) >= 2)
+        n = len(details.memory_plot.points)
+        await wait_until(lambda: len(details.memory_plot.points) > n)  # live on ticks
+        await wait_until(lambda: bool(details.cpu_plot.points))
+
+    qloop.run(more_samples())
+    assert "MiB" in details.memory_plot.current_text()
+    assert details.cpu_plot.current_text().endswith("%")
+    assert not details.grab().isNull()
+    # the owned kernel: kernelmon started it
+    window.select_kernel(kids["owned"])
+    assert details.facts["parent"].text() == "kernelmon"
+    assert details.kernel_id == kids["owned"]
+    window.table.clearSelection()
+    assert details.kernel_id is None
+    assert "Select a kernel" in details.title.text()
+
+
+def test_details_pane_is_toggled_and_remembered(
+    window: MainWindow, kernel_map: KernelMap, tmp_path: Path
+) -> None:
+    toggle = window.actions_by_name["details"]
+    assert toggle.shortcut().toString() == "Ctrl+D"
+    assert toggle in window.menuBar().actions()[2].menu().actions()
+    visible = window.details_dock.isVisible()
+    toggle.trigger()
+    assert window.details_dock.isVisible() != visible
+    window.save_window_state()
+    other = MainWindow(
+        kernel_map,
+        use_tray=False,
+        settings_path=tmp_path / "settings.json",
+        window_state_path=window.window_state.fileName(),
+    )
+    try:
+        other.show()
+        assert other.details_dock.isVisible() == window.details_dock.isVisible()
+    finally:
+        other.bridge.close()
+        other.hide()
+        other.deleteLater()
+    toggle.trigger()
+    assert window.details_dock.isVisible() == visible
+
+
+def test_restart_is_disabled_for_the_external_kernel(
+    window: MainWindow, kids: dict[str, str], launched: Launched, asked: list[dict[str, Any]]
+) -> None:
+    ext = kids["external"]
+    restart = window.actions_by_name["restart"]
+    window.select_kernel(ext)
+    assert not restart.isEnabled()
+    assert "did not start this kernel" in restart.toolTip()
+    assert f"(pid {launched.proc.pid})" in restart.toolTip()
+    assert window.actions_by_name["interrupt"].isEnabled()
+    assert window.actions_by_name["shutdown"].isEnabled()
+    assert not window.actions_by_name["cleanup"].isEnabled()
+    assert window.restart_kernels([ext]) == []
+    assert asked == [], "nothing to ask: nothing is restarted"
+    assert "Not restarting" in window.status.currentMessage()
+    # with kernelmon's own kernel selected too, restart acts on that one only
+    window.select_kernels([ext, kids["owned"]])
+    assert restart.isEnabled()
+    assert "left alone" in restart.toolTip()
+    window.select_kernel(kids["owned"])
+    assert restart.isEnabled()
+    assert "did not start" not in restart.toolTip()
+    # the tray's menu agrees
+    tray = KernelTray(window)
+    try:
+        tray.rebuild_menu()
+        assert not tray.find_action("restart", ext).isEnabled()
+        assert "did not start" in tray.find_action("restart", ext).toolTip()
+        assert tray.find_action("restart", kids["owned"]).isEnabled()
+    finally:
+        tray.deleteLater()
+
+
+def test_interrupting_the_external_kernel_warns_naming_its_owner(
+    qloop: QtLoop,
+    window: MainWindow,
+    kids: dict[str, str],
+    launched: Launched,
+    asked: list[dict[str, Any]],
+) -> None:
+    ext = kids["external"]
+    # "don't ask again" for kernelmon's own kernels does not cover other applications'
+    window.window_state.setValue("dont_ask/shutdown", "true")
+    window.window_state.setValue("dont_ask/interrupt", "true")
+    window.select_kernel(ext)
+
+    async def go() -> None:
+        window.actions_by_name["interrupt"].trigger()
+        await wait_until(lambda: "interrupted" in window.event_log.texts())
+
+    qloop.run(go())
+    (question,) = asked
+    assert question["can_skip"] is False
+    assert question["warning"] is True
+    assert f"(pid {launched.proc.pid}) owns this kernel; interrupting it" in question["text"]
+    assert question["ok_text"] == "Interrupt"
+    # owned kernels are interrupted without a question, as before
+    asked.clear()
+
+    async def owned() -> None:
+        (task,) = window.interrupt_kernels([kids["owned"]])
+        await task
+
+    qloop.run(owned())
+    assert asked == []
+
+
+def test_shutting_the_external_kernel_down_warns_and_can_be_cancelled(
+    window: MainWindow, kids: dict[str, str], launched: Launched, asked: list[dict[str, Any]]
+) -> None:
+    ext = kids["external"]
+    window.window_state.setValue("dont_ask/shutdown", "true")
+    ANSWERS[0] = False
+    try:
+        assert window.shutdown_kernels([ext]) == []
+    finally:
+        ANSWERS[0] = True
+    (question,) = asked
+    assert question["can_skip"] is False
+    assert (
+        f"(pid {launched.proc.pid}) owns this kernel; shutting it down may lose its work"
+        in (question["text"])
+    )
+    assert ext in window.kernel_map
+    assert pid_alive(launched.kernel()["pid"])
+
+
+def test_a_stale_connection_file_can_only_be_cleaned_up(
+    qloop: QtLoop,
+    window: MainWindow,
+    kernel_map: KernelMap,
+    kids: dict[str, str],
+    launched: Launched,
+    asked: list[dict[str, Any]],
+) -> None:
+    stale = str(uuid.uuid4())
+    info = json.loads(Path(launched.kernel()["connection_file"]).read_text())
+    path = launched.runtime / f"kernel-{stale}.json"
+    path.write_text(json.dumps(info))
+
+    async def found() -> None:
+        await window.rescan()
+        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
+
+    qloop.run(found())
+    assert cell(window, stale, Column.ORIGIN) == "stale"
+    assert cell(window, stale, Column.STATE) == "dead"
+    assert "1 stale" in window.status.counts_label.text()
+    window.select_kernel(stale)
+    acts = window.actions_by_name
+    assert acts["cleanup"].isEnabled()
+    assert not acts["restart"].isEnabled()
+    assert "clean it up instead" in acts["restart"].toolTip()
+    assert not acts["interrupt"].isEnabled()
+    assert not acts["console"].isEnabled()
+    assert acts["cleanup"] in window.build_context_menu().actions()
+    assert window.details.facts["connection_file"].text() == str(path)
+    tray = KernelTray(window)
+    try:
+        tray.rebuild_menu()
+        assert tray.find_action("cleanup", stale).text() == "Clean up connection file"
+        with pytest.raises(LookupError):
+            tray.find_action("restart", stale)
+    finally:
+        tray.deleteLater()
+
+    async def clean() -> None:
+        acts["cleanup"].trigger()
+        await wait_until(lambda: stale not in kernel_map)
+
+    qloop.run(clean())
+    assert not path.exists()
+    assert asked[-1]["title"] == "Clean up connection files"
+    assert str(path) in asked[-1]["text"]
+    assert window.table_model.row_of(stale) == -1
+    assert kids["external"] in kernel_map, "the live kernel with the same ports is untouched"
+
+
+def test_quitting_and_shut_down_all_leave_other_applications_kernels(
+    window: MainWindow, kids: dict[str, str]
+) -> None:
+    assert window.owned_kernel_ids() == [kids["owned"]]
+    assert window.actions_by_name["shutdown_all"].isEnabled()
+
+
+def test_shutting_the_external_kernel_down_after_the_warning(
+    qloop: QtLoop,
+    window: MainWindow,
+    kernel_map: KernelMap,
+    kids: dict[str, str],
+    launched: Launched,
+    asked: list[dict[str, Any]],
+) -> None:
+    ext = kids["external"]
+    pid = launched.kernel()["pid"]
+    window.select_kernel(ext)
+
+    async def go() -> None:
+        window.actions_by_name["shutdown"].trigger()
+        await wait_until(lambda: ext not in kernel_map, timeout=30)
+        await wait_until(lambda: not pid_alive(pid), timeout=15)
+
+    qloop.run(go())
+    assert [q["can_skip"] for q in asked] == [False], "only the warning, no owned question"
+    assert window.table_model.row_of(ext) == -1
+    assert window.details.kernel_id is None
