@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -20,7 +21,7 @@ from PySide6.QtWidgets import QApplication
 import qasync  # isort: skip
 
 from . import __version__, paths
-from .core import KernelMap
+from .core import KernelMap, Settings
 from .settings_file import load_settings, save_settings
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kernelmon",
         description=(
             "A desktop monitor and manager for Jupyter kernels: start, watch, restart, "
-            "interrupt, cull and shut down kernels."
+            "interrupt, cull and shut down kernels, and see every kernel on the machine "
+            "with its CPU and memory."
         ),
         epilog=(f"Settings are kept in {paths.settings_file()}, the log in {paths.log_file()}."),
     )
@@ -43,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "folder under which kernels may work (default: the one used last time, else "
             "your home folder); it is remembered for later runs"
+        ),
+    )
+    parser.add_argument(
+        "--runtime-dir",
+        metavar="FOLDER",
+        action="append",
+        default=[],
+        help=(
+            "also watch this folder for kernel connection files, for this run only (may be "
+            "given more than once; folders to watch always are set in the app)"
         ),
     )
     parser.add_argument(
@@ -124,13 +136,22 @@ class ErrorReporter:
 
 
 async def run_app(
-    kernel_map: KernelMap, settings_message: str | None, args: argparse.Namespace
+    kernel_map: KernelMap,
+    settings_message: str | None,
+    args: argparse.Namespace,
+    user_settings: Settings | None = None,
+    run_folders: Sequence[str] = (),
 ) -> int:
     from .ui.main_window import MainWindow
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_REPORTER.loop_exception_handler)
-    window = MainWindow(kernel_map, use_tray=not args.no_tray)
+    window = MainWindow(
+        kernel_map,
+        use_tray=not args.no_tray,
+        user_settings=user_settings,
+        run_folders=run_folders,
+    )
     _REPORTER.window = window
     # Logging out or Ctrl+C in a terminal: quit without asking, shutting kernels down.
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -139,7 +160,7 @@ async def run_app(
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
     window.show()
-    window.restore_kernels()
+    window.restore_and_monitor()
     if settings_message:
         window.report_problem("Settings", settings_message)
     try:
@@ -164,6 +185,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if root_dir is not None and not os.path.isdir(root_dir):
             print(f"kernelmon: --root-dir {args.root_dir!r} is not a folder", file=sys.stderr)
             return 2
+        run_folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
+        for given, folder in zip(args.runtime_dir, run_folders, strict=True):
+            if not os.path.isdir(folder):
+                print(f"kernelmon: --runtime-dir {given!r} is not a folder", file=sys.stderr)
+                return 2
         settings, message = load_settings(paths.settings_file(), root_dir)
         if root_dir is not None and message is None:
             problem = save_settings(settings, paths.settings_file())  # remember the folder
@@ -180,9 +206,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setWindowIcon(app_icon())
         # The window decides when to quit (it may ask about running kernels first).
         app.setQuitOnLastWindowClosed(False)
-        kernel_map = KernelMap(settings)
+        effective = settings
+        if run_folders:
+            saved = tuple(getattr(settings, "runtime_folders", ()))
+            extra = tuple(f for f in run_folders if f not in saved)
+            effective = dataclasses.replace(settings, runtime_folders=saved + extra)
+        kernel_map = KernelMap(effective)
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            return runner.run(run_app(kernel_map, message, args))
+            return runner.run(run_app(kernel_map, message, args, settings, tuple(run_folders)))
     except Exception:
         traceback.print_exc()
         logger.exception("kernelmon stopped on an error")

@@ -24,9 +24,12 @@ from .conftest import pid_alive, wait_until
 
 @pytest.fixture(autouse=True)
 def own_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Each test's app gets its own config, state (kernel records) and log folders."""
+    """Each test's app gets its own config, state (kernel records) and log folders, and its
+    own Jupyter runtime folder (so it finds no other test's kernels)."""
     for name in ("CONFIG", "STATE", "LOG"):
         monkeypatch.setenv(f"KERNELMON_{name}_DIR", str(tmp_path / name.lower()))
+    (tmp_path / "runtime").mkdir()
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +45,7 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_describes_the_options() -> None:
     result = run_module("--help")
     assert result.returncode == 0, result.stderr
-    for option in ("--root-dir", "--log-level", "--no-tray", "--version"):
+    for option in ("--root-dir", "--runtime-dir", "--log-level", "--no-tray", "--version"):
         assert option in result.stdout
     assert "Jupyter kernels" in result.stdout
 
@@ -56,6 +59,13 @@ def test_version() -> None:
 def test_bad_root_dir_is_refused(tmp_path: Path) -> None:
     result = run_module("--root-dir", str(tmp_path / "missing"))
     assert result.returncode == 2
+    assert "not a folder" in result.stderr
+
+
+def test_bad_runtime_dir_is_refused(tmp_path: Path) -> None:
+    result = run_module("--runtime-dir", str(tmp_path), "--runtime-dir", str(tmp_path / "no"))
+    assert result.returncode == 2
+    assert "--runtime-dir" in result.stderr
     assert "not a folder" in result.stderr
 
 
@@ -122,6 +132,34 @@ def test_main_opens_and_quits_shutting_kernels_down(
     assert {p.pid for p in kernel_children()} <= before
     assert paths.window_state_file().is_file(), "window geometry was saved"
     assert "starting; root folder" in paths.log_file().read_text()
+
+
+def test_main_watches_every_kernel_and_the_runtime_dir_of_this_run(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    """After taking over earlier kernels, main() starts monitoring: a leftover connection
+    file in a folder given with --runtime-dir shows up as a stale kernel. The folder is
+    watched for this run only."""
+    run_folder = tmp_path / "elsewhere"
+    run_folder.mkdir()
+    stale = "0badc0de-0000-4000-8000-000000000001"
+    (run_folder / f"kernel-{stale}.json").write_text(
+        '{"transport": "tcp", "ip": "127.0.0.1", "shell_port": 1, "iopub_port": 2, '
+        '"stdin_port": 3, "control_port": 4, "hb_port": 5, "key": "", '
+        '"signature_scheme": "hmac-sha256", "kernel_name": "python3"}'
+    )
+
+    async def script(window: MainWindow) -> None:
+        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
+        assert window.table_model.kernel_model(stale)["origin"] == "stale"
+        assert str(run_folder) in window.kernel_map.settings.runtime_folders
+        assert window.run_folders == (str(run_folder),)
+        window.request_quit()
+
+    argv = ["--root-dir", str(tmp_path), "--no-tray", "--runtime-dir", str(run_folder)]
+    assert drive_main(script, argv) == 0
+    assert load_settings(paths.settings_file())[0].runtime_folders == ()
+    assert (run_folder / f"kernel-{stale}.json").is_file(), "quitting removes nothing"
 
 
 def test_main_can_leave_kernels_running(
