@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
 from .bridge import KernelBridge
+from .figures import origin_of, owner_text
 from .kernel_table import short_id
 
 LEVEL_COLOURS = {"error": QColor("#c62828"), "warning": QColor("#b35900")}
@@ -56,7 +57,13 @@ class EventLogView(QTreeWidget):
 
     def on_bridge_kernel_added(self, kernel_id: str, model: dict[str, Any]) -> None:
         self._names[kernel_id] = str(model.get("display_name") or model.get("name") or "")
-        self.add(kernel_id, f"starting ({self._names[kernel_id]}) in {model.get('cwd')}")
+        origin = origin_of(model)
+        if origin == "stale":
+            self.add(kernel_id, f"found a stale connection file: {model.get('connection_file')}")
+        elif origin != "owned":
+            self.add(kernel_id, f"found ({origin}), started by {owner_text(model)}")
+        else:
+            self.add(kernel_id, f"starting ({self._names[kernel_id]}) in {model.get('cwd')}")
 
     def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
         then = "; restarting it" if will_restart else ""

@@ -59,8 +59,8 @@ FIELDS: dict[str, Field] = {
         "Tell me when all kernels together use more memory than this. 0 turns it off.",
     ),
     "notify_job_seconds": (
-        "Tell me when a job that ran",
-        "s or longer ends",
+        "Tell me about jobs that ran over",
+        "s",
         "seconds",
         "When a kernel that was busy at least this long becomes idle, say so (in the tray, "
         "or the status bar and the event log). 0 turns it off.",

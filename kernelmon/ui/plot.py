@@ -36,6 +36,22 @@ def binary_top(value: float, floor: float = 1024.0 * 1024.0) -> float:
     return float(2 ** math.ceil(math.log2(value)))
 
 
+#: The time spans a plot may show: the shortest that holds every point.
+SPANS = (60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+def shown_span(points: Sequence[tuple[float, float]], now: float, full: float) -> float:
+    """How much time a plot shows: the shortest of ``SPANS`` that reaches back to the oldest
+    point (so a kernel found a minute ago is not a sliver at the right), at most ``full``."""
+    if not points:
+        return min(SPANS[0], full)
+    age = now - points[0][0]
+    for span in SPANS:
+        if span >= age:
+            return min(span, full)
+    return full
+
+
 def plot_points(
     points: Sequence[tuple[float, float]], rect: QRectF, now: float, span: float, top: float
 ) -> list[QPointF]:
@@ -82,7 +98,7 @@ class TimePlot(QWidget):
     def set_points(self, points: Sequence[tuple[float, float]], now: float, span: float) -> None:
         self.points = list(points)
         self.now = now
-        self.span = span if span > 0 else 600.0
+        self.span = shown_span(self.points, now, span if span > 0 else 600.0)
         self.setToolTip(f"{self.title}: {self.current_text()}")
         self.update()
 
@@ -116,7 +132,9 @@ class TimePlot(QWidget):
         top = self.top
         top_label = self.formatter(top)
         left = max(metrics.horizontalAdvance(top_label), metrics.horizontalAdvance("0")) + 6
-        area = QRectF(left, line + 4, self.width() - left - 4, self.height() - 2 * line - 10)
+        # below the title line, with room for the top label's upper half
+        top_edge = line * 1.5 + 4
+        area = QRectF(left, top_edge, self.width() - left - 4, self.height() - top_edge - line - 6)
         painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
         painter.setPen(text_colour)
         painter.drawText(

@@ -50,10 +50,27 @@ async def wait_until(
 
 @pytest.fixture(scope="module")
 def qloop(qapp: QApplication) -> Iterator[QtLoop]:
+    """The module's qasync loop. pytest-qt processes Qt events between a test's phases; with
+    a qasync loop that is not running then, a task step due at that moment (the core's
+    periodic sampling and discovery) would run without a running loop and die. So while
+    the module lasts, that processing goes through the loop."""
+    import pytestqt.plugin
+
     loop = qasync.QEventLoop(qapp)
+    original = pytestqt.plugin._process_events
+
+    def process_events() -> None:
+        if loop.is_running() or loop.is_closed():
+            original()
+        else:
+            loop.run_until_complete(asyncio.sleep(0))
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(pytestqt.plugin, "_process_events", process_events)
     try:
         yield QtLoop(loop)
     finally:
+        patch.undo()
         loop.run_until_complete(asyncio.sleep(0.05))
         loop.close()
 

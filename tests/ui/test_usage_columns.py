@@ -278,3 +278,12 @@ def test_time_plot_paints_axes_and_the_current_value(qapp: Any) -> None:
     assert "300 MiB" in plot.toolTip()
     image = plot.grab().toImage()
     assert coloured_pixels(image) > 5, "the line is drawn"
+
+
+def test_plots_show_the_shortest_span_that_holds_their_points() -> None:
+    from kernelmon.ui.plot import shown_span
+
+    assert shown_span([], now=100, full=600) == 60
+    assert shown_span([(95.0, 1.0)], now=100, full=600) == 60
+    assert shown_span([(0.0, 1.0)], now=100, full=600) == 120
+    assert shown_span([(0.0, 1.0)], now=5000, full=600) == 600
