@@ -278,6 +278,21 @@ def test_shutting_the_external_kernel_down_warns_and_can_be_cancelled(
     assert pid_alive(launched.kernel()["pid"])
 
 
+def test_a_mixed_selection_is_shut_down_only_after_the_warning(
+    window: MainWindow, kids: dict[str, str], asked: list[dict[str, Any]]
+) -> None:
+    # "don't ask again" was chosen for kernelmon's own kernels: only the warning is asked
+    window.window_state.setValue("dont_ask/shutdown", "true")
+    ANSWERS[0] = False
+    try:
+        assert window.shutdown_kernels([kids["owned"], kids["external"]]) == []
+    finally:
+        ANSWERS[0] = True
+        window.window_state.remove("dont_ask/shutdown")
+    assert [q["title"] for q in asked] == ["Shut down another application's kernel"]
+    assert all(k in window.kernel_map for k in kids.values()), "cancelled: nothing shut down"
+
+
 def test_a_stale_connection_file_can_only_be_cleaned_up(
     qloop: QtLoop,
     window: MainWindow,
