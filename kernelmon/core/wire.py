@@ -5,8 +5,11 @@ messages, the content; so instead of jupyter_client's full ``Session.deserialize
 parses dates and every part) the watcher verifies the HMAC and parses just what it uses.
 
 ``SocketDrain`` reads a plain (non-asyncio) zmq socket from the event loop: one reader
-callback per wake-up that drains every ready message, in bounded batches. Under qasync each
-wake-up is a Qt socket-notifier round trip, so one wake-up per message would cost ~3x more.
+callback per wake-up that drains every ready message, in batches. Under qasync each wake-up is
+a Qt socket-notifier round trip, so one wake-up per message would cost ~3x more. Reading is
+bounded by time, not only by count: the drains of one event loop share ``BUDGET`` of wall
+time per loop turn, so a flood on several sockets cannot hold the loop (and the window) for
+longer than that; sockets that are behind are served in rotation, a few messages each.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import asyncio
 import hmac
 import json
 import logging
+import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import zmq
@@ -23,11 +29,14 @@ import zmq
 logger = logging.getLogger(__name__)
 
 DELIM = b"<IDS|MSG>"
-#: Messages handled per wake-up before yielding to the loop (the rest follow at once).
+#: Wall time [s] the drains of one event loop spend reading per loop turn before yielding to
+#: the loop (the rest follow on the next turn). At least one message is read per turn.
+BUDGET = 0.002
+#: At most this many messages per batch handed to a handler.
 BATCH = 256
-# Plain ints: pyzmq's enum flags cost an object per use on the hot path.
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
+#: Messages a socket reads per round while several are behind (they take turns).
+CHUNK = 16
+# A plain int: pyzmq's enum flags cost an object per use on the hot path.
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
@@ -107,10 +116,51 @@ def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | 
     }
 
 
+class _Turns:
+    """The drains of one event loop that have messages left over, served in rotation by one
+    callback per loop turn that stops when the turn's ``BUDGET`` is spent."""
+
+    __slots__ = ("scheduled", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[SocketDrain] = deque()
+        self.scheduled = False
+
+    def add(self, drain: SocketDrain) -> None:
+        if not drain.waiting:
+            drain.waiting = True
+            self.waiting.append(drain)
+        if not self.scheduled:
+            self.scheduled = True
+            drain.loop.call_soon(self.run, drain.loop)
+
+    def run(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.scheduled = False
+        waiting = self.waiting
+        deadline = perf_counter() + BUDGET
+        while waiting:
+            drain = waiting[0]
+            if drain.read(CHUNK, deadline):
+                waiting.rotate(-1)  # more left: to the back of the line
+            else:
+                waiting.popleft()
+                drain.waiting = False
+            if perf_counter() >= deadline:
+                break
+        if waiting:
+            self.scheduled = True
+            loop.call_soon(self.run, loop)
+
+
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
+
+
 class SocketDrain:
     """Reads every ready message of a plain zmq socket on each loop wake-up.
 
-    ``on_batch(list_of_frame_lists)`` is called with up to ``BATCH`` messages at a time.
+    ``on_batch(list_of_frame_lists)`` is called with up to ``BATCH`` messages at a time, in
+    the order they arrived. The zmq FD is edge-triggered: a socket that stops reading with
+    messages left is put in its loop's rotation, which comes back for them.
     """
 
     def __init__(
@@ -121,11 +171,17 @@ class SocketDrain:
     ) -> None:
         self.socket = socket
         self._on_batch = on_batch
-        self._loop = loop or asyncio.get_running_loop()
+        self.loop = loop or asyncio.get_running_loop()
+        turns = _turns.get(self.loop)
+        if turns is None:
+            turns = _turns[self.loop] = _Turns()
+        self._turns = turns
+        #: In the rotation of drains that have messages left over.
+        self.waiting = False
         self._fd = int(socket.getsockopt(zmq.FD))
         self._closed = False
         self._pending = False
-        self._loop.add_reader(self._fd, self._on_readable)
+        self.loop.add_reader(self._fd, self._on_readable)
         # The zmq FD is edge-triggered: messages that arrived before add_reader would never
         # wake us, so look once now.
         self.poke()
@@ -133,38 +189,60 @@ class SocketDrain:
     def poke(self) -> None:
         if not self._pending and not self._closed:
             self._pending = True
-            self._loop.call_soon(self._on_readable)
+            self.loop.call_soon(self._on_readable)
 
     def _on_readable(self) -> None:
         self._pending = False
-        if self._closed:
+        if self._closed or self.waiting:
+            return  # in the rotation: its turn comes
+        if self._turns.waiting:
+            # Others are behind: queue up behind them rather than take a turn of our own.
+            self._turns.add(self)
             return
-        sock = self.socket
+        if self.read(BATCH, perf_counter() + BUDGET):
+            self._turns.add(self)
+
+    def read(self, limit: int, deadline: float) -> bool:
+        """Read and hand over up to ``limit`` messages, stopping at ``deadline``
+        (``perf_counter()``) after at least one; True if messages may be left."""
+        if self._closed:
+            return False
+        recv = self.socket.recv
         batch: list[list[bytes]] = []
+        more = False
         try:
-            while len(batch) < BATCH and int(sock.getsockopt(_EVENTS)) & _POLLIN:
-                batch.append(sock.recv_multipart(_NOBLOCK))
+            # Until EAGAIN: a receive that finds nothing also takes in the socket's pending
+            # commands, which re-arms the edge-triggered FD (as reading ZMQ_EVENTS does).
+            # Frames (copy=False) and their .more: half the cost of recv_multipart().
+            while True:
+                frame = recv(_NOBLOCK, copy=False)
+                frames = [frame.bytes]
+                while frame.more:
+                    frame = recv(_NOBLOCK, copy=False)
+                    frames.append(frame.bytes)
+                batch.append(frames)
+                if len(batch) >= limit or perf_counter() >= deadline:
+                    more = True
+                    break
         except zmq.Again:
             pass
         except zmq.ZMQError as e:
             if not self._closed:
-                logger.warning("Receive failed on %s: %s", sock, e)
-            return
+                logger.warning("Receive failed on %s: %s", self.socket, e)
+            more = False
         if batch:
             try:
                 self._on_batch(batch)
             except Exception:
                 logger.exception("Message handler failed; messages of this batch are lost")
-        if len(batch) >= BATCH:
-            # More may be waiting; the FD will not fire again for them.
-            self.poke()
+        return more and not self._closed
 
     def close(self, linger: int = 0) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            self._loop.remove_reader(self._fd)
+            self.loop.remove_reader(self._fd)
         except Exception:  # loop already closed
             pass
         self.socket.close(linger=linger)
