@@ -1,6 +1,6 @@
 """The desktop app under load: what ``bench.py`` (the core alone) does not measure.
 
-    python benchmarks/app_bench.py [--quick] [--reps N] [--json out.json]
+    python benchmarks/app_bench.py [--quick] [--reps N] [--json out.json] [--workloads a,b]
 
 1. launch  Wall time from spawning a fresh interpreter that runs ``kernelmon.app.main``
            (offscreen Qt, empty temporary config/state/log/runtime folders) until the main
@@ -781,6 +781,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flood-kernels", type=int, help="flooding kernels (default 4)")
     parser.add_argument("--flood-lines", type=int, help="lines per flooding kernel")
     parser.add_argument("--scale-kernels", type=int, help="stand-in kernels (default 64)")
+    parser.add_argument(
+        "--workloads",
+        default="launch,flood,scale",
+        help="comma-separated subset of launch,flood,scale (default: all)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     p = params(args.quick)
@@ -791,9 +796,13 @@ def main(argv: list[str] | None = None) -> int:
         p["flood"]["lines"] = args.flood_lines
     if args.scale_kernels:
         p["scale"]["kernels"] = args.scale_kernels
-    config = {"quick": args.quick, "reps": reps, "params": p}
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = set(workloads) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
+    config = {"quick": args.quick, "reps": reps, "params": p, "workloads": workloads}
     data: dict[str, Any] = {"meta": meta(), "config": config}
-    samples: dict[str, list[dict[str, Any]]] = {"launch": [], "flood": [], "scale": []}
+    samples: dict[str, list[dict[str, Any]]] = {w: [] for w in ROWS if w in workloads}
     tmp = tempfile.mkdtemp(prefix="kernelmon-app-bench-")
     runner = Runner(tmp, args.verbose)
 
@@ -802,12 +811,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        launches = reps + 2  # cheap: a few more
+        launches = reps + 2 if "launch" in samples else 0  # cheap: a few more
         for i in range(launches):
             print(f"launch {i + 1}/{launches}", file=sys.stderr, flush=True)
             samples["launch"].append(runner.launch())
         for i in range(reps):
             for name in ("flood", "scale"):
+                if name not in samples:
+                    continue
                 print(f"{name} {i + 1}/{reps}", file=sys.stderr, flush=True)
                 samples[name].append(runner.workload(name, p[name]))
     except KeyboardInterrupt:
@@ -820,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
     data["meta"]["load_after"] = os.getloadavg()[0]
     data["samples"] = samples
     data["summary"] = summarise(samples)
-    data["goals"] = goals(data["summary"])
+    data["goals"] = [g for g in goals(data["summary"]) if g["workload"] in samples]
     print(table(data))
     if args.json:
         with open(args.json, "w") as f:
