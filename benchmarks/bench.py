@@ -2,6 +2,7 @@
 kernels, on the same workloads in one run.
 
     python benchmarks/bench.py [--quick] [--reps N] [--json out.json] [--workloads a,b]
+                               [--bigflood-messages N] [--bigflood-rate R]
 
 Each measurement runs in a fresh worker process (``worker.py``), so that CPU and memory
 figures are the manager's alone and one contender's state never leaks into another's.
@@ -104,6 +105,23 @@ WORKLOADS: dict[str, dict[str, Any]] = {
             ("cpu_us_per_msg", "CPU per message (watcher + buffer)", "µs"),
         ],
     },
+    "bigflood": {
+        "title": "6b. A big flood while a frontend is away (buffering on): memory",
+        "labels": ["kernelmon", "jupyter_server"],
+        "floor": None,
+        "rows": [
+            ("sent_msgs", "messages the kernel sent", ""),
+            ("received_msgs", "messages that went into the buffer", ""),
+            ("buffered_msgs", "messages buffered at the end", ""),
+            ("duration_s", "flood duration", "s"),
+            ("cpu_us_per_msg", "CPU per message (watcher + buffer)", "µs"),
+            ("rss_before_mb", "manager RSS before", "MB"),
+            ("rss_peak_growth_mb", "manager RSS growth, peak", "MB"),
+            ("rss_after_growth_mb", "manager RSS growth, after", "MB"),
+            ("cap_mb", "buffer byte cap (none: unbounded)", "MB"),
+            ("over_cap_mb", "peak growth minus the byte cap", "MB"),
+        ],
+    },
     "import": {
         "title": "5. Import time in a fresh interpreter",
         "labels": ["kernelmon", "jupyter_server"],
@@ -111,7 +129,9 @@ WORKLOADS: dict[str, dict[str, Any]] = {
         "rows": [("import_s", "import the manager module", "s")],
     },
 }
-ORDER = ["import", "lifecycle", "flood", "many", "buffering"]
+ORDER = ["import", "lifecycle", "flood", "many", "buffering", "bigflood"]
+#: Workloads run in the first repetition only (long; their figures hardly vary).
+ONCE = {"bigflood"}
 IMPORTS = {
     "kernelmon": "kernelmon.core",
     "jupyter_server": "jupyter_server.services.kernels.kernelmanager",
@@ -129,6 +149,8 @@ GOALS = [
     ("many", "cull_idle_s", "kernelmon", None, "<=", 1.6),
     ("many", "cull_idle_s", "kernelmon·cull0.2", None, "<=", 1.6),
     ("import", "import_s", "kernelmon", "jupyter_server", "<=", 0.25),
+    # RSS bounded by the buffer caps plus a small constant (MB), whatever the flood's size.
+    ("bigflood", "over_cap_mb", "kernelmon", None, "<=", 40.0),
 ]
 
 
@@ -139,12 +161,14 @@ def params(quick: bool) -> dict[str, dict[str, Any]]:
             "flood": {"n_print": 1000, "n_burst": 20000},
             "many": {"concurrent": [4], "cull": True, "cull_timeout": 1, "cull_interval": 1},
             "buffering": {"n_print": 1000},
+            "bigflood": {"n_messages": 20000, "rate": 20000.0},
         }
     return {
         "lifecycle": {},
         "flood": {"n_print": 6000, "n_burst": 150000},
         "many": {"concurrent": [4, 8], "cull": True, "cull_timeout": 1, "cull_interval": 1},
         "buffering": {"n_print": 6000},
+        "bigflood": {"n_messages": 1_000_000, "rate": 20000.0},
     }
 
 
@@ -184,6 +208,9 @@ class Runner:
 
     def worker(self, workload: str, label: str, p: dict[str, Any]) -> dict[str, Any]:
         contender, loop = LABELS[label]
+        timeout = 300.0
+        if workload == "bigflood":
+            timeout = max(timeout, p["n_messages"] / p["rate"] * 3 + 180)
         spec = {
             "contender": contender,
             "loop": loop,
@@ -203,7 +230,7 @@ class Runner:
                 stderr=subprocess.STDOUT,
             )
             try:
-                self.current.wait(timeout=300)
+                self.current.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.stop(signal.SIGINT)
             except BaseException:
@@ -279,7 +306,7 @@ def plan(workloads: list[str], reps: int, peer: bool) -> list[tuple[int, str, st
     steps = []
     for rep in range(reps):
         for w in workloads:
-            if w in heavy and rep >= max(1, (reps + 1) // 2):
+            if (w in heavy and rep >= max(1, (reps + 1) // 2)) or (w in ONCE and rep > 0):
                 continue
             labels = [lb for lb in WORKLOADS[w]["labels"] if peer or lb != "jupyter_server"]
             k = rep % len(labels)
@@ -292,6 +319,10 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     peer = have("jupyter_server") and not args.no_peer
     workloads = [w for w in ORDER if w in args.workloads]
     prm = params(args.quick)
+    if args.bigflood_messages is not None:
+        prm["bigflood"]["n_messages"] = args.bigflood_messages
+    if args.bigflood_rate is not None:
+        prm["bigflood"]["rate"] = args.bigflood_rate
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {w: {} for w in workloads}
     tmp = tempfile.mkdtemp(prefix="kernelmon-bench-")
     runner = Runner(tmp, args.verbose, args.transport)
@@ -521,6 +552,18 @@ def main(argv: list[str] | None = None) -> int:
         default="default",
         help="default: each manager's own (kernelmon ipc, jupyter_server tcp; raw and bare "
         "as kernelmon); ipc or tcp: the same for all",
+    )
+    ap.add_argument(
+        "--bigflood-messages",
+        type=int,
+        metavar="N",
+        help="messages in the big flood (default 1000000; quick 20000)",
+    )
+    ap.add_argument(
+        "--bigflood-rate",
+        type=float,
+        metavar="R",
+        help="messages per second the kernel publishes in the big flood (default 20000)",
     )
     ap.add_argument("--no-peer", action="store_true", help="do not run jupyter_server")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each raw result")

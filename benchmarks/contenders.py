@@ -115,6 +115,14 @@ class KernelmonContender(Contender):
     def buffered(self, kid: str) -> int:
         return self.km.record(kid).buffered
 
+    def buffer_received(self, kid: str) -> int:
+        """Messages that went into the buffer: those still in it and those it dropped."""
+        record = self.km.record(kid)
+        return record.buffered + record.buffer_dropped
+
+    def buffer_caps(self) -> tuple[int, int] | None:
+        return self.settings.buffer_max_messages, self.settings.buffer_max_bytes
+
     async def close(self) -> None:
         await self.km.close()
 
@@ -208,6 +216,13 @@ class JupyterServerContender(Contender):
     def buffered(self, kid: str) -> int:
         info = self.mkm._kernel_buffers.get(kid)
         return len(info["buffer"]) if info else 0
+
+    def buffer_received(self, kid: str) -> int:
+        """Its buffer drops nothing: what went in is what is in it."""
+        return self.buffered(kid)
+
+    def buffer_caps(self) -> tuple[int, int] | None:
+        return None  # unbounded
 
     async def close(self) -> None:
         cb = getattr(self.mkm, "_culler_callback", None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -92,6 +93,40 @@ def __bench_burst():
         for m in msgs:
             send(m)
         __bench_add(len(msgs))
+        done.set()
+    k.iopub_thread.schedule(run)
+    done.wait()
+    time.sleep(0.5)
+
+def __bench_paced(n, rate):
+    # n stream messages, each signed just before it is sent (the kernel's memory stays
+    # flat), from the IOPub thread at about `rate` a second (in blocks of 1000).
+    import hashlib, hmac, threading, time, uuid
+    k = get_ipython().kernel
+    s = k.session
+    sock = k.iopub_thread.socket
+    parent = s.pack(k.get_parent("shell")["header"])
+    meta = b"{}"
+    auth = hmac.new(s.key, digestmod=hashlib.sha256)
+    head = ('{"msg_id": "%s-%%d", "msg_type": "stream", "username": "bench", '
+            '"session": "%s", "date": "2026-01-01T00:00:00.000000Z", "version": "5.3"}'
+            % (uuid.uuid4().hex, s.session))
+    done = threading.Event()
+    def run():
+        send = sock.send_multipart
+        t0 = time.perf_counter()
+        for start in range(0, n, 1000):
+            stop = min(n, start + 1000)
+            for i in range(start, stop):
+                h = (head % i).encode()
+                c = b'{"name": "stdout", "text": "%d\\n"}' % i
+                m = auth.copy()
+                m.update(h); m.update(parent); m.update(meta); m.update(c)
+                send([b"stream.stdout", b"<IDS|MSG>", m.hexdigest().encode(), h, parent, meta, c])
+            __bench_add(stop - start)
+            ahead = stop / rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
         done.set()
     k.iopub_thread.schedule(run)
     done.wait()
@@ -282,6 +317,49 @@ async def buffering(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     return r
 
 
+async def bigflood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
+    """Memory while a kernel publishes ``n_messages`` IOPub messages (paced at ``rate`` a
+    second) and a frontend that left has its session's messages buffered. RSS is sampled
+    every 50 ms; the peak and what is left after the flood are compared with the RSS
+    before (after a garbage collection)."""
+    r: dict[str, Any] = {}
+    n, rate = int(p["n_messages"]), float(p["rate"])
+    async with counted_kernel(c) as (kid, shell, counter):
+        await c.connect_and_leave(kid, "bench-frontend")  # type: ignore[attr-defined]
+        await asyncio.sleep(0.3)
+        gc.collect()
+        rss0 = peak = rss_mb()
+        sent0 = counter.read()
+        through0 = c.buffer_received(kid)  # type: ignore[attr-defined]
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        msg_id = shell.execute_request(f"__bench_paced({n}, {rate!r})")
+        deadline = t0 + n / rate * 3 + 60
+        while msg_id not in shell.replies:
+            await asyncio.sleep(0.05)
+            peak = max(peak, rss_mb())
+            shell.poll()
+            if time.perf_counter() > deadline:
+                raise TimeoutError("the paced flood did not end in time")
+        await wait_quiet(c, kid, timeout=60)
+        r["duration_s"] = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        peak = max(peak, rss_mb())
+        shell.replies.pop(msg_id)
+        r["sent_msgs"] = counter.read() - sent0
+        r["received_msgs"] = c.buffer_received(kid) - through0  # type: ignore[attr-defined]
+        r["buffered_msgs"] = c.buffered(kid)  # type: ignore[attr-defined]
+        r["cpu_us_per_msg"] = cpu / max(1, r["received_msgs"]) * 1e6
+        r["rss_before_mb"] = rss0
+        r["rss_peak_growth_mb"] = peak - rss0
+        r["rss_after_growth_mb"] = rss_mb() - rss0
+        caps = c.buffer_caps()  # type: ignore[attr-defined]
+        if caps is not None:
+            r["cap_messages"], r["cap_mb"] = caps[0], caps[1] / 2**20
+            r["over_cap_mb"] = r["rss_peak_growth_mb"] - r["cap_mb"]
+    return r
+
+
 async def many(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     """4 and 8 concurrent starts; RSS with 8 kernels; cull of 8 idle kernels."""
     r: dict[str, Any] = {"rss_0_kernels_mb": rss_mb()}
@@ -335,6 +413,7 @@ WORKLOADS: dict[str, Callable[[Contender, dict[str, Any]], Awaitable[dict[str, A
     "lifecycle": lifecycle,
     "flood": flood,
     "buffering": buffering,
+    "bigflood": bigflood,
     "many": many,
 }
 

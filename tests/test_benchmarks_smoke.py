@@ -25,7 +25,9 @@ def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
             "--reps",
             "1",
             "--workloads",
-            "import,lifecycle",
+            "import,lifecycle,bigflood",
+            "--bigflood-messages",
+            "3000",
             "--json",
             str(out),
         ],
@@ -38,18 +40,27 @@ def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
     assert "Kernel life cycle" in proc.stdout
     assert "start -> kernel_info_reply" in proc.stdout
     assert "Import time" in proc.stdout
+    assert "A big flood while a frontend is away" in proc.stdout
 
     data = json.loads(out.read_text())
     assert {"meta", "config", "samples", "summary", "ratios", "goals"} <= set(data)
-    assert data["config"]["workloads"] == ["import", "lifecycle"]
+    assert data["config"]["workloads"] == ["import", "lifecycle", "bigflood"]
+    assert data["config"]["params"]["bigflood"]["n_messages"] == 3000
     lifecycle = data["summary"]["lifecycle"]
     for metric in ("start_s", "restart_s", "shutdown_s"):
         assert "kernelmon" in lifecycle[metric]
         assert "bare" in lifecycle[metric]
         assert set(lifecycle[metric]["kernelmon"]) == {"median", "min", "max", "n"}
     assert "kernelmon" in data["summary"]["import"]["import_s"]
+    bigflood = data["summary"]["bigflood"]
+    for metric in ("sent_msgs", "received_msgs", "rss_peak_growth_mb", "over_cap_mb"):
+        assert "kernelmon" in bigflood[metric]
+    assert bigflood["sent_msgs"]["kernelmon"]["median"] >= 3000
+    # the buffer never holds more than its cap
+    assert bigflood["buffered_msgs"]["kernelmon"]["max"] <= 10_000
     peer = importlib.util.find_spec("jupyter_server") is not None
     assert data["meta"]["jupyter_server_present"] is peer
     if peer:
         assert "jupyter_server" in lifecycle["start_s"]
+        assert "jupyter_server" in bigflood["rss_peak_growth_mb"]
         assert "kernelmon/jupyter_server" in data["ratios"]["lifecycle"]["start_s"]
