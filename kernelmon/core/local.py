@@ -315,6 +315,7 @@ class LocalKernel(KernelBackend):
         km.connection_file = saved["connection_file"]
         km.load_connection_file()
         km._connection_file_written = True  # ours now: removed when the kernel is shut down
+        self._note_connection()
         km.kernel_id = self.record.id
         provisioner: Any = KernelProvisionerFactory.instance(
             parent=km.parent
@@ -371,6 +372,16 @@ class LocalKernel(KernelBackend):
         """Start the kernel process with its output going to ``log_file``."""
         log = self._log_handle()
         await self.km.start_kernel(**self._launch_args, stdout=log, stderr=log)
+        self._note_connection()
+
+    def _note_connection(self) -> None:
+        """Copy how the kernel is reached onto the record (the details the table shows)."""
+        info = self.km.get_connection_info()
+        record = self.record
+        record.connection_file = self.km.connection_file
+        record.transport = str(info.get("transport", ""))
+        record.ip = str(info.get("ip", ""))
+        record.ports = {k: v for k, v in info.items() if k.endswith("_port") and isinstance(v, int)}
 
     def _output_tail(self, lines: int = 8) -> str:
         """The last lines the kernel printed, for an error message ("" if none)."""

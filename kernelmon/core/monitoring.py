@@ -89,6 +89,7 @@ class MonitoringMixin(MapBase):
         self._background = set()
         self._mem_warned = set()
         self._busy_since = {}
+        self._display_names: dict[str, str] = {}
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -264,12 +265,25 @@ class MonitoringMixin(MapBase):
             return None
         record = ext.record
         apply_found(record, found)
+        record.display_name = self._display_name(found.kernel_name)
         record.can_restart = False
         # Nothing is known of its activity before now; "now" keeps the culler from
         # treating a long-running kernel as idle since its start.
         record.last_activity = utcnow()
         ext.attach()
         return Entry(record, ext)
+
+    def _display_name(self, kernel_name: str | None) -> str:
+        """The installed kernel spec's display name ("" if there is no such spec)."""
+        if not kernel_name:
+            return ""
+        if kernel_name not in self._display_names:
+            try:
+                spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
+                self._display_names[kernel_name] = str(spec.display_name or "")
+            except Exception:
+                self._display_names[kernel_name] = ""
+        return self._display_names[kernel_name]
 
     def _probe_orphan(self, entry: Entry) -> None:
         backend = entry.backend

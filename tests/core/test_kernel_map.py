@@ -60,6 +60,17 @@ def test_model_of_a_started_kernel(kmap, kid, root):
     assert parse(model["last_activity"]).tzinfo is not None
     assert kid in kmap
     assert kid in [m["id"] for m in kmap.list_kernels()]
+    # how it is reached, known from its start (no scan of the runtime folder needed)
+    assert model["connection_file"].endswith(f"kernel-{kid}.json")
+    assert model["transport"] in ("ipc", "tcp")
+    assert set(model["ports"]) == {
+        "shell_port",
+        "iopub_port",
+        "stdin_port",
+        "control_port",
+        "hb_port",
+    }
+    assert model["can_restart"] is True
     # JSON-safe
     import json
 

@@ -85,6 +85,7 @@ def test_other_tools_kernels_join_the_map_beside_its_own(aio, kmap, launch, runt
         assert "launcher.py" in (record.parent_app or "")
         assert record.connection_file == str(path)
         assert record.can_restart is False
+        assert record.display_name == kmap.kernel_specs()["python3"]["display_name"]
         assert [e.model["origin"] for e in log.of(KernelAdded, kid)] == ["external"]
 
         # kernelmon's own kernel stays owned, once, with its connection facts filled in
