@@ -36,7 +36,9 @@ BUDGET = 0.002
 BATCH = 256
 #: Messages a socket reads per round while several are behind (they take turns).
 CHUNK = 16
-# A plain int: pyzmq's enum flags cost an object per use on the hot path.
+# Plain ints: pyzmq's enum flags cost an object per use on the hot path.
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
@@ -207,14 +209,15 @@ class SocketDrain:
         (``perf_counter()``) after at least one; True if messages may be left."""
         if self._closed:
             return False
-        recv = self.socket.recv
+        sock = self.socket
+        recv = sock.recv
         batch: list[list[bytes]] = []
         more = False
         try:
-            # Until EAGAIN: a receive that finds nothing also takes in the socket's pending
-            # commands, which re-arms the edge-triggered FD (as reading ZMQ_EVENTS does).
-            # Frames (copy=False) and their .more: half the cost of recv_multipart().
-            while True:
+            # Reading ZMQ_EVENTS until it has no POLLIN re-arms the edge-triggered FD (a
+            # receive until EAGAIN would too, but an exception per wake-up costs more).
+            # Frames (copy=False) and their .more: about 2/3 the cost of recv_multipart().
+            while int(sock.getsockopt(_EVENTS)) & _POLLIN:
                 frame = recv(_NOBLOCK, copy=False)
                 frames = [frame.bytes]
                 while frame.more:
@@ -228,7 +231,7 @@ class SocketDrain:
             pass
         except zmq.ZMQError as e:
             if not self._closed:
-                logger.warning("Receive failed on %s: %s", self.socket, e)
+                logger.warning("Receive failed on %s: %s", sock, e)
             more = False
         if batch:
             try:
