@@ -15,6 +15,7 @@ from .events import (
     KernelAdded,
     KernelAdopted,
 )
+from .external import heartbeat
 from .local import remove_connection_files
 from .map_base import KERNEL_ID, Entry, MapBase
 from .process import process_matches
@@ -107,6 +108,12 @@ class AdoptionMixin(MapBase):
         if answered:
             if record.execution_state == ExecutionState.STARTING:
                 record.execution_state = ExecutionState.IDLE
+        elif await heartbeat(backend.connection_info):
+            # Its heartbeat thread echoes, its shell does not answer: it is running code
+            # (the queued probe marks it idle once that code is done).
+            answered = True
+            record.execution_state = ExecutionState.BUSY
+            record.reason = None
         else:
             record.execution_state = ExecutionState.UNRESPONSIVE
             record.reason = (

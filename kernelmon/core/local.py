@@ -242,6 +242,11 @@ class LocalKernel(KernelBackend):
             self._confirm_task.cancel()
         self._detach()
         self._close_log()
+        # jupyter_client's control socket and context: left open, garbage collection of the
+        # context would block on the socket (and a later shutdown reopens what it needs)
+        self.km._close_control_socket()
+        if self.km._created_context:
+            self.km.context.destroy(linger=0)
 
     async def _wait_ready(
         self,

@@ -19,10 +19,11 @@ from tests.core.conftest import EventLog, process_gone, wait_until
 HERE = Path(__file__).parent
 
 
-def crashed_kernelmon(root: Path, n: int) -> dict[str, int]:
-    """Run a kernelmon that starts ``n`` kernels, then kill -9 it. Returns {id: pid}."""
+def crashed_kernelmon(root: Path, n: int, busy: float = 0) -> dict[str, int]:
+    """Run a kernelmon that starts ``n`` kernels (the first left running code for ``busy``
+    seconds), then kill -9 it. Returns {id: pid}."""
     child = subprocess.Popen(
-        [sys.executable, str(HERE / "kernelmon_child.py"), str(root), str(n)],
+        [sys.executable, str(HERE / "kernelmon_child.py"), str(root), str(n), str(busy)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=str(HERE.parent.parent),
@@ -139,6 +140,33 @@ def test_alive_but_silent_kernel_is_unresponsive_and_can_be_killed(aio, tmp_path
     finally:
         if not process_gone(pid):
             os.kill(pid, signal.SIGKILL)
+    assert process_gone(pid)
+
+
+def test_kernel_running_code_is_adopted_busy_then_idle(aio, tmp_path, state_dir):
+    """A kernel busy with code cannot answer kernel_info, but its heartbeat echoes: it is
+    shown busy (not unresponsive) and idle once its code is done."""
+    root = tmp_path / "root"
+    (root / "k0").mkdir(parents=True)
+    [(kid, pid)] = crashed_kernelmon(root, 1, busy=4).items()
+    km = KernelMap(Settings(root_dir=str(root), kernel_info_timeout=1), shutdown_wait=1.0)
+    log = EventLog(km)
+    try:
+        assert aio.run(km.restore()) == [kid]
+        assert km.kernel_model(kid)["execution_state"] == "busy"
+        assert km.kernel_model(kid)["reason"] is None
+        assert [e.answered for e in log.of(KernelAdopted)] == [True]
+        aio.run(
+            wait_until(
+                lambda: km.kernel_model(kid)["execution_state"] == "idle",
+                timeout=15,
+                what="idle after its code finished",
+            ),
+            timeout=20,
+        )
+    finally:
+        log.unsubscribe()
+        aio.run(km.close())
     assert process_gone(pid)
 
 
