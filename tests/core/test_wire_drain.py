@@ -144,3 +144,25 @@ def test_a_drain_closed_while_behind_leaves_the_rotation(aio, tiny_budget, pairs
     received_a = numbers(got_a)
     assert received_a == list(range(len(received_a)))  # what A got before closing, in order
     assert len(received_a) < n
+
+
+def test_default_budget_long_reads_end_at_eagain_and_rearm(aio, pairs):
+    # Reads of more than a few messages receive until EAGAIN: the FD must still wake the
+    # drain for what comes later.
+    push, pull = pairs()
+    n = 20_000
+    batches: list[list[list[bytes]]] = []
+
+    async def go() -> None:
+        drain = SocketDrain(pull, batches.append)
+        flood(push, 0, n)
+        await wait_until(lambda: sum(map(len, batches)) >= n, timeout=60, what="the flood")
+        for k in range(3):
+            flood(push, n + k * 20, 20)
+            await wait_until(lambda k=k: sum(map(len, batches)) >= n + (k + 1) * 20)
+        await asyncio.sleep(0.05)
+        drain.close()
+
+    aio.run(go(), timeout=90)
+    assert numbers(batches) == list(range(n + 60))
+    assert max(map(len, batches)) > wire._PROBED  # the EAGAIN path was taken
