@@ -210,8 +210,9 @@ class RawWatcher:
     ready message per wake-up; verifies the HMAC, parses header and parent header, and
     tracks the execution state from ``status`` messages.
 
-    A drain stops after ``BATCH`` messages and continues on the next loop iteration (as
-    kernelmon's does), otherwise a flood would starve the loop for as long as it lasts.
+    A drain stops after ``BATCH`` messages and continues on the next loop iteration,
+    otherwise a flood would starve the loop for as long as it lasts (kernelmon's stops after
+    a time budget per loop turn instead; this floor keeps the simplest form).
     """
 
     BATCH = 256
