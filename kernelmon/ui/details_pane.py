@@ -73,6 +73,8 @@ def fact_text(name: str, model: dict[str, Any], now: datetime | None = None) -> 
         case "parent":
             if origin == "owned":
                 return "kernelmon"
+            if origin == "orphan":
+                return owner_text(model)
             if model.get("parent_app") is None and model.get("parent_pid") is None:
                 return "unknown"
             alive = "running" if model.get("parent_alive") else "no longer running"

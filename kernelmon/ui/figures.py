@@ -68,7 +68,10 @@ def is_owned(model: dict[str, Any]) -> bool:
 
 def owner_text(model: dict[str, Any]) -> str:
     """The application that started a kernel: ``jupyter-lab (pid 4242)``; "another
-    application" when nothing is known."""
+    application" when nothing is known. An orphan's parent is whatever adopted it (PID 1, a
+    reaper), not the application that started it, which is gone."""
+    if origin_of(model) == "orphan":
+        return "an application that is no longer running"
     app = model.get("parent_app")
     pid = model.get("parent_pid")
     if app and pid is not None:
@@ -85,8 +88,11 @@ def origin_tooltip(model: dict[str, Any]) -> str:
     origin = origin_of(model)
     tip = ORIGIN_TIPS[origin]
     if origin != "owned":
-        alive = "running" if model.get("parent_alive") else "no longer running"
-        tip += f"\nStarted by {owner_text(model)}, {alive}"
+        if origin == "orphan":
+            tip += "\nThe application that started it is no longer running"
+        else:
+            alive = "running" if model.get("parent_alive") else "no longer running"
+            tip += f"\nStarted by {owner_text(model)}, {alive}"
     server = model.get("server_url")
     if server:
         tip += f"\nJupyter server: {server}"

@@ -50,8 +50,8 @@ def restart_refusal(model: dict[str, Any]) -> str:
             )
         case "orphan":
             return (
-                f"kernelmon did not start this kernel, and {owner_text(model)}, which "
-                "started it, is gone: nobody can start it again. Shut it down instead"
+                "kernelmon did not start this kernel, and the application that started "
+                "it is gone: nobody can start it again. Shut it down instead"
             )
         case "stale":
             return "This kernel has no process, only a connection file: clean it up instead"
@@ -68,7 +68,7 @@ def foreign_warning(model: dict[str, Any], doing: str) -> str:
     )
     if origin_of(model) == "orphan":
         return (
-            f"{owner_text(model)} started this kernel and is no longer running (an orphan); "
+            "The application that started this kernel is no longer running (an orphan); "
             f"{doing} {consequence}."
         )
     return f"{owner_text(model)} owns this kernel; {doing} {consequence}."

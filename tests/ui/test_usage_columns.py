@@ -17,6 +17,7 @@ from kernelmon.ui.figures import (
     format_rate,
     memory_tooltip,
     origin_tooltip,
+    owner_text,
     usage_text,
 )
 from kernelmon.ui.kernel_table import MUTED, SORT_ROLE, Column, KernelSortProxy, KernelTableModel
@@ -287,3 +288,19 @@ def test_plots_show_the_shortest_span_that_holds_their_points() -> None:
     assert shown_span([(95.0, 1.0)], now=100, full=600) == 60
     assert shown_span([(0.0, 1.0)], now=100, full=600) == 120
     assert shown_span([(0.0, 1.0)], now=5000, full=600) == 600
+
+
+def test_an_orphans_current_parent_is_never_called_its_owner() -> None:
+    """An orphan's parent is whatever adopted it (PID 1, a reaper), not who started it."""
+    from kernelmon.ui.details_pane import fact_text
+    from kernelmon.ui.ownership import foreign_warning
+
+    orphan = {"origin": "orphan", "parent_app": "systemd", "parent_pid": 1, "parent_alive": True}
+    external = {**orphan, "origin": "external", "parent_app": "jupyter-lab", "parent_pid": 42}
+    assert owner_text(orphan) == "an application that is no longer running"
+    assert "systemd" not in origin_tooltip(orphan)
+    assert "no longer running" in origin_tooltip(orphan)
+    assert "systemd" not in foreign_warning(orphan, "shutting it down")
+    assert fact_text("parent", orphan) == "an application that is no longer running"
+    assert owner_text(external) == "jupyter-lab (pid 42)"
+    assert "jupyter-lab (pid 42), running" in origin_tooltip(external)
