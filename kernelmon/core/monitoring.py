@@ -249,7 +249,11 @@ class MonitoringMixin(MapBase):
 
     def _entry_for(self, found: FoundKernel) -> Entry | None:
         if found.origin == Origin.STALE:
-            record = KernelRecord(id=found.kernel_id, name=found.kernel_name or "")
+            record = KernelRecord(
+                id=found.kernel_id,
+                name=found.kernel_name or "",
+                display_name=self._display_name(found.kernel_name),
+            )
             backend: StaleKernel | ExternalKernel = StaleKernel(record, found.connection_file)
             apply_found(record, found)
             return Entry(record, backend)
