@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     QPoint,
     QSettings,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -153,6 +154,14 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.progress.hide()
         self.status.addPermanentWidget(self.progress)
 
+        # Kernel changes come in bursts (a sample tick changes every kernel's figures): the
+        # actions and the status bar, which read every kernel, are refreshed once after the
+        # burst, in the next turn of the event loop, not once per kernel.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh_now)
+
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
         self._make_menus_and_toolbar()
@@ -245,9 +254,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         b.kernel_removed.connect(self.consoles.on_kernel_removed)
         b.kernel_restarted.connect(self.consoles.on_kernel_restarted)
         for signal in (b.kernel_added, b.kernel_removed, b.kernel_changed):
-            signal.connect(lambda *_: self.update_actions())
-        for signal in (b.kernel_added, b.kernel_removed, b.kernel_changed):
-            signal.connect(lambda *_: self.status.refresh())
+            signal.connect(self.schedule_refresh)
         b.kernel_changed.connect(lambda k, m, _f: self.details.update_model(k, m))
         b.kernel_removed.connect(lambda k, _r: self.details.kernel_removed(k))
         b.usage_sampled.connect(self.on_bridge_usage_sampled)
@@ -338,6 +345,18 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         acts["copy_id"].setEnabled(bool(ids))
         acts["shutdown_all"].setEnabled(bool(self.owned_kernel_ids()))
 
+    def schedule_refresh(self, *_args: Any) -> None:
+        """Refresh the actions and the status bar once the current burst of changes is
+        over (at most once per turn of the event loop)."""
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def refresh_now(self) -> None:
+        """Refresh the actions and the status bar now (what ``schedule_refresh`` defers)."""
+        self._refresh_timer.stop()
+        self.update_actions()
+        self.status.refresh()
+
     def update_details(self) -> None:
         """Show the first selected kernel in the details pane."""
         kid = self.selected_kernel_id()
@@ -403,7 +422,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.status.set_usage(total_cpu, total_rss)
         self.details.refresh_plots()
         if self.tray is not None:
-            self.tray.refresh()
+            self.tray.schedule_refresh()
 
     def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
         then = "; restarting it" if will_restart else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
@@ -63,6 +64,12 @@ class KernelTray(QSystemTrayIcon):
         self.notifications: list[tuple[str, str]] = []
         self._told_still_running = False
         self.activated.connect(self.on_activated)
+        # One refresh after a burst of changes (every kernel changes on a sample tick), in
+        # the next turn of the event loop: each refresh reads every kernel.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh)
         bridge = window.bridge
         # Bound methods, not lambdas: Qt disconnects them when the tray is deleted.
         bridge.kernel_added.connect(self.on_bridge_kernels_changed)
@@ -73,9 +80,15 @@ class KernelTray(QSystemTrayIcon):
         self.refresh()
 
     def on_bridge_kernels_changed(self, *_args: Any) -> None:
-        self.refresh()
+        self.schedule_refresh()
+
+    def schedule_refresh(self) -> None:
+        """Refresh the icon and tooltip once the current burst of changes is over."""
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
 
     def refresh(self) -> None:
+        self._refresh_timer.stop()
         models = self.window.kernel_map.list_kernels()
         state = overall_state(models)
         self.setIcon(app_icon() if state == "none" else icon(f"tray-{state}"))
