@@ -324,7 +324,8 @@ class KernelActionsMixin:
         n = len(self.owned_kernel_ids())
         if n == 0:
             return None
-        others = len(self.kernel_map) - n
+        # Stale connection files have no process: they are not kernels that keep running.
+        others = sum(is_foreign(m) for m in self.kernel_map.list_kernels())
         keep = f" The {others} kernel(s) other applications started keep running." if others else ""
         if not self.confirm(
             "shutdown_all",
@@ -343,7 +344,8 @@ class KernelActionsMixin:
 
     def open_consoles(self, kernel_ids: Sequence[str | None]) -> list[Any]:
         """A console per kernel, at most ``MAX_CONSOLES`` of them; the consoles."""
-        ids = self._known(kernel_ids)
+        # A stale kernel has no process to talk to: only its connection file is left.
+        ids = [k for k in self._known(kernel_ids) if not self.is_stale(k)]
         if len(ids) > MAX_CONSOLES:
             self.status.showMessage(
                 f"Opened consoles on the first {MAX_CONSOLES} of {len(ids)} kernels; "

@@ -573,7 +573,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         try:
             await self.tasks.finish(timeout=QUIT_WAIT)
             await self.consoles.close_all()
-            left = len(self.kernel_map)
+            left = len(self.owned_kernel_ids())  # others' kernels are never shut down
             await self.kernel_map.close(shutdown_kernels=shut_down)
             if not shut_down:
                 logger.info("Left %d kernel(s) running", left)

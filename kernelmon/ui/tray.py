@@ -152,8 +152,11 @@ class KernelTray(QSystemTrayIcon):
             )
             self.kernel_menus[kid] = sub
             sub.setIcon(icon(f"state-{model['execution_state']}"))
-            self._add(sub, "Open console", lambda k=kid: w.open_console(k), "console")
+            console = self._add(sub, "Open console", lambda k=kid: w.open_console(k), "console")
             if is_stale(model):
+                # Nothing to talk to: only the connection file is left.
+                console.setEnabled(False)
+                console.setToolTip(restart_refusal(model))
                 self._add(
                     sub,
                     "Clean up connection file",

@@ -327,6 +327,10 @@ def test_a_stale_connection_file_can_only_be_cleaned_up(
     try:
         tray.rebuild_menu()
         assert tray.find_action("cleanup", stale).text() == "Clean up connection file"
+        console = tray.find_action("console", stale)
+        assert not console.isEnabled(), "no process: nothing a console could talk to"
+        assert "only a connection file" in console.toolTip()
+        assert tray.find_action("console", kids["external"]).isEnabled()
         with pytest.raises(LookupError):
             tray.find_action("restart", stale)
     finally:
@@ -344,11 +348,143 @@ def test_a_stale_connection_file_can_only_be_cleaned_up(
     assert kids["external"] in kernel_map, "the live kernel with the same ports is untouched"
 
 
-def test_quitting_and_shut_down_all_leave_other_applications_kernels(
-    window: MainWindow, kids: dict[str, str]
+def test_shut_down_all_leaves_other_applications_kernels(
+    qloop: QtLoop,
+    window: MainWindow,
+    kernel_map: KernelMap,
+    kids: dict[str, str],
+    launched: Launched,
+    asked: list[dict[str, Any]],
 ) -> None:
-    assert window.owned_kernel_ids() == [kids["owned"]]
+    owned, ext = kids["owned"], kids["external"]
+    owned_pid = kernel_map.kernel_model(owned)["pid"]
+    # a stale connection file too: no process, so not a kernel that "keeps running"
+    stale = str(uuid.uuid4())
+    path = launched.runtime / f"kernel-{stale}.json"
+    path.write_text(Path(launched.kernel()["connection_file"]).read_text())
+
+    async def found() -> None:
+        await window.rescan()
+        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
+
+    qloop.run(found())
+    assert window.owned_kernel_ids() == [owned]
     assert window.actions_by_name["shutdown_all"].isEnabled()
+
+    async def shut_down_all() -> None:
+        window.actions_by_name["shutdown_all"].trigger()
+        await wait_until(lambda: owned not in kernel_map, timeout=30)
+        await wait_until(lambda: not pid_alive(owned_pid), timeout=15)
+
+    try:
+        qloop.run(shut_down_all())
+    finally:
+        path.unlink()
+    (question,) = asked
+    assert question["title"] == "Shut down all kernels"
+    assert "Shut all 1 kernel(s) kernelmon started down?" in question["text"]
+    assert "The 1 kernel(s) other applications started keep running." in question["text"]
+    assert ext in kernel_map
+    assert pid_alive(launched.kernel()["pid"])
+    assert not window.owned_kernel_ids()
+    qloop.run(wait_until(lambda: not window.actions_by_name["shutdown_all"].isEnabled()))
+
+
+def test_quitting_and_shutting_down_leaves_other_applications_kernels(
+    qloop: QtLoop,
+    ui_root: Path,
+    kids: dict[str, str],
+    launched: Launched,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A second kernelmon over the same runtime folder, with a kernel of its own, quits
+    choosing "Shut down": its own kernel is gone, the other application's still runs."""
+    ext = kids["external"]
+    quit_asked: list[int] = []
+
+    def ask_quit(parent: Any, running: int) -> dialogs.QuitChoice:
+        quit_asked.append(running)
+        return dialogs.QuitChoice.SHUT_DOWN
+
+    monkeypatch.setattr(dialogs, "ask_quit", ask_quit)
+    km = KernelMap(
+        Settings(root_dir=str(ui_root), kernel_info_timeout=30, sample_interval=0.3),
+        runtime_dirs=[str(launched.runtime)],
+    )
+    other = MainWindow(
+        km,
+        use_tray=False,
+        settings_path=tmp_path / "settings.json",
+        window_state_path=tmp_path / "window.ini",
+    )
+    try:
+        other.show()
+
+        async def started() -> str:
+            owned = str(await other.start_kernel("python3"))
+            await other.start_monitoring()
+            await wait_until(lambda: other.table_model.kernel_model(ext) is not None)
+            return owned
+
+        owned = qloop.run(started())
+        owned_pid = km.kernel_model(owned)["pid"]
+        assert pid_alive(owned_pid)
+
+        async def quit_and_shut_down() -> None:
+            other.actions_by_name["quit"].trigger()
+            await other.wait_finished()
+
+        qloop.run(quit_and_shut_down(), timeout=90)
+    finally:
+        qloop.run(km.close())
+        other.deleteLater()
+    assert quit_asked == [1], "asked about kernelmon's own kernel only"
+    assert not pid_alive(owned_pid)
+    assert pid_alive(launched.kernel()["pid"])
+
+
+def test_leaving_kernels_running_counts_only_kernelmons_own(
+    qloop: QtLoop,
+    ui_root: Path,
+    kids: dict[str, str],
+    launched: Launched,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Quitting with kernels left running logs how many of kernelmon's own it left (none
+    here): another application's kernel is not one of them."""
+    km = KernelMap(Settings(root_dir=str(ui_root)), runtime_dirs=[str(launched.runtime)])
+    other = MainWindow(
+        km,
+        use_tray=False,
+        settings_path=tmp_path / "settings.json",
+        window_state_path=tmp_path / "window.ini",
+    )
+    real_close = km.close
+    closed: list[bool] = []
+
+    async def close(shutdown_kernels: bool = True) -> None:
+        closed.append(shutdown_kernels)  # the real close comes below, shutting nothing
+
+    monkeypatch.setattr(km, "close", close)
+    caplog.set_level("INFO", logger="kernelmon.ui.main_window")
+    try:
+
+        async def go() -> None:
+            await other.start_monitoring()
+            await wait_until(lambda: other.table_model.kernel_model(kids["external"]) is not None)
+            other.quit_without_asking(False)
+            await other.wait_finished()
+
+        qloop.run(go())
+    finally:
+        qloop.run(real_close())
+        other.deleteLater()
+    assert closed == [False]
+    assert "Left 0 kernel(s) running" in caplog.text
+    assert pid_alive(launched.kernel()["pid"])
 
 
 def test_shutting_the_external_kernel_down_after_the_warning(
@@ -363,12 +499,19 @@ def test_shutting_the_external_kernel_down_after_the_warning(
     pid = launched.kernel()["pid"]
     window.select_kernel(ext)
 
+    def gone_or_stale() -> bool:
+        # The launcher keeps the connection file: the next scan may show the id again, as
+        # a stale file (no process) this time.
+        model = window.table_model.kernel_model(ext)
+        return model is None or model.get("origin") == "stale"
+
     async def go() -> None:
         window.actions_by_name["shutdown"].trigger()
-        await wait_until(lambda: ext not in kernel_map, timeout=30)
-        await wait_until(lambda: not pid_alive(pid), timeout=15)
+        await wait_until(lambda: not pid_alive(pid), timeout=30)
+        await wait_until(gone_or_stale, timeout=15)
 
     qloop.run(go())
     assert [q["can_skip"] for q in asked] == [False], "only the warning, no owned question"
-    assert window.table_model.row_of(ext) == -1
+    assert gone_or_stale()
+    assert not pid_alive(pid)
     assert window.details.kernel_id is None
