@@ -263,14 +263,30 @@ def app_summary(name: str | None, cmdline: Sequence[str]) -> str:
     return prog or (name or "?")
 
 
-def _named_file(cmdline: Sequence[str], by_name: Mapping[str, str]) -> tuple[str, bool] | None:
+def _pick(candidate: str, paths: Sequence[str]) -> str | None:
+    """The file among ``paths`` (all of one name) that ``candidate`` names: by name when it
+    is the only one, else by its full path (None if that does not tell them apart)."""
+    if len(paths) == 1:
+        return paths[0]
+    for path in paths:
+        if os.path.normpath(candidate) == path or os.path.realpath(candidate) == os.path.realpath(
+            path
+        ):
+            return path
+    return None
+
+
+def _named_file(
+    cmdline: Sequence[str], by_name: Mapping[str, Sequence[str]]
+) -> tuple[str, bool] | None:
     """(connection file, named after a kernel option?) if ``cmdline`` names one of the
     files as a kernel would; None if it names none, or names it as a frontend does."""
     previous = ""
     for arg in cmdline:
         option, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
         candidate, option = (value, option) if eq else (arg, previous)
-        path = by_name.get(os.path.basename(candidate)) if candidate else None
+        paths = by_name.get(os.path.basename(candidate)) if candidate else None
+        path = _pick(candidate, paths) if paths else None
         if path is not None:
             if option in CLIENT_OPTIONS:
                 return None
@@ -289,7 +305,9 @@ def find_kernel_processes(
     wraps the kernel (both name the file), the innermost process is the kernel and the
     launcher's parent is reported as its parent. Zombies are not kernels.
     """
-    by_name: dict[str, str] = {os.path.basename(f): f for f in connection_files}
+    by_name: dict[str, list[str]] = {}
+    for f in connection_files:
+        by_name.setdefault(os.path.basename(f), []).append(f)
     matches: dict[str, list[tuple[ProcessFacts, bool]]] = {}
     for proc in processes:
         if proc.zombie:
@@ -414,9 +432,9 @@ def scan_runtime(
     seen: set[Path] = set()
     for folder in folders:
         folder = Path(folder).absolute()
-        if folder in seen:
+        if folder.resolve() in seen:  # the same folder twice, or through a symbolic link
             continue
-        seen.add(folder)
+        seen.add(folder.resolve())
         for entry in _list(folder, scan.problems):
             name = entry.name
             if not name.endswith(".json"):
@@ -510,7 +528,8 @@ class RuntimeWatcher:
     """Rescans runtime folders every ``interval`` seconds and reports what changed.
 
     ``on_appeared(kernel)``, ``on_vanished(kernel)`` and ``on_changed(old, new)`` are called
-    on the loop's thread; one that raises is logged and the others still run. A kernel
+    on the loop's thread, then ``on_scanned(scan)`` with the whole scan; one that raises is
+    logged and the others still run. A kernel
     "changes" when its origin, process, parent or kernel name changes. ``owned`` is asked
     on every scan for the kernel ids / connection files kernelmon owns. New problems (a
     file that cannot be read) are logged once each and kept in ``problems``.
@@ -525,6 +544,7 @@ class RuntimeWatcher:
         on_appeared: Callable[[FoundKernel], None] | None = None,
         on_vanished: Callable[[FoundKernel], None] | None = None,
         on_changed: Callable[[FoundKernel, FoundKernel], None] | None = None,
+        on_scanned: Callable[[Scan], None] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be > 0, not {interval!r}")
@@ -534,6 +554,7 @@ class RuntimeWatcher:
         self.on_appeared = on_appeared
         self.on_vanished = on_vanished
         self.on_changed = on_changed
+        self.on_scanned = on_scanned
         self.scan = Scan()
         self.problems: dict[tuple[str, str], ScanProblem] = {}
         self._periodic = Periodic(
@@ -572,6 +593,11 @@ class RuntimeWatcher:
             for path, kernel in old.kernels.items():
                 if path not in new.kernels:
                     self._call(self.on_vanished, kernel)
+            if self.on_scanned is not None:
+                try:
+                    self.on_scanned(new)
+                except Exception:
+                    logger.exception("A runtime watcher callback failed")
             return new
 
     def _report_problems(self, problems: list[ScanProblem]) -> None:

@@ -155,6 +155,8 @@ class ExternalKernel(KernelBackend):
         self._control: RequestChannel | None = None
         self._exit_task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: a ``probe_state`` is waiting for its answer
+        self.probing = False
         self._proc: AdoptedProcess | None = None
         if record.pid is not None:
             with contextlib.suppress(Exception):
@@ -202,6 +204,7 @@ class ExternalKernel(KernelBackend):
         """Start watching IOPub and the process (inside a running loop)."""
         if self.watcher is not None:
             return
+        self._stopping = False
         self.watcher = ActivityWatcher(self.record, self._info, self.session_id, self._on_change)
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
@@ -291,22 +294,36 @@ class ExternalKernel(KernelBackend):
         Only for orphans: their application is gone, so nobody's idea of the kernel's
         activity is disturbed. The IOPub messages it causes carry kernelmon's session and do
         not count as activity. A kernel that answers within ``timeout`` is idle; one that
-        does not is busy (ipykernel answers shell requests after the running cell). The
-        state is set only while it is still unknown; returns the state.
+        does not is busy (ipykernel answers shell requests after the running cell), and
+        becomes idle when the answer comes. The state is set only while it is still unknown
+        (or, for the late answer, still the busy this set); returns the state set first.
         """
         record = self.record
         channel = RequestChannel(self._info, "shell", self.session_id)
+        self.probing = True
         try:
-            await asyncio.wait_for(channel.send("kernel_info_request"), timeout)
-            state = ExecutionState.IDLE
-        except TimeoutError:
-            state = ExecutionState.BUSY
+            reply = channel.send("kernel_info_request")
+            try:
+                await asyncio.wait_for(asyncio.shield(reply), timeout)
+                first = ExecutionState.IDLE
+            except TimeoutError:
+                first = ExecutionState.BUSY
+            if record.execution_state == ExecutionState.UNKNOWN:
+                record.execution_state = first
+                self._on_change(record, {"execution_state"}, None)
+            if first == ExecutionState.BUSY:
+                guessed_at = record.last_activity
+                await reply  # after the code it runs now
+                if (
+                    record.execution_state == ExecutionState.BUSY
+                    and record.last_activity == guessed_at
+                ):
+                    record.execution_state = ExecutionState.IDLE
+                    self._on_change(record, {"execution_state"}, None)
+            return str(first)
         finally:
+            self.probing = False
             channel.close()
-        if record.execution_state == ExecutionState.UNKNOWN:
-            record.execution_state = state
-            self._on_change(record, {"execution_state"}, None)
-        return str(record.execution_state)
 
     async def restart(self, timeout: float) -> None:
         raise ExternalKernelError(

@@ -38,7 +38,7 @@ from .events import (
     KernelShutDown,
     KernelStarted,
 )
-from .external import ExternalKernel
+from .external import ExternalKernel, StaleKernel
 from .frontends import FrontendsMixin
 from .local import LocalKernel, remove_connection_files
 from .map_base import KERNEL_ID, Entry
@@ -255,13 +255,12 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         self._discard_buffer(entry)
         dead = entry.record.execution_state == ExecutionState.DEAD
         backend = entry.backend
+        if not isinstance(backend, LocalKernel):
+            await self._shutdown_other(entry, now or dead)
+            return
         try:
             await backend.shutdown(now=now or dead)
-            if isinstance(backend, LocalKernel):
-                backend.remove_log()
-            elif isinstance(backend, ExternalKernel) and entry.record.origin == Origin.ORPHAN:
-                # Its application is gone, so nobody else will remove its files.
-                await asyncio.to_thread(remove_connection_files, backend.connection_file)
+            backend.remove_log()
         except Exception:
             logger.exception("Shutdown of kernel %s failed; killing it", kid)
             with contextlib.suppress(Exception):
@@ -279,6 +278,38 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         logger.info("Shut down kernel %s", kid)
         self._emit(KernelShutDown(kid))
         self._emit(KernelRemoved(kid, reason="shut down"))
+
+    async def _shutdown_other(self, entry: Entry, now: bool) -> None:
+        """Shut down (or, stale, clean up) a kernel kernelmon did not start. A failure keeps
+        it listed and watched and is raised: it is another application's kernel, so
+        kernelmon never claims it gone when it is not."""
+        kid = entry.record.id
+        backend = entry.backend
+        try:
+            await backend.shutdown(now=now)
+            if isinstance(backend, ExternalKernel) and entry.record.origin == Origin.ORPHAN:
+                # Its application is gone, so nobody else will remove its files.
+                await asyncio.to_thread(remove_connection_files, backend.connection_file)
+        except Exception as e:
+            entry.shutdown_task = None
+            if isinstance(backend, ExternalKernel) and self._kernels.get(kid) is entry:
+                backend.attach()  # still there: keep watching it
+            logger.warning("Shutting down kernel %s (%s) failed: %s", kid, entry.record.origin, e)
+            self._emit(ActionFailed(kid, action="shutdown", message=str(e)))
+            raise
+        backend.close()
+        if self._kernels.get(kid) is entry:
+            del self._kernels[kid]
+        self._pending_changes.pop(kid, None)
+        self._sampler.untrack(kid)
+        self._mem_warned.discard(kid)
+        self._busy_since.pop(kid, None)
+        what = "Cleaned up" if isinstance(backend, StaleKernel) else "Shut down"
+        logger.info("%s kernel %s (%s)", what, kid, entry.record.origin)
+        self._emit(KernelShutDown(kid))
+        self._emit(KernelRemoved(kid, reason="shut down"))
+        if self._watcher is not None:  # its file may be left behind: show it as stale
+            self._in_background(self._watcher.rescan())
 
     async def shutdown_all(self, now: bool = False) -> None:
         """Shut every kernel kernelmon owns down, concurrently (never other applications')."""
@@ -341,8 +372,9 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         if culling_changed or self._culler_task is None:
             self._stop_culler()
             self._ensure_culler()
-        if (old.discover_kernels, old.runtime_folders) != (
+        if (old.discover_kernels, old.runtime_folders, old.sample_interval) != (
             settings.discover_kernels,
             settings.runtime_folders,
+            settings.sample_interval,
         ):
             self._monitoring_settings_changed()

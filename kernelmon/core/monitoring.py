@@ -14,9 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from pathlib import Path
 
-from .discovery import FoundKernel, FoundServer, RuntimeWatcher, ScanProblem, default_folders
+from .discovery import (
+    FoundKernel,
+    FoundServer,
+    RuntimeWatcher,
+    Scan,
+    ScanProblem,
+    default_folders,
+)
 from .events import (
     JobFinished,
     KernelAdded,
@@ -78,6 +86,8 @@ class MonitoringMixin(MapBase):
     _background: set[asyncio.Task[object]]
     _mem_warned: set[str]
     _busy_since: dict[str, float]
+    _monitoring_on: bool
+    _discovery_lock: asyncio.Lock
 
     def _init_monitoring(self, runtime_dirs: list[str] | None) -> None:
         self._runtime_dirs = runtime_dirs
@@ -90,6 +100,8 @@ class MonitoringMixin(MapBase):
         self._mem_warned = set()
         self._busy_since = {}
         self._display_names: dict[str, str] = {}
+        self._monitoring_on = False
+        self._discovery_lock = asyncio.Lock()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -146,15 +158,16 @@ class MonitoringMixin(MapBase):
         """Start sampling and (if ``discover_kernels``) discovery; the first scan and sample
         are done when this returns. Call it inside the running loop, after ``restore()``
         (kernels of an earlier run are kernelmon's, not orphans)."""
-        if self._settings.discover_kernels:
-            await self._start_discovery()
+        self._monitoring_on = True
+        await self._apply_discovery()
         await self._sample_tick()
         self._sampling.start()
 
     async def stop_monitoring(self) -> None:
         """Stop sampling and discovery; discovered kernels leave the map (and keep running)."""
+        self._monitoring_on = False
         await self._sampling.stop()
-        await self._stop_discovery()
+        await self._apply_discovery()
         for task in list(self._background):
             task.cancel()
         self._background.clear()
@@ -164,48 +177,89 @@ class MonitoringMixin(MapBase):
         if self._watcher is not None:
             await self._watcher.rescan()
 
-    async def _start_discovery(self) -> None:
-        if self._watcher is not None:
-            return
-        self._watcher = RuntimeWatcher(
-            self.runtime_folders,
-            interval=max(self._settings.sample_interval, 1.0),
-            owned=self._owned_ids,
-            on_appeared=self._found,
-            on_changed=lambda _old, new: self._found(new),
-            on_vanished=self._vanished,
-        )
-        await self._watcher.rescan()
-        self._watcher.start()
-
-    async def _stop_discovery(self) -> None:
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            await watcher.stop()
-        for entry in list(self._kernels.values()):
-            if entry.record.origin != Origin.OWNED:
-                self._forget(entry, "kernel discovery was turned off")
+    async def _apply_discovery(self) -> None:
+        """Make discovery what the settings say: start or stop the watcher, or give it the
+        new folders and interval. Serialised, and always reading the current settings, so
+        that quick toggles end in the state last asked for."""
+        async with self._discovery_lock:
+            settings = self._settings
+            wanted = self._monitoring_on and settings.discover_kernels
+            watcher = self._watcher
+            if wanted and watcher is None:
+                watcher = RuntimeWatcher(
+                    self.runtime_folders,
+                    interval=max(settings.sample_interval, 1.0),
+                    owned=self._owned_ids,
+                )
+                watcher.on_scanned = lambda scan, w=watcher: self._reconcile(w, scan)
+                self._watcher = watcher
+                await watcher.rescan()
+                watcher.start()
+            elif not wanted and watcher is not None:
+                self._watcher = None
+                await watcher.stop()
+                for entry in list(self._kernels.values()):
+                    if entry.record.origin != Origin.OWNED and not self._shutting_down(entry):
+                        self._forget(entry, "kernel discovery was turned off")
+            elif watcher is not None:
+                watcher.interval = max(settings.sample_interval, 1.0)
+                folders = self.runtime_folders
+                if folders != watcher.folders:
+                    watcher.folders = folders
+                    await watcher.rescan()
 
     def _monitoring_settings_changed(self) -> None:
         """Apply discovery settings (called by ``apply_settings``)."""
-        if not self._sampling.running:
+        if not self._monitoring_on:
             return
-        if self._settings.discover_kernels and self._watcher is None:
-            self._in_background(self._start_discovery())
-        elif not self._settings.discover_kernels and self._watcher is not None:
-            self._in_background(self._stop_discovery())
-        elif self._watcher is not None:
-            folders = self.runtime_folders
-            if folders != self._watcher.folders:
-                self._watcher.folders = folders
-                self._in_background(self._watcher.rescan())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # called outside the loop: what can be done without it
+            if self._watcher is not None:
+                self._watcher.interval = max(self._settings.sample_interval, 1.0)
+                self._watcher.folders = self.runtime_folders
+            return
+        self._in_background(self._apply_discovery())
 
-    def _in_background(self, coro: object) -> None:
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _in_background(self, coro: Coroutine[object, object, object]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     # -- discovered kernels -----------------------------------------------------------------
+
+    @staticmethod
+    def _shutting_down(entry: Entry) -> bool:
+        return entry.shutdown_task is not None and not entry.shutdown_task.done()
+
+    def _reconcile(self, watcher: RuntimeWatcher, scan: Scan) -> None:
+        """Make the map's other-application kernels what a scan found."""
+        if watcher is not self._watcher:
+            return  # a scan of a watcher stopped (or replaced) since: not news
+        owned = self._owned_ids()
+        found: dict[str, FoundKernel] = {}
+        for kernel in scan.kernels.values():
+            kid = kernel.kernel_id
+            if kid in owned:
+                record = self._kernels[kid].record
+                if record.connection_file in (None, kernel.connection_file):
+                    fields = apply_found(record, kernel, owned=True)
+                    if fields:
+                        self._changed(record, fields, None)
+                continue
+            # one id in several files (several folders): the one with a live process wins
+            other = found.get(kid)
+            if other is None or (other.pid is None and kernel.pid is not None):
+                found[kid] = kernel
+        for kid, entry in list(self._kernels.items()):
+            if (
+                entry.record.origin != Origin.OWNED
+                and kid not in found
+                and not self._shutting_down(entry)
+            ):
+                self._forget(entry, "its connection file was removed")
+        for kernel in found.values():
+            self._found(kernel)
 
     def _owned_ids(self) -> set[str]:
         return {kid for kid, e in self._kernels.items() if e.record.origin == Origin.OWNED}
@@ -213,18 +267,18 @@ class MonitoringMixin(MapBase):
     def _found(self, found: FoundKernel) -> None:
         kid = found.kernel_id
         entry = self._kernels.get(kid)
-        if found.origin == Origin.OWNED or (
-            entry is not None and entry.record.origin == Origin.OWNED
+        if entry is not None and (
+            entry.record.origin == Origin.OWNED or self._shutting_down(entry)
         ):
-            if entry is not None and entry.record.origin == Origin.OWNED:
-                fields = apply_found(entry.record, found, owned=True)
-                if fields:
-                    self._changed(entry.record, fields, None)
             return
         stale = found.origin == Origin.STALE
         if entry is not None:
             same_kind = isinstance(entry.backend, StaleKernel) == stale
-            if same_kind and entry.record.pid == found.pid:
+            if (
+                same_kind
+                and entry.record.pid == found.pid
+                and entry.record.connection_file == found.connection_file
+            ):
                 fields = apply_found(entry.record, found)
                 if fields:
                     self._changed(entry.record, fields, None)
@@ -286,7 +340,7 @@ class MonitoringMixin(MapBase):
                 spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
                 self._display_names[kernel_name] = str(spec.display_name or "")
             except Exception:
-                self._display_names[kernel_name] = ""
+                return ""  # not installed (yet): look again next time
         return self._display_names[kernel_name]
 
     def _probe_orphan(self, entry: Entry) -> None:
@@ -294,6 +348,7 @@ class MonitoringMixin(MapBase):
         if (
             isinstance(backend, ExternalKernel)
             and entry.record.execution_state == ExecutionState.UNKNOWN
+            and not backend.probing
         ):
             self._in_background(backend.probe_state())
 
@@ -301,13 +356,6 @@ class MonitoringMixin(MapBase):
         # Its file is either gone (vanishes) or left behind (stale): look again soon.
         if self._watcher is not None:
             self._in_background(self._watcher.rescan())
-
-    def _vanished(self, found: FoundKernel) -> None:
-        entry = self._kernels.get(found.kernel_id)
-        if entry is None or entry.record.origin == Origin.OWNED:
-            return
-        if entry.record.connection_file == found.connection_file:
-            self._forget(entry, "its connection file was removed")
 
     def _forget(self, entry: Entry, reason: str) -> None:
         kid = entry.record.id

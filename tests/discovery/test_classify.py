@@ -262,3 +262,16 @@ def test_scan_remembers_the_first_parent(tmp_path):
 def test_scan_of_nothing(tmp_path):
     scan = scan_runtime([tmp_path / "nope"])
     assert (scan.kernels, scan.servers, scan.problems) == ({}, [], [])
+
+
+def test_one_file_name_in_two_folders_is_told_apart_by_path(tmp_path):
+    a, b = "/a/kernel-x.json", "/b/kernel-x.json"
+    table = [ProcessFacts(200, 100, "python", ("python", "-m", "ipykernel_launcher", "-f", a))]
+    found = find_kernel_processes(table, [a, b])
+    assert found[a].pid == 200
+    assert b not in found
+    # a folder given twice (here through a symbolic link) is scanned once
+    write(tmp_path, "kernel-k.json", conn())
+    (tmp_path.parent / f"{tmp_path.name}-link").symlink_to(tmp_path)
+    scan = scan_runtime([tmp_path, tmp_path.parent / f"{tmp_path.name}-link"], table={})
+    assert len(scan.kernels) == 1

@@ -17,8 +17,9 @@ import psutil
 import pytest
 
 from kernelmon.core import KernelMap, Settings
-from kernelmon.core.errors import KernelDead, NotRestartable
+from kernelmon.core.errors import KernelDead, KernelmonError, NotRestartable
 from kernelmon.core.events import (
+    ActionFailed,
     JobFinished,
     KernelAdded,
     KernelRemoved,
@@ -373,3 +374,152 @@ def test_job_finished_after_a_long_run_only(aio, kmap, others, frontends):
     finally:
         log.unsubscribe()
         kmap.apply_settings(settings)
+
+
+def test_failed_shutdown_of_another_applications_kernel_keeps_it(
+    aio, kmap, others, frontends, monkeypatch
+):
+    """kernelmon never claims another application's kernel gone when it is not."""
+    import kernelmon.core.external as external
+
+    k = others.kernel(1)
+    aio.run(kmap.rescan())
+    monkeypatch.setattr(external, "same_user", lambda pid: False)  # "another user's process"
+    log = EventLog(kmap)
+    try:
+        with pytest.raises(KernelmonError, match="not one kernelmon may signal"):
+            aio.run(kmap.shutdown_kernel(k["id"], now=True))
+    finally:
+        log.unsubscribe()
+    assert not process_gone(k["pid"])
+    assert k["id"] in kmap
+    assert not log.of(KernelRemoved, k["id"])
+    assert [e.action for e in log.of(ActionFailed, k["id"])] == ["shutdown"]
+    record = kmap.record(k["id"])
+
+    async def still_watched() -> None:
+        front = frontends(k["connection_file"])
+        before = record.messages
+        while record.messages == before:
+            front.channels.send("shell", "kernel_info_request")
+            await asyncio.sleep(0.1)
+
+    aio.run(still_watched())
+
+
+def test_scans_after_close_or_quick_toggles_change_nothing(aio, others, runtime, tmp_path):
+    ids = {k["id"] for k in others.kernels}
+    km = KernelMap(
+        Settings(root_dir=str(tmp_path)), connection_dir=str(tmp_path), runtime_dirs=[str(runtime)]
+    )
+    settings = km.settings
+    off = dataclasses.replace(settings, discover_kernels=False)
+
+    async def run() -> None:
+        await km.start_monitoring()
+        assert ids <= set(km)
+        # off and on again within one loop turn: discovery ends on, as last asked
+        km.apply_settings(off)
+        km.apply_settings(settings)
+        await asyncio.gather(*km._background)
+        assert km._watcher is not None
+        assert km._watcher.running
+        assert ids <= set(km)
+        # on, off, on, off: ends off, nothing found left behind
+        for s in (settings, off, settings, off):
+            km.apply_settings(s)
+        await asyncio.gather(*km._background)
+        assert km._watcher is None
+        assert not ids & set(km)
+        km.apply_settings(settings)
+        await asyncio.gather(*km._background)
+        assert ids <= set(km)
+        # a scan still running when the map closes adds nothing afterwards
+        scan = asyncio.get_running_loop().create_task(km.rescan())
+        await km.close()
+        await scan
+        assert len(km) == 0
+
+    aio.run(run())
+
+
+def test_discovery_follows_the_sample_interval(aio, kmap):
+    settings = kmap.settings
+
+    async def run() -> None:
+        kmap.apply_settings(dataclasses.replace(settings, sample_interval=3.5))
+        await asyncio.gather(*kmap._background)
+        assert kmap._watcher.interval == 3.5
+
+    try:
+        aio.run(run())
+    finally:
+        kmap.apply_settings(settings)
+
+
+def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
+    aio, kmap, launch, runtime, frontends
+):
+    launched = launch(1)
+    k = launched.kernel()
+    path = runtime / os.path.basename(k["connection_file"])
+    os.replace(k["connection_file"], path)
+
+    async def start_job() -> None:
+        front = frontends(str(path))
+        while not front.iopub():
+            front.channels.send("shell", "kernel_info_request")
+            await asyncio.sleep(0.1)
+        front.execute("import time; time.sleep(3)")
+        await asyncio.sleep(0.3)
+
+    aio.run(start_job())
+    os.kill(launched.proc.pid, signal.SIGKILL)
+    launched.proc.wait(5)
+    aio.run(kmap.rescan())
+    record = kmap.record(k["id"])
+    assert record.origin == Origin.ORPHAN
+    aio.run(wait_until(lambda: record.execution_state == ExecutionState.BUSY, what="busy"))
+    aio.run(
+        wait_until(lambda: record.execution_state == ExecutionState.IDLE, timeout=15, what="idle")
+    )
+    aio.run(kmap.shutdown_kernel(k["id"]))
+    assert process_gone(k["pid"])
+
+
+def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
+    aio, kmap, launch, runtime, monkeypatch
+):
+    import kernelmon.core.kernel_map as kernel_map
+
+    launched = launch(1)
+    k = launched.kernel()
+    path = runtime / os.path.basename(k["connection_file"])
+    os.replace(k["connection_file"], path)
+    os.kill(launched.proc.pid, signal.SIGKILL)
+    launched.proc.wait(5)
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    remove = kernel_map.remove_connection_files
+
+    def slow_remove(file: str) -> None:
+        time.sleep(1.0)  # in a worker thread: scans run meanwhile
+        remove(file)
+
+    monkeypatch.setattr(kernel_map, "remove_connection_files", slow_remove)
+    log = EventLog(kmap)
+
+    async def run() -> None:
+        shutdown = asyncio.get_running_loop().create_task(kmap.shutdown_kernel(k["id"]))
+        await wait_until(lambda: process_gone(k["pid"]), what="the process gone")
+        await kmap.rescan()  # sees the file with no process: stale
+        await shutdown
+        await kmap.rescan()
+
+    try:
+        aio.run(run())
+    finally:
+        log.unsubscribe()
+    assert k["id"] not in kmap
+    assert [e.reason for e in log.of(KernelRemoved, k["id"])] == ["shut down"]
+    assert not path.exists()
