@@ -78,7 +78,10 @@ HEADERS = {
     Column.CPU: ("CPU", "CPU use of the kernel and its child processes (100 % is one core)"),
     Column.MEMORY: ("Memory", "Resident memory of the kernel and its child processes"),
     Column.MESSAGE_RATE: ("Msg/s", "Messages the kernel sends a second (output, status)"),
-    Column.USAGE: ("Recent use", "CPU (blue) and memory (purple) over the last minutes"),
+    Column.USAGE: (
+        "Recent use",
+        "CPU (blue), memory (purple) and IOPub messages per second (orange) over the last minutes",
+    ),
     Column.LAST_ACTIVITY: ("Last activity", "When the kernel last did or sent something"),
     Column.CONNECTIONS: ("Connections", "Frontends (consoles, notebooks) attached"),
     Column.CWD: ("Working folder", "The folder the kernel runs in"),
@@ -305,12 +308,12 @@ class KernelTableModel(QAbstractTableModel):
             logger.debug("No history for %s", kernel_id, exc_info=True)
             return None
 
-    def _sparkline(self, kernel_id: str) -> tuple[list[float], list[float]] | None:
+    def _sparkline(self, kernel_id: str) -> tuple[list[float], list[float], list[float]] | None:
         history = self.history(kernel_id)
         if history is None:
             return None
-        cpu, rss = history.cpu.values(), history.rss.values()
-        return (cpu, rss) if cpu or rss else None
+        cpu, rss, rate = history.cpu.values(), history.rss.values(), history.messages.values()
+        return (cpu, rss, rate) if cpu or rss or rate else None
 
     # -- Qt model interface -----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
-"""Sparklines: a kernel's recent CPU and memory as two small lines in a table cell.
+"""Sparklines: a kernel's recent CPU, memory and message rate as small lines in a table cell.
 
-``SparklineDelegate`` paints the cell from the model's ``HISTORY_ROLE`` value, a pair
-``(cpu_values, rss_values)`` of lists (oldest first), or None when there is no history yet.
+``SparklineDelegate`` paints the cell from the model's ``HISTORY_ROLE`` value, a triple
+``(cpu_values, rss_values, message_rates)`` of lists (oldest first), or None when there is
+no history yet.
 ``polyline`` (pure) turns values into points inside a rectangle; ``draw_line`` paints them.
 """
 
@@ -15,8 +16,9 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 CPU_COLOUR = QColor("#1e6fd9")
 MEMORY_COLOUR = QColor("#8e44ad")
+RATE_COLOUR = QColor("#e67e22")
 
-#: Role with ``(cpu_values, rss_values)`` for the sparkline column.
+#: Role with ``(cpu_values, rss_values, message_rates)`` for the sparkline column.
 HISTORY_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
@@ -56,8 +58,9 @@ def draw_line(painter: QPainter, points: list[QPointF], colour: QColor, width: f
 
 
 class SparklineDelegate(QStyledItemDelegate):
-    """Paints CPU (blue, 0 to at least one core) and memory (purple, 0 to its largest
-    value) over the sample history, newest on the right."""
+    """Paints CPU (blue, 0 to at least one core), memory (purple, 0 to its largest value)
+    and IOPub messages per second (orange, 0 to its largest value; only once some came)
+    over the sample history, newest on the right."""
 
     #: How many samples the width shows (older ones scroll off to the left).
     slots = 60
@@ -78,17 +81,20 @@ class SparklineDelegate(QStyledItemDelegate):
         history = index.data(HISTORY_ROLE)
         if not history:
             return
-        cpu, rss = history
+        cpu, rss, rate = history
         rect = QRectF(option.rect).adjusted(3, 3, -3, -3)
         if rect.width() < 4 or rect.height() < 4:
             return
         cpu = list(cpu)[-self.slots :]
         rss = list(rss)[-self.slots :]
+        rate = list(rate)[-self.slots :]
         painter.save()
         try:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             cpu_top = max(100.0, max(cpu, default=0.0))
             draw_line(painter, polyline(rss, rect, slots=self.slots), MEMORY_COLOUR)
+            if any(rate):  # a kernel that publishes nothing gets no line at the bottom
+                draw_line(painter, polyline(rate, rect, slots=self.slots), RATE_COLOUR)
             draw_line(painter, polyline(cpu, rect, cpu_top, self.slots), CPU_COLOUR)
         finally:
             painter.restore()

@@ -109,9 +109,9 @@ def test_usage_columns_fill_in_from_real_samples(
 
     qloop.run(go())
     for kid in kids.values():
-        _cpu, rss = window.table_model.index(window.table_model.row_of(kid), Column.USAGE).data(
-            Qt.ItemDataRole.UserRole + 2
-        )
+        _cpu, rss, _rate = window.table_model.index(
+            window.table_model.row_of(kid), Column.USAGE
+        ).data(Qt.ItemDataRole.UserRole + 2)
         assert rss, "the sparkline has a memory history"
         assert "PSS" in cell(window, kid, Column.MEMORY, Qt.ItemDataRole.ToolTipRole)
     # sorting by memory follows the numbers

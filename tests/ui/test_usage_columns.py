@@ -186,9 +186,10 @@ def test_origin_column_names_the_owner_and_mutes_other_rows(table: Any) -> None:
 
 def test_history_role_and_sample_ticks(table: Any) -> None:
     model, _proxy, _fake = table
-    cpu, rss = model.index(model.row_of("a"), Column.USAGE).data(HISTORY_ROLE)
+    cpu, rss, rate = model.index(model.row_of("a"), Column.USAGE).data(HISTORY_ROLE)
     assert cpu == [0, 50, 100, 25]
     assert rss[-1] == 300 * MIB
+    assert rate == [0.0, 1.0, 2.0, 3.0]
     assert model.index(model.row_of("b"), Column.USAGE).data(HISTORY_ROLE) is None
     assert model.index(model.row_of("a"), Column.CPU).data(HISTORY_ROLE) is None
     changed: list[tuple[int, int]] = []
