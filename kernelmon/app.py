@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import logging
 import logging.handlers
 import os
@@ -160,7 +161,7 @@ async def run_app(
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
     window.show()
-    window.restore_and_monitor()
+    window.restore_and_monitor().add_done_callback(freeze_startup_objects)
     if settings_message:
         window.report_problem("Settings", settings_message)
     try:
@@ -168,7 +169,19 @@ async def run_app(
     finally:
         _REPORTER.window = None
         window.deleteLater()
+        gc.unfreeze()  # what start-up left is garbage like any other now
     return 0
+
+
+def freeze_startup_objects(*_args: Any) -> None:
+    """Move every object alive after start-up (modules, Qt wrappers, the window, restored
+    kernels; some 50,000) out of the garbage collector's reach: they live as long as the
+    app, and a full collection, which stops the event loop, no longer walks them. Under a
+    flood of messages a full collection took 15-25 ms without this. Garbage is collected
+    first so none is kept forever."""
+    gc.collect()
+    gc.freeze()
+    logger.debug("Froze %d start-up objects", gc.get_freeze_count())
 
 
 _REPORTER = ErrorReporter()

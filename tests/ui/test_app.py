@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -117,6 +118,8 @@ def test_main_opens_and_quits_shutting_kernels_down(
 
     async def script(window: MainWindow) -> None:
         assert window.isVisible()
+        # once started (the window shown, kernels taken over), start-up objects are frozen
+        await wait_until(lambda: gc.get_freeze_count() > 0)
         kid = await window.start_kernel("python3")
         await wait_until(lambda: window.table_model.rowCount() == 1)
         pids.append(window.kernel_map.kernel_model(kid)["pid"])
@@ -132,6 +135,7 @@ def test_main_opens_and_quits_shutting_kernels_down(
     assert {p.pid for p in kernel_children()} <= before
     assert paths.window_state_file().is_file(), "window geometry was saved"
     assert "starting; root folder" in paths.log_file().read_text()
+    assert gc.get_freeze_count() == 0, "unfrozen on quitting"
 
 
 def test_main_watches_every_kernel_and_the_runtime_dir_of_this_run(
