@@ -47,6 +47,8 @@ class ProcessUsage:
     rss: int
     pss: int | None = None
     uss: int | None = None
+    name: str = ""
+    ppid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,8 @@ class TreeUsage:
     pss: int | None
     uss: int | None
     processes: int
+    #: each process of the tree (the kernel first), for showing the tree
+    members: tuple[ProcessUsage, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class KernelUsage:
     uss: int | None
     processes: int
     message_rate: float | None  #: IOPub messages per second, None without a counter
+    #: each process of the tree (the kernel first): pid, parent, name, CPU time, memory
+    members: tuple[ProcessUsage, ...] = ()
 
 
 def tree_usage(
@@ -92,6 +98,7 @@ def tree_usage(
         pss=sum(v for v in pss if v is not None) if None not in pss and pss else None,
         uss=sum(v for v in uss if v is not None) if None not in uss and uss else None,
         processes=len(processes),
+        members=tuple(processes),
     )
 
 
@@ -191,6 +198,7 @@ def _measure(pid: int, full_memory: bool) -> ProcessUsage | None:
                 return None
             t = proc.cpu_times()
             rss = int(proc.memory_info().rss)
+            name, ppid = proc.name(), proc.ppid()
         pss = uss = None
         if full_memory:
             with contextlib.suppress(psutil.AccessDenied, AttributeError, NotImplementedError):
@@ -200,7 +208,7 @@ def _measure(pid: int, full_memory: bool) -> ProcessUsage | None:
     except psutil.Error:
         return None
     cpu = t.user + t.system + getattr(t, "children_user", 0.0) + getattr(t, "children_system", 0.0)
-    return ProcessUsage(pid, float(cpu), rss, pss, uss)
+    return ProcessUsage(pid, float(cpu), rss, pss, uss, name, ppid)
 
 
 def measure_trees(pids: Iterable[int], full_memory: bool = True) -> dict[int, TreeUsage | None]:
@@ -329,7 +337,15 @@ class ResourceSampler:
             if msg_rate is not None:
                 history.messages.append(now, msg_rate)
             usage = KernelUsage(
-                kernel_id, tree.pid, cpu, tree.rss, tree.pss, tree.uss, tree.processes, msg_rate
+                kernel_id,
+                tree.pid,
+                cpu,
+                tree.rss,
+                tree.pss,
+                tree.uss,
+                tree.processes,
+                msg_rate,
+                tree.members,
             )
             history.latest = usage
             result[kernel_id] = usage

@@ -9,7 +9,7 @@ and its history (CPU %, memory, messages a second, from the core's ``KernelHisto
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,6 +171,15 @@ class KernelDetailsPane(QWidget):
         for fact, label in self.facts.items():
             label.setText(fact_text(fact, model, now))
         self.facts["origin"].setToolTip(origin_tooltip(model))
+        if self._history is not None:
+            self._show_process_tree(self._history(kernel_id))
+
+    def _show_process_tree(self, history: Any) -> None:
+        """The kernel's processes as a tree, from its latest sample (if there is one)."""
+        members = getattr(getattr(history, "latest", None), "members", ())
+        if members:
+            tree = process_tree_text(members)
+            self.facts["processes"].setText(f"{len(members)}\n{tree}")
 
     def kernel_removed(self, kernel_id: str) -> None:
         if kernel_id == self.kernel_id:
@@ -186,10 +195,33 @@ class KernelDetailsPane(QWidget):
             for plot in self.plots:
                 plot.set_points([], now, plot.span)
             return
+        self._show_process_tree(history)
         for plot, series in zip(
             self.plots, (history.cpu, history.rss, history.messages), strict=True
         ):
             plot.set_points(series.points(), now, float(getattr(series, "span", 600.0)))
+
+
+def process_tree_text(members: Sequence[Any], limit: int = 12) -> str:
+    """The kernel's processes as an indented tree, one a line: ``pid name memory``."""
+    if not members:
+        return ""
+    by_parent: dict[int | None, list[Any]] = {}
+    pids = {m.pid for m in members}
+    for m in members[1:]:
+        by_parent.setdefault(m.ppid if m.ppid in pids else members[0].pid, []).append(m)
+    lines: list[str] = []
+
+    def walk(member: Any, depth: int) -> None:
+        if len(lines) < limit:
+            indent = "  " * depth + ("└ " if depth else "")
+            lines.append(f"{indent}{member.pid} {member.name or '?'} ({format_bytes(member.rss)})")
+        for child in sorted(by_parent.get(member.pid, []), key=lambda m: m.pid):
+            walk(child, depth + 1)
+
+    walk(members[0], 0)
+    more = len(members) - len(lines)
+    return "\n".join(lines) + (f"\n… and {more} more" if more > 0 else "")
 
 
 def cpu_top(value: float) -> float:

@@ -165,6 +165,14 @@ def test_cpu_and_memory_match_psutil_for_the_process_tree(aio, kmap, others, fro
         aio.run(busy_sampled())
         record = kmap.record(k["id"])
         assert record.processes == 2
+        members = kmap.usage(k["id"]).members
+        kernel_proc = psutil.Process(k["pid"])
+        assert members[0].pid == k["pid"]
+        assert {m.pid for m in members} == {k["pid"]} | {
+            c.pid for c in kernel_proc.children(recursive=True)
+        }
+        assert members[0].name == kernel_proc.name()
+        assert all(m.ppid == k["pid"] for m in members[1:])
         expected = tree_rss(k["pid"])
         assert abs(record.rss - expected) < 0.2 * expected, (record.rss, expected)
         if record.pss is not None:

@@ -154,6 +154,11 @@ def test_details_pane_shows_the_selected_kernel_and_updates(
     qloop.run(more_samples())
     assert "MiB" in details.memory_plot.current_text()
     assert details.cpu_plot.current_text().endswith("%")
+    # the process tree: the kernel first, with its name and memory
+    count, first = details.facts["processes"].text().splitlines()[:2]
+    assert int(count) >= 1
+    assert first.startswith(f"{launched.kernel()['pid']} python")
+    assert first.endswith("MiB)")
     assert not details.grab().isNull()
     # the owned kernel: kernelmon started it
     window.select_kernel(kids["owned"])

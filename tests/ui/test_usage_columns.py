@@ -305,3 +305,23 @@ def test_an_orphans_current_parent_is_never_called_its_owner() -> None:
     assert fact_text("parent", orphan) == "an application that is no longer running"
     assert owner_text(external) == "jupyter-lab (pid 42)"
     assert "jupyter-lab (pid 42), running" in origin_tooltip(external)
+
+
+def test_process_tree_text() -> None:
+    from kernelmon.core.resources import ProcessUsage
+    from kernelmon.ui.details_pane import process_tree_text
+
+    members = [
+        ProcessUsage(10, 1.0, 50 * MIB, name="python", ppid=1),
+        ProcessUsage(12, 0.0, 5 * MIB, name="sh", ppid=11),
+        ProcessUsage(11, 0.0, 20 * MIB, name="python", ppid=10),
+        ProcessUsage(13, 0.0, 1 * MIB, name="sleep", ppid=10),
+    ]
+    assert process_tree_text(members).splitlines() == [
+        "10 python (50.0 MiB)",
+        "  └ 11 python (20.0 MiB)",
+        "    └ 12 sh (5.00 MiB)",
+        "  └ 13 sleep (1.00 MiB)",
+    ]
+    assert process_tree_text(members, limit=2).splitlines()[-1] == "… and 2 more"
+    assert process_tree_text([]) == ""
