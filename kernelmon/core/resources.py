@@ -271,6 +271,7 @@ class ResourceSampler:
     full_memory: bool = True
     _tracked: dict[str, _Tracked] = field(default_factory=dict, init=False, repr=False)
     _periodic: Periodic = field(init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.interval <= 0 or self.span <= 0:
@@ -307,7 +308,12 @@ class ResourceSampler:
         return tracked.history.latest if tracked is not None else None
 
     async def sample(self) -> dict[str, KernelUsage]:
-        """Measure every tracked kernel now (one batch in a worker thread)."""
+        """Measure every tracked kernel now (one batch in a worker thread). Samples taken
+        at the same time run one after the other, so each history stays in time order."""
+        async with self._lock:
+            return await self._sample()
+
+    async def _sample(self) -> dict[str, KernelUsage]:
         if not self._tracked:
             return {}
         pids = {t.pid for t in self._tracked.values()}

@@ -150,3 +150,29 @@ def externals_for_rate(aio):
     yield make
     for ext in made:
         ext.close()
+
+
+def test_samples_taken_at_once_keep_the_history_in_order(aio, kernel, monkeypatch):
+    import kernelmon.core.resources as resources
+
+    measure = resources.measure_trees
+    calls = []
+
+    def slow_first(pids, full_memory=True):
+        trees = measure(pids, full_memory)
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.3)  # measured first, done last
+        return trees
+
+    monkeypatch.setattr(resources, "measure_trees", slow_first)
+    sampler = ResourceSampler(interval=0.2)
+    sampler.track(kernel.kernel_id, kernel.pid)
+
+    async def at_once() -> None:
+        await asyncio.gather(*(sampler.sample() for _ in range(4)))
+
+    aio.run(at_once())
+    times = [t for t, _ in sampler.history(kernel.kernel_id).rss.points()]
+    assert len(times) == 4
+    assert times == sorted(times)
