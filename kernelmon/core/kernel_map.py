@@ -270,10 +270,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
             if self._kernels.get(kid) is entry:
                 del self._kernels[kid]
                 self._save_state()
-            self._pending_changes.pop(kid, None)
-            self._sampler.untrack(kid)
-            self._mem_warned.discard(kid)
-            self._busy_since.pop(kid, None)
+            self._let_go(kid)
             self.last_kernel_activity = max(self.last_kernel_activity, utcnow())
         logger.info("Shut down kernel %s", kid)
         self._emit(KernelShutDown(kid))
@@ -300,10 +297,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
-        self._pending_changes.pop(kid, None)
-        self._sampler.untrack(kid)
-        self._mem_warned.discard(kid)
-        self._busy_since.pop(kid, None)
+        self._let_go(kid)
         what = "Cleaned up" if isinstance(backend, StaleKernel) else "Shut down"
         logger.info("%s kernel %s (%s)", what, kid, entry.record.origin)
         self._emit(KernelShutDown(kid))

@@ -362,11 +362,15 @@ class MonitoringMixin(MapBase):
         entry.backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
-            self._pending_changes.pop(kid, None)
-            self._sampler.untrack(kid)
-            self._mem_warned.discard(kid)
-            self._busy_since.pop(kid, None)
+            self._let_go(kid)
             self._emit(KernelRemoved(kid, reason=reason))
+
+    def _let_go(self, kernel_id: str) -> None:
+        """Drop what is kept about a kernel that left the map (changes, samples, warnings)."""
+        self._pending_changes.pop(kernel_id, None)
+        self._sampler.untrack(kernel_id)
+        self._mem_warned.discard(kernel_id)
+        self._busy_since.pop(kernel_id, None)
 
     # -- resources --------------------------------------------------------------------------
 
