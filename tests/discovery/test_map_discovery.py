@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -55,11 +56,23 @@ def kmap(aio, runtime, tmp_path_factory):
 @pytest.fixture(scope="module")
 def others(launch, runtime):
     """Two kernels another tool started, with their connection files in our runtime folder."""
-    launched = launch(2)
-    for k in launched.kernels:  # move them where the map looks (the launcher used its own)
-        os.replace(k["connection_file"], runtime / os.path.basename(k["connection_file"]))
-        k["connection_file"] = str(runtime / os.path.basename(k["connection_file"]))
+    return moved(launch(2), runtime)
+
+
+def moved(launched, runtime):
+    """The launcher's kernels, their connection files moved where the map looks (the
+    launcher wrote them into a folder of its own)."""
+    for k in launched.kernels:
+        path = runtime / os.path.basename(k["connection_file"])
+        os.replace(k["connection_file"], path)
+        k["connection_file"] = str(path)
     return launched
+
+
+def kill_application(launched) -> None:
+    """SIGKILL the launcher: its kernels keep running, orphaned."""
+    os.kill(launched.proc.pid, signal.SIGKILL)
+    launched.proc.wait(5)
 
 
 def tree_rss(pid: int) -> int:
@@ -71,9 +84,8 @@ def test_other_tools_kernels_join_the_map_beside_its_own(aio, kmap, launch, runt
     log = EventLog(kmap)
     try:
         owned = aio.run(kmap.start_kernel())
-        launched = launch(1)
-        path = runtime / os.path.basename(launched.kernel()["connection_file"])
-        os.replace(launched.kernel()["connection_file"], path)
+        launched = moved(launch(1), runtime)
+        path = launched.kernel()["connection_file"]
         kid = launched.kernel()["id"]
 
         # found by the periodic scan while running, without being asked
@@ -84,7 +96,7 @@ def test_other_tools_kernels_join_the_map_beside_its_own(aio, kmap, launch, runt
         assert record.parent_pid == launched.proc.pid
         assert record.parent_alive
         assert "launcher.py" in (record.parent_app or "")
-        assert record.connection_file == str(path)
+        assert record.connection_file == path
         assert record.can_restart is False
         assert record.display_name == kmap.kernel_specs()["python3"]["display_name"]
         assert [e.model["origin"] for e in log.of(KernelAdded, kid)] == ["external"]
@@ -220,16 +232,14 @@ def test_external_kernel_is_interrupted_and_never_restarted(aio, kmap, others, f
 
 
 def test_orphan_is_found_probed_and_culled_only_when_asked(aio, kmap, launch, runtime):
-    launched = launch(1)
+    launched = moved(launch(1), runtime)
     k = launched.kernel()
-    path = runtime / os.path.basename(k["connection_file"])
-    os.replace(k["connection_file"], path)
+    path = Path(k["connection_file"])
     aio.run(kmap.rescan())
     assert kmap.record(k["id"]).origin == Origin.EXTERNAL
     found_at = kmap.record(k["id"]).last_activity
 
-    os.kill(launched.proc.pid, signal.SIGKILL)  # its application dies; the kernel stays
-    launched.proc.wait(5)
+    kill_application(launched)  # its application dies; the kernel stays
     aio.run(kmap.rescan())
     record = kmap.record(k["id"])
     assert record.origin == Origin.ORPHAN
@@ -262,10 +272,9 @@ def test_orphan_is_found_probed_and_culled_only_when_asked(aio, kmap, launch, ru
 def test_shut_down_external_kernel_leaves_a_stale_file_that_can_be_cleaned(
     aio, kmap, launch, runtime
 ):
-    launched = launch(1)
+    launched = moved(launch(1), runtime)
     k = launched.kernel()
-    path = runtime / os.path.basename(k["connection_file"])
-    os.replace(k["connection_file"], path)
+    path = Path(k["connection_file"])
     aio.run(kmap.rescan())
     aio.run(kmap.shutdown_kernel(k["id"]))
     assert process_gone(k["pid"])
@@ -468,10 +477,9 @@ def test_discovery_follows_the_sample_interval(aio, kmap):
 def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
     aio, kmap, launch, runtime, frontends
 ):
-    launched = launch(1)
+    launched = moved(launch(1), runtime)
     k = launched.kernel()
-    path = runtime / os.path.basename(k["connection_file"])
-    os.replace(k["connection_file"], path)
+    path = Path(k["connection_file"])
 
     async def start_job() -> None:
         front = frontends(str(path))
@@ -482,8 +490,7 @@ def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
         await asyncio.sleep(0.3)
 
     aio.run(start_job())
-    os.kill(launched.proc.pid, signal.SIGKILL)
-    launched.proc.wait(5)
+    kill_application(launched)
     aio.run(kmap.rescan())
     record = kmap.record(k["id"])
     assert record.origin == Origin.ORPHAN
@@ -500,12 +507,10 @@ def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
 ):
     import kernelmon.core.kernel_map as kernel_map
 
-    launched = launch(1)
+    launched = moved(launch(1), runtime)
     k = launched.kernel()
-    path = runtime / os.path.basename(k["connection_file"])
-    os.replace(k["connection_file"], path)
-    os.kill(launched.proc.pid, signal.SIGKILL)
-    launched.proc.wait(5)
+    path = Path(k["connection_file"])
+    kill_application(launched)
     aio.run(kmap.rescan())
     assert kmap.record(k["id"]).origin == Origin.ORPHAN
     remove = kernel_map.remove_connection_files
