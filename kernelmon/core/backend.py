@@ -22,6 +22,7 @@ class KernelBackend(ABC):
 
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
+        record.can_restart = self.can_restart  # what the table offers follows the backend
 
     @property
     @abstractmethod

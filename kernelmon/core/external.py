@@ -409,7 +409,7 @@ class StaleKernel(KernelBackend):
     def __init__(self, record: KernelRecord, connection_file: str) -> None:
         super().__init__(record)
         self.connection_file = connection_file
-        record.can_restart = record.can_interrupt = False
+        record.can_interrupt = False
         record.execution_state = ExecutionState.DEAD
         record.reason = "no process runs it; only its connection file is left"
 

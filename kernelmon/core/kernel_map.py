@@ -170,7 +170,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
             entry.backend.remove_log()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
-            self._pending_changes.pop(kid, None)
+            self._let_go(kid)
             self._save_state()
         if entry.ready is not None and not entry.ready.done():
             entry.ready.set_exception(

@@ -324,7 +324,6 @@ class MonitoringMixin(MapBase):
         record = ext.record
         apply_found(record, found)
         record.display_name = self._display_name(found.kernel_name)
-        record.can_restart = False
         # Nothing is known of its activity before now; "now" keeps the culler from
         # treating a long-running kernel as idle since its start.
         record.last_activity = utcnow()
