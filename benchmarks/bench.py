@@ -15,6 +15,7 @@ Contenders:
   kernelmon·asyncio  the same under plain asyncio (IOPub workloads only)
   jupyter_server     AsyncMappingKernelManager (plain asyncio; tornado runs on it)
   raw                a minimal IOPub watcher (plain asyncio; raw·qasync under qasync)
+  raw·coalesced      the same under qasync, at most one wake-up per 10 ms batch (the floor)
   bare               ipykernel launched by hand, no manager (the floor for start/shutdown)
 """
 
@@ -48,6 +49,7 @@ LABELS = {
     "jupyter_server": ("jupyter_server", "asyncio"),
     "raw": ("raw", "asyncio"),
     "raw·qasync": ("raw", "qasync"),
+    "raw·coalesced": ("raw_coalesced", "qasync"),
     "bare": ("bare", "asyncio"),
 }
 
@@ -67,13 +69,23 @@ WORKLOADS: dict[str, dict[str, Any]] = {
     },
     "flood": {
         "title": "2. IOPub flood (manager process CPU: all its threads)",
-        "labels": ["kernelmon", "kernelmon·asyncio", "jupyter_server", "raw", "raw·qasync"],
-        "floor": "raw·qasync",
+        "labels": [
+            "kernelmon",
+            "kernelmon·asyncio",
+            "jupyter_server",
+            "raw",
+            "raw·qasync",
+            "raw·coalesced",
+        ],
+        "floor": "raw·coalesced",
         "rows": [
             ("print_cpu_us_per_msg", "print flood: CPU per message", "µs"),
             ("print_msgs_per_s", "print flood: messages/s", "/s"),
             ("print_lost", "print flood: messages lost", ""),
             ("print_idle_after", "print flood: idle afterwards", "ok"),
+            ("state_latency_ms", "job end -> shown idle (quiet job)", "ms"),
+            ("state_latency_max_ms", "  worst of 5", "ms"),
+            ("state_latency_flood_ms", "print flood end -> shown idle", "ms"),
             ("burst_msgs_per_s", "burst: messages/s (saturated)", "/s"),
             ("burst_cpu_us_per_msg", "burst: CPU per message", "µs"),
             ("burst_lost", "burst: dropped by the kernel's PUB", ""),
@@ -139,6 +151,10 @@ IMPORTS = {
 
 #: The project's goals: (workload, metric, numerator, denominator or a number, op, bound).
 GOALS = [
+    ("flood", "print_cpu_us_per_msg", "kernelmon", "raw·coalesced", "<=", 1.2),
+    ("flood", "print_cpu_us_per_msg", "kernelmon", "jupyter_server", "<=", 1 / 3),
+    ("flood", "state_latency_ms", "kernelmon", None, "<=", 50.0),
+    ("flood", "state_latency_flood_ms", "kernelmon", None, "<=", 50.0),
     ("flood", "print_cpu_us_per_msg", "kernelmon", "raw·qasync", "<=", 1.5),
     ("flood", "print_cpu_us_per_msg", "kernelmon", "raw", "<=", 1.5),
     ("flood", "burst_msgs_per_s", "kernelmon", "jupyter_server", ">=", 3.0),
@@ -300,8 +316,11 @@ def transport_for(contender: str, mode: str) -> str | None:
     return None
 
 
-def plan(workloads: list[str], reps: int, peer: bool) -> list[tuple[int, str, str]]:
-    """(rep, workload, label), contenders alternating and rotating from rep to rep."""
+def plan(
+    workloads: list[str], reps: int, peer: bool, only: set[str] | None = None
+) -> list[tuple[int, str, str]]:
+    """(rep, workload, label), contenders alternating and rotating from rep to rep
+    (``only``: just these labels)."""
     heavy = {"many", "buffering"}
     steps = []
     for rep in range(reps):
@@ -309,6 +328,7 @@ def plan(workloads: list[str], reps: int, peer: bool) -> list[tuple[int, str, st
             if (w in heavy and rep >= max(1, (reps + 1) // 2)) or (w in ONCE and rep > 0):
                 continue
             labels = [lb for lb in WORKLOADS[w]["labels"] if peer or lb != "jupyter_server"]
+            labels = [lb for lb in labels if only is None or lb in only]
             k = rep % len(labels)
             for label in labels[k:] + labels[:k]:
                 steps.append((rep, w, label))
@@ -326,7 +346,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {w: {} for w in workloads}
     tmp = tempfile.mkdtemp(prefix="kernelmon-bench-")
     runner = Runner(tmp, args.verbose, args.transport)
-    steps = plan(workloads, args.reps, peer)
+    only = set(args.contenders.split(",")) if args.contenders else None
+    steps = plan(workloads, args.reps, peer, only)
     load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     t_start = time.monotonic()
     try:
@@ -440,7 +461,7 @@ def fmt(v: float, unit: str) -> str:
         return f"{v:,.0f}"
     if unit == "MB":
         return f"{v:.1f}"
-    if unit == "µs":
+    if unit in ("µs", "ms"):
         return f"{v:.1f}"
     if unit == "" and float(v).is_integer():
         return f"{v:.0f}"
@@ -566,6 +587,11 @@ def main(argv: list[str] | None = None) -> int:
         help="messages per second the kernel publishes in the big flood (default 20000)",
     )
     ap.add_argument("--no-peer", action="store_true", help="do not run jupyter_server")
+    ap.add_argument(
+        "--contenders",
+        metavar="A,B",
+        help=f"only these contenders (of {','.join(LABELS)}; default: all)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="print each raw result")
     args = ap.parse_args(argv)
     if args.reps is None:

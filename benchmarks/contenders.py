@@ -6,6 +6,7 @@
   IOPub activity watching; its ``start_kernel`` returns before the kernel answers, so the
   benchmark then waits for a kernel_info_reply on a shell socket of its own;
 * ``RawContender``: bare kernels (launched by hand) watched by ``RawWatcher``;
+* ``CoalescedRawContender``: the same watcher with at most one wake-up per 10 ms batch;
 * ``BareContender``: bare kernels and nothing else (the floor for start/shutdown).
 """
 
@@ -313,9 +314,19 @@ class RawContender(BareContender):
         return self.watchers[kid].last_activity
 
 
+class CoalescedRawContender(RawContender):
+    """The raw watcher with coalesced wake-ups: at most one drain per 10 ms batch."""
+
+    name = "raw_coalesced"
+
+    def _started(self, kid: str) -> None:
+        self.watchers[kid] = RawWatcher(self.kernels[kid].info, coalesce=0.010)
+
+
 CONTENDERS: dict[str, type[Contender]] = {
     "kernelmon": KernelmonContender,
     "jupyter_server": JupyterServerContender,
     "raw": RawContender,
+    "raw_coalesced": CoalescedRawContender,
     "bare": BareContender,
 }

@@ -217,12 +217,21 @@ class RawWatcher:
 
     BATCH = 256
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: dict[str, Any], coalesce: float = 0.0) -> None:
+        #: With ``coalesce`` > 0, one wake-up per batch at most every ``coalesce`` seconds: a
+        #: wake-up sooner than that after the last drain schedules the next drain for then
+        #: (libzmq's IO thread gathers the messages meanwhile) instead of draining at once.
+        self.coalesce = coalesce
+        self._last_drain = float("-inf")
+        self._due: asyncio.TimerHandle | None = None
         scheme = info.get("signature_scheme", "hmac-sha256")
         self._auth = hmac.new(_key(info), digestmod=getattr(hashlib, scheme.split("-", 1)[1]))
         self.sock = zmq.Context.instance().socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if coalesce:
+            # Room for what arrives between drains, as kernelmon's subscribers have.
+            self.sock.setsockopt(zmq.RCVHWM, 10_000)
         self.sock.connect(channel_url(info, "iopub"))
         self.closed = False
         self.count = 0
@@ -231,12 +240,29 @@ class RawWatcher:
         self.last_activity = time.time()
         self._loop = asyncio.get_running_loop()
         self._fd = self.sock.getsockopt(zmq.FD)
-        self._loop.add_reader(self._fd, self._drain)
+        self._loop.add_reader(self._fd, self._on_readable)
         self._loop.call_soon(self._drain)
+
+    def _on_readable(self) -> None:
+        if not self.coalesce:
+            self._drain()
+            return
+        if self.closed or self._due is not None:
+            return
+        wait = self._last_drain + self.coalesce - time.perf_counter()
+        if wait <= 0:
+            self._drain()
+        elif self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # also clears the FD's readiness
+            self._due = self._loop.call_later(wait, self._on_due)
+
+    def _on_due(self) -> None:
+        self._due = None
+        self._drain()
 
     def _drain(self) -> None:
         if self.closed:
             return
+        self._last_drain = time.perf_counter()
         sock = self.sock
         auth = self._auth
         recv = sock.recv_multipart
@@ -272,6 +298,8 @@ class RawWatcher:
 
     def close(self) -> None:
         self.closed = True
+        if self._due is not None:
+            self._due.cancel()
         try:
             self._loop.remove_reader(self._fd)
         except Exception:

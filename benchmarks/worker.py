@@ -16,6 +16,7 @@ import json
 import os
 import random
 import signal
+import statistics
 import struct
 import sys
 import time
@@ -282,6 +283,31 @@ async def counted_kernel(c: Contender) -> Any:
         await c.shutdown(kid)
 
 
+async def state_latency(c: Contender, kid: str, shell: ShellClient, code: str) -> float:
+    """Seconds from the end of ``code`` in the kernel (its clock: ``time.time()`` at the
+    end, read back afterwards) until the manager shows the kernel idle (looked at every
+    millisecond)."""
+    msg_id = shell.execute_request(f"import time as __t\n{code}\n__bench_end = __t.time()")
+    seen_busy = False
+    idle_at: float | None = None
+    deadline = time.perf_counter() + 60
+    while idle_at is None:
+        await asyncio.sleep(0.001)
+        state = c.state(kid)
+        if state == "busy":
+            seen_busy = True
+        elif state == "idle" and (seen_busy or msg_id in shell.replies):
+            idle_at = time.time()
+        shell.poll()
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the kernel was never shown idle")
+    await shell.reply(msg_id, 60)
+    reply = await shell.execute("", user_expressions={"t": "__bench_end"})
+    end = float(reply["content"]["user_expressions"]["t"]["data"]["text/plain"])
+    await wait_quiet(c, kid)
+    return idle_at - end
+
+
 async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
     r: dict[str, Any] = {}
     async with counted_kernel(c) as (kid, shell, counter):
@@ -289,6 +315,13 @@ async def flood(c: Contender, p: dict[str, Any]) -> dict[str, Any]:
         code = f"for i in range({n}): print(i, flush=True)"
         res = await measure_flood(c, kid, shell, counter, code)
         r.update({f"print_{k}": v for k, v in res.items()})
+        # Latency of state changes: after a short quiet job, and at the end of a print
+        # flood (the idle status comes after the last line; every line is read before it).
+        quiet = [await state_latency(c, kid, shell, "__t.sleep(0.02)") for _ in range(5)]
+        r["state_latency_ms"] = statistics.median(quiet) * 1000
+        r["state_latency_max_ms"] = max(quiet) * 1000
+        flood_code = f"for i in range({n // 4}): print(i, flush=True)"
+        r["state_latency_flood_ms"] = await state_latency(c, kid, shell, flood_code) * 1000
         await shell.execute(f"__bench_prepare({int(p['n_burst'])})")
         res = await measure_flood(c, kid, shell, counter, "__bench_burst()")
         r.update({f"burst_{k}": v for k, v in res.items()})

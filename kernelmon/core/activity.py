@@ -18,8 +18,9 @@ from typing import Any
 
 import zmq
 
+from . import iopub
 from .records import ExecutionState, KernelRecord, utcnow
-from .wire import Signer, SocketDrain, channel_url, split_frames
+from .wire import Signer, channel_url, split_frames
 
 #: How many finished requests are remembered (their late status messages are ignored).
 FINISHED_MEMORY = 256
@@ -58,17 +59,11 @@ class ActivityWatcher:
         if isinstance(key, str):
             key = key.encode("utf-8")
         self._signer = Signer(key, connection_info.get("signature_scheme", "hmac-sha256"))
-        ctx = context or zmq.Context.instance()
-        sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        # Reconnect fast: the kernel may bind its IOPub a moment after we connect.
-        sock.setsockopt(zmq.RECONNECT_IVL, 10)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.connect(channel_url(connection_info, "iopub"))
-        self._drain = SocketDrain(sock, self._on_batch)
+        # The kernel's IOPub socket is shared with kernelmon's frontends (see ``iopub``).
+        self._feed = iopub.subscribe(channel_url(connection_info, "iopub"), self._on_batch, context)
 
     def close(self) -> None:
-        self._drain.close()
+        self._feed.close()
 
     def request_finished(self, msg_id: str) -> None:
         """The reply to ``msg_id`` was seen: later status messages about it are stale."""

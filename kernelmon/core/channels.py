@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
+from . import iopub
 from .buffering import MessageBuffer
 from .wire import Signer, SocketDrain, channel_url, decode_message
 
@@ -48,13 +49,11 @@ def make_session(connection_info: dict[str, Any], session_id: str | None = None)
 
 
 def _socket(info: dict[str, Any], channel: str, identity: bytes) -> zmq.Socket[bytes]:
+    """A DEALER socket of ``identity`` connected to one of the kernel's channels."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(CHANNELS[channel])
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RECONNECT_IVL, 10)
-    if CHANNELS[channel] == zmq.SUB:
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-    else:
-        sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.IDENTITY, identity)
     sock.connect(channel_url(info, channel))
     return sock
 
@@ -66,6 +65,7 @@ class RequestChannel:
     def __init__(self, connection_info: dict[str, Any], channel: str, session_id: str) -> None:
         self.session = make_session(connection_info, session_id=session_id)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._info = connection_info
         identity = f"{session_id}-{channel}".encode()
         self._drain = SocketDrain(_socket(connection_info, channel, identity), self._on_batch)
 
@@ -94,6 +94,7 @@ class RequestChannel:
             except Exception as e:
                 logger.debug("Dropped a malformed reply: %s", e)
                 continue
+            iopub.note_reply(self._info, str(msg["header"].get("msg_id", "")))
             fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -144,16 +145,37 @@ class SessionChannels:
         #: Set once the iopub socket received anything: its subscription is live.
         self.iopub_live = asyncio.Event()
         self._on_activity = on_activity
+        #: Called with the number of the kernel's messages found missing from IOPub (the
+        #: kernel's PUB socket dropped them; see ``iopub``).
+        self.on_lost: Callable[[int], None] | None = None
+        #: Messages found missing while no frontend of this session was attached.
+        self.lost_while_away = 0
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
         self._drains: dict[str, SocketDrain] = {}
         for channel in CHANNELS:
+            if channel == "iopub":
+                continue
             sock = _socket(connection_info, channel, identity)
             self._drains[channel] = SocketDrain(sock, self._batch_handler(channel))
+        # IOPub: the kernel's one subscriber in kernelmon, shared with the activity watcher.
+        self._iopub = iopub.subscribe(
+            channel_url(connection_info, "iopub"), self._batch_handler("iopub")
+        )
+        self._iopub.on_lost = self._on_lost
+        if self._iopub.live:
+            self.iopub_live.set()
+
+    def _on_lost(self, n: int) -> None:
+        if self.on_lost is not None:
+            self.on_lost(n)
 
     def _batch_handler(self, channel: str) -> Callable[[list[list[bytes]]], None]:
         def on_batch(batch: list[list[bytes]]) -> None:
             if channel == "iopub":
                 self.iopub_live.set()
+            elif not self._iopub.closed:
+                for frames in batch:
+                    self._iopub.feed.note_frames(frames)
             if self.handler is None:
                 if self.buffer is not None:
                     for frames in batch:
@@ -216,6 +238,7 @@ class SessionChannels:
         for drain in self._drains.values():
             drain.close()
         self._drains.clear()
+        self._iopub.close()
         if self.buffer is not None:
             self.buffer.clear()
         self.handler = None

@@ -13,7 +13,11 @@ class KernelConnection:
 
     It counts in the kernel's ``connections`` until ``close()``. ``replayed`` and
     ``dropped`` tell how many buffered messages were delivered on connect and how many were
-    lost to the buffer caps while no frontend of this session was attached.
+    lost to the buffer caps while no frontend of this session was attached. ``lost`` counts
+    the kernel's IOPub messages that never reached kernelmon (the kernel's PUB socket
+    dropped them; found afterwards from the kernel's message counter), including those lost
+    while the session was away; ``on_lost(n, text)``, if set, is called with each new loss
+    and a sentence saying it.
     """
 
     def __init__(
@@ -30,6 +34,8 @@ class KernelConnection:
         self.dropped = dropped
         self._closer = closer
         self.closed = False
+        self.lost = 0
+        self.on_lost: Callable[[int, str], None] | None = None
 
     @property
     def session_key(self) -> str:

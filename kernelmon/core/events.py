@@ -129,6 +129,17 @@ class JobFinished(KernelEvent):
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class OutputLost(KernelEvent):
+    """Messages the kernel published on IOPub never reached kernelmon, so the frontend of
+    session ``session`` did not get them either (see ``iopub``: a gap in the kernel's
+    message counter that no reply explains). ``text`` says it in words."""
+
+    messages: int = 0
+    session: str = ""
+    text: str = ""
+
+
 Subscriber = Callable[[KernelEvent], None]
 
 

@@ -12,6 +12,7 @@ from .connection import KernelConnection
 from .errors import (
     KernelDead,
 )
+from .events import OutputLost
 from .map_base import Entry, MapBase
 from .records import ExecutionState, utcnow
 
@@ -19,6 +20,15 @@ logger = logging.getLogger(__name__)
 
 #: How long connect() waits at most for a new frontend's iopub subscription to be live.
 NUDGE_TIMEOUT = 2.0
+
+
+def lost_text(n: int) -> str:
+    """The sentence that tells a user about output lost on the way from the kernel."""
+    return (
+        f"{n:,} message(s) of the kernel's output (each one or more lines) never reached "
+        "kernelmon: the kernel's IOPub socket dropped them while kernelmon was behind. "
+        "(Replies to other clients of the kernel, if any, are counted too.)"
+    )
 
 
 class FrontendsMixin(MapBase):
@@ -70,6 +80,7 @@ class FrontendsMixin(MapBase):
                 entry, msg_type, msg_id
             )
             channels.on_reply = lambda msg_type, parent: self._reply_seen(entry, msg_type, parent)
+            channels.on_lost = lambda n: self._output_lost(entry, channels, n)
             try:
                 await self._nudge(entry, channels)
             except BaseException:
@@ -85,7 +96,24 @@ class FrontendsMixin(MapBase):
             channels.buffer = None
             self._buffer_changed(entry)
         conn.replayed, conn.dropped = replayed, dropped
+        conn.lost, channels.lost_while_away = channels.lost_while_away, 0
         return conn
+
+    def _output_lost(self, entry: Entry, channels: SessionChannels, n: int) -> None:
+        """``n`` of the kernel's IOPub messages never reached kernelmon: tell the frontend
+        of ``channels`` (or keep the count for its return) and the event log."""
+        conn = next((c for c in entry.connections if c.channels is channels), None)
+        text = lost_text(n)
+        if conn is None:
+            channels.lost_while_away += n
+        else:
+            conn.lost += n
+            if conn.on_lost is not None:
+                try:
+                    conn.on_lost(n, text)
+                except Exception:
+                    logger.exception("A frontend's lost-output callback failed")
+        self._emit(OutputLost(entry.record.id, messages=n, session=channels.session_key, text=text))
 
     async def _nudge(self, entry: Entry, channels: SessionChannels) -> None:
         """Wait until a new frontend's iopub subscription is live, so that nothing the kernel

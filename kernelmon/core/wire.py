@@ -10,6 +10,14 @@ a Qt socket-notifier round trip, so one wake-up per message would cost ~3x more.
 bounded by time, not only by count: the drains of one event loop share ``BUDGET`` of wall
 time per loop turn, so a flood on several sockets cannot hold the loop (and the window) for
 longer than that; sockets that are behind are served in rotation, a few messages each.
+
+A SUB socket (IOPub) also coalesces its wake-ups: it reads at most once per ``COALESCE``
+(10 ms) unless it is behind. A message after a quiet spell is read at once; during a flood
+libzmq's IO thread (which runs without the GIL) gathers the messages of the next 10 ms and
+Python reads them in one go, instead of one loop wake-up per message (under qasync a Qt
+socket-notifier round trip each). What the IO thread may hold for a socket is bounded by its
+receive high-water mark (``subscriber``): the kernel's PUB socket drops only once kernelmon is
+that far behind, not after libzmq's default of 1,000 messages.
 """
 
 from __future__ import annotations
@@ -42,6 +50,14 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 #: Messages per read for which ZMQ_EVENTS is looked at first (then: receive until EAGAIN).
 _PROBED = 8
+#: A SUB socket's reads are at least this far apart [s] unless it is behind (see above).
+COALESCE = 0.010
+#: Receive high-water mark of kernelmon's SUB sockets: messages libzmq's IO thread keeps
+#: reading from a kernel's IOPub while Python is busy. A count (libzmq has no byte limit that
+#: does not disconnect the peer); it is the default offline buffer's count cap, and a print
+#: message takes about 1 KB there, so a socket's queue stays around 10 MB at most.
+RECEIVE_HWM = 10_000
+_SUB = int(zmq.SUB)
 
 
 def channel_url(info: dict[str, Any], channel: str) -> str:
@@ -53,6 +69,27 @@ def channel_url(info: dict[str, Any], channel: str) -> str:
         host = f"[{ip}]" if ":" in ip else ip
         return f"tcp://{host}:{port}"
     return f"{transport}://{ip}-{port}"
+
+
+def subscriber(
+    url: str,
+    context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    rcvhwm: int = RECEIVE_HWM,
+) -> zmq.Socket[bytes]:
+    """A SUB socket subscribed to everything and connected to ``url``, with a bounded receive
+    high-water mark ``rcvhwm`` (set before connecting: it applies to the connection's pipe
+    when it is made)."""
+    if rcvhwm <= 0:
+        raise ValueError("a subscriber's receive high-water mark must be bounded (> 0)")
+    ctx = context or zmq.Context.instance()
+    sock: zmq.Socket[bytes] = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    # Reconnect fast: the kernel may bind its IOPub a moment after we connect.
+    sock.setsockopt(zmq.RECONNECT_IVL, 10)
+    sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.connect(url)
+    return sock
 
 
 class Signer:
@@ -164,7 +201,9 @@ class SocketDrain:
 
     ``on_batch(list_of_frame_lists)`` is called with up to ``BATCH`` messages at a time, in
     the order they arrived. The zmq FD is edge-triggered: a socket that stops reading with
-    messages left is put in its loop's rotation, which comes back for them.
+    messages left is put in its loop's rotation, which comes back for them. ``coalesce``
+    (default: ``COALESCE`` for a SUB socket, 0 otherwise) is the least time [s] between two
+    reads that start from a wake-up.
     """
 
     def __init__(
@@ -172,6 +211,7 @@ class SocketDrain:
         socket: zmq.Socket[bytes],
         on_batch: Callable[[list[list[bytes]]], None],
         loop: asyncio.AbstractEventLoop | None = None,
+        coalesce: float | None = None,
     ) -> None:
         self.socket = socket
         self._on_batch = on_batch
@@ -185,6 +225,12 @@ class SocketDrain:
         self._fd = int(socket.getsockopt(zmq.FD))
         self._closed = False
         self._pending = False
+        if coalesce is None:
+            coalesce = COALESCE if int(socket.getsockopt(zmq.TYPE)) == _SUB else 0.0
+        self._coalesce = coalesce
+        #: ``perf_counter()`` of the last read, and the timer of a deferred one.
+        self._last_read = float("-inf")
+        self._deferred: asyncio.TimerHandle | None = None
         self.loop.add_reader(self._fd, self._on_readable)
         # The zmq FD is edge-triggered: messages that arrived before add_reader would never
         # wake us, so look once now.
@@ -197,14 +243,28 @@ class SocketDrain:
 
     def _on_readable(self) -> None:
         self._pending = False
-        if self._closed or self.waiting:
-            return  # in the rotation: its turn comes
+        if self._closed or self.waiting or self._deferred is not None:
+            return  # in the rotation, or a read is due: it comes
+        now = perf_counter()
+        wait = self._last_read + self._coalesce - now
+        if wait > 0:
+            # Read soon, all at once. Looking at ZMQ_EVENTS clears the FD's readiness (the
+            # loop polls it level-triggered); no further wake-up comes until we have read.
+            if int(self.socket.getsockopt(_EVENTS)) & _POLLIN:
+                self._deferred = self.loop.call_later(wait, self._on_due)
+            return
         if self._turns.waiting:
             # Others are behind: queue up behind them rather than take a turn of our own.
             self._turns.add(self)
             return
-        if self.read(BATCH, perf_counter() + BUDGET):
+        self._last_read = now
+        if self.read(BATCH, now + BUDGET):
             self._turns.add(self)
+
+    def _on_due(self) -> None:
+        self._deferred = None
+        self._last_read = float("-inf")
+        self._on_readable()
 
     def read(self, limit: int, deadline: float) -> bool:
         """Read and hand over up to ``limit`` messages, stopping at ``deadline``
@@ -249,6 +309,9 @@ class SocketDrain:
         if self._closed:
             return
         self._closed = True
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
         try:
             self.loop.remove_reader(self._fd)
         except Exception:  # loop already closed

@@ -35,6 +35,7 @@ from ..core.events import (
     KernelShutDown,
     KernelStarted,
     MemoryWarning,
+    OutputLost,
     UsageSampled,
 )
 
@@ -74,6 +75,8 @@ class KernelBridge(QObject):
     memory_warning = Signal(str, object, object, bool)
     #: ``(kernel_id, seconds)``: a kernel finished a long job (busy that long, now idle).
     job_finished = Signal(str, float)
+    #: ``(kernel_id, messages, text)``: output the kernel published never reached kernelmon.
+    output_lost = Signal(str, int, str)
 
     def __init__(
         self,
@@ -143,6 +146,8 @@ class KernelBridge(QObject):
             case JobFinished():
                 self.flush_kernel(kid)
                 self.job_finished.emit(kid, float(event.seconds))
+            case OutputLost():
+                self.output_lost.emit(kid, event.messages, event.text)
             case _:
                 logger.debug("Ignoring event %r", event)
 

@@ -54,6 +54,7 @@ class EventLogView(QTreeWidget):
         bridge.action_failed.connect(
             lambda k, action, msg: self.add(k, f"{action} failed: {msg}", "error")
         )
+        bridge.output_lost.connect(lambda k, _n, text: self.add(k, text, "warning"))
 
     def on_bridge_kernel_added(self, kernel_id: str, model: dict[str, Any]) -> None:
         self._names[kernel_id] = str(model.get("display_name") or model.get("name") or "")

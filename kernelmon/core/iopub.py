@@ -1,0 +1,250 @@
+"""One IOPub subscriber per kernel, shared by everyone in kernelmon who reads it.
+
+The activity watcher, every attached frontend and the offline buffer of a frontend that
+left all want the same messages from the same PUB socket. Receiving a Jupyter message costs
+more than anything done with it afterwards (seven zmq frames: about 14 µs of the ~30 µs a
+watcher and a frontend spend per message), so each kernel's IOPub is read once, by one
+``SocketDrain`` on one SUB socket (``wire.subscriber``: bounded receive high-water mark,
+coalesced wake-ups), and every batch is handed to each subscriber in turn. A subscriber that
+joins a feed that is already live misses nothing the kernel publishes afterwards (no
+subscription handshake with the kernel is needed).
+
+The feed also notices messages that never arrived. ipykernel (like every kernel built on
+jupyter_client's ``Session``) numbers the messages of its session: ``msg_id`` ends in
+``_<pid>_<counter>``, one counter for all channels. A jump in the counter on IOPub means that
+messages were sent elsewhere (replies on shell, control or stdin: those kernelmon receives on
+its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
+socket because this subscriber fell too far behind. A gap that no reply of kernelmon's
+explains within ``GRACE`` seconds is counted as lost; replies to clients other than
+kernelmon's count there too, which the report says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from .wire import DELIM, SocketDrain, subscriber
+
+logger = logging.getLogger(__name__)
+
+OnBatch = Callable[[list[list[bytes]]], None]
+#: Called with the number of messages found missing (see ``Feed.on_lost``).
+OnLost = Callable[[int], None]
+
+#: Seconds a gap in the message counter waits for replies seen on other sockets.
+GRACE = 1.0
+#: At most this many reply counters are remembered per feed.
+_REPLY_MEMORY = 4096
+_MSG_ID = b'"msg_id": "'
+
+
+def message_number(header: bytes) -> tuple[bytes, int] | None:
+    """``(session_and_pid, counter)`` from a serialized header whose msg_id has
+    jupyter_client's form ``<session>_<pid>_<counter>``, else None. Reads the bytes without
+    parsing the JSON (this runs for every message)."""
+    i = header.find(_MSG_ID)
+    if i < 0:
+        return None
+    i += len(_MSG_ID)
+    j = header.find(b'"', i)
+    if j < 0:
+        return None
+    prefix, sep, number = header[i:j].rpartition(b"_")
+    if not sep or not number.isdigit():
+        return None
+    return prefix, int(number)
+
+
+class Subscription:
+    """One subscriber's hold on a feed; ``close()`` lets go (the last one closes the
+    socket)."""
+
+    __slots__ = ("_on_batch", "closed", "feed", "on_lost")
+
+    def __init__(self, feed: Feed, on_batch: OnBatch) -> None:
+        self.feed = feed
+        self._on_batch = on_batch
+        self.on_lost: OnLost | None = None
+        self.closed = False
+
+    @property
+    def live(self) -> bool:
+        """Whether the feed's socket has received a message (its subscription reached the
+        kernel: what the kernel publishes from now on arrives)."""
+        return self.feed.live
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.feed.remove(self)
+
+
+class Feed:
+    """The shared SUB socket of one IOPub address (in one event loop)."""
+
+    def __init__(
+        self,
+        url: str,
+        context: zmq.Context[zmq.Socket[bytes]] | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.url = url
+        self._key = (url, id(context), id(loop))
+        self.subscriptions: list[Subscription] = []
+        self.live = False
+        #: Messages counted as lost so far (gaps no reply of kernelmon's explained).
+        self.lost = 0
+        self._session: bytes | None = None
+        self._last = -1
+        #: Open gaps: (first, last, time noticed) of counters not seen on IOPub.
+        self._gaps: list[tuple[int, int, float]] = []
+        self._replies: dict[int, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = loop
+        self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
+
+    def add(self, on_batch: OnBatch) -> Subscription:
+        sub = Subscription(self, on_batch)
+        self.subscriptions.append(sub)
+        return sub
+
+    def remove(self, sub: Subscription) -> None:
+        if sub in self.subscriptions:
+            self.subscriptions.remove(sub)
+        if not self.subscriptions:
+            self._drain.close()
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if _feeds.get(self._key) is self:
+                del _feeds[self._key]
+
+    def note_reply(self, msg_id: str) -> None:
+        """A message of the kernel's session arrived on another of kernelmon's sockets (a
+        reply): its number is not missing from IOPub."""
+        self._note(message_number(_MSG_ID + msg_id.encode("utf-8", "replace") + b'"'))
+
+    def note_frames(self, frames: list[bytes]) -> None:
+        """``note_reply`` for a message as received (frames)."""
+        try:
+            header = frames[frames.index(DELIM) + 2]
+        except (ValueError, IndexError):
+            return
+        self._note(message_number(header))
+
+    def _note(self, number: tuple[bytes, int] | None) -> None:
+        if number is None or (self._session is not None and number[0] != self._session):
+            return
+        self._replies[number[1]] = None
+        if len(self._replies) > _REPLY_MEMORY:
+            del self._replies[next(iter(self._replies))]
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        self.live = True
+        self._count(batch)
+        for sub in list(self.subscriptions):
+            if sub.closed:
+                continue
+            try:
+                sub._on_batch(batch)
+            except Exception:
+                logger.exception("An IOPub subscriber failed on a batch of %s", self.url)
+        if self._gaps:
+            self._settle(time.monotonic())
+
+    def _count(self, batch: list[list[bytes]]) -> None:
+        """Follow the kernel session's message counter; remember the gaps."""
+        last = self._last
+        session = self._session
+        for frames in batch:
+            try:
+                header = frames[frames.index(DELIM) + 2]
+            except (ValueError, IndexError):
+                continue
+            number = message_number(header)
+            if number is None:
+                continue
+            prefix, n = number
+            if prefix != session:
+                # A new session (the kernel restarted, or the first message): start over.
+                session, last = prefix, n
+                self._gaps.clear()
+                self._replies.clear()
+                continue
+            if n > last + 1:
+                self._gaps.append((last + 1, n - 1, time.monotonic()))
+            if n > last:
+                last = n
+        self._last = last
+        self._session = session
+        if self._gaps and self._timer is None:
+            self._timer = self._loop.call_later(GRACE, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._settle(time.monotonic())
+        if self._gaps and self.subscriptions:
+            self._timer = self._loop.call_later(GRACE, self._on_timer)
+
+    def _settle(self, now: float) -> None:
+        """Count the gaps older than ``GRACE`` that no reply explains."""
+        lost = 0
+        while self._gaps and now - self._gaps[0][2] >= GRACE:
+            first, last, _t = self._gaps.pop(0)
+            replies = self._replies
+            if last - first < 64:
+                lost += sum(1 for n in range(first, last + 1) if n not in replies)
+            else:
+                lost += last - first + 1 - sum(1 for n in replies if first <= n <= last)
+        if lost:
+            self.lost += lost
+            logger.warning("%d message(s) missing from the IOPub of %s", lost, self.url)
+            for sub in list(self.subscriptions):
+                if sub.on_lost is not None:
+                    try:
+                        sub.on_lost(lost)
+                    except Exception:
+                        logger.exception("A lost-message callback failed")
+
+
+_feeds: dict[tuple[str, int, int], Feed] = {}
+
+
+def subscribe(
+    url: str,
+    on_batch: OnBatch,
+    context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> Subscription:
+    """Subscribe ``on_batch`` to the IOPub at ``url``, sharing the socket with the other
+    subscribers of the same address in this event loop."""
+    loop = loop or asyncio.get_running_loop()
+    key = (url, id(context), id(loop))
+    feed = _feeds.get(key)
+    if feed is None:
+        feed = _feeds[key] = Feed(url, context, loop)
+    return feed.add(on_batch)
+
+
+def feed_for(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Feed | None:
+    """The feed of ``url`` (default context) in ``loop``, if anyone subscribes to it."""
+    try:
+        loop = loop or asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _feeds.get((url, id(None), id(loop)))
+
+
+def note_reply(info: dict[str, Any], msg_id: str) -> None:
+    """Tell the IOPub feed of the kernel at ``info`` about a reply kernelmon received."""
+    from .wire import channel_url
+
+    feed = feed_for(channel_url(info, "iopub"))
+    if feed is not None:
+        feed.note_reply(msg_id)
