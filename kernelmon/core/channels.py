@@ -148,6 +148,8 @@ class SessionChannels:
         #: Called with the number of the kernel's messages found missing from IOPub (the
         #: kernel's PUB socket dropped them; see ``iopub``).
         self.on_lost: Callable[[int], None] | None = None
+        #: Called when IOPub stays silent after an execute_reply (see ``_check_tail``).
+        self.on_quiet_tail: Callable[[], None] | None = None
         #: Messages found missing while no frontend of this session was attached.
         self.lost_while_away = 0
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
@@ -164,6 +166,13 @@ class SessionChannels:
         self._iopub.on_lost = self._on_lost
         if self._iopub.live:
             self.iopub_live.set()
+
+    def _check_tail(self, reply_id: str) -> None:
+        """IOPub has carried nothing after an execute_reply for a while: its end (the final
+        idle) may have been dropped, which only a later message would show."""
+        feed = self._iopub.feed
+        if not self._iopub.closed and not feed.passed(reply_id) and self.on_quiet_tail:
+            self.on_quiet_tail()
 
     def _on_lost(self, n: int) -> None:
         if self.on_lost is not None:
@@ -198,8 +207,14 @@ class SessionChannels:
             self.bad_messages += 1
             logger.debug("Dropped a malformed or badly signed %s message", channel)
             return
-        if channel == "shell" and self.on_reply is not None:
-            self.on_reply(msg["header"].get("msg_type", ""), msg["parent_header"].get("msg_id", ""))
+        if channel == "shell":
+            msg_type = msg["header"].get("msg_type", "")
+            if self.on_reply is not None:
+                self.on_reply(msg_type, msg["parent_header"].get("msg_id", ""))
+            if msg_type == "execute_reply" and self.on_quiet_tail is not None:
+                asyncio.get_running_loop().call_later(
+                    iopub.GRACE, self._check_tail, str(msg["header"].get("msg_id", ""))
+                )
         try:
             handler(channel, msg)
         except Exception:

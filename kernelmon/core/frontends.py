@@ -81,6 +81,7 @@ class FrontendsMixin(MapBase):
             )
             channels.on_reply = lambda msg_type, parent: self._reply_seen(entry, msg_type, parent)
             channels.on_lost = lambda n: self._output_lost(entry, channels, n)
+            channels.on_quiet_tail = lambda: self._ask_for_status(entry)
             try:
                 await self._nudge(entry, channels)
             except BaseException:
@@ -98,6 +99,14 @@ class FrontendsMixin(MapBase):
         conn.replayed, conn.dropped = replayed, dropped
         conn.lost, channels.lost_while_away = channels.lost_while_away, 0
         return conn
+
+    def _ask_for_status(self, entry: Entry) -> None:
+        """Make the kernel publish something (kernelmon's probe asks for its info: busy and
+        idle statuses, which are not activity), so that a loss at the end of a job shows as
+        a gap in its message numbers."""
+        probe = getattr(entry.backend, "probe", None)
+        if probe is not None:
+            probe.send_kernel_info()
 
     def _output_lost(self, entry: Entry, channels: SessionChannels, n: int) -> None:
         """``n`` of the kernel's IOPub messages never reached kernelmon: tell the frontend

@@ -16,7 +16,10 @@ messages were sent elsewhere (replies on shell, control or stdin: those kernelmo
 its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
 socket because this subscriber fell too far behind. A gap that no reply of kernelmon's
 explains within ``GRACE`` seconds is counted as lost; replies to clients other than
-kernelmon's count there too, which the report says.
+kernelmon's count there too, which the report says. A loss at the end of a job (its final
+``idle`` status among it) shows only when the next message comes: so when IOPub has carried
+nothing after an ``execute_reply`` for ``GRACE`` seconds, kernelmon's probe asks the kernel
+for its info (see ``frontends``), whose status messages reveal the gap.
 """
 
 from __future__ import annotations
@@ -137,6 +140,14 @@ class Feed:
         except (ValueError, IndexError):
             return
         self._note(message_number(header))
+
+    def passed(self, msg_id: str) -> bool:
+        """Whether IOPub carried a message of the kernel's session numbered after
+        ``msg_id`` (True when that cannot be told: another session, another numbering)."""
+        number = message_number(_MSG_ID + msg_id.encode("utf-8", "replace") + b'"')
+        if number is None or self._session is None or number[0] != self._session:
+            return True
+        return self._last > number[1]
 
     def _note(self, number: tuple[bytes, int] | None) -> None:
         if number is None or (self._session is not None and number[0] != self._session):

@@ -91,6 +91,10 @@ class Settings:
     #: Tell when a kernel that was busy at least this long becomes idle; 0 turns it off.
     notify_job_seconds: float = 0.0
 
+    # -- the console's scrollback (issue 16, engineer "floods") --
+    #: Lines a console window keeps; older ones are dropped, and counted at its top.
+    console_scrollback_lines: int = 10_000
+
     def __post_init__(self) -> None:
         root = self.root_dir
         if not isinstance(root, str | os.PathLike):
@@ -161,6 +165,12 @@ class Settings:
         if job < 0:
             raise SettingsError("notify_job_seconds", self.notify_job_seconds, "use 0 to turn off")
         object.__setattr__(self, "notify_job_seconds", job)
+
+        # -- the console's scrollback (issue 16, engineer "floods") --
+        if _whole("console_scrollback_lines", self.console_scrollback_lines) < 1:
+            raise SettingsError(
+                "console_scrollback_lines", self.console_scrollback_lines, "keep at least 1 line"
+            )
 
     # -- persistence -------------------------------------------------------------------------
 

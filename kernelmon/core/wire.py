@@ -74,11 +74,13 @@ def channel_url(info: dict[str, Any], channel: str) -> str:
 def subscriber(
     url: str,
     context: zmq.Context[zmq.Socket[bytes]] | None = None,
-    rcvhwm: int = RECEIVE_HWM,
+    rcvhwm: int | None = None,
 ) -> zmq.Socket[bytes]:
     """A SUB socket subscribed to everything and connected to ``url``, with a bounded receive
-    high-water mark ``rcvhwm`` (set before connecting: it applies to the connection's pipe
-    when it is made)."""
+    high-water mark ``rcvhwm`` (default ``RECEIVE_HWM``; set before connecting: it applies
+    to the connection's pipe when it is made)."""
+    if rcvhwm is None:
+        rcvhwm = RECEIVE_HWM
     if rcvhwm <= 0:
         raise ValueError("a subscriber's receive high-water mark must be bounded (> 0)")
     ctx = context or zmq.Context.instance()

@@ -3,6 +3,12 @@
 The console talks through ``KernelMap.connect`` with a session key that stays the same for a
 kernel for the app's lifetime (``ConsoleManager`` keeps them), so output the kernel sends
 while the console is closed is kept and replayed when it is opened again.
+
+Output is appended at frame rate: text that arrives is collected and inserted in one go at
+most every ``FRAME_MS`` milliseconds, so a kernel printing tens of thousands of lines a
+second costs a few dozen insertions a second, not one per message. The scrollback keeps the
+last ``scrollback`` lines (the ``console_scrollback_lines`` setting); the number of older
+lines dropped is shown on the first line.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QFont, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -31,6 +37,15 @@ logger = logging.getLogger(__name__)
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
+#: Output is inserted at most this often [ms] (about a screen frame).
+FRAME_MS = 16
+#: Lines a console keeps unless told otherwise (``Settings.console_scrollback_lines``).
+DEFAULT_SCROLLBACK = 10_000
+
+
+def dropped_text(n: int) -> str:
+    """The first line of a console whose older lines were dropped."""
+    return f"── {n:,} older line(s) dropped (scrollback: see console_scrollback_lines) ──"
 
 
 def strip_ansi(text: str) -> str:
@@ -64,17 +79,37 @@ class ConsoleWindow(QWidget):
     #: ``(kernel_id)``: the window closed (its connection is being closed).
     closed = Signal(str)
 
-    def __init__(self, kernel_id: str, title: str, spawn: Spawn) -> None:
+    def __init__(
+        self, kernel_id: str, title: str, spawn: Spawn, scrollback: int = DEFAULT_SCROLLBACK
+    ) -> None:
         super().__init__(None, Qt.WindowType.Window)
         self.kernel_id = kernel_id
         self.connection: KernelConnection | None = None
         self._spawn = spawn
+        #: Lines kept; ``dropped`` older ones were removed (and are counted on the first line).
+        self.scrollback = max(1, scrollback)
+        self.dropped = 0
+        #: Blocks before the kernel's output: 1 once the "dropped" line is shown.
+        self._header = 0
+        #: Text waiting for the next frame, and whether the output ends with a newline.
+        self._pending: list[str] = []
+        self._ends_line = True
+        #: Insertions made (one per frame with output).
+        self.flushes = 0
+        self._frame = QTimer(self)
+        self._frame.setSingleShot(True)
+        self._frame.setInterval(FRAME_MS)
+        self._frame.timeout.connect(self.flush)
         self.setWindowTitle(f"Console: {title}")
         self.setObjectName("console")
         self.resize(700, 450)
         self.output = QPlainTextEdit()
         self.output.setReadOnly(True)
-        self.output.setMaximumBlockCount(20_000)
+        self.output.setUndoRedoEnabled(False)  # read-only: an undo history only grows
+        self.output.setToolTip(
+            f"The kernel's output; the last {self.scrollback:,} lines are kept "
+            "(setting: console_scrollback_lines)"
+        )
         font = QFont("monospace")
         font.setStyleHint(QFont.StyleHint.Monospace)
         self.output.setFont(font)
@@ -96,20 +131,91 @@ class ConsoleWindow(QWidget):
         layout.addWidget(self.status)
 
     def text(self) -> str:
+        """Everything shown (pending output included)."""
+        self.flush()
         return self.output.toPlainText()
 
     def append(self, text: str) -> None:
-        cursor = self.output.textCursor()
+        """Show ``text`` with the next frame."""
+        if not text:
+            return
+        self._pending.append(text)
+        self._ends_line = text.endswith("\n")
+        if not self._frame.isActive():
+            self._frame.start()
+
+    def flush(self) -> None:
+        """Insert the pending text now, then keep the scrollback within its bound."""
+        self._frame.stop()
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self.flushes += 1
+        doc = self.output.document()
+        # More new lines than the scrollback holds: only their tail is ever inserted (what is
+        # shown now and the head of the text are dropped, and counted).
+        cut = len(text)
+        for _ in range(self.scrollback + 1):
+            cut = text.rfind("\n", 0, cut)
+            if cut < 0:
+                break
+        if cut >= 0:
+            complete = doc.blockCount() - self._header - 1  # the last block is never complete
+            self.dropped += complete + text.count("\n", 0, cut + 1)
+            cursor = QTextCursor(doc)
+            if self._header:
+                cursor.movePosition(QTextCursor.MoveOperation.NextBlock)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            text = text[cut + 1 :]
+        bar = self.output.verticalScrollBar()
+        at_bottom = bar.value() >= bar.maximum() - 2
+        cursor = QTextCursor(doc)
         cursor.movePosition(QTextCursor.MoveOperation.End)
         cursor.insertText(text)
-        self.output.setTextCursor(cursor)
-        self.output.ensureCursorVisible()
+        self._trim()
+        if at_bottom:
+            bar.setValue(bar.maximum())
+
+    def lines(self) -> int:
+        """Lines of output shown (the last one possibly partial; the header not counted)."""
+        doc = self.output.document()
+        n = doc.blockCount() - self._header
+        return n - 1 if doc.lastBlock().text() == "" else n
+
+    def _trim(self) -> None:
+        """Drop the oldest lines beyond the scrollback; say how many on the first line."""
+        excess = self.lines() - self.scrollback
+        doc = self.output.document()
+        if excess > 0:
+            cursor = QTextCursor(doc)
+            if self._header:
+                cursor.movePosition(QTextCursor.MoveOperation.NextBlock)
+            cursor.movePosition(
+                QTextCursor.MoveOperation.NextBlock, QTextCursor.MoveMode.KeepAnchor, excess
+            )
+            cursor.removeSelectedText()
+            self.dropped += excess
+        if not self.dropped:
+            return
+        cursor = QTextCursor(doc)
+        if self._header:
+            cursor.movePosition(
+                QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor
+            )
+            cursor.insertText(dropped_text(self.dropped))
+        else:
+            cursor.insertText(dropped_text(self.dropped) + "\n")
+            self._header = 1
 
     def note(self, text: str) -> None:
         """A line from kernelmon itself (not from the kernel)."""
-        if self.text() and not self.text().endswith("\n"):
-            self.append("\n")
-        self.append(f"── {text} ──\n")
+        self.append(("" if self._ends_line else "\n") + f"── {text} ──\n")
+
+    def on_output_lost(self, n: int, text: str) -> None:
+        """Output the kernel published never reached kernelmon: say so where it was lost."""
+        self.note(f"Output lost here: {text}")
 
     def on_message(self, channel: str, msg: dict[str, Any]) -> None:
         if channel != "iopub":
@@ -130,12 +236,21 @@ class ConsoleWindow(QWidget):
                 f"{connection.replayed} message(s) the kernel sent while this console was "
                 f"closed are shown above{dropped}"
             )
+        if connection.lost:
+            self.note(
+                f"While this console was closed, {connection.lost:,} message(s) of the "
+                "kernel's output never reached kernelmon (the kernel's IOPub socket dropped "
+                "them)"
+            )
+        connection.on_lost = self.on_output_lost
         self.status.setText(f"Connected (session …{connection.session_key[-8:]})")
         self.input.setEnabled(True)
         self.run_button.setEnabled(True)
         self.input.setFocus()
 
     def detach(self, why: str) -> None:
+        if self.connection is not None:
+            self.connection.on_lost = None
         self.connection = None
         self.input.setEnabled(False)
         self.run_button.setEnabled(False)
@@ -189,7 +304,8 @@ class ConsoleManager(QObject):
             return existing
         model = self._map.kernel_model(kernel_id)
         title = f"{model.get('display_name')} {kernel_id[:8]}"
-        console = ConsoleWindow(kernel_id, title, self._spawn)
+        scrollback = self._map.settings.console_scrollback_lines
+        console = ConsoleWindow(kernel_id, title, self._spawn, scrollback)
         console.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         console.closed.connect(self.on_console_closed)
         self.consoles[kernel_id] = console

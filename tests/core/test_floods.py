@@ -1,0 +1,131 @@
+"""Floods of output through a real frontend connection: nothing lost while kernelmon is
+stalled (its subscriber's queue holds the flood), and a loss it could not avoid is counted
+and told (no timing is asserted)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from kernelmon.core import wire
+from kernelmon.core.events import OutputLost
+
+from .conftest import EventLog, wait_until
+
+
+class StallingFrontend:
+    """A frontend whose first output message stalls the whole event loop until the kernel
+    has finished the job (a file appears): meanwhile only libzmq's IO thread reads."""
+
+    def __init__(self, done_file: Path) -> None:
+        self.done_file = done_file
+        self.messages: list[tuple[str, dict]] = []
+        self.stalled = False
+
+    def __call__(self, channel: str, msg: dict) -> None:
+        kind = msg["header"]["msg_type"]
+        if channel == "iopub" and kind in ("stream", "display_data") and not self.stalled:
+            self.stalled = True
+            deadline = time.monotonic() + 60
+            while not self.done_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the kernel's last messages are on their way meanwhile
+        self.messages.append((channel, msg))
+
+    def lines(self) -> list[str]:
+        text = "".join(
+            m["content"]["text"] for c, m in self.messages if m["header"]["msg_type"] == "stream"
+        )
+        return text.splitlines()
+
+    def count(self, kind: str) -> int:
+        return sum(1 for _c, m in self.messages if m["header"]["msg_type"] == kind)
+
+    def idle_for(self, msg_id: str) -> bool:
+        return any(
+            c == "iopub"
+            and m["header"]["msg_type"] == "status"
+            and m["content"]["execution_state"] == "idle"
+            and m["parent_header"].get("msg_id") == msg_id
+            for c, m in self.messages
+        )
+
+
+def test_a_stalled_frontend_loses_no_line_and_gets_the_final_idle(aio, kmap, tmp_path):
+    """5,000 lines printed while kernelmon's loop is stalled: libzmq's default queues (1,000
+    messages on each side) would make the kernel's PUB socket drop most of them."""
+    n = 5000
+    done = tmp_path / "done"
+
+    async def go() -> tuple[StallingFrontend, str, int]:
+        kid = await kmap.start_kernel()
+        fe = StallingFrontend(done)
+        conn = await kmap.connect(kid, "stalled", fe)
+        code = f"for i in range({n}): print(i, flush=True)\nopen({str(done)!r}, 'w').close()"
+        msg_id = conn.execute(code)
+        await wait_until(lambda: fe.idle_for(msg_id), timeout=40, what="the final idle")
+        await asyncio.sleep(1.5)  # a gap would be counted by now
+        lost = conn.lost
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+        return fe, msg_id, lost
+
+    fe, _msg_id, lost = aio.run(go())
+    assert fe.stalled
+    assert fe.lines() == [str(i) for i in range(n)]
+    assert lost == 0
+
+
+@pytest.fixture
+def small_queue(monkeypatch):
+    # A subscriber queue of 50 messages: a stall of the loop loses output for sure.
+    monkeypatch.setattr(wire, "RECEIVE_HWM", 50)
+
+
+def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, small_queue):
+    """The kernel publishes 3,000 display messages (one message each) while kernelmon is
+    stalled and its queue holds 50: what the frontend got plus what kernelmon counts as lost
+    is what the kernel sent (plus, at most, the final idle status if that was lost too)."""
+    n = 3000
+    done = tmp_path / "done"
+    log = EventLog(kmap)
+
+    async def go() -> tuple[StallingFrontend, int, str]:
+        kid = await kmap.start_kernel()  # its IOPub subscriber gets the small queue
+        fe = StallingFrontend(done)
+        conn = await kmap.connect(kid, "lossy", fe)
+        code = (
+            "from IPython.display import display\n"
+            f"for i in range({n}): display(i)\n"
+            f"open({str(done)!r}, 'w').close()"
+        )
+        msg_id = conn.execute(code)
+        await wait_until(lambda: fe.stalled, timeout=60, what="the stall")
+        await wait_until(
+            lambda: (
+                msg_id in [m["parent_header"].get("msg_id") for c, m in fe.messages if c == "shell"]
+            ),
+            timeout=60,
+            what="the execute reply",
+        )
+        await wait_until(lambda: conn.lost > 0, timeout=10, what="the loss to be counted")
+        await asyncio.sleep(1.5)  # every gap is counted by now
+        lost = conn.lost
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+        return fe, lost, kid
+
+    try:
+        fe, lost, kid = aio.run(go())
+    finally:
+        log.unsubscribe()
+    got = fe.count("display_data")
+    assert lost > 0
+    assert got < n
+    assert n <= got + lost <= n + 1
+    events = log.of(OutputLost, kid)
+    assert sum(e.messages for e in events) == lost
+    assert all("never reached kernelmon" in e.text for e in events)
