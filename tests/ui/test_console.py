@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kernelmon.core import KernelMap
-from kernelmon.ui.console import ConsoleWindow, message_text, strip_ansi
+from kernelmon.ui.console import ConsoleWindow, dropped_text, message_text, strip_ansi
 from kernelmon.ui.main_window import MainWindow
 
 from .conftest import QtLoop, wait_until
@@ -110,6 +110,51 @@ def test_reopened_console_replays_what_it_missed(
         "the output came from the buffer, before the note"
     )
     assert kernel_map.kernel_model(kid)["buffered"] == 0
+
+
+def test_console_batches_output_and_keeps_a_bounded_scrollback(qapp: Any) -> None:
+    console = ConsoleWindow("k", "bounded", lambda coro, what: coro.close(), scrollback=100)
+    for i in range(250):  # one message a line, with no frame in between: one insertion
+        console.append(f"{i}\n")
+    assert console.flushes == 0, "appended with the next frame, not at once"
+    text = console.text()
+    assert console.flushes == 1
+    lines = text.splitlines()
+    assert lines[0] == dropped_text(150)
+    assert "150 older line(s) dropped" in lines[0]
+    assert lines[1:] == [str(i) for i in range(150, 250)]
+    # More at once than the scrollback holds: only the tail is inserted, all is counted.
+    console.append("".join(f"b{i}\n" for i in range(1000)))
+    console.append("partial")
+    lines = console.text().splitlines()
+    assert lines[0] == dropped_text(150 + 100 + 901)
+    assert lines[1:] == [f"b{i}" for i in range(901, 1000)] + ["partial"]
+    assert console.dropped + console.lines() == 250 + 1000 + 1
+    console.on_output_lost(7, "7 message(s) of the kernel's output never reached kernelmon")
+    assert console.text().splitlines()[-1] == (
+        "── Output lost here: 7 message(s) of the kernel's output never reached kernelmon ──"
+    ), "on a line of its own, after the partial line"
+    console.close()
+
+
+def test_console_flooded_by_a_kernel_keeps_the_last_lines(
+    qloop: QtLoop, window: MainWindow, kid: str
+) -> None:
+    async def go() -> ConsoleWindow:
+        console = open_console(window, kid)
+        await wait_until(lambda: console.input.isEnabled())
+        console.scrollback = 500
+        console.execute("for i in range(3000): print(f'line {i}', flush=True)")
+        await wait_until(lambda: "line 2999\n" in console.text(), timeout=60)
+        return console
+
+    console = qloop.run(go())
+    lines = console.text().splitlines()
+    assert lines[0] == dropped_text(console.dropped)
+    assert console.lines() == 500
+    assert lines[-1] == "line 2999"
+    assert lines[-500:] == [f"line {i}" for i in range(2500, 3000)], "nothing lost"
+    assert console.flushes < 3000, "batched, not one insertion per message"
 
 
 def test_console_says_when_its_kernel_goes(
