@@ -128,6 +128,10 @@ class Feed:
             if _feeds.get(self._key) is self:
                 del _feeds[self._key]
 
+    def read_now(self) -> None:
+        """Read the socket now (see ``SocketDrain.read_now``)."""
+        self._drain.read_now()
+
     def note_reply(self, msg_id: str) -> None:
         """A message of the kernel's session arrived on another of kernelmon's sockets (a
         reply): its number is not missing from IOPub."""

@@ -263,6 +263,19 @@ class SocketDrain:
         if self.read(BATCH, now + BUDGET):
             self._turns.add(self)
 
+    def read_now(self) -> None:
+        """Read what is there now (within the turn's budget), even within the coalescing
+        window: used before a reply is delivered, so that output the kernel published before
+        the reply is delivered first, as a frontend expects."""
+        if self._closed:
+            return
+        if self._deferred is not None:
+            self._deferred.cancel()
+            self._deferred = None
+        self._last_read = now = perf_counter()
+        if self.read(BATCH, now + BUDGET):
+            self._turns.add(self)
+
     def _on_due(self) -> None:
         self._deferred = None
         self._last_read = float("-inf")

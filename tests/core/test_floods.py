@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kernelmon.core import wire
+from kernelmon.core.channels import StreamDecoder
 from kernelmon.core.events import OutputLost
 
 from .conftest import EventLog, wait_until
@@ -88,7 +89,8 @@ def small_queue(monkeypatch):
 def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, small_queue):
     """The kernel publishes 3,000 display messages (one message each) while kernelmon is
     stalled and its queue holds 50: what the frontend got plus what kernelmon counts as lost
-    is what the kernel sent (plus, at most, the final idle status if that was lost too)."""
+    is what the kernel sent, plus the few status messages dropped in the same burst (the
+    final idle, and busy/idle around kernelmon's own probes of the kernel meanwhile)."""
     n = 3000
     done = tmp_path / "done"
     log = EventLog(kmap)
@@ -125,7 +127,43 @@ def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, smal
     got = fe.count("display_data")
     assert lost > 0
     assert got < n
-    assert n <= got + lost <= n + 1
+    assert n <= got + lost <= n + 10
     events = log.of(OutputLost, kid)
     assert sum(e.messages for e in events) == lost
     assert all("never reached kernelmon" in e.text for e in events)
+
+
+def test_stream_decoder_decodes_like_decode_message():
+    signer = wire.Signer(b"secret")
+
+    def frames(header: bytes, parent: bytes, meta: bytes, content: bytes, key=signer):
+        parts = [header, parent, meta, content]
+        return [b"topic", wire.DELIM, key.sign(parts), *parts, b"buf"]
+
+    parent = b'{"msg_id": "p1", "msg_type": "execute_request"}'
+    good = [
+        frames(b'{"msg_id": "a", "msg_type": "stream"}', parent, b"{}", b'{"text": "x"}'),
+        frames(
+            b'{"msg_id": "b", "msg_type": "stream"}', parent, b'{"m": 1}', b'{"text": "\\u00e9"}'
+        ),
+        frames(
+            b'{"msg_id": "c", "msg_type": "status"}', b"{}", b"{}", b'{"execution_state": "idle"}'
+        ),
+    ]
+    bad = [
+        frames(b'{"msg_id": "d"}', parent, b"{}", b"{}"),  # no msg_type
+        frames(b'{"msg_id": "e", "msg_type": "x"}', b"[]", b"{}", b"{}"),  # parent not a dict
+        frames(b'{"msg_id": "f", "msg_type": "x"}', parent, b"{}", b"[1]"),  # content not a dict
+        frames(b"{not json", parent, b"{}", b"{}"),
+        frames(b'{"msg_id": "g", "msg_type": "x"}', parent, b"{}", b"{}", wire.Signer(b"other")),
+        [b"no delimiter"],
+    ]
+    decode = StreamDecoder(signer)
+    for f in good + bad + good:
+        assert decode(f) == wire.decode_message(signer, f)
+    first, second = decode(good[0]), decode(good[1])
+    assert first is not None
+    assert second is not None
+    first["parent_header"]["changed"] = True  # a handler changing its own message
+    assert "changed" not in second["parent_header"]
+    assert "changed" not in decode(good[0])["parent_header"]
