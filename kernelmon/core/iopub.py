@@ -107,7 +107,8 @@ class Feed:
         self._last = -1
         #: Open gaps: (first, last, time noticed) of counters not seen on IOPub.
         self._gaps: list[tuple[int, int, float]] = []
-        self._replies: dict[int, None] = {}
+        #: Numbers (session, counter) of replies seen on kernelmon's other sockets.
+        self._replies: dict[tuple[bytes, int], None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
         self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
@@ -154,9 +155,8 @@ class Feed:
         return self._last > number[1]
 
     def _note(self, number: tuple[bytes, int] | None) -> None:
-        if number is None or (self._session is not None and number[0] != self._session):
-            return
-        self._replies[number[1]] = None
+        if number is not None:
+            self._replies[number] = None
         if len(self._replies) > _REPLY_MEMORY:
             del self._replies[next(iter(self._replies))]
 
@@ -190,7 +190,8 @@ class Feed:
                 # A new session (the kernel restarted, or the first message): start over.
                 session, last = prefix, n
                 self._gaps.clear()
-                self._replies.clear()
+                # Replies may arrive before the session's first IOPub message: keep those.
+                self._replies = {k: None for k in self._replies if k[0] == prefix}
                 continue
             if n > last + 1:
                 self._gaps.append((last + 1, n - 1, time.monotonic()))
@@ -212,11 +213,12 @@ class Feed:
         lost = 0
         while self._gaps and now - self._gaps[0][2] >= GRACE:
             first, last, _t = self._gaps.pop(0)
-            replies = self._replies
+            replies, session = self._replies, self._session
             if last - first < 64:
-                lost += sum(1 for n in range(first, last + 1) if n not in replies)
+                lost += sum(1 for n in range(first, last + 1) if (session, n) not in replies)
             else:
-                lost += last - first + 1 - sum(1 for n in replies if first <= n <= last)
+                lost += last - first + 1
+                lost -= sum(1 for s, n in replies if s == session and first <= n <= last)
         if lost:
             self.lost += lost
             logger.warning("%d message(s) missing from the IOPub of %s", lost, self.url)

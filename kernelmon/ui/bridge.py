@@ -8,6 +8,11 @@ table refreshes per second, never one per message. A change of execution state (
 busy -> idle) is a fact people must see, so it goes out at once too, up to
 ``max_state_changes`` per kernel per second (beyond that, kernels toggling faster than anyone
 can read are coalesced like the rest).
+
+The merged changes are sent in slices of at most ``SLICE`` seconds per loop turn, so that
+hundreds of kernels changing at once never hold the window for longer than that (a row
+update costs ~0.3 ms with the table's sorting). ``usage_sampled`` waits for the slices, so
+the totals and the rows still agree.
 """
 
 from __future__ import annotations
@@ -41,14 +46,19 @@ from ..core.events import (
 
 logger = logging.getLogger(__name__)
 
+#: Wall time [s] one slice of merged changes may take before the loop gets a turn.
+SLICE = 0.004
+
 
 class KernelBridge(QObject):
     """Qt signals for a ``KernelMap``'s events. Call ``close()`` to unsubscribe."""
 
     #: ``(kernel_id, model)``: a kernel appeared (state "starting" while it starts).
     kernel_added = Signal(str, dict)
-    #: ``(kernel_id, model, fields)``: facts changed; ``fields`` is a set of names.
-    kernel_changed = Signal(str, dict, object)
+    #: ``(kernel_id, model, fields)``: facts changed; ``fields`` is a set of names. The
+    #: model is a dict (typed ``object``: a ``dict`` signal converts it to a QVariantMap and
+    #: back for every slot, ~6x the cost of the emission); the slots share it: read only.
+    kernel_changed = Signal(str, object, object)
     #: ``(kernel_id, reason)``: a kernel left the map.
     kernel_removed = Signal(str, str)
     #: ``(kernel_id,)``: a new kernel answered.
@@ -95,13 +105,18 @@ class KernelBridge(QObject):
         self._last_flush = 0.0
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._flush_slice)
+        #: Slices of merged changes sent so far (each one a loop turn of their own).
+        self.slices = 0
+        #: A ``usage_sampled`` waiting for the pending changes to go out first.
+        self._usage: tuple[Any, Any] | None = None
         self._unsubscribe = kernel_map.subscribe(self.on_kernel_map_event)
 
     def close(self) -> None:
         self._unsubscribe()
         self._timer.stop()
         self._pending.clear()
+        self._usage = None
 
     def on_kernel_map_event(self, event: KernelEvent) -> None:
         kid = event.kernel_id
@@ -139,8 +154,8 @@ class KernelBridge(QObject):
                 self.action_failed.emit(kid, event.action, event.message)
             case UsageSampled():
                 # The figures of the tick first, so the totals and the rows agree.
-                self.flush()
-                self.usage_sampled.emit(event.total_cpu, event.total_rss)
+                self._usage = (event.total_cpu, event.total_rss)
+                self._flush_slice()
             case MemoryWarning():
                 self.memory_warning.emit(kid, event.rss, event.limit, event.total)
             case JobFinished():
@@ -163,7 +178,7 @@ class KernelBridge(QObject):
             return
         wait_ms = self.interval_ms - (time.monotonic() - self._last_flush) * 1000
         if wait_ms <= 0:
-            self.flush()
+            self._flush_slice()
         else:
             self._timer.start(int(wait_ms) + 1)
 
@@ -196,3 +211,29 @@ class KernelBridge(QObject):
         pending, self._pending = self._pending, {}
         for kid, (model, fields) in pending.items():
             self._emit_change(kid, model, fields)
+        self._send_usage()
+
+    def _flush_slice(self) -> None:
+        """Send pending changes, oldest first, for at most ``SLICE`` seconds; the rest on the
+        next loop turn."""
+        self._timer.stop()
+        self._last_flush = time.monotonic()
+        deadline = time.perf_counter() + SLICE
+        pending = self._pending
+        if pending:
+            self.slices += 1
+        while pending:
+            kid = next(iter(pending))
+            model, fields = pending.pop(kid)
+            self._emit_change(kid, model, fields)
+            if time.perf_counter() >= deadline:
+                break
+        if pending:
+            self._timer.start(0)
+        else:
+            self._send_usage()
+
+    def _send_usage(self) -> None:
+        usage, self._usage = self._usage, None
+        if usage is not None:
+            self.usage_sampled.emit(*usage)

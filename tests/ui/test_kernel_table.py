@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 
-from kernelmon.core.events import KernelAdded, KernelChanged, KernelEvent, KernelRemoved
+from kernelmon.core.events import (
+    KernelAdded,
+    KernelChanged,
+    KernelEvent,
+    KernelRemoved,
+    UsageSampled,
+)
+from kernelmon.ui import bridge as bridge_module
 from kernelmon.ui.bridge import KernelBridge
 from kernelmon.ui.kernel_table import (
     KERNEL_ID_ROLE,
@@ -225,6 +232,34 @@ def test_bridge_coalesces_a_flood_of_changes(qtbot: Any) -> None:
     assert len(got) == before_removal
     bridge.close()
     assert fake.subscribers == []
+
+
+def test_bridge_sends_a_burst_in_slices_then_the_totals(
+    qtbot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many kernels changing at once go out a few per loop turn (here: one, the slice being
+    0 s), none lost, each with its last model; the totals of the tick come after them."""
+    monkeypatch.setattr(bridge_module, "SLICE", 0.0)
+    fake = FakeMap()
+    bridge = KernelBridge(fake, interval_ms=50)  # type: ignore[arg-type]
+    got: list[tuple[str, Any]] = []
+    bridge.kernel_changed.connect(lambda k, m, f: got.append((k, m["messages"])))
+    bridge.usage_sampled.connect(lambda cpu, rss: got.append(("totals", cpu)))
+    kids = [f"k{i}" for i in range(20)]
+    for kid in kids:
+        fake.emit(KernelAdded(kid, model_for(kid)))
+    got.clear()
+    for n in (1, 2):
+        for kid in kids:
+            fake.emit(KernelChanged(kid, frozenset({"messages"}), model_for(kid, messages=n)))
+    fake.emit(UsageSampled("", total_cpu=12.0, total_rss=0))
+    assert len(got) <= 2, "one slice now, the rest on later loop turns"
+    qtbot.waitUntil(lambda: got and got[-1][0] == "totals", timeout=5000)
+    last = dict(got[:-1])  # each kernel's last row update
+    assert last == dict.fromkeys(kids, 2)
+    assert got[-1] == ("totals", 12.0)
+    assert bridge.slices >= len(kids) // 2
+    bridge.close()
 
 
 def test_model_follows_the_bridge(qtmodeltester: Any) -> None:
