@@ -310,7 +310,7 @@ class ChangeCounter:
     def _on(self, top_left: Any, bottom_right: Any, *_: Any) -> None:
         now = time.perf_counter()
         self.all.append(now)
-        if top_left.column() == 0 and bottom_right.column() == self.columns - 1:
+        if top_left.row() == bottom_right.row():  # one kernel's row (whole or some columns)
             self.rows.append(now)
 
     def between(self, t0: float, t1: float) -> tuple[int, int]:

@@ -167,6 +167,28 @@ def test_selection_survives_sorting_and_updates() -> None:
     assert not QModelIndex().isValid()
 
 
+def test_a_change_repaints_only_the_columns_of_its_fields() -> None:
+    model = KernelTableModel(refresh_ms=0)
+    proxy = KernelSortProxy()
+    proxy.setSourceModel(model)
+    for kid, ago in (("a", 50), ("b", 5)):
+        model.add_kernel(kid, model_for(kid, ago=ago))
+    proxy.sort(Column.LAST_ACTIVITY, Qt.SortOrder.AscendingOrder)  # least recent first
+    assert [proxy.index(r, 0).data(KERNEL_ID_ROLE) for r in range(2)] == ["a", "b"]
+    ranges: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda tl, br, *_: ranges.append((tl.column(), br.column())))
+    model.update_kernel("b", model_for("b", ago=5, messages=3), frozenset({"messages"}))
+    model.update_kernel("a", model_for("a", ago=1), frozenset({"last_activity", "messages"}))
+    model.update_kernel("a", model_for("a", state="busy", ago=1), frozenset({"execution_state"}))
+    assert ranges == [
+        (Column.MESSAGE_RATE, Column.MESSAGE_RATE),
+        (Column.MESSAGE_RATE, Column.CULL_ETA),
+        (0, len(Column) - 1),  # a field without columns of its own: the whole row
+    ]
+    # the sorted column was among the changed ones: the proxy re-sorted
+    assert [proxy.index(r, 0).data(KERNEL_ID_ROLE) for r in range(2)] == ["b", "a"]
+
+
 class FakeMap:
     """Just enough of KernelMap for the bridge: subscribe and emit."""
 
