@@ -136,6 +136,8 @@ ROWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("lag_p50_ms", "loop lag p50 (10 ms timer)", "ms"),
             ("lag_p99_ms", "loop lag p99", "ms"),
             ("lag_max_ms", "loop lag max", "ms"),
+            ("probe_p99_ms", "bare probe process's lag p99", "ms"),
+            ("probe_max_ms", "bare probe process's lag max", "ms"),
             ("refreshes_per_s", "table refreshes/s (dataChanged)", "/s"),
             ("shutdown_all_s", "shut all down -> all gone", "s"),
             ("left_running", "kernel processes left afterwards", ""),
@@ -629,6 +631,7 @@ async def scale_workload(p: dict[str, Any]) -> dict[str, Any]:
         # bridge's change signals instead (one per coalesced change per kernel).
         window.bridge.kernel_changed.connect(lambda *_: seen.__setitem__(0, seen[0] + 1))
         meter = LagMeter()
+        probe = ProbeProcess()
         meter.start()
         await asyncio.sleep(0.5)
         set_flag(flag, True)
@@ -637,8 +640,10 @@ async def scale_workload(p: dict[str, Any]) -> dict[str, Any]:
         t2 = time.perf_counter()
         set_flag(flag, False)
         meter.stop()
+        probe.stop()
         dc, _rows = counter.between(t1, t2)
         res.update(meter.stats(t1, t2))
+        res.update(probe.stats(t1, t2))
         res["refreshes_per_s"] = dc / (t2 - t1)
         res["messages"] = round(len(kids) * output_s / 0.5)
         res["bridge_changes"] = seen[0]

@@ -48,6 +48,23 @@ logger = logging.getLogger(__name__)
 
 #: Wall time [s] one slice of merged changes may take before the loop gets a turn.
 SLICE = 0.004
+#: Fields that are figures of activity and resources: their changes alter no action and no
+#: count of kernels by state (the table shows them; the status bar's clock the latest one).
+FIGURE_FIELDS = frozenset(
+    {
+        "messages",
+        "bad_messages",
+        "last_activity",
+        "message_rate",
+        "cpu_percent",
+        "rss",
+        "pss",
+        "uss",
+        "processes",
+        "buffered",
+        "buffer_dropped",
+    }
+)
 
 
 class KernelBridge(QObject):

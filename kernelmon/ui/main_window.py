@@ -39,7 +39,7 @@ from .. import paths
 from ..core import KernelMap, Settings
 from ..settings_file import save_settings
 from . import actions, dialogs
-from .bridge import KernelBridge
+from .bridge import FIGURE_FIELDS, KernelBridge
 from .console import ConsoleManager
 from .culler_panel import CullerPanel
 from .details_pane import KernelDetailsPane
@@ -253,8 +253,12 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         b = self.bridge
         b.kernel_removed.connect(self.consoles.on_kernel_removed)
         b.kernel_restarted.connect(self.consoles.on_kernel_restarted)
-        for signal in (b.kernel_added, b.kernel_removed, b.kernel_changed):
+        for signal in (b.kernel_added, b.kernel_removed):
             signal.connect(self.schedule_refresh)
+        # Figures alone (activity, resources) change no action: no refresh for them.
+        b.kernel_changed.connect(
+            lambda _k, _m, fields: None if fields <= FIGURE_FIELDS else self.schedule_refresh()
+        )
         b.kernel_changed.connect(lambda k, m, _f: self.details.update_model(k, m))
         b.kernel_removed.connect(lambda k, _r: self.details.kernel_removed(k))
         b.usage_sampled.connect(self.on_bridge_usage_sampled)

@@ -85,7 +85,8 @@ def test_a_burst_of_changes_refreshes_once(
     slices = bridge.slices - slices
     assert window.table_model.kernel_model(kids[0])["cpu_percent"] == 5
     assert slices < N // 4
-    assert 1 <= reads[0] <= PER_BURST * max(1, slices), f"{reads[0]} reads for {N} kernels"
+    # figures alone change no action: at most the status bar's clock reads meanwhile
+    assert reads[0] <= PER_BURST, f"{reads[0]} reads for {N} kernels changed"
 
     reads[0] = 0
     for kid in kids:
