@@ -26,6 +26,7 @@ import asyncio
 import hmac
 import json
 import logging
+import select
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -198,6 +199,87 @@ class _Turns:
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
 
 
+class _Readiness:
+    """One epoll (Linux) for the zmq FDs of every drain of an event loop, registered with the
+    loop as a single reader, and at most one wake-up per ``COALESCE`` for all of them.
+
+    With a reader per socket, every socket is a file descriptor the loop polls on each turn
+    (under qasync a QSocketNotifier each, with a Qt event round trip per wake-up): watching
+    256 kernels, the loop's own bookkeeping cost more than reading their messages. The zmq
+    FDs are registered edge-triggered, as zmq signals them: a drain that was told once is
+    told again only after it has read what is there (see ``SocketDrain``)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epoll = select.epoll()
+        self.drains: dict[int, SocketDrain] = {}
+        #: Drains told ready and not yet run (in the order they were told).
+        self.ready: dict[SocketDrain, None] = {}
+        self.last = float("-inf")
+        self.timer: asyncio.TimerHandle | None = None
+        loop.add_reader(self.epoll.fileno(), self._on_ready)
+
+    def register(self, fd: int, drain: SocketDrain) -> None:
+        self.epoll.register(fd, select.EPOLLIN | select.EPOLLET)
+        self.drains[fd] = drain
+
+    def unregister(self, fd: int) -> None:
+        drain = self.drains.pop(fd, None)
+        if drain is not None:
+            self.ready.pop(drain, None)
+        try:
+            self.epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+        if not self.drains:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            try:
+                self.loop.remove_reader(self.epoll.fileno())
+            except Exception:  # loop already closed
+                pass
+            self.epoll.close()
+            if _readiness.get(self.loop) is self:
+                del _readiness[self.loop]
+
+    def _on_ready(self) -> None:
+        drains, ready = self.drains, self.ready
+        for fd, _events in self.epoll.poll(0):
+            drain = drains.get(fd)
+            if drain is not None:
+                ready[drain] = None
+        if self.timer is not None or not ready:
+            return
+        wait = self.last + COALESCE - perf_counter()
+        if wait > 0:
+            self.timer = self.loop.call_later(wait, self._run)
+        else:
+            self._run()
+
+    def _run(self) -> None:
+        self.timer = None
+        self.last = perf_counter()
+        ready, self.ready = self.ready, {}
+        for drain in ready:
+            drain._on_readable()
+
+
+_readiness: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Readiness] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _readiness_for(loop: asyncio.AbstractEventLoop) -> _Readiness | None:
+    """The loop's shared epoll, or None where there is no epoll (a reader per socket)."""
+    if not hasattr(select, "epoll"):
+        return None
+    readiness = _readiness.get(loop)
+    if readiness is None:
+        readiness = _readiness[loop] = _Readiness(loop)
+    return readiness
+
+
 class SocketDrain:
     """Reads every ready message of a plain zmq socket on each loop wake-up.
 
@@ -233,7 +315,11 @@ class SocketDrain:
         #: ``perf_counter()`` of the last read, and the timer of a deferred one.
         self._last_read = float("-inf")
         self._deferred: asyncio.TimerHandle | None = None
-        self.loop.add_reader(self._fd, self._on_readable)
+        self._readiness = _readiness_for(self.loop)
+        if self._readiness is not None:
+            self._readiness.register(self._fd, self)
+        else:
+            self.loop.add_reader(self._fd, self._on_readable)
         # The zmq FD is edge-triggered: messages that arrived before add_reader would never
         # wake us, so look once now.
         self.poke()
@@ -327,8 +413,11 @@ class SocketDrain:
         if self._deferred is not None:
             self._deferred.cancel()
             self._deferred = None
-        try:
-            self.loop.remove_reader(self._fd)
-        except Exception:  # loop already closed
-            pass
+        if self._readiness is not None:
+            self._readiness.unregister(self._fd)
+        else:
+            try:
+                self.loop.remove_reader(self._fd)
+            except Exception:  # loop already closed
+                pass
         self.socket.close(linger=linger)
