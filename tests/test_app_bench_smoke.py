@@ -42,7 +42,12 @@ def test_quick_app_benchmark_prints_table_and_writes_json(tmp_path: Path) -> Non
         stdout, stderr = proc.communicate(timeout=60)
         pytest.fail(f"the quick app benchmark took too long\n{stdout}\n{stderr}")
     assert proc.returncode == 0, stdout + stderr
-    for title in ("Window visible after launch", "kernels flooding", "kernels watched at once"):
+    for title in (
+        "Window visible after launch",
+        "kernels flooding",
+        "kernels watched at once",
+        "A console receiving",
+    ):
         assert title in stdout
     assert "Goals (medians)" in stdout
 
@@ -55,6 +60,17 @@ def test_quick_app_benchmark_prints_table_and_writes_json(tmp_path: Path) -> Non
     )
     assert {"start_all_s", "rss_mb", "cull_pass_ms", "lag_p99_ms", "shutdown_all_s"} <= set(
         summary["scale"]
+    )
+    assert {"probe_p99_ms", "lag_p99_vs_probe", "lines_lost", "cpu_us_per_msg"} <= set(
+        summary["flood"]
+    )
+    assert {"lag_p99_ms", "probe_p99_ms", "flushes_per_s", "shown_lines", "all_shown"} <= set(
+        summary["console"]
+    )
+    assert summary["console"]["all_shown"]["min"] == 1
+    assert (
+        summary["console"]["shown_lines"]["max"]
+        <= data["config"]["params"]["console"]["scrollback"]
     )
     assert set(summary["launch"]["launch_s"]) == {"median", "min", "max", "n"}
     assert summary["scale"]["kernels"]["median"] == 8

@@ -64,3 +64,38 @@ def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
         assert "jupyter_server" in lifecycle["start_s"]
         assert "jupyter_server" in bigflood["rss_peak_growth_mb"]
         assert "kernelmon/jupyter_server" in data["ratios"]["lifecycle"]["start_s"]
+
+
+@pytest.mark.timeout(120)
+def test_quick_flood_against_the_coalesced_floor(tmp_path: Path) -> None:
+    """The flood workload with kernelmon and its floor only: CPU per message, the state
+    latencies, and the goals that compare them."""
+    out = tmp_path / "flood.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--workloads",
+            "flood",
+            "--contenders",
+            "kernelmon,raw·coalesced",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "IOPub flood" in proc.stdout
+    assert "job end -> shown idle" in proc.stdout
+    data = json.loads(out.read_text())
+    flood = data["summary"]["flood"]
+    for metric in ("print_cpu_us_per_msg", "state_latency_ms", "state_latency_flood_ms"):
+        assert set(flood[metric]) == {"kernelmon", "raw·coalesced"}
+    assert "kernelmon/raw·coalesced" in data["ratios"]["flood"]["print_cpu_us_per_msg"]
+    goals = [g["goal"] for g in data["goals"]]
+    assert "print_cpu_us_per_msg: kernelmon/raw·coalesced <= 1.2" in goals
+    assert "state_latency_ms: kernelmon <= 50" in goals
