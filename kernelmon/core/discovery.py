@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,21 +360,52 @@ def process_table() -> dict[int, ProcessFacts]:
     return table
 
 
-def _read_json(path: Path, problems: list[ScanProblem]) -> Any:
+def read_runtime_file(path: str | os.PathLike[str], limit: int = MAX_FILE_SIZE) -> bytes:
+    """A runtime file's bytes, never blocking on it: opened non-blocking (a FIFO or device
+    would block a plain ``open``), regular files only, at most ``limit`` bytes.
+    ``OSError`` if it cannot be read, ``ValueError`` saying why it is not a runtime file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_FILE_SIZE + 1)
-    except OSError as e:
-        problems.append(ScanProblem(str(path), f"cannot be read: {e.strerror or e}"))
-        return None
-    if len(raw) > MAX_FILE_SIZE:
-        problems.append(ScanProblem(str(path), "is too large for a Jupyter runtime file"))
-        return None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("is not a regular file")
+        if st.st_size > limit:
+            raise ValueError("is too large for a Jupyter runtime file")
+        chunks = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ValueError("is too large for a Jupyter runtime file")
+    return b"".join(chunks)
+
+
+def read_runtime_json(path: str | os.PathLike[str]) -> Any:
+    """A runtime file's JSON (``read_runtime_file``); ``ValueError`` says what is wrong."""
+    raw = read_runtime_file(path)
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValueError("is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
-        problems.append(ScanProblem(str(path), f"is not valid JSON: {e}"))
-        return None
+        raise ValueError(f"is not valid JSON: {e}") from None
+
+
+def _read_json(path: Path, problems: list[ScanProblem]) -> Any:
+    try:
+        return read_runtime_json(path)
+    except OSError as e:
+        problems.append(ScanProblem(str(path), f"cannot be read: {e.strerror or e}"))
+    except ValueError as e:
+        problems.append(ScanProblem(str(path), str(e)))
+    return None
 
 
 def _list(folder: Path, problems: list[ScanProblem]) -> list[Path]:
