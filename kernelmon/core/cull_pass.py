@@ -81,14 +81,17 @@ class CullingMixin(MapBase):
     async def cull_kernels(self) -> dict[str, str]:
         """One cull pass: shut down every kernel the rules say to, concurrently.
 
-        Returns the culled kernels' ids with the reasons. One kernel's failure never stops
-        the pass (it is logged and reported as ``ActionFailed``).
+        Returns the culled kernels' ids with the reasons. Unverifiable kernels (whose process
+        kernelmon cannot prove to be the kernel) are never culled. One kernel's failure never
+        stops the pass (it is logged and reported as ``ActionFailed``).
         """
         now = self._clock()
         victims = {
             kid: reason
             for kid, entry in list(self._kernels.items())
             if entry.shutdown_task is None
+            # a kernel whose process is not proven is never acted on (docs/identity.md)
+            and entry.record.identity_problem is None
             and (reason := cull_reason(entry.record, self._settings, now)) is not None
         }
         if not victims:

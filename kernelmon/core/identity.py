@@ -380,6 +380,8 @@ def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) ->
     only when no process listens on the kernel's sockets. Nothing a record or another file
     names is ever deleted on its word. ``info``: the file's parsed contents, if read."""
     path = os.path.abspath(connection_file)
+    if not os.path.lexists(path):
+        return KernelFiles(())  # nothing left to delete (its socket files are unknown)
     why = _own_regular(path, stat.S_IFREG)
     if why is not None:
         return KernelFiles((), ((path, why),))
