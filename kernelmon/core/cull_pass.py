@@ -103,6 +103,13 @@ class CullingMixin(MapBase):
         return {kid: victims[kid] for kid, ok in zip(victims, results, strict=True) if ok is True}
 
     async def _cull_one(self, kernel_id: str, reason: str) -> bool:
+        entry = self._kernels.get(kernel_id)
+        prove = getattr(entry.backend, "prove", None) if entry is not None else None
+        if prove is not None:  # another application's kernel: proven at this moment, or left
+            proof = await prove()
+            if not proof.ok:
+                logger.warning("Not culling kernel %s: %s", kernel_id, proof.reason)
+                return False
         logger.warning("Culling kernel %s: %s", kernel_id, reason)
         try:
             await self.shutdown_kernel(kernel_id)

@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ import pytest
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
-from kernelmon.core.identity import ipc_paths, prove_kernel
+from kernelmon.core.identity import ipc_paths, kernel_files, prove_kernel, remove_kernel_files
 from kernelmon.core.records import ExecutionState, Origin
 from tests.core.conftest import process_gone, wait_until
 from tests.discovery.test_map_discovery import kill_application, moved
@@ -198,6 +200,7 @@ def test_a_kernel_with_a_temporary_connection_file_is_found(aio, kmap, launch, t
 
 
 def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, runtime, frontends):
+    os.chmod(runtime, 0o775)  # an existing folder others may enter
     kid = aio.run(kmap.start_kernel())
     try:
         record = kmap.record(kid)
@@ -205,6 +208,10 @@ def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, run
         original = Path(record.connection_file)
         info = json.loads(original.read_text())
         sockets = ipc_paths(info)
+        # kernelmon's kernels are private: their folder, connection file and sockets
+        assert runtime.stat().st_mode & 0o777 == 0o700
+        assert stat.S_IMODE(original.stat().st_mode) == 0o600
+        assert {stat.S_IMODE(os.stat(s).st_mode) for s in sockets} == {0o600}
         copy = runtime / "kernel-copy.json"
         shutil.copy(original, copy)
         aio.run(kmap.rescan())
@@ -275,3 +282,110 @@ def test_unusable_connection_files_are_problems_and_the_rest_works(
     finally:
         for name in bad:
             (runtime / name).unlink()
+
+
+def test_an_unverifiable_kernel_is_never_signalled_nor_culled(
+    aio, kmap, launch, runtime, frontends, monkeypatch
+):
+    launched = moved(launch(1), runtime)
+    k = launched.kernel()
+    kill_application(launched)  # an orphan: cullable, were it proven
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    entry = kmap._kernels[k["id"]]
+    # What a reused PID (or a stepped clock on a platform without boot ticks) looks like:
+    # the process started at another time than the kernel kernelmon found.
+    entry.backend.started_ticks = -1
+
+    def no_signals(*args: object) -> None:
+        raise AssertionError(f"a signal was sent: {args}")
+
+    monkeypatch.setattr(os, "kill", no_signals)
+    monkeypatch.setattr(os, "killpg", no_signals)
+
+    async def interrupted() -> dict:
+        front = frontends(k["connection_file"])
+        await asyncio.sleep(0.3)
+        msg_id = front.execute("import time; time.sleep(30)")
+        await wait_until(
+            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
+        )
+        await kmap.interrupt_kernel(k["id"])  # by message on the control channel
+        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
+        return front.reply(msg_id)
+
+    assert aio.run(interrupted())["content"]["ename"] == "KeyboardInterrupt"
+    record = kmap.record(k["id"])
+    assert "another process" in (record.identity_problem or "")
+    assert record.to_model()["identity_problem"] == record.identity_problem
+
+    before = kmap.settings
+    kmap.apply_settings(
+        dataclasses.replace(
+            before, cull_idle_timeout=0.01, cull_interval=3600, cull_busy=True, cull_orphans=True
+        )
+    )
+    try:
+        assert aio.run(kmap.cull_kernels()) == {}
+        with pytest.raises(KernelmonError, match="will not kill process"):
+            aio.run(kmap.shutdown_kernel(k["id"], now=True))
+        monkeypatch.undo()
+        assert alive(k["pid"])
+    finally:
+        kmap.apply_settings(before)
+
+
+def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
+    thesis = tmp_path / "thesis.tex"
+    thesis.write_text("chapter 1")
+    assert kernel_files(str(thesis)).removable == ()
+    folder, elsewhere = tmp_path / "rt", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    ports = {p: i + 1 for i, p in enumerate(("shell", "iopub", "stdin", "control", "hb"))}
+    info = {f"{p}_port": n for p, n in ports.items()} | {"key": "k", "transport": "ipc"}
+
+    def dead_socket(path: Path) -> None:  # a socket file nobody listens on any more
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+
+    # A file naming sockets in another folder: only the file itself may go.
+    for n in ports.values():
+        dead_socket(elsewhere / f"k-ipc-{n}")
+    forged = folder / "kernel-forged.json"
+    forged.write_text(json.dumps({**info, "ip": str(elsewhere / "k-ipc")}))
+    files = kernel_files(str(forged))
+    assert files.removable == (str(forged),)
+    assert len(files.kept) == 5
+    # Its own dead sockets beside it go too; a regular file where a socket would be stays.
+    for n in (1, 2, 3, 4):
+        dead_socket(folder / f"kernel-dead-ipc-{n}")
+    (folder / "kernel-dead-ipc-5").write_text("not a socket")
+    dead = folder / "kernel-dead.json"
+    dead.write_text(json.dumps({**info, "ip": str(folder / "kernel-dead-ipc")}))
+    files = remove_kernel_files(str(dead))
+    assert len(files.removable) == 5
+    assert not dead.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["kernel-dead-ipc-5", "kernel-forged.json"]
+    # A live socket keeps everything.
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(folder / "kernel-live-ipc-1"))
+    live.listen()
+    try:
+        path = folder / "kernel-live.json"
+        path.write_text(json.dumps({**info, "ip": str(folder / "kernel-live-ipc")}))
+        files = kernel_files(str(path))
+        assert files.removable == ()
+        assert "listens" in (files.reason or "")
+    finally:
+        live.close()
+
+
+def test_the_ui_says_why_a_kernel_is_unverifiable():
+    from kernelmon.ui.details_pane import fact_text
+    from kernelmon.ui.figures import origin_tooltip
+
+    model = {"origin": "external", "identity_problem": "Process 5 has exited."}
+    assert "Unverifiable: Process 5 has exited." in origin_tooltip(model)
+    assert "unverifiable" in fact_text("origin", model)
