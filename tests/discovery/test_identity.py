@@ -186,7 +186,10 @@ def test_a_positional_wrapper_kernel_follows_its_application(launch, tmp_path):
     assert again.origin is Origin.ORPHAN
 
 
-def test_a_kernel_with_a_temporary_connection_file_is_found(aio, kmap, launch, tmp_path):
+def test_a_kernel_with_a_temporary_connection_file_is_found(
+    aio, kmap, launch, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERNELMON_SCAN_PROCESSES", "1")
     launched = launch(1, temp=True)
     k = launched.kernel()
     assert os.path.basename(k["connection_file"]).startswith("tmp")
@@ -197,6 +200,9 @@ def test_a_kernel_with_a_temporary_connection_file_is_found(aio, kmap, launch, t
     aio.run(kmap.rescan())
     record = kmap.record(k["id"])
     assert (record.origin, record.pid) == (Origin.EXTERNAL, k["pid"])
+    monkeypatch.setenv("KERNELMON_SCAN_PROCESSES", "0")
+    aio.run(kmap.rescan())
+    assert k["id"] not in kmap
 
 
 def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, runtime, frontends):
@@ -217,9 +223,11 @@ def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, run
         aio.run(kmap.rescan())
         assert kmap.record("copy").origin == Origin.STALE
 
-        with pytest.raises(KernelmonError, match="listens"):
-            aio.run(kmap.shutdown_kernel("copy"))
+        aio.run(kmap.shutdown_kernel("copy"))  # the copy goes, the live sockets stay
+        assert not copy.exists()
         assert all(os.path.exists(s) for s in sockets)
+        # the live kernel's own file is in use: kernelmon leaves it
+        assert kernel_files(str(original)).reason == f"process {record.pid} runs this kernel"
 
         async def answered() -> dict:
             front = frontends(str(original))
@@ -368,7 +376,7 @@ def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
     assert len(files.removable) == 5
     assert not dead.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["kernel-dead-ipc-5", "kernel-forged.json"]
-    # A live socket keeps everything.
+    # A socket something listens on stays (the file no process uses goes).
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(folder / "kernel-live-ipc-1"))
     live.listen()
@@ -376,8 +384,10 @@ def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
         path = folder / "kernel-live.json"
         path.write_text(json.dumps({**info, "ip": str(folder / "kernel-live-ipc")}))
         files = kernel_files(str(path))
-        assert files.removable == ()
-        assert "listens" in (files.reason or "")
+        assert files.removable == (str(path),)
+        assert [(Path(p).name, "listens" in why) for p, why in files.kept] == [
+            ("kernel-live-ipc-1", True)
+        ]
     finally:
         live.close()
 
