@@ -23,32 +23,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kernelmon.core import KernelMap, Settings
 from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
 from kernelmon.core.identity import ipc_paths, kernel_files, prove_kernel, remove_kernel_files
-from kernelmon.core.records import ExecutionState, Origin
+from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
+from tests.discovery.conftest import interrupted_cell
 from tests.discovery.test_map_discovery import kill_application, moved
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    return tmp_path_factory.mktemp("id-runtime")
-
-
-@pytest.fixture(scope="module")
-def kmap(aio, runtime, tmp_path_factory):
-    root = tmp_path_factory.mktemp("id-root")
-    km = KernelMap(
-        Settings(root_dir=str(root), kernel_info_timeout=30, sample_interval=0.2),
-        shutdown_wait=2.0,
-        connection_dir=str(runtime),
-        runtime_dirs=[str(runtime)],
-    )
-    aio.run(km.start_monitoring())
-    yield km
-    aio.run(km.close())
 
 
 @pytest.fixture
@@ -138,15 +119,7 @@ def test_a_kernel_with_forked_workers_is_found_and_interrupted_by_its_own_pid(
         await kmap.rescan()
         assert kmap.record(k["id"]).pid == k["pid"]
 
-        msg_id = front.execute("import time; time.sleep(30)")
-        await wait_until(
-            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
-        )
-        await kmap.interrupt_kernel(k["id"])
-        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
-        reply = front.reply(msg_id)
-        assert reply is not None
-        return reply
+        return await interrupted_cell(kmap, k["id"], front)
 
     reply = aio.run(scenario())
     assert reply["content"]["ename"] == "KeyboardInterrupt"
@@ -311,18 +284,9 @@ def test_an_unverifiable_kernel_is_never_signalled_nor_culled(
     monkeypatch.setattr(os, "kill", no_signals)
     monkeypatch.setattr(os, "killpg", no_signals)
 
-    async def interrupted() -> dict:
-        front = frontends(k["connection_file"])
-        await asyncio.sleep(0.3)
-        msg_id = front.execute("import time; time.sleep(30)")
-        await wait_until(
-            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
-        )
-        await kmap.interrupt_kernel(k["id"])  # by message on the control channel
-        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
-        return front.reply(msg_id)
-
-    assert aio.run(interrupted())["content"]["ename"] == "KeyboardInterrupt"
+    # interrupted by message on the control channel
+    reply = aio.run(interrupted_cell(kmap, k["id"], lambda: frontends(k["connection_file"])))
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
     record = kmap.record(k["id"])
     assert "another process" in (record.identity_problem or "")
     assert record.to_model()["identity_problem"] == record.identity_problem
