@@ -84,6 +84,8 @@ def test_kernels_survive_a_crash_and_are_adopted(aio, tmp_path, state_dir):
         conn = await km.connect(kid, "after-crash", on_message)
         conn.execute("import os; print(os.getcwd())")
         await wait_until(lambda: out, what="output from an adopted kernel")
+        # that job is over (its output may arrive before its idle status) before the next
+        await wait_until(lambda: km.kernel_model(kid)["execution_state"] == "idle")
         conn.execute("import time; time.sleep(30)")
         await wait_until(lambda: km.kernel_model(kid)["execution_state"] == "busy")
         await km.interrupt_kernel(kid)
