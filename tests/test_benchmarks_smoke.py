@@ -14,28 +14,24 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
-@pytest.mark.timeout(120)
-def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--quick",
-            "--reps",
-            "1",
-            "--workloads",
-            "import,lifecycle,bigflood",
-            "--bigflood-messages",
-            "3000",
-            "--json",
-            str(out),
-        ],
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """The benchmark with ``--quick`` and ``args``, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(BENCH), "--quick", *args],
         capture_output=True,
         text=True,
         timeout=110,
         env=dict(os.environ, PYTHONWARNINGS="ignore"),
     )
+
+
+@pytest.mark.timeout(120)
+def test_quick_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = run_bench(
+        "--reps", "1", "--workloads", "import,lifecycle,bigflood", "--bigflood-messages", "3000",
+        "--json", str(out),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Kernel life cycle" in proc.stdout
     assert "start -> kernel_info_reply" in proc.stdout
@@ -71,22 +67,8 @@ def test_quick_flood_against_the_coalesced_floor(tmp_path: Path) -> None:
     """The flood workload with kernelmon and its floor only: CPU per message, the state
     latencies, and the goals that compare them."""
     out = tmp_path / "flood.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--quick",
-            "--workloads",
-            "flood",
-            "--contenders",
-            "kernelmon,raw·coalesced",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        env=dict(os.environ, PYTHONWARNINGS="ignore"),
+    proc = run_bench(
+        "--workloads", "flood", "--contenders", "kernelmon,raw·coalesced", "--json", str(out)
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "IOPub flood" in proc.stdout

@@ -23,7 +23,7 @@ from jupyter_client.session import Session
 
 from . import iopub
 from .buffering import MessageBuffer
-from .wire import Signer, SocketDrain, channel_url, split_frames
+from .wire import Signer, SocketDrain, channel_url, message_dict, split_frames
 
 logger = logging.getLogger(__name__)
 
@@ -150,20 +150,11 @@ class StreamDecoder:
                 self._parent_raw, self._parent = bytes(parts[2]), dict(parent)
             metadata = {} if parts[3] == b"{}" else _decode_json(parts[3].decode())
             content = _decode_json(parts[4].decode())
-            msg_id, msg_type = header["msg_id"], header["msg_type"]
+            if not isinstance(content, dict):
+                return None
+            return message_dict(header, parent, metadata, content, parts[5:])
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
             return None
-        if not isinstance(content, dict):
-            return None
-        return {
-            "header": header,
-            "msg_id": msg_id,
-            "msg_type": msg_type,
-            "parent_header": parent,
-            "metadata": metadata,
-            "content": content,
-            "buffers": [memoryview(b) for b in parts[5:]],
-        }
 
 
 class SessionChannels:

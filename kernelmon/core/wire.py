@@ -144,19 +144,29 @@ def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | 
         parent = json.loads(parts[2])
         metadata = json.loads(parts[3])
         content = json.loads(parts[4])
-        msg_id, msg_type = header["msg_id"], header["msg_type"]
+        if not isinstance(parent, dict) or not isinstance(content, dict):
+            return None
+        return message_dict(header, parent, metadata, content, parts[5:])
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         return None
-    if not isinstance(parent, dict) or not isinstance(content, dict):
-        return None
+
+
+def message_dict(
+    header: dict[str, Any],
+    parent: dict[str, Any],
+    metadata: Any,
+    content: dict[str, Any],
+    buffers: Sequence[bytes],
+) -> dict[str, Any]:
+    """A decoded message as frontends get it (the shape of jupyter_client's)."""
     return {
         "header": header,
-        "msg_id": msg_id,
-        "msg_type": msg_type,
+        "msg_id": header["msg_id"],
+        "msg_type": header["msg_type"],
         "parent_header": parent,
         "metadata": metadata,
         "content": content,
-        "buffers": [memoryview(b) for b in parts[5:]],
+        "buffers": [memoryview(b) for b in buffers],
     }
 
 
