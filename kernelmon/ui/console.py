@@ -7,8 +7,8 @@ while the console is closed is kept and replayed when it is opened again.
 Output is appended at frame rate: text that arrives is collected and inserted in one go at
 most every ``FRAME_MS`` milliseconds, so a kernel printing tens of thousands of lines a
 second costs a few dozen insertions a second, not one per message. The scrollback keeps the
-last ``scrollback`` lines (the ``console_scrollback_lines`` setting); the number of older
-lines dropped is shown on the first line.
+last ``scrollback`` lines (the ``console_scrollback_lines`` setting) and the line being
+written; the number of older lines dropped is shown above the output.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ DEFAULT_SCROLLBACK = 10_000
 
 
 def dropped_text(n: int) -> str:
-    """The first line of a console whose older lines were dropped."""
+    """The line above a console's output once older lines were dropped."""
     return f"── {n:,} older line(s) dropped (scrollback: see console_scrollback_lines) ──"
 
 
@@ -86,11 +86,9 @@ class ConsoleWindow(QWidget):
         self.kernel_id = kernel_id
         self.connection: KernelConnection | None = None
         self._spawn = spawn
-        #: Lines kept; ``dropped`` older ones were removed (and are counted on the first line).
-        self.scrollback = max(1, scrollback)
+        #: Lines kept (see ``scrollback``); ``dropped`` older ones were removed, and counted.
+        self._scrollback = max(1, scrollback)
         self.dropped = 0
-        #: Blocks before the kernel's output: 1 once the "dropped" line is shown.
-        self._header = 0
         #: Text waiting for the next frame, and whether the output ends with a newline.
         self._pending: list[str] = []
         self._ends_line = True
@@ -106,10 +104,16 @@ class ConsoleWindow(QWidget):
         self.output = QPlainTextEdit()
         self.output.setReadOnly(True)
         self.output.setUndoRedoEnabled(False)  # read-only: an undo history only grows
+        self.scrollback = self._scrollback
         self.output.setToolTip(
             f"The kernel's output; the last {self.scrollback:,} lines are kept "
             "(setting: console_scrollback_lines)"
         )
+        #: Above the output once older lines were dropped: how many.
+        self.dropped_label = QLabel()
+        self.dropped_label.setObjectName("dropped")
+        self.dropped_label.setToolTip("Older output beyond the console's scrollback")
+        self.dropped_label.hide()
         font = QFont("monospace")
         font.setStyleHint(QFont.StyleHint.Monospace)
         self.output.setFont(font)
@@ -126,9 +130,21 @@ class ConsoleWindow(QWidget):
         row.addWidget(self.input, 1)
         row.addWidget(self.run_button)
         layout = QVBoxLayout(self)
+        layout.addWidget(self.dropped_label)
         layout.addWidget(self.output, 1)
         layout.addLayout(row)
         layout.addWidget(self.status)
+
+    @property
+    def scrollback(self) -> int:
+        """Lines of output the console keeps."""
+        return self._scrollback
+
+    @scrollback.setter
+    def scrollback(self, lines: int) -> None:
+        self._scrollback = max(1, lines)
+        # One block more than the lines kept: the (empty) one after the last newline.
+        self.output.setMaximumBlockCount(self._scrollback + 1)
 
     def text(self) -> str:
         """Everything shown (pending output included)."""
@@ -145,7 +161,9 @@ class ConsoleWindow(QWidget):
             self._frame.start()
 
     def flush(self) -> None:
-        """Insert the pending text now, then keep the scrollback within its bound."""
+        """Insert the pending text now; the document keeps at most ``scrollback`` lines
+        (Qt drops the oldest blocks as it inserts: about 3x cheaper than removing them
+        afterwards) and the count of dropped lines goes to the line above the output."""
         self._frame.stop()
         if not self._pending:
             return
@@ -153,6 +171,7 @@ class ConsoleWindow(QWidget):
         self._pending.clear()
         self.flushes += 1
         doc = self.output.document()
+        before = doc.blockCount()
         # More new lines than the scrollback holds: only their tail is ever inserted (what is
         # shown now and the head of the text are dropped, and counted).
         cut = len(text)
@@ -161,53 +180,27 @@ class ConsoleWindow(QWidget):
             if cut < 0:
                 break
         if cut >= 0:
-            complete = doc.blockCount() - self._header - 1  # the last block is never complete
-            self.dropped += complete + text.count("\n", 0, cut + 1)
-            cursor = QTextCursor(doc)
-            if self._header:
-                cursor.movePosition(QTextCursor.MoveOperation.NextBlock)
-            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-            cursor.removeSelectedText()
+            self.dropped += before - 1 + text.count("\n", 0, cut + 1)
+            self.output.clear()
             text = text[cut + 1 :]
+            before = 1
         bar = self.output.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 2
         cursor = QTextCursor(doc)
         cursor.movePosition(QTextCursor.MoveOperation.End)
         cursor.insertText(text)
-        self._trim()
+        self.dropped += before + text.count("\n") - doc.blockCount()
+        if self.dropped:
+            self.dropped_label.setText(dropped_text(self.dropped))
+            self.dropped_label.show()
         if at_bottom:
             bar.setValue(bar.maximum())
 
     def lines(self) -> int:
-        """Lines of output shown (the last one possibly partial; the header not counted)."""
+        """Lines of output shown (the last one possibly partial)."""
         doc = self.output.document()
-        n = doc.blockCount() - self._header
+        n = doc.blockCount()
         return n - 1 if doc.lastBlock().text() == "" else n
-
-    def _trim(self) -> None:
-        """Drop the oldest lines beyond the scrollback; say how many on the first line."""
-        excess = self.lines() - self.scrollback
-        doc = self.output.document()
-        if excess > 0:
-            cursor = QTextCursor(doc)
-            if self._header:
-                cursor.movePosition(QTextCursor.MoveOperation.NextBlock)
-            cursor.movePosition(
-                QTextCursor.MoveOperation.NextBlock, QTextCursor.MoveMode.KeepAnchor, excess
-            )
-            cursor.removeSelectedText()
-            self.dropped += excess
-        if not self.dropped:
-            return
-        cursor = QTextCursor(doc)
-        if self._header:
-            cursor.movePosition(
-                QTextCursor.MoveOperation.EndOfBlock, QTextCursor.MoveMode.KeepAnchor
-            )
-            cursor.insertText(dropped_text(self.dropped))
-        else:
-            cursor.insertText(dropped_text(self.dropped) + "\n")
-            self._header = 1
 
     def note(self, text: str) -> None:
         """A line from kernelmon itself (not from the kernel)."""
