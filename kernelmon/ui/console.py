@@ -39,6 +39,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 #: Output is inserted at most this often [ms] (about a screen frame).
 FRAME_MS = 16
+#: At most this many lines are inserted per frame (more wait for the next frames, unless
+#: more than the scrollback is waiting: then only the tail is inserted, the rest dropped).
+FRAME_LINES = 500
 #: Lines a console keeps unless told otherwise (``Settings.console_scrollback_lines``).
 DEFAULT_SCROLLBACK = 10_000
 
@@ -97,7 +100,7 @@ class ConsoleWindow(QWidget):
         self._frame = QTimer(self)
         self._frame.setSingleShot(True)
         self._frame.setInterval(FRAME_MS)
-        self._frame.timeout.connect(self.flush)
+        self._frame.timeout.connect(self._next_frame)
         self.setWindowTitle(f"Console: {title}")
         self.setObjectName("console")
         self.resize(700, 450)
@@ -160,15 +163,36 @@ class ConsoleWindow(QWidget):
         if not self._frame.isActive():
             self._frame.start()
 
-    def flush(self) -> None:
-        """Insert the pending text now; the document keeps at most ``scrollback`` lines
-        (Qt drops the oldest blocks as it inserts: about 3x cheaper than removing them
-        afterwards) and the count of dropped lines goes to the line above the output."""
-        self._frame.stop()
-        if not self._pending:
-            return
+    def _next_frame(self) -> None:
+        """A frame's insertion: at most ``FRAME_LINES`` lines (the cost of an insertion grows
+        faster than its size, mostly Qt dropping as many old blocks), the rest next frame."""
         text = "".join(self._pending)
         self._pending.clear()
+        cut = -1
+        for _ in range(FRAME_LINES):
+            cut = text.find("\n", cut + 1)
+            if cut < 0:
+                break
+        if cut >= 0 and cut + 1 < len(text) and text.count("\n", cut + 1) <= self.scrollback:
+            self._pending.append(text[cut + 1 :])
+            text = text[: cut + 1]
+        self._insert(text)
+        if self._pending:
+            self._frame.start()
+
+    def flush(self) -> None:
+        """Insert all the pending text now."""
+        self._frame.stop()
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._insert(text)
+
+    def _insert(self, text: str) -> None:
+        """Insert ``text``; the document keeps at most ``scrollback`` lines (Qt drops the
+        oldest blocks as it inserts: cheaper than removing them afterwards) and the count of
+        dropped lines goes to the line above the output."""
+        if not text:
+            return
         self.flushes += 1
         doc = self.output.document()
         before = doc.blockCount()

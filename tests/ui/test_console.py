@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from kernelmon.core import KernelMap
-from kernelmon.ui.console import ConsoleWindow, dropped_text, message_text, strip_ansi
+from kernelmon.ui.console import (
+    FRAME_LINES,
+    ConsoleWindow,
+    dropped_text,
+    message_text,
+    strip_ansi,
+)
 from kernelmon.ui.main_window import MainWindow
 
 from .conftest import QtLoop, wait_until
@@ -137,6 +143,18 @@ def test_console_batches_output_and_keeps_a_bounded_scrollback(qapp: Any) -> Non
         "── Output lost here: 7 message(s) of the kernel's output never reached kernelmon ──"
     ), "on a line of its own, after the partial line"
     assert console.lines() == 100
+    console.close()
+
+
+def test_console_inserts_a_burst_over_several_frames(qapp: Any) -> None:
+    console = ConsoleWindow("k", "frames", lambda coro, what: coro.close())
+    console.append("".join(f"{i}\n" for i in range(2 * FRAME_LINES + 200)))
+    shown = []
+    for _ in range(3):
+        console._next_frame()  # what the frame timer calls
+        shown.append(console.lines())
+    assert shown == [FRAME_LINES, 2 * FRAME_LINES, 2 * FRAME_LINES + 200]
+    assert console.text().splitlines() == [str(i) for i in range(2 * FRAME_LINES + 200)]
     console.close()
 
 
