@@ -4,9 +4,10 @@ The console talks through ``KernelMap.connect`` with a session key that stays th
 kernel for the app's lifetime (``ConsoleManager`` keeps them), so output the kernel sends
 while the console is closed is kept and replayed when it is opened again.
 
-Output is appended at frame rate: text that arrives is collected and inserted in one go at
-most every ``FRAME_MS`` milliseconds, so a kernel printing tens of thousands of lines a
-second costs a few dozen insertions a second, not one per message. The scrollback keeps the
+Output is appended in batches: text that arrives is collected and inserted ``FRAME_MS``
+milliseconds later, at most ``FRAME_LINES`` lines per insertion (the rest after a turn of the
+loop), so a kernel printing 20,000 lines a second costs under a hundred short insertions a
+second, not one per message. The scrollback keeps the
 last ``scrollback`` lines (the ``console_scrollback_lines`` setting) and the line being
 written; the number of older lines dropped is shown above the output.
 """
@@ -41,7 +42,7 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 FRAME_MS = 16
 #: At most this many lines are inserted per frame (more wait for the next frames, unless
 #: more than the scrollback is waiting: then only the tail is inserted, the rest dropped).
-FRAME_LINES = 500
+FRAME_LINES = 250
 #: Lines a console keeps unless told otherwise (``Settings.console_scrollback_lines``).
 DEFAULT_SCROLLBACK = 10_000
 
@@ -161,11 +162,12 @@ class ConsoleWindow(QWidget):
         self._pending.append(text)
         self._ends_line = text.endswith("\n")
         if not self._frame.isActive():
-            self._frame.start()
+            self._frame.start(FRAME_MS)
 
     def _next_frame(self) -> None:
         """A frame's insertion: at most ``FRAME_LINES`` lines (the cost of an insertion grows
-        faster than its size, mostly Qt dropping as many old blocks), the rest next frame."""
+        faster than its size, mostly Qt dropping as many old blocks); the rest follows after
+        a turn of the loop, so the window never waits for a big insertion."""
         text = "".join(self._pending)
         self._pending.clear()
         cut = -1
@@ -178,7 +180,7 @@ class ConsoleWindow(QWidget):
             text = text[: cut + 1]
         self._insert(text)
         if self._pending:
-            self._frame.start()
+            self._frame.start(0)  # the rest after a turn of the loop (input, timers, paint)
 
     def flush(self) -> None:
         """Insert all the pending text now."""
