@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,7 @@ class Feed:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.url = url
-        self._key = (url, id(context), id(loop))
+        self._key = (url, id(context))
         self.subscriptions: list[Subscription] = []
         self.live = False
         #: Messages counted as lost so far (gaps no reply of kernelmon's explained).
@@ -126,8 +127,9 @@ class Feed:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            if _feeds.get(self._key) is self:
-                del _feeds[self._key]
+            feeds = _feeds.get(self._loop)
+            if feeds is not None and feeds.get(self._key) is self:
+                del feeds[self._key]
 
     def read_now(self) -> None:
         """Read the socket now (see ``SocketDrain.read_now``)."""
@@ -230,7 +232,10 @@ class Feed:
                         logger.exception("A lost-message callback failed")
 
 
-_feeds: dict[tuple[str, int, int], Feed] = {}
+#: The feeds of each event loop, by (address, id of the zmq context or of None).
+_feeds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], Feed]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def subscribe(
@@ -242,10 +247,11 @@ def subscribe(
     """Subscribe ``on_batch`` to the IOPub at ``url``, sharing the socket with the other
     subscribers of the same address in this event loop."""
     loop = loop or asyncio.get_running_loop()
-    key = (url, id(context), id(loop))
-    feed = _feeds.get(key)
+    feeds = _feeds.setdefault(loop, {})
+    key = (url, id(context))
+    feed = feeds.get(key)
     if feed is None:
-        feed = _feeds[key] = Feed(url, context, loop)
+        feed = feeds[key] = Feed(url, context, loop)
     return feed.add(on_batch)
 
 
@@ -255,7 +261,7 @@ def feed_for(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Feed | 
         loop = loop or asyncio.get_running_loop()
     except RuntimeError:
         return None
-    return _feeds.get((url, id(None), id(loop)))
+    return _feeds.get(loop, {}).get((url, id(None)))
 
 
 def note_reply(info: dict[str, Any], msg_id: str) -> None:

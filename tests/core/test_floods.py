@@ -13,6 +13,7 @@ import pytest
 from kernelmon.core import wire
 from kernelmon.core.channels import StreamDecoder
 from kernelmon.core.events import OutputLost
+from kernelmon.core.iopub import message_number
 
 from .conftest import EventLog, wait_until
 
@@ -167,3 +168,13 @@ def test_stream_decoder_decodes_like_decode_message():
     first["parent_header"]["changed"] = True  # a handler changing its own message
     assert "changed" not in second["parent_header"]
     assert "changed" not in decode(good[0])["parent_header"]
+
+
+def test_message_numbers_are_read_from_the_header_bytes():
+    header = b'{"msg_id": "5c3e-aa_4242_17", "msg_type": "stream", "session": "5c3e-aa"}'
+    assert message_number(header) == (b"5c3e-aa_4242", 17)
+    # not jupyter_client's form, or no msg_id: nothing to follow (never a false loss)
+    assert message_number(b'{"msg_id": "0f5e2c1e9b8a4d7f", "msg_type": "x"}') is None
+    assert message_number(b'{"msg_id": "a_b_c", "msg_type": "x"}') is None
+    assert message_number(b'{"msg_type": "x"}') is None
+    assert message_number(b'{"msg_id": "unterminated') is None
