@@ -161,14 +161,18 @@ def _connect(path: Path, timeout: float) -> socket.socket:
     return sock
 
 
-def _read_holder(fd: int) -> int | None:
-    """The PID the lock holder wrote into the lock file (None if unknown)."""
+def _read_holder(fd: int) -> tuple[int | None, bool]:
+    """The PID the lock holder wrote into the lock file (None if unknown), and whether it
+    said it serves its socket."""
     try:
         data = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
     except (OSError, ValueError):
-        return None
-    pid = data.get("pid") if isinstance(data, dict) else None
-    return pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+        return None, False
+    if not isinstance(data, dict):
+        return None, False
+    pid = data.get("pid")
+    valid = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+    return (pid if valid else None), data.get("serving") is True
 
 
 @dataclass(frozen=True)
@@ -177,15 +181,18 @@ class RunningInstance:
 
     folder: Path
     pid: int | None
+    #: The holder said it serves its socket (it is past its start-up).
+    serving: bool = False
 
     @property
     def socket_path(self) -> Path:
         return self.folder / SOCKET_NAME
 
     def answer_timeout(self) -> float:
-        """``ANSWER_TIMEOUT``, longer while the running instance is still starting up."""
+        """``ANSWER_TIMEOUT``, longer while the running instance is still starting up
+        (until it serves, at most until it is ``STARTUP_GRACE`` seconds old)."""
         started = create_time(self.pid) if self.pid else None
-        if started is None:
+        if started is None or self.serving:
             return ANSWER_TIMEOUT
         return max(ANSWER_TIMEOUT, STARTUP_GRACE - (time.time() - started))
 
@@ -282,6 +289,20 @@ class InstanceLock:
     def held(self) -> bool:
         return self._lock_fd is not None
 
+    def write_record(self, serving: bool) -> None:
+        """Say in the lock file who holds it and whether its socket is served yet."""
+        if self._lock_fd is None:
+            return
+        pid = os.getpid()
+        record = {"pid": pid, "started": create_time(pid), "serving": serving}
+        os.ftruncate(self._lock_fd, 0)
+        os.pwrite(self._lock_fd, json.dumps(record).encode("utf-8"), 0)
+
+    def mark_serving(self) -> None:
+        """The socket is served from now on: clients stop allowing for start-up time."""
+        with contextlib.suppress(OSError):
+            self.write_record(serving=True)
+
     def release(self) -> None:
         if self.sock is not None:
             with contextlib.suppress(OSError):
@@ -317,23 +338,22 @@ def claim_instance(folder: Path | None = None) -> InstanceLock | RunningInstance
         except OSError as e:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise InstanceError(f"Cannot lock {lock_path}: {e.strerror}.") from e
-            holder = _read_holder(fd)
+            holder, serving = _read_holder(fd)
             os.close(fd)
-            return RunningInstance(folder, holder)
+            return RunningInstance(folder, holder, serving)
         sock_path = folder / SOCKET_NAME
         if _replace_stale_socket(sock_path):
             os.close(fd)  # something serves the socket without the lock: an instance
             return RunningInstance(folder, None)
         sock = _listen(sock_path)
-        record = json.dumps({"pid": os.getpid(), "started": create_time(os.getpid())})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record.encode("utf-8"), 0)
+        claimed = InstanceLock(folder, fd, sock)
+        claimed.write_record(serving=False)
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
         raise
     logger.info("This kernelmon (pid %d) is the instance serving %s", os.getpid(), sock_path)
-    return InstanceLock(folder, fd, sock)
+    return claimed
 
 
 def _replace_stale_socket(path: Path) -> bool:

@@ -96,13 +96,23 @@ def test_claim_makes_a_private_socket_and_lock(lock: InstanceLock, folder: Path)
 
 def test_a_second_claim_finds_the_first(lock: InstanceLock, folder: Path) -> None:
     second = claim_instance(folder)
-    assert second == RunningInstance(folder, os.getpid())
+    assert second == RunningInstance(folder, os.getpid(), serving=False)
+    assert second.answer_timeout() > instance.ANSWER_TIMEOUT, "it may still be starting"
+    lock.mark_serving()
+    assert claim_instance(folder) == RunningInstance(folder, os.getpid(), serving=True)
+    assert running_timeout(folder) == instance.ANSWER_TIMEOUT
     assert lock.socket_path.exists(), "the loser touches nothing"
     lock.release()
     assert not lock.socket_path.exists()
     third = claim_instance(folder)
     assert isinstance(third, InstanceLock), "released: the next one wins"
     third.release()
+
+
+def running_timeout(folder: Path) -> float:
+    running = claim_instance(folder)
+    assert isinstance(running, RunningInstance)
+    return running.answer_timeout()
 
 
 def test_hello_and_a_new_op(lock: InstanceLock) -> None:
