@@ -109,6 +109,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self._paused = False
         self.run_folders = tuple(run_folders)
         self._restarting: set[str] = set()
+        self._state_problem_shown = False
         self.start_dialog: StartKernelDialog | None = None
 
         self.tasks = TaskRunner(self)
@@ -262,6 +263,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         b.memory_warning.connect(self.on_bridge_memory_warning)
         b.job_finished.connect(self.on_bridge_job_finished)
         b.kernel_died.connect(self.on_bridge_kernel_died)
+        b.state_problem.connect(self.on_bridge_state_problem)
         b.kernel_culled.connect(
             lambda k, r: self.notified.emit("Kernel culled", f"{self.kernel_label(k)}: {r}")
         )
@@ -424,6 +426,17 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.details.refresh_plots()
         if self.tray is not None:
             self.tray.schedule_refresh()
+
+    def on_bridge_state_problem(self, text: str) -> None:
+        """The state folder's problem (or "" once it is over): a lasting warning in the
+        status bar, the event log, and a dialog the first time."""
+        self.status.set_problem(text)
+        if not text:
+            self.event_log.add(None, "kernelmon's state folder works again")
+            return
+        first = not self._state_problem_shown
+        self._state_problem_shown = True
+        self.report_problem("kernelmon's state folder", text, dialog=first)
 
     def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
         then = "; restarting it" if will_restart else ""

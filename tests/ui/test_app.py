@@ -410,6 +410,37 @@ def test_the_running_window_takes_another_launch_s_options(
     assert not (instance_dir() / "kernelmon.sock").exists(), "the socket goes with the app"
 
 
+def test_an_unwritable_state_folder_is_told_in_the_window(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state folder cannot be written (here: a file is where it should be): the window
+    says so lastingly (status bar), in the event log and in one dialog, and a kernel start
+    is refused with the reason instead of starting a kernel nobody could take over."""
+    from kernelmon.core import KernelStartFailed
+
+    state = tmp_path / "state-is-a-file"
+    state.write_text("not a folder")
+    monkeypatch.setenv("KERNELMON_STATE_DIR", str(state))
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
+
+    async def script(window: MainWindow) -> None:
+        label = window.status.problem_label
+        await wait_until(label.isVisible)
+        assert str(state) in label.toolTip()
+        assert "starts no kernels" in label.toolTip()
+        with pytest.raises(KernelStartFailed, match="starts no kernels"):
+            await window.start_kernel("python3")
+        assert window.kernel_map.list_kernels() == []
+        assert any(str(state) in t for t in window.event_log.texts())
+        window.request_quit()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    told = [text for title, text in shown if title == "kernelmon's state folder"]
+    assert len(told) == 1, shown
+    assert state.read_text() == "not a folder", "nothing was deleted"
+
+
 HANDOVER_DRIVER = """
 import asyncio, json, sys
 from pathlib import Path
