@@ -54,6 +54,7 @@ def test_no_kernel_starts_while_the_state_folder_is_unwritable(aio, tmp_path: Pa
     state.unlink()
     kid = aio.run(kmap.start_kernel())
     try:
+        assert kid in kmap
         assert kmap.problems == []
         assert problems_told(log) == [problem, ""]
         assert list(state.glob("kernels-*.json"))
@@ -75,7 +76,7 @@ def test_a_kernel_whose_record_fails_during_its_start_is_stopped(aio, tmp_path: 
 
     kmap.subscribe(break_the_record)
     try:
-        with pytest.raises(KernelStartFailed, match="cannot write|Could not write"):
+        with pytest.raises(KernelStartFailed, match=r"cannot write|Could not write"):
             aio.run(kmap.start_kernel())
         assert len(kmap) == 0
         assert launched, "the kernel was launched before its record failed"
