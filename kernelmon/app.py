@@ -37,6 +37,8 @@ from .settings_file import load_settings, save_settings
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+#: How long a launch waits for a running kernelmon that is quitting to be gone.
+QUIT_WAIT = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,8 +253,9 @@ def apply_log_level(level: str) -> None:
         handler.setLevel(level)
 
 
-def hand_over(running: RunningInstance, argv: list[str]) -> int:
-    """Give this launch's options to the running kernelmon; the exit status."""
+def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
+    """Give this launch's options to the running kernelmon; the exit status, or None when
+    the running kernelmon is quitting (this launch may start once it has gone)."""
     who = f"pid {running.pid}" if running.pid else "its process id is unknown"
     timeout = running.answer_timeout()
     try:
@@ -271,6 +274,12 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int:
         logger.error("Cannot reach the running kernelmon: %s", e)
         print(f"kernelmon: cannot reach the running kernelmon: {e}", file=sys.stderr)
         return 1
+    if reply.get("code") == "quitting":
+        print(
+            f"kernelmon ({who}) is quitting; this launch starts once it has gone.",
+            file=sys.stderr,
+        )
+        return None
     if reply.get("ok") is not True:
         error = reply.get("error") or "no reason given"
         print(
@@ -327,8 +336,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             if isinstance(claimed, RunningInstance):
-                started = False
-                return hand_over(claimed, forwarded_argv(args, root_dir, run_folders))
+                status = hand_over(claimed, forwarded_argv(args, root_dir, run_folders))
+                if status is not None:
+                    started = False
+                    return status
+                claimed = claim_instance(wait=QUIT_WAIT)  # it is quitting: start after it
+                if isinstance(claimed, RunningInstance):
+                    started = False
+                    print(
+                        f"kernelmon (pid {claimed.pid}) is still quitting after "
+                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone.",
+                        file=sys.stderr,
+                    )
+                    return 1
             instance = claimed
         settings, message = load_settings(paths.settings_file(), root_dir)
         if root_dir is not None and message is None:

@@ -316,15 +316,24 @@ class InstanceLock:
             self._lock_fd = None
 
 
-def claim_instance(folder: Path | None = None) -> InstanceLock | RunningInstance:
+def claim_instance(folder: Path | None = None, wait: float = 0.0) -> InstanceLock | RunningInstance:
     """Become the one kernelmon in ``folder`` (default ``instance_dir()``), or learn who is.
 
     Returns an ``InstanceLock`` (the lock taken, the socket listening) or a
     ``RunningInstance`` (another process holds the lock, or, without the lock, listens on
-    the socket). Raises ``InstanceError`` when the folder, lock or socket path cannot be
-    used; nothing is deleted that is not proven to be a dead instance's socket.
+    the socket; with ``wait``, still after trying for that many seconds, e.g. while it
+    quits). Raises ``InstanceError`` when the folder, lock or socket path cannot be used;
+    nothing is deleted that is not proven to be a dead instance's socket.
     """
-    folder = folder if folder is not None else instance_dir()
+    deadline = time.monotonic() + wait
+    while True:
+        claimed = _claim(folder if folder is not None else instance_dir())
+        if isinstance(claimed, InstanceLock) or time.monotonic() >= deadline:
+            return claimed
+        time.sleep(0.1)
+
+
+def _claim(folder: Path) -> InstanceLock | RunningInstance:
     private_dir(folder)
     lock_path = folder / LOCK_NAME
     try:

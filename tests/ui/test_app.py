@@ -590,3 +590,73 @@ def test_a_second_launch_never_starts_beside_a_hung_instance(tmp_path: Path) -> 
     assert f"kernelmon is already running (pid {hung.pid}) but did not answer" in second.stderr
     assert "Traceback" not in second.stderr
     assert not list((tmp_path / "state").glob("kernels-*.json"))
+
+
+QUITTING_INSTANCE = """
+import asyncio, sys
+from kernelmon.core.instance import InstanceServer, OpError, claim_instance
+
+async def main():
+    server = InstanceServer(claim_instance(), "0")
+    asked = asyncio.Event()
+
+    async def activate(request):
+        asked.set()
+        raise OpError("kernelmon is quitting", code="quitting")
+
+    server.add_op("activate", activate)
+    await server.start()
+    print("SERVING", flush=True)
+    await asked.wait()
+    await asyncio.sleep(1.0)  # its kernels take a moment to shut down
+    await server.close()
+    print("GONE", flush=True)
+
+asyncio.run(main())
+"""
+
+
+OPEN_AND_QUIT = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from kernelmon import app
+from kernelmon.ui.main_window import MainWindow
+
+def quit_once_open():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    if windows and windows[0].isVisible():
+        print("OPENED", flush=True)
+        windows[0].request_quit()
+    else:
+        QTimer.singleShot(100, quit_once_open)
+
+qapp = QApplication([])
+QTimer.singleShot(100, quit_once_open)
+sys.exit(app.main(["--root-dir", sys.argv[1], "--no-tray"]))
+"""
+
+
+def test_a_launch_while_kernelmon_quits_starts_once_it_has_gone(tmp_path: Path) -> None:
+    """The running kernelmon answers that it is quitting: the new launch waits for it to
+    be gone, then starts (and takes over what it left)."""
+    env = own_env(tmp_path)
+    quitting = subprocess.Popen(
+        [sys.executable, "-c", QUITTING_INSTANCE], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert quitting.stdout is not None
+        assert quitting.stdout.readline() == "SERVING\n"
+        launched = subprocess.run(
+            [sys.executable, "-c", OPEN_AND_QUIT, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        out, _ = quitting.communicate(timeout=30)
+    assert out == "GONE\n"
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert f"kernelmon (pid {quitting.pid}) is quitting" in launched.stderr
+    assert launched.stdout == "OPENED\n", "it opened its window once the other had gone"
