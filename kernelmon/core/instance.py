@@ -99,6 +99,11 @@ def instance_dir() -> Path:
     return default_state_dir()
 
 
+def _check_owner(st: os.stat_result, what: str) -> None:
+    if st.st_uid != os.getuid():
+        raise InstanceError(f"{what} belongs to another user (uid {st.st_uid}).")
+
+
 def private_dir(folder: Path) -> None:
     """Create ``folder`` (mode 0700) or make sure the existing one is this user's and
     closed to others; ``InstanceError`` if it cannot be."""
@@ -109,8 +114,7 @@ def private_dir(folder: Path) -> None:
         raise InstanceError(f"kernelmon cannot use the folder {folder}: {e.strerror}.") from e
     if not stat.S_ISDIR(st.st_mode):
         raise InstanceError(f"{folder} is not a folder.")
-    if st.st_uid != os.getuid():
-        raise InstanceError(f"The folder {folder} belongs to another user (uid {st.st_uid}).")
+    _check_owner(st, f"The folder {folder}")
     if st.st_mode & 0o077:
         try:
             os.chmod(folder, 0o700)
@@ -264,8 +268,7 @@ def check_socket_file(path: Path) -> None:
         raise InstanceError(f"Cannot look at {path}: {e.strerror}.") from e
     if not stat.S_ISSOCK(st.st_mode):
         raise InstanceError(f"{path} is not a socket; kernelmon leaves it alone (remove it).")
-    if st.st_uid != os.getuid():
-        raise InstanceError(f"The socket {path} belongs to another user (uid {st.st_uid}).")
+    _check_owner(st, f"The socket {path}")
     if st.st_mode & 0o022:
         raise InstanceError(f"The socket {path} can be written by other users; remove it.")
 

@@ -254,6 +254,7 @@ def test_uncaught_errors_are_shown_and_the_app_keeps_running(
 
 DRIVER = """
 import asyncio, json, os, signal, sys
+from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from kernelmon import app
@@ -278,6 +279,23 @@ def later():
                     print("RESULT", json.dumps(result), flush=True)
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
+            elif mode == "handover":  # wait for another launch to be handed over
+                kid = await w.start_kernel("python3")
+                result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
+                w.showMinimized()
+                result["minimized_before"] = w.isMinimized()
+                print("READY", json.dumps(result), flush=True)
+                for _ in range(600):
+                    if any("handed over" in t for t in w.event_log.texts()):
+                        break
+                    await asyncio.sleep(0.05)
+                result["log"] = w.event_log.texts()
+                result["minimized"] = w.isMinimized()
+                result["visible"] = w.isVisible()
+                result["watched"] = list(w.kernel_map.settings.runtime_folders)
+                result["owned"] = w.owned_kernel_ids()
+                state = Path(os.environ["KERNELMON_STATE_DIR"])
+                result["state_files"] = sorted(p.name for p in state.glob("kernels-*.json"))
             else:
                 for _ in range(200):
                     models = w.kernel_map.list_kernels()
@@ -302,6 +320,16 @@ sys.exit(rc)
 """
 
 
+def own_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
+        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
+        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
+    }
+
+
 def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     import json
 
@@ -320,13 +348,7 @@ def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
-        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
+    env = own_env(tmp_path)
     first = run_driver("leave", tmp_path, env)
     kid, pid = first["kernel"]
     try:
@@ -342,13 +364,7 @@ def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) 
 
 
 def test_sigterm_quits_and_shuts_kernels_down(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
-        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
+    env = own_env(tmp_path)
     data = run_driver("sigterm", tmp_path, env)
     _kid, pid = data["kernel"]
     try:
@@ -441,63 +457,6 @@ def test_an_unwritable_state_folder_is_told_in_the_window(
     assert state.read_text() == "not a folder", "nothing was deleted"
 
 
-HANDOVER_DRIVER = """
-import asyncio, json, sys
-from pathlib import Path
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
-from kernelmon import app
-from kernelmon.ui import dialogs
-from kernelmon.ui.main_window import MainWindow
-
-root, state = sys.argv[1], Path(sys.argv[2])
-dialogs.ask_quit = lambda parent, n: dialogs.QuitChoice.SHUT_DOWN
-result = {}
-tasks = []
-
-def later():
-    w = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow))
-
-    async def go():
-        try:
-            kid = await w.start_kernel("python3")
-            result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
-            w.showMinimized()
-            result["minimized_before"] = w.isMinimized()
-            print("READY", json.dumps(result), flush=True)
-            for _ in range(600):
-                if any("handed over" in t for t in w.event_log.texts()):
-                    break
-                await asyncio.sleep(0.05)
-            result["log"] = w.event_log.texts()
-            result["minimized"] = w.isMinimized()
-            result["visible"] = w.isVisible()
-            result["watched"] = list(w.kernel_map.settings.runtime_folders)
-            result["owned"] = w.owned_kernel_ids()
-            result["state_files"] = sorted(p.name for p in state.glob("kernels-*.json"))
-        finally:
-            w.request_quit()
-
-    tasks.append(asyncio.ensure_future(go()))
-
-qapp = QApplication([])
-QTimer.singleShot(100, later)
-rc = app.main(["--root-dir", root, "--no-tray"])
-print("RESULT", json.dumps(result))
-sys.exit(rc)
-"""
-
-
-def own_env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
-        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
-
-
 def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
     """A real second app process finds the first, hands it its options, has its window
     raised and exits 0 at once; the first applies the options and keeps the only kernels."""
@@ -505,7 +464,7 @@ def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
 
     env = own_env(tmp_path)
     first = subprocess.Popen(
-        [sys.executable, "-c", HANDOVER_DRIVER, str(tmp_path), str(tmp_path / "state")],
+        [sys.executable, "-c", DRIVER, "handover", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
