@@ -67,6 +67,9 @@ logger = logging.getLogger(__name__)
 
 #: How long quitting waits for running actions (a restart, a start) to end by themselves.
 QUIT_WAIT = 15.0
+#: While the state folder has a problem, it is looked at again this often (ms), so the
+#: warning goes by itself once the folder is fixed.
+STATE_RECHECK_MS = 30_000
 #: Shows and hides the kernel details pane.
 DETAILS_SHORTCUT = "Ctrl+D"
 
@@ -110,6 +113,9 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.run_folders = tuple(run_folders)
         self._restarting: set[str] = set()
         self._state_problem_shown = False
+        self.state_recheck_timer = QTimer(self)
+        self.state_recheck_timer.setInterval(STATE_RECHECK_MS)
+        self.state_recheck_timer.timeout.connect(self.kernel_map.check_state_folder)
         self.start_dialog: StartKernelDialog | None = None
 
         self.tasks = TaskRunner(self)
@@ -432,8 +438,10 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         status bar, the event log, and a dialog the first time."""
         self.status.set_problem(text)
         if not text:
+            self.state_recheck_timer.stop()
             self.event_log.add(None, "kernelmon's state folder works again")
             return
+        self.state_recheck_timer.start()
         first = not self._state_problem_shown
         self._state_problem_shown = True
         self.report_problem("kernelmon's state folder", text, dialog=first)
