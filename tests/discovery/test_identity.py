@@ -21,13 +21,14 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from kernelmon.core import discovery
-from kernelmon.core.discovery import process_table, scan_runtime
+from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
 from kernelmon.core.identity import (
     Proof,
@@ -39,7 +40,7 @@ from kernelmon.core.identity import (
 )
 from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
-from tests.discovery.conftest import interrupted_cell
+from tests.discovery.conftest import interrupted_cell, own_processes
 from tests.discovery.test_map_discovery import kill_application, moved
 
 
@@ -168,21 +169,6 @@ def test_a_positional_wrapper_kernel_follows_its_application(launch, tmp_path):
     assert alive(bash.pid)  # the wrapper lives on
     assert again.pid == kernel.pid
     assert again.origin is Origin.ORPHAN
-
-
-def own_processes(monkeypatch, *roots: int) -> None:
-    """Discovery sees only ``roots`` and their descendants in the process table (other
-    people's kernels on the machine stay out of the test's map)."""
-
-    def table():
-        full = process_table()
-        keep: set[int] = set()
-        for root in roots:
-            with contextlib.suppress(psutil.Error):
-                keep |= {root, *(c.pid for c in psutil.Process(root).children(recursive=True))}
-        return {pid: facts for pid, facts in full.items() if pid in keep}
-
-    monkeypatch.setattr(discovery, "process_table", table)
 
 
 def test_a_kernel_with_a_temporary_connection_file_is_found(
@@ -428,7 +414,7 @@ def env_kernel(tmp_path_factory, runtime):
             if children and prove_kernel(children[0].pid, info):
                 kernel = children[0].pid
                 break
-            asyncio.run(asyncio.sleep(0.1))
+            time.sleep(0.1)
         assert kernel is not None, "the kernel did not start"
         yield wrapper, kernel, path
     finally:
