@@ -3,8 +3,17 @@ is ever started that could not be recorded (a crash would leave it running unman
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
+import json
 import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -39,7 +48,7 @@ def test_no_kernel_starts_while_the_state_folder_is_unwritable(aio, tmp_path: Pa
     kmap = new_map(tmp_path, state)
     log = EventLog(kmap)
     before = kernel_processes()
-    assert kmap.check_state_folder() == kmap.problems
+    assert aio.run(kmap.check_state_folder()) == kmap.problems
     [problem] = kmap.problems
     assert str(state) in problem
     assert "starts no kernels" in problem
@@ -111,3 +120,86 @@ def test_kernel_logs_fall_back_to_the_connection_folder(aio, tmp_path: Path) -> 
         assert os.path.isfile(backend.log_file)  # type: ignore[attr-defined]
     finally:
         aio.run(kmap.close())
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (root only), to be filled: a disk that runs full."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    with contextlib.suppress(OSError):  # until the disk is full
+        while True:
+            os.write(fd, b"x" * 4096)
+    os.close(fd)
+    return filler
+
+
+def test_a_full_disk_stays_a_problem_until_the_records_are_written(
+    aio, tmp_path: Path, full_disk: Path
+) -> None:
+    """An empty probe file needs no space: the check writes the records themselves, and a
+    failed save is a problem until a save succeeds (then the record holds the new PID)."""
+    state = full_disk / "state"
+    state.mkdir()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (state / "kernel-logs").symlink_to(logs)  # kernel logs never meet the full disk
+    kmap = new_map(tmp_path, state)
+    kid = aio.run(kmap.start_kernel())
+    try:
+        filler = fill(full_disk)
+        aio.run(kmap.restart_kernel(kid))
+        new_pid = kmap.record(kid).pid
+        assert kmap.problems, "the new PID could not be recorded"
+        assert aio.run(kmap.check_state_folder()), "still a problem: nothing can be written"
+        before = kernel_processes()
+        with pytest.raises(KernelStartFailed, match="No space left"):
+            aio.run(kmap.start_kernel())
+        assert kernel_processes() <= before, "refused before launching"
+        filler.unlink()
+        assert aio.run(kmap.check_state_folder()) == []
+        [record] = json.loads(kmap.state_file.path.read_text())["kernels"]
+        assert record["pid"] == new_pid, "the records were written again"
+    finally:
+        aio.run(kmap.close())
+
+
+def test_a_hung_state_folder_never_stops_the_loop(
+    aio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check's write hangs (a network folder that stopped answering: injected, as a
+    real one cannot be made here) while the loop goes on: here it ends the hang."""
+    kmap = new_map(tmp_path, tmp_path / "state")
+    hung, release = threading.Event(), threading.Event()
+    mkstemp = tempfile.mkstemp
+
+    def hanging(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        hung.set()
+        if not release.wait(5):
+            raise OSError(errno.ETIMEDOUT, "the folder hung")
+        return mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", hanging)
+
+    async def main() -> list[str]:
+        check = asyncio.ensure_future(kmap.check_state_folder())
+        await asyncio.to_thread(hung.wait, 5)
+        release.set()
+        return await check
+
+    assert aio.run(main()) == []
