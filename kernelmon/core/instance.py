@@ -412,7 +412,7 @@ def _listen(path: Path) -> socket.socket:
     try:
         # made 0600 by bind itself: no moment where others could write to it (a crash in
         # that moment would leave a socket every later launch refuses). The umask is the
-        # process's; this runs at start-up, before kernelmon makes any other file.
+        # process's: a file another thread makes in this moment is only made more private.
         umask = os.umask(0o177)
         try:
             with socket_address(path) as address:

@@ -323,6 +323,17 @@ def test_a_file_in_the_way_is_left_alone(folder: Path) -> None:
     claimed.release()
 
 
+def test_a_read_only_state_folder_still_holds_the_one_instance(tmpfs: Path) -> None:
+    folder = tmpfs / "inst"
+    claim_instance(folder).release()  # type: ignore[union-attr]
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    held = claim_instance(folder)
+    assert isinstance(held, InstanceLock)
+    assert "Read-only file system" in str(held.problem)
+    assert claim_instance(folder) == RunningInstance(folder, None)
+    held.release()
+
+
 def test_a_long_folder_path_still_works(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     claimed = claim_instance(deep)

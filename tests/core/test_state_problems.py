@@ -7,10 +7,8 @@ import contextlib
 import errno
 import json
 import os
-import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +119,6 @@ def test_kernel_logs_fall_back_to_the_connection_folder(aio, tmp_path: Path) -> 
         aio.run(kmap.close())
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (root only), to be filled: a disk that runs full."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def fill(folder: Path) -> Path:
     filler = folder / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -148,12 +129,12 @@ def fill(folder: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_stays_a_problem_until_the_records_are_written(
-    aio, tmp_path: Path, full_disk: Path
+def test_a_tmpfs_stays_a_problem_until_the_records_are_written(
+    aio, tmp_path: Path, tmpfs: Path
 ) -> None:
     """An empty probe file needs no space: the check writes the records themselves, and a
     failed save is a problem until a save succeeds (then the record holds the new PID)."""
-    state = full_disk / "state"
+    state = tmpfs / "state"
     state.mkdir()
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -161,7 +142,7 @@ def test_a_full_disk_stays_a_problem_until_the_records_are_written(
     kmap = new_map(tmp_path, state)
     kid = aio.run(kmap.start_kernel())
     try:
-        filler = fill(full_disk)
+        filler = fill(tmpfs)
         aio.run(kmap.restart_kernel(kid))
         new_pid = kmap.record(kid).pid
         assert kmap.problems, "the new PID could not be recorded"
