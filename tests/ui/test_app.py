@@ -347,6 +347,17 @@ def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+def launch_kernelmon(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``kernelmon --no-tray`` launched as a user would, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "kernelmon", "--no-tray"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
 def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) -> None:
     env = own_env(tmp_path)
     first = run_driver("leave", tmp_path, env)
@@ -470,13 +481,7 @@ def test_a_launch_that_cannot_check_for_another_kernelmon_does_not_start(
     should be): another kernelmon may be running, so this launch says why and stops."""
     env = own_env(tmp_path)
     (tmp_path / "state").write_text("in the way")
-    launch = subprocess.run(
-        [sys.executable, "-m", "kernelmon", "--no-tray"],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env=env,
-    )
+    launch = launch_kernelmon(env, timeout=20)
     assert launch.returncode == 1
     [sentence] = launch.stderr.splitlines()
     assert sentence.startswith("kernelmon does not start, because it cannot make sure")
@@ -497,10 +502,8 @@ def test_the_only_kernelmon_that_cannot_serve_says_so_and_refuses_others(
     second: list[subprocess.CompletedProcess[str]] = []
 
     async def script(window: MainWindow) -> None:
-        launch = [sys.executable, "-m", "kernelmon", "--no-tray"]
-        run = subprocess.run  # in a thread: the window keeps the lock meanwhile
-        done = await asyncio.to_thread(run, launch, capture_output=True, text=True, timeout=20)
-        second.append(done)
+        # in a thread: the window keeps the lock meanwhile
+        second.append(await asyncio.to_thread(launch_kernelmon, dict(os.environ), 20))
         window.request_quit()
 
     assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
@@ -591,13 +594,7 @@ def test_a_second_launch_never_starts_beside_a_hung_instance(tmp_path: Path) -> 
     try:
         assert hung.stdout is not None
         assert hung.stdout.readline() == "HELD\n"
-        second = subprocess.run(
-            [sys.executable, "-m", "kernelmon", "--no-tray"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        second = launch_kernelmon(env)
     finally:
         hung.communicate(timeout=30)
     assert second.returncode == 1
