@@ -50,7 +50,7 @@ def load_settings(path: Path, root_dir: str | None = None) -> tuple[Settings, st
                 data = json.loads(path.read_text(encoding="utf-8"))
                 data["root_dir"] = default_root_dir()
                 settings = Settings.from_dict(data)
-            except (SettingsError, ValueError, OSError):
+            except (SettingsError, ValueError, OSError, RecursionError):
                 pass
             else:
                 return settings, (

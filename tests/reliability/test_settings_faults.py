@@ -17,6 +17,23 @@ from kernelmon.settings_file import load_settings, save_settings
         ("{truncated", "not valid JSON"),
         ('{"version": 7, "cull_busy": true}', "newer kernelmon"),
         ('{"version": 1, "kernel_info_timeout": -1}', "kernel_info_timeout"),
+        ('{"version": 1, "cull_interval": 1e12}', "cull_interval"),
+        ('{"version": 1, "cull_idle_timeout": ' + "9" * 5000 + "}", "not usable JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deeply"),
+        ('{"root_dir": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
+        ('{"untracked_message_types": "status"}', "untracked_message_types"),
+        ('{"version": 1, "x": "' + "y" * 2_000_000 + '"}', "larger than"),
+    ],
+    ids=[
+        "truncated",
+        "newer",
+        "bad-timeout",
+        "huge-interval",
+        "digits",
+        "nested",
+        "nested-root",
+        "untracked",
+        "huge-file",
     ],
 )
 def test_bad_file_gives_defaults_keeps_a_copy_and_says_so(tmp_path, text, said):
