@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from .activity import ActivityWatcher
+from .activity import ActivityWatcher, Untracked
 from .backend import KernelBackend
 from .channels import RequestChannel
 from .discovery import FoundKernel
@@ -140,8 +140,10 @@ class ExternalKernel(KernelBackend):
         interrupt_mode: str | None = None,
         shutdown_wait: float = 5.0,
         reply_timeout: float = REPLY_TIMEOUT,
+        untracked: Untracked | None = None,
     ) -> None:
         super().__init__(record)
+        self._untracked = untracked
         self.connection_file = connection_file
         self._info = read_connection_file(connection_file)
         self._on_change = on_change
@@ -205,7 +207,9 @@ class ExternalKernel(KernelBackend):
         if self.watcher is not None:
             return
         self._stopping = False
-        self.watcher = ActivityWatcher(self.record, self._info, self.session_id, self._on_change)
+        self.watcher = ActivityWatcher(
+            self.record, self._info, self.session_id, self._on_change, untracked=self._untracked
+        )
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
 

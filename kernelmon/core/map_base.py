@@ -224,6 +224,7 @@ class MapBase:
             transport=self._transport,
             log_dir=str(self.state_file.folder / "kernel-logs"),
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
+            untracked=lambda: self._settings.untracked_message_types,
         )
 
     # -- keeping shown states true ----------------------------------------------------------

@@ -317,6 +317,7 @@ class MonitoringMixin(MapBase):
                 on_change=self._changed,
                 on_exit=self._external_exited,
                 shutdown_wait=self._shutdown_wait,
+                untracked=lambda: self._settings.untracked_message_types,
             )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
