@@ -285,6 +285,9 @@ class ActivityWatcher:
             now = utcnow()
             record.last_activity = now
             fields.add("last_activity")
+            if record.last_activity_note is not None:
+                record.last_activity_note = None
+                fields.add("last_activity_note")
         if state != record.execution_state and record.execution_state != ExecutionState.DEAD:
             record.execution_state = state
             if record.reason and state in (ExecutionState.IDLE, ExecutionState.BUSY):
