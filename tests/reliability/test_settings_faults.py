@@ -98,3 +98,22 @@ def test_read_only_file_system_keeps_old_file(tmp_path, monkeypatch):
     assert message is not None
     assert "Read-only file system" in message
     assert path.read_text() == before
+
+
+def test_only_the_unusable_fields_fall_back(tmp_path):
+    """An interval saved by an older kernelmon (0 was taken as "the default") costs that field
+    only; everything else the user set is kept, and so is a copy of the file."""
+    path = tmp_path / "settings.json"
+    text = json.dumps(
+        {"version": 1, "cull_idle_timeout": 600, "cull_interval": 0, "sample_interval": 1e9}
+    )
+    path.write_text(text)
+    settings, message = load_settings(path, str(tmp_path))
+    assert settings.cull_idle_timeout == 600
+    assert settings.cull_interval == Settings(root_dir=str(tmp_path)).cull_interval
+    assert settings.sample_interval == Settings(root_dir=str(tmp_path)).sample_interval
+    assert message is not None
+    assert "cull_interval" in message
+    assert "sample_interval" in message
+    [copy] = [p for p in tmp_path.iterdir() if p.name.startswith("settings.json.bad-")]
+    assert copy.read_text() == text
