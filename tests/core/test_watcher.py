@@ -188,7 +188,16 @@ def test_late_starting_status_does_not_undo_a_confirmed_state(aio, publisher):
 # -- execution state: by request, as Jupyter defines it ------------------------------------
 
 
-def request(session: Session, msg_type: str, subshell: str | None = None) -> dict:
+def watched(aio, publisher):
+    """A watcher whose subscription is live, and the stand-in kernel's session."""
+    pub, info = publisher
+    record, watcher, _ = watch(aio, info)
+    kernel = Session(key=KEY)
+    send_until_seen(aio, pub, record, [], kernel)
+    return pub, record, watcher, kernel
+
+
+def request(msg_type: str, subshell: str | None = None) -> dict:
     msg = Session(key=KEY, session="client").msg(msg_type)
     if subshell is not None:
         msg["header"]["subshell_id"] = subshell
@@ -200,14 +209,11 @@ def status(session: Session, pub, state: str, parent: dict | None) -> None:
 
 
 def test_control_requests_during_a_cell_leave_it_busy(aio, publisher):
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
-    cell = request(kernel, "execute_request")
+    pub, record, watcher, kernel = watched(aio, publisher)
+    cell = request("execute_request")
     status(kernel, pub, "busy", cell)
     for msg_type in ("kernel_info_request", "usage_request", "debug_request"):
-        control = request(kernel, msg_type)
+        control = request(msg_type)
         status(kernel, pub, "busy", control)
         status(kernel, pub, "idle", control)
     kernel.send(pub, "stream", {"name": "stdout", "text": "still running"}, parent=cell)
@@ -220,25 +226,21 @@ def test_control_requests_during_a_cell_leave_it_busy(aio, publisher):
 
 
 def test_control_requests_never_make_an_idle_kernel_busy_and_end_starting(aio, publisher):
-    pub, info = publisher
-    record, watcher, changes = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
-    changes.clear()
-    control = request(kernel, "usage_request")
+    pub, record, watcher, kernel = watched(aio, publisher)
+    control = request("usage_request")
     status(kernel, pub, "busy", control)
     n = record.messages + 1
     aio.run(wait_until(lambda: record.messages >= n))
     assert record.execution_state == "idle"
     status(kernel, pub, "idle", control)
     # a restart (a "starting" after other messages): what ran is forgotten
-    cell = request(kernel, "execute_request")
+    cell = request("execute_request")
     status(kernel, pub, "busy", cell)
     aio.run(wait_until(lambda: record.execution_state == "busy"))
     status(kernel, pub, "starting", {})
     aio.run(wait_until(lambda: record.execution_state == "starting"))
     assert watcher.open_requests == {}
-    nudge = request(kernel, "kernel_info_request")  # the application's nudge after a restart
+    nudge = request("kernel_info_request")  # the application's nudge after a restart
     status(kernel, pub, "busy", nudge)
     status(kernel, pub, "idle", nudge)
     aio.run(wait_until(lambda: record.execution_state == "idle"))
@@ -246,11 +248,8 @@ def test_control_requests_never_make_an_idle_kernel_busy_and_end_starting(aio, p
 
 
 def test_subshells_and_lost_idles(aio, publisher):
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
-    main, side = request(kernel, "execute_request"), request(kernel, "execute_request", "sub-1")
+    pub, record, watcher, kernel = watched(aio, publisher)
+    main, side = request("execute_request"), request("execute_request", "sub-1")
     status(kernel, pub, "busy", main)
     status(kernel, pub, "busy", side)
     status(kernel, pub, "idle", main)
@@ -260,10 +259,10 @@ def test_subshells_and_lost_idles(aio, publisher):
     status(kernel, pub, "idle", side)
     aio.run(wait_until(lambda: record.execution_state == "idle"))
     # an idle lost (IOPub dropped it): the next busy in the same subshell means it finished
-    lost = request(kernel, "execute_request")
+    lost = request("execute_request")
     status(kernel, pub, "busy", lost)
     aio.run(wait_until(lambda: record.execution_state == "busy"))
-    after = request(kernel, "execute_request")
+    after = request("execute_request")
     status(kernel, pub, "busy", after)
     status(kernel, pub, "idle", after)
     aio.run(wait_until(lambda: record.execution_state == "idle"))
@@ -274,13 +273,10 @@ def test_subshells_and_lost_idles(aio, publisher):
 def test_open_requests_are_bounded(aio, publisher):
     from kernelmon.core.activity import OPEN_MEMORY
 
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
+    pub, record, watcher, kernel = watched(aio, publisher)
     n = record.messages + 3 * OPEN_MEMORY
     for i in range(3 * OPEN_MEMORY):
-        status(kernel, pub, "busy", request(kernel, "execute_request", f"sub-{i}"))
+        status(kernel, pub, "busy", request("execute_request", f"sub-{i}"))
     aio.run(wait_until(lambda: record.messages >= n))
     assert len(watcher.open_requests) == OPEN_MEMORY
     assert record.execution_state == "busy"
@@ -291,12 +287,9 @@ def test_settle_after_a_lost_idle(aio, publisher):
     """The main shell answering kernelmon's probe means the request it ran has finished."""
     import time
 
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
-    status(kernel, pub, "busy", request(kernel, "execute_request"))
-    status(kernel, pub, "busy", request(kernel, "execute_request", "sub-1"))
+    pub, record, watcher, kernel = watched(aio, publisher)
+    status(kernel, pub, "busy", request("execute_request"))
+    status(kernel, pub, "busy", request("execute_request", "sub-1"))
     aio.run(wait_until(lambda: len(watcher.open_requests) == 2))
     sent_at = time.monotonic()
     assert watcher.settle(sent_at) is False  # the subshell still runs
@@ -311,20 +304,17 @@ def test_settle_after_a_lost_idle(aio, publisher):
 
 
 def test_untracked_requests_are_not_activity(aio, publisher):
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
+    pub, record, watcher, kernel = watched(aio, publisher)
     aio.sleep(0.05)
     before = record.last_activity
     for msg_type in ("kernel_info_request", "usage_request", "comm_info_request"):
-        nudge = request(kernel, msg_type)
+        nudge = request(msg_type)
         status(kernel, pub, "busy", nudge)
         status(kernel, pub, "idle", nudge)
     n = record.messages + 6
     aio.run(wait_until(lambda: record.messages >= n))
     assert record.last_activity == before
-    cell = request(kernel, "execute_request")
+    cell = request("execute_request")
     kernel.send(pub, "stream", {"name": "stdout", "text": "x"}, parent=cell)
     aio.run(wait_until(lambda: record.last_activity > before))
     watcher.close()
@@ -339,14 +329,11 @@ def signed(session: Session, header: bytes, parent: bytes, content: bytes) -> li
 
 
 def test_malformed_fields_drop_only_their_message(aio, publisher):
-    pub, info = publisher
-    record, watcher, _ = watch(aio, info)
-    kernel = Session(key=KEY)
-    send_until_seen(aio, pub, record, [], kernel)
+    pub, record, watcher, kernel = watched(aio, publisher)
     aio.sleep(0.05)
     seen, bad = record.messages, record.bad_messages
     status_header = kernel.pack(kernel.msg_header("status"))
-    cell = kernel.pack(request(kernel, "execute_request")["header"])
+    cell = kernel.pack(request("execute_request")["header"])
     hostile = [
         signed(kernel, status_header, cell, b'{"execution_state": ["busy"]}'),
         signed(kernel, status_header, cell, b'{"execution_state": 3}'),
@@ -363,7 +350,7 @@ def test_malformed_fields_drop_only_their_message(aio, publisher):
         signed(kernel, b'"status"', cell, b"{}"),
     ]
     # the real busy first, hostile messages around the stream: all in one batch
-    status(kernel, pub, "busy", request(kernel, "execute_request"))
+    status(kernel, pub, "busy", request("execute_request"))
     for frames in hostile:
         pub.send_multipart(frames)
     kernel.send(pub, "stream", {"name": "stdout", "text": "x"})
