@@ -94,6 +94,9 @@ class KernelRecord:
     first_seen: datetime | None = None
     #: since when its application is gone (an orphan)
     orphan_since: datetime | None = None
+    #: why kernelmon cannot prove which process is this kernel ("unverifiable"): it then
+    #: sends it no signal (docs/identity.md); None when proven or not needed
+    identity_problem: str | None = None
     # -- resource use of the kernel's process tree (latest sample; None until sampled) --
     cpu_percent: float | None = None
     rss: int | None = None
@@ -135,6 +138,7 @@ class KernelRecord:
             "server_url": self.server_url,
             "first_seen": isoformat(self.first_seen),
             "orphan_since": isoformat(self.orphan_since),
+            "identity_problem": self.identity_problem,
             "cpu_percent": self.cpu_percent,
             "rss": self.rss,
             "pss": self.pss,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,8 +17,11 @@ from typing import Any
 import psutil
 import pytest
 
+from kernelmon.core import KernelMap, Settings
 from kernelmon.core.channels import SessionChannels
 from kernelmon.core.external import read_connection_file
+from kernelmon.core.records import ExecutionState
+from tests.core.conftest import wait_until
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 
@@ -49,17 +53,28 @@ def _kill_tree(pids: set[int]) -> None:
 
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Launched]]:
-    """``launch(n=1)`` starts a launcher with ``n`` kernels in a runtime folder of its own.
+    """``launch(n=1, kernel_name="python3", env=None, temp=False)`` starts a launcher with
+    ``n`` kernels in a runtime folder of its own (``temp``: where a plain ``KernelManager``
+    puts them, a temporary file in that folder, given to the launcher as ``TMPDIR``).
     Every process started (launchers, kernels, the kernels' children) is gone afterwards."""
     started: list[Launched] = []
 
-    def start(n: int = 1) -> Launched:
+    def start(
+        n: int = 1,
+        kernel_name: str = "python3",
+        env: dict[str, str] | None = None,
+        temp: bool = False,
+    ) -> Launched:
         runtime = tmp_path_factory.mktemp("runtime")
+        environ = {**os.environ, **(env or {})}
+        if temp:
+            environ["TMPDIR"] = str(runtime)
         proc = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), str(runtime), str(n)],
+            [sys.executable, str(LAUNCHER), "-" if temp else str(runtime), str(n), kernel_name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=environ,
         )
         launched = Launched(proc, runtime, [])
         started.append(launched)
@@ -90,6 +105,27 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
         if launched.proc.stdout is not None:
             launched.proc.stdout.close()
         _kill_tree(tree)
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    return tmp_path_factory.mktemp("map-runtime")
+
+
+@pytest.fixture(scope="module")
+def kmap(aio, runtime, tmp_path_factory):
+    """A kernel map with discovery on, kernels and connection files in ``runtime``."""
+    root = tmp_path_factory.mktemp("root")
+    km = KernelMap(
+        Settings(root_dir=str(root), kernel_info_timeout=30, sample_interval=0.2),
+        shutdown_wait=2.0,
+        connection_dir=str(runtime),
+        runtime_dirs=[str(runtime)],
+    )
+    aio.run(km.start_monitoring())
+    yield km
+    aio.run(km.close())
+    assert len(km) == 0
 
 
 class Frontend:
@@ -138,3 +174,22 @@ def frontends() -> Iterator[Callable[[str], Frontend]]:
     yield open_frontend
     for f in opened:
         f.close()
+
+
+async def interrupted_cell(
+    kmap: KernelMap, kernel_id: str, front: Frontend | Callable[[], Frontend]
+) -> dict[str, Any]:
+    """Run a long cell through ``front`` (or the frontend it opens, inside the loop),
+    interrupt it with ``kmap`` once the map shows the kernel busy, and return its reply."""
+    if not isinstance(front, Frontend):
+        front = front()
+    await asyncio.sleep(0.3)  # the shell socket connects
+    msg_id = front.execute("import time; time.sleep(30)")
+    await wait_until(
+        lambda: kmap.record(kernel_id).execution_state == ExecutionState.BUSY, what="busy"
+    )
+    await kmap.interrupt_kernel(kernel_id)
+    await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
+    reply = front.reply(msg_id)
+    assert reply is not None
+    return reply

@@ -1,0 +1,479 @@
+"""Proof that a process is a kernel, and which files a dead kernel leaves behind.
+
+kernelmon signals, kills and deletes on the user's behalf, so it acts only on what it can
+prove, at that moment, belongs to the kernel of a connection file (docs/identity.md says why
+this evidence and not another):
+
+* ``prove_kernel(pid, info)``: the process exists, is not a zombie, runs as this user,
+  started when it was first seen (start time in clock ticks since boot, immune to
+  wall-clock steps) and **holds the kernel's listening sockets** (TCP: a LISTEN socket on
+  the shell and heartbeat ports; IPC: the ``<ip>-<port>`` socket files bound by it), and
+  its parent does not hold them too (a forked ``multiprocessing`` worker inherits the
+  listening sockets; the kernel is the ancestor-most holder). A viewer or editor of the
+  file (``tail -f``, ``less``) holds no socket and is refused.
+* ``find_kernel_pid(info, candidates)``: the proven kernel among candidate processes.
+* ``kernel_files(connection_file)``: the files kernelmon may delete for a connection file:
+  the file itself and the IPC socket files derived from it, only inside the file's own
+  folder, only when nothing listens on the kernel's sockets; ``remove_kernel_files`` deletes
+  exactly those.
+
+Each check reads only the one process's file descriptors (psutil reads ``/proc/<pid>/fd``
+and the socket tables, and nothing when the process has no socket), so proving is cheap
+enough to do before every signal and for every candidate of a discovery scan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import stat
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+#: The ports a kernel must be listening on for a process to be proven its kernel. Every
+#: kernel binds all five; these two are enough and are what ``jupyter_client`` checks first.
+PROOF_PORTS = ("shell_port", "hb_port")
+#: All the ports of a connection file (the IPC socket files are ``<ip>-<port>``).
+PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+#: Seconds to wait for a connection when checking whether a socket is still served.
+CONNECT_TIMEOUT = 1.0
+#: A connection file younger than this whose kernel may still be binding its sockets (a
+#: process names it as its connection file) is never deleted.
+STARTUP_GRACE = 60.0
+_WILDCARDS = frozenset({"", "*", "0.0.0.0", "::"})
+_KERNEL_OPTIONS = ("-f", "--f", "--connection-file", "--connection_file")
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """Whether a process is proven to be a kernel; ``reason`` is a sentence for the UI when
+    it is not."""
+
+    ok: bool
+    pid: int | None = None
+    reason: str | None = None
+    #: the evidence says it is not the kernel (gone, reused, no sockets, a worker); False
+    #: when it could not be checked (another user's process, access denied)
+    refuted: bool = True
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def refused(reason: str, pid: int | None = None, *, refuted: bool = True) -> Proof:
+    return Proof(False, pid, reason, refuted)
+
+
+# -- start times ----------------------------------------------------------------------------
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (None when it is gone).
+
+    On Linux this is field 22 of ``/proc/<pid>/stat``: the kernel's own count, which no
+    wall-clock step (NTP after a resume, a VM's clock) moves, so a PID reused by a newer
+    process is told apart exactly. Elsewhere it falls back to psutil's ``create_time()`` in
+    hundredths of a second: that is wall-clock based and moves when the clock is stepped
+    (a live process may then look replaced, so kernelmon refuses to act, never the reverse).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            return None
+        # the command name (field 2) is in parentheses and may itself contain ") "
+        fields = data[data.rfind(b")") + 2 :].split()
+        try:
+            return int(fields[19])  # field 22, counting from 1 before the name
+        except (IndexError, ValueError):
+            return None
+    try:
+        return round(psutil.Process(pid).create_time() * 100)
+    except psutil.Error:
+        return None
+
+
+# -- the sockets a kernel listens on --------------------------------------------------------
+
+
+def _ports(info: Mapping[str, Any], names: Iterable[str]) -> list[int] | None:
+    ports = []
+    for name in names:
+        value = info.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+            return None
+        ports.append(value)
+    return ports
+
+
+def ipc_paths(info: Mapping[str, Any], names: Iterable[str] = PORT_NAMES) -> list[str]:
+    """The socket files of an IPC kernel (``<ip>-<port>``), for the ports it names."""
+    ip = info.get("ip")
+    if info.get("transport") != "ipc" or not isinstance(ip, str) or not ip:
+        return []
+    paths = []
+    for name in names:
+        port = info.get(name)
+        if isinstance(port, int) and not isinstance(port, bool):
+            paths.append(f"{ip}-{port}")
+    return paths
+
+
+def _ip_matches(bound: str, wanted: str) -> bool:
+    if bound in _WILDCARDS or wanted in _WILDCARDS or bound == wanted:
+        return True
+    if wanted == "localhost":
+        return bound in ("127.0.0.1", "::1")
+    try:
+        return ipaddress.ip_address(bound) == ipaddress.ip_address(wanted)
+    except ValueError:
+        return True  # a host name: the port alone tells
+
+
+def _holds_sockets(proc: psutil.Process, info: Mapping[str, Any]) -> bool:
+    """Whether ``proc`` holds the kernel's listening sockets (``psutil.Error`` if it cannot
+    be inspected)."""
+    if info.get("transport", "tcp") == "ipc":
+        wanted = set(ipc_paths(info, PROOF_PORTS))
+        if len(wanted) != len(PROOF_PORTS):
+            return False
+        relative = {p for p in wanted if not os.path.isabs(p)}
+        if relative:  # bound relative to the kernel's folder
+            cwd = proc.cwd()
+            wanted = (wanted - relative) | {os.path.join(cwd, p) for p in relative}
+        bound = set()
+        for conn in proc.net_connections(kind="unix"):
+            path = conn.laddr if isinstance(conn.laddr, str) else ""
+            if path:
+                bound.add(path if os.path.isabs(path) else os.path.join(proc.cwd(), path))
+        return wanted <= bound
+    ports = _ports(info, PROOF_PORTS)
+    ip = info.get("ip")
+    if ports is None or not isinstance(ip, str):
+        return False
+    listening = {
+        conn.laddr.port
+        for conn in proc.net_connections(kind="tcp")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and _ip_matches(conn.laddr.ip, ip)
+    }
+    return set(ports) <= listening
+
+
+def _same_user(proc: psutil.Process) -> bool:
+    getuid = getattr(os, "getuid", None)
+    return getuid is None or bool(proc.uids().real == getuid())
+
+
+def prove_kernel(pid: int, info: Mapping[str, Any], *, started_ticks: int | None = None) -> Proof:
+    """Whether process ``pid`` is, now, the kernel of connection info ``info``.
+
+    ``started_ticks``: the ``start_ticks`` seen when the kernel was found or launched; a
+    process that started at another time is another process with a reused PID.
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return refused(f"Process {pid} has exited.", pid)
+        if not _same_user(proc):
+            return refused(f"Process {pid} runs as another user.", pid, refuted=False)
+        if started_ticks is not None and start_ticks(pid) != started_ticks:
+            return refused(
+                f"Process {pid} is not the kernel's process any more: the kernel exited and "
+                "another process got its number.",
+                pid,
+            )
+        if not _holds_sockets(proc, info):
+            return refused(
+                f"Process {pid} does not hold the kernel's sockets, so it is not the kernel "
+                "(perhaps a viewer or editor of its connection file).",
+                pid,
+            )
+        parent = proc.parent()
+        if parent is not None and _holds_quietly(parent, info):
+            return refused(
+                f"Process {pid} is a child of process {parent.pid}, which holds the kernel's "
+                "sockets too: it is a forked worker, not the kernel.",
+                pid,
+            )
+    except psutil.NoSuchProcess:
+        return refused(f"Process {pid} has exited.", pid)
+    except psutil.AccessDenied:
+        return refused(f"kernelmon may not inspect process {pid}.", pid, refuted=False)
+    except psutil.Error as e:
+        return refused(f"Process {pid} could not be inspected: {e}.", pid, refuted=False)
+    return Proof(True, pid)
+
+
+def _holds_quietly(proc: psutil.Process, info: Mapping[str, Any]) -> bool:
+    try:
+        return _holds_sockets(proc, info)
+    except psutil.Error:
+        return False
+
+
+def find_kernel_pid(info: Mapping[str, Any], candidates: Iterable[int]) -> Proof:
+    """The kernel of ``info`` among ``candidates`` (processes whose arguments name its
+    connection file), proven: a candidate holding its sockets, or the ancestor-most holder
+    above it (the kernel a forked worker came from). ``reason`` says why none is."""
+    first_refusal: Proof | None = None
+    for pid in dict.fromkeys(candidates):
+        proof = prove_kernel(pid, info)
+        if proof.ok:
+            return proof
+        try:
+            proc = psutil.Process(pid)
+            if not _same_user(proc) or not _holds_sockets(proc, info):
+                first_refusal = first_refusal or proof
+                continue
+            top = proc  # a holder whose parent holds too: climb to the kernel
+            while (parent := top.parent()) is not None and _holds_quietly(parent, info):
+                top = parent
+        except psutil.Error:
+            first_refusal = first_refusal or proof
+            continue
+        return prove_kernel(top.pid, info)
+    return first_refusal or refused("No process runs this kernel.")
+
+
+# -- local addresses ------------------------------------------------------------------------
+
+
+def is_local_address(ip: str) -> bool:
+    """Whether ``ip`` is an address of this machine (loopback, any, or one of its
+    interfaces). Host names other than ``localhost`` are not resolved (that may block)."""
+    if ip in ("localhost", "*", ""):
+        return True
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if addr.is_loopback or addr.is_unspecified:
+        return True
+    with contextlib.suppress(Exception):
+        for addresses in psutil.net_if_addrs().values():
+            for a in addresses:
+                if a.family in (socket.AF_INET, socket.AF_INET6):
+                    with contextlib.suppress(ValueError):
+                        if ipaddress.ip_address(a.address.split("%")[0]) == addr:
+                            return True
+    return False
+
+
+# -- what may be deleted --------------------------------------------------------------------
+
+
+def _served(path: str) -> bool:
+    """Whether a process accepts connections on the Unix socket file ``path`` (when in
+    doubt: True)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(CONNECT_TIMEOUT)
+    try:
+        s.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError:
+        return True
+    finally:
+        s.close()
+    return True
+
+
+def _tcp_served(ip: str, port: int) -> bool:
+    host = "127.0.0.1" if ip in _WILDCARDS or ip == "localhost" else ip
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+            return True
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        return True
+
+
+def kernel_listening(info: Mapping[str, Any]) -> str | None:
+    """Why a kernel of ``info`` may still be running (something listens on one of its
+    sockets, or it cannot be checked), or None when nothing does."""
+    if info.get("transport", "tcp") == "ipc":
+        for path in ipc_paths(info):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode) and _served(path):
+                    return f"a process listens on the kernel's socket {path}"
+        return None
+    ip = info.get("ip")
+    ports = _ports(info, PROOF_PORTS)
+    if not isinstance(ip, str) or ports is None:
+        return "it names no usable address"
+    if not is_local_address(ip):
+        return f"it names another machine's address ({ip})"
+    for port in ports:
+        if _tcp_served(ip, port):
+            return f"a process listens on the kernel's port {port}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFiles:
+    """The files kernelmon may delete for a connection file, and why others are kept."""
+
+    removable: tuple[str, ...]
+    #: (path, reason) of files left in place
+    kept: tuple[tuple[str, str], ...] = ()
+    #: why the connection file itself is kept (None if it may go, or is gone)
+    reason: str | None = None
+
+
+def _own_regular(path: str, kind: int) -> str | None:
+    """Why ``path`` is not ours to delete as a file of ``kind`` (None if it is)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "it does not exist"
+    except OSError as e:
+        return f"it cannot be checked: {e.strerror or e}"
+    if stat.S_IFMT(st.st_mode) != kind:
+        return "it is not a " + ("socket" if kind == stat.S_IFSOCK else "regular file")
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and st.st_uid != getuid():
+        return "it belongs to another user"
+    return None
+
+
+def _naming_processes(connection_file: str) -> tuple[list[int], list[int]]:
+    """(PIDs of processes whose arguments name ``connection_file``, those of them naming it
+    after a kernel option such as ``-f``): a scan of the process table, for deletions only."""
+    target = os.path.realpath(connection_file)
+    name = os.path.basename(connection_file)
+    naming: list[int] = []
+    as_kernel: list[int] = []
+    for proc in psutil.process_iter(["cmdline"], ad_value=None):
+        args = proc.info.get("cmdline") or ()
+        for i, arg in enumerate(args):
+            option, eq, value = arg.partition("=")
+            named, flagged = (value, option in _KERNEL_OPTIONS) if eq else (arg, False)
+            if not eq and i > 0 and args[i - 1] in _KERNEL_OPTIONS:
+                flagged = True
+            if os.path.basename(named) == name and os.path.realpath(named) == target:
+                naming.append(proc.pid)
+                if flagged:
+                    as_kernel.append(proc.pid)
+                break
+    return naming, as_kernel
+
+
+def _file_in_use(path: str, info: Mapping[str, Any]) -> str | None:
+    """Why a live process may be using the connection file ``path`` (None if none is): a
+    process that names it holds the kernel's sockets, or names it as its connection file
+    while the file is young (a kernel binds its sockets after the file is written)."""
+    listening = kernel_listening(info)
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        age = 0.0
+    young = -STARTUP_GRACE < age < STARTUP_GRACE
+    if listening is None and not young:
+        return None  # nothing serves its sockets and no kernel can still be starting on it
+    naming, as_kernel = _naming_processes(path)
+    if listening is not None and naming:
+        proof = find_kernel_pid(info, naming)
+        if proof.ok:
+            return f"process {proof.pid} runs this kernel"
+        if not proof.refuted:
+            return f"{listening}, and {proof.reason}"
+    if young and as_kernel:
+        return "a process names it as its connection file and may still be starting"
+    return None
+
+
+def _keep(path: str, why: str) -> KernelFiles:
+    return KernelFiles((), ((path, why),), why)
+
+
+def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) -> KernelFiles:
+    """What kernelmon may delete for ``connection_file``: the file itself, when no live
+    process uses it (no process naming it holds the kernel's sockets or may still be
+    starting on it), and the IPC socket files derived from it (``<ip>-<port>``) that are our
+    sockets inside the connection file's own folder on which nothing listens. Nothing a
+    record or another file names is ever deleted on its word (a stale copy of a live
+    kernel's file goes, the live kernel's sockets stay). ``info``: the parsed contents."""
+    path = os.path.abspath(connection_file)
+    if not os.path.lexists(path):
+        return KernelFiles(())  # nothing left to delete (its socket files are unknown)
+    if not path.endswith(".json"):
+        return _keep(path, "it is not a connection file (*.json)")
+    why = _own_regular(path, stat.S_IFREG)
+    if why is not None:
+        return _keep(path, why)
+    from .discovery import parse_connection_info, read_runtime_json
+
+    try:
+        if info is None:
+            info = read_runtime_json(path)
+        parse_connection_info(info)
+    except (OSError, ValueError) as e:
+        return _keep(path, f"it cannot be read as a connection file: {e}")
+    assert info is not None
+    busy = _file_in_use(path, info)
+    if busy is not None:
+        return _keep(path, busy)
+    removable = [path]
+    kept: list[tuple[str, str]] = []
+    folder = os.path.realpath(os.path.dirname(path))
+    for sock in ipc_paths(info):
+        if not os.path.lexists(sock):
+            continue
+        if not os.path.isabs(sock) or os.path.realpath(os.path.dirname(sock)) != folder:
+            kept.append((sock, "it is not in the connection file's folder"))
+            continue
+        why = _own_regular(sock, stat.S_IFSOCK)
+        if why is None and _served(sock):
+            why = "a process listens on it (a live kernel's socket)"
+        if why is not None:
+            kept.append((sock, why))
+        else:
+            removable.append(sock)
+    return KernelFiles(tuple(removable), tuple(kept))
+
+
+def remove_kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) -> KernelFiles:
+    """Delete what ``kernel_files`` allows (blocking: run it in a thread); returns it."""
+    files = kernel_files(connection_file, info)
+    for path in files.removable:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    return files
+
+
+# -- private folders ------------------------------------------------------------------------
+
+
+def make_private(folder: str) -> None:
+    """Create ``folder`` (0700) or, when it exists and is ours, take group and other access
+    away from it. ``PermissionError`` if it belongs to another user."""
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    st = os.stat(folder)
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:
+        return
+    if st.st_uid != getuid():
+        raise PermissionError(
+            f"The connection folder {folder} belongs to another user; kernelmon keeps its "
+            "kernels' connection files only in folders of its own."
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(folder, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+def make_sockets_private(info: Mapping[str, Any]) -> None:
+    """Take group and other access away from an IPC kernel's socket files (0600): zmq
+    creates them with the kernel's umask. Files that are not our sockets are left alone."""
+    for path in ipc_paths(info):
+        if _own_regular(path, stat.S_IFSOCK) is None:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)
