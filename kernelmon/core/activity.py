@@ -141,8 +141,8 @@ class ActivityWatcher:
         #: The shell requests running: subshell id ("" for the main shell) -> (msg_id,
         #: ``time.monotonic()`` of its busy), oldest first.
         self.open_requests: dict[str, tuple[str, float]] = {}
-        #: Whether any message of this kernel was seen yet (a ``starting`` after one means
-        #: the process restarted).
+        #: Whether a message of the kernel (not of kernelmon's probe, not a subscription
+        #: notice) was seen yet: a ``starting`` after one means the process restarted.
         self._seen_any = False
         self._probe_marker = probe_session.encode("ascii")
         key = connection_info.get("key", b"")
@@ -234,10 +234,14 @@ class ActivityWatcher:
                 logger.debug("Dropped a malformed message from %s: %s", record.id, e)
                 continue
             count += 1
-            seen_before, self._seen_any = self._seen_any, True
             if active:
                 activity = True
-            if own or status is None:
+            if own:
+                # kernelmon's own traffic, or a subscription notice (which may come before
+                # the kernel's "starting"): says nothing about the kernel's process
+                continue
+            seen_before, self._seen_any = self._seen_any, True
+            if status is None:
                 continue
             parent_id, parent_type, subshell, new_state = status
             if parent_id and parent_id in self.finished:

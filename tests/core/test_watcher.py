@@ -172,9 +172,11 @@ def test_late_starting_status_does_not_undo_a_confirmed_state(aio, publisher):
     record.execution_state = "idle"  # confirmed by a probe before IOPub caught up
     session = Session(key=KEY)
     subscribed(aio, pub, record)
-    # the process's "starting", the first message this watcher sees: stale
+    # the process's "starting", the first message of the kernel this watcher sees (after the
+    # kernel's welcome to the new subscriber, which says nothing of its process): stale
+    session.send(pub, "iopub_welcome", {"subscription": ""})
     session.send(pub, "status", {"execution_state": "starting"})
-    aio.run(wait_until(lambda: record.messages == 1))
+    aio.run(wait_until(lambda: record.messages == 2))
     assert record.execution_state == "idle"
     watcher.close()
     record, watcher, _ = watch(aio, info)
