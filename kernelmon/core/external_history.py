@@ -133,6 +133,7 @@ class ExternalHistory:
         self._dropped: set[str] = set()
         self._dirty = False
         self._saved_at = 0.0
+        self._failing = False
         self._entries = self._read()
 
     def _read(self) -> dict[str, Seen]:
@@ -227,8 +228,13 @@ class ExternalHistory:
         try:
             write_json_atomic(self.path, data)
         except OSError as e:
-            logger.warning("Could not save what kernelmon saw of other kernels: %s", e)
+            # an unwritable state folder (the window says so): try again later, quietly
+            log = logger.warning if not self._failing else logger.debug
+            log("Could not save what kernelmon saw of other kernels: %s", e)
+            self._failing = True
+            self._saved_at = time.monotonic()
             return
+        self._failing = False
         self._entries = dict(kept)
         self._dirty = False
         self._saved_at = time.monotonic()

@@ -210,3 +210,21 @@ def test_a_new_connection_file_is_a_new_kernel(tmp_path):
 def test_settings_replace_is_untouched():
     # the history lives in the state folder, not in the settings
     assert "history" not in {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_an_unwritable_state_folder_is_retried_quietly(tmp_path, monkeypatch, caplog):
+    from kernelmon.core import external_history
+
+    history = ExternalHistory(tmp_path)
+    history.restore(record())
+
+    def read_only(*_args, **_kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(external_history, "write_json_atomic", read_only)
+    for _ in range(3):
+        history.save(force=True)
+    assert caplog.text.count("Read-only file system") == 1
+    monkeypatch.undo()
+    history.save(force=True)
+    assert set(read_entries(tmp_path / FILE_NAME)) == {"k1"}
