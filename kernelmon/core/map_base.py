@@ -243,6 +243,7 @@ class MapBase:
             transport=self._transport,
             log_dir=self._kernel_log_dir(conn_dir),
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
+            untracked=lambda: self._settings.untracked_message_types,
         )
 
     # -- keeping shown states true ----------------------------------------------------------
