@@ -134,7 +134,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         name = kernel_name or self.default_kernel_name
         spec = self._resolve_spec(name)
         cwd = self.cwd_for_path(path)
-        self._ensure_recordable()  # a kernel that cannot be recorded could be orphaned
+        await self._ensure_recordable()  # a kernel that cannot be recorded could be orphaned
         kid = kernel_id or str(uuid.uuid4())
         record = KernelRecord(id=kid, name=name, display_name=spec.display_name, cwd=cwd)
         backend = self._new_backend(record)
