@@ -937,20 +937,12 @@ class RuntimeWatcher:
             for path, kernel in old.kernels.items():
                 if path not in new.kernels:
                     self._call(self.on_vanished, kernel)
-            if self.on_scanned is not None:
-                try:
-                    self.on_scanned(new)
-                except Exception:
-                    logger.exception("A runtime watcher callback failed")
+            self._call(self.on_scanned, new)
             return new
 
     def _scan(self, owned: Collection[str]) -> Scan:
         scan = scan_runtime(self.folders, owned, self.scan)
-        if self.prepare is not None:
-            try:
-                self.prepare(scan)
-            except Exception:
-                logger.exception("Preparing a runtime scan failed")
+        self._call(self.prepare, scan)
         return scan
 
     def _report_problems(self, problems: list[ScanProblem]) -> None:
@@ -961,7 +953,7 @@ class RuntimeWatcher:
         self.problems = current
 
     @staticmethod
-    def _call(callback: Callable[..., None] | None, *args: FoundKernel) -> None:
+    def _call(callback: Callable[..., None] | None, *args: FoundKernel | Scan) -> None:
         if callback is None:
             return
         try:
