@@ -453,7 +453,9 @@ def find_kernel_processes(
     """For each connection file (path -> its connection info), its kernel process, with
     ``ppid`` replaced by the application that launched it (``application_pid``), and the
     proof: ``ok`` when proven (``identity``), else a candidate that could not be checked and
-    why. Files whose candidates are all refuted (viewers, editors, no process) are left out.
+    why. When every candidate is refuted, their descendants are tried (a wrapper that hands
+    the file to its child in an environment variable). Files whose candidates and their
+    descendants are all refuted (viewers, editors, no process) are left out.
 
     ``known``: the last scan's kernels; one proven then, whose process is still a
     candidate with the same start time, is not proven again (a kernel keeps its sockets).
