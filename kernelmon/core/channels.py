@@ -150,11 +150,9 @@ class StreamDecoder:
                 self._parent_raw, self._parent = bytes(parts[2]), dict(parent)
             metadata = {} if parts[3] == b"{}" else _decode_json(parts[3].decode())
             content = _decode_json(parts[4].decode())
-            if not isinstance(content, dict):
-                return None
-            return message_dict(header, parent, metadata, content, parts[5:])
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
+        except (ValueError, RecursionError):
             return None
+        return message_dict(header, parent, metadata, content, parts[5:])
 
 
 class SessionChannels:

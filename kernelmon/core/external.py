@@ -29,7 +29,7 @@ from typing import Any
 
 import zmq
 
-from .activity import ActivityWatcher
+from .activity import ActivityWatcher, Untracked
 from .backend import KernelBackend
 from .channels import RequestChannel
 from .discovery import FoundKernel, parse_connection_info, read_runtime_json
@@ -129,13 +129,19 @@ class ExternalKernel(KernelBackend):
         interrupt_mode: str | None = None,
         shutdown_wait: float = 5.0,
         reply_timeout: float = REPLY_TIMEOUT,
+        untracked: Untracked | None = None,
         started_ticks: int | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
+        """``info``: the connection file's contents, as ``read_connection_file`` returns
+        them; without it the file is read here, which blocks (it checks the file's address,
+        which may resolve a host name): inside the loop, read it in a worker thread."""
         super().__init__(record)
+        self._untracked = untracked
         #: the process's start (``identity.start_ticks``) when it was proven the kernel
         self.started_ticks = started_ticks
         self.connection_file = connection_file
-        self._info = read_connection_file(connection_file)
+        self._info = info if info is not None else read_connection_file(connection_file)
         self._on_change = on_change
         self._on_exit = on_exit
         self.interrupt_mode = interrupt_mode
@@ -199,7 +205,9 @@ class ExternalKernel(KernelBackend):
         if self.watcher is not None:
             return
         self._stopping = False
-        self.watcher = ActivityWatcher(self.record, self._info, self.session_id, self._on_change)
+        self.watcher = ActivityWatcher(
+            self.record, self._info, self.session_id, self._on_change, untracked=self._untracked
+        )
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
 
@@ -267,8 +275,9 @@ class ExternalKernel(KernelBackend):
             proof = await self.prove()
             if proof.ok:
                 # only the proven process: its process group was not made by kernelmon
+                assert proof.pid is not None  # a proof that succeeds names its process
                 try:
-                    os.kill(proof.pid or 0, signal.SIGINT)
+                    os.kill(proof.pid, signal.SIGINT)
                 except (ProcessLookupError, PermissionError) as e:
                     raise ExternalKernelError(
                         f"Kernel {record.id} could not be interrupted: {e}."

@@ -24,7 +24,7 @@ from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
-from .activity import ActivityWatcher
+from .activity import ActivityWatcher, Untracked
 from .backend import KernelBackend
 from .channels import Probe
 from .errors import (
@@ -120,8 +120,10 @@ class LocalKernel(KernelBackend):
         kernel_info_timeout: Callable[[], float] = lambda: 60.0,
         transport: str | None = None,
         log_dir: str | None = None,
+        untracked: Untracked | None = None,
     ) -> None:
         super().__init__(record)
+        self._untracked = untracked
         #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
         self.log_file = os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log")
         connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
@@ -207,7 +209,9 @@ class LocalKernel(KernelBackend):
         self._detach()
         info = self.connection_info
         self.probe = Probe(info)
-        self.watcher = ActivityWatcher(self.record, info, self.probe.session_id, self._on_change)
+        self.watcher = ActivityWatcher(
+            self.record, info, self.probe.session_id, self._on_change, untracked=self._untracked
+        )
         pid = getattr(self.km.provisioner, "pid", None)
         if pid != self.record.pid:
             self.record.pid = pid
@@ -499,11 +503,8 @@ class LocalKernel(KernelBackend):
             self._idle_check = None
             if f.cancelled() or f.exception() is not None or self.watcher is not watcher:
                 return
-            record = self.record
-            if record.execution_state == ExecutionState.BUSY and watcher.last_status_at < sent_at:
-                logger.debug("Kernel %s answered while shown busy: it is idle", record.id)
-                record.execution_state = ExecutionState.IDLE
-                self._on_change(record, {"execution_state"}, None)
+            if watcher.settle(sent_at):
+                logger.debug("Kernel %s answered while shown busy: it is idle", self.record.id)
 
         fut.add_done_callback(on_reply)
 

@@ -34,13 +34,14 @@ from .events import (
     EventHub,
     KernelChanged,
     KernelEvent,
+    StateProblem,
     Subscriber,
 )
 from .identity import make_private
 from .local import LocalKernel
 from .records import KernelRecord
 from .settings import Settings
-from .state import StateFile, default_state_dir
+from .state import ENV_STATE_DIR, StateFile, default_state_dir
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,11 @@ class Entry:
     shutdown_task: asyncio.Task[None] | None = None
     #: execute_requests sent through kernelmon's connections and not answered yet
     executing: set[str] = field(default_factory=set)
+
+
+#: How long a check of the state folder may take before it is a problem (a hung network
+#: folder); the check goes on in its thread and its result counts when it comes.
+STATE_CHECK_TIMEOUT = 15.0
 
 
 class MapBase:
@@ -91,6 +97,12 @@ class MapBase:
     next_cull: datetime | None
     last_kernel_activity: datetime
     default_kernel_name: str
+    #: The problems last told subscribers (``StateProblem``), and where kernel logs go
+    #: instead of the state folder when they cannot go there (in words), or None.
+    _told_problems: str = ""
+    _log_fallback: str | None = None
+    #: The state folder check running now (see ``check_state_folder``).
+    _folder_check: asyncio.Future[None] | None = None
 
     # implemented by KernelMap and the cull pass
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
@@ -229,8 +241,9 @@ class MapBase:
             restart_limit=self._restart_limit,
             shutdown_wait=self._shutdown_wait,
             transport=self._transport,
-            log_dir=str(self.state_file.folder / "kernel-logs"),
+            log_dir=self._kernel_log_dir(conn_dir),
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
+            untracked=lambda: self._settings.untracked_message_types,
         )
 
     # -- keeping shown states true ----------------------------------------------------------
@@ -260,10 +273,89 @@ class MapBase:
             self._state = StateFile(folder)
         return self._state
 
-    def _save_state(self, released: bool = False) -> None:
-        records = [
+    def _state_records(self) -> list[dict[str, Any]]:
+        return [
             e.backend.state()
             for e in self._kernels.values()
             if isinstance(e.backend, LocalKernel) and e.record.pid is not None
         ]
-        self.state_file.save(records, released=released)
+
+    def _save_state(self, released: bool = False) -> None:
+        self.state_file.save(self._state_records(), released=released)
+        self._tell_problems()
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with kernelmon's record of its kernels now, in sentences (empty
+        when nothing is); sent as ``StateProblem`` events when it changes."""
+        found = []
+        if self.state_file.error:
+            found.append(
+                f"{self.state_file.error}. The kernels kernelmon starts are recorded there so "
+                "that a crash of kernelmon never leaves them running unmanaged, so it starts "
+                "no kernels until it can write there (watching kernels goes on). Make the "
+                f"folder writable, or set {ENV_STATE_DIR} to a folder you can write to and "
+                "start kernelmon again."
+            )
+        if self._log_fallback:
+            found.append(self._log_fallback)
+        return found
+
+    async def check_state_folder(self) -> list[str]:
+        """Look at the state folder now: the records and one more are written to a probe
+        file (``StateFile.check``) in a thread, so a hung folder never stops the loop; when
+        that works but the last save failed, the records are saved again (only a save that
+        works ends its problem). Returns ``problems``. Checks asked for while one runs share
+        it; one that takes longer than ``STATE_CHECK_TIMEOUT`` is a problem itself."""
+        if self._folder_check is None or self._folder_check.done():
+            self._folder_check = asyncio.ensure_future(self._check_state_folder())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._folder_check), STATE_CHECK_TIMEOUT)
+        except TimeoutError:
+            self.state_file.error = (
+                f"kernelmon's state folder {self.state_file.folder} did not answer within "
+                f"{STATE_CHECK_TIMEOUT:g} s"
+            )
+            self._tell_problems()
+        return self.problems
+
+    async def _check_state_folder(self) -> None:
+        state = self.state_file
+        problem = await asyncio.to_thread(state.check, self._state_records())
+        if problem is None and state.error:
+            self._save_state()
+        self._tell_problems()
+
+    def _tell_problems(self) -> None:
+        text = " ".join(self.problems)
+        if text != self._told_problems:
+            self._told_problems = text
+            self._emit(StateProblem("", text=text))
+
+    async def _ensure_recordable(self) -> None:
+        """``KernelStartFailed`` unless a kernel started now can be recorded."""
+        if await self.check_state_folder() and self.state_file.error:
+            raise KernelStartFailed(self.problems[0])
+
+    def _ensure_recorded(self) -> None:
+        """``KernelStartFailed`` if recording a kernel just started failed."""
+        if self.state_file.error:
+            self._tell_problems()
+            raise KernelStartFailed(self.problems[0])
+
+    def _kernel_log_dir(self, fallback: str) -> str:
+        """The state folder's ``kernel-logs``, or ``fallback`` (said in ``problems``)."""
+        folder = self.state_file.folder / "kernel-logs"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._log_fallback = None
+            return str(folder)
+        except OSError as e:
+            self._log_fallback = (
+                f"Kernel logs (what a kernel prints) cannot go to {folder} "
+                f"({e.strerror or e}); they go to {fallback} instead."
+            )
+            logger.warning("%s", self._log_fallback)
+            return fallback
+        finally:
+            self._tell_problems()

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .discovery import (
     FoundKernel,
@@ -33,10 +34,11 @@ from .events import (
     MemoryWarning,
     UsageSampled,
 )
-from .external import ExternalKernel, ExternalKernelError, StaleKernel
+from .external import ExternalKernel, ExternalKernelError, StaleKernel, read_connection_file
+from .external_history import ExternalHistory
 from .map_base import Entry, MapBase
 from .periodic import Periodic
-from .records import ExecutionState, KernelRecord, Origin, utcnow
+from .records import ExecutionState, KernelRecord, Origin
 from .resources import KernelHistory, KernelUsage, ResourceSampler
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,25 @@ class MonitoringMixin(MapBase):
         self._discovery_lock = asyncio.Lock()
         #: connection files whose kernel could not be watched, by path
         self._unwatchable: dict[str, ScanProblem] = {}
+        #: (connection file, pid) of the other applications' kernels watched now, and the
+        #: connection info read for the others in the scan's worker thread (never on the
+        #: loop: reading checks the file's address, which may resolve a host name)
+        self._watched: frozenset[tuple[str, int | None]] = frozenset()
+        self._prepared: dict[str, dict[str, Any] | ExternalKernelError] = {}
+        self._seen: ExternalHistory | None = None
+
+    def _history(self) -> ExternalHistory:
+        """What kernelmons saw of other applications' kernels (see ``external_history``)."""
+        if self._seen is None:
+            self._seen = ExternalHistory(self.state_file.folder, self._clock)
+        return self._seen
+
+    def _note_history(self, force: bool = False) -> None:
+        history = self._history()
+        history.note_all(
+            e.record for e in self._kernels.values() if isinstance(e.backend, ExternalKernel)
+        )
+        history.save(force)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -175,6 +196,7 @@ class MonitoringMixin(MapBase):
         self._monitoring_on = False
         await self._sampling.stop()
         await self._apply_discovery()
+        self._note_history(force=True)
         for task in list(self._background):
             task.cancel()
         self._background.clear()
@@ -196,9 +218,10 @@ class MonitoringMixin(MapBase):
                 watcher = RuntimeWatcher(
                     self.runtime_folders,
                     interval=max(settings.sample_interval, 1.0),
-                    owned=self._owned_ids,
+                    owned=self._scan_starting,
                 )
                 watcher.on_scanned = lambda scan, w=watcher: self._reconcile(w, scan)
+                watcher.prepare = self._prepare_found
                 self._watcher = watcher
                 await watcher.rescan()
                 watcher.start()
@@ -239,8 +262,37 @@ class MonitoringMixin(MapBase):
     def _shutting_down(entry: Entry) -> bool:
         return entry.shutdown_task is not None and not entry.shutdown_task.done()
 
+    def _prepare_found(self, scan: Scan) -> None:
+        """In the scan's worker thread: read the connection files of the kernels found that
+        are not watched yet (``_entry_for`` takes them on the loop)."""
+        for kernel in scan.kernels.values():
+            path = kernel.connection_file
+            if kernel.origin in (Origin.STALE, Origin.OWNED) or (path, kernel.pid) in self._watched:
+                continue
+            try:
+                self._prepared[path] = read_connection_file(path)
+            except ExternalKernelError as e:
+                self._prepared[path] = e
+
+    def _scan_starting(self) -> set[str]:
+        """On the loop, as a scan starts: what its worker thread needs to know (the kernels
+        watched now); returns kernelmon's own kernels' ids."""
+        self._prepared.clear()
+        self._watched = frozenset(
+            (e.backend.connection_file, e.record.pid)
+            for e in self._kernels.values()
+            if isinstance(e.backend, ExternalKernel)
+        )
+        return self._owned_ids()
+
     def _reconcile(self, watcher: RuntimeWatcher, scan: Scan) -> None:
         """Make the map's other-application kernels what a scan found."""
+        try:
+            self._reconcile_scan(watcher, scan)
+        finally:
+            self._prepared.clear()
+
+    def _reconcile_scan(self, watcher: RuntimeWatcher, scan: Scan) -> None:
         if watcher is not self._watcher:
             return  # a scan of a watcher stopped (or replaced) since: not news
         owned = self._owned_ids()
@@ -296,6 +348,9 @@ class MonitoringMixin(MapBase):
                 and entry.record.connection_file == found.connection_file
             ):
                 fields = apply_found(entry.record, found)
+                if "origin" in fields and isinstance(entry.backend, ExternalKernel):
+                    self._history().note(entry.record)  # orphan_since
+                    fields.add("orphan_since")
                 if fields:
                     self._changed(entry.record, fields, None)
                 if found.origin == Origin.ORPHAN:
@@ -327,12 +382,19 @@ class MonitoringMixin(MapBase):
             backend: StaleKernel | ExternalKernel = StaleKernel(record, found.connection_file)
             apply_found(record, found)
             return Entry(record, backend)
+        info = self._prepared.pop(found.connection_file, None)
+        if info is None:  # not read in the scan's thread: the next scan reads it
+            return None
         try:
+            if isinstance(info, ExternalKernelError):
+                raise info
             ext = ExternalKernel.from_found(
                 found,
+                info=info,
                 on_change=self._changed,
                 on_exit=self._external_exited,
                 shutdown_wait=self._shutdown_wait,
+                untracked=lambda: self._settings.untracked_message_types,
             )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
@@ -341,9 +403,9 @@ class MonitoringMixin(MapBase):
         record = ext.record
         apply_found(record, found)
         record.display_name = self._display_name(found.kernel_name)
-        # Nothing is known of its activity before now; "now" keeps the culler from
-        # treating a long-running kernel as idle since its start.
-        record.last_activity = utcnow()
+        # Its idle clock: the last activity a kernelmon saw, else when one first saw it
+        # (never its process's start, nor this launch's "now").
+        self._history().restore(record)
         ext.attach()
         return Entry(record, ext)
 
@@ -375,6 +437,8 @@ class MonitoringMixin(MapBase):
 
     def _forget(self, entry: Entry, reason: str) -> None:
         kid = entry.record.id
+        if isinstance(entry.backend, ExternalKernel):
+            self._history().note(entry.record)
         entry.backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
@@ -387,6 +451,8 @@ class MonitoringMixin(MapBase):
         self._sampler.untrack(kernel_id)
         self._mem_warned.discard(kernel_id)
         self._busy_since.pop(kernel_id, None)
+        if self._seen is not None:
+            self._seen.forget_if_gone(kernel_id)
 
     # -- resources --------------------------------------------------------------------------
 
@@ -407,6 +473,7 @@ class MonitoringMixin(MapBase):
             if fields:
                 self._changed(record, fields, None)
         self._check_memory(result)
+        self._note_history()
         cpu, rss = self.total_usage()
         self._emit(UsageSampled("", total_cpu=cpu, total_rss=rss))
 

@@ -29,6 +29,22 @@ STATE_VERSION = 1
 ENV_STATE_DIR = "KERNELMON_STATE_DIR"
 
 
+#: A kernel record as long as a real one, written by ``StateFile.check`` for the kernel about
+#: to start.
+PROBE_RECORD = {
+    "id": "0" * 36,
+    "kernel_name": "probe",
+    "display_name": "x" * 40,
+    "connection_file": "/" + "x" * 120,
+    "pid": 2**22,
+    "pgid": 2**22,
+    "pid_started": 1e9,
+    "cwd": "/" + "x" * 120,
+    "started": "2000-01-01T00:00:00.000000+00:00",
+    "restarts": 0,
+}
+
+
 def default_state_dir() -> Path:
     """``$KERNELMON_STATE_DIR``, or the user's state folder for kernelmon."""
     env = os.environ.get(ENV_STATE_DIR)
@@ -54,6 +70,32 @@ class StateFile:
         self.owner_started = create_time(self.owner_pid)
         self.path = folder / f"kernels-{self.owner_pid}-{uuid.uuid4().hex[:8]}.json"
         self.error: str | None = None
+        self._probe_error: str | None = None
+
+    def check(self, kernels: list[dict[str, Any]]) -> str | None:
+        """Whether the records can be written now: ``kernels`` (this process's records)
+        and one more, for a kernel about to start, are written to a probe file beside the
+        state file, synced and removed (an empty file would prove nothing on a full disk).
+        Blocking (it writes and syncs): run it off the event loop. Returns the probe's
+        problem in words, or None; a failure is kept in ``error``, and a success clears
+        only a probe's error (a failed ``save()`` stays in ``error`` until a save works)."""
+        owner = {"pid": self.owner_pid, "started": self.owner_started}
+        data = {"version": STATE_VERSION, "owner": owner, "kernels": [*kernels, PROBE_RECORD]}
+        try:
+            _secure_dir(self.folder)
+            probe = self.folder / f".probe-{self.path.name}"
+            write_json_atomic(probe, data)
+            probe.unlink()
+        except OSError as e:
+            problem = f"kernelmon cannot write to its state folder {self.folder}: {e.strerror or e}"
+            logger.error("%s", problem)
+            if self.error is None or self.error is self._probe_error:  # a save's stays
+                self.error = self._probe_error = problem
+            return problem
+        if self.error is self._probe_error:
+            self.error = None
+        self._probe_error = None
+        return None
 
     def save(self, kernels: list[dict[str, Any]], released: bool = False) -> None:
         """Write the records; on failure log it, remember it in ``error``, keep running.

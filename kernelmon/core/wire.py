@@ -144,25 +144,26 @@ def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | 
         parent = json.loads(parts[2])
         metadata = json.loads(parts[3])
         content = json.loads(parts[4])
-        if not isinstance(parent, dict) or not isinstance(content, dict):
-            return None
-        return message_dict(header, parent, metadata, content, parts[5:])
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # not JSON, not UTF-8, a number of thousands of digits, or absurdly deep nesting
         return None
+    return message_dict(header, parent, metadata, content, parts[5:])
 
 
 def message_dict(
-    header: dict[str, Any],
-    parent: dict[str, Any],
-    metadata: Any,
-    content: dict[str, Any],
-    buffers: Sequence[bytes],
-) -> dict[str, Any]:
-    """A decoded message as frontends get it (the shape of jupyter_client's)."""
+    header: Any, parent: Any, metadata: Any, content: Any, buffers: Sequence[bytes]
+) -> dict[str, Any] | None:
+    """A decoded message as frontends get it (the shape of jupyter_client's), or None if its
+    parts are not what the protocol says (four objects; a string msg_id and msg_type)."""
+    if not all(isinstance(d, dict) for d in (header, parent, metadata, content)):
+        return None
+    msg_id, msg_type = header.get("msg_id"), header.get("msg_type")
+    if not isinstance(msg_id, str) or not isinstance(msg_type, str):
+        return None
     return {
         "header": header,
-        "msg_id": header["msg_id"],
-        "msg_type": header["msg_type"],
+        "msg_id": msg_id,
+        "msg_type": msg_type,
         "parent_header": parent,
         "metadata": metadata,
         "content": content,

@@ -41,6 +41,7 @@ from ..core.events import (
     KernelStarted,
     MemoryWarning,
     OutputLost,
+    StateProblem,
     UsageSampled,
 )
 
@@ -104,6 +105,8 @@ class KernelBridge(QObject):
     job_finished = Signal(str, float)
     #: ``(kernel_id, messages, text)``: output the kernel published never reached kernelmon.
     output_lost = Signal(str, int, str)
+    #: ``(text,)``: kernelmon's record of its kernels has a problem ("" once it is over).
+    state_problem = Signal(str)
 
     def __init__(
         self,
@@ -180,6 +183,8 @@ class KernelBridge(QObject):
                 self.job_finished.emit(kid, float(event.seconds))
             case OutputLost():
                 self.output_lost.emit(kid, event.messages, event.text)
+            case StateProblem():
+                self.state_problem.emit(event.text)
             case _:
                 logger.debug("Ignoring event %r", event)
 
