@@ -297,6 +297,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
+            self._save_state()  # a kernel that could not be adopted was recorded there
         self._let_go(kid)
         what = "Cleaned up" if isinstance(backend, StaleKernel) else "Shut down"
         logger.info("%s kernel %s (%s)", what, kid, entry.record.origin)

@@ -223,6 +223,7 @@ class MapBase:
             shutdown_wait=self._shutdown_wait,
             transport=self._transport,
             log_dir=str(self.state_file.folder / "kernel-logs"),
+            save_state=self._save_state,
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
         )
 
@@ -253,10 +254,13 @@ class MapBase:
             self._state = StateFile(folder)
         return self._state
 
-    def _save_state(self, released: bool = False) -> None:
-        records = [
-            e.backend.state()
-            for e in self._kernels.values()
-            if isinstance(e.backend, LocalKernel) and e.record.pid is not None
-        ]
+    def _save_state(self, released: bool = False) -> str | None:
+        """Write the state file now; returns the error if it could not be written."""
+        records = []
+        for e in self._kernels.values():
+            state = getattr(e.backend, "state", None)
+            saved = state() if state is not None else None
+            if isinstance(saved, dict):
+                records.append(saved)
         self.state_file.save(records, released=released)
+        return self.state_file.error

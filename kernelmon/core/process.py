@@ -9,9 +9,13 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import psutil
+
+from .identity import Proof, start_ticks
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +65,43 @@ async def wait_for_exit(proc: ProcessLike, timeout: float) -> bool:
     return proc.poll() is not None
 
 
-def kill_process_group(pgid: int | None) -> None:
-    """SIGKILL whatever is left in a kernel's own process group (its children)."""
-    if not pgid or not hasattr(os, "killpg"):
+class NotTheKernel(ProcessLookupError):
+    """The process is no longer (provably) the kernel: nothing was signalled."""
+
+
+def group_members(pgid: int | None) -> list[tuple[int, int | None]]:
+    """(PID, start ticks) of the processes in process group ``pgid`` now.
+
+    Taken while the group's leader is the proven kernel, so that later, once the kernel is
+    gone, ``kill_process_group`` can tell that the group is still the same one.
+    """
+    if not pgid or pgid <= 1 or not hasattr(os, "getpgid"):
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid:
+                found.append((proc.pid, start_ticks(proc.pid)))
+    return found
+
+
+def kill_process_group(
+    pgid: int | None, members: list[tuple[int, int | None]] | None = None
+) -> None:
+    """SIGKILL whatever is left in a kernel's own process group (its children).
+
+    A group's id is only reused once every member is gone, so with ``members`` (see
+    ``group_members``) the group is signalled only while one of the processes seen when
+    its leader was the proven kernel still runs (same PID, same start ticks) in it.
+    Without, the caller vouches for the group. Never our own group, nor init's.
+    """
+    if not pgid or not hasattr(os, "killpg") or pgid in (os.getpgid(0), 0, 1):
         return
-    if pgid in (os.getpgid(0), 0, 1):  # never our own group (or init's)
+    for pid, ticks in members if members is not None else [(pgid, None)]:
+        with contextlib.suppress(OSError):
+            if members is None or (os.getpgid(pid) == pgid and start_ticks(pid) == ticks):
+                break
+    else:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -75,36 +111,69 @@ class AdoptedProcess:
     """A Popen-like handle on a kernel process kernelmon did not launch in this run.
 
     It is not our child, so its exit status cannot be known: ``returncode`` becomes 0 once
-    it is gone and ``exit_known`` stays False.
+    it is gone and ``exit_known`` stays False. Its PID could be reused once it is gone, so
+    a process with other start ticks counts as gone, and with ``prove`` every signal is sent
+    only after it shows, at that moment, that the process is still the kernel (else
+    ``NotTheKernel``, and nothing is sent). ``group``: the process
+    group kernelmon's own launch created for it (its id is the kernel's PID), or None;
+    jupyter_client is never given a process group to signal on its own.
+
+    Nothing here waits: ``wait()`` never blocks (a psutil wait on a zombie whose parent
+    never reaps it blocks forever); callers in the loop wait with ``wait_for_exit``.
     """
 
     stdin = stdout = stderr = None
     exit_known = False
 
-    def __init__(self, pid: int) -> None:
+    def __init__(
+        self,
+        pid: int,
+        ticks: int | None = None,
+        prove: Callable[[], Proof] | None = None,
+        group: int | None = None,
+    ) -> None:
         self.pid = pid
-        self._proc = psutil.Process(pid)
+        #: its start ticks (now, if not given): a process with other ticks is another one
+        self.ticks = ticks if ticks is not None else start_ticks(pid)
+        self.group = group
+        self._prove = prove
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
             try:
-                gone = self._proc.status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
+                gone = psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
                 gone = True
-            if gone:
+            if gone or (self.ticks is not None and start_ticks(self.pid) != self.ticks):
                 self.returncode = 0
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.wait(timeout)
-        self.returncode = 0
-        return 0
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status if the process is gone; never blocks (``TimeoutExpired`` while
+        it runs: wait for it with ``wait_for_exit``)."""
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(f"process {self.pid}", timeout or 0)
+        return code
 
     def send_signal(self, signum: int) -> None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.send_signal(signum)
+        if self.poll() is not None:
+            raise NotTheKernel(f"process {self.pid} has exited")
+        proof = self._prove() if self._prove is not None else None
+        if proof is not None and not proof.ok:
+            # the kernel as kernelmon knew it is gone (or can no longer be told apart):
+            # nothing more is done to this process, nor waited for
+            why = proof.reason or "it could not be proven to be the kernel"
+            logger.warning("Not signalling process %s: %s", self.pid, why)
+            self.returncode = 0
+            raise NotTheKernel(f"nothing was signalled: {why}")
+        if self.group == self.pid and hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                if os.getpgid(self.pid) == self.pid:
+                    os.killpg(self.pid, signum)
+                    return
+        os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -129,7 +198,7 @@ def process_matches(pid: int, connection_file: str, create_time: float | None = 
 
 
 def create_time(pid: int | None) -> float | None:
-    if pid is None:
+    if pid is None or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return None
     try:
         value: Any = psutil.Process(pid).create_time()

@@ -193,7 +193,7 @@ def test_state_file_is_private_and_atomic(aio, kmap, state_dir):
     assert record["pid"] == kmap.kernel_model(kid)["pid"]
     assert record["connection_file"].endswith(f"kernel-{kid}.json")
     assert {"kernel_name", "pgid", "cwd", "started"} <= set(record)
-    assert [p.name for p in state_dir.iterdir() if p.name.startswith(".")] == []  # no temp files
+    assert [p.name for p in state_dir.iterdir() if p.name.endswith(".tmp")] == []  # no temp files
     aio.run(kmap.shutdown_kernel(kid))
     assert not path.exists() or kid not in path.read_text()
 
