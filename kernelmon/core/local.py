@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
@@ -74,12 +74,6 @@ def choose_transport(connection_file: str, wanted: str | None) -> tuple[str, str
 
 OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
 
-#: For tests only: awaited at each step of every launch with (step, kernel id), the steps
-#: being "recorded" (the intent is in the state file, no process yet), "launched" (the
-#: process runs, its PID is not recorded yet) and "confirmed" (PID and start ticks are
-#: recorded). A test makes it pause there and kills kernelmon at that instant.
-launch_step: Callable[[str, str], Awaitable[None]] | None = None
-
 #: The fields of a connection file kept in the state file (never the key): enough to
 #: prove which process is the kernel when the file itself is damaged or gone.
 CONNECTION_FACTS = (
@@ -105,11 +99,6 @@ def boot_ticks_now() -> int | None:
         return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError):
         return None
-
-
-async def _step(step: str, kernel_id: str) -> None:
-    if launch_step is not None:
-        await launch_step(step, kernel_id)
 
 
 def describe_exit(code: int | None) -> str:
@@ -168,15 +157,11 @@ class _Manager(AsyncIOLoopKernelManager):
     after_launch: Callable[[], None] | None = None
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        kid = str(self.kernel_id)
         if self.before_launch is not None:
             self.before_launch()
-        await _step("recorded", kid)
         await super()._async_launch_kernel(kernel_cmd, **kw)
-        await _step("launched", kid)
         if self.after_launch is not None:
             self.after_launch()
-        await _step("confirmed", kid)
 
 
 class LocalKernel(KernelBackend):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -68,6 +69,12 @@ async def wait_for_exit(proc: ProcessLike, timeout: float) -> bool:
 class NotTheKernel(ProcessLookupError):
     """The process is no longer (provably) the kernel: nothing was signalled."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ESRCH, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def group_members(pgid: int | None) -> list[tuple[int, int | None]]:
     """(PID, start ticks) of the processes in process group ``pgid`` now.
@@ -111,10 +118,13 @@ class AdoptedProcess:
     """A Popen-like handle on a kernel process kernelmon did not launch in this run.
 
     It is not our child, so its exit status cannot be known: ``returncode`` becomes 0 once
-    it is gone and ``exit_known`` stays False. Its PID could be reused once it is gone, so
-    a process with other start ticks counts as gone, and with ``prove`` every signal is sent
-    only after it shows, at that moment, that the process is still the kernel (else
-    ``NotTheKernel``, and nothing is sent). ``group``: the process
+    it is gone and ``exit_known`` stays False. It is made for a process proven to be the
+    kernel, whose start ticks it keeps: a process with this PID and other start ticks is
+    another one (a reused PID) and counts as gone. So a signal goes to the process only
+    while it is still that one; where start ticks are unknown, ``prove()`` must show at
+    that moment that it is the kernel (else ``NotTheKernel``, and nothing is sent: the
+    kernel's sockets are not the evidence here, since a kernel shutting down closes them
+    before it exits). ``group``: the process
     group kernelmon's own launch created for it (its id is the kernel's PID), or None;
     jupyter_client is never given a process group to signal on its own.
 
@@ -160,7 +170,8 @@ class AdoptedProcess:
     def send_signal(self, signum: int) -> None:
         if self.poll() is not None:
             raise NotTheKernel(f"process {self.pid} has exited")
-        proof = self._prove() if self._prove is not None else None
+        same = self.ticks is not None and start_ticks(self.pid) == self.ticks
+        proof = self._prove() if self._prove is not None and not same else None
         if proof is not None and not proof.ok:
             # the kernel as kernelmon knew it is gone (or can no longer be told apart):
             # nothing more is done to this process, nor waited for
