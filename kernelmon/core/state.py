@@ -69,6 +69,9 @@ class StateFile:
         self.error: str | None = None
         #: state files of other runs that could not be used, and why (path -> message)
         self.problems: dict[str, str] = {}
+        #: what was read of each file, by (path, mtime, size): files are read again only
+        #: when they change
+        self._cache: dict[Path, tuple[tuple[int, int], Any]] = {}
 
     def adoption_lock(self) -> FolderLock:
         """The lock that serializes adoption among every kernelmon using this folder."""
@@ -128,17 +131,32 @@ class StateFile:
         except OSError:
             return found
         problems: dict[str, str] = {}
+        cache: dict[Path, tuple[tuple[int, int], Any]] = {}
         for path in paths:
             if path == self.path:
                 continue
             try:
-                owner, kernels = read_state_file(path)
+                st = path.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+                cached = self._cache.get(path)
+                if cached is not None and cached[0] == stamp:
+                    result = cached[1]
+                else:
+                    try:
+                        result = read_state_file(path)
+                    except ValueError as e:
+                        result = e
+                cache[path] = (stamp, result)
+                if isinstance(result, ValueError):
+                    raise result
+                owner, kernels = result
             except (OSError, ValueError) as e:
                 problems[str(path)] = str(e)
                 if not quiet and str(path) not in self.problems:
                     logger.warning("Ignoring kernelmon state file %s: %s", path, e)
                 continue
             found.append((path, owner_alive(owner), kernels))
+        self._cache = cache
         if not quiet:
             self.problems = problems
         return found
