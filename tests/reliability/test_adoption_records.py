@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,6 @@ from tests.reliability.children import (
 
 @pytest.fixture
 def state_dir():
-    from pathlib import Path
-
     return Path(os.environ["KERNELMON_STATE_DIR"])
 
 
@@ -51,8 +50,6 @@ def model_state(km: KernelMap, kid: str) -> str:
 def doctored(aio, tmp_path_factory):
     """Seven kernels of a crashed kernelmon, each record or file doctored in one way, plus
     two forged records naming files that are no kernel's; then one restore()."""
-    from pathlib import Path
-
     state_dir = Path(os.environ["KERNELMON_STATE_DIR"])
     root = tmp_path_factory.mktemp("doctored")
     for i in range(7):
@@ -283,7 +280,7 @@ def test_two_restores_at_once_adopt_each_kernel_once(aio, tmp_path):
 def test_kernels_of_another_live_kernelmon_are_its_own_not_orphans(aio, tmp_path):
     """A kernelmon that adopted a crashed run's kernels is their owner (they are orphans
     in the process table: their parent is gone): another kernelmon lists them as that
-    kernelmon's, and neither adopts nor culls them."""
+    kernelmon's, and neither adopts nor culls them, even after a step of the wall clock."""
     (tmp_path / "k0").mkdir()
     [(kid, pid)] = crashed_kernelmon(tmp_path, 1).items()
     other = spawn_kernelmon(tmp_path, "--restore")
@@ -293,6 +290,12 @@ def test_kernels_of_another_live_kernelmon_are_its_own_not_orphans(aio, tmp_path
     )
     try:
         assert first_line(other) == [kid]
+        # a wall-clock step of 1.5 s moved the other kernelmon's create time: still alive
+        path = state_file_of(Path(os.environ["KERNELMON_STATE_DIR"]), kid)
+        data = json.loads(path.read_text())
+        assert data["owner"]["pid"] == other.pid
+        data["owner"]["started"] += 1.5
+        path.write_text(json.dumps(data))
         assert aio.run(km.restore()) == []
 
         async def watch():
