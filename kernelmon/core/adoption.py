@@ -369,12 +369,15 @@ class AdoptionMixin(MapBase):
         proof_info = info if info is not None and problem is None else saved.connection
         if proof_info is None:
             proof_info = info
-        proof = await self._locate(saved, proof_info) if proof_info is not None else None
+        if proof_info is not None:
+            proof, refusal = await self._locate(saved, proof_info)
+        else:
+            proof, refusal = None, f"its connection file {problem}"
         if proof is None:
-            if saved.pid is not None and _alive(saved.pid, saved.ticks) and saved.ticks:
+            if saved.pid is not None and saved.ticks and _alive(saved.pid, saved.ticks):
                 # the recorded process itself runs on, but nothing proves it is the kernel
-                why = f"its connection file {problem or 'cannot be used'}"
-                self._unadoptable(saved, saved.pid, why, proof_info or {})
+                why = f"it cannot be proven to be the kernel ({refusal})"
+                self._unadoptable(saved, saved.pid, why, proof_info)
                 return None
             logger.info("Kernel %s of an earlier run is gone; cleaning up after it", kid)
             files = await asyncio.to_thread(remove_kernel_files, conn_file, info)
@@ -433,8 +436,9 @@ class AdoptionMixin(MapBase):
         self._emit(KernelAdopted(kid, answered=answered))
         return kid
 
-    async def _locate(self, saved: SavedKernel, info: dict[str, Any]) -> Proof | None:
-        """The proof for the process that is the record's kernel, or None if none is.
+    async def _locate(self, saved: SavedKernel, info: dict[str, Any]) -> tuple[Proof | None, str]:
+        """(the proof for the process that is the record's kernel, "") or (None, why none
+        is).
 
         The recorded process is tried first (with its start ticks), then any process whose
         arguments name the connection file (one launched after a recorded intent, if the
@@ -445,12 +449,14 @@ class AdoptionMixin(MapBase):
         deadline = loop.time() + PROOF_WAIT
         while True:
             tried: list[int] = []
+            refusal = "no process runs it"
             if saved.pid is not None and saved.launching is None:
                 proof = await asyncio.to_thread(
                     prove_kernel, saved.pid, info, started_ticks=saved.ticks
                 )
                 if proof.ok:
-                    return proof
+                    return proof, ""
+                refusal = proof.reason or refusal
                 tried.append(saved.pid)
             since = saved.launching if saved.launching else None
             candidates = await asyncio.to_thread(processes_naming, saved.connection_file, since)
@@ -458,12 +464,12 @@ class AdoptionMixin(MapBase):
             if others:
                 proof = await asyncio.to_thread(find_kernel_pid, info, others)
                 if proof.ok:
-                    return proof
+                    return proof, ""
             starting = (
                 saved.pid is not None and saved.ticks is not None and _alive(saved.pid, saved.ticks)
             ) or (saved.launching is not None and bool(candidates))
             if not starting or loop.time() >= deadline:
-                return None
+                return None, refusal
             await asyncio.sleep(0.2)
 
     def _unadoptable(
