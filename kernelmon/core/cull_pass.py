@@ -81,14 +81,17 @@ class CullingMixin(MapBase):
     async def cull_kernels(self) -> dict[str, str]:
         """One cull pass: shut down every kernel the rules say to, concurrently.
 
-        Returns the culled kernels' ids with the reasons. One kernel's failure never stops
-        the pass (it is logged and reported as ``ActionFailed``).
+        Returns the culled kernels' ids with the reasons. Unverifiable kernels (whose process
+        kernelmon cannot prove to be the kernel) are never culled. One kernel's failure never
+        stops the pass (it is logged and reported as ``ActionFailed``).
         """
         now = self._clock()
         victims = {
             kid: reason
             for kid, entry in list(self._kernels.items())
             if entry.shutdown_task is None
+            # a kernel whose process is not proven is never acted on (docs/identity.md)
+            and entry.record.identity_problem is None
             and (reason := cull_reason(entry.record, self._settings, now)) is not None
         }
         if not victims:
@@ -100,6 +103,13 @@ class CullingMixin(MapBase):
         return {kid: victims[kid] for kid, ok in zip(victims, results, strict=True) if ok is True}
 
     async def _cull_one(self, kernel_id: str, reason: str) -> bool:
+        entry = self._kernels.get(kernel_id)
+        prove = getattr(entry.backend, "prove", None) if entry is not None else None
+        if prove is not None:  # another application's kernel: proven at this moment, or left
+            proof = await prove()
+            if not proof.ok:
+                logger.warning("Not culling kernel %s: %s", kernel_id, proof.reason)
+                return False
         logger.warning("Culling kernel %s: %s", kernel_id, reason)
         try:
             await self.shutdown_kernel(kernel_id)

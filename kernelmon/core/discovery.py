@@ -17,17 +17,20 @@ token out of ``repr``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from .identity import Proof, find_kernel_pid, is_local_address, start_ticks
 from .periodic import Periodic
 from .records import Origin
 
@@ -120,6 +123,13 @@ class FoundKernel:
     first_parent_pid: int | None = None
     #: the URL of the Jupyter server whose process is the kernel's parent, if any
     server_url: str | None = None
+    #: the kernel process's start in clock ticks since boot (``identity.start_ticks``)
+    pid_ticks: int | None = None
+    #: why the process that seems to run it could not be proven to be the kernel (it is
+    #: then never signalled), None when proven or when no process runs it
+    identity_problem: str | None = None
+    #: found through a process's arguments, not in a runtime folder
+    from_process: bool = False
 
     def summary(self) -> str:
         parent = f"{self.parent_app} ({self.parent_pid})" if self.parent_pid else "none"
@@ -151,6 +161,9 @@ class Scan:
     kernels: dict[str, FoundKernel] = field(default_factory=dict)
     servers: list[FoundServer] = field(default_factory=list)
     problems: list[ScanProblem] = field(default_factory=list)
+    #: (pid, start, file) of processes whose arguments name a file that is not a usable
+    #: connection file, so that the next scan does not read it again
+    ignored: set[tuple[int, float | None, str]] = field(default_factory=set)
 
     def by_kernel_id(self) -> dict[str, FoundKernel]:
         return {k.kernel_id: k for k in self.kernels.values()}
@@ -179,17 +192,31 @@ def parse_connection_info(data: object) -> ConnectionFacts:
     ip = data.get("ip")
     if not isinstance(ip, str) or not ip:
         raise ValueError("no 'ip'")
+    if any(c < " " for c in ip):
+        raise ValueError("its 'ip' holds control characters")
+    if transport == "tcp":
+        if "*" in ip:
+            raise ValueError(f"its 'ip' {ip!r} is a wildcard, not an address to connect to")
+        if not is_local_address(ip):
+            raise ValueError(
+                f"its 'ip' {ip!r} is another machine's address (kernelmon only watches "
+                "kernels on this machine)"
+            )
     ports: dict[str, int] = {}
     for name in PORT_NAMES:
         value = data.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
             raise ValueError(f"no valid {name!r}")
         ports[name] = value
     scheme = data.get("signature_scheme", "hmac-sha256")
     if not isinstance(scheme, str):
         raise ValueError("bad 'signature_scheme'")
-    kernel_name = data.get("kernel_name")
+    if not (scheme.startswith("hmac-") and scheme[5:] in hashlib.algorithms_available):
+        raise ValueError(f"unknown 'signature_scheme' {scheme!r}")
     key = data.get("key")
+    if key is not None and not isinstance(key, str):
+        raise ValueError("its 'key' is not a string")
+    kernel_name = data.get("kernel_name")
     return ConnectionFacts(
         transport=transport,
         ip=ip,
@@ -296,16 +323,14 @@ def _named_file(
     return None
 
 
-def find_kernel_processes(
+def kernel_candidates(
     processes: Iterable[ProcessFacts], connection_files: Iterable[str]
-) -> dict[str, ProcessFacts]:
-    """For each connection file (by path), the kernel process whose command line names it.
-
-    A process naming the file after a kernel option (``-f``) beats one that merely mentions
-    it (an editor); a frontend (``--existing FILE``) is never the kernel. When a launcher
-    wraps the kernel (both name the file), the innermost process is the kernel and the
-    launcher's parent is reported as its parent. Zombies are not kernels.
-    """
+) -> dict[str, list[ProcessFacts]]:
+    """For each connection file (by path), the processes whose arguments name it: its
+    kernel, the kernel's wrappers and forked workers, and viewers or editors of the file
+    (only ``identity`` tells them apart). A frontend (``--existing FILE``) and a zombie
+    never are. Most likely first: named after a kernel option (``-f``), innermost of a
+    chain of wrappers, oldest."""
     by_name: dict[str, list[str]] = {}
     for f in connection_files:
         by_name.setdefault(os.path.basename(f), []).append(f)
@@ -316,24 +341,130 @@ def find_kernel_processes(
         named = _named_file(proc.cmdline, by_name)
         if named is not None:
             matches.setdefault(named[0], []).append((proc, named[1]))
-    result: dict[str, ProcessFacts] = {}
+    result: dict[str, list[ProcessFacts]] = {}
     for path, found in matches.items():
-        procs = [p for p, flagged in found if flagged] or [p for p, _flagged in found]
-        pids = {p.pid for p in procs}
-        parents = {p.ppid for p in procs}
-        leaves = [p for p in procs if p.pid not in parents] or procs
-        kernel = min(leaves, key=lambda p: p.create_time or 0.0)
-        if len(procs) > 1:  # the "parent" is whatever launched the outermost wrapper
-            by_pid = {p.pid: p for p in procs}
-            top = kernel
-            while top.ppid in pids and top.ppid != top.pid:
-                top = by_pid[top.ppid]
-            if top is not kernel:
-                kernel = ProcessFacts(
-                    kernel.pid, top.ppid, kernel.name, kernel.cmdline, False, kernel.create_time
-                )
-        result[path] = kernel
+        parents = {p.ppid for p, _flagged in found}
+        result[path] = [
+            p
+            for p, _flagged in sorted(
+                found,
+                key=lambda m: (not m[1], m[0].pid in parents, m[0].create_time or 0.0),
+            )
+        ]
     return result
+
+
+#: ``prove(info, candidates)``: the proven kernel among candidate processes.
+Prover = Callable[[Mapping[str, Any], Sequence[ProcessFacts]], Proof]
+
+
+def prove_among(info: Mapping[str, Any], candidates: Sequence[ProcessFacts]) -> Proof:
+    """The real proof (``identity.find_kernel_pid``) over the candidates' PIDs."""
+    return find_kernel_pid(info, [p.pid for p in candidates])
+
+
+#: Programs that start a kernel for an application (a wrapper in a kernel spec, an
+#: environment runner): when one of them just started the kernel, the application is above.
+LAUNCHER_NAMES = frozenset(
+    {
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "fish",
+        "env",
+        "conda",
+        "mamba",
+        "micromamba",
+        "uv",
+        "pixi",
+        "poetry",
+        "pipenv",
+        "hatch",
+        "pdm",
+        "nice",
+        "nohup",
+        "setsid",
+        "stdbuf",
+        "timeout",
+    }
+)
+#: A launcher started at most this many seconds before its child "just started" it.
+LAUNCH_WINDOW = 5.0
+
+
+def _program(proc: ProcessFacts) -> str:
+    arg0 = proc.cmdline[0] if proc.cmdline else ""
+    return (os.path.basename(arg0) or proc.name).lower()
+
+
+def application_pid(
+    kernel: ProcessFacts, connection_file: str, table: Mapping[int, ProcessFacts]
+) -> int:
+    """The PID of the application that launched ``kernel``: its first ancestor that is not
+    part of the kernel's own launch chain. A wrapper whose arguments name the same
+    connection file (``bash wrap.sh FILE``, ``sh -c "... -f FILE"``, ``conda run ...``) is
+    part of it, and so is a shell or environment runner that started just before its child
+    (it only exec'd or forked the kernel)."""
+    name = os.path.basename(connection_file)
+    child, pid = kernel, kernel.ppid
+    seen = {kernel.pid}
+    while pid > 1 and pid not in seen:
+        proc = table.get(pid)
+        if proc is None or proc.name.lower() in REAPER_NAMES:
+            break
+        seen.add(pid)
+        names_it = any(name in arg for arg in proc.cmdline)
+        just_started = (
+            _program(proc) in LAUNCHER_NAMES
+            and proc.create_time is not None
+            and child.create_time is not None
+            and 0 <= child.create_time - proc.create_time <= LAUNCH_WINDOW
+        )
+        if not (names_it or just_started):
+            break
+        child, pid = proc, proc.ppid
+    return pid
+
+
+def find_kernel_processes(
+    table: Mapping[int, ProcessFacts],
+    connection_files: Mapping[str, Mapping[str, Any]],
+    *,
+    prove: Prover = prove_among,
+    known: Mapping[str, FoundKernel] | None = None,
+) -> dict[str, tuple[ProcessFacts, Proof]]:
+    """For each connection file (path -> its connection info), its kernel process, with
+    ``ppid`` replaced by the application that launched it (``application_pid``), and the
+    proof: ``ok`` when proven (``identity``), else a candidate that could not be checked and
+    why. Files whose candidates are all refuted (viewers, editors, no process) are left out.
+
+    ``known``: the last scan's kernels; one proven then, whose process is still a
+    candidate with the same start time, is not proven again (a kernel keeps its sockets).
+    """
+    candidates = kernel_candidates(table.values(), connection_files)
+    result: dict[str, tuple[ProcessFacts, Proof]] = {}
+    for path, procs in candidates.items():
+        before = (known or {}).get(path)
+        proof: Proof | None = None
+        if before is not None and before.pid is not None and before.identity_problem is None:
+            for p in procs:
+                if p.pid == before.pid and p.create_time == before.pid_started:
+                    proof = Proof(True, p.pid)
+        if proof is None:
+            proof = prove(connection_files[path], procs)
+        if proof.pid is None or proof.pid not in table or (not proof.ok and proof.refuted):
+            continue
+        facts = table[proof.pid]
+        app = application_pid(facts, path, table)
+        result[path] = (dataclasses.replace(facts, ppid=app), proof)
+    return result
+
+
+def info_of(facts: ConnectionFacts) -> dict[str, Any]:
+    """Connection info (without key) from a file's facts, as ``identity`` reads it."""
+    return {"transport": facts.transport, "ip": facts.ip, **facts.ports}
 
 
 # -- reading the machine ------------------------------------------------------------------
@@ -445,18 +576,80 @@ def _server(path: Path, data: object, table: Mapping[int, ProcessFacts]) -> Foun
     )
 
 
+def _flagged_files(cmdline: Sequence[str]) -> Iterator[str]:
+    """The ``.json`` files named after a kernel option (``-f FILE``, ``--f=FILE``)."""
+    previous = ""
+    for arg in cmdline:
+        option, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        candidate, option = (value, option) if eq else (arg, previous)
+        if option in KERNEL_OPTIONS and candidate.endswith(".json"):
+            yield candidate
+        previous = arg
+
+
+def _process_connection_files(
+    table: Mapping[int, ProcessFacts],
+    known: Mapping[str, object],
+    previous: Scan | None,
+    scan: Scan,
+) -> dict[str, ConnectionFacts]:
+    """Connection files outside the runtime folders that a process names as a kernel
+    would (nbclient, papermill and plain ``KernelManager`` users write ``/tmp/tmpXXXX.json``):
+    absolute paths to regular files of this user, read without blocking. Files that are not
+    connection files are remembered (``Scan.ignored``) and not read again for that process."""
+    known_real = {os.path.realpath(p) for p in known}
+    kept = previous.kernels if previous is not None else {}
+    ignored = previous.ignored if previous is not None else set()
+    getuid = getattr(os, "getuid", None)
+    found: dict[str, ConnectionFacts] = {}
+    for proc in table.values():
+        if proc.zombie:
+            continue
+        for path in _flagged_files(proc.cmdline):
+            key = (proc.pid, proc.create_time, path)
+            if not os.path.isabs(path) or path in found or path in known:
+                continue
+            if key in ignored:
+                scan.ignored.add(key)
+                continue
+            before = kept.get(path)
+            if before is not None and before.from_process and before.pid == proc.pid:
+                found[path] = ConnectionFacts(
+                    before.transport,
+                    before.ip,
+                    before.ports,
+                    before.signature_scheme,
+                    before.kernel_name,
+                    True,
+                )
+                continue
+            try:
+                if os.path.realpath(path) in known_real:
+                    continue
+                if getuid is not None and os.stat(path).st_uid != getuid():
+                    raise ValueError("another user's file")
+                found[path] = parse_connection_info(read_runtime_json(path))
+            except (OSError, ValueError):
+                scan.ignored.add(key)
+    return found
+
+
 def scan_runtime(
     folders: Iterable[str | os.PathLike[str]],
     owned: Collection[str] = (),
     previous: Scan | None = None,
     table: Mapping[int, ProcessFacts] | None = None,
+    *,
+    prove: Prover = prove_among,
 ) -> Scan:
     """Read the runtime folders and the process table (blocking: run it in a thread).
 
     ``owned``: kernel ids or connection file paths of kernelmon's own kernels.
     ``previous``: the last scan, so that a kernel whose parent changed since it was first
-    seen is known to be orphaned even when its new parent is not a known reaper.
-    ``table``: a process table to use instead of reading the machine's (for tests).
+    seen is known to be orphaned even when its new parent is not a known reaper, and a
+    kernel proven then is not proven again.
+    ``table``, ``prove``: a process table and a proof to use instead of the machine's (for
+    tests with made-up processes).
     """
     scan = Scan()
     conn_files: dict[str, ConnectionFacts] = {}
@@ -484,19 +677,24 @@ def scan_runtime(
                 if data is not None:
                     server_files.append((entry, data))
     if table is None:
-        table = process_table() if conn_files or server_files else {}
+        table = process_table()
+    from_process = _process_connection_files(table, conn_files, previous, scan)
     for server_file, data in server_files:
         try:
             scan.servers.append(_server(server_file, data, table))
         except ValueError as e:
             scan.problems.append(ScanProblem(str(server_file), f"is not a server info file: {e}"))
-    kernels = find_kernel_processes(table.values(), conn_files)
-    reapers = {pid for pid, p in table.items() if p.name.lower() in REAPER_NAMES} | {1}
     before = previous.kernels if previous is not None else {}
+    infos = {path: info_of(facts) for path, facts in {**conn_files, **from_process}.items()}
+    kernels = find_kernel_processes(table, infos, prove=prove, known=before)
+    reapers = {pid for pid, p in table.items() if p.name.lower() in REAPER_NAMES} | {1}
     server_urls = {s.pid: s.url for s in scan.servers if s.pid and s.alive}
-    for path, facts in conn_files.items():
+    for path, facts in {**conn_files, **from_process}.items():
+        by_process = path in from_process
         kernel_id = kernel_id_from_path(path)
-        proc = kernels.get(path)
+        proc, proof = kernels.get(path, (None, None))
+        if by_process and (proc is None or proof is None or not proof.ok):
+            continue  # only proven kernels are found through the process table
         pid = proc.pid if proc else None
         parent = table.get(proc.ppid) if proc else None
         parent_pid = proc.ppid if proc and proc.ppid else None
@@ -515,6 +713,10 @@ def scan_runtime(
             reapers=reapers,
             first_parent_pid=first_parent,
         )
+        ticks = None
+        if proc is not None and proof is not None and proof.ok:
+            same = old is not None and old.pid == pid and old.pid_started == proc.create_time
+            ticks = old.pid_ticks if same and old is not None else start_ticks(proc.pid)
         scan.kernels[path] = FoundKernel(
             kernel_id=kernel_id,
             connection_file=path,
@@ -532,6 +734,9 @@ def scan_runtime(
             parent_alive=parent_alive,
             first_parent_pid=first_parent,
             server_url=server_urls.get(parent_pid) if parent_pid else None,
+            pid_ticks=ticks,
+            identity_problem=proof.reason if proof is not None and not proof.ok else None,
+            from_process=by_process,
         )
     return scan
 
@@ -547,13 +752,10 @@ def default_folders(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
 
 
 def _changed(old: FoundKernel, new: FoundKernel) -> bool:
-    return (old.origin, old.pid, old.parent_pid, old.parent_alive, old.kernel_name) != (
-        new.origin,
-        new.pid,
-        new.parent_pid,
-        new.parent_alive,
-        new.kernel_name,
-    )
+    def facts(k: FoundKernel) -> tuple[object, ...]:
+        return (k.origin, k.pid, k.parent_pid, k.parent_alive, k.kernel_name, k.identity_problem)
+
+    return facts(old) != facts(new)
 
 
 class RuntimeWatcher:

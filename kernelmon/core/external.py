@@ -7,17 +7,18 @@ culling). So the state stays ``unknown`` until the kernel publishes a status. Li
 from the process (a pidfd where the platform has one) or, without a known process, from the
 heartbeat channel.
 
-Users may still interrupt the kernel (SIGINT to its process when it is ours to signal and its
-interrupt mode is ``signal``, else an ``interrupt_request`` on the control channel) and shut it
-down (``shutdown_request`` on control, then SIGTERM, then SIGKILL). It cannot be restarted:
-only the application that started it knows how.
+Users may still interrupt the kernel (SIGINT to its process when its interrupt mode is
+``signal`` and the process is proven, at that moment, to be the kernel, else an
+``interrupt_request`` on the control channel) and shut it down (``shutdown_request`` on control,
+then SIGTERM, then SIGKILL, each signal after a new proof). A kernel whose process cannot be
+proven is marked unverifiable (``record.identity_problem``) and is sent no signal
+(docs/identity.md). It cannot be restarted: only the application that started it knows how.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -31,9 +32,10 @@ import zmq
 from .activity import ActivityWatcher
 from .backend import KernelBackend
 from .channels import RequestChannel
-from .discovery import FoundKernel
+from .discovery import FoundKernel, parse_connection_info, read_runtime_json
 from .errors import KernelDead, KernelmonError
-from .process import AdoptedProcess, kill_process_group, process_matches, wait_for_exit
+from .identity import Proof, prove_kernel, remove_kernel_files
+from .process import AdoptedProcess, wait_for_exit
 from .records import LOCAL, ExecutionState, KernelRecord, Origin
 from .wire import SocketDrain, channel_url
 
@@ -53,20 +55,20 @@ class ExternalKernelError(KernelmonError, RuntimeError):
 
 
 def read_connection_file(path: str) -> dict[str, Any]:
-    """A connection file's contents (``ExternalKernelError`` if it cannot be used)."""
+    """A connection file's contents (``ExternalKernelError`` if it cannot be used: never
+    blocks on a FIFO, never accepts an address that is not on this machine)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
+        info: dict[str, Any] = read_runtime_json(path)
     except OSError as e:
         raise ExternalKernelError(
             f"The connection file {path} cannot be read: {e.strerror or e}."
         ) from e
     except ValueError as e:
-        raise ExternalKernelError(f"The connection file {path} is not valid JSON.") from e
-    if not isinstance(info, dict) or not all(
-        k in info for k in ("ip", "iopub_port", "control_port", "hb_port")
-    ):
-        raise ExternalKernelError(f"{path} is not a kernel connection file.")
+        raise ExternalKernelError(f"The connection file {path} {e}.") from e
+    try:
+        parse_connection_info(info)
+    except ValueError as e:
+        raise ExternalKernelError(f"{path} is not a usable kernel connection file: {e}.") from e
     if not info.get("key"):
         raise ExternalKernelError(
             f"The kernel of {path} has no signing key; kernelmon does not talk to such kernels."
@@ -85,19 +87,6 @@ def interrupt_mode_for(kernel_name: str | None) -> str:
     except Exception:
         return "signal"
     return "message" if mode == "message" else "signal"
-
-
-def same_user(pid: int) -> bool:
-    """Whether we may signal ``pid`` (it runs as our user)."""
-    getuid = getattr(os, "getuid", None)
-    if getuid is None:
-        return True
-    try:
-        import psutil
-
-        return bool(psutil.Process(pid).uids().real == getuid())
-    except Exception:
-        return False
 
 
 async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
@@ -140,8 +129,11 @@ class ExternalKernel(KernelBackend):
         interrupt_mode: str | None = None,
         shutdown_wait: float = 5.0,
         reply_timeout: float = REPLY_TIMEOUT,
+        started_ticks: int | None = None,
     ) -> None:
         super().__init__(record)
+        #: the process's start (``identity.start_ticks``) when it was proven the kernel
+        self.started_ticks = started_ticks
         self.connection_file = connection_file
         self._info = read_connection_file(connection_file)
         self._on_change = on_change
@@ -178,7 +170,9 @@ class ExternalKernel(KernelBackend):
             location=LOCAL,
             execution_state=ExecutionState.UNKNOWN,
             pid=found.pid,
+            identity_problem=found.identity_problem,
         )
+        kwargs.setdefault("started_ticks", found.pid_ticks)
         if found.pid_started:
             started = datetime.fromtimestamp(found.pid_started, UTC)
             record.started = record.last_activity = started
@@ -240,16 +234,21 @@ class ExternalKernel(KernelBackend):
             except Exception:
                 logger.exception("on_exit callback failed for kernel %s", record.id)
 
-    def _process_ours(self) -> bool:
-        """Whether the kernel's process is known, still the kernel, and ours to signal."""
+    async def prove(self) -> Proof:
+        """Prove, now, that the recorded process is this kernel (``identity.prove_kernel``).
+        When it is not, the record says why (``identity_problem``) and nothing is signalled."""
         pid = self.record.pid
-        return (
-            pid is not None
-            and self._proc is not None
-            and self._proc.poll() is None
-            and process_matches(pid, self.connection_file)
-            and same_user(pid)
-        )
+        if pid is None or self._proc is None:
+            proof = Proof(False, None, "kernelmon does not know the kernel's process.")
+        else:
+            proof = await asyncio.to_thread(
+                prove_kernel, pid, self._info, started_ticks=self.started_ticks
+            )
+        problem = None if proof.ok or pid is None else proof.reason
+        if problem != self.record.identity_problem:
+            self.record.identity_problem = problem
+            self._on_change(self.record, {"identity_problem"}, None)
+        return proof
 
     async def is_alive(self) -> bool:
         if self._proc is not None:
@@ -264,19 +263,22 @@ class ExternalKernel(KernelBackend):
             raise KernelDead(f"Kernel {record.id} is dead and cannot be interrupted.")
         if self.interrupt_mode is None:
             self.interrupt_mode = await asyncio.to_thread(interrupt_mode_for, record.name)
-        if self.interrupt_mode == "signal" and self._process_ours():
-            pid = record.pid
-            assert pid is not None
-            try:
-                if hasattr(os, "killpg") and os.getpgid(pid) == pid:
-                    os.killpg(pid, signal.SIGINT)  # the kernel leads its group: its children too
-                else:
-                    os.kill(pid, signal.SIGINT)
-            except (ProcessLookupError, PermissionError) as e:
-                raise ExternalKernelError(
-                    f"Kernel {record.id} could not be interrupted: {e}."
-                ) from e
-            return
+        if self.interrupt_mode == "signal" and self.record.pid is not None:
+            proof = await self.prove()
+            if proof.ok:
+                # only the proven process: its process group was not made by kernelmon
+                try:
+                    os.kill(proof.pid or 0, signal.SIGINT)
+                except (ProcessLookupError, PermissionError) as e:
+                    raise ExternalKernelError(
+                        f"Kernel {record.id} could not be interrupted: {e}."
+                    ) from e
+                return
+            logger.info(
+                "Not signalling kernel %s (%s); asking it on the control channel",
+                record.id,
+                proof.reason,
+            )
         reply = self._control_channel().send("interrupt_request", {})
         try:
             msg = await asyncio.wait_for(reply, self.reply_timeout)
@@ -352,26 +354,29 @@ class ExternalKernel(KernelBackend):
             if exited:
                 return
             pid = proc.pid
-            if not (process_matches(pid, self.connection_file) and same_user(pid)):
-                raise ExternalKernelError(
-                    f"Kernel {record.id} did not stop, and its process {pid} is not one "
-                    "kernelmon may signal (another user's, or no longer the kernel)."
-                )
-            pgid = pid if hasattr(os, "getpgid") and _getpgid(pid) == pid else None
             if not now:
+                await self._prove_for(record, "terminate")
                 logger.info("External kernel %s ignored shutdown_request; terminating", record.id)
                 proc.terminate()
                 exited = await wait_for_exit(proc, grace)
             if not exited:
+                await self._prove_for(record, "kill")
                 logger.info("Killing external kernel %s", record.id)
                 proc.kill()
                 if not await wait_for_exit(proc, 5.0):
                     raise ExternalKernelError(
                         f"Kernel {record.id} (process {pid}) did not die after SIGKILL."
                     )
-            kill_process_group(pgid)
         finally:
             self.close()
+
+    async def _prove_for(self, record: KernelRecord, action: str) -> None:
+        proof = await self.prove()
+        if not proof.ok:
+            raise ExternalKernelError(
+                f"Kernel {record.id} did not stop, and kernelmon will not {action} process "
+                f"{record.pid}: {proof.reason}"
+            )
 
     async def _shutdown_by_message(self, record: KernelRecord) -> None:
         reply = self._control_channel().send("shutdown_request", {"restart": False})
@@ -430,26 +435,15 @@ class StaleKernel(KernelBackend):
         )
 
     async def shutdown(self, now: bool = False) -> None:
-        from .discovery import find_kernel_processes, process_table
-        from .local import remove_connection_files
-
+        """Delete the connection file and its IPC socket files, only as far as
+        ``identity.kernel_files`` allows (``ExternalKernelError`` saying why the file stays)."""
         path = self.connection_file
-        found = await asyncio.to_thread(
-            lambda: find_kernel_processes(process_table().values(), [path]).get(path)
-        )
-        if found is not None:
-            raise ExternalKernelError(
-                f"Process {found.pid} now uses {path}; kernelmon leaves the file in place."
-            )
-        await asyncio.to_thread(remove_connection_files, path)
+        files = await asyncio.to_thread(remove_kernel_files, path)
+        if files.reason is not None:
+            raise ExternalKernelError(f"kernelmon leaves {path} in place: {files.reason}.")
+        for kept, why in files.kept:
+            logger.info("Kept %s: %s", kept, why)
         logger.info("Removed the stale connection file %s", path)
 
     async def is_alive(self) -> bool:
         return False
-
-
-def _getpgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None

@@ -380,17 +380,22 @@ def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) ->
     only when no process listens on the kernel's sockets. Nothing a record or another file
     names is ever deleted on its word. ``info``: the file's parsed contents, if read."""
     path = os.path.abspath(connection_file)
+    if not os.path.lexists(path):
+        return KernelFiles(())  # nothing left to delete (its socket files are unknown)
+    if not path.endswith(".json"):
+        return KernelFiles((), ((path, "it is not a connection file (*.json)"),))
     why = _own_regular(path, stat.S_IFREG)
     if why is not None:
         return KernelFiles((), ((path, why),))
-    if info is None:
-        from .discovery import read_runtime_json
+    from .discovery import parse_connection_info, read_runtime_json
 
-        try:
-            data = read_runtime_json(path)
-        except (OSError, ValueError) as e:
-            return KernelFiles((), ((path, f"it cannot be read as a connection file: {e}"),))
-        info = data if isinstance(data, dict) else {}
+    try:
+        if info is None:
+            info = read_runtime_json(path)
+        parse_connection_info(info)
+    except (OSError, ValueError) as e:
+        return KernelFiles((), ((path, f"it cannot be read as a connection file: {e}"),))
+    assert info is not None
     busy = kernel_listening(info)
     if busy is None and _starting_kernel(path):
         busy = "a process names it as its connection file and may still be starting"
@@ -440,3 +445,12 @@ def make_private(folder: str) -> None:
         )
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(folder, stat.S_IMODE(st.st_mode) & 0o700)
+
+
+def make_sockets_private(info: Mapping[str, Any]) -> None:
+    """Take group and other access away from an IPC kernel's socket files (0600): zmq
+    creates them with the kernel's umask. Files that are not our sockets are left alone."""
+    for path in ipc_paths(info):
+        if _own_regular(path, stat.S_IFSOCK) is None:
+            with contextlib.suppress(OSError):
+                os.chmod(path, 0o600)

@@ -41,7 +41,7 @@ from .errors import (
     RestartTimeout,
 )
 from .events import KernelDied, KernelEvent, KernelRestarted
-from .identity import prove_kernel, start_ticks
+from .identity import make_sockets_private, prove_kernel, remove_kernel_files, start_ticks
 from .process import (
     AdoptedProcess,
     create_time,
@@ -115,22 +115,12 @@ def describe_exit(code: int | None) -> str:
 
 
 def remove_connection_files(connection_file: str) -> None:
-    """Remove a kernel's connection file and, for IPC kernels, its socket files."""
-    import json
-
-    try:
-        with open(connection_file, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError):
-        info = {}
-    paths = [connection_file]
-    if isinstance(info, dict) and info.get("transport") == "ipc" and info.get("ip"):
-        for name in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"):
-            if name in info:
-                paths.append(f"{info['ip']}-{info[name]}")
-    for path in paths:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    """Remove a dead kernel's connection file and, for IPC kernels, its socket files: only
+    what ``identity.kernel_files`` proves is the dead kernel's own (in the file's folder,
+    nothing listening); what stays is logged."""
+    files = remove_kernel_files(connection_file)
+    for path, why in files.kept:
+        logger.info("Kept %s: %s", path, why)
 
 
 class _Restarter(AsyncIOLoopKernelRestarter):
@@ -381,6 +371,8 @@ class LocalKernel(KernelBackend):
                 )
                 for fut in done:
                     if not fut.cancelled() and fut.exception() is None:
+                        # it answered, so its IPC socket files exist: make them private
+                        make_sockets_private(self.connection_info)
                         return fut.result()
                 if self.exit_code() is not None:
                     raise on_exit(f"its process {self.exit_description()}")

@@ -28,6 +28,7 @@ from .culler import cull_eta
 from .errors import (
     KernelNotFound,
     KernelSpecNotFound,
+    KernelStartFailed,
 )
 from .events import (
     EventHub,
@@ -35,6 +36,7 @@ from .events import (
     KernelEvent,
     Subscriber,
 )
+from .identity import make_private
 from .local import LocalKernel
 from .records import KernelRecord
 from .settings import Settings
@@ -211,7 +213,12 @@ class MapBase:
 
     def _new_backend(self, record: KernelRecord) -> LocalKernel:
         conn_dir = self._connection_dir or jupyter_runtime_dir()
-        os.makedirs(conn_dir, mode=0o700, exist_ok=True)
+        try:  # private even when the folder already existed with group or other access
+            make_private(conn_dir)
+        except OSError as e:
+            raise KernelStartFailed(
+                f"The connection folder {conn_dir} cannot be made private: {e.strerror or e}"
+            ) from e
         return LocalKernel(
             record,
             kernel_spec_manager=self.kernel_spec_manager,

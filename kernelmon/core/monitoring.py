@@ -68,6 +68,7 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
             parent_app=found.parent_app,
             parent_alive=found.parent_alive,
             server_url=found.server_url,
+            identity_problem=found.identity_problem,
         )
     changed = set()
     for name, value in values.items():
@@ -103,6 +104,7 @@ class MonitoringMixin(MapBase):
     _busy_since: dict[str, float]
     _monitoring_on: bool
     _discovery_lock: asyncio.Lock
+    _unwatchable: dict[str, ScanProblem]
 
     def _init_monitoring(self, runtime_dirs: list[str] | None) -> None:
         self._runtime_dirs = runtime_dirs
@@ -117,6 +119,8 @@ class MonitoringMixin(MapBase):
         self._display_names: dict[str, str] = {}
         self._monitoring_on = False
         self._discovery_lock = asyncio.Lock()
+        #: connection files whose kernel could not be watched, by path
+        self._unwatchable: dict[str, ScanProblem] = {}
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -141,8 +145,11 @@ class MonitoringMixin(MapBase):
 
     @property
     def discovery_problems(self) -> list[ScanProblem]:
-        """Runtime files of the last scan that could not be used, and why."""
-        return list(self._watcher.problems.values()) if self._watcher is not None else []
+        """Runtime files of the last scan that could not be used, and why (also connection
+        files whose kernel could not be watched)."""
+        if self._watcher is None:
+            return []
+        return [*self._watcher.problems.values(), *self._unwatchable.values()]
 
     def history(self, kernel_id: str) -> KernelHistory | None:
         """CPU, memory and message-rate history of a kernel (None before its first sample)."""
@@ -277,8 +284,17 @@ class MonitoringMixin(MapBase):
                 and not self._shutting_down(entry)
             ):
                 self._forget(entry, "its connection file was removed")
+        self._unwatchable = {
+            path: problem for path, problem in self._unwatchable.items() if path in scan.kernels
+        }
         for kernel in found.values():
-            self._found(kernel)
+            try:  # one kernel that cannot be watched never stops the others
+                self._found(kernel)
+            except Exception as e:
+                logger.exception("Kernel %s cannot be watched", kernel.kernel_id)
+                self._unwatchable[kernel.connection_file] = ScanProblem(
+                    kernel.connection_file, f"names a kernel kernelmon cannot watch: {e}"
+                )
 
     def _owned_ids(self) -> set[str]:
         return {kid for kid, e in self._kernels.items() if e.record.origin == Origin.OWNED}
@@ -339,6 +355,7 @@ class MonitoringMixin(MapBase):
             )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
+            self._unwatchable[found.connection_file] = ScanProblem(found.connection_file, str(e))
             return None
         record = ext.record
         apply_found(record, found)

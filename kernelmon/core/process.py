@@ -194,18 +194,20 @@ class AdoptedProcess:
 
 
 def process_matches(pid: int, connection_file: str, create_time: float | None = None) -> bool:
-    """Whether ``pid`` is still the kernel of ``connection_file`` (not a reused PID)."""
+    """Whether ``pid`` is, now, the kernel of ``connection_file``: ``identity.prove_kernel``
+    (it holds the kernel's sockets; a viewer of the file or a forked worker does not pass).
+    ``create_time``, if given, must match psutil's within a second too (prefer
+    ``identity.start_ticks`` and ``prove_kernel(started_ticks=...)``: immune to clock steps)."""
+    from .discovery import read_runtime_json
+    from .identity import prove_kernel
+
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
+        info = read_runtime_json(connection_file)
+        if create_time is not None and abs(psutil.Process(pid).create_time() - create_time) > 1.0:
             return False
-        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
-            return False
-        cmdline: list[str] = proc.cmdline()
-    except psutil.Error:
+    except (OSError, ValueError, psutil.Error):
         return False
-    name = os.path.basename(connection_file)
-    return any(name in arg for arg in cmdline)
+    return isinstance(info, dict) and prove_kernel(pid, info).ok
 
 
 def create_time(pid: int | None) -> float | None:

@@ -89,6 +89,9 @@ class KernelRecord:
     parent_alive: bool = False
     #: the Jupyter server whose process started the kernel, if one was found
     server_url: str | None = None
+    #: why kernelmon cannot prove which process is this kernel ("unverifiable"): it then
+    #: sends it no signal (docs/identity.md); None when proven or not needed
+    identity_problem: str | None = None
     # -- resource use of the kernel's process tree (latest sample; None until sampled) --
     cpu_percent: float | None = None
     rss: int | None = None
@@ -127,6 +130,7 @@ class KernelRecord:
             "parent_app": self.parent_app,
             "parent_alive": self.parent_alive,
             "server_url": self.server_url,
+            "identity_problem": self.identity_problem,
             "cpu_percent": self.cpu_percent,
             "rss": self.rss,
             "pss": self.pss,

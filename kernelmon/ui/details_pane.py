@@ -69,7 +69,9 @@ def fact_text(name: str, model: dict[str, Any], now: datetime | None = None) -> 
             reason = model.get("reason")
             return f"{state}: {reason}" if reason else state
         case "origin":
-            return origin_tooltip(model).split("\n")[0]
+            first = origin_tooltip(model).split("\n")[0]
+            problem = model.get("identity_problem")
+            return f"{first} (unverifiable: {problem})" if problem else first
         case "parent":
             if origin == "owned":
                 return "kernelmon"

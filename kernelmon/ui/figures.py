@@ -93,6 +93,9 @@ def origin_tooltip(model: dict[str, Any]) -> str:
         else:
             alive = "running" if model.get("parent_alive") else "no longer running"
             tip += f"\nStarted by {owner_text(model)}, {alive}"
+    problem = model.get("identity_problem")
+    if problem:
+        tip += f"\nUnverifiable: {problem} kernelmon sends it no signal."
     server = model.get("server_url")
     if server:
         tip += f"\nJupyter server: {server}"

@@ -49,17 +49,28 @@ def _kill_tree(pids: set[int]) -> None:
 
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Launched]]:
-    """``launch(n=1)`` starts a launcher with ``n`` kernels in a runtime folder of its own.
+    """``launch(n=1, kernel_name="python3", env=None, temp=False)`` starts a launcher with
+    ``n`` kernels in a runtime folder of its own (``temp``: where a plain ``KernelManager``
+    puts them, a temporary file in that folder, given to the launcher as ``TMPDIR``).
     Every process started (launchers, kernels, the kernels' children) is gone afterwards."""
     started: list[Launched] = []
 
-    def start(n: int = 1) -> Launched:
+    def start(
+        n: int = 1,
+        kernel_name: str = "python3",
+        env: dict[str, str] | None = None,
+        temp: bool = False,
+    ) -> Launched:
         runtime = tmp_path_factory.mktemp("runtime")
+        environ = {**os.environ, **(env or {})}
+        if temp:
+            environ["TMPDIR"] = str(runtime)
         proc = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), str(runtime), str(n)],
+            [sys.executable, str(LAUNCHER), "-" if temp else str(runtime), str(n), kernel_name],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            env=environ,
         )
         launched = Launched(proc, runtime, [])
         started.append(launched)

@@ -1,12 +1,14 @@
 """Starts kernels the way other tools do, for the discovery tests (run as its own process).
 
-    python launcher.py RUNTIME_DIR [N]
+    python launcher.py RUNTIME_DIR [N [KERNEL_NAME]]
 
-Starts N (default 1) ``python3`` kernels with a plain jupyter_client ``KernelManager``
-(independent processes, so they survive this script being killed), connection files in
-RUNTIME_DIR, and prints one JSON line: ``{"pid": ..., "kernels": [{"id", "pid",
-"connection_file"}, ...]}``. It then waits until its stdin is closed or it gets SIGTERM, and
-shuts its kernels down (killed with SIGKILL, it leaves them running: orphans).
+Starts N (default 1) kernels of KERNEL_NAME (default ``python3``) with a plain jupyter_client
+``KernelManager`` (independent processes, so they survive this script being killed),
+connection files in RUNTIME_DIR (with RUNTIME_DIR ``-``, wherever ``KernelManager`` puts them
+when not told: a temporary file, as nbclient and papermill do), and prints one JSON line:
+``{"pid": ..., "kernels": [{"id", "pid", "connection_file"}, ...]}``. It then waits until
+its stdin is closed or it gets SIGTERM, and shuts its kernels down (killed with SIGKILL, it
+leaves them running: orphans).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from jupyter_client import KernelManager
 def main() -> None:
     runtime = sys.argv[1]
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    kernel_name = sys.argv[3] if len(sys.argv) > 3 else "python3"
+    temp = runtime == "-"
+    if temp:
+        runtime = os.environ.get("TMPDIR", "/tmp")
     os.makedirs(runtime, exist_ok=True)
     managers: list[KernelManager] = []
     # the kernels' output goes to a log file, never into our stdout (the test reads it)
@@ -41,10 +47,8 @@ def main() -> None:
     try:
         for _ in range(count):
             kernel_id = str(uuid.uuid4())
-            km = KernelManager(
-                kernel_name="python3",
-                connection_file=os.path.join(runtime, f"kernel-{kernel_id}.json"),
-            )
+            where = {} if temp else {"connection_file": f"{runtime}/kernel-{kernel_id}.json"}
+            km = KernelManager(kernel_name=kernel_name, **where)
             km.start_kernel(independent=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
             managers.append(km)
             client = km.client()
@@ -55,7 +59,7 @@ def main() -> None:
                 client.stop_channels()
         kernels = [
             {
-                "id": os.path.basename(km.connection_file)[7:-5],
+                "id": os.path.basename(km.connection_file).removeprefix("kernel-")[:-5],
                 "pid": km.provisioner.pid,
                 "connection_file": km.connection_file,
             }

@@ -10,16 +10,24 @@ import pytest
 from kernelmon.core.discovery import (
     ProcessFacts,
     app_summary,
+    application_pid,
     classify,
     find_kernel_processes,
     kernel_id_from_path,
     parse_connection_info,
     scan_runtime,
 )
+from kernelmon.core.identity import Proof
 from kernelmon.core.records import Origin
 
 KEY = "s3cr3t-key-0123456789"
 TOKEN = "t0k3n-abcdef"
+
+
+def first(info: object, candidates: list[ProcessFacts]) -> Proof:
+    """A made-up proof for made-up processes: the most likely candidate is the kernel (the
+    real proof, with real processes, is in test_identity.py)."""
+    return Proof(True, candidates[0].pid)
 
 
 def conn(**over: object) -> dict[str, object]:
@@ -128,7 +136,7 @@ def test_parse_connection_info_rejects(data, why):
 # -- matching processes ---------------------------------------------------------------------
 
 
-def test_find_kernel_processes_picks_the_kernel_not_the_app_or_a_wrapper():
+def test_find_kernel_processes_orders_candidates_and_skips_the_launch_chain():
     f = "/rt/kernel-a.json"
     table = [
         ProcessFacts(100, 1, "jupyter-lab", ("python", "jupyter-lab")),
@@ -145,14 +153,50 @@ def test_find_kernel_processes_picks_the_kernel_not_the_app_or_a_wrapper():
         ProcessFacts(701, 1, "julia", ("julia", "kernel.jl", "/rt/kernel-d.json"), create_time=2.0),
     ]
     files = [f, "/rt/kernel-b.json", "/rt/kernel-c.json", "/rt/kernel-d.json", "/rt/kernel-e.json"]
-    found = find_kernel_processes(table, files)
-    assert found[f].pid == 201
-    assert found[f].ppid == 100  # the application that launched the wrapper
-    assert found["/rt/kernel-b.json"].pid == 300
+    found = find_kernel_processes(
+        {p.pid: p for p in table}, {path: {} for path in files}, prove=first
+    )
+    kernel = {path: facts.pid for path, (facts, _proof) in found.items()}
+    assert kernel[f] == 201
+    assert found[f][0].ppid == 100  # the application that launched the wrapper
+    assert kernel["/rt/kernel-b.json"] == 300
     assert "/rt/kernel-c.json" not in found  # a zombie is no kernel
-    # no option says which is the kernel: the older process (the kernel wrote the file)
-    assert found["/rt/kernel-d.json"].pid == 701
+    # no option says which is the kernel: the older process is tried first
+    assert kernel["/rt/kernel-d.json"] == 701
     assert "/rt/kernel-e.json" not in found
+    # what the proof refutes is no kernel at all
+    assert (
+        find_kernel_processes(
+            {p.pid: p for p in table}, {f: {}}, prove=lambda info, c: Proof(False, 201, "no")
+        )
+        == {}
+    )
+
+
+def test_the_application_is_above_the_kernels_launch_chain():
+    f = "/rt/kernel-w.json"
+    table = {
+        1: ProcessFacts(1, 0, "systemd", ("/sbin/init",)),
+        10: ProcessFacts(10, 1, "code", ("code",), create_time=1.0),
+        20: ProcessFacts(20, 10, "bash", ("bash", "wrap.sh", f), create_time=50.0),
+        21: ProcessFacts(
+            21, 20, "sh", ("sh", "-c", f"python -m ipykernel -f {f}"), create_time=50.5
+        ),
+        22: ProcessFacts(22, 21, "uv", ("uv", "run", "python"), create_time=51.0),
+        23: ProcessFacts(
+            23, 22, "python", ("python", "-m", "ipykernel", "-f", f), create_time=52.0
+        ),
+        # an interactive shell that ran a kernel long after it started is the application
+        30: ProcessFacts(30, 1, "bash", ("bash",), create_time=5.0),
+        31: ProcessFacts(
+            31, 30, "python", ("python", "-m", "ipykernel", "-f", f), create_time=99.0
+        ),
+    }
+    assert application_pid(table[23], f, table) == 10
+    assert application_pid(table[31], f, table) == 30
+    # the application is gone: the chain was reparented to init
+    table[20] = ProcessFacts(20, 1, "bash", ("bash", "wrap.sh", f), create_time=50.0)
+    assert application_pid(table[23], f, table) == 1
 
 
 # -- scanning files -------------------------------------------------------------------------
@@ -200,7 +244,9 @@ def test_scan_reports_bad_files_and_classifies(tmp_path):
             203, 100, "python", ("python", "-m", "ipykernel_launcher", "-f", str(owned))
         ),
     }
-    scan = scan_runtime([rt, extra, rt, tmp_path / "missing"], owned={"mine"}, table=table)
+    scan = scan_runtime(
+        [rt, extra, rt, tmp_path / "missing"], owned={"mine"}, table=table, prove=first
+    )
 
     by_id = scan.by_kernel_id()
     assert by_id["good"].origin is Origin.EXTERNAL
@@ -244,31 +290,34 @@ def test_scan_reports_bad_files_and_classifies(tmp_path):
 def test_scan_remembers_the_first_parent(tmp_path):
     f = write(tmp_path, "kernel-k.json", conn())
     kernel = ("python", "-m", "ipykernel_launcher", "-f", str(f))
-    first = {
+    before = {
         50: ProcessFacts(50, 1, "code", ("code",)),
         60: ProcessFacts(60, 1, "supervise", ("supervise",)),  # not a known reaper
         201: ProcessFacts(201, 50, "python", kernel),
     }
-    scan = scan_runtime([tmp_path], table=first)
+    scan = scan_runtime([tmp_path], table=before, prove=first)
     assert scan.by_kernel_id()["k"].origin is Origin.EXTERNAL
     # The application died and a subreaper we do not know by name adopted the kernel.
-    later = {60: first[60], 201: ProcessFacts(201, 60, "python", kernel)}
-    assert scan_runtime([tmp_path], table=later).by_kernel_id()["k"].origin is Origin.EXTERNAL
-    again = scan_runtime([tmp_path], previous=scan, table=later)
+    later = {60: before[60], 201: ProcessFacts(201, 60, "python", kernel)}
+    assert (
+        scan_runtime([tmp_path], table=later, prove=first).by_kernel_id()["k"].origin
+        is Origin.EXTERNAL
+    )
+    again = scan_runtime([tmp_path], previous=scan, table=later, prove=first)
     assert again.by_kernel_id()["k"].origin is Origin.ORPHAN
     assert again.by_kernel_id()["k"].first_parent_pid == 50
 
 
 def test_scan_of_nothing(tmp_path):
-    scan = scan_runtime([tmp_path / "nope"])
+    scan = scan_runtime([tmp_path / "nope"], table={})
     assert (scan.kernels, scan.servers, scan.problems) == ({}, [], [])
 
 
 def test_one_file_name_in_two_folders_is_told_apart_by_path(tmp_path):
     a, b = "/a/kernel-x.json", "/b/kernel-x.json"
     table = [ProcessFacts(200, 100, "python", ("python", "-m", "ipykernel_launcher", "-f", a))]
-    found = find_kernel_processes(table, [a, b])
-    assert found[a].pid == 200
+    found = find_kernel_processes({200: table[0]}, {a: {}, b: {}}, prove=first)
+    assert found[a][0].pid == 200
     assert b not in found
     # a folder given twice (here through a symbolic link) is scanned once
     write(tmp_path, "kernel-k.json", conn())

@@ -125,7 +125,8 @@ def test_a_failing_callback_does_not_stop_the_watcher(aio, tmp_path):
     seen: list[str] = []
 
     def bad(found: FoundKernel) -> None:
-        seen.append(found.kernel_id)
+        if found.kernel_id in ("a", "b"):  # not other kernels running on the machine
+            seen.append(found.kernel_id)
         raise RuntimeError("boom")
 
     watcher = RuntimeWatcher([tmp_path], interval=0.05, on_appeared=bad)

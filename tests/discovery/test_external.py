@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from kernelmon.core.discovery import scan_runtime
+from kernelmon.core.discovery import PORT_NAMES, scan_runtime
 from kernelmon.core.errors import KernelmonError
 from kernelmon.core.external import ExternalKernel, heartbeat, read_connection_file
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin
@@ -232,8 +232,10 @@ def test_a_kernel_without_a_process(aio, tmp_path, externals):
     ("content", "why"),
     [
         ("{", "not valid JSON"),
-        ("[]", "not a kernel connection file"),
-        ('{"ip": "127.0.0.1", "iopub_port": 1, "control_port": 2, "hb_port": 3}', "no signing"),
+        ("[]", "not a usable kernel connection file: not a JSON object"),
+        ('{"ip": "127.0.0.1", "iopub_port": 1, "control_port": 2, "hb_port": 3}', "shell_port"),
+        (json.dumps({"ip": "127.0.0.1", **{p: 1 for p in PORT_NAMES}}), "no signing"),
+        (json.dumps({"ip": "*", "key": "k", **{p: 1 for p in PORT_NAMES}}), "wildcard"),
     ],
 )
 def test_unusable_connection_files_are_refused(tmp_path, content, why):

@@ -397,14 +397,14 @@ def test_failed_shutdown_of_another_applications_kernel_keeps_it(
     aio, kmap, others, frontends, monkeypatch
 ):
     """kernelmon never claims another application's kernel gone when it is not."""
-    import kernelmon.core.external as external
+    import kernelmon.core.identity as identity
 
     k = others.kernel(1)
     aio.run(kmap.rescan())
-    monkeypatch.setattr(external, "same_user", lambda pid: False)  # "another user's process"
+    monkeypatch.setattr(identity, "_same_user", lambda proc: False)  # "another user's process"
     log = EventLog(kmap)
     try:
-        with pytest.raises(KernelmonError, match="not one kernelmon may signal"):
+        with pytest.raises(KernelmonError, match=r"will not kill process .* another user"):
             aio.run(kmap.shutdown_kernel(k["id"], now=True))
     finally:
         log.unsubscribe()
