@@ -26,6 +26,9 @@ os.environ["KERNELMON_CONFIG_DIR"] = os.path.join(_TMP, "config")
 os.environ["KERNELMON_STATE_DIR"] = os.path.join(_TMP, "state")
 os.environ["KERNELMON_LOG_DIR"] = os.path.join(_TMP, "log")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+# Kernels are found in the tests' own runtime folders only, not also through the process
+# table (which would show other kernels running on the machine); tests of it turn it on.
+os.environ["KERNELMON_SCAN_PROCESSES"] = "0"
 
 T = TypeVar("T")
 

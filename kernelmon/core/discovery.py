@@ -36,6 +36,9 @@ from .records import Origin
 
 logger = logging.getLogger(__name__)
 
+#: Set to "0" to find kernels only in the runtime folders, not also through the process
+#: table (the test suite does, so that other kernels on the machine stay out of its maps).
+SCAN_PROCESSES_ENV = "KERNELMON_SCAN_PROCESSES"
 #: Connection files larger than this are not kernel connection files.
 MAX_FILE_SIZE = 1 << 20
 #: The ports a connection file must name.
@@ -641,6 +644,7 @@ def scan_runtime(
     table: Mapping[int, ProcessFacts] | None = None,
     *,
     prove: Prover = prove_among,
+    from_processes: bool | None = None,
 ) -> Scan:
     """Read the runtime folders and the process table (blocking: run it in a thread).
 
@@ -650,7 +654,11 @@ def scan_runtime(
     kernel proven then is not proven again.
     ``table``, ``prove``: a process table and a proof to use instead of the machine's (for
     tests with made-up processes).
+    ``from_processes``: also find kernels through the process table (default: unless the
+    environment variable ``KERNELMON_SCAN_PROCESSES`` is ``0``).
     """
+    if from_processes is None:
+        from_processes = os.environ.get(SCAN_PROCESSES_ENV, "1") != "0"
     scan = Scan()
     conn_files: dict[str, ConnectionFacts] = {}
     server_files: list[tuple[Path, object]] = []
@@ -678,7 +686,9 @@ def scan_runtime(
                     server_files.append((entry, data))
     if table is None:
         table = process_table()
-    from_process = _process_connection_files(table, conn_files, previous, scan)
+    from_process = (
+        _process_connection_files(table, conn_files, previous, scan) if from_processes else {}
+    )
     for server_file, data in server_files:
         try:
             scan.servers.append(_server(server_file, data, table))

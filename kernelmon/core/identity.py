@@ -325,11 +325,8 @@ class KernelFiles:
     removable: tuple[str, ...]
     #: (path, reason) of files left in place
     kept: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def reason(self) -> str | None:
-        """Why the connection file itself is kept (None if it may go)."""
-        return self.kept[0][1] if self.kept else None
+    #: why the connection file itself is kept (None if it may go, or is gone)
+    reason: str | None = None
 
 
 def _own_regular(path: str, kind: int) -> str | None:
@@ -348,45 +345,71 @@ def _own_regular(path: str, kind: int) -> str | None:
     return None
 
 
-def _starting_kernel(connection_file: str) -> bool:
-    """Whether a kernel may still be starting on this file: the file is young and a
-    process names it as its connection file (it may not have bound its sockets yet)."""
-    try:
-        age = time.time() - os.stat(connection_file).st_mtime
-    except OSError:
-        return False
-    if not -STARTUP_GRACE < age < STARTUP_GRACE:
-        return False
+def _naming_processes(connection_file: str) -> tuple[list[int], list[int]]:
+    """(PIDs of processes whose arguments name ``connection_file``, those of them naming it
+    after a kernel option such as ``-f``): a scan of the process table, for deletions only."""
     target = os.path.realpath(connection_file)
     name = os.path.basename(connection_file)
+    naming: list[int] = []
+    as_kernel: list[int] = []
     for proc in psutil.process_iter(["cmdline"], ad_value=None):
         args = proc.info.get("cmdline") or ()
         for i, arg in enumerate(args):
             option, eq, value = arg.partition("=")
-            if eq and option in _KERNEL_OPTIONS:
-                named = value
-            elif i > 0 and args[i - 1] in _KERNEL_OPTIONS:
-                named = arg
-            else:
-                continue
+            named, flagged = (value, option in _KERNEL_OPTIONS) if eq else (arg, False)
+            if not eq and i > 0 and args[i - 1] in _KERNEL_OPTIONS:
+                flagged = True
             if os.path.basename(named) == name and os.path.realpath(named) == target:
-                return True
-    return False
+                naming.append(proc.pid)
+                if flagged:
+                    as_kernel.append(proc.pid)
+                break
+    return naming, as_kernel
+
+
+def _file_in_use(path: str, info: Mapping[str, Any]) -> str | None:
+    """Why a live process may be using the connection file ``path`` (None if none is): a
+    process that names it holds the kernel's sockets, or names it as its connection file
+    while the file is young (a kernel binds its sockets after the file is written)."""
+    listening = kernel_listening(info)
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        age = 0.0
+    young = -STARTUP_GRACE < age < STARTUP_GRACE
+    if listening is None and not young:
+        return None  # nothing serves its sockets and no kernel can still be starting on it
+    naming, as_kernel = _naming_processes(path)
+    if listening is not None and naming:
+        proof = find_kernel_pid(info, naming)
+        if proof.ok:
+            return f"process {proof.pid} runs this kernel"
+        if not proof.refuted:
+            return f"{listening}, and {proof.reason}"
+    if young and as_kernel:
+        return "a process names it as its connection file and may still be starting"
+    return None
+
+
+def _keep(path: str, why: str) -> KernelFiles:
+    return KernelFiles((), ((path, why),), why)
 
 
 def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) -> KernelFiles:
-    """What kernelmon may delete for ``connection_file``: the file itself and the IPC socket
-    files derived from it (``<ip>-<port>``), only inside the connection file's own folder,
-    only when no process listens on the kernel's sockets. Nothing a record or another file
-    names is ever deleted on its word. ``info``: the file's parsed contents, if read."""
+    """What kernelmon may delete for ``connection_file``: the file itself, when no live
+    process uses it (no process naming it holds the kernel's sockets or may still be
+    starting on it), and the IPC socket files derived from it (``<ip>-<port>``) that are our
+    sockets inside the connection file's own folder on which nothing listens. Nothing a
+    record or another file names is ever deleted on its word (a stale copy of a live
+    kernel's file goes, the live kernel's sockets stay). ``info``: the parsed contents."""
     path = os.path.abspath(connection_file)
     if not os.path.lexists(path):
         return KernelFiles(())  # nothing left to delete (its socket files are unknown)
     if not path.endswith(".json"):
-        return KernelFiles((), ((path, "it is not a connection file (*.json)"),))
+        return _keep(path, "it is not a connection file (*.json)")
     why = _own_regular(path, stat.S_IFREG)
     if why is not None:
-        return KernelFiles((), ((path, why),))
+        return _keep(path, why)
     from .discovery import parse_connection_info, read_runtime_json
 
     try:
@@ -394,13 +417,11 @@ def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) ->
             info = read_runtime_json(path)
         parse_connection_info(info)
     except (OSError, ValueError) as e:
-        return KernelFiles((), ((path, f"it cannot be read as a connection file: {e}"),))
+        return _keep(path, f"it cannot be read as a connection file: {e}")
     assert info is not None
-    busy = kernel_listening(info)
-    if busy is None and _starting_kernel(path):
-        busy = "a process names it as its connection file and may still be starting"
+    busy = _file_in_use(path, info)
     if busy is not None:
-        return KernelFiles((), ((path, busy),))
+        return _keep(path, busy)
     removable = [path]
     kept: list[tuple[str, str]] = []
     folder = os.path.realpath(os.path.dirname(path))
@@ -411,6 +432,8 @@ def kernel_files(connection_file: str, info: Mapping[str, Any] | None = None) ->
             kept.append((sock, "it is not in the connection file's folder"))
             continue
         why = _own_regular(sock, stat.S_IFSOCK)
+        if why is None and _served(sock):
+            why = "a process listens on it (a live kernel's socket)"
         if why is not None:
             kept.append((sock, why))
         else:

@@ -120,7 +120,7 @@ def remove_connection_files(connection_file: str) -> None:
     nothing listening); what stays is logged."""
     files = remove_kernel_files(connection_file)
     for path, why in files.kept:
-        logger.info("Kept %s: %s", path, why)
+        logger.warning("Kept %s: %s", path, why)
 
 
 class _Restarter(AsyncIOLoopKernelRestarter):

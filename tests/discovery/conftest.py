@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,8 +17,11 @@ from typing import Any
 import psutil
 import pytest
 
+from kernelmon.core import KernelMap, Settings
 from kernelmon.core.channels import SessionChannels
 from kernelmon.core.external import read_connection_file
+from kernelmon.core.records import ExecutionState
+from tests.core.conftest import wait_until
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 
@@ -103,6 +107,27 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
         _kill_tree(tree)
 
 
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    return tmp_path_factory.mktemp("map-runtime")
+
+
+@pytest.fixture(scope="module")
+def kmap(aio, runtime, tmp_path_factory):
+    """A kernel map with discovery on, kernels and connection files in ``runtime``."""
+    root = tmp_path_factory.mktemp("root")
+    km = KernelMap(
+        Settings(root_dir=str(root), kernel_info_timeout=30, sample_interval=0.2),
+        shutdown_wait=2.0,
+        connection_dir=str(runtime),
+        runtime_dirs=[str(runtime)],
+    )
+    aio.run(km.start_monitoring())
+    yield km
+    aio.run(km.close())
+    assert len(km) == 0
+
+
 class Frontend:
     """A test's own frontend session on a kernel (kernelmon's SessionChannels)."""
 
@@ -149,3 +174,22 @@ def frontends() -> Iterator[Callable[[str], Frontend]]:
     yield open_frontend
     for f in opened:
         f.close()
+
+
+async def interrupted_cell(
+    kmap: KernelMap, kernel_id: str, front: Frontend | Callable[[], Frontend]
+) -> dict[str, Any]:
+    """Run a long cell through ``front`` (or the frontend it opens, inside the loop),
+    interrupt it with ``kmap`` once the map shows the kernel busy, and return its reply."""
+    if not isinstance(front, Frontend):
+        front = front()
+    await asyncio.sleep(0.3)  # the shell socket connects
+    msg_id = front.execute("import time; time.sleep(30)")
+    await wait_until(
+        lambda: kmap.record(kernel_id).execution_state == ExecutionState.BUSY, what="busy"
+    )
+    await kmap.interrupt_kernel(kernel_id)
+    await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
+    reply = front.reply(msg_id)
+    assert reply is not None
+    return reply

@@ -23,32 +23,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kernelmon.core import KernelMap, Settings
 from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
 from kernelmon.core.identity import ipc_paths, kernel_files, prove_kernel, remove_kernel_files
-from kernelmon.core.records import ExecutionState, Origin
+from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
+from tests.discovery.conftest import interrupted_cell
 from tests.discovery.test_map_discovery import kill_application, moved
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    return tmp_path_factory.mktemp("id-runtime")
-
-
-@pytest.fixture(scope="module")
-def kmap(aio, runtime, tmp_path_factory):
-    root = tmp_path_factory.mktemp("id-root")
-    km = KernelMap(
-        Settings(root_dir=str(root), kernel_info_timeout=30, sample_interval=0.2),
-        shutdown_wait=2.0,
-        connection_dir=str(runtime),
-        runtime_dirs=[str(runtime)],
-    )
-    aio.run(km.start_monitoring())
-    yield km
-    aio.run(km.close())
 
 
 @pytest.fixture
@@ -138,15 +119,7 @@ def test_a_kernel_with_forked_workers_is_found_and_interrupted_by_its_own_pid(
         await kmap.rescan()
         assert kmap.record(k["id"]).pid == k["pid"]
 
-        msg_id = front.execute("import time; time.sleep(30)")
-        await wait_until(
-            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
-        )
-        await kmap.interrupt_kernel(k["id"])
-        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
-        reply = front.reply(msg_id)
-        assert reply is not None
-        return reply
+        return await interrupted_cell(kmap, k["id"], front)
 
     reply = aio.run(scenario())
     assert reply["content"]["ename"] == "KeyboardInterrupt"
@@ -186,7 +159,10 @@ def test_a_positional_wrapper_kernel_follows_its_application(launch, tmp_path):
     assert again.origin is Origin.ORPHAN
 
 
-def test_a_kernel_with_a_temporary_connection_file_is_found(aio, kmap, launch, tmp_path):
+def test_a_kernel_with_a_temporary_connection_file_is_found(
+    aio, kmap, launch, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERNELMON_SCAN_PROCESSES", "1")
     launched = launch(1, temp=True)
     k = launched.kernel()
     assert os.path.basename(k["connection_file"]).startswith("tmp")
@@ -197,6 +173,9 @@ def test_a_kernel_with_a_temporary_connection_file_is_found(aio, kmap, launch, t
     aio.run(kmap.rescan())
     record = kmap.record(k["id"])
     assert (record.origin, record.pid) == (Origin.EXTERNAL, k["pid"])
+    monkeypatch.setenv("KERNELMON_SCAN_PROCESSES", "0")
+    aio.run(kmap.rescan())
+    assert k["id"] not in kmap
 
 
 def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, runtime, frontends):
@@ -217,9 +196,11 @@ def test_cleaning_a_stale_copy_leaves_a_live_ipc_kernel_reachable(aio, kmap, run
         aio.run(kmap.rescan())
         assert kmap.record("copy").origin == Origin.STALE
 
-        with pytest.raises(KernelmonError, match="listens"):
-            aio.run(kmap.shutdown_kernel("copy"))
+        aio.run(kmap.shutdown_kernel("copy"))  # the copy goes, the live sockets stay
+        assert not copy.exists()
         assert all(os.path.exists(s) for s in sockets)
+        # the live kernel's own file is in use: kernelmon leaves it
+        assert kernel_files(str(original)).reason == f"process {record.pid} runs this kernel"
 
         async def answered() -> dict:
             front = frontends(str(original))
@@ -303,18 +284,9 @@ def test_an_unverifiable_kernel_is_never_signalled_nor_culled(
     monkeypatch.setattr(os, "kill", no_signals)
     monkeypatch.setattr(os, "killpg", no_signals)
 
-    async def interrupted() -> dict:
-        front = frontends(k["connection_file"])
-        await asyncio.sleep(0.3)
-        msg_id = front.execute("import time; time.sleep(30)")
-        await wait_until(
-            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
-        )
-        await kmap.interrupt_kernel(k["id"])  # by message on the control channel
-        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
-        return front.reply(msg_id)
-
-    assert aio.run(interrupted())["content"]["ename"] == "KeyboardInterrupt"
+    # interrupted by message on the control channel
+    reply = aio.run(interrupted_cell(kmap, k["id"], lambda: frontends(k["connection_file"])))
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
     record = kmap.record(k["id"])
     assert "another process" in (record.identity_problem or "")
     assert record.to_model()["identity_problem"] == record.identity_problem
@@ -368,7 +340,7 @@ def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
     assert len(files.removable) == 5
     assert not dead.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["kernel-dead-ipc-5", "kernel-forged.json"]
-    # A live socket keeps everything.
+    # A socket something listens on stays (the file no process uses goes).
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(folder / "kernel-live-ipc-1"))
     live.listen()
@@ -376,8 +348,10 @@ def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
         path = folder / "kernel-live.json"
         path.write_text(json.dumps({**info, "ip": str(folder / "kernel-live-ipc")}))
         files = kernel_files(str(path))
-        assert files.removable == ()
-        assert "listens" in (files.reason or "")
+        assert files.removable == (str(path),)
+        assert [(Path(p).name, "listens" in why) for p, why in files.kept] == [
+            ("kernel-live-ipc-1", True)
+        ]
     finally:
         live.close()
 

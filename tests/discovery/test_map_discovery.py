@@ -29,28 +29,9 @@ from kernelmon.core.events import (
 )
 from kernelmon.core.records import ExecutionState, Origin
 from tests.core.conftest import EventLog, process_gone, wait_until
+from tests.discovery.conftest import interrupted_cell
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    return tmp_path_factory.mktemp("map-runtime")
-
-
-@pytest.fixture(scope="module")
-def kmap(aio, runtime, tmp_path_factory):
-    root = tmp_path_factory.mktemp("root")
-    km = KernelMap(
-        Settings(root_dir=str(root), kernel_info_timeout=30, sample_interval=0.2),
-        shutdown_wait=2.0,
-        connection_dir=str(runtime),
-        runtime_dirs=[str(runtime)],
-    )
-    aio.run(km.start_monitoring())
-    yield km
-    aio.run(km.close())
-    assert len(km) == 0
 
 
 @pytest.fixture(scope="module")
@@ -207,20 +188,7 @@ def test_external_kernel_is_interrupted_and_never_restarted(aio, kmap, others, f
     k = others.kernel(0)
     aio.run(kmap.rescan())
 
-    async def run() -> dict:
-        front = frontends(k["connection_file"])
-        await asyncio.sleep(0.3)  # the shell socket connects
-        msg_id = front.execute("import time; time.sleep(30)")
-        await wait_until(
-            lambda: kmap.record(k["id"]).execution_state == ExecutionState.BUSY, what="busy"
-        )
-        await kmap.interrupt_kernel(k["id"])
-        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
-        reply = front.reply(msg_id)
-        assert reply is not None
-        return reply
-
-    reply = aio.run(run())
+    reply = aio.run(interrupted_cell(kmap, k["id"], lambda: frontends(k["connection_file"])))
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
 

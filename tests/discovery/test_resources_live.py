@@ -98,7 +98,9 @@ def test_a_busy_kernel_shows_its_cpu_like_psutil(aio, kernel, frontends):
 
     ours, theirs = aio.run(scenario())
     assert ours is not None
-    assert ours > 50
+    # The loop keeps one core busy; on a loaded machine it gets less than a whole core, so
+    # the check is that kernelmon agrees with psutil and sees real use, not a fixed figure.
+    assert ours > 10
     assert abs(ours - theirs) < 20
     assert sampler.history(kernel.kernel_id).cpu.values() == [ours]
 
