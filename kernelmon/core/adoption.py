@@ -249,7 +249,7 @@ class UnadoptedKernel(KernelBackend):
             "connection": {k: v for k, v in self._proof_info.items() if k in CONNECTION_FACTS},
         }
 
-    def prove(self) -> Proof:
+    def proof_now(self) -> Proof:
         pid = self.record.pid
         assert pid is not None
         return prove_kernel(pid, self._proof_info, started_ticks=self._ticks)
@@ -276,14 +276,14 @@ class UnadoptedKernel(KernelBackend):
         pid = self.record.pid
         assert pid is not None
         if await self.is_alive():
-            proof = await asyncio.to_thread(self.prove)
+            proof = await asyncio.to_thread(self.proof_now)
             if not proof.ok:
                 raise KernelmonError(
                     f"Kernel {self.record.id} was not killed: kernelmon cannot prove that "
                     f"process {pid} is the kernel ({proof.reason or 'no proof'})."
                 )
             group = pid if self._own_group else None
-            proc = AdoptedProcess(pid, self._ticks, self.prove, group=group)
+            proc = AdoptedProcess(pid, self._ticks, self.proof_now, group=group)
             members = await asyncio.to_thread(group_members, group) if group else []
             grace = max(self._shutdown_wait, 0.0) / 2
             exited = False

@@ -41,7 +41,13 @@ from .errors import (
     RestartTimeout,
 )
 from .events import KernelDied, KernelEvent, KernelRestarted
-from .identity import make_sockets_private, prove_kernel, remove_kernel_files, start_ticks
+from .identity import (
+    Proof,
+    make_sockets_private,
+    prove_kernel,
+    remove_kernel_files,
+    start_ticks,
+)
 from .process import (
     AdoptedProcess,
     create_time,
@@ -290,12 +296,10 @@ class LocalKernel(KernelBackend):
             self._on_change(self.record, {"pid"}, None)
         self._save_state()
 
-    def prove(self) -> Any:
+    def proof_now(self) -> Proof:
         """Whether the recorded process is, now, this kernel (``identity.Proof``)."""
         pid = self.record.pid
         if pid is None:
-            from .identity import Proof
-
             return Proof(False, None, "it has no process")
         return prove_kernel(pid, self.connection_info, started_ticks=self._pid_ticks)
 
@@ -426,7 +430,7 @@ class LocalKernel(KernelBackend):
         ).create_provisioner_instance(self.record.id, km.kernel_spec, parent=km)
         self._pid_ticks = start_ticks(pid)
         provisioner.process = AdoptedProcess(
-            pid, self._pid_ticks, self.prove, group=pid if group else None
+            pid, self._pid_ticks, self.proof_now, group=pid if group else None
         )
         provisioner.pid = pid
         provisioner.pgid = None  # never signalled by jupyter_client without a proof
@@ -569,7 +573,7 @@ class LocalKernel(KernelBackend):
             proc is not None
             and proc.poll() is None
             and pgid == proc.pid
-            and (not isinstance(proc, AdoptedProcess) or self.prove().ok)
+            and (not isinstance(proc, AdoptedProcess) or self.proof_now().ok)
         ):
             members = await asyncio.to_thread(group_members, pgid)
         if proc is not None and proc.poll() is None:
