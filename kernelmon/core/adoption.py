@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +28,7 @@ from typing import Any
 import psutil
 
 from .backend import KernelBackend
+from .discovery import parse_connection_info, read_runtime_json
 from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
 from .events import ActionFailed, KernelAdded, KernelAdopted
 from .external import heartbeat
@@ -47,9 +45,6 @@ ADOPT_TIMEOUT = 5.0
 #: How long restore() waits for a process that may still be starting (the recorded one, or
 #: one launched after a recorded intent) to hold the kernel's sockets.
 PROOF_WAIT = 10.0
-#: Connection files larger than this are not connection files.
-MAX_CONNECTION_FILE = 1 << 20
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 
 
 def _int(value: object) -> int | None:
@@ -122,60 +117,26 @@ class SavedKernel:
 def read_connection_file(path: str) -> tuple[dict[str, Any] | None, str | None]:
     """(connection info, None) if ``path`` is a connection file kernelmon can use for one of
     its own kernels, else (what could be read of it, what is wrong). Never blocks on a FIFO
-    or a huge file."""
+    or a huge file (``discovery.read_runtime_json``)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        info = read_runtime_json(path)
     except OSError as e:
         return None, f"cannot be read ({e.strerror or e})"
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, "is not a regular file"
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_CONNECTION_FILE + 1)
-    except OSError as e:
-        return None, f"cannot be read ({e.strerror or e})"
-    finally:
-        os.close(fd)
-    if len(raw) > MAX_CONNECTION_FILE:
-        return None, "is too large for a connection file"
-    try:
-        info = json.loads(raw)
-    except RecursionError:
-        return None, "is nested too deeply"
-    except (ValueError, UnicodeDecodeError):
-        return None, "is not valid JSON (truncated?)"
+    except ValueError as e:
+        return None, str(e)
     if not isinstance(info, dict):
         return None, "is not a JSON object"
-    problem = connection_problem(path, info)
-    return info, problem
-
-
-def connection_problem(path: str, info: dict[str, Any]) -> str | None:
-    """What makes ``info`` unusable to talk to a kernel kernelmon started, or None."""
-    transport, ip = info.get("transport"), info.get("ip")
-    if transport not in ("tcp", "ipc"):
-        return f"has an unknown transport {transport!r}"
-    if not isinstance(ip, str) or not ip or "\0" in ip or "*" in ip:
-        return "has no usable 'ip'"
-    if transport == "tcp" and ip not in ("127.0.0.1", "localhost", "::1"):
-        return f"names an address that is not this machine's loopback ({ip})"
-    if transport == "ipc" and os.path.dirname(ip) != os.path.dirname(path):
-        return "names IPC sockets outside its own folder"
-    for name in PORT_NAMES:
-        port = _int(info.get(name))
-        if port is None or not 0 < port < 65536:
-            return f"has no valid {name!r}"
-    key = info.get("key")
-    if not isinstance(key, str) or not key:
-        return "has an empty key (messages would not be signed)"
-    scheme = info.get("signature_scheme", "hmac-sha256")
-    if not isinstance(scheme, str) or not scheme.startswith("hmac-"):
-        return f"has an unknown signature scheme {scheme!r}"
-    if scheme[5:] not in hashlib.algorithms_available:
-        return f"has an unknown signature scheme {scheme!r}"
+    try:
+        facts = parse_connection_info(info)
+    except ValueError as e:
+        return info, f"is not usable: {e}"
+    if not facts.has_key:
+        return info, "has an empty key (messages would not be signed)"
+    if facts.transport == "ipc" and os.path.dirname(facts.ip) != os.path.dirname(path):
+        return info, "names IPC sockets outside its own folder"
     if not isinstance(info.get("kernel_name", ""), str):
-        return "has a 'kernel_name' that is not text"
-    return None
+        return info, "has a 'kernel_name' that is not text"
+    return info, None
 
 
 def processes_naming(connection_file: str, since_ticks: int | None) -> list[int]:
