@@ -28,7 +28,12 @@ from typing import Any
 import psutil
 
 from .backend import KernelBackend
-from .discovery import parse_connection_info, read_runtime_json
+from .discovery import (
+    kernel_candidates,
+    parse_connection_info,
+    process_table,
+    read_runtime_json,
+)
 from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
 from .events import ActionFailed, KernelAdded, KernelAdopted
 from .external import heartbeat
@@ -140,23 +145,14 @@ def read_connection_file(path: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def processes_naming(connection_file: str, since_ticks: int | None) -> list[int]:
-    """PIDs of this user's processes whose arguments name ``connection_file`` (started at
-    or after ``since_ticks``, if given): the candidates, never a proof."""
-    found = []
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    for proc in psutil.process_iter(["cmdline", "uids"], ad_value=None):
-        cmdline = proc.info.get("cmdline") or ()
-        uids = proc.info.get("uids")
-        if uid is not None and (uids is None or uids.real != uid):
-            continue
-        if not any(connection_file in arg for arg in cmdline):
-            continue
-        if since_ticks is not None:
-            ticks = start_ticks(proc.pid)
-            if ticks is None or ticks < since_ticks - 1:
-                continue
-        found.append(proc.pid)
-    return found
+    """PIDs of the processes whose arguments name ``connection_file`` (discovery's
+    candidates), started at or after boot tick ``since_ticks`` if given: candidates, never
+    a proof (blocking: run it in a thread)."""
+    found = kernel_candidates(process_table().values(), [connection_file])
+    pids = [p.pid for p in found.get(connection_file, [])]
+    if since_ticks is None:
+        return pids
+    return [pid for pid in pids if (start_ticks(pid) or -1) >= since_ticks - 1]
 
 
 def _alive(pid: int, ticks: int | None) -> bool:
