@@ -104,14 +104,18 @@ def kill_process_group(
     """
     if not pgid or not hasattr(os, "killpg") or pgid in (os.getpgid(0), 0, 1):
         return
-    for pid, ticks in members if members is not None else [(pgid, None)]:
-        with contextlib.suppress(OSError):
-            if members is None or (os.getpgid(pid) == pgid and start_ticks(pid) == ticks):
-                break
-    else:
+    if members is not None and not any(_in_group(pid, ticks, pgid) for pid, ticks in members):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _in_group(pid: int, ticks: int | None, pgid: int) -> bool:
+    """Whether the process started at ``ticks`` as ``pid`` is still in group ``pgid``."""
+    try:
+        return os.getpgid(pid) == pgid and start_ticks(pid) == ticks
+    except OSError:
+        return False
 
 
 class AdoptedProcess:
