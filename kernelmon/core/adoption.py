@@ -92,6 +92,9 @@ class SavedKernel:
             raise ValueError("it has no valid kernel id")
         if not isinstance(conn_file, str) or not os.path.isabs(conn_file) or "\0" in conn_file:
             raise ValueError("it has no valid connection file path")
+        if os.path.basename(conn_file) != f"kernel-{kid}.json":
+            # kernelmon names its kernels' files so; anything else is not one of its records
+            raise ValueError("its connection file is not named after its kernel id")
         pid = _int(saved.get("pid"))
         pid = pid if pid is not None and pid > 0 else None
         started = None
