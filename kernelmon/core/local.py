@@ -150,14 +150,20 @@ class _Manager(AsyncIOLoopKernelManager):
     after it launches a kernel process (start, restart and auto-restart alike)."""
 
     before_launch: Callable[[], None] | None = None
-    after_launch: Callable[[], None] | None = None
+    #: called with True after a launch, with False when the launch failed
+    after_launch: Callable[[bool], None] | None = None
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         if self.before_launch is not None:
             self.before_launch()
-        await super()._async_launch_kernel(kernel_cmd, **kw)
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            if self.after_launch is not None:
+                self.after_launch(False)
+            raise
         if self.after_launch is not None:
-            self.after_launch()
+            self.after_launch(True)
 
 
 class LocalKernel(KernelBackend):
@@ -286,10 +292,14 @@ class LocalKernel(KernelBackend):
             self._launching = None
             raise RuntimeError(f"it could not be recorded first: {error}")
 
-    def _confirm_launch(self) -> None:
-        """Right after a launch: record the new process (PID and start ticks)."""
-        pid = getattr(self.km.provisioner, "pid", None)
+    def _confirm_launch(self, launched: bool) -> None:
+        """Right after a launch: record the new process (PID and start ticks); after a
+        failed one, take the intent back."""
         self._launching = None
+        if not launched:
+            self._save_state()
+            return
+        pid = getattr(self.km.provisioner, "pid", None)
         self._pid_ticks = start_ticks(pid) if pid is not None else None
         if pid != self.record.pid:
             self.record.pid = pid
