@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 # PySide6 before qasync: qasync picks the Qt binding that is already imported.
 from PySide6.QtWidgets import QApplication
@@ -23,11 +23,22 @@ import qasync  # isort: skip
 
 from . import __version__, paths
 from .core import KernelMap, Settings
+from .core.instance import (
+    InstanceError,
+    InstanceLock,
+    InstanceServer,
+    NoAnswer,
+    OpError,
+    RunningInstance,
+    claim_instance,
+)
 from .settings_file import load_settings, save_settings
 
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+#: How long a launch waits for a running kernelmon that is quitting to be gone.
+QUIT_WAIT = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
             "interrupt, cull and shut down kernels, and see every kernel on the machine "
             "with its CPU and memory."
         ),
-        epilog=(f"Settings are kept in {paths.settings_file()}, the log in {paths.log_file()}."),
+        epilog=(
+            f"Settings are kept in {paths.settings_file()}, the log in {paths.log_file()}. "
+            "kernelmon runs once per user: launched again, it hands its options to the "
+            "running kernelmon, whose window comes to the front, and exits."
+        ),
     )
     parser.add_argument(
         "--root-dir",
@@ -60,10 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--log-level",
-        default="INFO",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         type=str.upper,
-        help="how much to write to the log file (default: %(default)s)",
+        help="how much to write to the log file (default: INFO)",
     )
     parser.add_argument(
         "--no-tray",
@@ -74,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> logging.Handler | None:
+def setup_logging(level: str | None) -> logging.Handler | None:
     """Log to a rotating file in the log folder (and warnings to stderr)."""
+    level = level or "INFO"
     root = logging.getLogger()
     root.setLevel(level)
     handler: logging.Handler | None = None
@@ -142,6 +157,8 @@ async def run_app(
     args: argparse.Namespace,
     user_settings: Settings | None = None,
     run_folders: Sequence[str] = (),
+    instance: InstanceLock | None = None,
+    instance_problem: str | None = None,
 ) -> int:
     from .ui.main_window import MainWindow
 
@@ -161,15 +178,118 @@ async def run_app(
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
     window.show()
+    server: InstanceServer | None = None
+    if instance is not None:
+        server = InstanceServer(instance, __version__)
+        server.add_op("activate", lambda request: activate(window, request))
+        await server.start()
     window.restore_and_monitor().add_done_callback(freeze_startup_objects)
     if settings_message:
         window.report_problem("Settings", settings_message)
+    if instance_problem:
+        window.report_problem("More than one kernelmon", instance_problem)
     try:
         await window.wait_finished()
     finally:
+        if server is not None:
+            await server.close()
         _REPORTER.window = None
         window.deleteLater()
         gc.unfreeze()  # what start-up left is garbage like any other now
+    return 0
+
+
+def forwarded_argv(
+    args: argparse.Namespace, root_dir: str | None, run_folders: Sequence[str]
+) -> list[str]:
+    """The options of this launch for the running kernelmon, folders made absolute (they
+    are this launch's, relative to its current folder)."""
+    argv: list[str] = []
+    if root_dir is not None:
+        argv += ["--root-dir", root_dir]
+    for folder in run_folders:
+        argv += ["--runtime-dir", folder]
+    if args.log_level:
+        argv += ["--log-level", args.log_level]
+    if args.no_tray:
+        argv.append("--no-tray")
+    return argv
+
+
+async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """The ``activate`` op: another launch's options for this window, which is raised."""
+    argv = request.get("argv", [])
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise OpError("'argv' must be a list of strings.", code="bad-request")
+    parser = build_parser()
+
+    def refuse(message: str) -> NoReturn:  # instead of printing usage and exiting
+        raise OpError(f"Cannot read the options {argv!r}: {message}.", code="bad-request")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
+    if window.is_finished or window.quitting:
+        raise OpError(
+            f"kernelmon (pid {os.getpid()}) is quitting; launch it again once it has gone.",
+            code="quitting",
+        )
+    launcher = request.get("pid")
+    applied, ignored = window.take_launch(
+        root_dir=args.root_dir,
+        run_folders=list(args.runtime_dir),
+        no_tray=args.no_tray,
+        launcher_pid=launcher if isinstance(launcher, int) else None,
+        log_level=args.log_level,
+        apply_log_level=apply_log_level,
+    )
+    return {"pid": os.getpid(), "raised": True, "applied": applied, "ignored": ignored}
+
+
+def apply_log_level(level: str) -> None:
+    """Log at ``level`` from now on (the log file's handler too)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        handler.setLevel(level)
+
+
+def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
+    """Give this launch's options to the running kernelmon; the exit status, or None when
+    the running kernelmon is quitting (this launch may start once it has gone)."""
+    who = f"pid {running.pid}" if running.pid else "its process id is unknown"
+    timeout = running.answer_timeout()
+    try:
+        reply = running.request("activate", timeout=timeout, argv=argv, pid=os.getpid())
+    except NoAnswer as e:
+        logger.error("The running kernelmon (%s) did not answer: %s", who, e)
+        end = f"end it (kill {running.pid}) and " if running.pid else "end it and "
+        print(
+            f"kernelmon is already running ({who}) but did not answer within {timeout:.0f} s; "
+            "this launch stops rather than run a second copy beside it. If it hangs, "
+            f"{end}launch kernelmon again.",
+            file=sys.stderr,
+        )
+        return 1
+    except InstanceError as e:
+        logger.error("Cannot reach the running kernelmon: %s", e)
+        print(f"kernelmon: cannot reach the running kernelmon: {e}", file=sys.stderr)
+        return 1
+    if reply.get("code") == "quitting":
+        print(
+            f"kernelmon ({who}) is quitting; this launch starts once it has gone.",
+            file=sys.stderr,
+        )
+        return None
+    if reply.get("ok") is not True:
+        error = reply.get("error") or "no reason given"
+        print(
+            f"kernelmon is already running ({who}) and refused this launch: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    pid = reply.get("pid", running.pid)
+    logger.info("kernelmon already runs (pid %s); handed this launch over to it", pid)
+    print(f"kernelmon is already running (pid {pid}); its window was raised.", file=sys.stderr)
     return 0
 
 
@@ -193,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = setup_logging(args.log_level)
     old_hook = sys.excepthook
     sys.excepthook = _REPORTER.excepthook
+    instance: InstanceLock | None = None
+    started = True
     try:
         root_dir = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
         if root_dir is not None and not os.path.isdir(root_dir):
@@ -203,6 +325,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not os.path.isdir(folder):
                 print(f"kernelmon: --runtime-dir {given!r} is not a folder", file=sys.stderr)
                 return 2
+        instance_problem: str | None = None
+        try:
+            claimed = claim_instance()
+        except InstanceError as e:
+            logger.error("Cannot make sure this is the only kernelmon: %s", e)
+            instance_problem = (
+                f"kernelmon could not make sure that it is the only copy running: {e} A "
+                "second copy started now would not find this one."
+            )
+        else:
+            if isinstance(claimed, RunningInstance):
+                status = hand_over(claimed, forwarded_argv(args, root_dir, run_folders))
+                if status is not None:
+                    started = False
+                    return status
+                claimed = claim_instance(wait=QUIT_WAIT)  # it is quitting: start after it
+                if isinstance(claimed, RunningInstance):
+                    started = False
+                    print(
+                        f"kernelmon (pid {claimed.pid}) is still quitting after "
+                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone.",
+                        file=sys.stderr,
+                    )
+                    return 1
+            instance = claimed
         settings, message = load_settings(paths.settings_file(), root_dir)
         if root_dir is not None and message is None:
             problem = save_settings(settings, paths.settings_file())  # remember the folder
@@ -226,17 +373,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             effective = dataclasses.replace(settings, runtime_folders=saved + extra)
         kernel_map = KernelMap(effective)
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            return runner.run(run_app(kernel_map, message, args, settings, tuple(run_folders)))
+            return runner.run(
+                run_app(
+                    kernel_map,
+                    message,
+                    args,
+                    settings,
+                    tuple(run_folders),
+                    instance,
+                    instance_problem,
+                )
+            )
     except Exception:
         traceback.print_exc()
         logger.exception("kernelmon stopped on an error")
         return 1
     finally:
+        if instance is not None:
+            instance.release()
         sys.excepthook = old_hook
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
-        logger.info("kernelmon stopped")
+        if started:
+            logger.info("kernelmon stopped")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,16 @@ class JobFinished(KernelEvent):
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class StateProblem(KernelEvent):
+    """kernelmon's record of its kernels (the state folder) has a problem, in words, or
+    (``text`` "") no longer has one; ``kernel_id`` is "". While there is a problem that
+    stops kernels being recorded, ``KernelMap.start_kernel`` starts none (see
+    ``KernelMap.problems``)."""
+
+    text: str = ""
+
+
 Subscriber = Callable[[KernelEvent], None]
 
 

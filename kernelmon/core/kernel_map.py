@@ -134,6 +134,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         name = kernel_name or self.default_kernel_name
         spec = self._resolve_spec(name)
         cwd = self.cwd_for_path(path)
+        self._ensure_recordable()  # a kernel that cannot be recorded could be orphaned
         kid = kernel_id or str(uuid.uuid4())
         record = KernelRecord(id=kid, name=name, display_name=spec.display_name, cwd=cwd)
         backend = self._new_backend(record)
@@ -146,6 +147,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         timeout = self._settings.kernel_info_timeout
         try:
             await backend.start(cwd, timeout)
+            self._ensure_recorded()
         except BaseException as e:
             await self._discard_failed_start(entry, e)
             raise

@@ -34,13 +34,14 @@ from .events import (
     EventHub,
     KernelChanged,
     KernelEvent,
+    StateProblem,
     Subscriber,
 )
 from .identity import make_private
 from .local import LocalKernel
 from .records import KernelRecord
 from .settings import Settings
-from .state import StateFile, default_state_dir
+from .state import ENV_STATE_DIR, StateFile, default_state_dir
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class MapBase:
     next_cull: datetime | None
     last_kernel_activity: datetime
     default_kernel_name: str
+    #: The problems last told subscribers (``StateProblem``), and where kernel logs go
+    #: instead of the state folder when they cannot go there (in words), or None.
+    _told_problems: str = ""
+    _log_fallback: str | None = None
 
     # implemented by KernelMap and the cull pass
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
@@ -229,7 +234,7 @@ class MapBase:
             restart_limit=self._restart_limit,
             shutdown_wait=self._shutdown_wait,
             transport=self._transport,
-            log_dir=str(self.state_file.folder / "kernel-logs"),
+            log_dir=self._kernel_log_dir(conn_dir),
             save_state=self._save_state,
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
         )
@@ -270,4 +275,62 @@ class MapBase:
             if isinstance(saved, dict):
                 records.append(saved)
         self.state_file.save(records, released=released)
+        self._tell_problems()
         return self.state_file.error
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong with kernelmon's record of its kernels now, in sentences (empty
+        when nothing is); sent as ``StateProblem`` events when it changes."""
+        found = []
+        if self.state_file.error:
+            found.append(
+                f"{self.state_file.error}. The kernels kernelmon starts are recorded there so "
+                "that a crash of kernelmon never leaves them running unmanaged, so it starts "
+                "no kernels until it can write there (watching kernels goes on). Make the "
+                f"folder writable, or set {ENV_STATE_DIR} to a folder you can write to and "
+                "start kernelmon again."
+            )
+        if self._log_fallback:
+            found.append(self._log_fallback)
+        return found
+
+    def check_state_folder(self) -> list[str]:
+        """Look at the state folder now (a probe file is written); returns ``problems``."""
+        self.state_file.check()
+        self._tell_problems()
+        return self.problems
+
+    def _tell_problems(self) -> None:
+        text = " ".join(self.problems)
+        if text != self._told_problems:
+            self._told_problems = text
+            self._emit(StateProblem("", text=text))
+
+    def _ensure_recordable(self) -> None:
+        """``KernelStartFailed`` unless a kernel started now can be recorded."""
+        if self.check_state_folder() and self.state_file.error:
+            raise KernelStartFailed(self.problems[0])
+
+    def _ensure_recorded(self) -> None:
+        """``KernelStartFailed`` if recording a kernel just started failed."""
+        if self.state_file.error:
+            self._tell_problems()
+            raise KernelStartFailed(self.problems[0])
+
+    def _kernel_log_dir(self, fallback: str) -> str:
+        """The state folder's ``kernel-logs``, or ``fallback`` (said in ``problems``)."""
+        folder = self.state_file.folder / "kernel-logs"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._log_fallback = None
+            return str(folder)
+        except OSError as e:
+            self._log_fallback = (
+                f"Kernel logs (what a kernel prints) cannot go to {folder} "
+                f"({e.strerror or e}); they go to {fallback} instead."
+            )
+            logger.warning("%s", self._log_fallback)
+            return fallback
+        finally:
+            self._tell_problems()

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,23 @@ class StateFile:
     def adoption_lock(self) -> FolderLock:
         """The lock that serializes adoption among every kernelmon using this folder."""
         return FolderLock(self.folder, "adoption")
+
+    def check(self) -> str | None:
+        """Whether this process can write its record now (a probe file is written and
+        removed); the problem in words, also kept in ``error``, or None."""
+        try:
+            _secure_dir(self.folder)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.folder)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            self.error = (
+                f"kernelmon cannot write to its state folder {self.folder}: {e.strerror or e}"
+            )
+            logger.error("%s", self.error)
+        else:
+            self.error = None
+        return self.error
 
     def save(self, kernels: list[dict[str, Any]], released: bool = False) -> None:
         """Write the records; on failure log it, remember it in ``error``, keep running.

@@ -35,6 +35,7 @@ from ..core.events import (
     KernelShutDown,
     KernelStarted,
     MemoryWarning,
+    StateProblem,
     UsageSampled,
 )
 
@@ -74,6 +75,8 @@ class KernelBridge(QObject):
     memory_warning = Signal(str, object, object, bool)
     #: ``(kernel_id, seconds)``: a kernel finished a long job (busy that long, now idle).
     job_finished = Signal(str, float)
+    #: ``(text,)``: kernelmon's record of its kernels has a problem ("" once it is over).
+    state_problem = Signal(str)
 
     def __init__(
         self,
@@ -143,6 +146,8 @@ class KernelBridge(QObject):
             case JobFinished():
                 self.flush_kernel(kid)
                 self.job_finished.emit(kid, float(event.seconds))
+            case StateProblem():
+                self.state_problem.emit(event.text)
             case _:
                 logger.debug("Ignoring event %r", event)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from PySide6.QtCore import (
@@ -66,6 +67,9 @@ logger = logging.getLogger(__name__)
 
 #: How long quitting waits for running actions (a restart, a start) to end by themselves.
 QUIT_WAIT = 15.0
+#: While the state folder has a problem, it is looked at again this often (ms), so the
+#: warning goes by itself once the folder is fixed.
+STATE_RECHECK_MS = 30_000
 #: Shows and hides the kernel details pane.
 DETAILS_SHORTCUT = "Ctrl+D"
 
@@ -108,6 +112,10 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self._paused = False
         self.run_folders = tuple(run_folders)
         self._restarting: set[str] = set()
+        self._state_problem_shown = False
+        self.state_recheck_timer = QTimer(self)
+        self.state_recheck_timer.setInterval(STATE_RECHECK_MS)
+        self.state_recheck_timer.timeout.connect(self.kernel_map.check_state_folder)
         self.start_dialog: StartKernelDialog | None = None
 
         self.tasks = TaskRunner(self)
@@ -261,6 +269,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         b.memory_warning.connect(self.on_bridge_memory_warning)
         b.job_finished.connect(self.on_bridge_job_finished)
         b.kernel_died.connect(self.on_bridge_kernel_died)
+        b.state_problem.connect(self.on_bridge_state_problem)
         b.kernel_culled.connect(
             lambda k, r: self.notified.emit("Kernel culled", f"{self.kernel_label(k)}: {r}")
         )
@@ -424,6 +433,19 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         if self.tray is not None:
             self.tray.schedule_refresh()
 
+    def on_bridge_state_problem(self, text: str) -> None:
+        """The state folder's problem (or "" once it is over): a lasting warning in the
+        status bar, the event log, and a dialog the first time."""
+        self.status.set_problem(text)
+        if not text:
+            self.state_recheck_timer.stop()
+            self.event_log.add(None, "kernelmon's state folder works again")
+            return
+        self.state_recheck_timer.start()
+        first = not self._state_problem_shown
+        self._state_problem_shown = True
+        self.report_problem("kernelmon's state folder", text, dialog=first)
+
     def on_bridge_kernel_died(self, kernel_id: str, reason: str, will_restart: bool) -> None:
         then = "; restarting it" if will_restart else ""
         self.status.showMessage(f"{self.kernel_label(kernel_id)} died: {reason}{then}", MESSAGE_MS)
@@ -442,6 +464,67 @@ class MainWindow(QMainWindow, KernelActionsMixin):
 
     def build_context_menu(self) -> QMenu:
         return actions.context_menu(self, self.actions_by_name)
+
+    # -- another launch ---------------------------------------------------------------------
+
+    def raise_window(self) -> None:
+        """Bring the window to the front: shown, restored if minimized (a maximized window
+        stays maximized), raised and active."""
+        if self.isMinimized():
+            self.showNormal()
+        else:
+            self.show()
+        self.raise_()
+        self.activateWindow()
+
+    def take_launch(
+        self,
+        *,
+        root_dir: str | None = None,
+        run_folders: Sequence[str] = (),
+        no_tray: bool = False,
+        log_level: str | None = None,
+        apply_log_level: Callable[[str], None] | None = None,
+        launcher_pid: int | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Another launch of kernelmon handed its options over: apply what can be applied
+        (the folders absolute already), raise the window and say in the event log and the
+        status bar what was applied and what was ignored; returns both lists."""
+        applied: list[str] = []
+        ignored: list[str] = []
+        if root_dir is not None and root_dir != self._user_settings.root_dir:
+            if os.path.isdir(root_dir):
+                self.apply_user_settings(
+                    dataclasses.replace(self._user_settings, root_dir=root_dir)
+                )
+                applied.append(f"--root-dir {root_dir} (new kernels work under it)")
+            else:
+                ignored.append(f"--root-dir {root_dir} (not a folder)")
+        new = [f for f in dict.fromkeys(run_folders) if f not in self.run_folders]
+        missing = [f for f in new if not os.path.isdir(f)]
+        ignored += [f"--runtime-dir {f} (not a folder)" for f in missing]
+        new = [f for f in new if f not in missing]
+        if new:
+            self.run_folders += tuple(new)
+            self.monitoring_panel.set_run_folders(self.run_folders)
+            self.kernel_map.apply_settings(self.effective_settings(self._user_settings))
+            applied += [f"--runtime-dir {f} (watched for this run)" for f in new]
+        if log_level is not None and apply_log_level is not None:
+            apply_log_level(log_level)
+            applied.append(f"--log-level {log_level}")
+        if no_tray and self.tray is not None:
+            ignored.append("--no-tray (the tray icon stays until kernelmon is restarted)")
+        self.raise_window()
+        who = f" (pid {launcher_pid})" if launcher_pid else ""
+        text = f"Another launch of kernelmon{who} was handed over to this window"
+        if applied:
+            text += "; applied: " + "; ".join(applied)
+        if ignored:
+            text += "; ignored: " + "; ".join(ignored)
+        self.event_log.add(None, text, "warning" if ignored else "info")
+        self.status.showMessage(text, MESSAGE_MS * 2)
+        logger.info("%s", text)
+        return applied, ignored
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -542,6 +625,11 @@ class MainWindow(QMainWindow, KernelActionsMixin):
             self.tray.tell_still_running()
             return
         self.request_quit()
+
+    @property
+    def quitting(self) -> bool:
+        """Quitting has begun (kernels are being shut down or left)."""
+        return self._quitting
 
     def request_quit(self) -> None:
         """Quit: ask what to do with running kernels, then do all of it (or nothing)."""

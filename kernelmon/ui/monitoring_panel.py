@@ -125,12 +125,7 @@ class MonitoringPanel(SettingsForm):
         self.run_folders_label = QLabel()
         self.run_folders_label.setObjectName("run_folders")
         self.run_folders_label.setWordWrap(True)
-        if run_folders:
-            self.run_folders_label.setText(
-                "For this run only (--runtime-dir): " + ", ".join(run_folders)
-            )
-        else:
-            self.run_folders_label.hide()
+        self.set_run_folders(run_folders)
         box.addWidget(self.run_folders_label)
         box.addWidget(self.rescan_button)
         folders = QWidget()
@@ -145,6 +140,13 @@ class MonitoringPanel(SettingsForm):
         """The extra folders the list shows."""
         items = (self.folder_list.item(i) for i in range(self.folder_list.count()))
         return [item.text() for item in items if item is not None]
+
+    def set_run_folders(self, run_folders: Sequence[str]) -> None:
+        """The folders watched for this run only (``--runtime-dir``)."""
+        self.run_folders_label.setText(
+            "For this run only (--runtime-dir): " + ", ".join(run_folders)
+        )
+        self.run_folders_label.setVisible(bool(run_folders))
 
     def set_settings(self, settings: Settings) -> None:
         super().set_settings(settings)

@@ -73,14 +73,30 @@ class KernelStatusBar(QStatusBar):
             "CPU and memory of all kernels together (100 % CPU is one core busy)"
         )
         self.usage_label.hide()  # until the first sample
+        self.problem_label = QLabel()
+        self.problem_label.setObjectName("problem_label")
+        self.problem_label.setStyleSheet("color: #b35900; font-weight: bold")
+        self.problem_label.hide()  # while nothing is wrong
         self.total_cpu: float | None = None
         self.total_rss = 0
-        for label in (self.counts_label, self.usage_label, self.activity_label, self.culler_label):
+        for label in (
+            self.problem_label,
+            self.counts_label,
+            self.usage_label,
+            self.activity_label,
+            self.culler_label,
+        ):
             self.addPermanentWidget(label)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(1000)
         self.refresh()
+
+    def set_problem(self, text: str) -> None:
+        """A lasting problem (a warning sign with the text as its tooltip), or "" for none."""
+        self.problem_label.setText("⚠ State folder problem")
+        self.problem_label.setToolTip(text)
+        self.problem_label.setVisible(bool(text))
 
     def set_usage(self, total_cpu: float | None, total_rss: int) -> None:
         """The totals of the latest resource sample."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -253,6 +254,7 @@ def test_uncaught_errors_are_shown_and_the_app_keeps_running(
 
 DRIVER = """
 import asyncio, json, os, signal, sys
+from pathlib import Path
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 from kernelmon import app
@@ -277,6 +279,23 @@ def later():
                     print("RESULT", json.dumps(result), flush=True)
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
+            elif mode == "handover":  # wait for another launch to be handed over
+                kid = await w.start_kernel("python3")
+                result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
+                w.showMinimized()
+                result["minimized_before"] = w.isMinimized()
+                print("READY", json.dumps(result), flush=True)
+                for _ in range(600):
+                    if any("handed over" in t for t in w.event_log.texts()):
+                        break
+                    await asyncio.sleep(0.05)
+                result["log"] = w.event_log.texts()
+                result["minimized"] = w.isMinimized()
+                result["visible"] = w.isVisible()
+                result["watched"] = list(w.kernel_map.settings.runtime_folders)
+                result["owned"] = w.owned_kernel_ids()
+                state = Path(os.environ["KERNELMON_STATE_DIR"])
+                result["state_files"] = sorted(p.name for p in state.glob("kernels-*.json"))
             else:
                 for _ in range(200):
                     models = w.kernel_map.list_kernels()
@@ -301,6 +320,16 @@ sys.exit(rc)
 """
 
 
+def own_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
+        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
+        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
+    }
+
+
 def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     import json
 
@@ -319,13 +348,7 @@ def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
-        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
+    env = own_env(tmp_path)
     first = run_driver("leave", tmp_path, env)
     kid, pid = first["kernel"]
     try:
@@ -341,13 +364,7 @@ def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) 
 
 
 def test_sigterm_quits_and_shuts_kernels_down(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "KERNELMON_STATE_DIR": str(tmp_path / "state"),
-        "KERNELMON_CONFIG_DIR": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
+    env = own_env(tmp_path)
     data = run_driver("sigterm", tmp_path, env)
     _kid, pid = data["kernel"]
     try:
@@ -356,3 +373,254 @@ def test_sigterm_quits_and_shuts_kernels_down(tmp_path: Path) -> None:
     finally:
         if pid_alive(pid):
             psutil.Process(pid).kill()
+
+
+def test_the_running_window_takes_another_launch_s_options(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    """What a second launch sends, through the real socket: folders applied, what cannot be
+    applied said in the window, bad requests answered with an error, the app unharmed."""
+    from kernelmon.core.instance import RunningInstance, instance_dir
+
+    extra, other_root = tmp_path / "extra", tmp_path / "other-root"
+    extra.mkdir()
+    other_root.mkdir()
+    replies: list[dict[str, Any]] = []
+
+    async def script(window: MainWindow) -> None:
+        running = RunningInstance(instance_dir(), os.getpid(), serving=True)
+
+        def ask(**fields: Any) -> dict[str, Any]:
+            return running.request("activate", timeout=10, **fields)
+
+        argv = ["--root-dir", str(other_root), "--runtime-dir", str(extra)]
+        argv += ["--runtime-dir", str(tmp_path / "gone"), "--log-level", "debug"]
+        replies.append(await asyncio.to_thread(ask, argv=argv, pid=4242))
+        replies.append(await asyncio.to_thread(ask, argv=["--bogus"]))
+        replies.append(await asyncio.to_thread(ask, argv="--no-tray"))
+        assert window.isVisible()
+        assert str(extra) in window.kernel_map.settings.runtime_folders
+        assert window.kernel_map.settings.root_dir == str(other_root)
+        assert window.monitoring_panel.run_folders_label.text().endswith(str(extra))
+        [text] = [t for t in window.event_log.texts() if "handed over" in t]
+        assert "pid 4242" in text
+        assert f"ignored: --runtime-dir {tmp_path / 'gone'} (not a folder)" in text
+        window.request_quit()
+
+    level = logging.getLogger().level
+    try:
+        assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+        assert logging.getLogger().level == logging.DEBUG, "--log-level applied"
+    finally:
+        logging.getLogger().setLevel(level)
+    ok, bogus, not_a_list = replies
+    assert ok["ok"] is True
+    assert ok["pid"] == os.getpid()
+    assert len(ok["applied"]) == 3
+    assert ok["ignored"] == [f"--runtime-dir {tmp_path / 'gone'} (not a folder)"]
+    assert bogus["ok"] is False
+    assert bogus["code"] == "bad-request"
+    assert "--bogus" in bogus["error"]
+    assert not_a_list["code"] == "bad-request"
+    assert load_settings(paths.settings_file())[0].root_dir == str(other_root), "remembered"
+    assert not (instance_dir() / "kernelmon.sock").exists(), "the socket goes with the app"
+
+
+def test_an_unwritable_state_folder_is_told_in_the_window(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state folder cannot be written (here: a file is where it should be): the window
+    says so lastingly (status bar), in the event log and in one dialog, and a kernel start
+    is refused with the reason instead of starting a kernel nobody could take over."""
+    from kernelmon.core import KernelStartFailed
+
+    state = tmp_path / "state-is-a-file"
+    state.write_text("not a folder")
+    monkeypatch.setenv("KERNELMON_STATE_DIR", str(state))
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
+
+    async def script(window: MainWindow) -> None:
+        label = window.status.problem_label
+        await wait_until(label.isVisible)
+        assert str(state) in label.toolTip()
+        assert "starts no kernels" in label.toolTip()
+        with pytest.raises(KernelStartFailed, match="starts no kernels"):
+            await window.start_kernel("python3")
+        assert window.kernel_map.list_kernels() == []
+        assert any(str(state) in t for t in window.event_log.texts())
+        assert state.read_text() == "not a folder", "nothing was deleted"
+        # fixed: the warning goes by itself
+        state.unlink()
+        window.state_recheck_timer.setInterval(50)
+        await wait_until(lambda: not label.isVisible())
+        assert window.event_log.texts()[0] == "kernelmon's state folder works again"
+        window.request_quit()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    told = [text for title, text in shown if title == "kernelmon's state folder"]
+    assert len(told) == 1, shown
+
+
+def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
+    """A real second app process finds the first, hands it its options, has its window
+    raised and exits 0 at once; the first applies the options and keeps the only kernels."""
+    import json
+
+    env = own_env(tmp_path)
+    first = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, "handover", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    pids: list[int] = []
+    try:
+        assert first.stdout is not None
+        ready = first.stdout.readline()
+        assert ready.startswith("READY "), ready + (first.stderr.read() if first.stderr else "")
+        pids.append(json.loads(ready.removeprefix("READY "))["kernel"][1])
+        extra = tmp_path / "extra"
+        extra.mkdir()
+        second = subprocess.run(
+            [sys.executable, "-m", "kernelmon", "--runtime-dir", "extra", "--no-tray"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            cwd=tmp_path,  # a relative folder is the second launch's, made absolute
+        )
+        out, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        for pid in pids:
+            if pid_alive(pid):
+                psutil.Process(pid).kill()
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == (
+        f"kernelmon is already running (pid {first.pid}); its window was raised.\n"
+    )
+    assert first.returncode == 0, err[-3000:]
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    [handed] = [t for t in result["log"] if "handed over" in t]
+    assert str(extra) in handed
+    assert result["visible"]
+    assert result["minimized_before"]
+    assert not result["minimized"], "the window was raised"
+    assert str(extra) in result["watched"]
+    kid = result["kernel"][0]
+    assert result["owned"] == [kid], "the second launch started no kernel"
+    assert result["state_files"] == [
+        next(n for n in result["state_files"] if n.startswith(f"kernels-{first.pid}-"))
+    ], "one state file, the first's"
+    assert not pids or not pid_alive(pids[0])
+
+
+HUNG_INSTANCE = """
+import sys
+from kernelmon.core.instance import claim_instance
+lock = claim_instance()
+lock.mark_serving()  # says it serves, but its loop never answers
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_launch_never_starts_beside_a_hung_instance(tmp_path: Path) -> None:
+    env = own_env(tmp_path)
+    hung = subprocess.Popen(
+        [sys.executable, "-c", HUNG_INSTANCE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert hung.stdout is not None
+        assert hung.stdout.readline() == "HELD\n"
+        second = subprocess.run(
+            [sys.executable, "-m", "kernelmon", "--no-tray"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        hung.communicate(timeout=30)
+    assert second.returncode == 1
+    assert f"kernelmon is already running (pid {hung.pid}) but did not answer" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert not list((tmp_path / "state").glob("kernels-*.json"))
+
+
+QUITTING_INSTANCE = """
+import asyncio, sys
+from kernelmon.core.instance import InstanceServer, OpError, claim_instance
+
+async def main():
+    server = InstanceServer(claim_instance(), "0")
+    asked = asyncio.Event()
+
+    async def activate(request):
+        asked.set()
+        raise OpError("kernelmon is quitting", code="quitting")
+
+    server.add_op("activate", activate)
+    await server.start()
+    print("SERVING", flush=True)
+    await asked.wait()
+    await asyncio.sleep(1.0)  # its kernels take a moment to shut down
+    await server.close()
+    print("GONE", flush=True)
+
+asyncio.run(main())
+"""
+
+
+OPEN_AND_QUIT = """
+import sys
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+from kernelmon import app
+from kernelmon.ui.main_window import MainWindow
+
+def quit_once_open():
+    windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+    if windows and windows[0].isVisible():
+        print("OPENED", flush=True)
+        windows[0].request_quit()
+    else:
+        QTimer.singleShot(100, quit_once_open)
+
+qapp = QApplication([])
+QTimer.singleShot(100, quit_once_open)
+sys.exit(app.main(["--root-dir", sys.argv[1], "--no-tray"]))
+"""
+
+
+def test_a_launch_while_kernelmon_quits_starts_once_it_has_gone(tmp_path: Path) -> None:
+    """The running kernelmon answers that it is quitting: the new launch waits for it to
+    be gone, then starts (and takes over what it left)."""
+    env = own_env(tmp_path)
+    quitting = subprocess.Popen(
+        [sys.executable, "-c", QUITTING_INSTANCE], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert quitting.stdout is not None
+        assert quitting.stdout.readline() == "SERVING\n"
+        launched = subprocess.run(
+            [sys.executable, "-c", OPEN_AND_QUIT, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    finally:
+        out, _ = quitting.communicate(timeout=30)
+    assert out == "GONE\n"
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert f"kernelmon (pid {quitting.pid}) is quitting" in launched.stderr
+    assert launched.stdout == "OPENED\n", "it opened its window once the other had gone"

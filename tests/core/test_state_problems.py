@@ -1,0 +1,114 @@
+"""An unwritable state folder: said as data (``problems``, ``StateProblem``), and no kernel
+is ever started that could not be recorded (a crash would leave it running unmanaged)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kernelmon.core import KernelMap, KernelStartFailed, Settings
+from kernelmon.core.events import KernelAdded, KernelEvent, StateProblem
+
+from .conftest import EventLog
+
+
+def kernel_processes() -> set[int]:
+    return {
+        p.pid
+        for p in psutil.Process().children(recursive=True)
+        if "ipykernel" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
+    }
+
+
+def new_map(root: Path, state: Path) -> KernelMap:
+    return KernelMap(
+        Settings(root_dir=str(root), kernel_info_timeout=30), shutdown_wait=2.0, state_dir=state
+    )
+
+
+def problems_told(log: EventLog) -> list[str]:
+    return [e.text for e in log.of(StateProblem)]
+
+
+def test_no_kernel_starts_while_the_state_folder_is_unwritable(aio, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.write_text("a file where the folder should be")
+    kmap = new_map(tmp_path, state)
+    log = EventLog(kmap)
+    before = kernel_processes()
+    assert kmap.check_state_folder() == kmap.problems
+    [problem] = kmap.problems
+    assert str(state) in problem
+    assert "starts no kernels" in problem
+    assert "KERNELMON_STATE_DIR" in problem
+    with pytest.raises(KernelStartFailed) as failed:
+        aio.run(kmap.start_kernel())
+    assert str(failed.value) == problem
+    assert len(kmap) == 0
+    assert kernel_processes() <= before, "nothing was launched"
+    assert problems_told(log) == [problem], "told once, not again for the same problem"
+    # fixed: the next start works and the problem is over
+    state.unlink()
+    kid = aio.run(kmap.start_kernel())
+    try:
+        assert kid in kmap
+        assert kmap.problems == []
+        assert problems_told(log) == [problem, ""]
+        assert list(state.glob("kernels-*.json"))
+    finally:
+        aio.run(kmap.close())
+
+
+def test_a_kernel_whose_record_fails_during_its_start_is_stopped(aio, tmp_path: Path) -> None:
+    """The folder breaks after the check, while the kernel starts: never left running
+    unrecorded (its intent is recorded before its process is launched, so it is never
+    launched at all)."""
+    kmap = new_map(tmp_path, tmp_path / "state")
+    launched: list[int] = []
+
+    def break_the_record(event: KernelEvent) -> None:
+        if isinstance(event, KernelAdded):
+            kmap.state_file.path.mkdir()  # the record can no longer be renamed into place
+        if event.kernel_id and event.kernel_id in kmap and kmap.record(event.kernel_id).pid:
+            launched.append(kmap.record(event.kernel_id).pid or 0)
+
+    kmap.subscribe(break_the_record)
+    try:
+        with pytest.raises(KernelStartFailed, match=r"cannot write|Could not write"):
+            aio.run(kmap.start_kernel())
+        assert len(kmap) == 0
+        assert all(
+            not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            for pid in launched
+        ), "a kernel that could not be recorded runs"
+        assert kmap.problems
+    finally:
+        aio.run(kmap.close())
+
+
+def test_kernel_logs_fall_back_to_the_connection_folder(aio, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "kernel-logs").write_text("in the way")
+    conn = tmp_path / "conn"
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), kernel_info_timeout=30),
+        shutdown_wait=2.0,
+        state_dir=state,
+        connection_dir=str(conn),
+    )
+    log = EventLog(kmap)
+    kid = aio.run(kmap.start_kernel())
+    try:
+        backend = kmap.backend(kid)
+        assert Path(backend.log_file).parent == conn  # type: ignore[attr-defined]
+        [note] = kmap.problems
+        assert str(state / "kernel-logs") in note
+        assert str(conn) in note
+        assert problems_told(log) == [note]
+        assert os.path.isfile(backend.log_file)  # type: ignore[attr-defined]
+    finally:
+        aio.run(kmap.close())
