@@ -179,7 +179,7 @@ async def run_app(
             pass
     window.show()
     server: InstanceServer | None = None
-    if instance is not None:
+    if instance is not None and instance.sock is not None:
         server = InstanceServer(instance, __version__)
         server.add_op("activate", lambda request: activate(window, request))
         await server.start()
@@ -187,7 +187,7 @@ async def run_app(
     if settings_message:
         window.report_problem("Settings", settings_message)
     if instance_problem:
-        window.report_problem("More than one kernelmon", instance_problem)
+        window.report_problem("Another launch of kernelmon", instance_problem)
     try:
         await window.wait_finished()
     finally:
@@ -325,16 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not os.path.isdir(folder):
                 print(f"kernelmon: --runtime-dir {given!r} is not a folder", file=sys.stderr)
                 return 2
-        instance_problem: str | None = None
         try:
             claimed = claim_instance()
-        except InstanceError as e:
-            logger.error("Cannot make sure this is the only kernelmon: %s", e)
-            instance_problem = (
-                f"kernelmon could not make sure that it is the only copy running: {e} A "
-                "second copy started now would not find this one."
-            )
-        else:
             if isinstance(claimed, RunningInstance):
                 status = hand_over(claimed, forwarded_argv(args, root_dir, run_folders))
                 if status is not None:
@@ -349,7 +341,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     return 1
-            instance = claimed
+        except InstanceError as e:
+            # another kernelmon may be running: two would fight over the same kernels
+            started = False
+            logger.error("Cannot make sure this is the only kernelmon: %s", e)
+            print(
+                "kernelmon does not start, because it cannot make sure that no other "
+                f"kernelmon is running (two would fight over the same kernels): {e}",
+                file=sys.stderr,
+            )
+            return 1
+        instance = claimed
+        instance_problem: str | None = None
+        if claimed.problem:
+            instance_problem = (
+                "This is the only kernelmon running, but another launch cannot hand its "
+                f"options over to it and is refused instead: {claimed.problem}"
+            )
+            print(f"kernelmon: {instance_problem}", file=sys.stderr)
         settings, message = load_settings(paths.settings_file(), root_dir)
         if root_dir is not None and message is None:
             problem = save_settings(settings, paths.settings_file())  # remember the folder

@@ -50,7 +50,7 @@ def load_settings(path: Path, root_dir: str | None = None) -> tuple[Settings, st
                 data = json.loads(path.read_text(encoding="utf-8"))
                 data["root_dir"] = default_root_dir()
                 settings = Settings.from_dict(data)
-            except (SettingsError, ValueError, OSError):
+            except (SettingsError, ValueError, OSError, RecursionError):
                 pass
             else:
                 return settings, (
@@ -60,6 +60,15 @@ def load_settings(path: Path, root_dir: str | None = None) -> tuple[Settings, st
         copy = _keep_bad_copy(path)
         kept = f" The bad file was kept as {copy}." if copy else ""
         logger.warning("Settings file %s is unusable: %s", path, e)
+        partly = _without_bad_fields(path, root, e)
+        if partly is not None:
+            settings, dropped = partly
+            if root_dir is not None:
+                settings = dataclasses.replace(settings, root_dir=root_dir)
+            return settings, (
+                f"Some of your settings could not be used ({'; '.join(dropped)}); their "
+                f"defaults are used, the others are kept.{kept}"
+            )
         return (
             Settings(root_dir=root),
             f"Your settings could not be read ({e}); the defaults are used.{kept}",
@@ -67,6 +76,34 @@ def load_settings(path: Path, root_dir: str | None = None) -> tuple[Settings, st
     if root_dir is not None:
         settings = dataclasses.replace(settings, root_dir=root_dir)
     return settings, None
+
+
+def _without_bad_fields(
+    path: Path, root: str, error: SettingsError
+) -> tuple[Settings, list[str]] | None:
+    """The saved settings without the fields that are not usable (each replaced by its
+    default), and what was wrong with each; None when the file as a whole is unusable."""
+    names = {f.name for f in dataclasses.fields(Settings)}
+    if error.field not in names:
+        return None  # not JSON, not an object, a newer version...
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    dropped: list[str] = []
+    for _ in names:
+        data.pop(error.field, None)
+        dropped.append(str(error))
+        data.setdefault("root_dir", root)
+        try:
+            return Settings.from_dict(data), dropped
+        except SettingsError as e:
+            if e.field not in names:
+                return None
+            error = e
+    return None
 
 
 def save_settings(settings: Settings, path: Path) -> str | None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 RawMessage = tuple[str, tuple[bytes, ...]]
 
 CHANNELS = ("shell", "control", "stdin", "iopub")
-_HEAD = struct.Struct("<BB")  # channel index, number of frames
+_HEAD = struct.Struct("<BI")  # channel index, number of frames (a message may have hundreds)
 _LEN = struct.Struct("<I")
 # What the deque slot and the bytes object's own header cost per message (CPython 64-bit),
 # counted against the byte cap so that a flood of tiny messages cannot exceed it.
@@ -56,9 +56,18 @@ class MessageBuffer:
         return len(self._items)
 
     def append(self, channel: str, frames: Sequence[bytes]) -> None:
-        blob = pack(channel, frames)
+        """Keep a message, or count it as dropped (over a cap, or not storable: a frame of
+        4 GiB or more, an unknown channel); never raises."""
+        if self.max_messages <= 0 or sum(map(len, frames)) > self.max_bytes:
+            self.dropped += 1
+            return
+        try:
+            blob = pack(channel, frames)
+        except (struct.error, ValueError, TypeError):
+            self.dropped += 1
+            return
         size = len(blob) + _OVERHEAD
-        if self.max_messages <= 0 or size > self.max_bytes:
+        if size > self.max_bytes:
             self.dropped += 1
             return
         self._items.append(blob)

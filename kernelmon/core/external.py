@@ -29,7 +29,7 @@ from typing import Any
 
 import zmq
 
-from .activity import ActivityWatcher
+from .activity import ActivityWatcher, Untracked
 from .backend import KernelBackend
 from .channels import RequestChannel
 from .discovery import FoundKernel, parse_connection_info, read_runtime_json
@@ -129,9 +129,11 @@ class ExternalKernel(KernelBackend):
         interrupt_mode: str | None = None,
         shutdown_wait: float = 5.0,
         reply_timeout: float = REPLY_TIMEOUT,
+        untracked: Untracked | None = None,
         started_ticks: int | None = None,
     ) -> None:
         super().__init__(record)
+        self._untracked = untracked
         #: the process's start (``identity.start_ticks``) when it was proven the kernel
         self.started_ticks = started_ticks
         self.connection_file = connection_file
@@ -199,7 +201,9 @@ class ExternalKernel(KernelBackend):
         if self.watcher is not None:
             return
         self._stopping = False
-        self.watcher = ActivityWatcher(self.record, self._info, self.session_id, self._on_change)
+        self.watcher = ActivityWatcher(
+            self.record, self._info, self.session_id, self._on_change, untracked=self._untracked
+        )
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
 

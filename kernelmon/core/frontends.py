@@ -142,7 +142,8 @@ class FrontendsMixin(MapBase):
         if watcher is not None:
             watcher.request_finished(parent_id)
         record = entry.record
-        if not entry.executing and record.execution_state == ExecutionState.BUSY:
+        running = watcher is not None and watcher.running  # another client's request
+        if not entry.executing and not running and record.execution_state == ExecutionState.BUSY:
             record.execution_state = ExecutionState.IDLE
             self._changed(record, {"execution_state"}, None)
 

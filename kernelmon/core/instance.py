@@ -1,14 +1,16 @@
 """One kernelmon per user: the instance lock and the private local socket it serves.
 
-The kernelmon that holds an exclusive ``fcntl.flock`` on ``kernelmon.lock`` is the one
-instance; it serves a Unix domain socket, ``kernelmon.sock``, beside the lock (mode 0600, in
-a folder of mode 0700). The lock decides who wins when two start at once, so nobody races on
-the socket path; the kernel releases it when its holder dies, however it dies, and a socket
-file left behind by a dead holder is replaced once a connection to it is refused.
+The kernelmon that holds an exclusive ``fcntl.flock`` on ``kernelmon-HOST.lock`` is the one
+instance; it serves a Unix domain socket, ``kernelmon-HOST.sock``, beside the lock (mode
+0600, made so under a umask that never lets it be anything else, in a folder of mode 0700).
+The lock decides who wins when two start at once, so nobody races on the socket path; the
+kernel releases it when its holder dies, however it dies, and a socket file left behind by a
+dead holder is replaced once a connection to it is refused.
 
-The folder is ``$KERNELMON_STATE_DIR`` when that is set (tests, or a kernelmon kept apart
-on purpose), else ``$XDG_RUNTIME_DIR/kernelmon`` (per machine, so kernelmons on two hosts
-sharing a home folder never meet), else the state folder.
+The folder is the state folder (``$KERNELMON_STATE_DIR`` or the user's), whatever else the
+environment of a launch holds, so every kernelmon working on the same kernel records meets
+the same lock; HOST is this machine's name, so kernelmons on two hosts sharing a home folder
+(over NFS) never block each other.
 
 The protocol is one JSON object per line each way, UTF-8, at most ``MAX_LINE`` bytes. A
 request is ``{"v": 1, "op": NAME, ...}`` (``v`` defaults to 1; an ``id`` is echoed); a reply
@@ -30,6 +32,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import stat
 import struct
@@ -43,11 +46,17 @@ from .errors import KernelmonError
 from .process import create_time
 from .state import ENV_STATE_DIR, default_state_dir
 
+
+def _host_name() -> str:
+    """This machine's name, as far as it can be part of a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64] or "localhost"
+
+
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-SOCKET_NAME = "kernelmon.sock"
-LOCK_NAME = "kernelmon.lock"
+SOCKET_NAME = f"kernelmon-{_host_name()}.sock"
+LOCK_NAME = f"kernelmon-{_host_name()}.lock"
 #: The longest request line the server reads (a longer one gets an error and is hung up on).
 MAX_LINE = 64 * 1024
 #: How much of lines too long the server skips before it hangs up on their sender.
@@ -85,17 +94,8 @@ class OpError(KernelmonError):
 
 
 def instance_dir() -> Path:
-    """The folder of the instance lock and socket (see the module's docstring)."""
-    if os.environ.get(ENV_STATE_DIR):
-        return default_state_dir()
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime):
-        try:
-            st = os.stat(runtime)
-        except OSError:
-            st = None
-        if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():
-            return Path(runtime) / "kernelmon"
+    """The folder of the instance lock and socket: the state folder (see the module's
+    docstring)."""
     return default_state_dir()
 
 
@@ -279,14 +279,21 @@ class InstanceLock:
     Made by ``claim_instance()``; connections wait in the socket's backlog until an
     ``InstanceServer`` serves them. ``release()`` removes the socket file, then lets the
     lock go (the kernel lets it go too if the process dies).
+
+    With the lock held but the socket unusable (a file in the way, an unwritable folder),
+    ``sock`` is None and ``problem`` says why: this is still the only instance (others find
+    the lock held), but they cannot hand their launch over to it, so they refuse to start.
     """
 
-    def __init__(self, folder: Path, lock_fd: int, sock: socket.socket) -> None:
+    def __init__(
+        self, folder: Path, lock_fd: int, sock: socket.socket | None, problem: str | None = None
+    ) -> None:
         self.folder = folder
         self.socket_path = folder / SOCKET_NAME
         self.lock_path = folder / LOCK_NAME
         self._lock_fd: int | None = lock_fd
         self.sock: socket.socket | None = sock
+        self.problem = problem
 
     @property
     def held(self) -> bool:
@@ -322,11 +329,12 @@ class InstanceLock:
 def claim_instance(folder: Path | None = None, wait: float = 0.0) -> InstanceLock | RunningInstance:
     """Become the one kernelmon in ``folder`` (default ``instance_dir()``), or learn who is.
 
-    Returns an ``InstanceLock`` (the lock taken, the socket listening) or a
-    ``RunningInstance`` (another process holds the lock, or, without the lock, listens on
-    the socket; with ``wait``, still after trying for that many seconds, e.g. while it
-    quits). Raises ``InstanceError`` when the folder, lock or socket path cannot be used;
-    nothing is deleted that is not proven to be a dead instance's socket.
+    Returns an ``InstanceLock`` (the lock taken, the socket listening, or, when it cannot,
+    ``problem`` saying why) or a ``RunningInstance`` (another process holds the lock, or,
+    without the lock, listens on the socket; with ``wait``, still after trying for that many
+    seconds, e.g. while it quits). Raises ``InstanceError`` when the lock cannot be taken or
+    checked (another kernelmon may be running); nothing is deleted that is not proven to be
+    a dead instance's socket.
     """
     deadline = time.monotonic() + wait
     while True:
@@ -339,11 +347,15 @@ def claim_instance(folder: Path | None = None, wait: float = 0.0) -> InstanceLoc
 def _claim(folder: Path) -> InstanceLock | RunningInstance:
     private_dir(folder)
     lock_path = folder / LOCK_NAME
+    # O_CLOEXEC: kernels started later must not inherit (and so keep) the lock
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW
     try:
-        # O_CLOEXEC: kernels started later must not inherit (and so keep) the lock
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | flags, 0o600)
     except OSError as e:
-        raise InstanceError(f"Cannot open the lock file {lock_path}: {e.strerror}.") from e
+        try:  # a read-only folder: an existing lock file locks all the same
+            fd = os.open(lock_path, os.O_RDONLY | flags)
+        except OSError:
+            raise InstanceError(f"Cannot open the lock file {lock_path}: {e.strerror}.") from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -354,17 +366,24 @@ def _claim(folder: Path) -> InstanceLock | RunningInstance:
             os.close(fd)
             return RunningInstance(folder, holder, serving)
         sock_path = folder / SOCKET_NAME
-        if _replace_stale_socket(sock_path):
-            os.close(fd)  # something serves the socket without the lock: an instance
-            return RunningInstance(folder, None)
-        sock = _listen(sock_path)
-        claimed = InstanceLock(folder, fd, sock)
-        claimed.write_record(serving=False)
+        try:
+            if _replace_stale_socket(sock_path):
+                os.close(fd)  # something serves the socket without the lock: an instance
+                return RunningInstance(folder, None)
+            claimed = InstanceLock(folder, fd, _listen(sock_path))
+        except InstanceError as e:
+            logger.error("This kernelmon holds the instance lock but cannot serve: %s", e)
+            claimed = InstanceLock(folder, fd, None, problem=str(e))
+        try:
+            claimed.write_record(serving=False)
+        except OSError as e:  # clients then allow for start-up time; nothing else is lost
+            logger.warning("Cannot write into the lock file %s: %s", lock_path, e)
     except BaseException:
         with contextlib.suppress(OSError):
             os.close(fd)
         raise
-    logger.info("This kernelmon (pid %d) is the instance serving %s", os.getpid(), sock_path)
+    if claimed.sock is not None:
+        logger.info("This kernelmon (pid %d) is the instance serving %s", os.getpid(), sock_path)
     return claimed
 
 
@@ -391,9 +410,15 @@ def _replace_stale_socket(path: Path) -> bool:
 def _listen(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with socket_address(path) as address:
-            sock.bind(address)
-        os.chmod(path, 0o600)  # the folder is 0700 already; the socket is closed too
+        # made 0600 by bind itself: no moment where others could write to it (a crash in
+        # that moment would leave a socket every later launch refuses). The umask is the
+        # process's: a file another thread makes in this moment is only made more private.
+        umask = os.umask(0o177)
+        try:
+            with socket_address(path) as address:
+                sock.bind(address)
+        finally:
+            os.umask(umask)
         sock.listen(16)
         sock.setblocking(False)
     except OSError as e:

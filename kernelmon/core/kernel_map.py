@@ -25,6 +25,7 @@ from .errors import (
     KernelNotFound,
     NotRestartable,
     RestartFailed,
+    RestartRefused,
     RestartTimeout,
 )
 from .events import (
@@ -134,7 +135,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         name = kernel_name or self.default_kernel_name
         spec = self._resolve_spec(name)
         cwd = self.cwd_for_path(path)
-        self._ensure_recordable()  # a kernel that cannot be recorded could be orphaned
+        await self._ensure_recordable()  # a kernel that cannot be recorded could be orphaned
         kid = kernel_id or str(uuid.uuid4())
         record = KernelRecord(id=kid, name=name, display_name=spec.display_name, cwd=cwd)
         backend = self._new_backend(record)
@@ -201,11 +202,17 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
                 f"Kernel {kernel_id} was not started by kernelmon ({record.origin}), so "
                 f"kernelmon cannot restart it: {where}."
             )
+        before = record.execution_state, record.reason
         record.execution_state = ExecutionState.RESTARTING
         record.reason = None
         self._changed(record, {"execution_state", "reason"}, None)
         try:
             await entry.backend.restart(self._settings.kernel_info_timeout)
+        except RestartRefused as e:  # nothing changed: the kernel runs on
+            record.execution_state, record.reason = before
+            self._changed(record, {"execution_state", "reason"}, None)
+            self._emit(ActionFailed(kernel_id, action="restart", message=str(e)))
+            raise
         except RestartTimeout as e:
             record.execution_state = ExecutionState.UNKNOWN
             record.reason = str(e)

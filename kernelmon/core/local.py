@@ -30,7 +30,7 @@ from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
-from .activity import ActivityWatcher
+from .activity import ActivityWatcher, Untracked
 from .backend import KernelBackend
 from .channels import Probe
 from .errors import (
@@ -38,6 +38,7 @@ from .errors import (
     KernelStartFailed,
     KernelStartTimeout,
     RestartFailed,
+    RestartRefused,
     RestartTimeout,
 )
 from .events import KernelDied, KernelEvent, KernelRestarted
@@ -186,8 +187,10 @@ class LocalKernel(KernelBackend):
         transport: str | None = None,
         log_dir: str | None = None,
         save_state: Callable[[], str | None] = lambda: None,
+        untracked: Untracked | None = None,
     ) -> None:
         super().__init__(record)
+        self._untracked = untracked
         #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
         self.log_file = os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log")
         connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
@@ -322,7 +325,9 @@ class LocalKernel(KernelBackend):
         self._detach()
         info = self.connection_info
         self.probe = Probe(info)
-        self.watcher = ActivityWatcher(self.record, info, self.probe.session_id, self._on_change)
+        self.watcher = ActivityWatcher(
+            self.record, info, self.probe.session_id, self._on_change, untracked=self._untracked
+        )
         pid = getattr(self.km.provisioner, "pid", None)
         if pid != self.record.pid:
             self.record.pid = pid
@@ -539,6 +544,14 @@ class LocalKernel(KernelBackend):
     async def restart(self, timeout: float) -> None:
         kid = self.record.id
         async with self._op:
+            # the new process must be recordable (intent first): found out before the old
+            # one is stopped, so a refused restart changes nothing
+            error = self._save_state()
+            if error is not None:
+                raise RestartRefused(
+                    f"Kernel {kid} was not restarted, since the new process could not be "
+                    f"recorded first: {error}. It runs on as it was."
+                )
             self._detach()
             try:
                 await self._stop_process(now=False, restart=True)
@@ -631,11 +644,8 @@ class LocalKernel(KernelBackend):
             self._idle_check = None
             if f.cancelled() or f.exception() is not None or self.watcher is not watcher:
                 return
-            record = self.record
-            if record.execution_state == ExecutionState.BUSY and watcher.last_status_at < sent_at:
-                logger.debug("Kernel %s answered while shown busy: it is idle", record.id)
-                record.execution_state = ExecutionState.IDLE
-                self._on_change(record, {"execution_state"}, None)
+            if watcher.settle(sent_at):
+                logger.debug("Kernel %s answered while shown busy: it is idle", self.record.id)
 
         fut.add_done_callback(on_reply)
 

@@ -65,6 +65,11 @@ class Entry:
     executing: set[str] = field(default_factory=set)
 
 
+#: How long a check of the state folder may take before it is a problem (a hung network
+#: folder); the check goes on in its thread and its result counts when it comes.
+STATE_CHECK_TIMEOUT = 15.0
+
+
 class MapBase:
     """State and helpers shared by the parts of ``KernelMap`` (set up by its __init__)."""
 
@@ -96,6 +101,8 @@ class MapBase:
     #: instead of the state folder when they cannot go there (in words), or None.
     _told_problems: str = ""
     _log_fallback: str | None = None
+    #: The state folder check running now (see ``check_state_folder``).
+    _folder_check: asyncio.Future[None] | None = None
 
     # implemented by KernelMap and the cull pass
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
@@ -237,6 +244,7 @@ class MapBase:
             log_dir=self._kernel_log_dir(conn_dir),
             save_state=self._save_state,
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
+            untracked=lambda: self._settings.untracked_message_types,
         )
 
     # -- keeping shown states true ----------------------------------------------------------
@@ -266,15 +274,20 @@ class MapBase:
             self._state = StateFile(folder)
         return self._state
 
-    def _save_state(self, released: bool = False) -> str | None:
-        """Write the state file now; returns the error if it could not be written."""
+    def _state_records(self) -> list[dict[str, Any]]:
+        """What the state file keeps now: every backend's record (a kernel being launched
+        too, and one that could not be adopted)."""
         records = []
         for e in self._kernels.values():
             state = getattr(e.backend, "state", None)
             saved = state() if state is not None else None
             if isinstance(saved, dict):
                 records.append(saved)
-        self.state_file.save(records, released=released)
+        return records
+
+    def _save_state(self, released: bool = False) -> str | None:
+        """Write the state file now; returns the error if it could not be written."""
+        self.state_file.save(self._state_records(), released=released)
         self._tell_problems()
         return self.state_file.error
 
@@ -295,11 +308,30 @@ class MapBase:
             found.append(self._log_fallback)
         return found
 
-    def check_state_folder(self) -> list[str]:
-        """Look at the state folder now (a probe file is written); returns ``problems``."""
-        self.state_file.check()
-        self._tell_problems()
+    async def check_state_folder(self) -> list[str]:
+        """Look at the state folder now: the records and one more are written to a probe
+        file (``StateFile.check``) in a thread, so a hung folder never stops the loop; when
+        that works but the last save failed, the records are saved again (only a save that
+        works ends its problem). Returns ``problems``. Checks asked for while one runs share
+        it; one that takes longer than ``STATE_CHECK_TIMEOUT`` is a problem itself."""
+        if self._folder_check is None or self._folder_check.done():
+            self._folder_check = asyncio.ensure_future(self._check_state_folder())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._folder_check), STATE_CHECK_TIMEOUT)
+        except TimeoutError:
+            self.state_file.error = (
+                f"kernelmon's state folder {self.state_file.folder} did not answer within "
+                f"{STATE_CHECK_TIMEOUT:g} s"
+            )
+            self._tell_problems()
         return self.problems
+
+    async def _check_state_folder(self) -> None:
+        state = self.state_file
+        problem = await asyncio.to_thread(state.check, self._state_records())
+        if problem is None and state.error:
+            self._save_state()
+        self._tell_problems()
 
     def _tell_problems(self) -> None:
         text = " ".join(self.problems)
@@ -307,9 +339,9 @@ class MapBase:
             self._told_problems = text
             self._emit(StateProblem("", text=text))
 
-    def _ensure_recordable(self) -> None:
+    async def _ensure_recordable(self) -> None:
         """``KernelStartFailed`` unless a kernel started now can be recorded."""
-        if self.check_state_folder() and self.state_file.error:
+        if await self.check_state_folder() and self.state_file.error:
             raise KernelStartFailed(self.problems[0])
 
     def _ensure_recorded(self) -> None:

@@ -35,9 +35,10 @@ from .events import (
     UsageSampled,
 )
 from .external import ExternalKernel, ExternalKernelError, StaleKernel
+from .external_history import ExternalHistory
 from .map_base import Entry, MapBase
 from .periodic import Periodic
-from .records import ExecutionState, KernelRecord, Origin, utcnow
+from .records import ExecutionState, KernelRecord, Origin
 from .resources import KernelHistory, KernelUsage, ResourceSampler
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,20 @@ class MonitoringMixin(MapBase):
         self._discovery_lock = asyncio.Lock()
         #: connection files whose kernel could not be watched, by path
         self._unwatchable: dict[str, ScanProblem] = {}
+        self._seen: ExternalHistory | None = None
+
+    def _history(self) -> ExternalHistory:
+        """What kernelmons saw of other applications' kernels (see ``external_history``)."""
+        if self._seen is None:
+            self._seen = ExternalHistory(self.state_file.folder, self._clock)
+        return self._seen
+
+    def _note_history(self, force: bool = False) -> None:
+        history = self._history()
+        history.note_all(
+            e.record for e in self._kernels.values() if isinstance(e.backend, ExternalKernel)
+        )
+        history.save(force)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -190,6 +205,7 @@ class MonitoringMixin(MapBase):
         self._monitoring_on = False
         await self._sampling.stop()
         await self._apply_discovery()
+        self._note_history(force=True)
         for task in list(self._background):
             task.cancel()
         self._background.clear()
@@ -315,6 +331,9 @@ class MonitoringMixin(MapBase):
                 and entry.record.connection_file == found.connection_file
             ):
                 fields = apply_found(entry.record, found)
+                if "origin" in fields and isinstance(entry.backend, ExternalKernel):
+                    self._history().note(entry.record)  # orphan_since
+                    fields.add("orphan_since")
                 if fields:
                     self._changed(entry.record, fields, None)
                 if found.origin == Origin.ORPHAN:
@@ -352,6 +371,7 @@ class MonitoringMixin(MapBase):
                 on_change=self._changed,
                 on_exit=self._external_exited,
                 shutdown_wait=self._shutdown_wait,
+                untracked=lambda: self._settings.untracked_message_types,
             )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
@@ -360,9 +380,9 @@ class MonitoringMixin(MapBase):
         record = ext.record
         apply_found(record, found)
         record.display_name = self._display_name(found.kernel_name)
-        # Nothing is known of its activity before now; "now" keeps the culler from
-        # treating a long-running kernel as idle since its start.
-        record.last_activity = utcnow()
+        # Its idle clock: the last activity a kernelmon saw, else when one first saw it
+        # (never its process's start, nor this launch's "now").
+        self._history().restore(record)
         ext.attach()
         return Entry(record, ext)
 
@@ -394,6 +414,8 @@ class MonitoringMixin(MapBase):
 
     def _forget(self, entry: Entry, reason: str) -> None:
         kid = entry.record.id
+        if isinstance(entry.backend, ExternalKernel):
+            self._history().note(entry.record)
         entry.backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
@@ -406,6 +428,8 @@ class MonitoringMixin(MapBase):
         self._sampler.untrack(kernel_id)
         self._mem_warned.discard(kernel_id)
         self._busy_since.pop(kernel_id, None)
+        if self._seen is not None:
+            self._seen.forget_if_gone(kernel_id)
 
     # -- resources --------------------------------------------------------------------------
 
@@ -426,6 +450,7 @@ class MonitoringMixin(MapBase):
             if fields:
                 self._changed(record, fields, None)
         self._check_memory(result)
+        self._note_history()
         cpu, rss = self.total_usage()
         self._emit(UsageSampled("", total_cpu=cpu, total_rss=rss))
 

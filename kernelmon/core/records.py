@@ -64,7 +64,11 @@ class KernelRecord:
     location: str = LOCAL
     display_name: str = ""
     execution_state: str = ExecutionState.STARTING
+    #: The last activity seen; the culler counts idle time from it. While
+    #: ``last_activity_note`` says why none was seen, it is when kernelmon first saw the
+    #: kernel, and the model's ``last_activity`` is None.
     last_activity: datetime = field(default_factory=utcnow)
+    last_activity_note: str | None = None
     started: datetime = field(default_factory=utcnow)
     connections: int = 0
     pid: int | None = None
@@ -89,6 +93,10 @@ class KernelRecord:
     parent_alive: bool = False
     #: the Jupyter server whose process started the kernel, if one was found
     server_url: str | None = None
+    #: when a kernelmon first saw this kernel of another application (kept across launches)
+    first_seen: datetime | None = None
+    #: since when its application is gone (an orphan)
+    orphan_since: datetime | None = None
     #: why kernelmon cannot prove which process is this kernel ("unverifiable"): it then
     #: sends it no signal (docs/identity.md); None when proven or not needed
     identity_problem: str | None = None
@@ -108,7 +116,8 @@ class KernelRecord:
             "display_name": self.display_name or self.name,
             "origin": str(self.origin),
             "location": self.location,
-            "last_activity": isoformat(self.last_activity),
+            "last_activity": None if self.last_activity_note else isoformat(self.last_activity),
+            "last_activity_note": self.last_activity_note,
             "started": isoformat(self.started),
             "execution_state": str(self.execution_state),
             "connections": self.connections,
@@ -130,6 +139,8 @@ class KernelRecord:
             "parent_app": self.parent_app,
             "parent_alive": self.parent_alive,
             "server_url": self.server_url,
+            "first_seen": isoformat(self.first_seen),
+            "orphan_since": isoformat(self.orphan_since),
             "identity_problem": self.identity_problem,
             "cpu_percent": self.cpu_percent,
             "rss": self.rss,

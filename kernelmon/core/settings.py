@@ -25,8 +25,56 @@ logger = logging.getLogger(__name__)
 #: Written into saved files; a file with a higher version is read field by field.
 SETTINGS_VERSION = 1
 DEFAULT_CULL_INTERVAL = 300.0
+#: The ranges of the numeric settings (inclusive). Intervals and timeouts end up in timers,
+#: whose limits they must stay far from (a culler every 1e-9 s, or in 1e12 s, is a bug).
+MIN_CULL_INTERVAL = 0.1
+MAX_CULL_INTERVAL = 7 * 24 * 3600.0
 MIN_SAMPLE_INTERVAL = 0.1
 MAX_SAMPLE_INTERVAL = 3600.0
+MIN_KERNEL_INFO_TIMEOUT = 0.1
+MAX_KERNEL_INFO_TIMEOUT = 24 * 3600.0
+#: Idle timeouts and job lengths: a year at most (0 turns them off).
+MAX_DURATION = 365 * 24 * 3600.0
+MAX_BUFFER_MESSAGES = 10_000_000
+MAX_BUFFER_BYTES = 64 * 1024**3
+#: 16 TiB in MiB.
+MAX_MEMORY_MB = 16 * 1024 * 1024
+#: At most this many message types in ``untracked_message_types``, each this long at most.
+MAX_UNTRACKED = 256
+MAX_MESSAGE_TYPE = 100
+#: A settings file is a few KiB; anything beyond this is not one.
+MAX_FILE_SIZE = 1024 * 1024
+
+#: Message types that are not activity: a message moves a kernel's ``last_activity`` unless
+#: both its type and its parent request's type are in this list (or the kernel is busy).
+#: jupyter_server's ``MappingKernelManager.untracked_message_types`` default, plus the
+#: ``usage_request``/``usage_reply`` its list lacks (resource-usage extensions send them
+#: every few seconds, which must not keep an idle kernel alive).
+UNTRACKED_MESSAGE_TYPES: tuple[str, ...] = (
+    "comm_info_request",
+    "comm_info_reply",
+    "kernel_info_request",
+    "kernel_info_reply",
+    "shutdown_request",
+    "shutdown_reply",
+    "interrupt_request",
+    "interrupt_reply",
+    "debug_request",
+    "debug_reply",
+    "stream",
+    "display_data",
+    "update_display_data",
+    "execute_input",
+    "execute_result",
+    "error",
+    "status",
+    "clear_output",
+    "debug_event",
+    "input_request",
+    "input_reply",
+    "usage_request",
+    "usage_reply",
+)
 
 
 def _number(name: str, value: object) -> float:
@@ -37,12 +85,55 @@ def _number(name: str, value: object) -> float:
     return float(value)
 
 
-def _whole(name: str, value: object) -> int:
+def _whole(name: str, value: object, maximum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SettingsError(name, value, "it must be a whole number")
     if value < 0:
         raise SettingsError(name, value, "it must not be negative")
+    if value > maximum:
+        raise SettingsError(name, value, f"it must be at most {maximum:,}")
     return value
+
+
+def _seconds(name: str, value: object, low: float, high: float) -> float:
+    """A number of seconds from ``low`` to ``high``."""
+    seconds = _number(name, value)
+    if not low <= seconds <= high:
+        raise SettingsError(name, value, f"it must be from {low:g} to {high:g} s")
+    return seconds
+
+
+def _off_or_seconds(name: str, value: object, high: float) -> float:
+    """0 (off) or a number of seconds up to ``high``."""
+    seconds = _number(name, value)
+    if seconds < 0:
+        raise SettingsError(name, value, "use 0 to turn off")
+    if seconds > high:
+        raise SettingsError(name, value, f"it must be at most {high:g} s (0 turns it off)")
+    return seconds
+
+
+def _message_types(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise SettingsError(name, value, "it must be a list of message types")
+    if len(value) > MAX_UNTRACKED:
+        raise SettingsError(name, value, f"it may name at most {MAX_UNTRACKED} message types")
+    clean: list[str] = []
+    for item in value:
+        if (
+            not isinstance(item, str)
+            or not item.strip()
+            or len(item) > MAX_MESSAGE_TYPE
+            or not item.strip().replace("_", "").isalnum()
+        ):
+            raise SettingsError(
+                name,
+                value,
+                f"each entry must be a message type (like kernel_info_request), not {item!r}",
+            )
+        if item.strip() not in clean:
+            clean.append(item.strip())
+    return tuple(clean)
 
 
 def _flag(name: str, value: object) -> bool:
@@ -90,6 +181,8 @@ class Settings:
     memory_warn_total_mb: int = 0
     #: Tell when a kernel that was busy at least this long becomes idle; 0 turns it off.
     notify_job_seconds: float = 0.0
+    #: Message types that are not activity (see ``UNTRACKED_MESSAGE_TYPES``).
+    untracked_message_types: tuple[str, ...] = UNTRACKED_MESSAGE_TYPES
 
     def __post_init__(self) -> None:
         root = self.root_dir
@@ -103,34 +196,27 @@ class Settings:
             raise SettingsError("root_dir", root, "it is not an existing folder")
         object.__setattr__(self, "root_dir", root_abs)
 
-        idle = _number("cull_idle_timeout", self.cull_idle_timeout)
-        if idle < 0:
-            raise SettingsError("cull_idle_timeout", self.cull_idle_timeout, "use 0 to turn off")
+        idle = _off_or_seconds("cull_idle_timeout", self.cull_idle_timeout, MAX_DURATION)
         object.__setattr__(self, "cull_idle_timeout", idle)
-
-        interval = _number("cull_interval", self.cull_interval)
-        if interval <= 0:
-            logger.warning(
-                "cull_interval %r is not positive; using the default of %s s",
-                self.cull_interval,
-                DEFAULT_CULL_INTERVAL,
-            )
-            interval = DEFAULT_CULL_INTERVAL
+        interval = _seconds(
+            "cull_interval", self.cull_interval, MIN_CULL_INTERVAL, MAX_CULL_INTERVAL
+        )
         object.__setattr__(self, "cull_interval", interval)
 
         _flag("cull_connected", self.cull_connected)
         _flag("cull_busy", self.cull_busy)
         _flag("buffer_offline_messages", self.buffer_offline_messages)
 
-        timeout = _number("kernel_info_timeout", self.kernel_info_timeout)
-        if timeout <= 0:
-            raise SettingsError(
-                "kernel_info_timeout", self.kernel_info_timeout, "it must be more than 0 s"
-            )
+        timeout = _seconds(
+            "kernel_info_timeout",
+            self.kernel_info_timeout,
+            MIN_KERNEL_INFO_TIMEOUT,
+            MAX_KERNEL_INFO_TIMEOUT,
+        )
         object.__setattr__(self, "kernel_info_timeout", timeout)
 
-        _whole("buffer_max_messages", self.buffer_max_messages)
-        _whole("buffer_max_bytes", self.buffer_max_bytes)
+        _whole("buffer_max_messages", self.buffer_max_messages, MAX_BUFFER_MESSAGES)
+        _whole("buffer_max_bytes", self.buffer_max_bytes, MAX_BUFFER_BYTES)
 
         _flag("discover_kernels", self.discover_kernels)
         _flag("cull_orphans", self.cull_orphans)
@@ -147,20 +233,19 @@ class Settings:
             if path not in clean:
                 clean.append(path)
         object.__setattr__(self, "runtime_folders", tuple(clean))
-        sample = _number("sample_interval", self.sample_interval)
-        if not MIN_SAMPLE_INTERVAL <= sample <= MAX_SAMPLE_INTERVAL:
-            raise SettingsError(
-                "sample_interval",
-                self.sample_interval,
-                f"it must be between {MIN_SAMPLE_INTERVAL:g} and {MAX_SAMPLE_INTERVAL:g} s",
-            )
+        sample = _seconds(
+            "sample_interval", self.sample_interval, MIN_SAMPLE_INTERVAL, MAX_SAMPLE_INTERVAL
+        )
         object.__setattr__(self, "sample_interval", sample)
-        _whole("memory_warn_kernel_mb", self.memory_warn_kernel_mb)
-        _whole("memory_warn_total_mb", self.memory_warn_total_mb)
-        job = _number("notify_job_seconds", self.notify_job_seconds)
-        if job < 0:
-            raise SettingsError("notify_job_seconds", self.notify_job_seconds, "use 0 to turn off")
+        _whole("memory_warn_kernel_mb", self.memory_warn_kernel_mb, MAX_MEMORY_MB)
+        _whole("memory_warn_total_mb", self.memory_warn_total_mb, MAX_MEMORY_MB)
+        job = _off_or_seconds("notify_job_seconds", self.notify_job_seconds, MAX_DURATION)
         object.__setattr__(self, "notify_job_seconds", job)
+        object.__setattr__(
+            self,
+            "untracked_message_types",
+            _message_types("untracked_message_types", self.untracked_message_types),
+        )
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -169,6 +254,7 @@ class Settings:
         data: dict[str, Any] = {"version": SETTINGS_VERSION}
         data.update(dataclasses.asdict(self))
         data["runtime_folders"] = list(self.runtime_folders)
+        data["untracked_message_types"] = list(self.untracked_message_types)
         return data
 
     @classmethod
@@ -205,7 +291,13 @@ class Settings:
         """
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            with p.open("rb") as f:
+                raw = f.read(MAX_FILE_SIZE + 1)
+            if len(raw) > MAX_FILE_SIZE:
+                raise SettingsError(
+                    "settings file", str(p), f"it is larger than {MAX_FILE_SIZE // 1024} KiB"
+                )
+            text = raw.decode("utf-8")
         except FileNotFoundError:
             raise
         except (OSError, UnicodeDecodeError) as e:
@@ -214,6 +306,10 @@ class Settings:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise SettingsError("settings file", str(p), f"it is not valid JSON ({e})") from e
+        except (ValueError, RecursionError) as e:
+            # a number of thousands of digits (ValueError) or absurdly deep nesting
+            why = "it nests too deeply" if isinstance(e, RecursionError) else str(e)
+            raise SettingsError("settings file", str(p), f"it is not usable JSON ({why})") from e
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:

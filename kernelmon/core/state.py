@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,22 @@ STATE_VERSION = 1
 #: State files larger than this are not kernelmon's.
 MAX_STATE_FILE = 4 << 20
 ENV_STATE_DIR = "KERNELMON_STATE_DIR"
+
+
+#: A kernel record as long as a real one, written by ``StateFile.check`` for the kernel about
+#: to start.
+PROBE_RECORD = {
+    "id": "0" * 36,
+    "kernel_name": "probe",
+    "display_name": "x" * 40,
+    "connection_file": "/" + "x" * 120,
+    "pid": 2**22,
+    "pgid": 2**22,
+    "pid_started": 1e9,
+    "cwd": "/" + "x" * 120,
+    "started": "2000-01-01T00:00:00.000000+00:00",
+    "restarts": 0,
+}
 
 
 def default_state_dir() -> Path:
@@ -73,27 +88,36 @@ class StateFile:
         #: what was read of each file, by (path, mtime, size): files are read again only
         #: when they change
         self._cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+        self._probe_error: str | None = None
 
     def adoption_lock(self) -> FolderLock:
         """The lock that serializes adoption among every kernelmon using this folder."""
         return FolderLock(self.folder, "adoption")
 
-    def check(self) -> str | None:
-        """Whether this process can write its record now (a probe file is written and
-        removed); the problem in words, also kept in ``error``, or None."""
+    def check(self, kernels: list[dict[str, Any]]) -> str | None:
+        """Whether the records can be written now: ``kernels`` (this process's records)
+        and one more, for a kernel about to start, are written to a probe file beside the
+        state file, synced and removed (an empty file would prove nothing on a full disk).
+        Blocking (it writes and syncs): run it off the event loop. Returns the probe's
+        problem in words, or None; a failure is kept in ``error``, and a success clears
+        only a probe's error (a failed ``save()`` stays in ``error`` until a save works)."""
+        owner = {"pid": self.owner_pid, "started": self.owner_started}
+        data = {"version": STATE_VERSION, "owner": owner, "kernels": [*kernels, PROBE_RECORD]}
         try:
             _secure_dir(self.folder)
-            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.folder)
-            os.close(fd)
-            os.unlink(probe)
+            probe = self.folder / f".probe-{self.path.name}"
+            write_json_atomic(probe, data)
+            probe.unlink()
         except OSError as e:
-            self.error = (
-                f"kernelmon cannot write to its state folder {self.folder}: {e.strerror or e}"
-            )
-            logger.error("%s", self.error)
-        else:
+            problem = f"kernelmon cannot write to its state folder {self.folder}: {e.strerror or e}"
+            logger.error("%s", problem)
+            if self.error is None or self.error is self._probe_error:  # a save's stays
+                self.error = self._probe_error = problem
+            return problem
+        if self.error is self._probe_error:
             self.error = None
-        return self.error
+        self._probe_error = None
+        return None
 
     def save(self, kernels: list[dict[str, Any]], released: bool = False) -> None:
         """Write the records; on failure log it, remember it in ``error``, keep running.

@@ -104,10 +104,13 @@ def decode_message(signer: Signer, frames: Sequence[bytes]) -> dict[str, Any] | 
         parent = json.loads(parts[2])
         metadata = json.loads(parts[3])
         content = json.loads(parts[4])
-        msg_id, msg_type = header["msg_id"], header["msg_type"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # not JSON, not UTF-8, a number of thousands of digits, or absurdly deep nesting
         return None
-    if not isinstance(parent, dict) or not isinstance(content, dict):
+    if not all(isinstance(d, dict) for d in (header, parent, metadata, content)):
+        return None
+    msg_id, msg_type = header.get("msg_id"), header.get("msg_type")
+    if not isinstance(msg_id, str) or not isinstance(msg_type, str):
         return None
     return {
         "header": header,

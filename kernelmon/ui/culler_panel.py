@@ -5,27 +5,37 @@ Each field is applied as soon as it is edited (see ``SettingsForm``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtWidgets import QWidget
 
-from ..core import Settings, SettingsError
+from ..core import Settings
+from ..core.settings import (
+    MAX_BUFFER_BYTES,
+    MAX_BUFFER_MESSAGES,
+    MAX_CULL_INTERVAL,
+    MAX_DURATION,
+    MAX_KERNEL_INFO_TIMEOUT,
+    MIN_CULL_INTERVAL,
+    MIN_KERNEL_INFO_TIMEOUT,
+)
 from .settings_form import Field, SettingsForm
 
-#: field -> (label, unit, kind, tooltip); kind is "seconds", "count" or "flag".
+#: field -> (label, unit, kind, tooltip); kind is "seconds", "count", "flag" or "words".
 FIELDS: dict[str, Field] = {
     "cull_idle_timeout": (
         "Cull after idle",
         "s",
         "seconds",
-        "Shut down kernels that have done nothing for this many seconds. 0 turns culling off.",
+        "Shut down kernels that have done nothing for this many seconds. 0 turns culling off; "
+        f"at most {MAX_DURATION:g} s (a year).",
     ),
     "cull_interval": (
         "Check every",
         "s",
         "seconds",
         "How often the culler looks for idle kernels. A kernel is culled on the first check "
-        "after its idle time passes the limit.",
+        f"after its idle time passes the limit. From {MIN_CULL_INTERVAL:g} s to "
+        f"{MAX_CULL_INTERVAL:g} s (a week): more often would keep the computer busy, less "
+        "often would never come.",
     ),
     "cull_connected": (
         "Cull kernels with connections",
@@ -59,19 +69,31 @@ FIELDS: dict[str, Field] = {
         "Keep at most",
         "messages",
         "count",
-        "The most messages kept per disconnected session; the oldest are dropped first.",
+        "The most messages kept per disconnected session; the oldest are dropped first. "
+        f"0 to {MAX_BUFFER_MESSAGES:,}.",
     ),
     "buffer_max_bytes": (
         "Keep at most",
         "bytes",
         "count",
-        "The most bytes kept per disconnected session; the oldest messages are dropped first.",
+        "The most bytes kept per disconnected session; the oldest messages are dropped first. "
+        f"0 to {MAX_BUFFER_BYTES:,} (64 GiB).",
     ),
     "kernel_info_timeout": (
         "Start/restart timeout",
         "s",
         "seconds",
-        "How long a starting or restarted kernel may take to answer before it counts as failed.",
+        "How long a starting or restarted kernel may take to answer before it counts as failed. "
+        f"From {MIN_KERNEL_INFO_TIMEOUT:g} s to {MAX_KERNEL_INFO_TIMEOUT:g} s (a day).",
+    ),
+    "untracked_message_types": (
+        "Not activity",
+        "",
+        "words",
+        "Messages that do not count as a kernel's activity for the culler (nor the messages "
+        "answering them, unless the kernel is busy), separated by commas. The default is "
+        "jupyter_server's list plus usage_request and usage_reply, so kernelmon and a Jupyter "
+        "server cull alike. Empty: every message is activity.",
     ),
 }
 
@@ -83,8 +105,3 @@ class CullerPanel(SettingsForm):
         super().__init__(settings, FIELDS, parent)
         self.setObjectName("culler_panel")
         self.finish()
-
-    def check(self, name: str, value: Any) -> None:
-        if name == "cull_interval" and isinstance(value, float) and value <= 0:
-            # Settings would quietly use its default instead; say no instead.
-            raise SettingsError(name, value, "it must be more than 0 s")

@@ -168,7 +168,7 @@ class KernelActionsMixin:
         return self.tasks.spawn(self._restore_and_monitor(), "Starting to watch kernels")
 
     async def _restore_and_monitor(self) -> None:
-        self.kernel_map.check_state_folder()  # its problems are told as events
+        await self.kernel_map.check_state_folder()  # its problems are told as events
         try:
             await self._restore()
         except Exception as e:  # still watch the others

@@ -400,7 +400,9 @@ class KernelTableModel(QAbstractTableModel):
                 return ""
             case Column.LAST_ACTIVITY:
                 age = self._age(model)
-                return "" if age is None else relative_time(age)
+                if age is None:  # none seen: say so rather than show a made-up time
+                    return str(model.get("last_activity_note") or "")
+                return relative_time(age)
             case Column.CONNECTIONS:
                 return str(model.get("connections", 0))
             case Column.CWD:
@@ -472,7 +474,13 @@ class KernelTableModel(QAbstractTableModel):
                 return f"{tip}: {reason}" if reason else tip
             case Column.LAST_ACTIVITY:
                 when = parse_time(model.get("last_activity"))
-                return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else None
+                if when is not None:
+                    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                note, first = model.get("last_activity_note"), parse_time(model.get("first_seen"))
+                if note and first is not None:
+                    since = first.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                    return f"{note} ({since}); its idle time counts from then"
+                return str(note) if note else None
             case Column.CWD:
                 cwd = model.get("cwd")
                 return str(cwd) if cwd else None

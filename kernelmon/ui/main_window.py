@@ -115,7 +115,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self._state_problem_shown = False
         self.state_recheck_timer = QTimer(self)
         self.state_recheck_timer.setInterval(STATE_RECHECK_MS)
-        self.state_recheck_timer.timeout.connect(self.kernel_map.check_state_folder)
+        self.state_recheck_timer.timeout.connect(self.recheck_state_folder)
         self.start_dialog: StartKernelDialog | None = None
 
         self.tasks = TaskRunner(self)
@@ -432,6 +432,10 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.details.refresh_plots()
         if self.tray is not None:
             self.tray.schedule_refresh()
+
+    def recheck_state_folder(self) -> None:
+        """Look at the state folder again (off the loop; its problems come as events)."""
+        self.tasks.spawn(self.kernel_map.check_state_folder(), "Checking the state folder")
 
     def on_bridge_state_problem(self, text: str) -> None:
         """The state folder's problem (or "" once it is over): a lasting warning in the

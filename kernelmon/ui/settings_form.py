@@ -28,11 +28,14 @@ from ..core import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
-#: (label, unit, kind, tooltip); kind is "seconds", "count" or "flag".
+#: (label, unit, kind, tooltip); kind is "seconds", "count", "flag" or "words" (a list of
+#: names, shown and typed separated by commas).
 Field = tuple[str, str, str, str]
 
 
-def number_text(value: float | int) -> str:
+def number_text(value: float | int | tuple[str, ...]) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -41,6 +44,8 @@ def number_text(value: float | int) -> str:
 def parse_value(kind: str, text: str) -> Any:
     """The text of a number field as a number (or the text itself when it is not one, so
     ``Settings`` explains what is wrong)."""
+    if kind == "words":
+        return tuple(word for word in text.replace(",", " ").split() if word)
     text = text.strip().replace("_", "")
     try:
         return int(text) if kind == "count" else float(text)
@@ -81,7 +86,8 @@ class SettingsForm(QWidget):
             edit = QLineEdit()
             edit.setObjectName(name)
             edit.setToolTip(tip)
-            edit.setMaximumWidth(110)
+            if kind != "words":
+                edit.setMaximumWidth(110)
             edit.setAlignment(Qt.AlignmentFlag.AlignRight)
             edit.editingFinished.connect(lambda n=name: self.on_field_edited(n))
             self.edits[name] = edit

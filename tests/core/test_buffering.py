@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from kernelmon.core.buffering import _OVERHEAD, MessageBuffer, pack, unpack
@@ -77,3 +79,73 @@ def test_memory_per_message_close_to_its_size():
     per_message = sum(sys.getsizeof(b) for b in buf._items) / len(buf) + 8  # + deque slot
     assert per_message <= 1.2 * raw_size
     assert buf.nbytes / len(buf) == pytest.approx(per_message, rel=0.05)
+
+
+def test_messages_with_many_frames_are_kept():
+    """The frame count used to be one byte: a message of 256 frames or more raised."""
+    buf = MessageBuffer(10, 10**6)
+    many = [b"<IDS|MSG>", b"sig", b"{}", b"{}", b"{}", b"{}"] + [b"b"] * 300
+    buf.append("iopub", many)
+    buf.append("iopub", [b"x"])
+    assert len(buf) == 2
+    assert buf.dropped == 0
+    assert [f for _, f in buf.drain()] == [tuple(many), (b"x",)]
+
+
+def test_unstorable_messages_are_counted_as_dropped():
+    buf = MessageBuffer(10, 10**6)
+    buf.append("nowhere", [b"x"])  # not a channel
+    buf.append("iopub", [b"y"])
+    assert (len(buf), buf.dropped) == (1, 1)
+
+
+def test_many_frames_through_a_disconnected_session(aio):
+    """A stand-in kernel (real sockets, signed messages) publishes a message with 300 binary
+    buffers while no frontend is attached: it is buffered with its neighbours, then replayed
+    whole."""
+    import zmq
+    from jupyter_client.session import Session
+
+    from kernelmon.core.channels import SessionChannels
+
+    from .conftest import wait_until
+
+    key = b"buffer-key"
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)
+    routers = {c: ctx.socket(zmq.ROUTER) for c in ("shell", "control", "stdin")}
+    info = {"transport": "tcp", "ip": "127.0.0.1", "key": key.decode()}
+    info["iopub_port"] = pub.bind_to_random_port("tcp://127.0.0.1")
+    for channel, sock in routers.items():
+        info[f"{channel}_port"] = sock.bind_to_random_port("tcp://127.0.0.1")
+    kernel = Session(key=key)
+    try:
+
+        async def go():
+            channels = SessionChannels(info, "offline", lambda: None)
+            channels.buffer = MessageBuffer(100, 10**7)
+            # PUB drops messages until the subscription arrives: send until one is kept
+            for _ in range(300):
+                kernel.send(pub, "status", {"execution_state": "idle"})
+                await asyncio.sleep(0.01)
+                if len(channels.buffer):
+                    break
+            channels.buffer.clear()
+            kernel.send(pub, "stream", {"name": "stdout", "text": "before"})
+            kernel.send(pub, "display_data", {"data": {}}, buffers=[b"%d" % i for i in range(300)])
+            kernel.send(pub, "stream", {"name": "stdout", "text": "after"})
+            await wait_until(lambda: len(channels.buffer) + channels.buffer.dropped >= 3)
+            assert (len(channels.buffer), channels.buffer.dropped) == (3, 0)
+            got: list[dict] = []
+            channels.handler = lambda _channel, msg: got.append(msg)
+            assert channels.replay() == 3
+            channels.close()
+            return got
+
+        got = aio.run(go())
+    finally:
+        pub.close(linger=0)
+        for sock in routers.values():
+            sock.close(linger=0)
+    assert [m["msg_type"] for m in got] == ["stream", "display_data", "stream"]
+    assert [bytes(b) for b in got[1]["buffers"]] == [b"%d" % i for i in range(300)]

@@ -307,13 +307,31 @@ def test_a_file_in_the_way_is_left_alone(folder: Path) -> None:
     instance.private_dir(folder)
     in_the_way = folder / instance.SOCKET_NAME
     in_the_way.write_text("mine")
+    held = claim_instance(folder)  # the only instance still, but it cannot serve
+    assert isinstance(held, InstanceLock)
+    assert held.sock is None
+    assert "not a socket" in str(held.problem)
+    assert claim_instance(folder) == RunningInstance(folder, os.getpid())
     with pytest.raises(InstanceError, match="not a socket"):
-        claim_instance(folder)
+        hello(held.socket_path)  # so another launch is refused, never run beside it
+    held.release()
     assert in_the_way.read_text() == "mine"
     in_the_way.unlink()
-    claimed = claim_instance(folder)  # the failed claim did not keep the lock
+    claimed = claim_instance(folder)
     assert isinstance(claimed, InstanceLock)
+    assert claimed.sock is not None
     claimed.release()
+
+
+def test_a_read_only_state_folder_still_holds_the_one_instance(tmpfs: Path) -> None:
+    folder = tmpfs / "inst"
+    claim_instance(folder).release()  # type: ignore[union-attr]
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    held = claim_instance(folder)
+    assert isinstance(held, InstanceLock)
+    assert "Read-only file system" in str(held.problem)
+    assert claim_instance(folder) == RunningInstance(folder, None)
+    held.release()
 
 
 def test_a_long_folder_path_still_works(tmp_path: Path) -> None:
@@ -340,16 +358,65 @@ def test_the_folder_is_closed_to_others(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
 
 
-def test_the_instance_folder_follows_the_state_folder(
+def test_every_launch_meets_the_same_instance_folder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """From a desktop session or a shell without XDG_RUNTIME_DIR alike: the state folder."""
     monkeypatch.setenv("KERNELMON_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     assert instance.instance_dir() == tmp_path / "state"
     monkeypatch.delenv("KERNELMON_STATE_DIR")
-    assert instance.instance_dir() == tmp_path / "kernelmon"
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "missing"))
-    assert instance.instance_dir() != tmp_path / "missing" / "kernelmon"
+    with_runtime = instance.instance_dir()
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert instance.instance_dir() == with_runtime
+    assert socket.gethostname() in instance.LOCK_NAME
+
+
+def test_a_crash_while_binding_leaves_no_socket_others_could_write(folder: Path) -> None:
+    """Under umask 002, a kernelmon killed right after binding its socket: the next launch
+    still replaces the socket and wins (a group-writable one would be refused forever)."""
+    crash = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from kernelmon.core.instance import claim_instance\n"
+        "os.umask(0o002)\n"
+        "die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "os.chmod = os.listen = die  # killed just after bind, whatever comes next\n"
+        "claim_instance(Path(sys.argv[1]))\n"
+        "die()\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", crash, str(folder)], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    left = folder / instance.SOCKET_NAME
+    assert stat.S_IMODE(os.lstat(left).st_mode) == 0o600
+    claimed = claim_instance(folder)
+    assert isinstance(claimed, InstanceLock)
+    claimed.release()
+
+
+def test_another_host_sharing_the_folder_never_blocks_this_one(folder: Path) -> None:
+    """A home folder shared over NFS: a kernelmon on another host (a process with its own
+    host name) holds its instance; this host's kernelmon still becomes this host's."""
+    as_other_host = ["unshare", "--uts", "sh", "-c", 'hostname other-host && exec "$@"', "-"]
+    other = subprocess.Popen(
+        [*as_other_host, sys.executable, "-c", CLAIMER, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        won = other.stdout.readline().strip()
+        if not won:
+            pytest.skip(f"cannot give a process another host name: {other.communicate()[1]}")
+        assert won == "won"
+        claimed = claim_instance(folder)
+        assert isinstance(claimed, InstanceLock)
+        claimed.release()
+        assert (folder / "kernelmon-other-host.lock").exists()
+    finally:
+        other.communicate(timeout=30)
 
 
 OTHER_USER = """

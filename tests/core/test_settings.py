@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import logging
 import os
 
 import pytest
@@ -92,12 +91,57 @@ def test_root_file_is_not_a_folder(tmp_path):
         Settings(root_dir=str(f))
 
 
-@pytest.mark.parametrize("interval", [0, -5])
-def test_non_positive_interval_replaced_with_warning(tmp_path, caplog, interval):
-    with caplog.at_level(logging.WARNING, logger="kernelmon.core.settings"):
-        s = Settings(root_dir=str(tmp_path), cull_interval=interval)
-    assert s.cull_interval == 300
-    assert "cull_interval" in caplog.text
+@pytest.mark.parametrize("interval", [0, -5, 1e-9, 0.05, 1e12, 7 * 24 * 3600 + 1])
+def test_cull_interval_outside_its_range_refused(tmp_path, interval):
+    """1e12 s overflowed the culler's timer (the task died while culling looked on); 1e-9 s
+    ran tens of thousands of passes a second."""
+    with pytest.raises(SettingsError, match="cull_interval") as info:
+        Settings(root_dir=str(tmp_path), cull_interval=interval)
+    assert "0.1" in str(info.value)
+    assert "604800" in str(info.value)
+
+
+@pytest.mark.parametrize("interval", [0.1, 1, 7 * 24 * 3600])
+def test_cull_interval_range_is_inclusive(tmp_path, interval):
+    assert Settings(root_dir=str(tmp_path), cull_interval=interval).cull_interval == interval
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kernel_info_timeout", 1e12),
+        ("kernel_info_timeout", 0.01),
+        ("cull_idle_timeout", 1e300),
+        ("notify_job_seconds", 1e300),
+        ("buffer_max_messages", 10**30),
+        ("buffer_max_bytes", 10**30),
+        ("memory_warn_kernel_mb", 10**30),
+        ("memory_warn_total_mb", 10**30),
+        ("untracked_message_types", "kernel_info_request"),
+        ("untracked_message_types", [3]),
+        ("untracked_message_types", [""]),
+        ("untracked_message_types", ["a b"]),
+        ("untracked_message_types", ["x" * 101]),
+        ("untracked_message_types", [f"t{i}" for i in range(300)]),
+    ],
+)
+def test_numbers_and_lists_outside_their_range_refused(tmp_path, field, value):
+    with pytest.raises(SettingsError) as info:
+        Settings(**{"root_dir": str(tmp_path), field: value})
+    assert info.value.field == field
+
+
+def test_untracked_message_types_default_and_round_trip(tmp_path):
+    """jupyter_server's default list, plus the usage messages it lacks."""
+    manager = pytest.importorskip("jupyter_server.services.kernels.kernelmanager")
+    s = Settings(root_dir=str(tmp_path))
+    server = manager.MappingKernelManager.class_traits()["untracked_message_types"].default()
+    assert set(s.untracked_message_types) == set(server) | {"usage_request", "usage_reply"}
+    s = dataclasses.replace(s, untracked_message_types=[" kernel_info_request", "status", "status"])
+    assert s.untracked_message_types == ("kernel_info_request", "status")
+    path = tmp_path / "settings.json"
+    s.save(path)
+    assert Settings.load(path) == s
 
 
 def test_replace_validates_again(tmp_path):

@@ -17,6 +17,23 @@ from kernelmon.settings_file import load_settings, save_settings
         ("{truncated", "not valid JSON"),
         ('{"version": 7, "cull_busy": true}', "newer kernelmon"),
         ('{"version": 1, "kernel_info_timeout": -1}', "kernel_info_timeout"),
+        ('{"version": 1, "cull_interval": 1e12}', "cull_interval"),
+        ('{"version": 1, "cull_idle_timeout": ' + "9" * 5000 + "}", "not usable JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nests too deeply"),
+        ('{"root_dir": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests too deeply"),
+        ('{"untracked_message_types": "status"}', "untracked_message_types"),
+        ('{"version": 1, "x": "' + "y" * 2_000_000 + '"}', "larger than"),
+    ],
+    ids=[
+        "truncated",
+        "newer",
+        "bad-timeout",
+        "huge-interval",
+        "digits",
+        "nested",
+        "nested-root",
+        "untracked",
+        "huge-file",
     ],
 )
 def test_bad_file_gives_defaults_keeps_a_copy_and_says_so(tmp_path, text, said):
@@ -81,3 +98,22 @@ def test_read_only_file_system_keeps_old_file(tmp_path, monkeypatch):
     assert message is not None
     assert "Read-only file system" in message
     assert path.read_text() == before
+
+
+def test_only_the_unusable_fields_fall_back(tmp_path):
+    """An interval saved by an older kernelmon (0 was taken as "the default") costs that field
+    only; everything else the user set is kept, and so is a copy of the file."""
+    path = tmp_path / "settings.json"
+    text = json.dumps(
+        {"version": 1, "cull_idle_timeout": 600, "cull_interval": 0, "sample_interval": 1e9}
+    )
+    path.write_text(text)
+    settings, message = load_settings(path, str(tmp_path))
+    assert settings.cull_idle_timeout == 600
+    assert settings.cull_interval == Settings(root_dir=str(tmp_path)).cull_interval
+    assert settings.sample_interval == Settings(root_dir=str(tmp_path)).sample_interval
+    assert message is not None
+    assert "cull_interval" in message
+    assert "sample_interval" in message
+    [copy] = [p for p in tmp_path.iterdir() if p.name.startswith("settings.json.bad-")]
+    assert copy.read_text() == text

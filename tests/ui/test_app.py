@@ -347,6 +347,17 @@ def run_driver(mode: str, root: Path, env: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+def launch_kernelmon(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``kernelmon --no-tray`` launched as a user would, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "kernelmon", "--no-tray"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
 def test_kernels_left_running_are_taken_over_by_the_next_launch(tmp_path: Path) -> None:
     env = own_env(tmp_path)
     first = run_driver("leave", tmp_path, env)
@@ -380,7 +391,7 @@ def test_the_running_window_takes_another_launch_s_options(
 ) -> None:
     """What a second launch sends, through the real socket: folders applied, what cannot be
     applied said in the window, bad requests answered with an error, the app unharmed."""
-    from kernelmon.core.instance import RunningInstance, instance_dir
+    from kernelmon.core.instance import SOCKET_NAME, RunningInstance, instance_dir
 
     extra, other_root = tmp_path / "extra", tmp_path / "other-root"
     extra.mkdir()
@@ -423,30 +434,31 @@ def test_the_running_window_takes_another_launch_s_options(
     assert "--bogus" in bogus["error"]
     assert not_a_list["code"] == "bad-request"
     assert load_settings(paths.settings_file())[0].root_dir == str(other_root), "remembered"
-    assert not (instance_dir() / "kernelmon.sock").exists(), "the socket goes with the app"
+    assert not (instance_dir() / SOCKET_NAME).exists(), "the socket goes with the app"
 
 
 def test_an_unwritable_state_folder_is_told_in_the_window(
     qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The state folder cannot be written (here: a file is where it should be): the window
+    """The state folder stops working (here: a file is where it should be): the window
     says so lastingly (status bar), in the event log and in one dialog, and a kernel start
     is refused with the reason instead of starting a kernel nobody could take over."""
     from kernelmon.core import KernelStartFailed
 
-    state = tmp_path / "state-is-a-file"
-    state.write_text("not a folder")
-    monkeypatch.setenv("KERNELMON_STATE_DIR", str(state))
+    state = tmp_path / "state"
     shown: list[tuple[str, str]] = []
     monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
 
     async def script(window: MainWindow) -> None:
+        await wait_until(lambda: gc.get_freeze_count() > 0)  # started up
+        state.rename(tmp_path / "state-moved")  # the instance lock goes with it
+        state.write_text("not a folder")
+        with pytest.raises(KernelStartFailed, match="starts no kernels"):
+            await window.start_kernel("python3")
         label = window.status.problem_label
         await wait_until(label.isVisible)
         assert str(state) in label.toolTip()
         assert "starts no kernels" in label.toolTip()
-        with pytest.raises(KernelStartFailed, match="starts no kernels"):
-            await window.start_kernel("python3")
         assert window.kernel_map.list_kernels() == []
         assert any(str(state) in t for t in window.event_log.texts())
         assert state.read_text() == "not a folder", "nothing was deleted"
@@ -460,6 +472,47 @@ def test_an_unwritable_state_folder_is_told_in_the_window(
     assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
     told = [text for title, text in shown if title == "kernelmon's state folder"]
     assert len(told) == 1, shown
+
+
+def test_a_launch_that_cannot_check_for_another_kernelmon_does_not_start(
+    tmp_path: Path,
+) -> None:
+    """The instance lock cannot be taken or checked (here: a file where the state folder
+    should be): another kernelmon may be running, so this launch says why and stops."""
+    env = own_env(tmp_path)
+    (tmp_path / "state").write_text("in the way")
+    launch = launch_kernelmon(env, timeout=20)
+    assert launch.returncode == 1
+    [sentence] = launch.stderr.splitlines()
+    assert sentence.startswith("kernelmon does not start, because it cannot make sure")
+    assert str(tmp_path / "state") in sentence
+
+
+def test_the_only_kernelmon_that_cannot_serve_says_so_and_refuses_others(
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: Any
+) -> None:
+    """The lock is held but the socket cannot be made (a file in its place): this kernelmon
+    starts, saying so on stderr and in the window; another launch is refused."""
+    from kernelmon.core.instance import SOCKET_NAME, instance_dir
+
+    instance_dir().mkdir(parents=True, mode=0o700)
+    (instance_dir() / SOCKET_NAME).write_text("in the way")
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, t, x: shown.append((t, x)))
+    second: list[subprocess.CompletedProcess[str]] = []
+
+    async def script(window: MainWindow) -> None:
+        # in a thread: the window keeps the lock meanwhile
+        second.append(await asyncio.to_thread(launch_kernelmon, dict(os.environ), 20))
+        window.request_quit()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--no-tray"]) == 0
+    [text] = [x for t, x in shown if "launch" in t]
+    assert "not a socket" in text
+    assert f"kernelmon: {text}" in capfd.readouterr().err
+    assert second[0].returncode == 1
+    assert "cannot reach the running kernelmon" in second[0].stderr
+    assert "Traceback" not in second[0].stderr
 
 
 def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
@@ -541,13 +594,7 @@ def test_a_second_launch_never_starts_beside_a_hung_instance(tmp_path: Path) -> 
     try:
         assert hung.stdout is not None
         assert hung.stdout.readline() == "HELD\n"
-        second = subprocess.run(
-            [sys.executable, "-m", "kernelmon", "--no-tray"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-        )
+        second = launch_kernelmon(env)
     finally:
         hung.communicate(timeout=30)
     assert second.returncode == 1

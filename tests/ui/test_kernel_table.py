@@ -264,3 +264,17 @@ def test_loop_lag_meter_sees_a_blocked_gui_thread(qtbot: Any) -> None:
     qtbot.wait(500)
     meter.stop()
     assert max(meter.gaps) > 0.25
+
+
+def test_no_activity_seen_is_said_not_invented() -> None:
+    """Another application's kernel kernelmon never saw active: the sentence, not a time."""
+    model = KernelTableModel(refresh_ms=0)
+    note = "not seen active since kernelmon started watching it"
+    model.add_kernel(
+        "x", model_for("x", last_activity=None, last_activity_note=note, first_seen=iso(60))
+    )
+    index = model.index(0, Column.LAST_ACTIVITY)
+    assert index.data() == note
+    tip = index.data(Qt.ItemDataRole.ToolTipRole)
+    assert note in tip
+    assert "idle time counts from then" in tip
