@@ -30,7 +30,15 @@ from typing import Any
 
 import psutil
 
-from .identity import Proof, find_kernel_pid, is_local_address, start_ticks
+from .identity import (
+    MAX_DESCENDANTS,
+    Proof,
+    find_kernel_pid,
+    is_local_address,
+    kernel_listening,
+    start_ticks,
+    unproven_server,
+)
 from .periodic import Periodic
 from .records import Origin
 
@@ -167,6 +175,10 @@ class Scan:
     #: (pid, start, file) of processes whose arguments name a file that is not a usable
     #: connection file, so that the next scan does not read it again
     ignored: set[tuple[int, float | None, str]] = field(default_factory=set)
+    #: connection files whose sockets are served although no process naming them (nor a
+    #: descendant of one) is proven their kernel: path -> why it is unverifiable, or None
+    #: when the server is proven to be the kernel of another file (a stale copy)
+    unproven: dict[str, str | None] = field(default_factory=dict)
 
     def by_kernel_id(self) -> dict[str, FoundKernel]:
         return {k.kernel_id: k for k in self.kernels.values()}
@@ -441,28 +453,76 @@ def find_kernel_processes(
     """For each connection file (path -> its connection info), its kernel process, with
     ``ppid`` replaced by the application that launched it (``application_pid``), and the
     proof: ``ok`` when proven (``identity``), else a candidate that could not be checked and
-    why. Files whose candidates are all refuted (viewers, editors, no process) are left out.
+    why. When every candidate is refuted, their descendants are tried (a wrapper that hands
+    the file to its child in an environment variable). Files whose candidates and their
+    descendants are all refuted (viewers, editors, no process) are left out.
 
     ``known``: the last scan's kernels; one proven then, whose process is still a
     candidate with the same start time, is not proven again (a kernel keeps its sockets).
     """
     candidates = kernel_candidates(table.values(), connection_files)
     result: dict[str, tuple[ProcessFacts, Proof]] = {}
+    children: dict[int, list[ProcessFacts]] | None = None
     for path, procs in candidates.items():
         before = (known or {}).get(path)
         proof: Proof | None = None
         if before is not None and before.pid is not None and before.identity_problem is None:
-            for p in procs:
-                if p.pid == before.pid and p.create_time == before.pid_started:
-                    proof = Proof(True, p.pid)
+            facts = table.get(before.pid)
+            if (
+                facts is not None
+                and facts.create_time == before.pid_started
+                and _below(facts, {p.pid for p in procs}, table)
+            ):
+                proof = Proof(True, facts.pid)
         if proof is None:
             proof = prove(connection_files[path], procs)
+        if not proof.ok and proof.refuted:
+            # a wrapper that names the file but hands it to its child another way
+            # (an environment variable): the kernel is among its descendants
+            if children is None:
+                children = {}
+                for facts in table.values():
+                    children.setdefault(facts.ppid, []).append(facts)
+            below = _descendants(procs, children)
+            if below:
+                deeper = prove(connection_files[path], below)
+                if deeper.ok or not deeper.refuted:
+                    proof = deeper
         if proof.pid is None or proof.pid not in table or (not proof.ok and proof.refuted):
             continue
         facts = table[proof.pid]
         app = application_pid(facts, path, table)
         result[path] = (dataclasses.replace(facts, ppid=app), proof)
     return result
+
+
+def _below(proc: ProcessFacts, pids: Collection[int], table: Mapping[int, ProcessFacts]) -> bool:
+    """Whether ``proc`` is one of ``pids`` or a descendant of one."""
+    seen: set[int] = set()
+    current: ProcessFacts | None = proc
+    while current is not None and current.pid not in seen and len(seen) <= MAX_DESCENDANTS:
+        if current.pid in pids:
+            return True
+        seen.add(current.pid)
+        current = table.get(current.ppid)
+    return False
+
+
+def _descendants(
+    procs: Sequence[ProcessFacts], children: Mapping[int, Sequence[ProcessFacts]]
+) -> list[ProcessFacts]:
+    """The living descendants of ``procs`` that are not among them (at most
+    ``MAX_DESCENDANTS``), nearest first."""
+    seen = {p.pid for p in procs}
+    found: list[ProcessFacts] = []
+    queue = list(procs)
+    while queue and len(found) < MAX_DESCENDANTS:
+        for child in children.get(queue.pop(0).pid, ()):
+            if child.pid not in seen and not child.zombie:
+                seen.add(child.pid)
+                found.append(child)
+                queue.append(child)
+    return found[:MAX_DESCENDANTS]
 
 
 def info_of(facts: ConnectionFacts) -> dict[str, Any]:
@@ -723,6 +783,11 @@ def scan_runtime(
             reapers=reapers,
             first_parent_pid=first_parent,
         )
+        problem = proof.reason if proof is not None and not proof.ok else None
+        if pid is None and origin == Origin.STALE:
+            problem = _unproven(path, infos, kernels, previous, scan)
+            if problem is not None:  # served: a live kernel that cannot be proven
+                origin = Origin.EXTERNAL
         ticks = None
         if proc is not None and proof is not None and proof.ok:
             same = old is not None and old.pid == pid and old.pid_started == proc.create_time
@@ -745,10 +810,44 @@ def scan_runtime(
             first_parent_pid=first_parent,
             server_url=server_urls.get(parent_pid) if parent_pid else None,
             pid_ticks=ticks,
-            identity_problem=proof.reason if proof is not None and not proof.ok else None,
+            identity_problem=problem,
             from_process=by_process,
         )
     return scan
+
+
+def _unproven(
+    path: str,
+    infos: Mapping[str, Mapping[str, Any]],
+    kernels: Mapping[str, tuple[ProcessFacts, Proof]],
+    previous: Scan | None,
+    scan: Scan,
+) -> str | None:
+    """Why the connection file ``path``, with no proven kernel, must still be taken for a
+    live kernel that cannot be proven (its sockets are served: by a kernel started in a
+    way kernelmon cannot follow, in a container, behind a tunnel), or None when nothing
+    serves them or their server is proven to be the kernel of another file (``path`` is a
+    stale copy). The slow part (the machine's socket table) is done once per file and
+    remembered while its sockets stay served."""
+    info = infos[path]
+    listening = kernel_listening(info)
+    if listening is None:
+        return None
+    if previous is not None and path in previous.unproven:
+        problem = previous.unproven[path]
+    else:
+        key = _sockets_key(info)
+        copy = any(
+            other != path and proof.ok and _sockets_key(infos[other]) == key
+            for other, (_proc, proof) in kernels.items()
+        )
+        problem = None if copy else unproven_server(path, info, listening)
+    scan.unproven[path] = problem
+    return problem
+
+
+def _sockets_key(info: Mapping[str, Any]) -> tuple[object, ...]:
+    return tuple(info.get(k) for k in ("transport", "ip", *PORT_NAMES))
 
 
 def default_folders(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
@@ -799,6 +898,9 @@ class RuntimeWatcher:
         self.on_vanished = on_vanished
         self.on_changed = on_changed
         self.on_scanned = on_scanned
+        #: called with each new scan in the scan's worker thread, before the callbacks (for
+        #: blocking work on what was found, such as reading connection files)
+        self.prepare: Callable[[Scan], None] | None = None
         self.scan = Scan()
         self.problems: dict[tuple[str, str], ScanProblem] = {}
         self._periodic = Periodic(
@@ -825,7 +927,7 @@ class RuntimeWatcher:
         """Scan now (in a worker thread), report the differences, return the scan."""
         async with self._lock:
             owned = frozenset(self._owned())
-            new = await asyncio.to_thread(scan_runtime, self.folders, owned, self.scan)
+            new = await asyncio.to_thread(self._scan, owned)
             old, self.scan = self.scan, new
             self._report_problems(new.problems)
             for path, kernel in new.kernels.items():
@@ -837,12 +939,13 @@ class RuntimeWatcher:
             for path, kernel in old.kernels.items():
                 if path not in new.kernels:
                     self._call(self.on_vanished, kernel)
-            if self.on_scanned is not None:
-                try:
-                    self.on_scanned(new)
-                except Exception:
-                    logger.exception("A runtime watcher callback failed")
+            self._call(self.on_scanned, new)
             return new
+
+    def _scan(self, owned: Collection[str]) -> Scan:
+        scan = scan_runtime(self.folders, owned, self.scan)
+        self._call(self.prepare, scan)
+        return scan
 
     def _report_problems(self, problems: list[ScanProblem]) -> None:
         current = {(p.path, p.message): p for p in problems}
@@ -852,7 +955,7 @@ class RuntimeWatcher:
         self.problems = current
 
     @staticmethod
-    def _call(callback: Callable[..., None] | None, *args: FoundKernel) -> None:
+    def _call(callback: Callable[..., None] | None, *args: FoundKernel | Scan) -> None:
         if callback is None:
             return
         try:

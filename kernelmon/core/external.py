@@ -131,13 +131,17 @@ class ExternalKernel(KernelBackend):
         reply_timeout: float = REPLY_TIMEOUT,
         untracked: Untracked | None = None,
         started_ticks: int | None = None,
+        info: dict[str, Any] | None = None,
     ) -> None:
+        """``info``: the connection file's contents, as ``read_connection_file`` returns
+        them; without it the file is read here, which blocks (it checks the file's address,
+        which may resolve a host name): inside the loop, read it in a worker thread."""
         super().__init__(record)
         self._untracked = untracked
         #: the process's start (``identity.start_ticks``) when it was proven the kernel
         self.started_ticks = started_ticks
         self.connection_file = connection_file
-        self._info = read_connection_file(connection_file)
+        self._info = info if info is not None else read_connection_file(connection_file)
         self._on_change = on_change
         self._on_exit = on_exit
         self.interrupt_mode = interrupt_mode
@@ -271,8 +275,9 @@ class ExternalKernel(KernelBackend):
             proof = await self.prove()
             if proof.ok:
                 # only the proven process: its process group was not made by kernelmon
+                assert proof.pid is not None  # a proof that succeeds names its process
                 try:
-                    os.kill(proof.pid or 0, signal.SIGINT)
+                    os.kill(proof.pid, signal.SIGINT)
                 except (ProcessLookupError, PermissionError) as e:
                     raise ExternalKernelError(
                         f"Kernel {record.id} could not be interrupted: {e}."

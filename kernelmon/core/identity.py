@@ -24,12 +24,14 @@ enough to do before every signal and for every candidate of a discovery scan.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ipaddress
 import os
 import socket
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +51,12 @@ CONNECT_TIMEOUT = 1.0
 STARTUP_GRACE = 60.0
 _WILDCARDS = frozenset({"", "*", "0.0.0.0", "::"})
 _KERNEL_OPTIONS = ("-f", "--f", "--connection-file", "--connection_file")
+#: At most this many descendants of a wrapper are looked at for the kernel.
+MAX_DESCENDANTS = 64
+#: Seconds a host name in a connection file may take to resolve, and how long an answer
+#: (or a resolver that did not answer) is remembered.
+RESOLVE_TIMEOUT = 2.0
+RESOLVE_TTL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +70,10 @@ class Proof:
     #: the evidence says it is not the kernel (gone, reused, no sockets, a worker); False
     #: when it could not be checked (another user's process, access denied)
     refuted: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ok and self.pid is None:
+            raise ValueError("a proof that succeeds names the proven process")
 
     def __bool__(self) -> bool:
         return self.ok
@@ -219,12 +231,30 @@ def _holds_quietly(proc: psutil.Process, info: Mapping[str, Any]) -> bool:
         return False
 
 
-def find_kernel_pid(info: Mapping[str, Any], candidates: Iterable[int]) -> Proof:
+def find_kernel_pid(
+    info: Mapping[str, Any], candidates: Iterable[int], *, descendants: bool = False
+) -> Proof:
     """The kernel of ``info`` among ``candidates`` (processes whose arguments name its
     connection file), proven: a candidate holding its sockets, or the ancestor-most holder
-    above it (the kernel a forked worker came from). ``reason`` says why none is."""
+    above it (the kernel a forked worker came from). ``descendants``: when no candidate is
+    the kernel, also look among their descendants (a wrapper that names the file but hands
+    it to its child another way, e.g. in an environment variable). ``reason`` says why
+    none is."""
+    candidates = list(dict.fromkeys(candidates))
+    proof = _find_among(info, candidates)
+    if proof.ok or not descendants or not proof.refuted:
+        return proof
+    below: list[int] = []
+    for pid in candidates:
+        with contextlib.suppress(psutil.Error):
+            below += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    found = _find_among(info, [p for p in below if p not in candidates][:MAX_DESCENDANTS])
+    return found if found.ok or not found.refuted else proof
+
+
+def _find_among(info: Mapping[str, Any], candidates: Iterable[int]) -> Proof:
     first_refusal: Proof | None = None
-    for pid in dict.fromkeys(candidates):
+    for pid in candidates:
         proof = prove_kernel(pid, info)
         if proof.ok:
             return proof
@@ -246,25 +276,70 @@ def find_kernel_pid(info: Mapping[str, Any], candidates: Iterable[int]) -> Proof
 # -- local addresses ------------------------------------------------------------------------
 
 
-def is_local_address(ip: str) -> bool:
+def is_local_address(ip: str, timeout: float = RESOLVE_TIMEOUT) -> bool:
     """Whether ``ip`` is an address of this machine (loopback, any, or one of its
-    interfaces). Host names other than ``localhost`` are not resolved (that may block)."""
+    interfaces). A host name (``--ip=$(hostname)``) is resolved, waiting at most
+    ``timeout`` seconds (``resolve_host``): blocking, call it from a worker thread."""
     if ip in ("localhost", "*", ""):
         return True
     try:
-        addr = ipaddress.ip_address(ip)
+        addrs = [ipaddress.ip_address(ip)]
     except ValueError:
+        addrs = [ipaddress.ip_address(a) for a in resolve_host(ip, timeout)]
+    if not addrs:
         return False
-    if addr.is_loopback or addr.is_unspecified:
+    if all(a.is_loopback or a.is_unspecified for a in addrs):
         return True
+    mine: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = set()
     with contextlib.suppress(Exception):
         for addresses in psutil.net_if_addrs().values():
             for a in addresses:
                 if a.family in (socket.AF_INET, socket.AF_INET6):
                     with contextlib.suppress(ValueError):
-                        if ipaddress.ip_address(a.address.split("%")[0]) == addr:
-                            return True
-    return False
+                        mine.add(ipaddress.ip_address(a.address.split("%")[0]))
+    # every address the name has must be this machine's (a name that also points
+    # elsewhere may be connected to elsewhere)
+    return all(a.is_loopback or a.is_unspecified or a in mine for a in addrs)
+
+
+_resolved: dict[str, tuple[float, concurrent.futures.Future[tuple[str, ...]]]] = {}
+_resolved_lock = threading.Lock()
+
+
+def _lookup(host: str) -> concurrent.futures.Future[tuple[str, ...]]:
+    """``getaddrinfo(host)`` in a daemon thread of its own (a hung lookup never keeps the
+    process from exiting, as a pool's worker would)."""
+    future: concurrent.futures.Future[tuple[str, ...]] = concurrent.futures.Future()
+
+    def run() -> None:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            future.set_result(tuple(dict.fromkeys(str(i[4][0]).split("%")[0] for i in infos)))
+        except Exception as e:
+            future.set_exception(e)
+
+    threading.Thread(target=run, name="kernelmon-resolve", daemon=True).start()
+    return future
+
+
+def resolve_host(host: str, timeout: float = RESOLVE_TIMEOUT) -> tuple[str, ...]:
+    """The addresses of host name ``host`` (``()`` when it does not resolve within
+    ``timeout`` seconds or at all). ``getaddrinfo`` has no timeout of its own, so it runs
+    in a thread of its own and is waited for at most ``timeout``; answers are kept for
+    ``RESOLVE_TTL`` seconds, and a name whose lookup still hangs is not looked up again
+    meanwhile (a stuck resolver costs one thread, not one per scan). Thread-safe."""
+    now = time.monotonic()
+    with _resolved_lock:
+        cached = _resolved.get(host)
+        if cached is None or (cached[1].done() and now - cached[0] > RESOLVE_TTL):
+            cached = (now, _lookup(host))
+            _resolved[host] = cached
+    try:
+        return cached[1].result(timeout)
+    except concurrent.futures.TimeoutError:
+        return ()
+    except Exception:  # it does not resolve
+        return ()
 
 
 # -- what may be deleted --------------------------------------------------------------------
@@ -288,6 +363,13 @@ def _served(path: str) -> bool:
 
 def _tcp_served(ip: str, port: int) -> bool:
     host = "127.0.0.1" if ip in _WILDCARDS or ip == "localhost" else ip
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:  # a host name: resolved with a bounded wait, never by connect
+        addresses = resolve_host(host)
+        if not addresses:
+            return True  # in doubt: served
+        host = addresses[0]
     try:
         with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return True
@@ -367,10 +449,106 @@ def _naming_processes(connection_file: str) -> tuple[list[int], list[int]]:
     return naming, as_kernel
 
 
+def _holders(info: Mapping[str, Any]) -> set[int]:
+    """PIDs of this user's processes listening on the kernel's shell socket, from the
+    machine's socket table (psutil reads every process's descriptors: only for the rare
+    served file no process naming it is proven to serve)."""
+    pids: set[int] = set()
+    try:
+        if info.get("transport", "tcp") == "ipc":
+            paths = ipc_paths(info, ("shell_port",))
+            if not paths:
+                return pids
+            wanted = os.path.abspath(paths[0])
+            for conn in psutil.net_connections(kind="unix"):
+                if conn.pid and isinstance(conn.laddr, str) and conn.laddr == wanted:
+                    pids.add(conn.pid)
+            return pids
+        ports, ip = _ports(info, ("shell_port",)), info.get("ip")
+        if ports is None or not isinstance(ip, str):
+            return pids
+        for conn in psutil.net_connections(kind="tcp"):
+            if (
+                conn.pid
+                and conn.status == psutil.CONN_LISTEN
+                and conn.laddr
+                and conn.laddr.port == ports[0]
+                and _ip_matches(conn.laddr.ip, ip)
+            ):
+                pids.add(conn.pid)
+    except (psutil.Error, OSError):
+        pass
+    return pids
+
+
+def _same_sockets(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    keys = ("transport", "ip", *PORT_NAMES)
+    return all(
+        a.get(k, "tcp" if k == "transport" else None)
+        == b.get(k, "tcp" if k == "transport" else None)
+        for k in keys
+    )
+
+
+def kernel_of_other_file(connection_file: str, info: Mapping[str, Any]) -> str | None:
+    """The other connection file whose kernel, proven, serves the sockets ``info`` names
+    (``connection_file`` is then a stale copy of it), or None. Blocking: call it from a
+    worker thread."""
+    from .discovery import read_runtime_json
+
+    target = os.path.realpath(connection_file)
+    for pid in sorted(_holders(info)):
+        proof = find_kernel_pid(info, [pid])
+        if not proof.ok or proof.pid is None:
+            continue
+        try:
+            proc = psutil.Process(proof.pid)
+            args, cwd = proc.cmdline(), proc.cwd()
+        except psutil.Error:
+            continue
+        for i, arg in enumerate(args):
+            option, eq, value = arg.partition("=")
+            named = value if eq and option in _KERNEL_OPTIONS else None
+            if not eq and i > 0 and args[i - 1] in _KERNEL_OPTIONS:
+                named = arg
+            if not named:
+                continue
+            other = os.path.realpath(os.path.join(cwd, named))
+            if other == target:
+                return None  # it is this file's kernel
+            try:
+                other_info = read_runtime_json(other)
+            except (OSError, ValueError):
+                continue
+            if (
+                isinstance(other_info, dict)
+                and _same_sockets(other_info, info)
+                and prove_kernel(proof.pid, other_info)
+            ):
+                return other
+    return None
+
+
+def unproven_server(connection_file: str, info: Mapping[str, Any], listening: str) -> str | None:
+    """Why a connection file whose sockets are served (``listening``, from
+    ``kernel_listening``) must be taken for a live kernel that cannot be proven, or None
+    when the server is proven to be the kernel of another file (a stale copy of it)."""
+    other = kernel_of_other_file(connection_file, info)
+    if other is not None:
+        return None
+    return (
+        f"{listening.capitalize()}, but no process could be proven to be its kernel (it may "
+        "be started through a wrapper kernelmon cannot follow, or run in a container or "
+        "behind a tunnel)."
+    )
+
+
 def _file_in_use(path: str, info: Mapping[str, Any]) -> str | None:
     """Why a live process may be using the connection file ``path`` (None if none is): a
-    process that names it holds the kernel's sockets, or names it as its connection file
-    while the file is young (a kernel binds its sockets after the file is written)."""
+    process that names it (or a descendant of one) is proven its kernel, its sockets are
+    served by a process that cannot be proven to be another file's kernel, or a process
+    names it as its connection file while the file is young (a kernel binds its sockets
+    after the file is written)."""
     listening = kernel_listening(info)
     try:
         age = time.time() - os.stat(path).st_mtime
@@ -380,12 +558,15 @@ def _file_in_use(path: str, info: Mapping[str, Any]) -> str | None:
     if listening is None and not young:
         return None  # nothing serves its sockets and no kernel can still be starting on it
     naming, as_kernel = _naming_processes(path)
-    if listening is not None and naming:
-        proof = find_kernel_pid(info, naming)
+    if listening is not None:
+        proof = find_kernel_pid(info, naming, descendants=True)
         if proof.ok:
             return f"process {proof.pid} runs this kernel"
-        if not proof.refuted:
+        if naming and not proof.refuted:
             return f"{listening}, and {proof.reason}"
+        unproven = unproven_server(path, info, listening)
+        if unproven is not None:
+            return unproven.rstrip(".")
     if young and as_kernel:
         return "a process names it as its connection file and may still be starting"
     return None

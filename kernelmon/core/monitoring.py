@@ -17,6 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from .discovery import (
     FoundKernel,
@@ -34,7 +35,7 @@ from .events import (
     MemoryWarning,
     UsageSampled,
 )
-from .external import ExternalKernel, ExternalKernelError, StaleKernel
+from .external import ExternalKernel, ExternalKernelError, StaleKernel, read_connection_file
 from .external_history import ExternalHistory
 from .map_base import Entry, MapBase
 from .periodic import Periodic
@@ -122,6 +123,11 @@ class MonitoringMixin(MapBase):
         self._discovery_lock = asyncio.Lock()
         #: connection files whose kernel could not be watched, by path
         self._unwatchable: dict[str, ScanProblem] = {}
+        #: (connection file, pid) of the other applications' kernels watched now, and the
+        #: connection info read for the others in the scan's worker thread (never on the
+        #: loop: reading checks the file's address, which may resolve a host name)
+        self._watched: frozenset[tuple[str, int | None]] = frozenset()
+        self._prepared: dict[str, dict[str, Any] | ExternalKernelError] = {}
         self._seen: ExternalHistory | None = None
 
     def _history(self) -> ExternalHistory:
@@ -227,9 +233,10 @@ class MonitoringMixin(MapBase):
                 watcher = RuntimeWatcher(
                     self.runtime_folders,
                     interval=max(settings.sample_interval, 1.0),
-                    owned=self._owned_ids,
+                    owned=self._scan_starting,
                 )
                 watcher.on_scanned = lambda scan, w=watcher: self._reconcile(w, scan)
+                watcher.prepare = self._prepare_found
                 self._watcher = watcher
                 await watcher.rescan()
                 watcher.start()
@@ -270,8 +277,37 @@ class MonitoringMixin(MapBase):
     def _shutting_down(entry: Entry) -> bool:
         return entry.shutdown_task is not None and not entry.shutdown_task.done()
 
+    def _prepare_found(self, scan: Scan) -> None:
+        """In the scan's worker thread: read the connection files of the kernels found that
+        are not watched yet (``_entry_for`` takes them on the loop)."""
+        for kernel in scan.kernels.values():
+            path = kernel.connection_file
+            if kernel.origin in (Origin.STALE, Origin.OWNED) or (path, kernel.pid) in self._watched:
+                continue
+            try:
+                self._prepared[path] = read_connection_file(path)
+            except ExternalKernelError as e:
+                self._prepared[path] = e
+
+    def _scan_starting(self) -> set[str]:
+        """On the loop, as a scan starts: what its worker thread needs to know (the kernels
+        watched now); returns kernelmon's own kernels' ids."""
+        self._prepared.clear()
+        self._watched = frozenset(
+            (e.backend.connection_file, e.record.pid)
+            for e in self._kernels.values()
+            if isinstance(e.backend, ExternalKernel)
+        )
+        return self._owned_ids()
+
     def _reconcile(self, watcher: RuntimeWatcher, scan: Scan) -> None:
         """Make the map's other-application kernels what a scan found."""
+        try:
+            self._reconcile_scan(watcher, scan)
+        finally:
+            self._prepared.clear()
+
+    def _reconcile_scan(self, watcher: RuntimeWatcher, scan: Scan) -> None:
         if watcher is not self._watcher:
             return  # a scan of a watcher stopped (or replaced) since: not news
         owned = self._owned_ids()
@@ -365,9 +401,15 @@ class MonitoringMixin(MapBase):
             backend: StaleKernel | ExternalKernel = StaleKernel(record, found.connection_file)
             apply_found(record, found)
             return Entry(record, backend)
+        info = self._prepared.pop(found.connection_file, None)
+        if info is None:  # not read in the scan's thread: the next scan reads it
+            return None
         try:
+            if isinstance(info, ExternalKernelError):
+                raise info
             ext = ExternalKernel.from_found(
                 found,
+                info=info,
                 on_change=self._changed,
                 on_exit=self._external_exited,
                 shutdown_wait=self._shutdown_wait,

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from kernelmon.core import KernelMap, Settings
+from kernelmon.core import KernelMap, Settings, discovery
 from kernelmon.core.channels import SessionChannels
 from kernelmon.core.external import read_connection_file
 from kernelmon.core.records import ExecutionState
@@ -193,3 +193,19 @@ async def interrupted_cell(
     reply = front.reply(msg_id)
     assert reply is not None
     return reply
+
+
+def own_processes(monkeypatch: pytest.MonkeyPatch, *roots: int) -> None:
+    """Discovery sees only ``roots`` and their descendants in the process table (other
+    people's kernels on the machine stay out of the test's map)."""
+    whole = discovery.process_table
+
+    def table() -> dict[int, discovery.ProcessFacts]:
+        full = whole()
+        keep: set[int] = set()
+        for root in roots:
+            with contextlib.suppress(psutil.Error):
+                keep |= {root, *(c.pid for c in psutil.Process(root).children(recursive=True))}
+        return {pid: facts for pid, facts in full.items() if pid in keep}
+
+    monkeypatch.setattr(discovery, "process_table", table)

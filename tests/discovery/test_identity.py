@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
+import ipaddress
 import json
 import os
 import shutil
@@ -18,17 +20,27 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from kernelmon.core import discovery
 from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
-from kernelmon.core.identity import ipc_paths, kernel_files, prove_kernel, remove_kernel_files
+from kernelmon.core.identity import (
+    Proof,
+    ipc_paths,
+    is_local_address,
+    kernel_files,
+    prove_kernel,
+    remove_kernel_files,
+)
 from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
-from tests.discovery.conftest import interrupted_cell
+from tests.discovery.conftest import interrupted_cell, own_processes
 from tests.discovery.test_map_discovery import kill_application, moved
 
 
@@ -81,12 +93,12 @@ def test_a_viewer_of_a_dead_kernels_file_is_never_a_kernel(aio, kmap, launch, ru
     before = kmap.settings
     kmap.apply_settings(
         dataclasses.replace(
-            before, cull_idle_timeout=0.3, cull_interval=0.2, cull_orphans=True, cull_busy=True
+            before, cull_idle_timeout=0.01, cull_interval=3600, cull_orphans=True, cull_busy=True
         )
     )
     try:
         aio.run(kmap.rescan())
-        aio.sleep(3.5)
+        assert aio.run(kmap.cull_kernels()) == {}
         assert alive(viewer)
         assert os.path.exists(path)
         record = kmap.record(k["id"])
@@ -166,6 +178,7 @@ def test_a_kernel_with_a_temporary_connection_file_is_found(
     launched = launch(1, temp=True)
     k = launched.kernel()
     assert os.path.basename(k["connection_file"]).startswith("tmp")
+    own_processes(monkeypatch, launched.proc.pid)
 
     found = scan_runtime([tmp_path]).kernels[k["connection_file"]]
     assert (found.pid, found.origin) == (k["pid"], Origin.EXTERNAL)
@@ -340,18 +353,19 @@ def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
     assert len(files.removable) == 5
     assert not dead.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["kernel-dead-ipc-5", "kernel-forged.json"]
-    # A socket something listens on stays (the file no process uses goes).
+    # A socket something listens on: a live server no process is proven to be the kernel
+    # of (of this or another file): the file and its sockets stay.
     live = socket.socket(socket.AF_UNIX)
     live.bind(str(folder / "kernel-live-ipc-1"))
     live.listen()
     try:
         path = folder / "kernel-live.json"
         path.write_text(json.dumps({**info, "ip": str(folder / "kernel-live-ipc")}))
-        files = kernel_files(str(path))
-        assert files.removable == (str(path),)
-        assert [(Path(p).name, "listens" in why) for p, why in files.kept] == [
-            ("kernel-live-ipc-1", True)
-        ]
+        files = remove_kernel_files(str(path))
+        assert files.removable == ()
+        assert "no process could be proven to be its kernel" in (files.reason or "")
+        assert path.exists()
+        assert (folder / "kernel-live-ipc-1").exists()
     finally:
         live.close()
 
@@ -363,3 +377,183 @@ def test_the_ui_says_why_a_kernel_is_unverifiable():
     model = {"origin": "external", "identity_problem": "Process 5 has exited."}
     assert "Unverifiable: Process 5 has exited." in origin_tooltip(model)
     assert "unverifiable" in fact_text("origin", model)
+
+
+#: A kernel that gets its connection file from the environment (its arguments name none).
+KERNEL_FROM_ENV = (
+    "import os\n"
+    "from ipykernel.kernelapp import IPKernelApp\n"
+    "IPKernelApp.launch_instance(argv=['-f', os.environ['CONN']])\n"
+)
+
+
+@pytest.fixture(scope="module")
+def env_kernel(tmp_path_factory, runtime):
+    """A live kernel started through a wrapper that names its connection file but hands it
+    to the kernel in an environment variable (``bash -c '...' FILE``, no exec: bash stays
+    its parent); the file is in the map's runtime folder. Yields (wrapper, kernel, file)."""
+    from jupyter_client.connect import write_connection_file
+
+    folder = tmp_path_factory.mktemp("env-kernel")
+    script = folder / "kernel_from_env.py"
+    script.write_text(KERNEL_FROM_ENV)
+    path = runtime / "kernel-from-env.json"
+    write_connection_file(str(path), ip="127.0.0.1", key=b"secret-key")
+    wrapper = subprocess.Popen(
+        ["bash", "-c", 'CONN="$0" "$1" "$2"; true', str(path), sys.executable, str(script)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=folder,
+    )
+    info = json.loads(path.read_text())
+    kernel = None
+    try:
+        for _ in range(300):  # until the kernel holds its sockets
+            children = psutil.Process(wrapper.pid).children()
+            if children and prove_kernel(children[0].pid, info):
+                kernel = children[0].pid
+                break
+            time.sleep(0.1)
+        assert kernel is not None, "the kernel did not start"
+        yield wrapper, kernel, path
+    finally:
+        for pid in (wrapper.pid, kernel):
+            with contextlib.suppress(psutil.Error, TypeError):
+                psutil.Process(pid).kill()
+        wrapper.wait(5)
+        path.unlink(missing_ok=True)
+
+
+def test_a_kernel_handed_its_file_by_a_wrapper_is_found_and_never_stale(aio, kmap, env_kernel):
+    wrapper, kernel, path = env_kernel
+    assert str(path) not in " ".join(psutil.Process(kernel).cmdline())
+    # The wrapper names the file; the kernel below it holds the sockets: it is proven.
+    scan = scan_runtime([path.parent])
+    found = scan.kernels[str(path)]
+    assert (found.pid, found.identity_problem) == (kernel, None)
+    assert found.origin is not Origin.STALE
+    assert kernel_files(str(path)).reason == f"process {kernel} runs this kernel"
+    aio.run(kmap.rescan())
+    assert kmap.record("from-env").pid == kernel
+
+    # Without the wrapper nothing names the file: the live kernel cannot be proven. It is
+    # listed as unverifiable, with the reason, never stale, and its file is kept.
+    os.kill(wrapper.pid, signal.SIGKILL)
+    wrapper.wait(5)
+    assert alive(kernel)
+    found = scan_runtime([path.parent], previous=scan).kernels[str(path)]
+    assert (found.origin, found.pid) == (Origin.EXTERNAL, None)
+    assert "no process could be proven to be its kernel" in (found.identity_problem or "")
+    files = remove_kernel_files(str(path))
+    assert files.removable == ()
+    assert "no process could be proven" in (files.reason or "")
+    assert path.exists()
+    aio.run(kmap.rescan())
+    record = kmap.record("from-env")
+    assert (record.origin, record.pid) == (Origin.EXTERNAL, None)
+    assert "no process could be proven" in (record.identity_problem or "")
+    assert aio.run(kmap.cull_kernels()) == {}
+    assert alive(kernel)
+
+    # A copy of the unverifiable kernel's file is served by a process that is not proven
+    # to be another file's kernel: it is kept too.
+    copy = path.parent / "kernel-copy-of-unproven.json"
+    shutil.copy(path, copy)
+    try:
+        assert "no process could be proven" in (kernel_files(str(copy)).reason or "")
+    finally:
+        copy.unlink()
+
+
+def test_a_stale_copy_of_a_live_tcp_kernels_file_elsewhere_is_removable(launch, tmp_path):
+    """A real stale copy of a live kernel's file, whose server is proven the kernel of a
+    different file (the launcher's kernel names its own), is still removable."""
+    launched = launch(1)
+    k = launched.kernel()
+    copy = tmp_path / "kernel-copy.json"
+    shutil.copy(k["connection_file"], copy)
+    found = scan_runtime([tmp_path]).kernels[str(copy)]
+    assert (found.origin, found.identity_problem) == (Origin.STALE, None)
+    files = remove_kernel_files(str(copy))
+    assert files.removable == (str(copy),)
+    assert not copy.exists()
+    assert kernel_files(k["connection_file"]).reason == f"process {k['pid']} runs this kernel"
+
+
+def test_a_kernel_listening_on_a_host_name_is_watched_without_blocking_the_loop(
+    aio, kmap, runtime, monkeypatch
+):
+    host = socket.gethostname()
+    try:
+        addresses = {str(i[4][0]) for i in socket.getaddrinfo(host, None)}
+    except OSError:
+        addresses = set()
+    mine = {a.address for nic in psutil.net_if_addrs().values() for a in nic}
+    local = all(ipaddress.ip_address(a).is_loopback or a in mine for a in addresses)
+    if not addresses or not local:
+        pytest.skip(f"this machine's name {host!r} does not resolve to its own addresses")
+    path = runtime / "kernel-hostname.json"
+    # as ``ipykernel --ip=$(hostname)`` starts it (jupyter_client refuses to launch on a name)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipykernel_launcher", f"--ip={host}", "-f", str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def proven() -> bool:
+            return path.exists() and bool(prove_kernel(proc.pid, json.loads(path.read_text())))
+
+        aio.run(wait_until(proven, timeout=30, what="the kernel listening"))
+        assert json.loads(path.read_text())["ip"] == host
+        found = scan_runtime([runtime]).kernels.get(str(path))
+        assert found is not None
+        assert (found.pid, found.origin) == (proc.pid, Origin.EXTERNAL)
+
+        # The map watches it; its file's address is checked (resolved) only off the loop.
+        checked_on: list[str] = []
+        check = discovery.is_local_address
+
+        def recording(ip: str, *args: object) -> bool:
+            if ip == host:
+                checked_on.append(threading.current_thread().name)
+            return check(ip, *args)
+
+        monkeypatch.setattr(discovery, "is_local_address", recording)
+        aio.run(kmap.rescan())
+        record = kmap.record("hostname")
+        assert (record.origin, record.pid) == (Origin.EXTERNAL, proc.pid)
+        assert str(path) not in {p.path for p in kmap.discovery_problems}
+        assert checked_on
+        assert threading.main_thread().name not in checked_on
+    finally:
+        proc.kill()
+        proc.wait(5)
+        path.unlink(missing_ok=True)
+        aio.run(kmap.rescan())
+
+
+def test_a_host_name_that_does_not_resolve_in_time_is_not_local(monkeypatch):
+    """A resolver that hangs (a fake: a real one cannot be made to hang on cue)."""
+    release = threading.Event()
+    lookups: list[str] = []
+
+    def hanging(host: str, *args: object, **kwargs: object) -> list:
+        lookups.append(host)
+        release.wait(30)
+        raise socket.gaierror("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging)
+    try:
+        assert not is_local_address("hangs.invalid", timeout=0.2)
+        assert not is_local_address("hangs.invalid", timeout=0.2)
+        assert lookups.count("hangs.invalid") == 1  # a hung lookup is not started again
+    finally:
+        release.set()
+
+
+def test_a_proof_that_succeeds_always_names_its_process():
+    with pytest.raises(ValueError, match="names the proven process"):
+        Proof(True, None)

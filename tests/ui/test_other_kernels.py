@@ -18,7 +18,7 @@ from kernelmon.ui import dialogs
 from kernelmon.ui.kernel_table import Column
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray
-from tests.discovery.conftest import Launched, launch  # noqa: F401  (a fixture)
+from tests.discovery.conftest import Launched, launch, own_processes  # noqa: F401  (a fixture)
 
 from .conftest import QtLoop, pid_alive, wait_until
 
@@ -296,6 +296,33 @@ def test_a_mixed_selection_is_shut_down_only_after_the_warning(
         window.window_state.remove("dont_ask/shutdown")
     assert [q["title"] for q in asked] == ["Shut down another application's kernel"]
     assert all(k in window.kernel_map for k in kids.values()), "cancelled: nothing shut down"
+
+
+def test_in_the_default_configuration_a_temporary_file_kernel_is_shown(
+    qloop: QtLoop,
+    window: MainWindow,
+    kids: dict[str, str],
+    launched: Launched,
+    launch: Any,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The app finds kernels through the process table by default (the suite turns that
+    off): a kernel whose connection file is a temporary file outside every runtime folder,
+    as nbclient and papermill make, is shown. Only the test's own processes are visible."""
+    monkeypatch.delenv("KERNELMON_SCAN_PROCESSES")
+    temp = launch(1, temp=True)
+    k = temp.kernel()
+    own_processes(monkeypatch, temp.proc.pid, launched.proc.pid, *launched.pids)
+    qloop.run(window.kernel_map.rescan())
+    qloop.run(wait_until(lambda: window.table_model.kernel_model(k["id"]) is not None))
+    model = window.table_model.kernel_model(k["id"])
+    assert model is not None
+    assert (model["origin"], model["pid"]) == ("external", k["pid"])
+    assert cell(window, k["id"], Column.ORIGIN) == "external"
+    assert window.table_model.kernel_model(kids["external"])["pid"] == launched.kernel()["pid"]
+    monkeypatch.setenv("KERNELMON_SCAN_PROCESSES", "0")
+    qloop.run(window.kernel_map.rescan())
+    qloop.run(wait_until(lambda: window.table_model.kernel_model(k["id"]) is None))
 
 
 def test_a_stale_connection_file_can_only_be_cleaned_up(
