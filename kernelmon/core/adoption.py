@@ -42,6 +42,7 @@ from .local import CONNECTION_FACTS
 from .map_base import KERNEL_ID, Entry, MapBase
 from .process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
 from .records import ExecutionState, KernelRecord
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ class UnadoptedKernel(KernelBackend):
         pid = self.record.pid
         assert pid is not None
         if await self.is_alive():
-            proof = await asyncio.to_thread(self.proof_now)
+            proof = await run_in_thread(self.proof_now)
             if not proof.ok:
                 raise KernelmonError(
                     f"Kernel {self.record.id} was not killed: kernelmon cannot prove that "
@@ -244,7 +245,7 @@ class UnadoptedKernel(KernelBackend):
                 )
             group = pid if self._own_group else None
             proc = AdoptedProcess(pid, self._ticks, self.proof_now, group=group)
-            members = await asyncio.to_thread(group_members, group) if group else []
+            members = await run_in_thread(group_members, group) if group else []
             grace = max(self._shutdown_wait, 0.0) / 2
             exited = False
             if not now:
@@ -257,7 +258,7 @@ class UnadoptedKernel(KernelBackend):
                 if not await wait_for_exit(proc, 5.0):
                     raise KernelmonError(f"Kernel {self.record.id} (pid {pid}) did not die.")
             kill_process_group(group, members)
-        await asyncio.to_thread(remove_kernel_files, self._saved["connection_file"])
+        await run_in_thread(remove_kernel_files, self._saved["connection_file"])
 
 
 class AdoptionMixin(MapBase):
@@ -285,8 +286,8 @@ class AdoptionMixin(MapBase):
             return []
         adopted: list[str] = []
         try:
-            files = await asyncio.to_thread(state.others)
-            live = await asyncio.to_thread(state.live_kernels) if files else {}
+            files = await run_in_thread(state.others)
+            live = await run_in_thread(state.live_kernels) if files else {}
             for path, kernels in files:
                 for saved in kernels:
                     kid = await self._adopt_safely(saved, live)
@@ -325,7 +326,7 @@ class AdoptionMixin(MapBase):
 
     async def _adopt(self, saved: SavedKernel) -> str | None:
         kid, conn_file = saved.id, saved.connection_file
-        info, problem = await asyncio.to_thread(read_connection_file, conn_file)
+        info, problem = await run_in_thread(read_connection_file, conn_file)
         proof_info = info if info is not None and problem is None else saved.connection
         if proof_info is None:
             proof_info = info
@@ -340,7 +341,7 @@ class AdoptionMixin(MapBase):
                 self._unadoptable(saved, saved.pid, why, proof_info)
                 return None
             logger.info("Kernel %s of an earlier run is gone; cleaning up after it", kid)
-            files = await asyncio.to_thread(remove_kernel_files, conn_file, info)
+            files = await run_in_thread(remove_kernel_files, conn_file, info)
             for path, why in files.kept:
                 logger.info("Kept %s: %s", path, why)
             return None
@@ -411,7 +412,7 @@ class AdoptionMixin(MapBase):
             tried: list[int] = []
             refusal = "no process runs it"
             if saved.pid is not None and saved.launching is None:
-                proof = await asyncio.to_thread(
+                proof = await run_in_thread(
                     prove_kernel, saved.pid, info, started_ticks=saved.ticks
                 )
                 if proof.ok:
@@ -419,10 +420,10 @@ class AdoptionMixin(MapBase):
                 refusal = proof.reason or refusal
                 tried.append(saved.pid)
             since = saved.launching if saved.launching else None
-            candidates = await asyncio.to_thread(processes_naming, saved.connection_file, since)
+            candidates = await run_in_thread(processes_naming, saved.connection_file, since)
             others = [pid for pid in candidates if pid not in tried]
             if others:
-                proof = await asyncio.to_thread(find_kernel_pid, info, others)
+                proof = await run_in_thread(find_kernel_pid, info, others)
                 if proof.ok:
                     return proof, ""
             starting = (

@@ -37,6 +37,7 @@ from .errors import KernelDead, KernelmonError
 from .identity import Proof, prove_kernel, remove_kernel_files
 from .process import AdoptedProcess, wait_for_exit
 from .records import LOCAL, ExecutionState, KernelRecord, Origin
+from .threads import run_in_thread
 from .wire import SocketDrain, channel_url
 
 logger = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ class ExternalKernel(KernelBackend):
         if pid is None or self._proc is None:
             proof = Proof(False, None, "kernelmon does not know the kernel's process.")
         else:
-            proof = await asyncio.to_thread(
+            proof = await run_in_thread(
                 prove_kernel, pid, self._info, started_ticks=self.started_ticks
             )
         problem = None if proof.ok or pid is None else proof.reason
@@ -270,7 +271,7 @@ class ExternalKernel(KernelBackend):
         if record.execution_state == ExecutionState.DEAD:
             raise KernelDead(f"Kernel {record.id} is dead and cannot be interrupted.")
         if self.interrupt_mode is None:
-            self.interrupt_mode = await asyncio.to_thread(interrupt_mode_for, record.name)
+            self.interrupt_mode = await run_in_thread(interrupt_mode_for, record.name)
         if self.interrupt_mode == "signal" and self.record.pid is not None:
             proof = await self.prove()
             if proof.ok:
@@ -447,7 +448,7 @@ class StaleKernel(KernelBackend):
         """Delete the connection file and its IPC socket files, only as far as
         ``identity.kernel_files`` allows (``ExternalKernelError`` saying why the file stays)."""
         path = self.connection_file
-        files = await asyncio.to_thread(remove_kernel_files, path)
+        files = await run_in_thread(remove_kernel_files, path)
         if files.reason is not None:
             raise ExternalKernelError(f"kernelmon leaves {path} in place: {files.reason}.")
         for kept, why in files.kept:

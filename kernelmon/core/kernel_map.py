@@ -47,6 +47,7 @@ from .monitoring import MonitoringMixin
 from .records import ExecutionState, KernelRecord, Origin, utcnow
 from .settings import Settings
 from .state import StateFile
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
             await backend.shutdown(now=now)
             if isinstance(backend, ExternalKernel) and entry.record.origin == Origin.ORPHAN:
                 # Its application is gone, so nobody else will remove its files.
-                await asyncio.to_thread(remove_connection_files, backend.connection_file)
+                await run_in_thread(remove_connection_files, backend.connection_file)
         except Exception as e:
             entry.shutdown_task = None
             if isinstance(backend, ExternalKernel) and self._kernels.get(kid) is entry:

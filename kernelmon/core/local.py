@@ -57,6 +57,7 @@ from .process import (
     wait_for_exit,
 )
 from .records import ExecutionState, KernelRecord, isoformat
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -598,7 +599,7 @@ class LocalKernel(KernelBackend):
             and pgid == proc.pid
             and (not isinstance(proc, AdoptedProcess) or self.proof_now().ok)
         ):
-            members = await asyncio.to_thread(group_members, pgid)
+            members = await run_in_thread(group_members, pgid)
         if proc is not None and proc.poll() is None:
             provisioner = km.provisioner
             assert provisioner is not None

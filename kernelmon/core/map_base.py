@@ -42,6 +42,7 @@ from .local import LocalKernel
 from .records import KernelRecord
 from .settings import Settings
 from .state import ENV_STATE_DIR, StateFile, default_state_dir
+from .threads import run_in_thread
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ class MapBase:
 
     async def _check_state_folder(self) -> None:
         state = self.state_file
-        problem = await asyncio.to_thread(state.check, self._state_records())
+        problem = await run_in_thread(state.check, self._state_records())
         if problem is None and state.error:
             self._save_state()
         self._tell_problems()
