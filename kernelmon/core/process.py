@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from .identity import Proof, start_ticks
+from .identity import Proof, same_process, start_ticks
 
 logger = logging.getLogger(__name__)
 
@@ -123,12 +123,14 @@ class AdoptedProcess:
 
     It is not our child, so its exit status cannot be known: ``returncode`` becomes 0 once
     it is gone and ``exit_known`` stays False. It is made for a process proven to be the
-    kernel, whose start ticks it keeps: a process with this PID and other start ticks is
-    another one (a reused PID) and counts as gone. So a signal goes to the process only
-    while it is still that one; where start ticks are unknown, ``prove()`` must show at
-    that moment that it is the kernel (else ``NotTheKernel``, and nothing is sent: the
-    kernel's sockets are not the evidence here, since a kernel shutting down closes them
-    before it exits). ``group``: the process
+    kernel (``proven``), whose start ticks it keeps: a process with this PID and other start
+    ticks is another one (a reused PID) and counts as gone. So a signal goes to the process
+    without a new proof only while it is still the one proven (``is_proven``); otherwise
+    (start ticks unknown, or never proven: ``proven=False`` until ``mark_proven``) ``prove()``
+    must show at that moment that it is the kernel (else ``NotTheKernel``, and nothing is
+    sent; with no ``prove``, nothing is sent either). The kernel's sockets are not the
+    evidence for the process proven earlier, since a kernel shutting down closes them
+    before it exits. ``group``: the process
     group kernelmon's own launch created for it (its id is the kernel's PID), or None;
     jupyter_client is never given a process group to signal on its own.
 
@@ -145,13 +147,28 @@ class AdoptedProcess:
         ticks: int | None = None,
         prove: Callable[[], Proof] | None = None,
         group: int | None = None,
+        *,
+        proven: bool = True,
     ) -> None:
         self.pid = pid
         #: its start ticks (now, if not given): a process with other ticks is another one
         self.ticks = ticks if ticks is not None else start_ticks(pid)
+        #: its start ticks when it was last proven the kernel (None: never proven)
+        self.proven_ticks = self.ticks if proven else None
         self.group = group
         self._prove = prove
         self.returncode: int | None = None
+
+    def is_proven(self) -> bool:
+        """Whether it is still the process proven the kernel: same PID, and start ticks
+        unchanged since that proof (``identity.same_process``)."""
+        return same_process(self.pid, self.proven_ticks)
+
+    def mark_proven(self, ticks: int | None) -> None:
+        """Note a proof, just made, that the process started at ``ticks`` is the kernel
+        (ignored unless that is this process: other ticks are another process)."""
+        if ticks is not None and ticks == self.ticks:
+            self.proven_ticks = ticks
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -174,8 +191,13 @@ class AdoptedProcess:
     def send_signal(self, signum: int) -> None:
         if self.poll() is not None:
             raise NotTheKernel(f"process {self.pid} has exited")
-        same = self.ticks is not None and start_ticks(self.pid) == self.ticks
-        proof = self._prove() if self._prove is not None and not same else None
+        proof = None
+        if not self.is_proven():
+            if self._prove is None:
+                raise NotTheKernel(
+                    f"nothing was signalled: process {self.pid} was not proven to be the kernel"
+                )
+            proof = self._prove()
         if proof is not None and not proof.ok:
             # the kernel as kernelmon knew it is gone (or can no longer be told apart):
             # nothing more is done to this process, nor waited for
