@@ -56,6 +56,8 @@ def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
         return "it has connections"
     if facts.origin != Origin.OWNED and facts.execution_state == ExecutionState.UNKNOWN:
         return "its state is unknown (it published no status since kernelmon found it)"
+    if facts.execution_state == ExecutionState.PROBLEM:
+        return "it could not be adopted (only its user may kill it)"
     if facts.execution_state in (ExecutionState.STARTING, ExecutionState.RESTARTING):
         return f"it is {facts.execution_state}"
     return None

@@ -41,6 +41,7 @@ from .identity import (
 )
 from .periodic import Periodic
 from .records import Origin
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -927,7 +928,7 @@ class RuntimeWatcher:
         """Scan now (in a worker thread), report the differences, return the scan."""
         async with self._lock:
             owned = frozenset(self._owned())
-            new = await asyncio.to_thread(self._scan, owned)
+            new = await run_in_thread(self._scan, owned)
             old, self.scan = self.scan, new
             self._report_problems(new.problems)
             for path, kernel in new.kernels.items():

@@ -65,6 +65,10 @@ class RestartFailed(KernelmonError, RuntimeError):
     """A restarted kernel died before it answered."""
 
 
+class RestartRefused(RestartFailed):
+    """A restart was refused before anything changed: the kernel runs on as it was."""
+
+
 class RestartTimeout(KernelmonError, TimeoutError):
     """A restarted kernel did not answer a kernel_info_request in time."""
 

@@ -10,7 +10,9 @@ heartbeat channel.
 Users may still interrupt the kernel (SIGINT to its process when its interrupt mode is
 ``signal`` and the process is proven, at that moment, to be the kernel, else an
 ``interrupt_request`` on the control channel) and shut it down (``shutdown_request`` on control,
-then SIGTERM, then SIGKILL, each signal after a new proof). A kernel whose process cannot be
+then SIGTERM, then SIGKILL, each signal only to the process proven the kernel: the one proven
+earlier while its PID and start ticks are unchanged, since a kernel answering the request
+closes its sockets before it exits, else after a new proof). A kernel whose process cannot be
 proven is marked unverifiable (``record.identity_problem``) and is sent no signal
 (docs/identity.md). It cannot be restarted: only the application that started it knows how.
 """
@@ -35,8 +37,9 @@ from .channels import RequestChannel
 from .discovery import FoundKernel, parse_connection_info, read_runtime_json
 from .errors import KernelDead, KernelmonError
 from .identity import Proof, prove_kernel, remove_kernel_files
-from .process import AdoptedProcess, wait_for_exit
+from .process import AdoptedProcess, NotTheKernel, wait_for_exit
 from .records import LOCAL, ExecutionState, KernelRecord, Origin
+from .threads import run_in_thread
 from .wire import SocketDrain, channel_url
 
 logger = logging.getLogger(__name__)
@@ -138,8 +141,6 @@ class ExternalKernel(KernelBackend):
         which may resolve a host name): inside the loop, read it in a worker thread."""
         super().__init__(record)
         self._untracked = untracked
-        #: the process's start (``identity.start_ticks``) when it was proven the kernel
-        self.started_ticks = started_ticks
         self.connection_file = connection_file
         self._info = info if info is not None else read_connection_file(connection_file)
         self._on_change = on_change
@@ -155,10 +156,13 @@ class ExternalKernel(KernelBackend):
         self._stopping = False
         #: a ``probe_state`` is waiting for its answer
         self.probing = False
+        #: the process; ``started_ticks`` given: proven the kernel when it started then
         self._proc: AdoptedProcess | None = None
         if record.pid is not None:
             with contextlib.suppress(Exception):
-                self._proc = AdoptedProcess(record.pid)
+                self._proc = AdoptedProcess(
+                    record.pid, started_ticks, proven=started_ticks is not None
+                )
 
     @classmethod
     def from_found(
@@ -178,7 +182,9 @@ class ExternalKernel(KernelBackend):
             pid=found.pid,
             identity_problem=found.identity_problem,
         )
-        kwargs.setdefault("started_ticks", found.pid_ticks)
+        # the scan's proof: the process started then is the kernel
+        proven = found.identity_problem is None
+        kwargs.setdefault("started_ticks", found.pid_ticks if proven else None)
         if found.pid_started:
             started = datetime.fromtimestamp(found.pid_started, UTC)
             record.started = record.last_activity = started
@@ -197,6 +203,17 @@ class ExternalKernel(KernelBackend):
     @property
     def pid(self) -> int | None:
         return self.record.pid
+
+    @property
+    def started_ticks(self) -> int | None:
+        """The process's start (``identity.start_ticks``) when it was last proven the
+        kernel; None if it never was."""
+        return self._proc.proven_ticks if self._proc is not None else None
+
+    @started_ticks.setter
+    def started_ticks(self, ticks: int | None) -> None:
+        if self._proc is not None:
+            self._proc.proven_ticks = ticks
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -246,12 +263,15 @@ class ExternalKernel(KernelBackend):
         """Prove, now, that the recorded process is this kernel (``identity.prove_kernel``).
         When it is not, the record says why (``identity_problem``) and nothing is signalled."""
         pid = self.record.pid
-        if pid is None or self._proc is None:
+        proc = self._proc
+        if pid is None or proc is None:
             proof = Proof(False, None, "kernelmon does not know the kernel's process.")
         else:
-            proof = await asyncio.to_thread(
-                prove_kernel, pid, self._info, started_ticks=self.started_ticks
-            )
+            # the process watched (started then): proven, a signal to it needs no new proof
+            ticks = self.started_ticks if self.started_ticks is not None else proc.ticks
+            proof = await run_in_thread(prove_kernel, pid, self._info, started_ticks=ticks)
+            if proof.ok:
+                proc.mark_proven(ticks)
         problem = None if proof.ok or pid is None else proof.reason
         if problem != self.record.identity_problem:
             self.record.identity_problem = problem
@@ -270,7 +290,7 @@ class ExternalKernel(KernelBackend):
         if record.execution_state == ExecutionState.DEAD:
             raise KernelDead(f"Kernel {record.id} is dead and cannot be interrupted.")
         if self.interrupt_mode is None:
-            self.interrupt_mode = await asyncio.to_thread(interrupt_mode_for, record.name)
+            self.interrupt_mode = await run_in_thread(interrupt_mode_for, record.name)
         if self.interrupt_mode == "signal" and self.record.pid is not None:
             proof = await self.prove()
             if proof.ok:
@@ -364,14 +384,12 @@ class ExternalKernel(KernelBackend):
                 return
             pid = proc.pid
             if not now:
-                await self._prove_for(record, "terminate")
-                logger.info("External kernel %s ignored shutdown_request; terminating", record.id)
-                proc.terminate()
+                logger.info("External kernel %s did not exit; terminating it", record.id)
+                await self._signal(proc, record, "terminate", signal.SIGTERM)
                 exited = await wait_for_exit(proc, grace)
             if not exited:
-                await self._prove_for(record, "kill")
                 logger.info("Killing external kernel %s", record.id)
-                proc.kill()
+                await self._signal(proc, record, "kill", signal.SIGKILL)
                 if not await wait_for_exit(proc, 5.0):
                     raise ExternalKernelError(
                         f"Kernel {record.id} (process {pid}) did not die after SIGKILL."
@@ -379,13 +397,28 @@ class ExternalKernel(KernelBackend):
         finally:
             self.close()
 
-    async def _prove_for(self, record: KernelRecord, action: str) -> None:
-        proof = await self.prove()
-        if not proof.ok:
-            raise ExternalKernelError(
-                f"Kernel {record.id} did not stop, and kernelmon will not {action} process "
-                f"{record.pid}: {proof.reason}"
-            )
+    async def _signal(
+        self, proc: AdoptedProcess, record: KernelRecord, action: str, signum: int
+    ) -> None:
+        """``signum`` to the kernel's process: at once while it is the process proven the
+        kernel earlier (same PID, same start ticks; after a ``shutdown_request`` its sockets
+        prove nothing, it closes them before it exits), else only after a new proof."""
+        reason = None
+        if not proc.is_proven():
+            proof = await self.prove()
+            reason = None if proof.ok else proof.reason
+        if reason is None:
+            try:
+                proc.send_signal(signum)
+                return
+            except NotTheKernel as e:
+                if proc.poll() is not None:
+                    return  # it has just exited
+                reason = str(e)
+        raise ExternalKernelError(
+            f"Kernel {record.id} did not stop, and kernelmon will not {action} process "
+            f"{proc.pid}: {reason}"
+        )
 
     async def _shutdown_by_message(self, record: KernelRecord) -> None:
         reply = self._control_channel().send("shutdown_request", {"restart": False})
@@ -447,7 +480,7 @@ class StaleKernel(KernelBackend):
         """Delete the connection file and its IPC socket files, only as far as
         ``identity.kernel_files`` allows (``ExternalKernelError`` saying why the file stays)."""
         path = self.connection_file
-        files = await asyncio.to_thread(remove_kernel_files, path)
+        files = await run_in_thread(remove_kernel_files, path)
         if files.reason is not None:
             raise ExternalKernelError(f"kernelmon leaves {path} in place: {files.reason}.")
         for kept, why in files.kept:

@@ -184,6 +184,21 @@ def _same_user(proc: psutil.Process) -> bool:
     return getuid is None or bool(proc.uids().real == getuid())
 
 
+def same_process(pid: int, ticks: int | None) -> bool:
+    """Whether ``pid`` is still the running process of this user that started at ``ticks``
+    (``start_ticks``). For a process proven the kernel when it started then, this is
+    still proof: (PID, start ticks) names one process, whatever it holds now (a kernel
+    shutting down closes its sockets before it exits)."""
+    if ticks is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        running = proc.status() != psutil.STATUS_ZOMBIE and _same_user(proc)
+    except psutil.Error:
+        return False
+    return running and start_ticks(pid) == ticks
+
+
 def prove_kernel(pid: int, info: Mapping[str, Any], *, started_ticks: int | None = None) -> Proof:
     """Whether process ``pid`` is, now, the kernel of connection info ``info``.
 

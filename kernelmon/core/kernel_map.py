@@ -25,6 +25,7 @@ from .errors import (
     KernelNotFound,
     NotRestartable,
     RestartFailed,
+    RestartRefused,
     RestartTimeout,
 )
 from .events import (
@@ -46,6 +47,7 @@ from .monitoring import MonitoringMixin
 from .records import ExecutionState, KernelRecord, Origin, utcnow
 from .settings import Settings
 from .state import StateFile
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +203,17 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
                 f"Kernel {kernel_id} was not started by kernelmon ({record.origin}), so "
                 f"kernelmon cannot restart it: {where}."
             )
+        before = record.execution_state, record.reason
         record.execution_state = ExecutionState.RESTARTING
         record.reason = None
         self._changed(record, {"execution_state", "reason"}, None)
         try:
             await entry.backend.restart(self._settings.kernel_info_timeout)
+        except RestartRefused as e:  # nothing changed: the kernel runs on
+            record.execution_state, record.reason = before
+            self._changed(record, {"execution_state", "reason"}, None)
+            self._emit(ActionFailed(kernel_id, action="restart", message=str(e)))
+            raise
         except RestartTimeout as e:
             record.execution_state = ExecutionState.UNKNOWN
             record.reason = str(e)
@@ -288,7 +296,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
             await backend.shutdown(now=now)
             if isinstance(backend, ExternalKernel) and entry.record.origin == Origin.ORPHAN:
                 # Its application is gone, so nobody else will remove its files.
-                await asyncio.to_thread(remove_connection_files, backend.connection_file)
+                await run_in_thread(remove_connection_files, backend.connection_file)
         except Exception as e:
             entry.shutdown_task = None
             if isinstance(backend, ExternalKernel) and self._kernels.get(kid) is entry:
@@ -299,6 +307,7 @@ class KernelMap(FrontendsMixin, AdoptionMixin, CullingMixin, MonitoringMixin):
         backend.close()
         if self._kernels.get(kid) is entry:
             del self._kernels[kid]
+            self._save_state()  # a kernel that could not be adopted was recorded there
         self._let_go(kid)
         what = "Cleaned up" if isinstance(backend, StaleKernel) else "Shut down"
         logger.info("%s kernel %s (%s)", what, kid, entry.record.origin)

@@ -5,6 +5,12 @@ session, racing the kernel's process: a kernel that exits fails at once, one tha
 answers fails after the timeout. jupyter_client's auto-restarter brings back kernels whose
 process dies; kernelmon is told before it restarts, when it gives up, and (through the
 restarter subclass below) when a restart it made is done.
+
+Every launch (start, restart, auto-restart) goes through ``_Manager._async_launch_kernel``:
+the kernel's record is saved in the state file *before* the process is launched (the
+intent: its connection file, no PID yet) and confirmed with the PID and its start ticks
+right after, so a kernel never runs without a record, whatever instant kernelmon is
+killed at (see adoption.py for how an unconfirmed record is resolved).
 """
 
 from __future__ import annotations
@@ -32,12 +38,26 @@ from .errors import (
     KernelStartFailed,
     KernelStartTimeout,
     RestartFailed,
+    RestartRefused,
     RestartTimeout,
 )
 from .events import KernelDied, KernelEvent, KernelRestarted
-from .identity import make_sockets_private, remove_kernel_files
-from .process import AdoptedProcess, create_time, kill_process_group, wait_for_exit
+from .identity import (
+    Proof,
+    make_sockets_private,
+    prove_kernel,
+    remove_kernel_files,
+    start_ticks,
+)
+from .process import (
+    AdoptedProcess,
+    create_time,
+    group_members,
+    kill_process_group,
+    wait_for_exit,
+)
 from .records import ExecutionState, KernelRecord, isoformat
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +81,32 @@ def choose_transport(connection_file: str, wanted: str | None) -> tuple[str, str
 
 
 OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
+
+#: The fields of a connection file kept in the state file (never the key): enough to
+#: prove which process is the kernel when the file itself is damaged or gone.
+CONNECTION_FACTS = (
+    "transport",
+    "ip",
+    "shell_port",
+    "iopub_port",
+    "stdin_port",
+    "control_port",
+    "hb_port",
+    "signature_scheme",
+    "kernel_name",
+)
+
+
+def boot_ticks_now() -> int | None:
+    """Now, in the clock ticks since boot that processes' start times are counted in
+    (None where there is no such clock)."""
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is None or not hasattr(os, "sysconf"):
+        return None
+    try:
+        return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError):
+        return None
 
 
 def describe_exit(code: int | None) -> str:
@@ -101,6 +147,27 @@ class _Restarter(AsyncIOLoopKernelRestarter):
             self.after_restart()
 
 
+class _Manager(AsyncIOLoopKernelManager):
+    """jupyter_client's manager, which tells its ``LocalKernel`` right before and right
+    after it launches a kernel process (start, restart and auto-restart alike)."""
+
+    before_launch: Callable[[], None] | None = None
+    #: called with True after a launch, with False when the launch failed
+    after_launch: Callable[[bool], None] | None = None
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+        if self.before_launch is not None:
+            self.before_launch()
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+        except BaseException:
+            if self.after_launch is not None:
+                self.after_launch(False)
+            raise
+        if self.after_launch is not None:
+            self.after_launch(True)
+
+
 class LocalKernel(KernelBackend):
     """A kernel process on this machine, started by kernelmon."""
 
@@ -120,6 +187,7 @@ class LocalKernel(KernelBackend):
         kernel_info_timeout: Callable[[], float] = lambda: 60.0,
         transport: str | None = None,
         log_dir: str | None = None,
+        save_state: Callable[[], str | None] = lambda: None,
         untracked: Untracked | None = None,
     ) -> None:
         super().__init__(record)
@@ -131,7 +199,7 @@ class LocalKernel(KernelBackend):
         config = Config()
         config.KernelRestarter.time_to_dead = restart_poll
         config.KernelRestarter.restart_limit = restart_limit
-        self.km = AsyncIOLoopKernelManager(
+        self.km = _Manager(
             kernel_name=record.name,
             kernel_spec_manager=kernel_spec_manager,
             connection_file=connection_file,
@@ -142,6 +210,13 @@ class LocalKernel(KernelBackend):
             config=config,
             shutdown_wait_time=shutdown_wait,
         )
+        self.km.before_launch = self._record_intent
+        self.km.after_launch = self._confirm_launch
+        self._save_state = save_state
+        #: boot ticks when a launch was recorded and its PID is not yet (None otherwise)
+        self._launching: int | None = None
+        #: start ticks of the kernel process (None before the first launch)
+        self._pid_ticks: int | None = None
         self._on_change = on_change
         self._emit = emit
         self._kernel_info_timeout = kernel_info_timeout
@@ -182,23 +257,65 @@ class LocalKernel(KernelBackend):
 
     @property
     def pgid(self) -> int | None:
+        """The kernel's own process group (created by kernelmon's launch), or None."""
+        proc = self._process()
+        if isinstance(proc, AdoptedProcess):
+            return proc.group
         return getattr(self.km.provisioner, "pgid", None)
 
-    def state(self) -> dict[str, Any]:
-        """What the state file keeps about this kernel, for adoption after a crash."""
+    def state(self) -> dict[str, Any] | None:
+        """What the state file keeps about this kernel, for adoption after a crash (None
+        while there is nothing to keep: no process and none being launched)."""
         r = self.record
+        pid = None if self._launching is not None else r.pid
+        if pid is None and self._launching is None:
+            return None
+        info: dict[str, Any] = dict(self.km.get_connection_info(session=False))
         return {
             "id": r.id,
             "kernel_name": r.name,
             "display_name": r.display_name,
             "connection_file": self.connection_file,
-            "pid": r.pid,
-            "pgid": self.pgid,
-            "pid_started": create_time(r.pid),
+            "connection": {k: info[k] for k in CONNECTION_FACTS if k in info},
+            "pid": pid,
+            "pid_started_ticks": self._pid_ticks if pid is not None else None,
+            "pid_started": create_time(pid),  # read by older kernelmons
+            "launching": self._launching,
+            "pgid": self.pgid if pid is not None else None,
             "cwd": r.cwd,
             "started": isoformat(r.started),
             "restarts": r.restarts,
         }
+
+    def _record_intent(self) -> None:
+        """Right before a launch: record that a process is about to be started."""
+        ticks = boot_ticks_now()
+        self._launching = ticks if ticks is not None else 0
+        error = self._save_state()
+        if error is not None:
+            self._launching = None
+            raise RuntimeError(f"it could not be recorded first: {error}")
+
+    def _confirm_launch(self, launched: bool) -> None:
+        """Right after a launch: record the new process (PID and start ticks); after a
+        failed one, take the intent back."""
+        self._launching = None
+        if not launched:
+            self._save_state()
+            return
+        pid = getattr(self.km.provisioner, "pid", None)
+        self._pid_ticks = start_ticks(pid) if pid is not None else None
+        if pid != self.record.pid:
+            self.record.pid = pid
+            self._on_change(self.record, {"pid"}, None)
+        self._save_state()
+
+    def proof_now(self) -> Proof:
+        """Whether the recorded process is, now, this kernel (``identity.Proof``)."""
+        pid = self.record.pid
+        if pid is None:
+            return Proof(False, None, "it has no process")
+        return prove_kernel(pid, self.connection_info, started_ticks=self._pid_ticks)
 
     async def is_alive(self) -> bool:
         return bool(await self.km.is_alive())
@@ -310,22 +427,29 @@ class LocalKernel(KernelBackend):
         )
         self._install_restarter_hooks()
 
-    async def adopt(self, saved: dict[str, Any], timeout: float) -> bool:
-        """Take over a kernel of an earlier run from its state record; True if it answered
-        a kernel_info_request within ``timeout`` (else it is adopted as unresponsive)."""
+    async def adopt(
+        self, connection_file: str, info: dict[str, Any], pid: int, group: bool, timeout: float
+    ) -> bool:
+        """Take over a kernel of an earlier run: ``pid`` is the process proven to be the
+        kernel of ``connection_file`` (whose checked content is ``info``); ``group``: its
+        record says kernelmon's launch made it the leader of its own process group (then
+        signals go to the group while the kernel is proven). True if it answered a
+        kernel_info_request within ``timeout`` (else it is adopted as unresponsive)."""
         km = self.km
-        km.connection_file = saved["connection_file"]
-        km.load_connection_file()
+        km.connection_file = connection_file
+        km.load_connection_info(info)  # type: ignore[arg-type]
         km._connection_file_written = True  # ours now: removed when the kernel is shut down
         self._note_connection()
         km.kernel_id = self.record.id
         provisioner: Any = KernelProvisionerFactory.instance(
             parent=km.parent
         ).create_provisioner_instance(self.record.id, km.kernel_spec, parent=km)
-        pid = int(saved["pid"])
-        provisioner.process = AdoptedProcess(pid)
+        self._pid_ticks = start_ticks(pid)
+        provisioner.process = AdoptedProcess(
+            pid, self._pid_ticks, self.proof_now, group=pid if group else None
+        )
         provisioner.pid = pid
-        provisioner.pgid = saved.get("pgid")
+        provisioner.pgid = None  # never signalled by jupyter_client without a proof
         provisioner.connection_info = km.get_connection_info()
         provisioner.ports_cached = True  # a restart keeps the ports the kernel has
         km.provisioner = provisioner
@@ -415,12 +539,20 @@ class LocalKernel(KernelBackend):
             raise KernelDead(f"Kernel {self.record.id} is dead and cannot be interrupted.")
         try:
             await self.km.interrupt_kernel()
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:
             raise KernelDead(f"Kernel {self.record.id} could not be interrupted: {e}") from e
 
     async def restart(self, timeout: float) -> None:
         kid = self.record.id
         async with self._op:
+            # the new process must be recordable (intent first): found out before the old
+            # one is stopped, so a refused restart changes nothing
+            error = self._save_state()
+            if error is not None:
+                raise RestartRefused(
+                    f"Kernel {kid} was not restarted, since the new process could not be "
+                    f"recorded first: {error}. It runs on as it was."
+                )
             self._detach()
             try:
                 await self._stop_process(now=False, restart=True)
@@ -458,6 +590,16 @@ class LocalKernel(KernelBackend):
         km.stop_restarter()
         proc = self._process()
         pgid = self.pgid
+        members: list[tuple[int, int | None]] = []
+        # only the kernel's own group, while its leader is the proven kernel (our unreaped
+        # child, or an adopted process proven now)
+        if (
+            proc is not None
+            and proc.poll() is None
+            and pgid == proc.pid
+            and (not isinstance(proc, AdoptedProcess) or self.proof_now().ok)
+        ):
+            members = await run_in_thread(group_members, pgid)
         if proc is not None and proc.poll() is None:
             provisioner = km.provisioner
             assert provisioner is not None
@@ -477,7 +619,7 @@ class LocalKernel(KernelBackend):
                 if not await wait_for_exit(proc, 5.0):
                     logger.warning("Kernel %s (pid %s) did not die", self.record.id, proc.pid)
             await provisioner.wait()
-        kill_process_group(pgid)
+        kill_process_group(pgid, members)
         await km.cleanup_resources(restart=restart)
 
     # -- keeping the shown state true -------------------------------------------------------

@@ -42,6 +42,7 @@ from .local import LocalKernel
 from .records import KernelRecord
 from .settings import Settings
 from .state import ENV_STATE_DIR, StateFile, default_state_dir
+from .threads import run_in_thread
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
@@ -242,6 +243,7 @@ class MapBase:
             shutdown_wait=self._shutdown_wait,
             transport=self._transport,
             log_dir=self._kernel_log_dir(conn_dir),
+            save_state=self._save_state,
             kernel_info_timeout=lambda: self._settings.kernel_info_timeout,
             untracked=lambda: self._settings.untracked_message_types,
         )
@@ -274,15 +276,21 @@ class MapBase:
         return self._state
 
     def _state_records(self) -> list[dict[str, Any]]:
-        return [
-            e.backend.state()
-            for e in self._kernels.values()
-            if isinstance(e.backend, LocalKernel) and e.record.pid is not None
-        ]
+        """What the state file keeps now: every backend's record (a kernel being launched
+        too, and one that could not be adopted)."""
+        records = []
+        for e in self._kernels.values():
+            state = getattr(e.backend, "state", None)
+            saved = state() if state is not None else None
+            if isinstance(saved, dict):
+                records.append(saved)
+        return records
 
-    def _save_state(self, released: bool = False) -> None:
+    def _save_state(self, released: bool = False) -> str | None:
+        """Write the state file now; returns the error if it could not be written."""
         self.state_file.save(self._state_records(), released=released)
         self._tell_problems()
+        return self.state_file.error
 
     @property
     def problems(self) -> list[str]:
@@ -321,7 +329,7 @@ class MapBase:
 
     async def _check_state_folder(self) -> None:
         state = self.state_file
-        problem = await asyncio.to_thread(state.check, self._state_records())
+        problem = await run_in_thread(state.check, self._state_records())
         if problem is None and state.error:
             self._save_state()
         self._tell_problems()

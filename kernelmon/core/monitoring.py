@@ -13,6 +13,7 @@ and sends ``UsageSampled`` per tick; ``MemoryWarning`` and ``JobFinished`` are d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from pathlib import Path
@@ -77,6 +78,20 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
             setattr(record, name, value)
             changed.add(name)
     return changed
+
+
+def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:
+    """A kernel another kernelmon process that still runs recorded as its own: external,
+    its application being that kernelmon (never an orphan, whatever its parent process)."""
+    return dataclasses.replace(
+        found,
+        origin=Origin.EXTERNAL,
+        parent_pid=kernelmon_pid,
+        parent_name="kernelmon",
+        parent_app="kernelmon",
+        parent_alive=True,
+        first_parent_pid=kernelmon_pid,
+    )
 
 
 class MonitoringMixin(MapBase):
@@ -296,9 +311,13 @@ class MonitoringMixin(MapBase):
         if watcher is not self._watcher:
             return  # a scan of a watcher stopped (or replaced) since: not news
         owned = self._owned_ids()
+        others = self.state_file.live_kernels()
         found: dict[str, FoundKernel] = {}
         for kernel in scan.kernels.values():
             kid = kernel.kernel_id
+            owner = others.get(kid) or others.get(kernel.connection_file)
+            if owner is not None and kid not in owned and kernel.pid is not None:
+                kernel = owned_by_kernelmon(kernel, owner)
             if kid in owned:
                 record = self._kernels[kid].record
                 if record.connection_file in (None, kernel.connection_file):

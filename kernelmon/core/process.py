@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
+import subprocess
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import psutil
+
+from .identity import Proof, same_process, start_ticks
 
 logger = logging.getLogger(__name__)
 
@@ -61,50 +66,151 @@ async def wait_for_exit(proc: ProcessLike, timeout: float) -> bool:
     return proc.poll() is not None
 
 
-def kill_process_group(pgid: int | None) -> None:
-    """SIGKILL whatever is left in a kernel's own process group (its children)."""
-    if not pgid or not hasattr(os, "killpg"):
+class NotTheKernel(ProcessLookupError):
+    """The process is no longer (provably) the kernel: nothing was signalled."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ESRCH, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def group_members(pgid: int | None) -> list[tuple[int, int | None]]:
+    """(PID, start ticks) of the processes in process group ``pgid`` now.
+
+    Taken while the group's leader is the proven kernel, so that later, once the kernel is
+    gone, ``kill_process_group`` can tell that the group is still the same one.
+    """
+    if not pgid or pgid <= 1 or not hasattr(os, "getpgid"):
+        return []
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid:
+                found.append((proc.pid, start_ticks(proc.pid)))
+    return found
+
+
+def kill_process_group(
+    pgid: int | None, members: list[tuple[int, int | None]] | None = None
+) -> None:
+    """SIGKILL whatever is left in a kernel's own process group (its children).
+
+    A group's id is only reused once every member is gone, so with ``members`` (see
+    ``group_members``) the group is signalled only while one of the processes seen when
+    its leader was the proven kernel still runs (same PID, same start ticks) in it.
+    Without, the caller vouches for the group. Never our own group, nor init's.
+    """
+    if not pgid or not hasattr(os, "killpg") or pgid in (os.getpgid(0), 0, 1):
         return
-    if pgid in (os.getpgid(0), 0, 1):  # never our own group (or init's)
+    if members is not None and not any(_in_group(pid, ticks, pgid) for pid, ticks in members):
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _in_group(pid: int, ticks: int | None, pgid: int) -> bool:
+    """Whether the process started at ``ticks`` as ``pid`` is still in group ``pgid``."""
+    try:
+        return os.getpgid(pid) == pgid and start_ticks(pid) == ticks
+    except OSError:
+        return False
 
 
 class AdoptedProcess:
     """A Popen-like handle on a kernel process kernelmon did not launch in this run.
 
     It is not our child, so its exit status cannot be known: ``returncode`` becomes 0 once
-    it is gone and ``exit_known`` stays False.
+    it is gone and ``exit_known`` stays False. It is made for a process proven to be the
+    kernel (``proven``), whose start ticks it keeps: a process with this PID and other start
+    ticks is another one (a reused PID) and counts as gone. So a signal goes to the process
+    without a new proof only while it is still the one proven (``is_proven``); otherwise
+    (start ticks unknown, or never proven: ``proven=False`` until ``mark_proven``) ``prove()``
+    must show at that moment that it is the kernel (else ``NotTheKernel``, and nothing is
+    sent; with no ``prove``, nothing is sent either). The kernel's sockets are not the
+    evidence for the process proven earlier, since a kernel shutting down closes them
+    before it exits. ``group``: the process
+    group kernelmon's own launch created for it (its id is the kernel's PID), or None;
+    jupyter_client is never given a process group to signal on its own.
+
+    Nothing here waits: ``wait()`` never blocks (a psutil wait on a zombie whose parent
+    never reaps it blocks forever); callers in the loop wait with ``wait_for_exit``.
     """
 
     stdin = stdout = stderr = None
     exit_known = False
 
-    def __init__(self, pid: int) -> None:
+    def __init__(
+        self,
+        pid: int,
+        ticks: int | None = None,
+        prove: Callable[[], Proof] | None = None,
+        group: int | None = None,
+        *,
+        proven: bool = True,
+    ) -> None:
         self.pid = pid
-        self._proc = psutil.Process(pid)
+        #: its start ticks (now, if not given): a process with other ticks is another one
+        self.ticks = ticks if ticks is not None else start_ticks(pid)
+        #: its start ticks when it was last proven the kernel (None: never proven)
+        self.proven_ticks = self.ticks if proven else None
+        self.group = group
+        self._prove = prove
         self.returncode: int | None = None
+
+    def is_proven(self) -> bool:
+        """Whether it is still the process proven the kernel: same PID, and start ticks
+        unchanged since that proof (``identity.same_process``)."""
+        return same_process(self.pid, self.proven_ticks)
+
+    def mark_proven(self, ticks: int | None) -> None:
+        """Note a proof, just made, that the process started at ``ticks`` is the kernel
+        (ignored unless that is this process: other ticks are another process)."""
+        if ticks is not None and ticks == self.ticks:
+            self.proven_ticks = ticks
 
     def poll(self) -> int | None:
         if self.returncode is None:
             try:
-                gone = self._proc.status() == psutil.STATUS_ZOMBIE
-            except psutil.NoSuchProcess:
+                gone = psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
                 gone = True
-            if gone:
+            if gone or (self.ticks is not None and start_ticks(self.pid) != self.ticks):
                 self.returncode = 0
         return self.returncode
 
-    def wait(self, timeout: float | None = None) -> int | None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.wait(timeout)
-        self.returncode = 0
-        return 0
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit status if the process is gone; never blocks (``TimeoutExpired`` while
+        it runs: wait for it with ``wait_for_exit``)."""
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(f"process {self.pid}", timeout or 0)
+        return code
 
     def send_signal(self, signum: int) -> None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            self._proc.send_signal(signum)
+        if self.poll() is not None:
+            raise NotTheKernel(f"process {self.pid} has exited")
+        proof = None
+        if not self.is_proven():
+            if self._prove is None:
+                raise NotTheKernel(
+                    f"nothing was signalled: process {self.pid} was not proven to be the kernel"
+                )
+            proof = self._prove()
+        if proof is not None and not proof.ok:
+            # the kernel as kernelmon knew it is gone (or can no longer be told apart):
+            # nothing more is done to this process, nor waited for
+            why = proof.reason or "it could not be proven to be the kernel"
+            logger.warning("Not signalling process %s: %s", self.pid, why)
+            self.returncode = 0
+            raise NotTheKernel(f"nothing was signalled: {why}")
+        if self.group == self.pid and hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                if os.getpgid(self.pid) == self.pid:
+                    os.killpg(self.pid, signum)
+                    return
+        os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -131,7 +237,7 @@ def process_matches(pid: int, connection_file: str, create_time: float | None = 
 
 
 def create_time(pid: int | None) -> float | None:
-    if pid is None:
+    if pid is None or isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return None
     try:
         value: Any = psutil.Process(pid).create_time()

@@ -33,6 +33,9 @@ class ExecutionState(StrEnum):
     DEAD = "dead"
     #: alive but not answering kernel_info_request (e.g. found after a crash of kernelmon)
     UNRESPONSIVE = "unresponsive"
+    #: a kernel of an earlier run that runs but could not be adopted (``reason`` says why;
+    #: it can only be shut down, which kills it after proving it is the kernel)
+    PROBLEM = "problem"
     UNKNOWN = "unknown"
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from .periodic import Periodic
+from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ class ResourceSampler:
         if not self._tracked:
             return {}
         pids = {t.pid for t in self._tracked.values()}
-        trees = await asyncio.to_thread(measure_trees, pids, self.full_memory)
+        trees = await run_in_thread(measure_trees, pids, self.full_memory)
         now = time.monotonic()
         result: dict[str, KernelUsage] = {}
         for kernel_id, tracked in list(self._tracked.items()):

@@ -3,8 +3,16 @@
 Each running kernelmon (each ``KernelMap``) keeps one small JSON file in the state folder,
 ``kernels-<pid>-<token>.json``, rewritten atomically on every change (temporary file, fsync,
 rename; mode 0600 in a folder only the owner can enter). It names its owner process (PID
-and start time), so a later run adopts the kernels of files whose owner is gone and leaves
-those of a kernelmon that still runs alone.
+and start time in boot clock ticks, which a step of the wall clock does not move), so a
+later run adopts the kernels of files whose owner is gone and leaves those of a kernelmon
+that still runs alone (they are listed as that kernelmon's, see ``live_kernels``).
+
+A kernel's record is written *before* its process is launched (``pid`` null: the intent)
+and confirmed with its PID and start ticks right after, so that a kernel never runs
+without a record, whatever instant kernelmon is killed at.
+
+A file that cannot be read or makes no sense (any JSON at all may be found there) is left
+as it is and reported in ``problems``; it never stops the other files from being adopted.
 
 The format is versioned; readers ignore fields they do not know, so a newer kernelmon reads
 an older file and an older one reads what it can of a newer file.
@@ -20,12 +28,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .folder_lock import FolderLock
+from .identity import start_ticks
 from .process import create_time
 from .settings import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+#: State files larger than this are not kernelmon's.
+MAX_STATE_FILE = 4 << 20
 ENV_STATE_DIR = "KERNELMON_STATE_DIR"
 
 
@@ -68,9 +80,19 @@ class StateFile:
         self.folder = folder
         self.owner_pid = os.getpid()
         self.owner_started = create_time(self.owner_pid)
+        self.owner_ticks = start_ticks(self.owner_pid)
         self.path = folder / f"kernels-{self.owner_pid}-{uuid.uuid4().hex[:8]}.json"
         self.error: str | None = None
+        #: state files of other runs that could not be used, and why (path -> message)
+        self.problems: dict[str, str] = {}
+        #: what was read of each file, by (path, mtime, size): files are read again only
+        #: when they change
+        self._cache: dict[Path, tuple[tuple[int, int], Any]] = {}
         self._probe_error: str | None = None
+
+    def adoption_lock(self) -> FolderLock:
+        """The lock that serializes adoption among every kernelmon using this folder."""
+        return FolderLock(self.folder, "adoption")
 
     def check(self, kernels: list[dict[str, Any]]) -> str | None:
         """Whether the records can be written now: ``kernels`` (this process's records)
@@ -104,7 +126,13 @@ class StateFile:
         owner, so any later ``restore()``, even in this process, adopts them).
         """
         owner = (
-            {"pid": None} if released else {"pid": self.owner_pid, "started": self.owner_started}
+            {"pid": None}
+            if released
+            else {
+                "pid": self.owner_pid,
+                "started": self.owner_started,
+                "started_ticks": self.owner_ticks,
+            }
         )
         data = {"version": STATE_VERSION, "owner": owner, "kernels": kernels}
         try:
@@ -121,31 +149,106 @@ class StateFile:
 
     def others(self) -> list[tuple[Path, list[dict[str, Any]]]]:
         """State files of earlier runs whose owner is gone, with their kernel records."""
-        found: list[tuple[Path, list[dict[str, Any]]]] = []
-        if not self.folder.is_dir():
+        return [(path, kernels) for path, alive, kernels in self._read_all() if alive is None]
+
+    def live_kernels(self) -> dict[str, int]:
+        """Kernels recorded by other kernelmon processes that still run: connection file
+        and kernel id -> that kernelmon's PID."""
+        owned: dict[str, int] = {}
+        for _path, alive, kernels in self._read_all(quiet=True):
+            if alive is None:
+                continue
+            for k in kernels:
+                for key in ("id", "connection_file"):
+                    if isinstance(k.get(key), str):
+                        owned[k[key]] = alive
+        return owned
+
+    def _read_all(self, quiet: bool = False) -> list[tuple[Path, int | None, list[dict[str, Any]]]]:
+        """(path, PID of its live owner or None, kernel records) of every other state file
+        that can be read; the others are reported in ``problems``."""
+        found: list[tuple[Path, int | None, list[dict[str, Any]]]] = []
+        try:
+            paths = sorted(self.folder.glob("kernels-*.json"))
+        except OSError:
             return found
-        for path in sorted(self.folder.glob("kernels-*.json")):
+        problems: dict[str, str] = {}
+        cache: dict[Path, tuple[tuple[int, int], Any]] = {}
+        for path in paths:
             if path == self.path:
                 continue
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                owner = data.get("owner", {})
-                kernels = [k for k in data.get("kernels", []) if isinstance(k, dict)]
-            except (OSError, ValueError, AttributeError) as e:
-                logger.warning("Ignoring unreadable state file %s: %s", path, e)
+                st = path.stat()
+                stamp = (st.st_mtime_ns, st.st_size)
+                cached = self._cache.get(path)
+                if cached is not None and cached[0] == stamp:
+                    result = cached[1]
+                else:
+                    try:
+                        result = read_state_file(path)
+                    except ValueError as e:
+                        result = e
+                cache[path] = (stamp, result)
+                if isinstance(result, ValueError):
+                    raise result
+                owner, kernels = result
+            except (OSError, ValueError) as e:
+                problems[str(path)] = str(e)
+                if not quiet and str(path) not in self.problems:
+                    logger.warning("Ignoring kernelmon state file %s: %s", path, e)
                 continue
-            if _owner_alive(owner):
-                continue
-            found.append((path, kernels))
+            found.append((path, owner_alive(owner), kernels))
+        self._cache = cache
+        if not quiet:
+            self.problems = problems
         return found
 
 
-def _owner_alive(owner: dict[str, Any]) -> bool:
+def read_state_file(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(owner, kernel records) of a state file; ``ValueError`` says what is wrong with it.
+
+    Whatever the file holds (any JSON, any size, any nesting), this returns or raises
+    ``OSError``/``ValueError``: records that are not objects are left out, an owner that is
+    not an object is an owner that is gone.
+    """
+    with path.open("rb") as f:
+        raw = f.read(MAX_STATE_FILE + 1)
+    if len(raw) > MAX_STATE_FILE:
+        raise ValueError("it is too large to be a kernelmon state file")
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise ValueError("it is nested too deeply to be a kernelmon state file") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"it is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError("it is not a JSON object")
+    kernels = data.get("kernels")
+    if not isinstance(kernels, list):
+        raise ValueError("it has no list of kernels")
+    owner = data.get("owner")
+    return (owner if isinstance(owner, dict) else {}), [k for k in kernels if isinstance(k, dict)]
+
+
+def owner_alive(owner: dict[str, Any]) -> int | None:
+    """The PID of a state file's owner if that process still runs (not a reused PID).
+
+    The start time in boot ticks decides where the file has it: a step of the wall clock
+    moves ``create_time`` (boot time + ticks), not the ticks. Older files have only the
+    wall-clock start time, compared to within a second.
+    """
     pid = owner.get("pid")
-    if not isinstance(pid, int):
-        return False
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return None
+    ticks = owner.get("started_ticks")
+    if isinstance(ticks, int) and not isinstance(ticks, bool):
+        now = start_ticks(pid)
+        if now is not None:
+            return pid if now == ticks else None
     started = create_time(pid)
     if started is None:
-        return False
+        return None
     recorded = owner.get("started")
-    return not isinstance(recorded, int | float) or abs(started - recorded) < 1.0
+    if isinstance(recorded, bool) or not isinstance(recorded, int | float):
+        return pid
+    return pid if abs(started - recorded) < 1.0 else None

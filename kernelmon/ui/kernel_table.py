@@ -97,6 +97,7 @@ STATE_COLOURS = {
     "busy": QColor("#b35900"),
     "dead": QColor("#c62828"),
     "unresponsive": QColor("#c62828"),
+    "problem": QColor("#c62828"),
     "unknown": QColor("#6e6e6e"),
 }
 

@@ -27,12 +27,12 @@ logger = logging.getLogger(__name__)
 
 
 def overall_state(models: list[dict[str, Any]]) -> str:
-    """What the tray icon shows: ``dead`` if any kernel is dead or unresponsive, else
+    """What the tray icon shows: ``dead`` if any kernel is dead, unresponsive or a problem, else
     ``busy`` if any is busy, else ``idle`` (``none`` without kernels). Stale connection
     files (no process) do not count."""
     models = [m for m in models if not is_stale(m)]
     states = {str(m.get("execution_state")) for m in models}
-    if "dead" in states or "unresponsive" in states:
+    if states & {"dead", "unresponsive", "problem"}:
         return "dead"
     if "busy" in states:
         return "busy"

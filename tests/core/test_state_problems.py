@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from kernelmon.core import KernelMap, KernelStartFailed, Settings, map_base
+from kernelmon.core.errors import RestartRefused
 from kernelmon.core.events import KernelAdded, KernelEvent, StateProblem
 
 from .conftest import EventLog
@@ -69,8 +70,9 @@ def test_no_kernel_starts_while_the_state_folder_is_unwritable(aio, tmp_path: Pa
 
 
 def test_a_kernel_whose_record_fails_during_its_start_is_stopped(aio, tmp_path: Path) -> None:
-    """The folder breaks after the check, while the kernel starts: the kernel is stopped,
-    never left running unrecorded."""
+    """The folder breaks after the check, while the kernel starts: never left running
+    unrecorded (its intent is recorded before its process is launched, so it is never
+    launched at all)."""
     kmap = new_map(tmp_path, tmp_path / "state")
     launched: list[int] = []
 
@@ -85,10 +87,10 @@ def test_a_kernel_whose_record_fails_during_its_start_is_stopped(aio, tmp_path: 
         with pytest.raises(KernelStartFailed, match=r"cannot write|Could not write"):
             aio.run(kmap.start_kernel())
         assert len(kmap) == 0
-        assert launched, "the kernel was launched before its record failed"
-        assert not psutil.pid_exists(launched[0]) or (
-            psutil.Process(launched[0]).status() == psutil.STATUS_ZOMBIE
-        ), "and stopped"
+        assert all(
+            not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            for pid in launched
+        ), "a kernel that could not be recorded runs"
         assert kmap.problems
     finally:
         aio.run(kmap.close())
@@ -133,7 +135,8 @@ def test_a_tmpfs_stays_a_problem_until_the_records_are_written(
     aio, tmp_path: Path, tmpfs: Path
 ) -> None:
     """An empty probe file needs no space: the check writes the records themselves, and a
-    failed save is a problem until a save succeeds (then the record holds the new PID)."""
+    failed save is a problem until a save succeeds. A restart is refused before the kernel
+    is stopped (its new process could not be recorded first): the kernel runs on."""
     state = tmpfs / "state"
     state.mkdir()
     logs = tmp_path / "logs"
@@ -143,9 +146,12 @@ def test_a_tmpfs_stays_a_problem_until_the_records_are_written(
     kid = aio.run(kmap.start_kernel())
     try:
         filler = fill(tmpfs)
-        aio.run(kmap.restart_kernel(kid))
-        new_pid = kmap.record(kid).pid
-        assert kmap.problems, "the new PID could not be recorded"
+        old_pid = kmap.record(kid).pid
+        with pytest.raises(RestartRefused, match="No space left"):
+            aio.run(kmap.restart_kernel(kid))
+        assert kmap.record(kid).pid == old_pid
+        assert kmap.record(kid).execution_state == "idle", "it runs on as it was"
+        assert kmap.problems, "the state folder is full"
         assert aio.run(kmap.check_state_folder()), "still a problem: nothing can be written"
         before = kernel_processes()
         with pytest.raises(KernelStartFailed, match="No space left"):
@@ -154,7 +160,10 @@ def test_a_tmpfs_stays_a_problem_until_the_records_are_written(
         filler.unlink()
         assert aio.run(kmap.check_state_folder()) == []
         [record] = json.loads(kmap.state_file.path.read_text())["kernels"]
-        assert record["pid"] == new_pid, "the records were written again"
+        assert record["pid"] == old_pid, "the records were written again"
+        aio.run(kmap.restart_kernel(kid))  # and now it can be restarted
+        [record] = json.loads(kmap.state_file.path.read_text())["kernels"]
+        assert record["pid"] == kmap.record(kid).pid != old_pid
     finally:
         aio.run(kmap.close())
 

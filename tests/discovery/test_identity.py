@@ -320,6 +320,47 @@ def test_an_unverifiable_kernel_is_never_signalled_nor_culled(
         kmap.apply_settings(before)
 
 
+#: User code that makes a kernel slow to exit after it has closed its sockets, as a slow
+#: atexit handler or a loaded machine does: ipykernel's own clean-up (closing the sockets)
+#: is done first, then the process lingers.
+SLOW_EXIT = """
+import atexit, time
+from ipykernel.kernelapp import IPKernelApp
+
+def _slow_exit():
+    app = IPKernelApp.instance()
+    app.close()
+    app.close = lambda: None
+    time.sleep(60)
+
+atexit.register(_slow_exit)
+"""
+
+
+def test_a_proven_kernel_slow_to_exit_after_closing_its_sockets_is_still_stopped(
+    aio, kmap, launch, runtime, frontends
+):
+    """A kernel answering ``shutdown_request`` closes its sockets before its process exits:
+    it no longer holds them, but it is the process (same PID, same start ticks) proven the
+    kernel when it was found, so the shutdown goes on to SIGTERM."""
+    launched = moved(launch(1), runtime)
+    k = launched.kernel()
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).identity_problem is None
+
+    async def install() -> dict:
+        front = frontends(k["connection_file"])
+        await asyncio.sleep(0.3)  # the shell socket connects
+        msg_id = front.execute(SLOW_EXIT)
+        await wait_until(lambda: front.reply(msg_id) is not None, timeout=10, what="reply")
+        return front.reply(msg_id) or {}
+
+    assert aio.run(install())["content"]["status"] == "ok"
+    aio.run(kmap.shutdown_kernel(k["id"]))
+    assert process_gone(k["pid"])
+    assert k["id"] not in kmap or kmap.record(k["id"]).identity_problem is None
+
+
 def test_only_a_dead_kernels_own_files_are_deleted(tmp_path):
     thesis = tmp_path / "thesis.tex"
     thesis.write_text("chapter 1")

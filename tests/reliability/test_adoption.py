@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
@@ -15,28 +13,7 @@ import pytest
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelAdopted
 from tests.core.conftest import EventLog, process_gone, wait_until
-
-HERE = Path(__file__).parent
-
-
-def crashed_kernelmon(root: Path, n: int, busy: float = 0) -> dict[str, int]:
-    """Run a kernelmon that starts ``n`` kernels (the first left running code for ``busy``
-    seconds), then kill -9 it. Returns {id: pid}."""
-    child = subprocess.Popen(
-        [sys.executable, str(HERE / "kernelmon_child.py"), str(root), str(n), str(busy)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(HERE.parent.parent),
-    )
-    try:
-        line = child.stdout.readline()
-        kernels = json.loads(line)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(10)
-        child.stdout.close()
-    assert len(kernels) == n
-    return kernels
+from tests.reliability.children import crashed_kernelmon
 
 
 def python_kernel_processes() -> set[int]:
@@ -195,7 +172,7 @@ def test_state_file_is_private_and_atomic(aio, kmap, state_dir):
     assert record["pid"] == kmap.kernel_model(kid)["pid"]
     assert record["connection_file"].endswith(f"kernel-{kid}.json")
     assert {"kernel_name", "pgid", "cwd", "started"} <= set(record)
-    assert [p.name for p in state_dir.iterdir() if p.name.startswith(".")] == []  # no temp files
+    assert [p.name for p in state_dir.iterdir() if p.name.endswith(".tmp")] == []  # no temp files
     aio.run(kmap.shutdown_kernel(kid))
     assert not path.exists() or kid not in path.read_text()
 
