@@ -184,7 +184,7 @@ class Settings:
     #: Message types that are not activity (see ``UNTRACKED_MESSAGE_TYPES``).
     untracked_message_types: tuple[str, ...] = UNTRACKED_MESSAGE_TYPES
 
-    # -- the console's scrollback (issue 16, engineer "floods") --
+    # -- the console's scrollback --
     #: Lines a console window keeps; older ones are dropped, and counted at its top.
     console_scrollback_lines: int = 10_000
 
@@ -251,7 +251,7 @@ class Settings:
             _message_types("untracked_message_types", self.untracked_message_types),
         )
 
-        # -- the console's scrollback (issue 16, engineer "floods") --
+        # -- the console's scrollback --
         if _whole("console_scrollback_lines", self.console_scrollback_lines, 1_000_000) < 1:
             raise SettingsError(
                 "console_scrollback_lines", self.console_scrollback_lines, "keep at least 1 line"
