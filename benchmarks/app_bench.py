@@ -976,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE")
     parser.add_argument("--flood-kernels", type=int, help="flooding kernels (default 4)")
     parser.add_argument("--flood-lines", type=int, help="lines per flooding kernel")
-    parser.add_argument("--scale-kernels", type=int, help="stand-in kernels (default 64)")
+    parser.add_argument("--scale-kernels", type=int, help="stand-in kernels (default 256)")
     parser.add_argument(
         "--workloads",
         default="launch,flood,console,scale",
