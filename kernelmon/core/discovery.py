@@ -32,6 +32,7 @@ import psutil
 
 from .identity import (
     MAX_DESCENDANTS,
+    PORT_NAMES,
     Proof,
     find_kernel_pid,
     is_local_address,
@@ -50,8 +51,6 @@ logger = logging.getLogger(__name__)
 SCAN_PROCESSES_ENV = "KERNELMON_SCAN_PROCESSES"
 #: Connection files larger than this are not kernel connection files.
 MAX_FILE_SIZE = 1 << 20
-#: The ports a connection file must name.
-PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
 #: Processes that adopt orphans: a kernel whose parent is one of these lost its application.
 REAPER_NAMES = frozenset(
     {
