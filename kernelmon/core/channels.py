@@ -69,6 +69,7 @@ class RequestChannel:
         self._info = connection_info
         identity = f"{session_id}-{channel}".encode()
         self._drain = SocketDrain(_socket(connection_info, channel, identity), self._on_batch)
+        iopub.add_reply_drain(connection_info, self._drain)
 
     @property
     def session_id(self) -> str:
@@ -104,6 +105,7 @@ class RequestChannel:
         for fut in list(self._pending.values()):
             fut.cancel()
         self._pending.clear()
+        iopub.remove_reply_drain(self._info, self._drain)
         self._drain.close()
 
 
@@ -169,6 +171,7 @@ class SessionChannels:
         on_activity: Callable[[], None],
     ) -> None:
         self.session_key = session_key
+        self._info = connection_info
         self.session = make_session(connection_info, session_id=session_key)
         self._decode = StreamDecoder(Signer(self.session.key, self.session.signature_scheme))
         self.handler: OnMessage | None = None
@@ -196,7 +199,8 @@ class SessionChannels:
             if channel == "iopub":
                 continue
             sock = _socket(connection_info, channel, identity)
-            self._drains[channel] = SocketDrain(sock, self._batch_handler(channel))
+            self._drains[channel] = drain = SocketDrain(sock, self._batch_handler(channel))
+            iopub.add_reply_drain(connection_info, drain)
         # IOPub: the kernel's one subscriber in kernelmon, shared with the activity watcher.
         self._iopub = iopub.subscribe(
             channel_url(connection_info, "iopub"), self._batch_handler("iopub")
@@ -293,6 +297,7 @@ class SessionChannels:
 
     def close(self) -> None:
         for drain in self._drains.values():
+            iopub.remove_reply_drain(self._info, drain)
             drain.close()
         self._drains.clear()
         self._iopub.close()

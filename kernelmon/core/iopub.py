@@ -15,11 +15,13 @@ jupyter_client's ``Session``) numbers the messages of its session: ``msg_id`` en
 messages were sent elsewhere (replies on shell, control or stdin: those kernelmon receives on
 its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
 socket because this subscriber fell too far behind. A gap that no reply of kernelmon's
-explains within ``GRACE`` seconds is counted as lost; replies to clients other than
-kernelmon's count there too, which the report says. A loss at the end of a job (its final
-``idle`` status among it) shows only when the next message comes: so when IOPub has carried
-nothing after an ``execute_reply`` for ``GRACE`` seconds, kernelmon's probe asks the kernel
-for its info (see ``frontends``), whose status messages reveal the gap.
+explains within ``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read
+just before, so a subscriber that held the loop cannot make an unread reply a loss);
+replies to clients other than kernelmon's count there too, which the report says. A loss at
+the end of a job (its final ``idle`` status among it) shows only when the next message
+comes: so when IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds,
+kernelmon's probe asks the kernel for its info (see ``frontends``), whose status messages
+reveal the gap.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import zmq
 
-from .wire import DELIM, SocketDrain, subscriber
+from .wire import DELIM, SocketDrain, channel_url, subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +174,6 @@ class Feed:
                 sub._on_batch(batch)
             except Exception:
                 logger.exception("An IOPub subscriber failed on a batch of %s", self.url)
-        if self._gaps:
-            self._settle(time.monotonic())
 
     def _count(self, batch: list[list[bytes]]) -> None:
         """Follow the kernel session's message counter; remember the gaps."""
@@ -206,6 +206,14 @@ class Feed:
 
     def _on_timer(self) -> None:
         self._timer = None
+        # Gaps are settled here, never while a batch is handed over: a subscriber that held
+        # the loop for longer than GRACE must not make the replies that explain a gap, still
+        # unread on kernelmon's other sockets, count as losses. Read them first.
+        for drain in list(_reply_drains.get(self._loop, {}).get(self.url, ())):
+            try:
+                drain.read_now()
+            except Exception:
+                logger.exception("Reading the replies of %s failed", self.url)
         self._settle(time.monotonic())
         if self._gaps and self.subscriptions:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
@@ -255,6 +263,30 @@ def subscribe(
     return feed.add(on_batch)
 
 
+#: The sockets on which kernelmon receives replies from a kernel, by loop and IOPub address:
+#: read before a gap in that kernel's counter is settled (see ``Feed._on_timer``).
+_reply_drains: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[str, weakref.WeakSet[SocketDrain]]
+] = weakref.WeakKeyDictionary()
+
+
+def add_reply_drain(info: dict[str, Any], drain: SocketDrain) -> None:
+    """Say that ``drain`` receives replies of the kernel at ``info`` (forgotten when the
+    drain is garbage; ``remove_reply_drain`` when it closes)."""
+    by_url = _reply_drains.setdefault(drain.loop, {})
+    by_url.setdefault(channel_url(info, "iopub"), weakref.WeakSet()).add(drain)
+
+
+def remove_reply_drain(info: dict[str, Any], drain: SocketDrain) -> None:
+    by_url = _reply_drains.get(drain.loop, {})
+    url = channel_url(info, "iopub")
+    drains = by_url.get(url)
+    if drains is not None:
+        drains.discard(drain)
+        if not drains:
+            del by_url[url]
+
+
 def feed_for(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Feed | None:
     """The feed of ``url`` (default context) in ``loop``, if anyone subscribes to it."""
     try:
@@ -266,8 +298,6 @@ def feed_for(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Feed | 
 
 def note_reply(info: dict[str, Any], msg_id: str) -> None:
     """Tell the IOPub feed of the kernel at ``info`` about a reply kernelmon received."""
-    from .wire import channel_url
-
     feed = feed_for(channel_url(info, "iopub"))
     if feed is not None:
         feed.note_reply(msg_id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelmon.core import wire
+from kernelmon.core import iopub, wire
 from kernelmon.core.channels import StreamDecoder
 from kernelmon.core.events import OutputLost
 from kernelmon.core.iopub import message_number
@@ -78,6 +78,49 @@ def test_a_stalled_frontend_loses_no_line_and_gets_the_final_idle(aio, kmap, tmp
     fe, _msg_id, lost = aio.run(go())
     assert fe.stalled
     assert fe.lines() == [str(i) for i in range(n)]
+    assert lost == 0
+
+
+def test_a_slow_frontend_is_not_told_of_a_loss_that_did_not_happen(aio, kmap, monkeypatch):
+    """A frontend that stalls the loop while the kernel runs a cell, then takes longer than
+    the grace period over the final idle. The kernel's counter jumps before that idle (the
+    execute reply went out on shell), and the reply waits unread on kernelmon's shell socket
+    while the frontend holds the loop: it explains the gap once the loop is free again, so no
+    loss is counted."""
+
+    class SlowOnIdle:
+        def __init__(self) -> None:
+            self.messages: list[tuple[str, dict]] = []
+
+        def __call__(self, channel: str, msg: dict) -> None:
+            self.messages.append((channel, msg))
+            if channel == "iopub" and msg["header"]["msg_type"] == "status":
+                # busy: the kernel runs the cell and replies meanwhile; idle: slower than GRACE
+                time.sleep(
+                    0.3 if msg["content"]["execution_state"] == "busy" else iopub.GRACE + 0.3
+                )
+
+    monkeypatch.setattr(iopub, "GRACE", 0.3)
+
+    async def go() -> tuple[int, int]:
+        kid = await kmap.start_kernel()
+        fe = SlowOnIdle()
+        conn = await kmap.connect(kid, "slow", fe)
+        msg_id = conn.execute("print('x')")
+        await wait_until(
+            lambda: any(
+                c == "shell" and m["parent_header"].get("msg_id") == msg_id for c, m in fe.messages
+            ),
+            timeout=30,
+            what="the execute reply",
+        )
+        await asyncio.sleep(iopub.GRACE * 3)  # a gap would be counted by now
+        lost = conn.lost
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+        return lost, len(fe.messages)
+
+    lost, _n = aio.run(go())
     assert lost == 0
 
 
