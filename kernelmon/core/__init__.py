@@ -3,7 +3,6 @@
 The public names below are a contract; everything else may change.
 """
 
-from .connection import KernelConnection
 from .culler import cull_eta, cull_reason
 from .errors import (
     KernelDead,
@@ -19,6 +18,7 @@ from .errors import (
     SettingsError,
 )
 from .kernel_map import KernelMap
+from .protocol.connection import KernelConnection
 from .records import ExecutionState, KernelRecord, Origin
 from .settings import Settings
 

@@ -27,20 +27,20 @@ from typing import Any
 
 import psutil
 
-from .backend import KernelBackend
-from .discovery import (
+from .backends.base import KernelBackend
+from .backends.external import heartbeat
+from .backends.local import CONNECTION_FACTS
+from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
+from .events import ActionFailed, KernelAdded, KernelAdopted
+from .machine.discovery import (
     kernel_candidates,
     parse_connection_info,
     process_table,
     read_runtime_json,
 )
-from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
-from .events import ActionFailed, KernelAdded, KernelAdopted
-from .external import heartbeat
-from .identity import Proof, find_kernel_pid, prove_kernel, remove_kernel_files, start_ticks
-from .local import CONNECTION_FACTS
+from .machine.identity import Proof, find_kernel_pid, prove_kernel, remove_kernel_files, start_ticks
+from .machine.process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
 from .map_base import KERNEL_ID, Entry, MapBase
-from .process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
 from .records import ExecutionState, KernelRecord
 from .threads import run_in_thread
 

@@ -6,14 +6,14 @@ import asyncio
 import logging
 from typing import Any
 
-from .buffering import MessageBuffer
-from .channels import OnMessage, SessionChannels
-from .connection import KernelConnection
 from .errors import (
     KernelDead,
 )
 from .events import OutputLost
 from .map_base import Entry, MapBase
+from .protocol.buffering import MessageBuffer
+from .protocol.channels import OnMessage, SessionChannels
+from .protocol.connection import KernelConnection
 from .records import ExecutionState, utcnow
 
 logger = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import KernelmonError
-from .process import create_time
+from .machine.process import create_time
 from .state import ENV_STATE_DIR, default_state_dir
 
 

@@ -19,6 +19,8 @@ from datetime import datetime
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
 
 from .adoption import AdoptionMixin
+from .backends.external import ExternalKernel, StaleKernel
+from .backends.local import LocalKernel, remove_connection_files
 from .cull_pass import CullingMixin
 from .errors import (
     KernelDead,
@@ -39,9 +41,7 @@ from .events import (
     KernelShutDown,
     KernelStarted,
 )
-from .external import ExternalKernel, StaleKernel
 from .frontends import FrontendsMixin
-from .local import LocalKernel, remove_connection_files
 from .map_base import KERNEL_ID, Entry
 from .monitoring import MonitoringMixin
 from .records import ExecutionState, KernelRecord, Origin, utcnow

@@ -21,9 +21,8 @@ from typing import Any
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_core.paths import jupyter_runtime_dir
 
-from .backend import KernelBackend
-from .channels import SessionChannels
-from .connection import KernelConnection
+from .backends.base import KernelBackend
+from .backends.local import LocalKernel
 from .culler import cull_eta
 from .errors import (
     KernelNotFound,
@@ -37,8 +36,9 @@ from .events import (
     StateProblem,
     Subscriber,
 )
-from .identity import make_private
-from .local import LocalKernel
+from .machine.identity import make_private
+from .protocol.channels import SessionChannels
+from .protocol.connection import KernelConnection
 from .records import KernelRecord
 from .settings import Settings
 from .state import ENV_STATE_DIR, StateFile, default_state_dir

@@ -19,13 +19,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .discovery import (
-    FoundKernel,
-    FoundServer,
-    RuntimeWatcher,
-    Scan,
-    ScanProblem,
-    default_folders,
+from .backends.external import (
+    ExternalKernel,
+    ExternalKernelError,
+    StaleKernel,
+    read_connection_file,
 )
 from .events import (
     JobFinished,
@@ -35,12 +33,19 @@ from .events import (
     MemoryWarning,
     UsageSampled,
 )
-from .external import ExternalKernel, ExternalKernelError, StaleKernel, read_connection_file
 from .external_history import ExternalHistory
+from .machine.discovery import (
+    FoundKernel,
+    FoundServer,
+    RuntimeWatcher,
+    Scan,
+    ScanProblem,
+    default_folders,
+)
+from .machine.resources import KernelHistory, KernelUsage, ResourceSampler
 from .map_base import Entry, MapBase
 from .periodic import Periodic
 from .records import ExecutionState, KernelRecord, Origin
-from .resources import KernelHistory, KernelUsage, ResourceSampler
 
 logger = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .folder_lock import FolderLock
-from .identity import start_ticks
-from .process import create_time
+from .machine.identity import start_ticks
+from .machine.process import create_time
 from .settings import write_json_atomic
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from kernelmon.core.buffering import _OVERHEAD, MessageBuffer, pack, unpack
+from kernelmon.core.protocol.buffering import _OVERHEAD, MessageBuffer, pack, unpack
 
 
 def frames(n, size=10):
@@ -106,7 +106,7 @@ def test_many_frames_through_a_disconnected_session(aio):
     import zmq
     from jupyter_client.session import Session
 
-    from kernelmon.core.channels import SessionChannels
+    from kernelmon.core.protocol.channels import SessionChannels
 
     from .conftest import wait_until
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kernelmon.core import iopub, wire
-from kernelmon.core.channels import StreamDecoder
 from kernelmon.core.events import OutputLost
-from kernelmon.core.iopub import message_number
+from kernelmon.core.protocol import iopub, wire
+from kernelmon.core.protocol.channels import StreamDecoder
+from kernelmon.core.protocol.iopub import message_number
 
 from .conftest import EventLog, wait_until
 

@@ -8,7 +8,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
-from kernelmon.core.activity import ActivityWatcher
+from kernelmon.core.protocol.activity import ActivityWatcher
 from kernelmon.core.records import KernelRecord
 
 from .conftest import wait_until
@@ -123,14 +123,14 @@ def test_flood_is_drained_in_batches(aio, publisher):
 
 
 def test_signing_key_required():
-    from kernelmon.core.wire import Signer
+    from kernelmon.core.protocol.wire import Signer
 
     with pytest.raises(ValueError, match="signing key"):
         Signer(b"")
 
 
 def test_decode_message_matches_jupyter_client():
-    from kernelmon.core.wire import Signer, decode_message
+    from kernelmon.core.protocol.wire import Signer, decode_message
 
     session = Session(key=KEY)
     msg = session.msg("execute_result", {"data": {"text/plain": "42"}, "execution_count": 1})
@@ -273,7 +273,7 @@ def test_subshells_and_lost_idles(aio, publisher):
 
 
 def test_open_requests_are_bounded(aio, publisher):
-    from kernelmon.core.activity import OPEN_MEMORY
+    from kernelmon.core.protocol.activity import OPEN_MEMORY
 
     pub, record, watcher, kernel = watched(aio, publisher)
     n = record.messages + 3 * OPEN_MEMORY
@@ -365,7 +365,7 @@ def test_malformed_fields_drop_only_their_message(aio, publisher):
 
 
 def test_decode_message_refuses_malformed_fields():
-    from kernelmon.core.wire import Signer, decode_message
+    from kernelmon.core.protocol.wire import Signer, decode_message
 
     session = Session(key=KEY)
     header = session.pack(session.msg_header("status"))

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 import zmq
 
-from kernelmon.core import wire
-from kernelmon.core.wire import SocketDrain
+from kernelmon.core.protocol import wire
+from kernelmon.core.protocol.wire import SocketDrain
 
 from .conftest import wait_until
 

@@ -17,9 +17,10 @@ from typing import Any
 import psutil
 import pytest
 
-from kernelmon.core import KernelMap, Settings, discovery
-from kernelmon.core.channels import SessionChannels
-from kernelmon.core.external import read_connection_file
+from kernelmon.core import KernelMap, Settings
+from kernelmon.core.backends.external import read_connection_file
+from kernelmon.core.machine import discovery
+from kernelmon.core.protocol.channels import SessionChannels
 from kernelmon.core.records import ExecutionState
 from tests.core.conftest import wait_until
 

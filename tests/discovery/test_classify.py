@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelmon.core.discovery import (
+from kernelmon.core.machine.discovery import (
     ProcessFacts,
     app_summary,
     application_pid,
@@ -17,7 +17,7 @@ from kernelmon.core.discovery import (
     parse_connection_info,
     scan_runtime,
 )
-from kernelmon.core.identity import Proof
+from kernelmon.core.machine.identity import Proof
 from kernelmon.core.records import Origin
 
 KEY = "s3cr3t-key-0123456789"

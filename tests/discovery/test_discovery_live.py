@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from kernelmon.core.discovery import FoundKernel, RuntimeWatcher, scan_runtime
+from kernelmon.core.machine.discovery import FoundKernel, RuntimeWatcher, scan_runtime
 from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
 

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import pytest
 
-from kernelmon.core.discovery import PORT_NAMES, scan_runtime
+from kernelmon.core.backends.external import ExternalKernel, heartbeat, read_connection_file
 from kernelmon.core.errors import KernelmonError
-from kernelmon.core.external import ExternalKernel, heartbeat, read_connection_file
+from kernelmon.core.machine.discovery import PORT_NAMES, scan_runtime
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin
 from tests.core.conftest import process_gone, wait_until
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from kernelmon.core import discovery
-from kernelmon.core.discovery import scan_runtime
 from kernelmon.core.errors import KernelmonError
-from kernelmon.core.identity import (
+from kernelmon.core.machine import discovery
+from kernelmon.core.machine.discovery import scan_runtime
+from kernelmon.core.machine.identity import (
     Proof,
     ipc_paths,
     is_local_address,

@@ -365,7 +365,7 @@ def test_failed_shutdown_of_another_applications_kernel_keeps_it(
     aio, kmap, others, frontends, monkeypatch
 ):
     """kernelmon never claims another application's kernel gone when it is not."""
-    import kernelmon.core.identity as identity
+    import kernelmon.core.machine.identity as identity
 
     k = others.kernel(1)
     aio.run(kmap.rescan())

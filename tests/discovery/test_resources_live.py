@@ -8,9 +8,9 @@ import time
 import psutil
 import pytest
 
-from kernelmon.core.discovery import scan_runtime
-from kernelmon.core.external import ExternalKernel
-from kernelmon.core.resources import ResourceSampler, measure_trees
+from kernelmon.core.backends.external import ExternalKernel
+from kernelmon.core.machine.discovery import scan_runtime
+from kernelmon.core.machine.resources import ResourceSampler, measure_trees
 from tests.core.conftest import wait_until
 
 MB = 1024 * 1024
@@ -155,7 +155,7 @@ def externals_for_rate(aio):
 
 
 def test_samples_taken_at_once_keep_the_history_in_order(aio, kernel, monkeypatch):
-    import kernelmon.core.resources as resources
+    import kernelmon.core.machine.resources as resources
 
     measure = resources.measure_trees
     calls = []

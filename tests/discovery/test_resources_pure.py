@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kernelmon.core.resources import (
+from kernelmon.core.machine.resources import (
     ProcessUsage,
     Series,
     TreeUsage,

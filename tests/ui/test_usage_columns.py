@@ -10,7 +10,7 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 
 from kernelmon.core import KernelMap
-from kernelmon.core.resources import KernelHistory
+from kernelmon.core.machine.resources import KernelHistory
 from kernelmon.ui.figures import (
     format_bytes,
     format_cpu,
@@ -308,7 +308,7 @@ def test_an_orphans_current_parent_is_never_called_its_owner() -> None:
 
 
 def test_process_tree_text() -> None:
-    from kernelmon.core.resources import ProcessUsage
+    from kernelmon.core.machine.resources import ProcessUsage
     from kernelmon.ui.details_pane import process_tree_text
 
     members = [

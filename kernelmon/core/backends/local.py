@@ -30,10 +30,7 @@ from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
-from .activity import ActivityWatcher, Untracked
-from .backend import KernelBackend
-from .channels import Probe
-from .errors import (
+from ..errors import (
     KernelDead,
     KernelStartFailed,
     KernelStartTimeout,
@@ -41,23 +38,26 @@ from .errors import (
     RestartRefused,
     RestartTimeout,
 )
-from .events import KernelDied, KernelEvent, KernelRestarted
-from .identity import (
+from ..events import KernelDied, KernelEvent, KernelRestarted
+from ..machine.identity import (
     Proof,
     make_sockets_private,
     prove_kernel,
     remove_kernel_files,
     start_ticks,
 )
-from .process import (
+from ..machine.process import (
     AdoptedProcess,
     create_time,
     group_members,
     kill_process_group,
     wait_for_exit,
 )
-from .records import ExecutionState, KernelRecord, isoformat
-from .threads import run_in_thread
+from ..protocol.activity import ActivityWatcher, Untracked
+from ..protocol.channels import Probe
+from ..records import ExecutionState, KernelRecord, isoformat
+from ..threads import run_in_thread
+from .base import KernelBackend
 
 logger = logging.getLogger(__name__)
 

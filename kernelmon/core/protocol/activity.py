@@ -34,9 +34,9 @@ from typing import Any
 
 import zmq
 
+from ..records import ExecutionState, KernelRecord, utcnow
+from ..settings import UNTRACKED_MESSAGE_TYPES
 from . import iopub
-from .records import ExecutionState, KernelRecord, utcnow
-from .settings import UNTRACKED_MESSAGE_TYPES
 from .wire import Signer, channel_url, split_frames
 
 #: How many finished requests are remembered (their late status messages are ignored).

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from .periodic import Periodic
-from .threads import run_in_thread
+from ..periodic import Periodic
+from ..threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 

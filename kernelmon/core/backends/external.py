@@ -31,16 +31,16 @@ from typing import Any
 
 import zmq
 
-from .activity import ActivityWatcher, Untracked
-from .backend import KernelBackend
-from .channels import RequestChannel
-from .discovery import FoundKernel, parse_connection_info, read_runtime_json
-from .errors import KernelDead, KernelmonError
-from .identity import Proof, prove_kernel, remove_kernel_files
-from .process import AdoptedProcess, NotTheKernel, wait_for_exit
-from .records import LOCAL, ExecutionState, KernelRecord, Origin
-from .threads import run_in_thread
-from .wire import SocketDrain, channel_url
+from ..errors import KernelDead, KernelmonError
+from ..machine.discovery import FoundKernel, parse_connection_info, read_runtime_json
+from ..machine.identity import Proof, prove_kernel, remove_kernel_files
+from ..machine.process import AdoptedProcess, NotTheKernel, wait_for_exit
+from ..protocol.activity import ActivityWatcher, Untracked
+from ..protocol.channels import RequestChannel
+from ..protocol.wire import SocketDrain, channel_url
+from ..records import LOCAL, ExecutionState, KernelRecord, Origin
+from ..threads import run_in_thread
+from .base import KernelBackend
 
 logger = logging.getLogger(__name__)
 

@@ -30,6 +30,9 @@ from typing import Any
 
 import psutil
 
+from ..periodic import Periodic
+from ..records import Origin
+from ..threads import run_in_thread
 from .identity import (
     MAX_DESCENDANTS,
     PORT_NAMES,
@@ -40,9 +43,6 @@ from .identity import (
     start_ticks,
     unproven_server,
 )
-from .periodic import Periodic
-from .records import Origin
-from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from .records import KernelRecord
+from ..records import KernelRecord
 
 
 class KernelBackend(ABC):

@@ -1,0 +1,1 @@
+"""This machine's processes and files: discovery, identity proofs, resource sampling."""

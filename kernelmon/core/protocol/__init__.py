@@ -1,0 +1,1 @@
+"""Jupyter's messaging protocol over ZeroMQ: wire format, channels, IOPub, activity, buffering."""
