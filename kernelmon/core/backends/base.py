@@ -1,17 +1,31 @@
 """How the core acts on a kernel, whatever runs it.
 
-The ``KernelMap`` holds one ``KernelBackend`` per kernel next to its ``KernelRecord``. A
-backend for kernels kernelmon starts itself (``local.LocalKernel``) is the only one today;
-kernels found in the runtime folder or living on a remote server get backends of their own
-with the same methods, and the map, the culler and the table stay as they are.
+The ``KernelMap`` holds one ``KernelBackend`` per kernel next to its ``KernelRecord``. Each
+kind of kernel has a backend of its own (``local.LocalKernel`` for kernels kernelmon starts
+or adopts, ``external.ExternalKernel`` for other applications' kernels, ``StaleKernel`` for a
+connection file left behind, ``UnadoptedKernel`` for an earlier run's kernel that could not be
+adopted; later remote servers). A backend **owns its capabilities**: the map, the culler and
+the UI never ask what type a backend is, they ask it (``refusal``, ``persisted_state``,
+``confirm_idle_soon``, ...). Only the backend factory names the classes.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from enum import StrEnum
 from typing import Any
 
 from ..records import KernelRecord
+
+
+class Action(StrEnum):
+    """What a user (or the culler) can ask of a kernel."""
+
+    INTERRUPT = "interrupt"
+    RESTART = "restart"
+    SHUTDOWN = "shutdown"
+    #: attach a frontend (kernelmon's console) to the kernel's channels
+    CONNECT = "connect"
 
 
 class KernelBackend(ABC):
@@ -42,6 +56,27 @@ class KernelBackend(ABC):
 
     @abstractmethod
     async def is_alive(self) -> bool: ...
+
+    # -- capabilities: what the map, the culler and the UI ask instead of the type ----------
+
+    def refusal(self, action: Action) -> str | None:
+        """None when ``action`` can be tried on this kernel now; otherwise the sentence that
+        says why not, written for the user (the map raises it in the matching
+        ``KernelmonError``; the UI shows it as is, from the model's ``refusals``)."""
+        return None
+
+    def refusals(self) -> dict[str, str]:
+        """``{action: sentence}`` for every action refused now (the kernel model's
+        ``refusals``)."""
+        return {a.value: why for a in Action if (why := self.refusal(a)) is not None}
+
+    def persisted_state(self) -> dict[str, Any] | None:
+        """What the crash-safe state file keeps for this kernel (None: nothing, it is not
+        kernelmon's to keep)."""
+        return None
+
+    def confirm_idle_soon(self) -> None:  # noqa: B027 (optional hook)
+        """Check soon that a kernel shown busy still is (kernelmon's own kernels only)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
         """Release sockets and timers (after shutdown, or when the map forgets the kernel)."""
