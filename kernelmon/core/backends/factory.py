@@ -1,0 +1,42 @@
+"""The one place that names the backend classes: the map asks this factory for a backend
+of each kind and otherwise speaks only ``KernelBackend``. Tests and embedders inject their
+own factory (``KernelMap(backends=...)``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import KernelBackend
+
+if TYPE_CHECKING:
+    from ..machine.discovery import FoundKernel
+    from ..records import KernelRecord
+
+
+class BackendFactory:
+    """Makes the backend of each kind of kernel (arguments: those of the class made)."""
+
+    def local(self, record: KernelRecord, **kwargs: Any) -> KernelBackend:
+        """A kernel kernelmon starts (or adopts after a crash): ``local.LocalKernel``."""
+        from .local import LocalKernel
+
+        return LocalKernel(record, **kwargs)
+
+    def external(self, found: FoundKernel, **kwargs: Any) -> KernelBackend:
+        """Another application's live kernel found on this machine (its record is the
+        backend's ``record``); raises ``ExternalKernelError`` when it cannot be watched."""
+        from .external import ExternalKernel
+
+        return ExternalKernel.from_found(found, **kwargs)
+
+    def stale(self, record: KernelRecord, connection_file: str) -> KernelBackend:
+        """A connection file that no live kernel serves."""
+        from .external import StaleKernel
+
+        return StaleKernel(record, connection_file)
+
+    def unadopted(self, record: KernelRecord, *args: Any) -> KernelBackend:
+        """A kernel of an earlier run that runs but could not be adopted."""
+        from ..adoption import UnadoptedKernel
+
+        return UnadoptedKernel(record, *args)
