@@ -8,6 +8,7 @@ server can be added later as records with other values and other backends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -107,6 +108,11 @@ class KernelRecord:
     uss: int | None = None
     processes: int | None = None
     message_rate: float | None = None
+    #: What the kernel's backend refuses now (see ``KernelBackend.refusals``): set by the
+    #: backend, called for each model.
+    refusals_of: Callable[[], dict[str, str]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def to_model(self) -> dict[str, Any]:
         """A JSON-safe dict (what the table and Jupyter's REST API show)."""
@@ -148,4 +154,6 @@ class KernelRecord:
             "uss": self.uss,
             "processes": self.processes,
             "message_rate": self.message_rate,
+            #: {action: why it is refused now}; an action not named can be tried
+            "refusals": self.refusals_of() if self.refusals_of is not None else {},
         }

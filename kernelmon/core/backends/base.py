@@ -37,6 +37,7 @@ class KernelBackend(ABC):
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
         record.can_restart = self.can_restart  # what the table offers follows the backend
+        record.refusals_of = self.refusals  # the model's "refusals" ask the backend
 
     @property
     @abstractmethod
@@ -62,7 +63,45 @@ class KernelBackend(ABC):
     def refusal(self, action: Action) -> str | None:
         """None when ``action`` can be tried on this kernel now; otherwise the sentence that
         says why not, written for the user (the map raises it in the matching
-        ``KernelmonError``; the UI shows it as is, from the model's ``refusals``)."""
+        ``KernelmonError``; the UI shows it as is, from the model's ``refusals``).
+
+        This default decides from the record (who owns the kernel, its state); backends
+        override it with what they know better."""
+        record = self.record
+        origin = str(record.origin)
+        state = str(record.execution_state)
+        if origin == "stale":
+            if action == Action.SHUTDOWN:
+                return None  # shutting a stale kernel down cleans its file up
+            return "This kernel has no process, only a connection file: clean it up instead"
+        if action == Action.RESTART:
+            if origin == "external":
+                owner = record.parent_app or "another application"
+                if record.parent_pid is not None:
+                    owner += f" (pid {record.parent_pid})"
+                return (
+                    f"kernelmon did not start this kernel: {owner} owns it and alone can "
+                    "start it again. Restart it from there"
+                )
+            if origin == "orphan":
+                return (
+                    "kernelmon did not start this kernel, and the application that started "
+                    "it is gone: nobody can start it again. Shut it down instead"
+                )
+            if not self.can_restart:
+                return "This kernel cannot be restarted now"
+            return None
+        if action == Action.INTERRUPT:
+            if not record.can_interrupt:
+                why = record.identity_problem or record.reason
+                return "kernelmon cannot interrupt this kernel" + (f": {why}" if why else "")
+            if state == "dead":
+                return "This kernel is dead: there is nothing to interrupt"
+            if state in ("starting", "restarting"):
+                return f"This kernel is {state}: there is nothing to interrupt yet"
+            return None
+        if action == Action.CONNECT and state == "dead":
+            return "This kernel is dead: shut it down or restart it first"
         return None
 
     def refusals(self) -> dict[str, str]:
