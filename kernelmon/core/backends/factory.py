@@ -4,8 +4,11 @@ own factory (``KernelMap(backends=...)``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ..records import utcnow
 from .base import KernelBackend
 
 if TYPE_CHECKING:
@@ -14,7 +17,13 @@ if TYPE_CHECKING:
 
 
 class BackendFactory:
-    """Makes the backend of each kind of kernel (arguments: those of the class made)."""
+    """Makes the backend of each kind of kernel (arguments: those of the class made).
+
+    ``clock`` is what "now" is for every timestamp a decision compares (activity, culling):
+    the map's clock, handed to each backend it makes."""
+
+    def __init__(self, clock: Callable[[], datetime] = utcnow) -> None:
+        self.clock = clock
 
     def local(self, record: KernelRecord, **kwargs: Any) -> KernelBackend:
         """A kernel kernelmon starts (or adopts after a crash): ``local.LocalKernel``."""
