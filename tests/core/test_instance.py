@@ -204,7 +204,7 @@ def test_an_endless_line_is_hung_up_on(lock: InstanceLock) -> None:
 def test_silent_clients_never_block_others(
     lock: InstanceLock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(instance, "IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(instance.server, "IDLE_TIMEOUT", 0.5)
 
     async def main() -> None:
         server = await serving(lock)
