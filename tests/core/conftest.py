@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -11,16 +9,7 @@ import pytest
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelEvent
-
-
-async def wait_until(
-    predicate: Callable[[], object], timeout: float = 10.0, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+from tests.waiting import wait_until  # noqa: F401  (the tests of this package import it from here)
 
 
 def process_gone(pid: int | None) -> bool:

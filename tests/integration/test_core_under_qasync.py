@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QApplication
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelChanged, KernelRestarted, KernelShutDown
-from tests.core.conftest import EventLog, process_gone, wait_until
+from tests.core.conftest import EventLog, process_gone
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

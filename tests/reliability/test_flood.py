@@ -8,8 +8,8 @@ import gc
 
 import psutil
 
-from tests.core.conftest import wait_until
 from tests.core.test_connections import wait_quiet
+from tests.waiting import wait_until
 
 N = 100_000
 

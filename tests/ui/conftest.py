@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ import qasync  # isort: skip  (PySide6 first)
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.ui import dialogs
+from tests.waiting import wait_until  # noqa: F401  (the tests of this package import it from here)
 
 T = TypeVar("T")
 
@@ -35,17 +36,6 @@ class QtLoop:
 
     def sleep(self, seconds: float) -> None:
         self.run(asyncio.sleep(seconds))
-
-
-async def wait_until(
-    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02
-) -> None:
-    """Wait (letting the loop run) until ``predicate()`` is true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture(scope="module")
