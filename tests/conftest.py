@@ -56,6 +56,14 @@ def aio() -> Iterator[AsyncRunner]:
         yield AsyncRunner(runner)
 
 
+@pytest.fixture(scope="session")
+def qapp_cls() -> type:
+    """pytest-qt's QApplication class for the whole session (see ``tests.qt_loop``)."""
+    from tests.qt_loop import LoopApplication
+
+    return LoopApplication
+
+
 @pytest.fixture
 def tmp_root(tmp_path: Any) -> Any:
     root = tmp_path / "root"

@@ -17,9 +17,8 @@ from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
-def qloop():
-    app = QApplication.instance() or QApplication([])
-    loop = qasync.QEventLoop(app)
+def qloop(qapp: QApplication):
+    loop = qasync.QEventLoop(qapp)
     yield loop
     loop.run_until_complete(asyncio.sleep(0))
     loop.close()

@@ -45,12 +45,13 @@ def test_under_plain_asyncio() -> None:
     asyncio.run(scenario())
 
 
-def test_under_qasync_no_result_travels_through_call_soon_threadsafe(monkeypatch) -> None:
+def test_under_qasync_no_result_travels_through_call_soon_threadsafe(
+    qapp: QApplication, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """asyncio.to_thread hands its result back with call_soon_threadsafe, which qasync does
     by emitting a Qt signal from the worker thread (PySide6 has crashed delivering those);
     run_in_thread must not use it at all."""
-    app = QApplication.instance() or QApplication([])
-    loop = qasync.QEventLoop(app)
+    loop = qasync.QEventLoop(qapp)
     crossings: list[str] = []
 
     def refuse(*args: object, **kwargs: object) -> None:

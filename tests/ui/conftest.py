@@ -40,27 +40,17 @@ class QtLoop:
 
 @pytest.fixture(scope="module")
 def qloop(qapp: QApplication) -> Iterator[QtLoop]:
-    """The module's qasync loop. pytest-qt processes Qt events between a test's phases; with
-    a qasync loop that is not running then, a task step due at that moment (the core's
-    periodic sampling and discovery) would run without a running loop and die. So while
-    the module lasts, that processing goes through the loop."""
-    import pytestqt.plugin
+    """The module's qasync loop; Qt events pytest-qt processes between a test's phases
+    go through it while the module lasts (``tests.qt_loop.LoopApplication``)."""
+    from tests.qt_loop import LoopApplication
 
+    assert isinstance(qapp, LoopApplication), "qapp_cls is the suite's LoopApplication"
     loop = qasync.QEventLoop(qapp)
-    original = pytestqt.plugin._process_events
-
-    def process_events() -> None:
-        if loop.is_running() or loop.is_closed():
-            original()
-        else:
-            loop.run_until_complete(asyncio.sleep(0))
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(pytestqt.plugin, "_process_events", process_events)
+    qapp.asyncio_loop = loop
     try:
         yield QtLoop(loop)
     finally:
-        patch.undo()
+        qapp.asyncio_loop = None
         loop.run_until_complete(asyncio.sleep(0.05))
         loop.close()
 
