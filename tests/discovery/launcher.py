@@ -44,19 +44,35 @@ def main() -> None:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+
+    def start() -> KernelManager:
+        kernel_id = str(uuid.uuid4())
+        where = {} if temp else {"connection_file": f"{runtime}/kernel-{kernel_id}.json"}
+        km = KernelManager(kernel_name=kernel_name, **where)
+        km.start_kernel(independent=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        managers.append(km)
+        client = km.client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=30)
+        finally:
+            client.stop_channels()
+        return km
+
     try:
         for _ in range(count):
-            kernel_id = str(uuid.uuid4())
-            where = {} if temp else {"connection_file": f"{runtime}/kernel-{kernel_id}.json"}
-            km = KernelManager(kernel_name=kernel_name, **where)
-            km.start_kernel(independent=True, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-            managers.append(km)
-            client = km.client()
-            client.start_channels()
-            try:
-                client.wait_for_ready(timeout=30)
-            finally:
-                client.stop_channels()
+            for attempt in range(3):
+                try:
+                    start()
+                    break
+                except RuntimeError:
+                    # The kernel died before answering: another process took a TCP port
+                    # jupyter_client picked before the kernel bound it ("Address already
+                    # in use", a known race of TCP kernels, likelier with tests running in
+                    # parallel). Try again with fresh ports.
+                    managers.pop().shutdown_kernel(now=True)
+                    if attempt == 2:
+                        raise
         kernels = [
             {
                 "id": os.path.basename(km.connection_file).removeprefix("kernel-")[:-5],
