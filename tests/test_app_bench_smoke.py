@@ -12,6 +12,9 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "app_bench.py"
 
+#: A whole app benchmark run: left out by `-m "not slow"` (README).
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.timeout(150)
 def test_quick_app_benchmark_prints_table_and_writes_json(tmp_path: Path) -> None:

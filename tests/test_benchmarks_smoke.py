@@ -13,6 +13,9 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
+#: Whole benchmark runs: left out by `-m "not slow"` (README).
+pytestmark = pytest.mark.slow
+
 
 def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
     """The benchmark with ``--quick`` and ``args``, its output captured."""

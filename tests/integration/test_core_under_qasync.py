@@ -15,6 +15,9 @@ from kernelmon.core.events import KernelChanged, KernelRestarted, KernelShutDown
 from tests.core.conftest import EventLog, process_gone
 from tests.waiting import wait_until
 
+#: Floods through a qasync loop: left out by `-m "not slow"` (README).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def qloop(qapp: QApplication):

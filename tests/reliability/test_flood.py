@@ -7,11 +7,15 @@ import dataclasses
 import gc
 
 import psutil
+import pytest
 
 from tests.core.test_connections import wait_quiet
 from tests.waiting import wait_until
 
 N = 100_000
+
+#: 10^5 messages: left out by `-m "not slow"` (README).
+pytestmark = pytest.mark.slow
 
 
 def test_disconnected_flood_stays_within_caps(aio, kmap):
