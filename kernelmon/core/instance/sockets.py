@@ -9,7 +9,7 @@ import re
 import socket
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..state import ENV_STATE_DIR, default_state_dir
@@ -39,6 +39,16 @@ def _check_owner(st: os.stat_result, what: str) -> None:
         raise InstanceError(f"{what} belongs to another user (uid {st.st_uid}).")
 
 
+def _check_kind_and_owner(
+    st: os.stat_result, path: Path, is_kind: Callable[[int], bool], noun: str, wrong_kind: str
+) -> None:
+    """``InstanceError`` unless ``path`` (``st``) is of the kind ``is_kind`` tells (else
+    "PATH WRONG_KIND") and this user's."""
+    if not is_kind(st.st_mode):
+        raise InstanceError(f"{path} {wrong_kind}")
+    _check_owner(st, f"The {noun} {path}")
+
+
 def private_dir(folder: Path) -> None:
     """Create ``folder`` (mode 0700) or make sure the existing one is this user's and
     closed to others; ``InstanceError`` if it cannot be."""
@@ -47,9 +57,7 @@ def private_dir(folder: Path) -> None:
         st = os.stat(folder)
     except OSError as e:
         raise InstanceError(f"kernelmon cannot use the folder {folder}: {e.strerror}.") from e
-    if not stat.S_ISDIR(st.st_mode):
-        raise InstanceError(f"{folder} is not a folder.")
-    _check_owner(st, f"The folder {folder}")
+    _check_kind_and_owner(st, folder, stat.S_ISDIR, "folder", "is not a folder.")
     if st.st_mode & 0o077:
         try:
             os.chmod(folder, 0o700)
@@ -131,8 +139,7 @@ def check_socket_file(path: Path) -> None:
         return
     except OSError as e:
         raise InstanceError(f"Cannot look at {path}: {e.strerror}.") from e
-    if not stat.S_ISSOCK(st.st_mode):
-        raise InstanceError(f"{path} is not a socket; kernelmon leaves it alone (remove it).")
-    _check_owner(st, f"The socket {path}")
+    wrong = "is not a socket; kernelmon leaves it alone (remove it)."
+    _check_kind_and_owner(st, path, stat.S_ISSOCK, "socket", wrong)
     if st.st_mode & 0o022:
         raise InstanceError(f"The socket {path} can be written by other users; remove it.")
