@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .console import ConsoleManager
     from .event_log import EventLogView
     from .status_bar import KernelStatusBar
+    from .store import KernelStore
     from .tasks import TaskRunner
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class KernelActionsMixin:
 
     if TYPE_CHECKING:
         kernel_map: KernelMap
+        store: KernelStore
         window_state: QSettings
         tasks: TaskRunner
         status: KernelStatusBar
@@ -187,7 +189,7 @@ class KernelActionsMixin:
         return self.tasks.spawn(self.kernel_map.rescan(), "Looking for kernels")
 
     def _known(self, kernel_ids: Sequence[str | None]) -> list[str]:
-        return [k for k in dict.fromkeys(kernel_ids) if k is not None and k in self.kernel_map]
+        return [k for k in dict.fromkeys(kernel_ids) if k is not None and k in self.store]
 
     def restart_kernel(self, kernel_id: str | None) -> Any:
         """Restart one kernel (asks first); its task, or None."""
@@ -326,7 +328,7 @@ class KernelActionsMixin:
         if n == 0:
             return None
         # Stale connection files have no process: they are not kernels that keep running.
-        others = sum(is_foreign(m) for m in self.kernel_map.list_kernels())
+        others = sum(is_foreign(m) for m in self.store.models())
         keep = f" The {others} kernel(s) other applications started keep running." if others else ""
         if not self.confirm(
             "shutdown_all",

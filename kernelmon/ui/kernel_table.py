@@ -24,7 +24,6 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QFont
 
-from ..core import KernelMap
 from .bridge import KernelBridge
 from .figures import (
     ORIGINS,
@@ -38,6 +37,7 @@ from .figures import (
 )
 from .icons import origin_icon, spec_logo, state_icon
 from .sparkline import HISTORY_ROLE
+from .store import KernelStore
 
 logger = logging.getLogger(__name__)
 
@@ -191,32 +191,41 @@ def short_id(kernel_id: str) -> str:
 
 
 class KernelTableModel(QAbstractTableModel):
-    """One row per kernel of a ``KernelMap`` (or of what ``add_kernel`` is given)."""
+    """One row per kernel of a bridge's ``KernelStore`` (or of what ``add_kernel`` is given,
+    when not attached to a bridge)."""
 
     def __init__(
         self,
-        kernel_map: KernelMap | None = None,
+        bridge: KernelBridge | None = None,
         parent: QObject | None = None,
         *,
         refresh_ms: int = 1000,
     ) -> None:
         super().__init__(parent)
-        self._map = kernel_map
+        self._bridge: KernelBridge | None = None
+        #: Where the models are read: the bridge's store once attached, else one of its own.
+        self._store = KernelStore(self)
         self._ids: list[str] = []
-        self._models: dict[str, dict[str, Any]] = {}
         self._specs: dict[str, dict[str, Any]] = {}
         self._specs_loaded = False
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh_times)
         if refresh_ms > 0:
             self._timer.start(refresh_ms)
-        if kernel_map is not None:
-            for model in kernel_map.list_kernels():
-                self.add_kernel(model["id"], model)
+        if bridge is not None:
+            self.attach(bridge)
 
     # -- feeding ----------------------------------------------------------------------------
 
     def attach(self, bridge: KernelBridge) -> None:
+        """Show the kernels of ``bridge``'s store, and follow its signals."""
+        self._bridge = bridge
+        self._store = bridge.store
+        for kid in bridge.store.ids():
+            if kid not in self._ids:
+                self.beginInsertRows(QModelIndex(), len(self._ids), len(self._ids))
+                self._ids.append(kid)
+                self.endInsertRows()
         bridge.kernel_added.connect(self.on_bridge_kernel_added)
         bridge.kernel_changed.connect(self.on_bridge_kernel_changed)
         bridge.kernel_removed.connect(self.on_bridge_kernel_removed)
@@ -241,22 +250,28 @@ class KernelTableModel(QAbstractTableModel):
                 [HISTORY_ROLE, Qt.ItemDataRole.ToolTipRole],
             )
 
+    def _keep(self, kernel_id: str, model: dict[str, Any]) -> None:
+        """Without a bridge, the table keeps the models it is given (with one, the bridge
+        has put them in its store already)."""
+        if self._bridge is None:
+            self._store.put(kernel_id, dict(model))
+
     def add_kernel(self, kernel_id: str, model: dict[str, Any]) -> None:
-        if kernel_id in self._models:
+        if kernel_id in self._ids:
             self.update_kernel(kernel_id, model)
             return
         row = len(self._ids)
         self.beginInsertRows(QModelIndex(), row, row)
         self._ids.append(kernel_id)
-        self._models[kernel_id] = dict(model)
+        self._keep(kernel_id, model)
         self.endInsertRows()
 
     def update_kernel(self, kernel_id: str, model: dict[str, Any], fields: Any = None) -> None:
         """A kernel's model changed (``fields``, if given, names what changed: only the
         columns that show those are repainted)."""
-        if kernel_id not in self._models:
+        if kernel_id not in self._ids:
             return  # a late change for a kernel already removed
-        self._models[kernel_id] = dict(model)
+        self._keep(kernel_id, model)
         row = self._ids.index(kernel_id)
         first, last = 0, len(Column) - 1
         if fields and all(f in FIELD_COLUMNS for f in fields):
@@ -265,12 +280,13 @@ class KernelTableModel(QAbstractTableModel):
         self.dataChanged.emit(self.index(row, first), self.index(row, last))
 
     def remove_kernel(self, kernel_id: str) -> None:
-        if kernel_id not in self._models:
+        if kernel_id not in self._ids:
             return
         row = self._ids.index(kernel_id)
         self.beginRemoveRows(QModelIndex(), row, row)
         del self._ids[row]
-        del self._models[kernel_id]
+        if self._bridge is None:
+            self._store.pop(kernel_id)
         self.endRemoveRows()
 
     def refresh_times(self) -> None:
@@ -291,16 +307,16 @@ class KernelTableModel(QAbstractTableModel):
         return list(self._ids)
 
     def kernel_model(self, kernel_id: str) -> dict[str, Any] | None:
-        return self._models.get(kernel_id)
+        return self._store.get(kernel_id) if kernel_id in self._ids else None
 
     def row_of(self, kernel_id: str) -> int:
-        return self._ids.index(kernel_id) if kernel_id in self._models else -1
+        return self._ids.index(kernel_id) if kernel_id in self._ids else -1
 
     def _spec(self, name: str) -> dict[str, Any] | None:
-        if name not in self._specs and not self._specs_loaded and self._map is not None:
+        if name not in self._specs and not self._specs_loaded and self._bridge is not None:
             self._specs_loaded = True
             try:
-                self._specs = self._map.kernel_specs()
+                self._specs = self._bridge.kernel_specs()
             except Exception:
                 logger.exception("Could not list kernel specs")
         return self._specs.get(name)
@@ -316,20 +332,11 @@ class KernelTableModel(QAbstractTableModel):
         return max(0.0, (self._now() - when).total_seconds())
 
     def _eta(self, kernel_id: str) -> float | None:
-        if self._map is None or kernel_id not in self._map:
-            return None
-        return self._map.cull_eta(kernel_id)
+        return None if self._bridge is None else self._bridge.cull_eta(kernel_id)
 
     def history(self, kernel_id: str) -> Any:
         """The core's ``KernelHistory`` of a kernel (None without one)."""
-        history = getattr(self._map, "history", None)
-        if history is None or self._map is None or kernel_id not in self._map:
-            return None
-        try:
-            return history(kernel_id)
-        except Exception:  # a kernel that just left, or a core without histories
-            logger.debug("No history for %s", kernel_id, exc_info=True)
-            return None
+        return None if self._bridge is None else self._bridge.history(kernel_id)
 
     def _sparkline(self, kernel_id: str) -> tuple[list[float], list[float], list[float]] | None:
         history = self.history(kernel_id)
@@ -369,7 +376,7 @@ class KernelTableModel(QAbstractTableModel):
         if not 0 <= index.column() < len(Column):
             return None
         kid = self._ids[index.row()]
-        model = self._models[kid]
+        model = self._store.get(kid) or {}
         column = Column(index.column())
         if role == KERNEL_ID_ROLE:
             return kid

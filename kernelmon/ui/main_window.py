@@ -40,12 +40,11 @@ from .. import paths
 from ..core import KernelMap, Settings
 from ..settings_file import save_settings
 from . import actions, dialogs
-from .bridge import FIGURE_FIELDS, KernelBridge
+from .bridge import KernelBridge
 from .console import ConsoleManager
 from .culler_panel import CullerPanel
 from .details_pane import KernelDetailsPane
 from .event_log import EventLogView
-from .figures import is_owned
 from .icons import app_icon, icon
 from .kernel_actions import MESSAGE_MS, KernelActionsMixin
 from .kernel_table import Column, KernelSortProxy, KernelTableModel, short_id
@@ -121,8 +120,8 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.tasks = TaskRunner(self)
         self.tasks.task_failed.connect(self.on_tasks_task_failed)
         self.bridge = KernelBridge(kernel_map, parent=self)
-        self.table_model = KernelTableModel(kernel_map, self)
-        self.table_model.attach(self.bridge)
+        self.store = self.bridge.store
+        self.table_model = KernelTableModel(self.bridge, self)
         self.proxy = KernelSortProxy(self)
         self.proxy.setSourceModel(self.table_model)
         self.table = self._make_table()
@@ -138,7 +137,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.splitter.setStretchFactor(1, 1)
         self.setCentralWidget(self.splitter)
 
-        self.details = KernelDetailsPane(self.table_model.history)
+        self.details = KernelDetailsPane(self.bridge.history)
         self.details_dock = self._make_dock("Kernel details", "details_dock", self.details)
         self.culler_panel = CullerPanel(self._user_settings)
         self.culler_panel.settings_changed.connect(self.on_culler_panel_settings_changed)
@@ -153,7 +152,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
         self.details_dock.raise_()
 
-        self.status = KernelStatusBar(kernel_map, self)
+        self.status = KernelStatusBar(self.bridge, self)
         self.setStatusBar(self.status)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
@@ -161,14 +160,6 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         self.progress.setToolTip("Waiting for a restarted kernel to answer")
         self.progress.hide()
         self.status.addPermanentWidget(self.progress)
-
-        # Kernel changes come in bursts (a sample tick changes every kernel's figures): the
-        # actions and the status bar, which read every kernel, are refreshed once after the
-        # burst, in the next turn of the event loop, not once per kernel.
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(0)
-        self._refresh_timer.timeout.connect(self.refresh_now)
 
         self.actions_by_name: dict[str, QAction] = {}
         self._make_actions()
@@ -261,12 +252,9 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         b = self.bridge
         b.kernel_removed.connect(self.consoles.on_kernel_removed)
         b.kernel_restarted.connect(self.consoles.on_kernel_restarted)
-        for signal in (b.kernel_added, b.kernel_removed):
-            signal.connect(self.schedule_refresh)
-        # Figures alone (activity, resources) change no action: no refresh for them.
-        b.kernel_changed.connect(
-            lambda _k, _m, fields: None if fields <= FIGURE_FIELDS else self.schedule_refresh()
-        )
+        # Once per burst of changes (the bridge's one throttle); figures alone change no
+        # action and are not in a burst.
+        self.store.kernels_changed.connect(lambda _ids: self.update_actions())
         b.kernel_changed.connect(lambda k, m, _f: self.details.update_model(k, m))
         b.kernel_removed.connect(lambda k, _r: self.details.kernel_removed(k))
         b.usage_sampled.connect(self.on_bridge_usage_sampled)
@@ -307,14 +295,14 @@ class MainWindow(QMainWindow, KernelActionsMixin):
             selection_model.setCurrentIndex(selection.indexes()[0], flags.NoUpdate)
 
     def kernel_label(self, kernel_id: str) -> str:
-        model = self.table_model.kernel_model(kernel_id) or {}
+        model = self.store.get(kernel_id) or {}
         return f"{model.get('display_name') or 'kernel'} {short_id(kernel_id)}"
 
     def _model(self, kernel_id: str) -> dict[str, Any]:
-        return self.table_model.kernel_model(kernel_id) or {}
+        return self.store.get(kernel_id) or {}
 
     def _state(self, kernel_id: str) -> str | None:
-        model = self.table_model.kernel_model(kernel_id)
+        model = self.store.get(kernel_id)
         return None if model is None else str(model.get("execution_state"))
 
     def is_stale(self, kernel_id: str) -> bool:
@@ -332,7 +320,7 @@ class MainWindow(QMainWindow, KernelActionsMixin):
 
     def owned_kernel_ids(self) -> list[str]:
         """The kernels kernelmon started (what quitting and "Shut down all" act on)."""
-        return [m["id"] for m in self.kernel_map.list_kernels() if is_owned(m)]
+        return self.store.owned_ids()
 
     def update_actions(self) -> None:
         ids = [k for k in self.selected_kernel_ids() if self._state(k) is not None]
@@ -358,29 +346,17 @@ class MainWindow(QMainWindow, KernelActionsMixin):
         acts["copy_id"].setEnabled(bool(ids))
         acts["shutdown_all"].setEnabled(bool(self.owned_kernel_ids()))
 
-    def schedule_refresh(self, *_args: Any) -> None:
-        """Refresh the actions and the status bar once the current burst of changes is
-        over (at most once per turn of the event loop)."""
-        if not self._refresh_timer.isActive():
-            self._refresh_timer.start()
-
-    def refresh_now(self) -> None:
-        """Refresh the actions and the status bar now (what ``schedule_refresh`` defers)."""
-        self._refresh_timer.stop()
-        self.update_actions()
-        self.status.refresh()
-
     def update_details(self) -> None:
         """Show the first selected kernel in the details pane."""
         kid = self.selected_kernel_id()
-        model = self.table_model.kernel_model(kid) if kid is not None else None
+        model = self.store.get(kid)
         if kid != self.details.kernel_id or model is None:
             self.details.show_kernel(kid, model)
 
     def update_culling_column(self) -> None:
         self.table.setColumnHidden(
             Column.CULL_ETA,
-            not self.kernel_map.culling and self.kernel_map.settings.cull_idle_timeout <= 0,
+            not self.bridge.culling and self.bridge.settings.cull_idle_timeout <= 0,
         )
 
     # -- telling the user -------------------------------------------------------------------
@@ -434,8 +410,6 @@ class MainWindow(QMainWindow, KernelActionsMixin):
     def on_bridge_usage_sampled(self, total_cpu: float | None, total_rss: int) -> None:
         self.status.set_usage(total_cpu, total_rss)
         self.details.refresh_plots()
-        if self.tray is not None:
-            self.tray.schedule_refresh()
 
     def recheck_state_folder(self) -> None:
         """Look at the state folder again (off the loop; its problems come as events)."""

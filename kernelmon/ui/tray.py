@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
@@ -64,35 +63,27 @@ class KernelTray(QSystemTrayIcon):
         self.notifications: list[tuple[str, str]] = []
         self._told_still_running = False
         self.activated.connect(self.on_activated)
-        # One refresh after a burst of changes (every kernel changes on a sample tick), in
-        # the next turn of the event loop: each refresh reads every kernel.
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(0)
-        self._refresh_timer.timeout.connect(self.refresh)
-        bridge = window.bridge
-        # Bound methods, not lambdas: Qt disconnects them when the tray is deleted.
-        bridge.kernel_added.connect(self.on_bridge_kernels_changed)
-        bridge.kernel_changed.connect(self.on_bridge_kernels_changed)
-        bridge.kernel_removed.connect(self.on_bridge_kernels_changed)
+        self.store = window.bridge.store
+        # Bound methods, not lambdas: Qt disconnects them when the tray is deleted. Once per
+        # burst of changes (the bridge's), and on each resource sample (the memory total).
+        self.store.kernels_changed.connect(self.on_store_kernels_changed)
+        window.bridge.usage_sampled.connect(self.on_bridge_usage_sampled)
         window.notified.connect(self.notify)
         self.rebuild_menu()
         self.refresh()
 
-    def on_bridge_kernels_changed(self, *_args: Any) -> None:
-        self.schedule_refresh()
+    def on_store_kernels_changed(self, _ids: Any) -> None:
+        self.refresh()
 
-    def schedule_refresh(self) -> None:
-        """Refresh the icon and tooltip once the current burst of changes is over."""
-        if not self._refresh_timer.isActive():
-            self._refresh_timer.start()
+    def on_bridge_usage_sampled(self, *_args: Any) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
-        self._refresh_timer.stop()
-        models = self.window.kernel_map.list_kernels()
+        """The icon and the tooltip, from the store."""
+        models = self.store.models()
         state = overall_state(models)
         self.setIcon(app_icon() if state == "none" else icon(f"tray-{state}"))
-        self.setToolTip(tooltip_text(models, self.window.status.total_rss))
+        self.setToolTip(tooltip_text(models, self.store.total_rss))
 
     def notify(self, title: str, text: str) -> None:
         self.notifications.append((title, text))
@@ -145,7 +136,7 @@ class KernelTray(QSystemTrayIcon):
         )
         self._add(menu, "Start kernel", lambda: w.start_kernel(None), "start")
         menu.addSeparator()
-        for model in sorted(w.kernel_map.list_kernels(), key=lambda m: str(m["display_name"])):
+        for model in sorted(self.store.models(), key=lambda m: str(m["display_name"])):
             kid = str(model["id"])
             sub = menu.addMenu(
                 f"{model['display_name']} {short_id(kid)} ({model['execution_state']})"
@@ -170,7 +161,7 @@ class KernelTray(QSystemTrayIcon):
                 restart.setToolTip(restart_refusal(model))
             self._add(sub, "Interrupt", lambda k=kid: w.interrupt_kernel(k), "interrupt")
             self._add(sub, "Shut down", lambda k=kid: w.shutdown_kernel(k), "shutdown")
-        if w.kernel_map.list_kernels():
+        if len(self.store):
             menu.addSeparator()
         pause = self._add(
             menu,
