@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import logging
 import logging.handlers
@@ -124,7 +123,7 @@ class ErrorReporter:
         window = self.window
         if window is not None:
             try:
-                window.show_internal_error(detail)
+                window.notices.show_internal_error(detail)
             except Exception:
                 logger.exception("Could not show an error to the user")
         else:
@@ -161,6 +160,7 @@ async def run_app(
     instance_problem: str | None = None,
 ) -> int:
     from .ui.main_window import MainWindow
+    from .ui.notifier import Level
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_REPORTER.loop_exception_handler)
@@ -183,11 +183,13 @@ async def run_app(
         server = InstanceServer(instance, __version__)
         server.add_op("activate", lambda request: activate(window, request))
         await server.start()
-    window.restore_and_monitor().add_done_callback(freeze_startup_objects)
+    window.commands.restore_and_monitor().add_done_callback(freeze_startup_objects)
     if settings_message:
-        window.report_problem("Settings", settings_message)
+        window.notifier.notify(Level.ERROR, "Settings", settings_message, dialog=True)
     if instance_problem:
-        window.report_problem("Another launch of kernelmon", instance_problem)
+        window.notifier.notify(
+            Level.ERROR, "Another launch of kernelmon", instance_problem, dialog=True
+        )
     try:
         await window.wait_finished()
     finally:
@@ -234,7 +236,10 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
             code="quitting",
         )
     launcher = request.get("pid")
-    applied, ignored = window.take_launch(
+    from .ui.handover import take_launch
+
+    applied, ignored = take_launch(
+        window,
         root_dir=args.root_dir,
         run_folders=list(args.runtime_dir),
         no_tray=args.no_tray,
@@ -375,12 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setWindowIcon(app_icon())
         # The window decides when to quit (it may ask about running kernels first).
         app.setQuitOnLastWindowClosed(False)
-        effective = settings
-        if run_folders:
-            saved = tuple(getattr(settings, "runtime_folders", ()))
-            extra = tuple(f for f in run_folders if f not in saved)
-            effective = dataclasses.replace(settings, runtime_folders=saved + extra)
-        kernel_map = KernelMap(effective)
+        from .ui.settings_controller import effective_settings
+
+        kernel_map = KernelMap(effective_settings(settings, paused=False, run_folders=run_folders))
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
             return runner.run(
                 run_app(

@@ -326,6 +326,10 @@ class KernelBridge(QObject):
             self.store.set_usage(*usage)
             self.usage_sampled.emit(*usage)
 
+    def set_usage(self, total_cpu: float | None, total_rss: int) -> None:
+        """Totals known outside a sample tick (when monitoring starts)."""
+        self.store.set_usage(total_cpu, total_rss)
+
     # -- what the store cannot answer (reads of the map; actions go through commands) -------
 
     @property

@@ -98,6 +98,7 @@ class KernelStatusBar(QStatusBar):
         self._timer.timeout.connect(self.refresh_clock)
         self._timer.start(1000)
         self._store.kernels_changed.connect(self.on_store_kernels_changed)
+        self._store.usage_changed.connect(self.set_usage)
         self.refresh()
 
     def set_problem(self, text: str) -> None:

@@ -26,6 +26,9 @@ class KernelStore(QObject):
     #: ``(ids,)``: a frozenset of the kernels added, removed or whose facts (not only their
     #: figures: activity, resources) changed in the burst that just ended. One per burst.
     kernels_changed = Signal(object)
+    #: ``(total_cpu, total_rss)``: the totals of a resource sample (``total_rss`` in bytes,
+    #: possibly beyond 32 bits: typed ``object``).
+    usage_changed = Signal(object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -71,3 +74,4 @@ class KernelStore(QObject):
     def set_usage(self, total_cpu: float | None, total_rss: int) -> None:
         self.total_cpu = total_cpu
         self.total_rss = int(total_rss or 0)
+        self.usage_changed.emit(self.total_cpu, self.total_rss)

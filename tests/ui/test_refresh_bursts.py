@@ -25,7 +25,7 @@ PER_BURST = 4
 
 @pytest.fixture
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = KernelTray(window)
+    tray = window.create_tray()
     window.tray = tray
     yield tray
     window.tray = None

@@ -10,7 +10,9 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 
 from kernelmon.core import KernelMap
+from kernelmon.core.events import KernelAdded
 from kernelmon.core.machine.resources import KernelHistory
+from kernelmon.ui.bridge import KernelBridge
 from kernelmon.ui.figures import (
     format_bytes,
     format_cpu,
@@ -38,6 +40,9 @@ class FakeMap:
 
     def __contains__(self, kernel_id: object) -> bool:
         return kernel_id in self.histories
+
+    def subscribe(self, callback: Any) -> Any:
+        return lambda: None
 
     def list_kernels(self) -> list[dict[str, Any]]:
         return []
@@ -77,10 +82,15 @@ def usage_model(kid: str, cpu: float | None, rss: int | None, **extra: Any) -> d
 @pytest.fixture
 def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
     fake = FakeMap()
-    model = KernelTableModel(cast(KernelMap, fake), refresh_ms=0)
-    model.add_kernel("a", usage_model("a", 12.5, 300 * MIB))
-    model.add_kernel("b", usage_model("b", None, None))  # not measured yet
-    model.add_kernel(
+    bridge = KernelBridge(cast(KernelMap, fake))
+    model = KernelTableModel(bridge, refresh_ms=0)
+
+    def add_kernel(kid: str, kernel_model: dict[str, Any]) -> None:
+        bridge.on_kernel_map_event(KernelAdded(kid, model=kernel_model))
+
+    add_kernel("a", usage_model("a", 12.5, 300 * MIB))
+    add_kernel("b", usage_model("b", None, None))  # not measured yet
+    add_kernel(
         "c",
         usage_model(
             "c",
@@ -93,8 +103,8 @@ def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
             server_url="http://localhost:8888/",
         ),
     )
-    model.add_kernel("d", usage_model("d", 0.4, 40 * MIB, origin="orphan", parent_app="code"))
-    model.add_kernel(
+    add_kernel("d", usage_model("d", 0.4, 40 * MIB, origin="orphan", parent_app="code"))
+    add_kernel(
         "e",
         model_for("e", "dead", origin="stale", pid=None, connection_file="/run/kernel-e.json"),
     )
