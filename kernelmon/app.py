@@ -12,7 +12,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, NoReturn
 
 # PySide6 before qasync: qasync picks the Qt binding that is already imported.
@@ -32,6 +31,7 @@ from .core.instance import (
     claim_instance,
 )
 from .settings_file import load_settings, save_settings
+from .ui.errors import ErrorReporter
 
 logger = logging.getLogger(__name__)
 
@@ -105,49 +105,6 @@ def setup_logging(level: str | None) -> logging.Handler | None:
     handler.setLevel(level)
     root.addHandler(handler)
     return handler
-
-
-class ErrorReporter:
-    """The one place uncaught errors go: the log, then the user, in words."""
-
-    def __init__(self) -> None:
-        self.window: Any = None
-
-    def report(self, text: str, exc: BaseException | None) -> None:
-        if exc is not None:
-            logger.error("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
-            detail = f"{text}\n\n{type(exc).__name__}: {exc}"
-        else:
-            logger.error("%s", text)
-            detail = text
-        window = self.window
-        if window is not None:
-            try:
-                window.notices.show_internal_error(detail)
-            except Exception:
-                logger.exception("Could not show an error to the user")
-        else:
-            print(f"kernelmon: {detail}", file=sys.stderr)
-
-    def excepthook(
-        self, etype: type[BaseException], value: BaseException, tb: TracebackType | None
-    ) -> None:
-        if issubclass(etype, KeyboardInterrupt):
-            sys.__excepthook__(etype, value, tb)
-            return
-        if value.__traceback__ is None and tb is not None:
-            value = value.with_traceback(tb)
-        self.report("Something went wrong inside kernelmon; it keeps running.", value)
-
-    def loop_exception_handler(
-        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
-    ) -> None:
-        exc = context.get("exception")
-        message = context.get("message", "An asynchronous task failed")
-        if exc is None:
-            logger.error("%s", message)
-            return
-        self.report(f"{message}; kernelmon keeps running.", exc)
 
 
 async def run_app(

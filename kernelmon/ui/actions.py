@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar, QWidget
 
 from .icons import icon
 from .ownership import is_stale
@@ -133,6 +133,34 @@ def make_actions(parent: QWidget, slots: dict[str, Callable[[], object]]) -> dic
         parent.addAction(action)
         actions[spec.name] = action
     return actions
+
+
+def details_toggle(window: QWidget, dock: QDockWidget, shortcut: str) -> QAction:
+    """The action that shows and hides the details pane (its dock's own toggle)."""
+    details = dock.toggleViewAction()
+    details.setObjectName("details")
+    details.setIcon(icon("action-details"))
+    details.setText("Kernel &details")
+    details.setShortcut(QKeySequence(shortcut))
+    details.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    keys = details.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+    details.setToolTip(f"Show or hide the selected kernel's details and plots ({keys})")
+    window.addAction(details)
+    return details
+
+
+def fill_window(window: QMainWindow, actions: dict[str, QAction], views: list[QAction]) -> None:
+    """The menu bar (File, Kernel, View: the details and ``views``) and the toolbar."""
+    window.menuBar().addMenu("&File").addAction(actions["quit"])
+    fill(window.menuBar().addMenu("&Kernel"), actions, KERNEL_MENU)
+    view_menu = window.menuBar().addMenu("&View")
+    view_menu.addAction(actions["details"])
+    for view in views:
+        view_menu.addAction(view)
+    toolbar = window.addToolBar("Kernels")
+    toolbar.setObjectName("toolbar")
+    toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    fill(toolbar, actions, TOOLBAR)
 
 
 def fill(

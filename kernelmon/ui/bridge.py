@@ -156,6 +156,7 @@ class KernelBridge(QObject):
         self._burst_timer.setSingleShot(True)
         self._burst_timer.setInterval(0)
         self._burst_timer.timeout.connect(self.end_burst)
+        self._closed = False
         self._unsubscribe = kernel_map.subscribe(self.on_kernel_map_event)
 
     def _list_kernels(self) -> list[dict[str, Any]]:
@@ -163,6 +164,10 @@ class KernelBridge(QObject):
         return list(list_kernels()) if list_kernels is not None else []
 
     def close(self) -> None:
+        """Unsubscribe and stop the timers (a bridge dropped with a timer running, then
+        collected by the garbage collector in another thread, would leave Qt a dangling
+        timer: close every bridge)."""
+        self._closed = True
         self._unsubscribe()
         self._timer.stop()
         self._burst_timer.stop()
@@ -174,7 +179,7 @@ class KernelBridge(QObject):
     def _named(self, kid: str) -> None:
         """``kid`` changed in a way what reads every kernel must see (once per burst)."""
         self._burst.add(kid)
-        if not self._burst_timer.isActive():
+        if not self._closed and not self._burst_timer.isActive():
             self._burst_timer.start()
 
     def end_burst(self) -> None:
@@ -183,13 +188,6 @@ class KernelBridge(QObject):
         ids, self._burst = frozenset(self._burst), set()
         if ids:
             self.store.kernels_changed.emit(ids)
-
-    def refresh_all(self) -> None:
-        """Have every reader of all kernels refresh (an empty burst, e.g. after settings
-        changed what they show)."""
-        self._burst_timer.stop()
-        ids, self._burst = frozenset(self._burst), set()
-        self.store.kernels_changed.emit(ids)
 
     def on_kernel_map_event(self, event: KernelEvent) -> None:
         kid = event.kernel_id

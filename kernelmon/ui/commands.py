@@ -12,7 +12,7 @@ can show them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -79,6 +79,16 @@ class KernelCommands(QObject):
             self._notifier.status(f"Not {verb} {self.label(kid)}{more}: {why}")
         left_alone = {k for k, _ in refused}
         return [k for k in kernel_ids if k not in left_alone]
+
+    def _spawn_each(
+        self, kernel_ids: list[str], run: Callable[[str, str], Coroutine[Any, Any, Any]], doing: str
+    ) -> list[Any]:
+        """``run(kernel_id, label)`` as a task per kernel, concurrently; the tasks."""
+        labels = [self.label(k) for k in kernel_ids]
+        return [
+            self.tasks.spawn(run(k, label), f"{doing} {label}")
+            for k, label in zip(kernel_ids, labels, strict=True)
+        ]
 
     def refusal(self, kernel_id: str, action: str) -> str | None:
         """The core's sentence for why ``action`` is refused on this kernel (None: allowed)."""
@@ -152,11 +162,7 @@ class KernelCommands(QObject):
         what = self.label(ids[0]) if len(ids) == 1 else f"{len(ids)} kernels"
         them = "it" if len(ids) == 1 else "them"
         self._notifier.status(f"Restarting {what}; waiting for {them} to answer…", lasting=True)
-        tasks = []
-        for kid in ids:
-            label = self.label(kid)
-            tasks.append(self.tasks.spawn(self._restart(kid, label), f"Restarting {label}"))
-        return tasks
+        return self._spawn_each(ids, self._restart, "Restarting")
 
     async def _restart(self, kernel_id: str, label: str) -> None:
         try:
@@ -178,11 +184,7 @@ class KernelCommands(QObject):
         ids = self._allowed(INTERRUPT, self._known(kernel_ids), "interrupting")
         if not ids or not self.confirmations.ask_foreign("Interrupt", "interrupting it", ids):
             return []
-        tasks = []
-        for kid in ids:
-            label = self.label(kid)
-            tasks.append(self.tasks.spawn(self._interrupt(kid, label), f"Interrupting {label}"))
-        return tasks
+        return self._spawn_each(ids, self._interrupt, "Interrupting")
 
     async def _interrupt(self, kernel_id: str, label: str) -> None:
         await self.kernel_map.interrupt_kernel(kernel_id)

@@ -11,7 +11,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
 from . import dialogs
-from .kernel_table import short_id
+from .columns import short_id
 from .ownership import foreign_warning, is_foreign
 from .store import KernelStore
 

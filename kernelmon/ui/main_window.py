@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, QPoint, QSettings, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt
+from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
     QMenu,
-    QProgressBar,
     QScrollArea,
     QSplitter,
     QSystemTrayIcon,
@@ -33,14 +32,15 @@ from .. import paths
 from ..core import KernelMap, Settings
 from . import actions, dialogs
 from .bridge import KernelBridge
+from .columns import Column
 from .commands import KernelCommands
 from .confirmations import Confirmations
 from .console import ConsoleManager
 from .culler_panel import CullerPanel
 from .details_pane import KernelDetailsPane
 from .event_log import EventLogView
-from .icons import app_icon, icon
-from .kernel_table import Column, KernelSortProxy, KernelTableModel
+from .icons import app_icon
+from .kernel_table import KernelSortProxy, KernelTableModel
 from .kernel_view import KernelTableView
 from .monitoring_panel import MonitoringPanel
 from .notices import Notices
@@ -143,12 +143,7 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.details_dock, self.culler_dock)
         self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
         self.details_dock.raise_()
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 0)
-        self.progress.setMaximumWidth(120)
-        self.progress.setToolTip("Waiting for a restarted kernel to answer")
-        self.progress.hide()
-        self.status.addPermanentWidget(self.progress)
+        self.progress = self.status.progress
         self.actions_by_name = self._make_actions()
         self._tips = {name: a.toolTip() for name, a in self.actions_by_name.items()}
         self._make_menus_and_toolbar()
@@ -203,31 +198,12 @@ class MainWindow(QMainWindow):
                 "quit": self.request_quit,
             },
         )
-        details = self.details_dock.toggleViewAction()
-        details.setObjectName("details")
-        details.setIcon(icon("action-details"))
-        details.setText("Kernel &details")
-        details.setShortcut(QKeySequence(DETAILS_SHORTCUT))
-        details.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        keys = details.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-        details.setToolTip(f"Show or hide the selected kernel's details and plots ({keys})")
-        self.addAction(details)
-        acts["details"] = details
+        acts["details"] = actions.details_toggle(self, self.details_dock, DETAILS_SHORTCUT)
         return acts
 
     def _make_menus_and_toolbar(self) -> None:
-        acts = self.actions_by_name
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(acts["quit"])
-        actions.fill(self.menuBar().addMenu("&Kernel"), acts, actions.KERNEL_MENU)
-        view_menu = self.menuBar().addMenu("&View")
-        view_menu.addAction(acts["details"])
-        view_menu.addAction(self.culler_dock.toggleViewAction())
-        view_menu.addAction(self.monitoring_dock.toggleViewAction())
-        toolbar = self.addToolBar("Kernels")
-        toolbar.setObjectName("toolbar")
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        actions.fill(toolbar, acts, actions.TOOLBAR)
+        docks = (self.culler_dock, self.monitoring_dock)
+        actions.fill_window(self, self.actions_by_name, [d.toggleViewAction() for d in docks])
 
     def _connect(self) -> None:
         b, s, table = self.bridge, self.settings, self.table
@@ -258,17 +234,7 @@ class MainWindow(QMainWindow):
 
     def select_kernels(self, kernel_ids: list[str]) -> None:
         """Select these kernels (and no others)."""
-        selection = QItemSelection()
-        for kid in kernel_ids:
-            row = self.table_model.row_of(kid)
-            if row >= 0:
-                index = self.proxy.mapFromSource(self.table_model.index(row, 0))
-                selection.select(index, index)
-        flags = QItemSelectionModel.SelectionFlag
-        selection_model = self.table.selectionModel()
-        selection_model.select(selection, flags.ClearAndSelect | flags.Rows)
-        if not selection.isEmpty():
-            selection_model.setCurrentIndex(selection.indexes()[0], flags.NoUpdate)
+        self.table.select_kernels(kernel_ids)
 
     def update_actions(self) -> None:
         """Enable the actions for the selected kernels, as the core allows."""
@@ -327,13 +293,10 @@ class MainWindow(QMainWindow):
 
     def copy_selected_ids(self) -> None:
         """Copy the selected kernels' full ids, one a line."""
-        ids = self.table.selected_kernel_ids()
-        if not ids:
-            return
-        QGuiApplication.clipboard().setText("\n".join(ids))
+        ids = self.table.copy_selected_ids()
         if len(ids) == 1:
             self.notifier.status(f"Copied kernel id {ids[0]}")
-        else:
+        elif ids:
             self.notifier.status(f"Copied {len(ids)} kernel ids, one a line")
 
     def on_table_context_menu_requested(self, pos: QPoint) -> None:

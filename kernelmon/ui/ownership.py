@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .columns import format_duration
 from .figures import format_bytes, origin_of, owner_text
-from .kernel_table import format_duration
 
 
 def is_foreign(model: dict[str, Any]) -> bool:

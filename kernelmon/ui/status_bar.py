@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from .bridge import KernelBridge
+from .columns import format_duration, relative_time
 from .figures import origin_of, usage_text
-from .kernel_table import format_duration, relative_time
 
 
 def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
@@ -94,6 +94,13 @@ class KernelStatusBar(QStatusBar):
             self.culler_label,
         ):
             self.addPermanentWidget(label)
+        #: Shown while a restarted kernel has not answered yet.
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(120)
+        self.progress.setToolTip("Waiting for a restarted kernel to answer")
+        self.progress.hide()
+        self.addPermanentWidget(self.progress)
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.refresh_clock)
         self._timer.start(1000)

@@ -9,7 +9,6 @@ signals and reads its cells from here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -56,9 +55,6 @@ class KernelStore(QObject):
 
     def __contains__(self, kernel_id: object) -> bool:
         return kernel_id in self._models
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._models))
 
     def __len__(self) -> int:
         return len(self._models)

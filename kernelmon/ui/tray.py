@@ -16,10 +16,10 @@ from typing import Any
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
+from .columns import short_id
 from .commands import KernelCommands
 from .figures import format_bytes
 from .icons import app_icon, icon
-from .kernel_table import short_id
 from .notifier import Level, Notifier
 from .ownership import is_stale
 from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, refusal

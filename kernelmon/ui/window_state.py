@@ -7,7 +7,7 @@ import logging
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMainWindow, QSplitter, QTableView
 
-from .kernel_table import Column
+from .columns import Column
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -13,6 +14,7 @@ from kernelmon.core import KernelMap
 from kernelmon.core.events import KernelAdded
 from kernelmon.core.machine.resources import KernelHistory
 from kernelmon.ui.bridge import KernelBridge
+from kernelmon.ui.columns import MUTED, Column
 from kernelmon.ui.figures import (
     format_bytes,
     format_cpu,
@@ -22,7 +24,7 @@ from kernelmon.ui.figures import (
     owner_text,
     usage_text,
 )
-from kernelmon.ui.kernel_table import MUTED, SORT_ROLE, Column, KernelSortProxy, KernelTableModel
+from kernelmon.ui.kernel_table import SORT_ROLE, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.plot import TimePlot, binary_top, nice_top, plot_points
 from kernelmon.ui.sparkline import HISTORY_ROLE, SparklineDelegate, polyline
@@ -80,7 +82,7 @@ def usage_model(kid: str, cpu: float | None, rss: int | None, **extra: Any) -> d
 
 
 @pytest.fixture
-def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
+def table() -> Iterator[tuple[KernelTableModel, KernelSortProxy, FakeMap]]:
     fake = FakeMap()
     bridge = KernelBridge(cast(KernelMap, fake))
     model = KernelTableModel(bridge, refresh_ms=0)
@@ -111,7 +113,8 @@ def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
     fake.add_history("a", [0, 50, 100, 25], [100 * MIB, 200 * MIB, 300 * MIB, 300 * MIB])
     proxy = KernelSortProxy()
     proxy.setSourceModel(model)
-    return model, proxy, fake
+    yield model, proxy, fake
+    bridge.close()
 
 
 def column_order(proxy: KernelSortProxy, column: Column, order: Qt.SortOrder) -> list[str]:
