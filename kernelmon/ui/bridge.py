@@ -166,7 +166,9 @@ class KernelBridge(QObject):
     def close(self) -> None:
         """Unsubscribe and stop the timers (a bridge dropped with a timer running, then
         collected by the garbage collector in another thread, would leave Qt a dangling
-        timer: close every bridge)."""
+        timer: close every bridge). Closing twice does nothing."""
+        if self._closed:
+            return
         self._closed = True
         self._unsubscribe()
         self._timer.stop()
