@@ -57,8 +57,11 @@ PROBE_RECORD = {
 }
 
 
-def default_state_dir() -> Path:
-    """``$KERNELMON_STATE_DIR``, or the user's state folder for kernelmon."""
+def default_state_dir(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The state folder: ``folder`` if given, else ``$KERNELMON_STATE_DIR``, else the user's
+    state folder for kernelmon (the one lookup of it)."""
+    if folder:
+        return Path(folder)
     env = os.environ.get(ENV_STATE_DIR)
     if env:
         return Path(env).expanduser()

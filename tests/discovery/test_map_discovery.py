@@ -193,7 +193,7 @@ def test_external_kernel_is_interrupted_and_never_restarted(aio, kmap, others, f
     assert reply["content"]["ename"] == "KeyboardInterrupt"
 
     state = kmap.record(k["id"]).execution_state
-    with pytest.raises(NotRestartable, match=r"not started by kernelmon.*launcher\.py"):
+    with pytest.raises(NotRestartable, match=r"did not start this kernel: python launcher\.py"):
         aio.run(kmap.restart_kernel(k["id"]))
     assert kmap.record(k["id"]).execution_state == state
     assert kmap.record(k["id"]).restarts == 0
@@ -254,7 +254,7 @@ def test_shut_down_external_kernel_leaves_a_stale_file_that_can_be_cleaned(
     assert record.execution_state == ExecutionState.DEAD
     assert record.pid is None
     assert kmap.history(k["id"]) is None
-    with pytest.raises(KernelDead, match="only its connection file"):
+    with pytest.raises(KernelDead, match="only a connection file"):
         aio.run(kmap.interrupt_kernel(k["id"]))
     with pytest.raises(NotRestartable):
         aio.run(kmap.restart_kernel(k["id"]))
@@ -309,8 +309,8 @@ def test_memory_warnings_once_per_crossing(aio, kmap, others):
         kmap.apply_settings(
             dataclasses.replace(settings, memory_warn_kernel_mb=1, memory_warn_total_mb=1)
         )
-        aio.run(kmap._sample_tick())
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
+        aio.run(kmap.sampler.tick())
         per_kernel = [e for e in log.of(MemoryWarning) if not e.total]
         totals = [e for e in log.of(MemoryWarning) if e.total]
         warned = [e.kernel_id for e in per_kernel]
@@ -323,10 +323,10 @@ def test_memory_warnings_once_per_crossing(aio, kmap, others):
 
         # under the limit again (here: a higher limit) re-arms the warning
         kmap.apply_settings(dataclasses.replace(settings, memory_warn_kernel_mb=100_000))
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
         log.clear()
         kmap.apply_settings(dataclasses.replace(settings, memory_warn_kernel_mb=1))
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
         assert {e.kernel_id for e in log.of(MemoryWarning)} >= {k["id"] for k in others.kernels}
     finally:
         log.unsubscribe()
@@ -406,18 +406,18 @@ def test_scans_after_close_or_quick_toggles_change_nothing(aio, others, runtime,
         # off and on again within one loop turn: discovery ends on, as last asked
         km.apply_settings(off)
         km.apply_settings(settings)
-        await asyncio.gather(*km._background)
-        assert km._watcher is not None
-        assert km._watcher.running
+        await asyncio.gather(*km.discovery.background)
+        assert km.discovery.watcher is not None
+        assert km.discovery.watcher.scanned_at is not None
         assert ids <= set(km)
         # on, off, on, off: ends off, nothing found left behind
         for s in (settings, off, settings, off):
             km.apply_settings(s)
-        await asyncio.gather(*km._background)
-        assert km._watcher is None
+        await asyncio.gather(*km.discovery.background)
+        assert km.discovery.watcher is None
         assert not ids & set(km)
         km.apply_settings(settings)
-        await asyncio.gather(*km._background)
+        await asyncio.gather(*km.discovery.background)
         assert ids <= set(km)
         # a scan still running when the map closes adds nothing afterwards
         scan = asyncio.get_running_loop().create_task(km.rescan())
@@ -433,8 +433,8 @@ def test_discovery_follows_the_sample_interval(aio, kmap):
 
     async def run() -> None:
         kmap.apply_settings(dataclasses.replace(settings, sample_interval=3.5))
-        await asyncio.gather(*kmap._background)
-        assert kmap._watcher.interval == 3.5
+        await asyncio.gather(*kmap.discovery.background)
+        assert kmap.discovery.watcher.interval == 3.5
 
     try:
         aio.run(run())

@@ -6,8 +6,7 @@ names the connection file) and the application that launched it, and says who ow
 kernel with the pure ``classify``. Files that cannot be read or parsed are reported in
 ``Scan.problems``; they never stop a scan.
 
-``RuntimeWatcher`` rescans every few seconds (the process table is read in a worker thread)
-and calls back for kernels that appeared, vanished or changed (origin, process, parent).
+``watcher.RuntimeWatcher`` runs scans again and again and keeps the last one.
 
 Connection keys and server tokens are secrets: ``FoundKernel`` keeps no key at all (the
 backend that talks to the kernel reads it from the file), and ``FoundServer`` keeps its
@@ -16,7 +15,6 @@ token out of ``repr``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import json
@@ -30,9 +28,7 @@ from typing import Any
 
 import psutil
 
-from ..periodic import Periodic
 from ..records import Origin
-from ..threads import run_in_thread
 from .identity import (
     MAX_DESCENDANTS,
     PORT_NAMES,
@@ -179,6 +175,9 @@ class Scan:
     #: descendant of one) is proven their kernel: path -> why it is unverifiable, or None
     #: when the server is proven to be the kernel of another file (a stale copy)
     unproven: dict[str, str | None] = field(default_factory=dict)
+    #: the process table the scan read (after the folders: a kernel whose file was found
+    #: was already running), for the resource sampling of the same tick
+    table: Mapping[int, ProcessFacts] = field(default_factory=dict, repr=False)
 
     def by_kernel_id(self) -> dict[str, FoundKernel]:
         return {k.kernel_id: k for k in self.kernels.values()}
@@ -746,6 +745,7 @@ def scan_runtime(
                     server_files.append((entry, data))
     if table is None:
         table = process_table()
+    scan.table = table
     from_process = (
         _process_connection_files(table, conn_files, previous, scan) if from_processes else {}
     )
@@ -855,110 +855,3 @@ def default_folders(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     from jupyter_core.paths import jupyter_runtime_dir
 
     return [Path(jupyter_runtime_dir()), *(Path(f) for f in extra)]
-
-
-# -- watching -----------------------------------------------------------------------------
-
-
-def _changed(old: FoundKernel, new: FoundKernel) -> bool:
-    def facts(k: FoundKernel) -> tuple[object, ...]:
-        return (k.origin, k.pid, k.parent_pid, k.parent_alive, k.kernel_name, k.identity_problem)
-
-    return facts(old) != facts(new)
-
-
-class RuntimeWatcher:
-    """Rescans runtime folders every ``interval`` seconds and reports what changed.
-
-    ``on_appeared(kernel)``, ``on_vanished(kernel)`` and ``on_changed(old, new)`` are called
-    on the loop's thread, then ``on_scanned(scan)`` with the whole scan; one that raises is
-    logged and the others still run. A kernel
-    "changes" when its origin, process, parent or kernel name changes. ``owned`` is asked
-    on every scan for the kernel ids / connection files kernelmon owns. New problems (a
-    file that cannot be read) are logged once each and kept in ``problems``.
-    """
-
-    def __init__(
-        self,
-        folders: Sequence[str | os.PathLike[str]] | None = None,
-        *,
-        interval: float = 2.0,
-        owned: Callable[[], Collection[str]] = frozenset,
-        on_appeared: Callable[[FoundKernel], None] | None = None,
-        on_vanished: Callable[[FoundKernel], None] | None = None,
-        on_changed: Callable[[FoundKernel, FoundKernel], None] | None = None,
-        on_scanned: Callable[[Scan], None] | None = None,
-    ) -> None:
-        if interval <= 0:
-            raise ValueError(f"interval must be > 0, not {interval!r}")
-        self.folders = [Path(f) for f in folders] if folders is not None else default_folders()
-        self.interval = interval
-        self._owned = owned
-        self.on_appeared = on_appeared
-        self.on_vanished = on_vanished
-        self.on_changed = on_changed
-        self.on_scanned = on_scanned
-        #: called with each new scan in the scan's worker thread, before the callbacks (for
-        #: blocking work on what was found, such as reading connection files)
-        self.prepare: Callable[[Scan], None] | None = None
-        self.scan = Scan()
-        self.problems: dict[tuple[str, str], ScanProblem] = {}
-        self._periodic = Periodic(
-            self.rescan, lambda: self.interval, "Scanning the Jupyter runtime folders"
-        )
-        self._lock = asyncio.Lock()
-
-    @property
-    def kernels(self) -> dict[str, FoundKernel]:
-        return self.scan.kernels
-
-    @property
-    def running(self) -> bool:
-        return self._periodic.running
-
-    def start(self) -> None:
-        """Start the periodic scans (inside a running loop); the first one runs at once."""
-        self._periodic.start()
-
-    async def stop(self) -> None:
-        await self._periodic.stop()
-
-    async def rescan(self) -> Scan:
-        """Scan now (in a worker thread), report the differences, return the scan."""
-        async with self._lock:
-            owned = frozenset(self._owned())
-            new = await run_in_thread(self._scan, owned)
-            old, self.scan = self.scan, new
-            self._report_problems(new.problems)
-            for path, kernel in new.kernels.items():
-                before = old.kernels.get(path)
-                if before is None:
-                    self._call(self.on_appeared, kernel)
-                elif _changed(before, kernel):
-                    self._call(self.on_changed, before, kernel)
-            for path, kernel in old.kernels.items():
-                if path not in new.kernels:
-                    self._call(self.on_vanished, kernel)
-            self._call(self.on_scanned, new)
-            return new
-
-    def _scan(self, owned: Collection[str]) -> Scan:
-        scan = scan_runtime(self.folders, owned, self.scan)
-        self._call(self.prepare, scan)
-        return scan
-
-    def _report_problems(self, problems: list[ScanProblem]) -> None:
-        current = {(p.path, p.message): p for p in problems}
-        for key, problem in current.items():
-            if key not in self.problems:
-                logger.info("Runtime file %s %s", problem.path, problem.message)
-        self.problems = current
-
-    @staticmethod
-    def _call(callback: Callable[..., None] | None, *args: FoundKernel | Scan) -> None:
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("A runtime watcher callback failed")
