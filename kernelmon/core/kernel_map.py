@@ -10,70 +10,46 @@ a narrow protocol of its own: the ``StateKeeper`` (keeper.py: the crash-safe sta
 the ``Culler`` (culling.py), ``Discovery`` (discovery.py: other applications' kernels),
 the ``Sampler`` (sampling.py: one process-table read per tick for discovery and resources),
 ``Alerts`` (alerts.py: memory warnings, finished jobs), ``Frontends`` (frontends.py) and
-``BusyChecks`` (busy_checks.py); adoption is the function ``adoption.restore``. Backends
-come from the injected ``BackendFactory`` and are asked what they can do
-(``KernelBackend.refusal``), never what type they are. The commands on one kernel (start,
-restart, interrupt, shut down) are here.
+``BusyChecks`` (busy_checks.py) and ``Lifecycle`` (lifecycle.py: the commands on one
+kernel: start, restart, interrupt, shut down); adoption is the function
+``adoption.restore``. Backends come from the injected ``BackendFactory`` and are asked what
+they can do (``KernelBackend.refusal``), never what type they are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager, NoSuchKernel
-from jupyter_core.paths import jupyter_runtime_dir
+from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
 
 from . import adoption
 from .alerts import Alerts
-from .backends.base import Action, KernelBackend
+from .backends.base import KernelBackend
 from .backends.factory import BackendFactory
-from .backends.local import remove_connection_files
 from .busy_checks import BusyChecks
 from .culler import cull_eta
 from .culling import Culler
 from .discovery import Discovery
-from .errors import (
-    KernelDead,
-    KernelmonError,
-    KernelNotFound,
-    KernelSpecNotFound,
-    KernelStartFailed,
-    NotRestartable,
-    RestartFailed,
-    RestartRefused,
-    RestartTimeout,
-)
 from .events import (
-    ActionFailed,
-    KernelDied,
-    KernelInterrupted,
-    KernelRemoved,
-    KernelRestarted,
-    KernelShutDown,
-    KernelStarted,
     Subscriber,
 )
 from .frontends import Frontends
 from .keeper import StateKeeper
+from .lifecycle import Lifecycle
 from .machine.discovery import FoundServer, ScanProblem
-from .machine.identity import make_private
 from .machine.resources import KernelHistory, KernelUsage
 from .protocol.channels import OnMessage
 from .protocol.connection import KernelConnection
-from .records import ExecutionState, KernelRecord, Origin, as_dict, utcnow
-from .registry import KERNEL_ID, Entry, Registry
+from .records import KernelRecord, as_dict, utcnow
+from .registry import Entry, Registry
 from .sampling import Sampler
 from .settings import Settings
 from .state import StateFile
-from .threads import run_in_thread
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
@@ -116,13 +92,6 @@ class KernelMap:
         state_dir: str | os.PathLike[str] | None = None,
         runtime_dirs: list[str] | None = None,
     ) -> None:
-        self._restart_poll = restart_poll
-        self._restart_limit = restart_limit
-        self._shutdown_wait = shutdown_wait
-        self._connection_dir = connection_dir
-        self._ksm = kernel_spec_manager
-        self._transport = transport
-        self._display_names: dict[str, str] = {}
         self.default_kernel_name = NATIVE_KERNEL_NAME
         self.backends = backends if backends is not None else BackendFactory(clock=clock)
         self.registry = Registry(settings if settings is not None else Settings(), clock)
@@ -130,6 +99,20 @@ class KernelMap:
         self.keeper = StateKeeper(registry, state_dir)
         self.alerts = Alerts(registry)
         self.frontends = Frontends(registry)
+        self.lifecycle = Lifecycle(
+            registry,
+            self.keeper,
+            self.frontends,
+            self.backends,
+            after_shutdown_of_others=lambda: self.discovery.rescan_soon(),
+            kernel_spec_manager=kernel_spec_manager,
+            connection_dir=connection_dir,
+            transport=transport,
+            restart_poll=restart_poll,
+            restart_limit=restart_limit,
+            shutdown_wait=shutdown_wait,
+        )
+        # the map's own shutdown_kernel: what the culler calls is what the map does
         self.culler = Culler(registry, lambda kernel_id: self.shutdown_kernel(kernel_id))
         self.busy_checks = BusyChecks(registry)
         self.discovery = Discovery(
@@ -137,7 +120,7 @@ class KernelMap:
             self.backends,
             state_folder=lambda: self.keeper.state_file.folder,
             live_kernels=lambda: self.keeper.state_file.live_kernels(),
-            display_name=self._display_name,
+            display_name=self.lifecycle.display_name,
             runtime_dirs=runtime_dirs,
             shutdown_wait=shutdown_wait,
         )
@@ -161,9 +144,7 @@ class KernelMap:
 
     @property
     def kernel_spec_manager(self) -> KernelSpecManager:
-        if self._ksm is None:
-            self._ksm = KernelSpecManager()
-        return self._ksm
+        return self.lifecycle.kernel_spec_manager
 
     def __contains__(self, kernel_id: object) -> bool:
         return kernel_id in self.registry
@@ -257,7 +238,10 @@ class KernelMap:
 
     async def restore(self) -> list[str]:
         """Adopt the kernels of earlier kernelmon runs (see ``adoption.restore``)."""
-        return await adoption.restore(self.registry, self.keeper, self, self._shutdown_wait)
+        lifecycle = self.lifecycle
+        return await adoption.restore(
+            self.registry, self.keeper, lifecycle, lifecycle.shutdown_wait
+        )
 
     async def connect(
         self, kernel_id: str, session_key: str, on_message: OnMessage
@@ -324,60 +308,7 @@ class KernelMap:
         """Scan the runtime folders now (no-op while discovery is off)."""
         await self.discovery.rescan()
 
-    # -- what adoption asks of the map (``adoption.Backends``) ------------------------------
-
-    def resolve_spec(self, kernel_name: str) -> Any:
-        """The installed kernel spec ``kernel_name`` (``KernelSpecNotFound``)."""
-        try:
-            return self.kernel_spec_manager.get_kernel_spec(kernel_name)
-        except NoSuchKernel:
-            available = list(self.kernel_spec_manager.find_kernel_specs())
-            raise KernelSpecNotFound(kernel_name, available) from None
-
-    def local(self, record: KernelRecord) -> KernelBackend:
-        """A backend for a kernel kernelmon starts or adopts (``KernelStartFailed`` if its
-        connection folder cannot be made private)."""
-        conn_dir = self._connection_dir or jupyter_runtime_dir()
-        try:  # private even when the folder already existed with group or other access
-            make_private(conn_dir)
-        except OSError as e:
-            raise KernelStartFailed(
-                f"The connection folder {conn_dir} cannot be made private: {e.strerror or e}"
-            ) from e
-        registry = self.registry  # its settings are read when used: they change
-        return self.backends.local(
-            record,
-            kernel_spec_manager=self.kernel_spec_manager,
-            connection_dir=conn_dir,
-            on_change=self.registry.changed,
-            emit=self.registry.emit,
-            restart_poll=self._restart_poll,
-            restart_limit=self._restart_limit,
-            shutdown_wait=self._shutdown_wait,
-            transport=self._transport,
-            log_dir=self.keeper.kernel_log_dir(conn_dir),
-            save_state=self.keeper.save,
-            kernel_info_timeout=lambda: registry.settings.kernel_info_timeout,
-            untracked=lambda: registry.settings.untracked_message_types,
-        )
-
-    def unadopted(self, record: KernelRecord, *args: Any) -> KernelBackend:
-        """A backend for a kernel of an earlier run that runs but cannot be adopted."""
-        return self.backends.unadopted(record, *args)
-
-    def _display_name(self, kernel_name: str | None) -> str:
-        """The installed kernel spec's display name ("" if there is no such spec)."""
-        if not kernel_name:
-            return ""
-        if kernel_name not in self._display_names:
-            try:
-                spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
-                self._display_names[kernel_name] = str(spec.display_name or "")
-            except Exception:
-                return ""  # not installed (yet): look again next time
-        return self._display_names[kernel_name]
-
-    # -- starting ---------------------------------------------------------------------------
+    # -- commands (see ``Lifecycle``) -------------------------------------------------------
 
     async def start_kernel(
         self,
@@ -390,70 +321,9 @@ class KernelMap:
         Raises ``KernelSpecNotFound``, ``PathOutsideRoot``, ``KernelStartFailed`` or
         ``KernelStartTimeout``; after a failure no process and no map entry are left.
         """
-        registry = self.registry
-        if kernel_id is not None:
-            existing = registry.find(kernel_id) if isinstance(kernel_id, str) else None
-            if existing is not None:
-                if existing.ready is not None and not existing.ready.done():
-                    await asyncio.shield(existing.ready)
-                return kernel_id
-            if not isinstance(kernel_id, str) or not KERNEL_ID.match(kernel_id):
-                raise ValueError(
-                    f"{kernel_id!r} cannot be a kernel id: use letters, digits, '.', '_' "
-                    "and '-' (a UUID is best)."
-                )
-        name = kernel_name or self.default_kernel_name
-        spec = self.resolve_spec(name)
-        cwd = self.cwd_for_path(path)
-        await self.keeper.ensure_recordable()  # a kernel that cannot be recorded is orphaned
-        kid = kernel_id or str(uuid.uuid4())
-        now = registry.now()
-        record = KernelRecord(
-            id=kid,
-            name=name,
-            display_name=spec.display_name,
-            cwd=cwd,
-            last_activity=now,
-            started=now,
+        return await self.lifecycle.start_kernel(
+            kernel_name, path, kernel_id, self.default_kernel_name
         )
-        backend = self.local(record)
-        entry = Entry(record, backend, ready=asyncio.get_running_loop().create_future())
-        registry.add(entry)
-        try:
-            await backend.start(cwd, self.settings.kernel_info_timeout)
-            self.keeper.ensure_recorded()
-        except BaseException as e:
-            await self._discard_failed_start(entry, e)
-            raise
-        if record.execution_state in (ExecutionState.STARTING, ExecutionState.UNKNOWN):
-            record.execution_state = ExecutionState.IDLE
-        assert entry.ready is not None
-        entry.ready.set_result(None)
-        registry.changed(record, {"execution_state"}, None)
-        logger.info("Started kernel %s (%s) in %s", kid, name, cwd)
-        registry.emit(KernelStarted(kid))
-        return kid
-
-    async def _discard_failed_start(self, entry: Entry, error: BaseException) -> None:
-        kid = entry.record.id
-        logger.warning("Kernel %s failed to start: %s", kid, error)
-        try:
-            await entry.backend.shutdown(now=True)
-        except Exception:
-            logger.exception("Could not stop kernel %s after its failed start", kid)
-        entry.backend.close()
-        entry.backend.remove_log()
-        if self.registry.discard(entry):
-            self.registry.let_go(kid)
-            self.keeper.save()
-        if entry.ready is not None and not entry.ready.done():
-            entry.ready.set_exception(
-                error if isinstance(error, Exception) else RuntimeError("start cancelled")
-            )
-            entry.ready.exception()  # retrieved: nobody else may be waiting
-        self.registry.emit(KernelRemoved(kid, reason=f"failed to start: {error}"))
-
-    # -- acting on kernels ------------------------------------------------------------------
 
     async def restart_kernel(self, kernel_id: str) -> None:
         """Restart (same id, same folder); resolves when the new process answers.
@@ -461,127 +331,19 @@ class KernelMap:
         A kernel whose backend refuses a restart (kernels kernelmon did not start) raises
         ``NotRestartable`` with the backend's sentence and stays as it is.
         """
-        registry = self.registry
-        entry = registry.get(kernel_id)
-        record = entry.record
-        refused = entry.backend.refusal(Action.RESTART)
-        if refused is not None:
-            raise NotRestartable(f"Kernel {kernel_id} cannot be restarted: {refused}.")
-        before = record.execution_state, record.reason
-        record.execution_state = ExecutionState.RESTARTING
-        record.reason = None
-        registry.changed(record, {"execution_state", "reason"}, None)
-        try:
-            await entry.backend.restart(self.settings.kernel_info_timeout)
-        except RestartRefused as e:  # nothing changed: the kernel runs on
-            record.execution_state, record.reason = before
-            registry.changed(record, {"execution_state", "reason"}, None)
-            registry.emit(ActionFailed(kernel_id, action="restart", message=str(e)))
-            raise
-        except RestartTimeout as e:
-            record.execution_state = ExecutionState.UNKNOWN
-            record.reason = str(e)
-            registry.changed(record, {"execution_state", "reason"}, None)
-            registry.emit(ActionFailed(kernel_id, action="restart", message=str(e)))
-            raise
-        except (RestartFailed, Exception) as e:
-            if not isinstance(e, RestartFailed):
-                e = RestartFailed(f"Kernel {kernel_id} could not be restarted: {e}")
-            record.execution_state = ExecutionState.DEAD
-            record.reason = str(e)
-            registry.changed(record, {"execution_state", "reason"}, None)
-            registry.emit(KernelDied(kernel_id, reason=str(e), will_restart=False))
-            registry.emit(ActionFailed(kernel_id, action="restart", message=str(e)))
-            raise e from None
-        record.restarts += 1
-        if record.execution_state in (
-            ExecutionState.RESTARTING,
-            ExecutionState.STARTING,
-            ExecutionState.UNKNOWN,
-        ):
-            record.execution_state = ExecutionState.IDLE
-        registry.changed(record, {"execution_state", "restarts"}, None)
-        logger.info("Restarted kernel %s", kernel_id)
-        registry.emit(KernelRestarted(kernel_id, auto=False))
+        await self.lifecycle.restart_kernel(kernel_id)
 
     async def interrupt_kernel(self, kernel_id: str) -> None:
-        """Interrupt the kernel; ``KernelDead`` (a dead kernel) or ``KernelmonError`` with
-        the backend's sentence when it refuses."""
-        entry = self.registry.get(kernel_id)
-        refused = entry.backend.refusal(Action.INTERRUPT)
-        if refused is not None:
-            error = (
-                KernelDead
-                if entry.record.execution_state == ExecutionState.DEAD
-                else KernelmonError
-            )
-            raise error(f"Kernel {kernel_id} cannot be interrupted: {refused}.")
-        await entry.backend.interrupt()
-        logger.info("Interrupted kernel %s (%s)", kernel_id, entry.record.origin)
-        self.registry.emit(KernelInterrupted(kernel_id))
+        """Interrupt the kernel (``KernelDead``, or ``KernelmonError`` when refused)."""
+        await self.lifecycle.interrupt_kernel(kernel_id)
 
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
         """Stop the kernel (shutdown_request, then terminate, then kill) and forget it."""
-        entry = self.registry.get(kernel_id)
-        if entry.shutdown_task is None:
-            entry.shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(entry, now))
-        await asyncio.shield(entry.shutdown_task)
-
-    async def _shutdown(self, entry: Entry, now: bool) -> None:
-        """Shut a kernel down (a stale one: clean its file up). A failure of a backend that
-        does not kill on failure (``kill_if_shutdown_fails``: another application's kernel)
-        keeps it listed and watched and is raised: kernelmon never claims it gone when it
-        is not."""
-        kid, record, backend = entry.record.id, entry.record, entry.backend
-        self.frontends.close(entry)
-        now = now or record.execution_state == ExecutionState.DEAD
-        kills = backend.kill_if_shutdown_fails
-        try:
-            try:
-                await backend.shutdown(now=now)
-                backend.remove_log()
-                if record.origin == Origin.ORPHAN and record.connection_file:
-                    # Its application is gone, so nobody else will remove its files.
-                    await run_in_thread(remove_connection_files, record.connection_file)
-            except Exception as e:
-                if not kills:
-                    entry.shutdown_task = None
-                    if self.registry.find(kid) is entry:
-                        backend.attach()  # still there: keep watching it
-                    logger.warning("Shutting down kernel %s (%s) failed: %s", kid, record.origin, e)
-                    self.registry.emit(ActionFailed(kid, action="shutdown", message=str(e)))
-                    raise
-                logger.exception("Shutdown of kernel %s failed; killing it", kid)
-                with contextlib.suppress(Exception):
-                    await backend.shutdown(now=True)
-        except BaseException:
-            if kills:  # kernelmon's own kernel is gone from the map whatever happened
-                self._forget_shut_down(entry)
-            raise
-        self._forget_shut_down(entry)
-        what = "Cleaned up" if record.origin == Origin.STALE else "Shut down"
-        logger.info("%s kernel %s (%s)", what, kid, record.origin)
-        self.registry.emit(KernelShutDown(kid))
-        self.registry.emit(KernelRemoved(kid, reason="shut down"))
-        if not kills:  # its file may be left behind: show it as stale
-            self.discovery.rescan_soon()
-
-    def _forget_shut_down(self, entry: Entry) -> None:
-        entry.backend.close()
-        if self.registry.discard(entry):
-            self.keeper.save()  # a kernel that could not be adopted was recorded there
-        self.registry.let_go(entry.record.id)
-        self.registry.active(self.registry.now())
+        await self.lifecycle.shutdown_kernel(kernel_id, now)
 
     async def shutdown_all(self, now: bool = False) -> None:
         """Shut every kernel kernelmon owns down, concurrently (never other applications')."""
-        ids = [e.record.id for e in self.registry if e.record.origin == Origin.OWNED]
-        results = await asyncio.gather(
-            *(self.shutdown_kernel(k, now=now) for k in ids), return_exceptions=True
-        )
-        for kid, result in zip(ids, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, KernelNotFound):
-                logger.error("Shutting down kernel %s failed: %s", kid, result)
+        await self.lifecycle.shutdown_all(now)
 
     async def close(self, shutdown_kernels: bool = True) -> None:
         """Stop the culler and (by default) every kernel; the map is empty afterwards.

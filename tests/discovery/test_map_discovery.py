@@ -473,7 +473,7 @@ def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
 def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
     aio, kmap, launch, runtime, monkeypatch
 ):
-    import kernelmon.core.kernel_map as kernel_map
+    import kernelmon.core.lifecycle as lifecycle
 
     launched = moved(launch(1), runtime)
     k = launched.kernel()
@@ -481,13 +481,13 @@ def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
     kill_application(launched)
     aio.run(kmap.rescan())
     assert kmap.record(k["id"]).origin == Origin.ORPHAN
-    remove = kernel_map.remove_connection_files
+    remove = lifecycle.remove_connection_files
 
     def slow_remove(file: str) -> None:
         time.sleep(1.0)  # in a worker thread: scans run meanwhile
         remove(file)
 
-    monkeypatch.setattr(kernel_map, "remove_connection_files", slow_remove)
+    monkeypatch.setattr(lifecycle, "remove_connection_files", slow_remove)
     log = EventLog(kmap)
 
     async def run() -> None:
