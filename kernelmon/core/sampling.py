@@ -16,7 +16,7 @@ from typing import Protocol
 
 from .alerts import Alerts
 from .events import KernelEvent, UsageSampled
-from .machine.discovery import ProcessFacts, process_table
+from .machine.process_table import ProcessFacts, process_table
 from .machine.resources import KernelHistory, KernelUsage, ResourceSampler
 from .periodic import Periodic
 from .records import KernelRecord, Origin

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from ..threads import run_in_thread
-from .discovery import ProcessFacts
+from .process_table import ProcessFacts
 
 logger = logging.getLogger(__name__)
 

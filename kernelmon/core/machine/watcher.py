@@ -17,7 +17,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 from ..threads import run_in_thread
-from .discovery import ProcessFacts, Scan, ScanProblem, default_folders, scan_runtime
+from .discovery import Scan, scan_runtime
+from .process_table import ProcessFacts
+from .runtime_files import ScanProblem, default_folders
 
 logger = logging.getLogger(__name__)
 
