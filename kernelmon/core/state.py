@@ -28,10 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .files import write_json_atomic
 from .folder_lock import FolderLock
 from .machine.identity import start_ticks
 from .machine.process import create_time
-from .settings import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
