@@ -153,7 +153,9 @@ class AdoptionRegistry(Protocol):
 
     settings: Settings
 
-    def now(self) -> datetime: ...
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord: ...
     def __contains__(self, kernel_id: object) -> bool: ...
     def add(self, entry: Entry) -> None: ...
     def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
@@ -223,12 +225,6 @@ class _Adoption:
         self._backends = backends
         self._shutdown_wait = shutdown_wait
 
-    def _new_record(self, kid: str, name: str, display_name: str, cwd: str | None) -> KernelRecord:
-        now = self._registry.now()
-        return KernelRecord(
-            id=kid, name=name, display_name=display_name, cwd=cwd, last_activity=now, started=now
-        )
-
     async def adopt_safely(self, saved: dict[str, Any], live: dict[str, int]) -> str | None:
         try:
             record = SavedKernel.parse(saved)
@@ -286,7 +282,7 @@ class _Adoption:
         except KernelSpecNotFound:
             self._unadoptable(saved, pid, f"its kernel spec {name!r} is not installed", proof_info)
             return None
-        record = self._new_record(kid, name, spec.display_name, saved.cwd)
+        record = self._registry.new_record(kid, name, spec.display_name, saved.cwd)
         if saved.started is not None:
             record.started = saved.started
         record.restarts = saved.restarts
@@ -365,7 +361,7 @@ class _Adoption:
         shutdown that kills it after proving it; its record is kept."""
         kid = saved.id
         name = saved.kernel_name or ""
-        record = self._new_record(kid, name, saved.display_name or name, saved.cwd)
+        record = self._registry.new_record(kid, name, saved.display_name or name, saved.cwd)
         if saved.started is not None:
             record.started = saved.started
         record.pid = pid

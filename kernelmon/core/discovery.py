@@ -93,6 +93,9 @@ class DiscoveryRegistry(Protocol):
     settings: Settings
 
     def now(self) -> datetime: ...
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord: ...
     def __iter__(self) -> Iterator[Entry]: ...
     def find(self, kernel_id: str) -> Entry | None: ...
     def add(self, entry: Entry) -> None: ...
@@ -384,13 +387,9 @@ class Discovery:
 
     def _entry_for(self, found: FoundKernel) -> Entry | None:
         if found.origin == Origin.STALE:
-            now = self._registry.now()
-            record = KernelRecord(
-                id=found.kernel_id,
-                name=found.kernel_name or "",
-                display_name=self._display_name(found.kernel_name),
-                last_activity=now,
-                started=now,
+            name = found.kernel_name
+            record = self._registry.new_record(
+                found.kernel_id, name or "", self._display_name(name)
             )
             backend = self._backends.stale(record, found.connection_file)
             apply_found(record, found)

@@ -64,6 +64,9 @@ class LifecycleRegistry(Protocol):
     settings: Settings
 
     def now(self) -> datetime: ...
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord: ...
     def __iter__(self) -> Iterator[Entry]: ...
     def get(self, kernel_id: str) -> Entry: ...
     def find(self, kernel_id: str) -> Entry | None: ...
@@ -199,15 +202,7 @@ class Lifecycle:
         cwd = cwd_for_path(self.registry.settings.root_dir, path)
         await self._keeper.ensure_recordable()  # a kernel that cannot be recorded is orphaned
         kid = kernel_id or str(uuid.uuid4())
-        now = registry.now()
-        record = KernelRecord(
-            id=kid,
-            name=name,
-            display_name=spec.display_name,
-            cwd=cwd,
-            last_activity=now,
-            started=now,
-        )
+        record = registry.new_record(kid, name, spec.display_name, cwd)
         backend = self.local(record)
         entry = Entry(record, backend, ready=asyncio.get_running_loop().create_future())
         registry.add(entry)

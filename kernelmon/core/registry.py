@@ -75,6 +75,20 @@ class Registry:
         """What "now" is for every timestamp a decision compares (the map's clock)."""
         return self._clock()
 
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord:
+        """A record of a kernel about to join the map, first seen (and active) now."""
+        now = self._clock()
+        return KernelRecord(
+            id=kernel_id,
+            name=name,
+            display_name=display_name,
+            cwd=cwd,
+            last_activity=now,
+            started=now,
+        )
+
     # -- entries ----------------------------------------------------------------------------
 
     def __contains__(self, kernel_id: object) -> bool:

@@ -60,8 +60,8 @@ class Untouched(KernelBackend):
 
 
 def added(registry: Registry, kid: str, state: str = ExecutionState.IDLE) -> KernelRecord:
-    now = registry.now()
-    record = KernelRecord(id=kid, name="python3", last_activity=now, started=now)
+    record = registry.new_record(kid, "python3")
+    assert record.last_activity == record.started == registry.now()  # the map's clock
     record.execution_state = state
     registry.add(Entry(record, Untouched(record)))
     return record
