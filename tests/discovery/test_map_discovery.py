@@ -193,8 +193,10 @@ def test_external_kernel_is_interrupted_and_never_restarted(aio, kmap, others, f
     assert reply["content"]["ename"] == "KeyboardInterrupt"
 
     state = kmap.record(k["id"]).execution_state
-    with pytest.raises(NotRestartable, match=r"did not start this kernel: python launcher\.py"):
+    with pytest.raises(NotRestartable, match=r"did not start this kernel: python launcher") as e:
         aio.run(kmap.restart_kernel(k["id"]))
+    # decided once, by the backend: the map raises the sentence the model shows the UI
+    assert kmap.kernel_model(k["id"])["refusals"]["restart"] in str(e.value)
     assert kmap.record(k["id"]).execution_state == state
     assert kmap.record(k["id"]).restarts == 0
 
@@ -254,8 +256,9 @@ def test_shut_down_external_kernel_leaves_a_stale_file_that_can_be_cleaned(
     assert record.execution_state == ExecutionState.DEAD
     assert record.pid is None
     assert kmap.history(k["id"]) is None
-    with pytest.raises(KernelDead, match="only a connection file"):
+    with pytest.raises(KernelDead, match="only a connection file") as dead:
         aio.run(kmap.interrupt_kernel(k["id"]))
+    assert kmap.kernel_model(k["id"])["refusals"]["interrupt"] in str(dead.value)
     with pytest.raises(NotRestartable):
         aio.run(kmap.restart_kernel(k["id"]))
 
