@@ -143,6 +143,9 @@ class Discovery:
         self._watched: frozenset[tuple[str | None, int | None]] = frozenset()
         self._prepared: dict[str, dict[str, Any] | ExternalKernelError] = {}
         self._seen: ExternalHistory | None = None
+        #: kernels that left the map while a scan ran: what that scan saw of them is old
+        #: (e.g. the file of a kernel shut down meanwhile, about to be deleted)
+        self._left_during_scan: set[str] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -183,6 +186,8 @@ class Discovery:
         """The kernel left the map."""
         if self._seen is not None:
             self._seen.forget_if_gone(kernel_id)
+        if self._left_during_scan is not None:
+            self._left_during_scan.add(kernel_id)
 
     # -- turning it on and off --------------------------------------------------------------
 
@@ -284,6 +289,7 @@ class Discovery:
         """On the loop, as a scan starts: what its worker thread needs to know (the kernels
         watched now); returns kernelmon's own kernels' ids."""
         self._prepared.clear()
+        self._left_during_scan = set()
         self._watched = frozenset(
             (e.record.connection_file, e.record.pid)
             for e in self._registry
@@ -310,6 +316,7 @@ class Discovery:
                 self._reconcile_scan(scan)
         finally:
             self._prepared.clear()
+            self._left_during_scan = None
 
     def _reconcile_scan(self, scan: Scan) -> None:
         owned = self._owned_ids()
@@ -330,6 +337,8 @@ class Discovery:
                     if fields:
                         self._registry.changed(entry.record, fields, None)
                 continue
+            if self._left_during_scan and kid in self._left_during_scan:
+                continue  # seen before it left: the next scan says what is left of it
             # one id in several files (several folders): the one with a live process wins
             other = found.get(kid)
             if other is None or (other.pid is None and kernel.pid is not None):

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -507,3 +508,57 @@ def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
     assert k["id"] not in kmap
     assert [e.reason for e in log.of(KernelRemoved, k["id"])] == ["shut down"]
     assert not path.exists()
+
+
+def test_a_scan_that_ends_after_an_orphans_shutdown_does_not_bring_it_back(
+    aio, kmap, launch, runtime
+):
+    """A scan that read the folder while an orphan was being shut down, and ends after the
+    shutdown, adds no row for the file the shutdown deletes (it would show as a stale
+    kernel until the next scan)."""
+    launched = moved(launch(1), runtime)
+    k = launched.kernel()
+    path = Path(k["connection_file"])
+    kill_application(launched)
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    os.kill(k["pid"], signal.SIGKILL)  # the kernel dies: its file is left, stale
+
+    async def stale() -> None:
+        await wait_until(lambda: process_gone(k["pid"]), what="the process gone")
+        for _ in range(100):  # its exit is noticed, then a scan shows the file stale
+            await kmap.rescan()
+            if kmap.record(k["id"]).origin == Origin.STALE:
+                break
+            await asyncio.sleep(0.1)
+
+    aio.run(stale())
+    assert kmap.record(k["id"]).origin == Origin.STALE
+    watcher = kmap.discovery.watcher
+    assert watcher is not None
+    prepare = watcher.prepare
+    read = threading.Event()
+
+    def slow_prepare(scan) -> None:  # in the scan's worker thread, after reading the folder
+        read.set()
+        time.sleep(1.0)
+        if prepare is not None:
+            prepare(scan)
+
+    watcher.prepare = slow_prepare
+    log = EventLog(kmap)
+
+    async def run() -> None:
+        scan = asyncio.get_running_loop().create_task(kmap.rescan())
+        await wait_until(read.is_set, what="the folder read")
+        await kmap.shutdown_kernel(k["id"])  # ends while the scan still runs
+        await scan
+
+    try:
+        aio.run(run())
+    finally:
+        watcher.prepare = prepare
+        log.unsubscribe()
+    assert not path.exists()
+    assert k["id"] not in kmap
+    assert log.of(KernelAdded, k["id"]) == []
