@@ -1,0 +1,62 @@
+"""kernelmon on the command line: ``kernelmon list``, ``show``, ``interrupt``, ``restart``,
+``stop``, ``cleanup`` and ``serve`` (headless). Nothing here imports Qt.
+
+``entry`` is the ``kernelmon`` executable: with a command it runs the command line, without
+one it opens the window (``kernelmon.app.main``, imported only then).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+from .parser import build_parser
+from .target import CommandError
+
+logger = logging.getLogger(__name__)
+
+#: The first argument that makes ``kernelmon`` a command rather than the window.
+COMMANDS = ("list", "ls", "show", "interrupt", "restart", "stop", "cleanup", "serve")
+HEADLESS = "--headless"
+
+
+def is_command(argv: Sequence[str]) -> bool:
+    return bool(argv) and (argv[0] in COMMANDS or HEADLESS in argv)
+
+
+def entry(argv: Sequence[str] | None = None) -> int:
+    """The ``kernelmon`` executable: a command, or (no command) the window."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if is_command(args):
+        return main(args)
+    from ..app import main as window  # imports Qt: only for the window
+
+    return window(args)
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run one command; the exit status (0 done, 1 failed, 2 usage, 3 not found). Errors
+    are one sentence on stderr, never a traceback."""
+    argv = list(argv)
+    if HEADLESS in argv:
+        argv = ["serve", *(a for a in argv if a != HEADLESS)]
+    args = build_parser().parse_args(argv)  # usage errors: argparse exits with 2
+    try:
+        if args.command == "serve":
+            from .serve import serve
+
+            return serve(args)
+        from .commands import run
+
+        return run(args)
+    except CommandError as e:
+        print(f"kernelmon: {e}", file=sys.stderr)
+        return e.status
+    except KeyboardInterrupt:
+        print("kernelmon: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as e:
+        logger.debug("The command failed", exc_info=True)
+        print(f"kernelmon: the command failed inside kernelmon: {e}", file=sys.stderr)
+        return 1
