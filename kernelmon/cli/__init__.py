@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from .parser import build_parser
+from .parser import build_parser, commands_help
 from .target import CommandError
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,21 @@ def entry(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if is_command(args):
         return main(args)
-    from ..app import main as window  # imports Qt: only for the window
+    try:
+        from ..app import main as window  # imports Qt: only for the window
+    except ImportError as e:  # no Qt, or its system libraries are missing
+        print(
+            f"kernelmon cannot open its window ({e}); the commands work without it: "
+            "kernelmon list, kernelmon serve (kernelmon --help lists them all).",
+            file=sys.stderr,
+        )
+        return 1
 
+    if args in (["-h"], ["--help"]):
+        try:
+            return window(args)
+        finally:  # argparse exits after the window's options: the commands follow them
+            print(f"\n{commands_help()}")
     return window(args)
 
 

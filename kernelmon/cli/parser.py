@@ -11,6 +11,16 @@ EPILOG = (
     "so that its kernels are stopped by their owner; otherwise they act directly. Exit "
     "status: 0 done, 1 the action failed, 2 usage (also an ambiguous id), 3 no such kernel."
 )
+#: One line per command, for its entry in the help.
+SUMMARY = {
+    "list": "list every kernel on the machine",
+    "show": "show one kernel's details",
+    "interrupt": "interrupt the code a kernel runs",
+    "restart": "restart a kernel kernelmon started",
+    "stop": "shut kernels down",
+    "cleanup": "remove the connection files of dead kernels",
+    "serve": "run kernelmon without a window (also: kernelmon --headless)",
+}
 ID_HELP = "a kernel's id, or the start of it (unique among the kernels listed)"
 
 
@@ -30,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser(
         "list",
         aliases=["ls"],
-        help="list every kernel on the machine",
+        help=SUMMARY["list"],
         description=(
             "List every kernel on the machine: short id, name (working folder), kernel "
             "spec, owner (kernelmon, the application that started it, orphan), state, "
@@ -55,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser(
         "show",
-        help="show one kernel's details",
+        help=SUMMARY["show"],
         description=(
             "Show one kernel: process and its tree's size, resources, connection file, "
             "transport, parent application or Jupyter server, and why it is dead, "
@@ -68,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     interrupt = sub.add_parser(
         "interrupt",
-        help="interrupt the code a kernel runs",
+        help=SUMMARY["interrupt"],
         description="Interrupt the code a kernel runs (as the window's Interrupt does).",
         epilog=EPILOG,
     )
@@ -76,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     restart = sub.add_parser(
         "restart",
-        help="restart a kernel kernelmon started",
+        help=SUMMARY["restart"],
         description=(
             "Restart a kernel kernelmon started (same id and folder; its variables are "
             "lost); returns once the new process answers. Other applications' kernels "
@@ -88,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stop = sub.add_parser(
         "stop",
-        help="shut kernels down",
+        help=SUMMARY["stop"],
         description=(
             "Shut kernels down (shutdown request, then SIGTERM, then SIGKILL to the "
             "kernel's process group); for a stale connection file, remove it. Kernels "
@@ -102,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cleanup = sub.add_parser(
         "cleanup",
-        help="remove the connection files of dead kernels",
+        help=SUMMARY["cleanup"],
         description=(
             "Remove what dead kernels left behind (stale connection files: no process "
             "runs for them; a file is removed only when kernelmon can prove its kernel is "
@@ -117,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run kernelmon without a window (also: kernelmon --headless)",
+        help=SUMMARY["serve"],
         description=(
             "Run kernelmon without a window (no Qt needed): take over the kernels of an "
             "earlier kernelmon run, watch every kernel on the machine, cull as the settings "
@@ -165,3 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
             ),
         )
     return parser
+
+
+def commands_help() -> str:
+    """The commands in a few lines, for the end of the window's ``--help``."""
+    lines = [f"  {name:<10} {text}" for name, text in SUMMARY.items()]
+    return "\n".join(["commands (kernelmon COMMAND --help for each):", *lines])
