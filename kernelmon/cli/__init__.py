@@ -33,6 +33,9 @@ def entry(argv: Sequence[str] | None = None) -> int:
     try:
         from ..app import main as window  # imports Qt: only for the window
     except ImportError as e:  # no Qt, or its system libraries are missing
+        if args in (["-h"], ["--help"]):
+            build_parser().print_help()
+            return 0
         print(
             f"kernelmon cannot open its window ({e}); the commands work without it: "
             "kernelmon list, kernelmon serve (kernelmon --help lists them all).",

@@ -42,6 +42,13 @@ def test_without_a_command_it_is_the_window_which_needs_qt(cli: Cli):
     cli.qt_log.unlink()
 
 
+def test_without_qt_help_shows_the_commands(cli: Cli):
+    done = cli("--help")
+    assert done.returncode == 0, done.stderr
+    assert "Without a command, kernelmon opens its window." in " ".join(done.stdout.split())
+    cli.qt_log.unlink()
+
+
 def test_usage_errors_exit_2(cli: Cli):
     done = cli("stop")
     assert done.returncode == 2
