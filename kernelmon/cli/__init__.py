@@ -65,6 +65,9 @@ def main(argv: Sequence[str]) -> int:
             return serve(args)
         from .commands import run
 
+        # the core's warnings (a file it cannot watch...) are the window's and the log's
+        # business; a command says what it did, in sentences of its own
+        logging.getLogger().addHandler(logging.NullHandler())
         return run(args)
     except CommandError as e:
         print(f"kernelmon: {e}", file=sys.stderr)
