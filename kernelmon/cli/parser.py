@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
 
@@ -24,6 +26,15 @@ SUMMARY = {
 ID_HELP = "a kernel's id, or the start of it (unique among the kernels listed)"
 
 
+def add_command(
+    sub: Any, name: str, description: str, aliases: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, aliases=list(aliases), help=SUMMARY[name], description=description, epilog=EPILOG
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kernelmon",
@@ -37,17 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    ls = sub.add_parser(
+    ls = add_command(
+        sub,
         "list",
-        aliases=["ls"],
-        help=SUMMARY["list"],
-        description=(
+        (
             "List every kernel on the machine: short id, name (working folder), kernel "
             "spec, owner (kernelmon, the application that started it, orphan), state, "
             "CPU (100%% = one core), memory (RSS of its process tree), last activity and "
             "when the culler will shut it down."
         ),
-        epilog=EPILOG,
+        aliases=["ls"],
     )
     ls.add_argument(
         "--json",
@@ -63,79 +73,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest memory or CPU, or latest activity first (default: oldest start first)",
     )
 
-    show = sub.add_parser(
+    show = add_command(
+        sub,
         "show",
-        help=SUMMARY["show"],
-        description=(
+        (
             "Show one kernel: process and its tree's size, resources, connection file, "
             "transport, parent application or Jupyter server, and why it is dead, "
             "unverifiable or cannot be acted on."
         ),
-        epilog=EPILOG,
     )
     show.add_argument("id", metavar="ID", help=ID_HELP)
     show.add_argument("--json", action="store_true", help="print the kernel's model as JSON")
 
-    interrupt = sub.add_parser(
-        "interrupt",
-        help=SUMMARY["interrupt"],
-        description="Interrupt the code a kernel runs (as the window's Interrupt does).",
-        epilog=EPILOG,
+    interrupt = add_command(
+        sub, "interrupt", "Interrupt the code a kernel runs (as the window's Interrupt does)."
     )
     interrupt.add_argument("id", metavar="ID", help=ID_HELP)
 
-    restart = sub.add_parser(
+    restart = add_command(
+        sub,
         "restart",
-        help=SUMMARY["restart"],
-        description=(
+        (
             "Restart a kernel kernelmon started (same id and folder; its variables are "
             "lost); returns once the new process answers. Other applications' kernels "
             "are refused: restart them from their application."
         ),
-        epilog=EPILOG,
     )
     restart.add_argument("id", metavar="ID", help=ID_HELP)
 
-    stop = sub.add_parser(
+    stop = add_command(
+        sub,
         "stop",
-        help=SUMMARY["stop"],
-        description=(
+        (
             "Shut kernels down (shutdown request, then SIGTERM, then SIGKILL to the "
             "kernel's process group); for a stale connection file, remove it. Kernels "
             "other applications started are named with their owner first. Asks on a "
             "terminal; without one it needs --yes."
         ),
-        epilog=EPILOG,
     )
     stop.add_argument("ids", metavar="ID", nargs="+", help=ID_HELP)
     stop.add_argument("-y", "--yes", action="store_true", help="do not ask")
 
-    cleanup = sub.add_parser(
+    cleanup = add_command(
+        sub,
         "cleanup",
-        help=SUMMARY["cleanup"],
-        description=(
+        (
             "Remove what dead kernels left behind (stale connection files: no process "
             "runs for them; a file is removed only when kernelmon can prove its kernel is "
             "gone). With --orphans, also shut down orphans (kernels whose application is "
             "gone), after listing them; that asks on a terminal, and without one needs "
             "--yes."
         ),
-        epilog=EPILOG,
     )
     cleanup.add_argument("--orphans", action="store_true", help="also shut down orphaned kernels")
     cleanup.add_argument("-y", "--yes", action="store_true", help="do not ask")
 
-    serve = sub.add_parser(
+    serve = add_command(
+        sub,
         "serve",
-        help=SUMMARY["serve"],
-        description=(
+        (
             "Run kernelmon without a window (no Qt needed): take over the kernels of an "
             "earlier kernelmon run, watch every kernel on the machine, cull as the settings "
             "say, and answer the commands above. Logs to the log folder. On SIGTERM or "
             "SIGINT it shuts down the kernels it owns (as the window does when it quits "
             "that way) and stops; other applications' kernels keep running."
         ),
-        epilog=EPILOG,
     )
     serve.add_argument(
         "--root-dir",

@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from kernelmon.core.instance import LOCK_NAME
+from tests.discovery.conftest import _kill_tree
 
 KERNELMON = Path(sys.executable).with_name("kernelmon")
 TESTS = Path(__file__).parent.parent
@@ -146,19 +147,6 @@ def gone(pid: int) -> bool:
         return True
 
 
-def kill_all(pids: set[int]) -> None:
-    """SIGKILL these processes and their children (what a test left running)."""
-    procs = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            p = psutil.Process(pid)
-            procs += [p, *p.children(recursive=True)]
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(procs, timeout=10)
-
-
 @dataclass
 class Started:
     proc: subprocess.Popen[str]
@@ -207,4 +195,4 @@ def spawn(cli: Cli) -> Iterator[Callable[..., Started]]:
             s.proc.stdout.close()
         if s.proc.stdin is not None:
             s.proc.stdin.close()
-    kill_all({pid for s in started for pid in s.kernels.values()})
+    _kill_tree({pid for s in started for pid in s.kernels.values()})
