@@ -52,20 +52,27 @@ def environment(tmp: Path) -> dict[str, str]:
 
 
 def start_kernels(n: int, runtime: Path) -> list[subprocess.Popen[bytes]]:
-    """``n`` stand-in kernels, each answering kernel_info before the next is started."""
-    kernels = []
-    for _ in range(n):
-        path = runtime / f"kernel-{uuid.uuid4()}.json"
-        key = uuid.uuid4().hex.encode()
-        write_connection_file(str(path), ip="127.0.0.1", key=key, kernel_name="tiny")
-        kernels.append(
-            subprocess.Popen(
-                [sys.executable, str(HERE / "tiny_kernel.py"), "-f", str(path)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    """``n`` stand-in kernels (one whose ports were taken meanwhile exits: it is replaced
+    by another, and its file removed)."""
+    kernels: list[subprocess.Popen[bytes]] = []
+    while len(kernels) < n:
+        kernels += [start_kernel(runtime) for _ in range(n - len(kernels))]
+        time.sleep(1.0)
+        for kernel in [k for k in kernels if k.poll() is not None]:
+            kernels.remove(kernel)
+            Path(str(kernel.args[-1])).unlink(missing_ok=True)
     return kernels
+
+
+def start_kernel(runtime: Path) -> subprocess.Popen[bytes]:
+    path = runtime / f"kernel-{uuid.uuid4()}.json"
+    key = uuid.uuid4().hex.encode()
+    write_connection_file(str(path), ip="127.0.0.1", key=key, kernel_name="tiny")
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "tiny_kernel.py"), "-f", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def run_list(env: dict[str, str], *args: str) -> tuple[float, int]:
@@ -77,7 +84,7 @@ def run_list(env: dict[str, str], *args: str) -> tuple[float, int]:
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"kernelmon list failed ({done.returncode}): {done.stderr.strip()}")
-    return seconds, len(json.loads(done.stdout))
+    return seconds, sum(m["origin"] != "stale" for m in json.loads(done.stdout))
 
 
 def time_list(env: dict[str, str], reps: int, n: int, table: bool) -> list[float]:
