@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .parser import build_parser, commands_help
+from .render import sentence
 from .target import CommandError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def main(argv: Sequence[str]) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
         return run(args)
     except CommandError as e:
-        print(f"kernelmon: {e}", file=sys.stderr)
+        print(f"kernelmon: {sentence(e)}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:
         print("kernelmon: interrupted.", file=sys.stderr)

@@ -63,7 +63,8 @@ def interrupt(target: Target, args: argparse.Namespace) -> int:
 
 def restart(target: Target, args: argparse.Namespace) -> int:
     model = target.call("show", id=args.id)["kernel"]
-    say(f"Restarting kernel {label(model)} through {target.where}…")
+    if model.get("origin") == "owned" and "restart" not in (model.get("refusals") or {}):
+        say(f"Restarting kernel {label(model)} through {target.where}…")
     reply = target.call("restart", id=model["id"])
     state = reply["kernel"].get("execution_state")
     print(f"Restarted kernel {model['id']} in {reply.get('seconds', 0):.1f} s; it is {state}.")

@@ -134,8 +134,11 @@ def details(model: dict[str, Any], now: datetime | None = None) -> str:
         ("CPU", row(model, "", now)[5]),
         ("Memory (RSS)", format_bytes(model.get("rss")) or None),
         ("Memory (PSS / USS)", _pair(model.get("pss"), model.get("uss"))),
-        ("Started", model.get("started")),
-        ("Last activity", model.get("last_activity") or model.get("last_activity_note")),
+        ("Started", _when(model.get("started"), now)),
+        (
+            "Last activity",
+            _when(model.get("last_activity"), now) or model.get("last_activity_note"),
+        ),
         ("Culled in", culled_in(model.get("cull_eta"))),
         ("Restarts", model.get("restarts")),
         ("Frontends connected", model.get("connections")),
@@ -147,10 +150,14 @@ def details(model: dict[str, Any], now: datetime | None = None) -> str:
         ("Orphan since", model.get("orphan_since")),
     ]
     refusals = model.get("refusals") or {}
-    lines += [(f"Cannot {action}", why) for action, why in sorted(refusals.items())]
+    lines += [(f"Cannot {action}", sentence(why)) for action, why in sorted(refusals.items())]
     shown = [(label, str(value)) for label, value in lines if value not in (None, "")]
     width = max(len(label) for label, _ in shown)
     return "\n".join(f"{label + ':':<{width + 1}} {value}" for label, value in shown)
+
+
+def _when(text: object, now: datetime) -> str | None:
+    return f"{text} ({ago(text, now)})" if parse_time(text) is not None else None
 
 
 def _pair(pss: object, uss: object) -> str | None:
@@ -172,6 +179,12 @@ def _parent(model: dict[str, Any]) -> str | None:
         return None
     alive = "running" if model.get("parent_alive") else "gone"
     return f"{model.get('parent_app') or 'unknown'} (pid {pid}, {alive})"
+
+
+def sentence(text: object) -> str:
+    """``text`` ending as a sentence does."""
+    text = str(text).rstrip()
+    return text if text.endswith((".", "?", "!")) else f"{text}."
 
 
 def as_json(value: Any) -> str:
