@@ -76,7 +76,7 @@ class Remote:
         error = str(reply.get("error") or "it gave no reason")
         if code == "unknown-op":
             error = (
-                f"The running kernelmon ({who}) does not take this command ({error}); "
+                f"The running kernelmon ({who}) does not take this command ({error.rstrip('.')}); "
                 "it may be an older version: restart it."
             )
         raise _error(code, error)
