@@ -32,6 +32,9 @@ from .ops import OPS, handlers
 #: How long a command waits for the running kernelmon to finish an action (a restart may
 #: take the kernel's start-up time, a shutdown its escalation to SIGKILL).
 ACTION_TIMEOUT = 180.0
+#: How long a command waits for the running kernelmon's answer to a question (a list, a
+#: kernel's details, what a stop would do): a kernelmon that hangs is told in seconds.
+READ_TIMEOUT = 30.0
 #: How long a command waits for a kernelmon that is quitting (or another command) to end.
 QUIT_WAIT = 30.0
 
@@ -60,8 +63,11 @@ class Remote:
         self.pid = running.pid
         self.where = f"the running kernelmon (pid {running.pid})"
 
-    def call(self, op: str, timeout: float = ACTION_TIMEOUT, **fields: Any) -> dict[str, Any]:
+    def call(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         who = f"pid {self.pid}" if self.pid else "process id unknown"
+        if timeout is None:
+            acts = op in ("interrupt", "restart", "stop", "cleanup") and not fields.get("dry_run")
+            timeout = ACTION_TIMEOUT if acts else READ_TIMEOUT
         try:
             reply = self.running.request(op, timeout=timeout, **fields)
         except NoAnswer as e:
