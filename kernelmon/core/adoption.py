@@ -30,12 +30,12 @@ from .backends.base import KernelBackend
 from .backends.external import heartbeat
 from .backends.local import CONNECTION_FACTS
 from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
-from .events import ActionFailed, KernelAdopted, KernelEvent
+from .events import ActionFailed, KernelAdopted
 from .keeper import StateKeeper
 from .machine.identity import Proof, find_kernel_pid, prove_kernel, remove_kernel_files, start_ticks
 from .machine.process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
 from .records import ExecutionState, KernelRecord
-from .registry import Entry
+from .registry import Announcing, Entry
 from .saved_kernels import (
     SavedKernel,
     leads_group,
@@ -44,7 +44,6 @@ from .saved_kernels import (
 )
 from .saved_kernels import alive as _alive
 from .saved_kernels import text_or_none as _str
-from .settings import Settings
 from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
@@ -148,10 +147,8 @@ class UnadoptedKernel(KernelBackend):
         await run_in_thread(remove_kernel_files, self._saved["connection_file"])
 
 
-class AdoptionRegistry(Protocol):
+class AdoptionRegistry(Announcing, Protocol):
     """What adoption reads of the registry and changes in it."""
-
-    settings: Settings
 
     def new_record(
         self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
@@ -159,7 +156,6 @@ class AdoptionRegistry(Protocol):
     def __contains__(self, kernel_id: object) -> bool: ...
     def add(self, entry: Entry) -> None: ...
     def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Backends(Protocol):

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Protocol
 
-from .events import JobFinished, KernelEvent, MemoryWarning
+from .events import JobFinished, MemoryWarning
 from .machine.resources import KernelUsage
 from .records import ExecutionState, KernelRecord
-from .settings import Settings
+from .registry import Announcing
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +26,8 @@ REARM = 0.9
 TOTAL = ""
 
 
-class AlertsRegistry(Protocol):
+class AlertsRegistry(Announcing, Protocol):
     """What alerts read of the registry."""
-
-    settings: Settings
-
-    def now(self) -> datetime: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Alerts:

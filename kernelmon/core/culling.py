@@ -17,21 +17,17 @@ from typing import Protocol
 from .culler import cull_reason
 from .errors import KernelNotFound
 from .events import ActionFailed, KernelAdded, KernelCulled, KernelEvent, Subscriber
-from .registry import Entry
+from .registry import Announcing, Entry
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class CullerRegistry(Protocol):
+class CullerRegistry(Announcing, Protocol):
     """What the culler reads of the registry."""
 
-    settings: Settings
-
-    def now(self) -> datetime: ...
     def __iter__(self) -> Iterator[Entry]: ...
     def __contains__(self, kernel_id: object) -> bool: ...
-    def emit(self, event: KernelEvent) -> None: ...
     def subscribe(self, callback: Subscriber) -> Callable[[], None]: ...
 
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from .backends.external import ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
-from .events import KernelEvent
 from .external_history import ExternalHistory
 from .found import OTHERS_LIVE, apply_found, owned_by_kernelmon
 from .machine.discovery import (
@@ -34,28 +32,21 @@ from .machine.discovery import (
 )
 from .machine.watcher import RuntimeWatcher
 from .records import ExecutionState, KernelRecord, Origin
-from .registry import Entry
+from .registry import Changing, Entry
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class DiscoveryRegistry(Protocol):
+class DiscoveryRegistry(Changing, Protocol):
     """What discovery reads of the registry and changes in it."""
 
-    settings: Settings
-
-    def now(self) -> datetime: ...
     def new_record(
         self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
     ) -> KernelRecord: ...
-    def __iter__(self) -> Iterator[Entry]: ...
-    def find(self, kernel_id: str) -> Entry | None: ...
     def add(self, entry: Entry) -> None: ...
     def replace(self, entry: Entry) -> None: ...
     def remove(self, entry: Entry, reason: str) -> None: ...
-    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Discovery:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from typing import Any, Protocol
 
 from .backends.base import Action
 from .errors import KernelDead
-from .events import KernelEvent, OutputLost
+from .events import OutputLost
 from .protocol.buffering import MessageBuffer
 from .protocol.channels import OnMessage, SessionChannels
 from .protocol.connection import KernelConnection
-from .records import ExecutionState, KernelRecord
-from .registry import Entry
-from .settings import Settings
+from .records import ExecutionState
+from .registry import Changing, Entry
 
 logger = logging.getLogger(__name__)
 
@@ -38,16 +36,10 @@ def lost_text(n: int) -> str:
     )
 
 
-class FrontendsRegistry(Protocol):
+class FrontendsRegistry(Changing, Protocol):
     """What the frontends part reads of the registry."""
 
-    settings: Settings
-
-    def now(self) -> datetime: ...
     def get(self, kernel_id: str) -> Entry: ...
-    def find(self, kernel_id: str) -> Entry | None: ...
-    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Frontends:

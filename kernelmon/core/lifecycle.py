@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -39,7 +39,6 @@ from .errors import (
 from .events import (
     ActionFailed,
     KernelDied,
-    KernelEvent,
     KernelInterrupted,
     KernelRemoved,
     KernelRestarted,
@@ -50,32 +49,24 @@ from .frontends import Frontends
 from .keeper import StateKeeper
 from .machine.identity import make_private
 from .records import ExecutionState, KernelRecord, Origin
-from .registry import KERNEL_ID, Entry
-from .settings import Settings
+from .registry import KERNEL_ID, Changing, Entry
 from .threads import run_in_thread
 from .workdir import cwd_for_path
 
 logger = logging.getLogger(__name__)
 
 
-class LifecycleRegistry(Protocol):
+class LifecycleRegistry(Changing, Protocol):
     """What the commands read of the registry and change in it."""
 
-    settings: Settings
-
-    def now(self) -> datetime: ...
     def new_record(
         self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
     ) -> KernelRecord: ...
-    def __iter__(self) -> Iterator[Entry]: ...
     def get(self, kernel_id: str) -> Entry: ...
-    def find(self, kernel_id: str) -> Entry | None: ...
     def add(self, entry: Entry) -> None: ...
     def discard(self, entry: Entry) -> bool: ...
     def let_go(self, kernel_id: str) -> None: ...
     def active(self, now: datetime) -> None: ...
-    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Lifecycle:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from .backends.base import KernelBackend
 from .errors import KernelNotFound
@@ -51,6 +52,23 @@ class Entry:
     @property
     def shutting_down(self) -> bool:
         return self.shutdown_task is not None and not self.shutdown_task.done()
+
+
+class Announcing(Protocol):
+    """The least a part of the map is given: the settings, the clock, the events out."""
+
+    settings: Settings
+
+    def now(self) -> datetime: ...
+    def emit(self, event: KernelEvent) -> None: ...
+
+
+class Changing(Announcing, Protocol):
+    """For parts that read the map's entries and change their records."""
+
+    def __iter__(self) -> Iterator[Entry]: ...
+    def find(self, kernel_id: str) -> Entry | None: ...
+    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
 
 
 class Registry:

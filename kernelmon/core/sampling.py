@@ -10,18 +10,16 @@ hands them to ``Alerts`` (memory warnings) and sends ``UsageSampled`` with the t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from .alerts import Alerts
-from .events import KernelEvent, UsageSampled
+from .events import UsageSampled
 from .machine.process_table import ProcessFacts, process_table
 from .machine.resources import KernelHistory, KernelUsage, ResourceSampler
 from .periodic import Periodic
-from .records import KernelRecord, Origin
-from .registry import Entry
-from .settings import Settings
+from .records import Origin
+from .registry import Changing
 from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
@@ -32,16 +30,10 @@ USAGE_FIELDS = frozenset({"cpu_percent", "rss", "pss", "uss", "processes", "mess
 Scanner = Callable[[], Awaitable[Mapping[int, ProcessFacts]]]
 
 
-class SamplerRegistry(Protocol):
+class SamplerRegistry(Changing, Protocol):
     """What the sampler reads of the registry."""
 
-    settings: Settings
-
-    def __iter__(self) -> Iterator[Entry]: ...
     def __contains__(self, kernel_id: object) -> bool: ...
-    def find(self, kernel_id: str) -> Entry | None: ...
-    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
-    def emit(self, event: KernelEvent) -> None: ...
 
 
 class Sampler:

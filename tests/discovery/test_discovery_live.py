@@ -95,6 +95,9 @@ def test_watcher_follows_a_kernel_from_external_to_orphan_to_stale(aio, launch, 
             # The application that started the kernel dies; the kernel lives on.
             launched.proc.send_signal(signal.SIGKILL)
             await rescan_until(Origin.ORPHAN, "the kernel orphaned")
+            # a scan may read the kernel's parent just before the application's exit, and
+            # its state just after: the next one sees the kernel's new parent
+            await watcher.rescan()
             assert not process_gone(k["pid"])
             assert watcher.scan.by_kernel_id()[k["id"]].parent_pid != launched.proc.pid
             # A scan that never saw the application knows it too (reparented to a reaper).

@@ -474,17 +474,22 @@ def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
     assert process_gone(k["pid"])
 
 
+def an_orphan(aio, kmap, launch, runtime) -> tuple[dict, Path]:
+    """A kernel in the map whose application is gone: (its launcher's facts, its file)."""
+    launched = moved(launch(1), runtime)
+    k = launched.kernel()
+    kill_application(launched)
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    return k, Path(k["connection_file"])
+
+
 def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
     aio, kmap, launch, runtime, monkeypatch
 ):
     import kernelmon.core.lifecycle as lifecycle
 
-    launched = moved(launch(1), runtime)
-    k = launched.kernel()
-    path = Path(k["connection_file"])
-    kill_application(launched)
-    aio.run(kmap.rescan())
-    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    k, path = an_orphan(aio, kmap, launch, runtime)
     remove = lifecycle.remove_connection_files
 
     def slow_remove(file: str) -> None:
@@ -516,12 +521,7 @@ def test_a_scan_that_ends_after_an_orphans_shutdown_does_not_bring_it_back(
     """A scan that read the folder while an orphan was being shut down, and ends after the
     shutdown, adds no row for the file the shutdown deletes (it would show as a stale
     kernel until the next scan)."""
-    launched = moved(launch(1), runtime)
-    k = launched.kernel()
-    path = Path(k["connection_file"])
-    kill_application(launched)
-    aio.run(kmap.rescan())
-    assert kmap.record(k["id"]).origin == Origin.ORPHAN
+    k, path = an_orphan(aio, kmap, launch, runtime)
     os.kill(k["pid"], signal.SIGKILL)  # the kernel dies: its file is left, stale
 
     async def stale() -> None:
