@@ -102,7 +102,7 @@ class KernelModel(TypedDict):
 
 def as_dict(model: KernelModel) -> dict[str, Any]:
     """A model as a plain dict: what events carry and ``KernelMap.kernel_model`` returns
-    while the UI's helpers take ``dict[str, Any]`` (the same object, unchanged)."""
+    while the UI's functions take ``dict[str, Any]`` (the same object, unchanged)."""
     return cast(dict[str, Any], model)
 
 

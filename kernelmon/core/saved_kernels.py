@@ -1,5 +1,5 @@
 """Kernel records of an earlier kernelmon run, as read from a state file, and what adoption
-asks of the machine about them (blocking helpers: run them in a thread).
+asks of the machine about them (blocking calls: run them in a thread).
 
 A record is a claim, not a proof (see adoption.py): every field is checked, and a field of
 the wrong type counts as missing.
