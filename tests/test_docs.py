@@ -55,6 +55,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 #: or kernelmon/core/ ("core/protocol/iopub.py", "machine/process.py").
 OWN_FOLDERS = {"kernelmon", "tests", "benchmarks", "docs", "resources", ".ci"}
 PATH_BASES = [ROOT, ROOT / "kernelmon", ROOT / "kernelmon" / "core"]
+FILE_NAME = re.compile(r"kernelmon\.(log|json|lock|sock|ini|txt|toml|cfg|md|py)")
 
 
 def doc_references(text: str) -> tuple[set[str], set[str]]:
@@ -71,7 +72,11 @@ def doc_references(text: str) -> tuple[set[str], set[str]]:
             first = token.split("/")[0]
             if "*" not in token and (first in OWN_FOLDERS or token.endswith(".py")):
                 paths.add(token)
-        names |= set(re.findall(r"(?<![\w/.])kernelmon(?:\.\w+)+", span))
+        names |= {
+            name
+            for name in re.findall(r"(?<![\w/.-])kernelmon(?:\.\w+)+", span)
+            if not FILE_NAME.fullmatch(name)  # "kernelmon.log" is a file, not a module
+        }
     return paths, names
 
 
@@ -106,7 +111,7 @@ def test_docs_name_files_and_modules_that_exist():
 def test_doc_references_are_found():
     text = (
         "The map (`kernelmon/core/kernel_map.py`, see [core](docs/core.md)) and\n"
-        "`core/nothing_here.py` call `kernelmon.core.threads.run_in_thread`.\n"
+        "`core/nothing_here.py` call `kernelmon.core.threads.run_in_thread`; see `kernelmon.log`.\n"
         "```sh\n.venv/bin/python benchmarks/bench.py --quick\n```\n"
         "```text\nkernelmon/raw <= 1.2\n```\n"
     )
