@@ -1,0 +1,416 @@
+"""An HTTP client for one Jupyter Server or Enterprise Gateway, on the running loop.
+
+aiohttp, one session per client, one request at a time per server (a lock: a poll never
+overtakes an action, and a slow server is never asked twice at once). Every failure becomes
+a ``ServerError`` whose ``kind`` is a ``ServerStatus`` and whose text is one sentence for
+the user; nothing else (no traceback, no aiohttp exception) leaves this module.
+
+What it sends is in docs/servers.md: every GET carries ``?no_track_activity=1`` (jupyter_server's
+API handlers then leave the server's ``api_last_activity`` alone, which JupyterHub's idle
+culler reads); no websocket is opened to watch, no ``usage_request`` is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import aiohttp
+from yarl import URL
+
+from kernelmon.core.servers.model import (
+    KernelSpecs,
+    Listing,
+    RemoteKernel,
+    RemoteSession,
+    parse_kernel,
+    parse_kernels,
+    parse_kernelspecs,
+    parse_sessions,
+    short_repr,
+)
+
+#: Largest answer read from a server (100 kernels take ~20 KB; more is not a kernel list).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_KERNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+T = TypeVar("T")
+_QUIET = {"no_track_activity": "1"}
+
+
+class ServerKind(StrEnum):
+    JUPYTER_SERVER = "jupyter_server"
+    ENTERPRISE_GATEWAY = "enterprise_gateway"
+
+
+class ServerStatus(StrEnum):
+    """A server's status, and the kind of every ``ServerError``."""
+
+    REACHABLE = "reachable"
+    #: the token (or headers) were refused: 401, or 403 from a Jupyter Server
+    AUTH_REFUSED = "auth_refused"
+    #: an Enterprise Gateway without EG_LIST_KERNELS: 403 on GET /api/kernels
+    LISTING_FORBIDDEN = "listing_forbidden"
+    TLS_PROBLEM = "tls_problem"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    #: not JSON, HTML (a login page, a proxy's error page), or JSON of the wrong shape
+    BAD_ANSWER = "bad_answer"
+    #: the server does not know that kernel or kernel spec (the server itself is fine)
+    NOT_FOUND = "not_found"
+    #: the server answered and refused or failed this one request (the server is fine)
+    REFUSED = "refused"
+    CLOSED = "closed"
+
+
+#: Errors about one request: the server answered, so it stays reachable.
+_REQUEST_ERRORS = frozenset({ServerStatus.NOT_FOUND, ServerStatus.REFUSED})
+
+
+class ServerError(Exception):
+    """A request to a server failed; ``str(error)`` is one sentence for the user."""
+
+    def __init__(self, kind: ServerStatus, sentence: str, http_status: int | None = None):
+        super().__init__(sentence)
+        self.kind = kind
+        self.sentence = sentence
+        self.http_status = http_status
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    kind: ServerKind
+    #: jupyter_server's version (an Enterprise Gateway reports the one it is built on)
+    version: str | None
+    gateway_version: str | None = None
+
+
+def jittered(interval: float, spread: float = 0.2, rng: random.Random | None = None) -> float:
+    """``interval`` give or take ``spread`` of it, so that many servers polled at the same
+    interval do not fall into step."""
+    return float(interval * (1 + (rng or random).uniform(-spread, spread)))
+
+
+def backoff(interval: float, failures: int, cap: float = 300.0) -> float:
+    """The delay before the next try after ``failures`` failures in a row (doubling)."""
+    doublings: int = min(max(failures, 0), 16)
+    return min(cap, interval * float(2**doublings))
+
+
+def _clean(text: str, limit: int = 200) -> str:
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _server_message(body: bytes) -> str:
+    """What the server said went wrong (jupyter_server and EG send
+    ``{"reason": ..., "message": ...}``; an EG 500 puts the exception in ``traceback``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    message = data.get("message")
+    trace = data.get("traceback")
+    if isinstance(trace, str) and (not message or message == "Unknown server error"):
+        # EG sends the exception's traceback; its last line names the exception
+        lines = [line for line in trace.splitlines() if line.strip()]
+        message = lines[-1] if lines else message
+    if not isinstance(message, str) or not message:
+        message = data.get("reason") if isinstance(data.get("reason"), str) else ""
+    return _clean(str(message))
+
+
+class ServerClient:
+    """Talks to the server at ``url`` (its base URL, e.g. ``http://host:8888/`` or
+    ``https://hub/user/ann/``). Use it on one running loop; ``await close()`` at the end."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool | ssl.SSLContext = True,
+        timeout: float = 10.0,
+    ) -> None:
+        base = URL(url)
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError(f"{url!r} is not an http:// or https:// address of a server")
+        if base.query_string or base.fragment:
+            raise ValueError(f"{url!r} has a query or fragment; give the server's base address")
+        if not timeout > 0:
+            raise ValueError(f"the timeout must be a positive number of seconds, not {timeout!r}")
+        self.url = str(base.with_path(base.path.rstrip("/") + "/"))
+        self._base = URL(self.url)
+        self._headers = {}
+        for name, value in (headers or {}).items():
+            if any(c in f"{name}{value}" for c in "\r\n") or not name:
+                raise ValueError(f"the header {name!r} is not a usable HTTP header")
+            self._headers[name] = value
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+        self._ssl: bool | ssl.SSLContext = verify_tls
+        self.timeout = float(timeout)
+        self.kind: ServerKind | None = None
+        self.status = ServerStatus.REACHABLE
+        self.error: str | None = None
+        #: when ``status`` last changed (UTC)
+        self.status_since = datetime.now(UTC)
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    # -- the API ------------------------------------------------------------------------
+
+    async def identify(self) -> ServerInfo:
+        """``GET /api``: a Jupyter Server answers its version; an Enterprise Gateway adds
+        ``gateway_version`` (and wants the token even there)."""
+        data = await self._json("GET", "api")
+        if not isinstance(data, dict) or not isinstance(data.get("version", ""), str):
+            raise self._fail(
+                ServerStatus.BAD_ANSWER,
+                "answered GET /api with something that is not a Jupyter server's version",
+            )
+        gateway = data.get("gateway_version")
+        info = ServerInfo(
+            kind=ServerKind.ENTERPRISE_GATEWAY if gateway else ServerKind.JUPYTER_SERVER,
+            version=data.get("version") or None,
+            gateway_version=str(gateway) if gateway else None,
+        )
+        self.kind = info.kind
+        return info
+
+    async def list_kernels(self) -> Listing[RemoteKernel]:
+        return self._parsed(parse_kernels, await self._json("GET", "api/kernels", listing=True))
+
+    async def get_kernel(self, kernel_id: str) -> RemoteKernel:
+        return self._parsed(parse_kernel, await self._json("GET", self._kpath(kernel_id)))
+
+    async def list_sessions(self) -> Listing[RemoteSession]:
+        """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
+        on it: usually none, since its clients keep their sessions themselves)."""
+        return self._parsed(parse_sessions, await self._json("GET", "api/sessions"))
+
+    async def kernelspecs(self) -> KernelSpecs:
+        return self._parsed(parse_kernelspecs, await self._json("GET", "api/kernelspecs"))
+
+    async def start_kernel(
+        self, name: str, path: str | None = None, env: dict[str, str] | None = None
+    ) -> RemoteKernel:
+        """``POST /api/kernels``; ``path`` is the kernel's folder under the server's root,
+        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names)."""
+        body: dict[str, Any] = {"name": name}
+        if path is not None:
+            body["path"] = path
+        if env:
+            body["env"] = dict(env)
+        try:
+            data = await self._json("POST", "api/kernels", body=body)
+        except ServerError as error:
+            # jupyter_server answers an unknown kernel spec with a bare 500 ("Unhandled
+            # error"), EG with a traceback: the server's list of specs says it plainly
+            if error.http_status != 500:
+                raise
+            specs = await self.kernelspecs()
+            names = sorted(spec.name for spec in specs.specs.items)
+            if name in names:
+                raise
+            raise ServerError(
+                ServerStatus.NOT_FOUND,
+                f"The server at {self.url} has no kernel spec {name!r} "
+                f"(it has: {', '.join(names) or 'none'}).",
+                error.http_status,
+            ) from None
+        return self._parsed(parse_kernel, data)
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self._json("POST", self._kpath(kernel_id, "interrupt"))
+
+    async def restart(self, kernel_id: str, timeout: float | None = None) -> RemoteKernel:
+        """Answers once the restarted kernel replied to ``kernel_info`` (jupyter_server
+        waits for it): give it a timeout as long as a kernel may take to start."""
+        data = await self._json("POST", self._kpath(kernel_id, "restart"), timeout=timeout)
+        return self._parsed(parse_kernel, data)
+
+    async def shutdown(self, kernel_id: str) -> None:
+        await self._json("DELETE", self._kpath(kernel_id))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _kpath(self, kernel_id: str, action: str = "") -> str:
+        if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
+            raise ServerError(ServerStatus.NOT_FOUND, f"{short_repr(kernel_id)} is not a kernel id")
+        return f"api/kernels/{kernel_id}" + (f"/{action}" if action else "")
+
+    def _parsed(self, parse: Callable[[object], T], data: object) -> T:
+        try:
+            return parse(data)
+        except ValueError as error:
+            raise self._fail(ServerStatus.BAD_ANSWER, f"sent a bad answer: {error}") from None
+
+    def _fail(self, kind: ServerStatus, what: str, http_status: int | None = None) -> ServerError:
+        error = ServerError(kind, f"The server at {self.url} {what}.", http_status)
+        if kind not in _REQUEST_ERRORS:
+            self._set_status(kind, error.sentence)
+        return error
+
+    def _set_status(self, status: ServerStatus, error: str | None) -> None:
+        if status != self.status:
+            self.status_since = datetime.now(UTC)
+        self.status = status
+        self.error = error
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=1, ssl=self._ssl),
+            )
+        return self._session
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        listing: bool = False,
+    ) -> Any:
+        async with self._lock:
+            if self._closed:
+                raise ServerError(ServerStatus.CLOSED, f"The client for {self.url} is closed.")
+            # A kept-alive connection the server dropped (restarted on the same port) fails
+            # on first use: a GET is tried once more on a new connection.
+            tries = 2 if method == "GET" else 1
+            for attempt in range(tries):
+                try:
+                    status, headers, raw = await self._send(method, path, body, timeout)
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+                    if attempt + 1 < tries and not isinstance(error, aiohttp.ClientSSLError):
+                        continue
+                    raise self._transport_failure(error, timeout) from None
+                except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
+                    raise self._transport_failure(error, timeout) from None
+            data = self._answer(method, path, status, headers, raw, listing)
+            self._set_status(ServerStatus.REACHABLE, None)
+            return data
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        session = self._session_here()
+        url = self._base.join(URL(path))
+        async with session.request(
+            method,
+            url,
+            params=_QUIET if method == "GET" else None,
+            json=body,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+        ) as response:
+            raw = bytearray()
+            async for chunk in response.content.iter_chunked(65536):
+                raw += chunk
+                if len(raw) > MAX_ANSWER_BYTES:
+                    raise _TooLarge
+            headers = {
+                "type": response.headers.get("Content-Type", ""),
+                "location": response.headers.get("Location", ""),
+            }
+            return response.status, headers, bytes(raw)
+
+    def _transport_failure(self, error: BaseException, timeout: float | None) -> ServerError:
+        if isinstance(error, _TooLarge):
+            return self._fail(
+                ServerStatus.BAD_ANSWER, f"sent an answer over {MAX_ANSWER_BYTES} bytes"
+            )
+        if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
+            return self._fail(
+                ServerStatus.TLS_PROBLEM,
+                f"failed the TLS check ({_clean(str(error), 160)})",
+            )
+        if isinstance(error, TimeoutError):
+            seconds = timeout or self.timeout
+            return self._fail(ServerStatus.TIMEOUT, f"did not answer within {seconds:g} s")
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return self._fail(
+                ServerStatus.UNREACHABLE, f"cannot be reached ({_clean(str(error.os_error))})"
+            )
+        if isinstance(error, aiohttp.ClientResponseError):
+            return self._fail(ServerStatus.BAD_ANSWER, "did not answer in HTTP")
+        return self._fail(
+            ServerStatus.UNREACHABLE,
+            f"dropped the connection before answering ({type(error).__name__})",
+        )
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        headers: dict[str, str],
+        raw: bytes,
+        listing: bool,
+    ) -> Any:
+        what = f"{method} /{path}"
+        ctype = headers["type"]
+        if status in (401, 403) or (300 <= status < 400 and "login" in headers["location"]):
+            said = _server_message(raw)
+            if status == 403 and listing and self.kind == ServerKind.ENTERPRISE_GATEWAY:
+                raise self._fail(
+                    ServerStatus.LISTING_FORBIDDEN,
+                    "does not let clients list its kernels (the gateway needs "
+                    "EG_LIST_KERNELS=True); kernelmon sees only the kernels it started there",
+                    status,
+                )
+            if status == 403 and self.kind == ServerKind.ENTERPRISE_GATEWAY:
+                # an EG refuses a bad token with 401; its 403 is about this request
+                raise self._fail(ServerStatus.REFUSED, f"refused {what}: {said}", status)
+            raise self._fail(
+                ServerStatus.AUTH_REFUSED,
+                f"refused the token (HTTP {status} on {what}); check the token and headers",
+                status,
+            )
+        if status == 404:
+            said = _server_message(raw) or "not found"
+            if path in ("api", "api/kernels", "api/sessions", "api/kernelspecs"):
+                raise self._fail(
+                    ServerStatus.BAD_ANSWER, f"has no Jupyter API at /{path} (HTTP 404)", status
+                )
+            raise self._fail(ServerStatus.NOT_FOUND, f"does not know that: {said}", status)
+        if 300 <= status < 400:
+            raise self._fail(ServerStatus.BAD_ANSWER, f"redirected {what} (HTTP {status})")
+        if status >= 400:
+            said = _server_message(raw) or f"HTTP {status}"
+            raise self._fail(ServerStatus.REFUSED, f"failed {what} (HTTP {status}): {said}", status)
+        if status == 204 or not raw:
+            return None
+        if "json" not in ctype.lower():
+            kind = "an HTML page" if b"<html" in raw[:2048].lower() else f"{ctype or 'no type'}"
+            raise self._fail(ServerStatus.BAD_ANSWER, f"answered {what} with {kind}, not JSON")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise self._fail(
+                ServerStatus.BAD_ANSWER, f"answered {what} with JSON that does not parse"
+            ) from None
+
+
+class _TooLarge(Exception):
+    pass
