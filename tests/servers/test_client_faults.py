@@ -24,8 +24,11 @@ GOOD = {"id": "k-good", "name": "python3", "execution_state": "idle", "connectio
 
 
 async def stub(routes: dict[str, Handler], tls: ssl.SSLContext | None = None) -> web.AppRunner:
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"version": "2.0.0"})  # a Jupyter Server's GET /api
+
     app = web.Application()
-    for path, handler in routes.items():
+    for path, handler in {"/api": version, **routes}.items():
         app.router.add_route("*", path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -199,11 +202,8 @@ def _self_signed(folder: Path) -> ssl.SSLContext:
 def test_tls_problem_and_verification_off(aio: Any, tmp_path: Path) -> None:
     tls = _self_signed(tmp_path)
 
-    async def version(request: web.Request) -> web.Response:
-        return web.json_response({"version": "2.0.0"})
-
     async def go() -> None:
-        runner = await stub({"/api": version}, tls)
+        runner = await stub({}, tls)
         strict = ServerClient(address(runner, "https"))
         lenient = ServerClient(address(runner, "https"), verify_tls=False)
         plain = ServerClient(address(runner, "http"))

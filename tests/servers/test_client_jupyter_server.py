@@ -94,10 +94,6 @@ def test_actions_go_through_the_api(aio: Any, jupyter_server: RealServer) -> Non
             assert gone.value.kind == ServerStatus.NOT_FOUND
             # a request error leaves the server reachable
             assert client.status == ServerStatus.REACHABLE
-            with pytest.raises(ServerError) as nospec:
-                await client.start_kernel("no-such-kernel-spec")
-            assert nospec.value.kind == ServerStatus.NOT_FOUND
-            assert "no-such-kernel-spec" in str(nospec.value)
             with pytest.raises(ServerError) as bad_id:
                 await client.interrupt("../../api/sessions")
             assert bad_id.value.kind == ServerStatus.NOT_FOUND
@@ -184,6 +180,12 @@ def test_server_killed_mid_request_then_restarted_on_the_same_port(
     async def killed() -> ServerClient:
         client = ServerClient(server.url, token=server.token, timeout=30)
         await client.list_kernels()  # a kept-alive connection now exists
+        # jupyter_server answers an unknown kernel spec with a bare 500 (and then cannot
+        # stop cleanly on SIGTERM: this server is killed below anyway)
+        with pytest.raises(ServerError) as nospec:
+            await client.start_kernel("no-such-kernel-spec")
+        assert nospec.value.kind == ServerStatus.NOT_FOUND
+        assert "no kernel spec 'no-such-kernel-spec' (it has: python3" in str(nospec.value)
         os.kill(server.process.pid, signal.SIGSTOP)  # the server cannot answer...
         pending = asyncio.create_task(client.list_kernels())
         await asyncio.sleep(0)  # ...while the request is on its way

@@ -189,6 +189,8 @@ class ServerClient:
         return info
 
     async def list_kernels(self) -> Listing[RemoteKernel]:
+        """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
+        await self._identified()
         return self._parsed(parse_kernels, await self._json("GET", "api/kernels", listing=True))
 
     async def get_kernel(self, kernel_id: str) -> RemoteKernel:
@@ -207,6 +209,7 @@ class ServerClient:
     ) -> RemoteKernel:
         """``POST /api/kernels``; ``path`` is the kernel's folder under the server's root,
         ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names)."""
+        await self._identified()
         body: dict[str, Any] = {"name": name}
         if path is not None:
             body["path"] = path
@@ -250,6 +253,11 @@ class ServerClient:
             self._session = None
 
     # -- plumbing -----------------------------------------------------------------------
+
+    async def _identified(self) -> None:
+        # a 403 means "token refused" from a Jupyter Server and "not allowed" from a gateway
+        if self.kind is None:
+            await self.identify()
 
     def _kpath(self, kernel_id: str, action: str = "") -> str:
         if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
