@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from kernelmon.core.servers import ServerClient, ServerError, ServerStatus
-from kernelmon.core.servers.client import backoff, jittered
+from kernelmon.core.servers.client import MAX_ANSWER_BYTES, backoff, jittered
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GOOD = {"id": "k-good", "name": "python3", "execution_state": "idle", "connections": 1}
@@ -84,8 +84,9 @@ def test_slow_server_times_out_and_nothing_stays_stuck(aio: Any) -> None:
         (b"<html><body>Sign in</body></html>", "text/html", "an HTML page"),
         (b'{"kernels": []}', "application/json", "not a list"),
         (b"[" * 100000 + b"]" * 100000, "application/json", "does not parse"),
+        (b"[" + b" " * MAX_ANSWER_BYTES + b"]", "application/json", "an answer over"),
     ],
-    ids=["garbage-json", "html", "wrong-shape", "deep-nesting"],
+    ids=["garbage-json", "html", "wrong-shape", "deep-nesting", "too-large"],
 )
 def test_bad_answers(aio: Any, body: bytes, content_type: str, words: str) -> None:
     async def answer(request: web.Request) -> web.Response:

@@ -302,19 +302,10 @@ class ServerClient:
         async with self._lock:
             if self._closed:
                 raise ServerError(ServerStatus.CLOSED, f"The client for {self.url} is closed.")
-            # A kept-alive connection the server dropped (restarted on the same port) fails
-            # on first use: a GET is tried once more on a new connection.
-            tries = 2 if method == "GET" else 1
-            for attempt in range(tries):
-                try:
-                    status, headers, raw = await self._send(method, path, body, timeout)
-                    break
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
-                    if attempt + 1 < tries and not isinstance(error, aiohttp.ClientSSLError):
-                        continue
-                    raise self._transport_failure(error, timeout) from None
-                except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
-                    raise self._transport_failure(error, timeout) from None
+            try:
+                status, headers, raw = await self._send(method, path, body, timeout)
+            except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
+                raise self._transport_failure(error, timeout) from None
             data = self._answer(method, path, status, headers, raw, listing)
             self._set_status(ServerStatus.REACHABLE, None)
             return data
