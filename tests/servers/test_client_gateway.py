@@ -51,7 +51,7 @@ def test_gateway_refuses_a_wrong_token(aio: Any, gateway: RealServer) -> None:
         client = ServerClient(gateway.url, token="wrong")
         try:
             with pytest.raises(ServerError) as refused:
-                await client.identify()  # the gateway wants the token even for GET /api
+                await client.check()  # the gateway wants the token even for GET /api
             return refused.value
         finally:
             await client.close()
@@ -68,8 +68,11 @@ def test_listing_forbidden_but_own_kernels_followed(aio: Any, closed_gateway: Re
     async def go() -> tuple[ServerClient, ServerError]:
         client = ServerClient(closed_gateway.url, token=closed_gateway.token, timeout=60)
         try:
+            info = await client.check()  # "test the connection" passes, saying why
+            assert info.kind == ServerKind.ENTERPRISE_GATEWAY
+            assert client.status == ServerStatus.LISTING_FORBIDDEN
             with pytest.raises(ServerError) as forbidden:
-                await client.list_kernels()  # identifies the gateway first
+                await client.list_kernels()
             kernel = await client.start_kernel("python3")
             assert (await client.get_kernel(kernel.id)).id == kernel.id
             await client.shutdown(kernel.id)

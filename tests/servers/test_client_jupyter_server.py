@@ -108,8 +108,9 @@ def test_wrong_token_is_auth_refused(aio: Any, jupyter_server: RealServer, token
     async def go() -> ServerClient:
         client = ServerClient(jupyter_server.url, token=token)
         try:
+            assert (await client.identify()).kind == ServerKind.JUPYTER_SERVER  # no token needed
             with pytest.raises(ServerError) as refused:
-                await client.list_kernels()
+                await client.check()
             assert refused.value.kind == ServerStatus.AUTH_REFUSED
             assert "token" in str(refused.value)
             return client

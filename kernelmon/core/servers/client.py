@@ -188,6 +188,19 @@ class ServerClient:
         self.kind = info.kind
         return info
 
+    async def check(self) -> ServerInfo:
+        """ "Test the connection": identify the server, then prove the token with a listing
+        (a Jupyter Server's ``GET /api`` wants no token). A gateway that forbids listing
+        passes (its ``GET /api`` checked the token); ``status`` then says why kernelmon
+        sees only the kernels it started there."""
+        info = await self.identify()
+        try:
+            await self.list_kernels()
+        except ServerError as error:
+            if error.kind != ServerStatus.LISTING_FORBIDDEN:
+                raise
+        return info
+
     async def list_kernels(self) -> Listing[RemoteKernel]:
         """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
         await self._identified()
