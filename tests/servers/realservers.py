@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,29 @@ def _launch(
     return server
 
 
+def _on_a_free_port(
+    kind: str,
+    argv_for: Callable[[int], list[str]],
+    env: dict[str, str],
+    base: Path,
+    token: str,
+    port: int | None = None,
+) -> RealServer:
+    """Launches on ``port``, or on a free one: another process may take a free port
+    between the probe and the server's bind, so that is tried three times."""
+    tries = 1 if port else 3
+    for attempt in range(tries):
+        chosen = port or free_port()
+        try:
+            return _launch(kind, argv_for(chosen), env, base, chosen, token)
+        except RuntimeError as error:
+            if attempt == tries - 1 or not any(
+                w in str(error) for w in ("in use", "not available")
+            ):
+                raise
+    raise AssertionError("unreachable")
+
+
 def _folders(base: Path) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("root", "runtime", "config", "data"):
@@ -184,24 +208,27 @@ def start_jupyter_server(
     """``python -m jupyter_server`` on 127.0.0.1 with a token, its own folders, and (with
     ``cull_idle_timeout``) its own idle culler on."""
     token = token or secrets.token_hex(16)
-    port = port or free_port()
     env = _folders(base)
-    argv = [
-        sys.executable, "-m", "jupyter_server",
-        f"--IdentityProvider.token={token}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.open_browser=False",
-        "--ServerApp.allow_root=True",
-        f"--ServerApp.root_dir={base / 'root'}",
-    ]  # fmt: skip
-    if cull_idle_timeout:
-        argv += [
-            f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
-            f"--MappingKernelManager.cull_interval={cull_interval}",
-        ]
-    return _launch("jupyter_server", argv, env, base, port, token)
+
+    culler = [
+        f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={cull_interval}",
+    ]
+
+    def argv_for(port: int) -> list[str]:
+        argv = [
+            sys.executable, "-m", "jupyter_server",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={base / 'root'}",
+        ]  # fmt: skip
+        return argv + culler if cull_idle_timeout else argv
+
+    return _on_a_free_port("jupyter_server", argv_for, env, base, token, port)
 
 
 def restart_same_port(server: RealServer) -> RealServer:
@@ -272,7 +299,6 @@ def start_enterprise_gateway(
     """Enterprise Gateway (local process proxy) on 127.0.0.1 with a token; kernel listing
     on or off (EG_LIST_KERNELS)."""
     token = token or secrets.token_hex(16)
-    port = free_port()
     env = _folders(base)
     for name in ("JUPYTER_PATH", "PYTHONPATH", "VIRTUAL_ENV"):
         env.pop(name, None)
@@ -281,12 +307,15 @@ def start_enterprise_gateway(
     # EG refuses to start kernels for the users in EG_UNAUTHORIZED_USERS ("root" by default;
     # tests may run as root): an empty name matches no user
     env["EG_UNAUTHORIZED_USERS"] = ""
-    argv = [
-        str(venv / "bin" / "python"), "-m", "enterprise_gateway",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--port_retries=0",
-        f"--EnterpriseGatewayApp.auth_token={token}",
-        f"--EnterpriseGatewayApp.list_kernels={list_kernels}",
-    ]  # fmt: skip
-    return _launch("enterprise_gateway", argv, env, base, port, token)
+
+    def argv_for(port: int) -> list[str]:
+        return [
+            str(venv / "bin" / "python"), "-m", "enterprise_gateway",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--port_retries=0",
+            f"--EnterpriseGatewayApp.auth_token={token}",
+            f"--EnterpriseGatewayApp.list_kernels={list_kernels}",
+        ]  # fmt: skip
+
+    return _on_a_free_port("enterprise_gateway", argv_for, env, base, token)
