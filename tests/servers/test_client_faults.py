@@ -65,6 +65,10 @@ def test_slow_server_times_out_and_nothing_stays_stuck(aio: Any) -> None:
                 assert error.kind == ServerStatus.TIMEOUT
                 assert "did not answer within 0.5 s" in str(error)
             assert client.status == ServerStatus.TIMEOUT
+            # an answer, even a refusal of one request, shows the server reachable again
+            unknown = await failure(client, client.interrupt("k-unknown"))
+            assert unknown.kind == ServerStatus.NOT_FOUND
+            assert client.status == ServerStatus.REACHABLE
             release.set()
             listing = await client.list_kernels()
             assert [k.id for k in listing.items] == ["k-good"]
@@ -223,7 +227,7 @@ def test_tls_problem_and_verification_off(aio: Any, tmp_path: Path) -> None:
 
 
 def test_bad_addresses_and_headers_are_refused_at_once() -> None:
-    for url in ("ftp://host/", "localhost:8888", "http://", "http://h/?token=x"):
+    for url in ("ftp://host/", "localhost:8888", "http://", "http://h/?token=x", "http://h:99999/"):
         with pytest.raises(ValueError, match=r"address|query"):
             ServerClient(url)
     with pytest.raises(ValueError, match="header"):

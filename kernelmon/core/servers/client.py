@@ -37,6 +37,13 @@ from kernelmon.core.servers.model import (
     parse_sessions,
     short_repr,
 )
+from kernelmon.core.servers.status import (
+    REQUEST_ERRORS,
+    ServerError,
+    ServerStatus,
+    clean,
+    server_message,
+)
 
 #: Largest answer read from a server (100 kernels take ~20 KB; more is not a kernel list).
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
@@ -48,40 +55,6 @@ _QUIET = {"no_track_activity": "1"}
 class ServerKind(StrEnum):
     JUPYTER_SERVER = "jupyter_server"
     ENTERPRISE_GATEWAY = "enterprise_gateway"
-
-
-class ServerStatus(StrEnum):
-    """A server's status, and the kind of every ``ServerError``."""
-
-    REACHABLE = "reachable"
-    #: the token (or headers) were refused: 401, or 403 from a Jupyter Server
-    AUTH_REFUSED = "auth_refused"
-    #: an Enterprise Gateway without EG_LIST_KERNELS: 403 on GET /api/kernels
-    LISTING_FORBIDDEN = "listing_forbidden"
-    TLS_PROBLEM = "tls_problem"
-    UNREACHABLE = "unreachable"
-    TIMEOUT = "timeout"
-    #: not JSON, HTML (a login page, a proxy's error page), or JSON of the wrong shape
-    BAD_ANSWER = "bad_answer"
-    #: the server does not know that kernel or kernel spec (the server itself is fine)
-    NOT_FOUND = "not_found"
-    #: the server answered and refused or failed this one request (the server is fine)
-    REFUSED = "refused"
-    CLOSED = "closed"
-
-
-#: Errors about one request: the server answered, so it stays reachable.
-_REQUEST_ERRORS = frozenset({ServerStatus.NOT_FOUND, ServerStatus.REFUSED})
-
-
-class ServerError(Exception):
-    """A request to a server failed; ``str(error)`` is one sentence for the user."""
-
-    def __init__(self, kind: ServerStatus, sentence: str, http_status: int | None = None):
-        super().__init__(sentence)
-        self.kind = kind
-        self.sentence = sentence
-        self.http_status = http_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,31 +77,6 @@ def backoff(interval: float, failures: int, cap: float = 300.0) -> float:
     return min(cap, interval * float(2**doublings))
 
 
-def _clean(text: str, limit: int = 200) -> str:
-    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _server_message(body: bytes) -> str:
-    """What the server said went wrong (jupyter_server and EG send
-    ``{"reason": ..., "message": ...}``; an EG 500 puts the exception in ``traceback``)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    message = data.get("message")
-    trace = data.get("traceback")
-    if isinstance(trace, str) and (not message or message == "Unknown server error"):
-        # EG sends the exception's traceback; its last line names the exception
-        lines = [line for line in trace.splitlines() if line.strip()]
-        message = lines[-1] if lines else message
-    if not isinstance(message, str) or not message:
-        message = data.get("reason") if isinstance(data.get("reason"), str) else ""
-    return _clean(str(message))
-
-
 class ServerClient:
     """Talks to the server at ``url`` (its base URL, e.g. ``http://host:8888/`` or
     ``https://hub/user/ann/``). Use it on one running loop; ``await close()`` at the end."""
@@ -141,7 +89,11 @@ class ServerClient:
         verify_tls: bool | ssl.SSLContext = True,
         timeout: float = 10.0,
     ) -> None:
-        base = URL(url)
+        try:
+            base = URL(url)
+            base.port  # noqa: B018 (yarl checks the port only when asked)
+        except (ValueError, TypeError):
+            raise ValueError(f"{url!r} is not an http:// or https:// address of a server") from None
         if base.scheme not in ("http", "https") or not base.host:
             raise ValueError(f"{url!r} is not an http:// or https:// address of a server")
         if base.query_string or base.fragment:
@@ -285,7 +237,9 @@ class ServerClient:
 
     def _fail(self, kind: ServerStatus, what: str, http_status: int | None = None) -> ServerError:
         error = ServerError(kind, f"The server at {self.url} {what}.", http_status)
-        if kind not in _REQUEST_ERRORS:
+        if kind in REQUEST_ERRORS:  # the server answered: it is reachable
+            self._set_status(ServerStatus.REACHABLE, None)
+        else:
             self._set_status(kind, error.sentence)
         return error
 
@@ -355,14 +309,14 @@ class ServerClient:
         if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
             return self._fail(
                 ServerStatus.TLS_PROBLEM,
-                f"failed the TLS check ({_clean(str(error), 160)})",
+                f"failed the TLS check ({clean(str(error), 160)})",
             )
         if isinstance(error, TimeoutError):
             seconds = timeout or self.timeout
             return self._fail(ServerStatus.TIMEOUT, f"did not answer within {seconds:g} s")
         if isinstance(error, aiohttp.ClientConnectorError):
             return self._fail(
-                ServerStatus.UNREACHABLE, f"cannot be reached ({_clean(str(error.os_error))})"
+                ServerStatus.UNREACHABLE, f"cannot be reached ({clean(str(error.os_error))})"
             )
         if isinstance(error, aiohttp.ClientResponseError):
             return self._fail(ServerStatus.BAD_ANSWER, "did not answer in HTTP")
@@ -383,7 +337,7 @@ class ServerClient:
         what = f"{method} /{path}"
         ctype = headers["type"]
         if status in (401, 403) or (300 <= status < 400 and "login" in headers["location"]):
-            said = _server_message(raw)
+            said = server_message(raw)
             if status == 403 and listing and self.kind == ServerKind.ENTERPRISE_GATEWAY:
                 raise self._fail(
                     ServerStatus.LISTING_FORBIDDEN,
@@ -400,7 +354,7 @@ class ServerClient:
                 status,
             )
         if status == 404:
-            said = _server_message(raw) or "not found"
+            said = server_message(raw) or "not found"
             if path in ("api", "api/kernels", "api/sessions", "api/kernelspecs"):
                 raise self._fail(
                     ServerStatus.BAD_ANSWER, f"has no Jupyter API at /{path} (HTTP 404)", status
@@ -409,7 +363,7 @@ class ServerClient:
         if 300 <= status < 400:
             raise self._fail(ServerStatus.BAD_ANSWER, f"redirected {what} (HTTP {status})")
         if status >= 400:
-            said = _server_message(raw) or f"HTTP {status}"
+            said = server_message(raw) or f"HTTP {status}"
             raise self._fail(ServerStatus.REFUSED, f"failed {what} (HTTP {status}): {said}", status)
         if status == 204 or not raw:
             return None
