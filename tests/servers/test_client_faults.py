@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from kernelmon.core.servers import ServerClient, ServerError, ServerStatus
-from kernelmon.core.servers.client import MAX_ANSWER_BYTES, backoff, jittered
+from kernelmon.core.servers.client import MAX_ANSWER_BYTES
+from kernelmon.core.servers.polling import backoff, jittered
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 GOOD = {"id": "k-good", "name": "python3", "execution_state": "idle", "connections": 1}

@@ -73,6 +73,27 @@ def test_lists_kernels_with_their_notebook(aio: Any, jupyter_server: RealServer)
     assert fields["connections"] == 0
 
 
+def test_unchanged_listings_are_not_read_again(aio: Any, jupyter_server: RealServer) -> None:
+    """The server's ETag comes back as If-None-Match: an unchanged listing is answered 304
+    and the kept result is returned (the same object); a changed one is read anew."""
+
+    async def go() -> None:
+        client = ServerClient(jupyter_server.url, token=jupyter_server.token, timeout=60)
+        try:
+            first = await client.kernelspecs()
+            assert await client.kernelspecs() is first
+            sessions = await client.list_sessions()
+            assert await client.list_sessions() is sessions
+            open_notebook(jupyter_server, "etag.ipynb")  # (a quick request of its own)
+            changed = await client.list_sessions()
+            assert changed is not sessions
+            assert "etag.ipynb" in {s.path for s in changed.items}
+        finally:
+            await client.close()
+
+    aio.run(go())
+
+
 def test_actions_go_through_the_api(aio: Any, jupyter_server: RealServer) -> None:
     (jupyter_server.root / "work").mkdir(exist_ok=True)
 

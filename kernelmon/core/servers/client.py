@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiohttp
 from yarl import URL
@@ -63,18 +62,6 @@ class ServerInfo:
     #: jupyter_server's version (an Enterprise Gateway reports the one it is built on)
     version: str | None
     gateway_version: str | None = None
-
-
-def jittered(interval: float, spread: float = 0.2, rng: random.Random | None = None) -> float:
-    """``interval`` give or take ``spread`` of it, so that many servers polled at the same
-    interval do not fall into step."""
-    return float(interval * (1 + (rng or random).uniform(-spread, spread)))
-
-
-def backoff(interval: float, failures: int, cap: float = 300.0) -> float:
-    """The delay before the next try after ``failures`` failures in a row (doubling)."""
-    doublings: int = min(max(failures, 0), 16)
-    return min(cap, interval * float(2**doublings))
 
 
 class ServerClient:
@@ -119,6 +106,9 @@ class ServerClient:
         self._lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: path -> (ETag, parsed answer) of the last listings; the ETag of the last answer
+        self._kept: dict[str, tuple[str, object]] = {}
+        self._etag = ""
 
     # -- the API ------------------------------------------------------------------------
 
@@ -156,7 +146,7 @@ class ServerClient:
     async def list_kernels(self) -> Listing[RemoteKernel]:
         """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
         await self._identified()
-        return self._parsed(parse_kernels, await self._json("GET", "api/kernels", listing=True))
+        return await self._kept_get("api/kernels", parse_kernels, listing=True)
 
     async def get_kernel(self, kernel_id: str) -> RemoteKernel:
         return self._parsed(parse_kernel, await self._json("GET", self._kpath(kernel_id)))
@@ -164,10 +154,10 @@ class ServerClient:
     async def list_sessions(self) -> Listing[RemoteSession]:
         """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
         on it: usually none, since its clients keep their sessions themselves)."""
-        return self._parsed(parse_sessions, await self._json("GET", "api/sessions"))
+        return await self._kept_get("api/sessions", parse_sessions)
 
     async def kernelspecs(self) -> KernelSpecs:
-        return self._parsed(parse_kernelspecs, await self._json("GET", "api/kernelspecs"))
+        return await self._kept_get("api/kernelspecs", parse_kernelspecs)
 
     async def start_kernel(
         self, name: str, path: str | None = None, env: dict[str, str] | None = None
@@ -229,6 +219,23 @@ class ServerClient:
             raise ServerError(ServerStatus.NOT_FOUND, f"{short_repr(kernel_id)} is not a kernel id")
         return f"api/kernels/{kernel_id}" + (f"/{action}" if action else "")
 
+    async def _kept_get(
+        self, path: str, parse: Callable[[object], T], *, listing: bool = False
+    ) -> T:
+        """A GET whose parsed answer is kept with the server's ETag: the next GET sends
+        ``If-None-Match``, and when the server answers 304 (tornado does for an unchanged
+        answer) the kept result is returned with nothing read or parsed again."""
+        kept = self._kept.get(path)
+        data = await self._json("GET", path, listing=listing, etag=kept[0] if kept else None)
+        if data is _UNCHANGED and kept is not None:
+            return cast(T, kept[1])
+        result = self._parsed(parse, data)
+        if self._etag:  # the answer just read (nothing ran on the loop in between)
+            self._kept[path] = (self._etag, result)
+        else:
+            self._kept.pop(path, None)
+        return result
+
     def _parsed(self, parse: Callable[[object], T], data: object) -> T:
         try:
             return parse(data)
@@ -265,20 +272,30 @@ class ServerClient:
         body: dict[str, Any] | None = None,
         timeout: float | None = None,
         listing: bool = False,
+        etag: str | None = None,
     ) -> Any:
         async with self._lock:
             if self._closed:
                 raise ServerError(ServerStatus.CLOSED, f"The client for {self.url} is closed.")
             try:
-                status, headers, raw = await self._send(method, path, body, timeout)
+                status, headers, raw = await self._send(method, path, body, timeout, etag)
             except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
                 raise self._transport_failure(error, timeout) from None
-            data = self._answer(method, path, status, headers, raw, listing)
+            self._etag = headers["etag"] if status == 200 else ""
+            if status == 304 and etag:
+                data: Any = _UNCHANGED
+            else:
+                data = self._answer(method, path, status, headers, raw, listing)
             self._set_status(ServerStatus.REACHABLE, None)
             return data
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout: float | None,
+        etag: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         session = self._session_here()
         url = self._base.join(URL(path))
@@ -287,6 +304,7 @@ class ServerClient:
             url,
             params=_QUIET if method == "GET" else None,
             json=body,
+            headers={"If-None-Match": etag} if etag else None,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
         ) as response:
@@ -298,6 +316,7 @@ class ServerClient:
             headers = {
                 "type": response.headers.get("Content-Type", ""),
                 "location": response.headers.get("Location", ""),
+                "etag": response.headers.get("ETag", ""),
             }
             return response.status, headers, bytes(raw)
 
@@ -376,6 +395,10 @@ class ServerClient:
             raise self._fail(
                 ServerStatus.BAD_ANSWER, f"answered {what} with JSON that does not parse"
             ) from None
+
+
+#: what ``_json`` returns for 304 Not Modified
+_UNCHANGED = object()
 
 
 class _TooLarge(Exception):
