@@ -189,6 +189,8 @@ def _folders(base: Path) -> dict[str, str]:
     for name in ("root", "runtime", "config", "data"):
         (base / name).mkdir(parents=True, exist_ok=True)
     env.update(
+        # only the kernel specs a Python environment always has (other tests add their own)
+        JUPYTER_PATH=str(base / "data"),
         JUPYTER_RUNTIME_DIR=str(base / "runtime"),
         JUPYTER_CONFIG_DIR=str(base / "config"),
         JUPYTER_DATA_DIR=str(base / "data"),
@@ -300,7 +302,7 @@ def start_enterprise_gateway(
     on or off (EG_LIST_KERNELS)."""
     token = token or secrets.token_hex(16)
     env = _folders(base)
-    for name in ("JUPYTER_PATH", "PYTHONPATH", "VIRTUAL_ENV"):
+    for name in ("PYTHONPATH", "VIRTUAL_ENV"):
         env.pop(name, None)
     # its kernel specs say "python": the gateway's environment's, which has its ipykernel
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"

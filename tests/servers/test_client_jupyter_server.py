@@ -199,15 +199,17 @@ def test_server_killed_mid_request_then_restarted_on_the_same_port(
     server = start_jupyter_server(tmp_path / "killed")
     server_factory.append(server)
 
-    async def killed() -> ServerClient:
-        client = ServerClient(server.url, token=server.token, timeout=30)
+    client = ServerClient(server.url, token=server.token, timeout=30)
+
+    async def killed() -> None:
         await client.list_kernels()  # a kept-alive connection now exists
         # jupyter_server answers an unknown kernel spec with a bare 500 (and then cannot
         # stop cleanly on SIGTERM: this server is killed below anyway)
         with pytest.raises(ServerError) as nospec:
             await client.start_kernel("no-such-kernel-spec")
         assert nospec.value.kind == ServerStatus.NOT_FOUND
-        assert "no kernel spec 'no-such-kernel-spec' (it has: python3" in str(nospec.value)
+        assert "has no kernel spec 'no-such-kernel-spec' (it has: " in str(nospec.value)
+        assert "python3" in str(nospec.value)
         os.kill(server.process.pid, signal.SIGSTOP)  # the server cannot answer...
         pending = asyncio.create_task(client.list_kernels())
         await asyncio.sleep(0)  # ...while the request is on its way
@@ -219,19 +221,19 @@ def test_server_killed_mid_request_then_restarted_on_the_same_port(
             await client.list_kernels()
         assert down.value.kind == ServerStatus.UNREACHABLE
         assert "cannot be reached" in str(down.value)
-        return client
-
-    client = aio.run(killed())
-    assert client.status == ServerStatus.UNREACHABLE
-    since = client.status_since
-    server_factory.append(restart_same_port(server))
 
     async def back() -> None:
         listing = await client.list_kernels()
         assert listing.items == ()
-        await client.close()
 
-    aio.run(back())
+    try:
+        aio.run(killed())
+        assert client.status == ServerStatus.UNREACHABLE
+        since = client.status_since
+        server_factory.append(restart_same_port(server))
+        aio.run(back())
+    finally:
+        aio.run(client.close())
     assert client.status == ServerStatus.REACHABLE
     assert client.error is None
     assert client.status_since > since
