@@ -246,3 +246,34 @@ def test_polling_delays() -> None:
     assert all(8 <= d <= 12 for d in delays)
     assert len(set(delays)) > 50
     assert [backoff(2, n, cap=60) for n in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_what_is_sent(aio: Any) -> None:
+    """The token as ``Authorization: token ...``, the user's headers on every request,
+    no_track_activity on GETs only (actions are the user's own activity)."""
+    seen: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path, dict(request.headers), dict(request.query)))
+        if request.method == "GET":
+            return web.json_response([GOOD])
+        return web.Response(status=204)
+
+    async def go() -> None:
+        runner = await stub({"/api/kernels": record, "/api/kernels/{kid}/interrupt": record})
+        client = ServerClient(address(runner), token="t0k", headers={"X-Proxy-Key": "p"})
+        try:
+            await client.list_kernels()
+            await client.interrupt("k-good")
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    aio.run(go())
+    (get, kernels, get_headers, get_query), (post, _, post_headers, post_query) = seen
+    assert (get, kernels, post) == ("GET", "/api/kernels", "POST")
+    for headers in (get_headers, post_headers):
+        assert headers["Authorization"] == "token t0k"
+        assert headers["X-Proxy-Key"] == "p"
+    assert get_query == {"no_track_activity": "1"}
+    assert post_query == {}
