@@ -20,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 import qasync  # isort: skip
 
 from . import __version__, paths
+from .cli.ops import register_ops
 from .core import KernelMap, Settings
 from .core.instance import (
     InstanceError,
@@ -139,6 +140,7 @@ async def run_app(
     if instance is not None and instance.sock is not None:
         server = InstanceServer(instance, __version__)
         server.add_op("activate", lambda request: activate(window, request))
+        register_ops(server, kernel_map)  # the command line acts through this window
         await server.start()
     window.commands.restore_and_monitor().add_done_callback(freeze_startup_objects)
     if settings_message:

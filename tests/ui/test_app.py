@@ -534,6 +534,14 @@ def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
         ready = first.stdout.readline()
         assert ready.startswith("READY "), ready + (first.stderr.read() if first.stderr else "")
         pids.append(json.loads(ready.removeprefix("READY "))["kernel"][1])
+        # The command line acts through the running window (it holds the instance lock).
+        listed = subprocess.run(
+            [sys.executable, "-m", "kernelmon", "list", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         extra = tmp_path / "extra"
         extra.mkdir()
         second = subprocess.run(
@@ -551,6 +559,8 @@ def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
         for pid in pids:
             if pid_alive(pid):
                 psutil.Process(pid).kill()
+    assert listed.returncode == 0, listed.stderr
+    assert [k["pid"] for k in json.loads(listed.stdout)] == pids[:1]
     assert second.returncode == 0, second.stderr
     assert second.stderr == (
         f"kernelmon is already running (pid {first.pid}); its window was raised.\n"
