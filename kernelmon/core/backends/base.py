@@ -13,9 +13,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..errors import KernelmonError
 from ..records import KernelRecord
+
+if TYPE_CHECKING:
+    from ..machine.identity import Proof
+    from ..protocol.activity import ActivityWatcher
+    from ..protocol.channels import Probe
 
 
 class Action(StrEnum):
@@ -33,6 +39,16 @@ class KernelBackend(ABC):
 
     #: Whether ``restart`` may be offered (not for kernels another application owns).
     can_restart: bool = True
+    #: Whether a shutdown that fails ends with a kill and the kernel leaving the map
+    #: (kernelmon's own kernels); otherwise the kernel stays listed and watched and the
+    #: error is raised (another application's kernel is never claimed gone when it is not).
+    kill_if_shutdown_fails: bool = False
+    #: kernelmon's own requests to the kernel (kernel_info probes), if it has such a channel
+    probe: Probe | None = None
+    #: what follows the kernel's activity from its IOPub stream, if kernelmon reads it
+    watcher: ActivityWatcher | None = None
+    #: whether a ``probe_state`` runs now
+    probing: bool = False
 
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
@@ -113,6 +129,33 @@ class KernelBackend(ABC):
         """What the crash-safe state file keeps for this kernel (None: nothing, it is not
         kernelmon's to keep)."""
         return None
+
+    async def start(self, cwd: str, timeout: float) -> None:
+        """Launch the kernel in ``cwd`` and wait until it answers (kernels kernelmon starts)."""
+        raise KernelmonError(f"kernelmon cannot start kernel {self.record.id} itself.")
+
+    async def adopt(
+        self, connection_file: str, info: dict[str, Any], pid: int, group: bool, timeout: float
+    ) -> bool:
+        """Take over the kernel of an earlier run (kernels kernelmon starts); True if it
+        answered within ``timeout``."""
+        raise KernelmonError(f"kernelmon cannot adopt kernel {self.record.id}.")
+
+    async def prove(self) -> Proof | None:
+        """Prove, now, which process is the kernel before acting on it; None when there is
+        nothing to prove (kernelmon launched it and holds its process)."""
+        return None
+
+    async def probe_state(self, timeout: float = 1.0) -> str | None:
+        """Ask the kernel what it is doing now (for a kernel found in an unknown state);
+        None when this backend has no such question."""
+        return None
+
+    def attach(self) -> None:  # noqa: B027 (optional hook)
+        """(Re)connect kernelmon's watching of the kernel (after a shutdown that failed)."""
+
+    def remove_log(self) -> None:  # noqa: B027 (optional hook)
+        """Delete what kernelmon logged of the kernel's output (after it is gone)."""
 
     def confirm_idle_soon(self) -> None:  # noqa: B027 (optional hook)
         """Check soon that a kernel shown busy still is (kernelmon's own kernels only)."""

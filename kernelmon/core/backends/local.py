@@ -172,6 +172,7 @@ class LocalKernel(KernelBackend):
     """A kernel process on this machine, started by kernelmon."""
 
     can_restart = True
+    kill_if_shutdown_fails = True
 
     def __init__(
         self,
@@ -263,7 +264,7 @@ class LocalKernel(KernelBackend):
             return proc.group
         return getattr(self.km.provisioner, "pgid", None)
 
-    def state(self) -> dict[str, Any] | None:
+    def persisted_state(self) -> dict[str, Any] | None:
         """What the state file keeps about this kernel, for adoption after a crash (None
         while there is nothing to keep: no process and none being launched)."""
         r = self.record
