@@ -1,0 +1,405 @@
+"""An HTTP client for one Jupyter Server or Enterprise Gateway, on the running loop.
+
+aiohttp, one session per client, one request at a time per server (a lock: a poll never
+overtakes an action, and a slow server is never asked twice at once). Every failure becomes
+a ``ServerError`` whose ``kind`` is a ``ServerStatus`` and whose text is one sentence for
+the user; nothing else (no traceback, no aiohttp exception) leaves this module.
+
+What it sends is in docs/servers.md: every GET carries ``?no_track_activity=1`` (jupyter_server's
+API handlers then leave the server's ``api_last_activity`` alone, which JupyterHub's idle
+culler reads); no websocket is opened to watch, no ``usage_request`` is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar, cast
+
+import aiohttp
+from yarl import URL
+
+from kernelmon.core.servers.model import (
+    KernelSpecs,
+    Listing,
+    RemoteKernel,
+    RemoteSession,
+    parse_kernel,
+    parse_kernels,
+    parse_kernelspecs,
+    parse_sessions,
+    short_repr,
+)
+from kernelmon.core.servers.status import (
+    REQUEST_ERRORS,
+    ServerError,
+    ServerStatus,
+    clean,
+    server_message,
+)
+
+#: Largest answer read from a server (100 kernels take ~20 KB; more is not a kernel list).
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+_KERNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+T = TypeVar("T")
+_QUIET = {"no_track_activity": "1"}
+
+
+class ServerKind(StrEnum):
+    JUPYTER_SERVER = "jupyter_server"
+    ENTERPRISE_GATEWAY = "enterprise_gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    kind: ServerKind
+    #: jupyter_server's version (an Enterprise Gateway reports the one it is built on)
+    version: str | None
+    gateway_version: str | None = None
+
+
+class ServerClient:
+    """Talks to the server at ``url`` (its base URL, e.g. ``http://host:8888/`` or
+    ``https://hub/user/ann/``). Use it on one running loop; ``await close()`` at the end."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool | ssl.SSLContext = True,
+        timeout: float = 10.0,
+    ) -> None:
+        try:
+            base = URL(url)
+            base.port  # noqa: B018 (yarl checks the port only when asked)
+        except (ValueError, TypeError):
+            raise ValueError(f"{url!r} is not an http:// or https:// address of a server") from None
+        if base.scheme not in ("http", "https") or not base.host:
+            raise ValueError(f"{url!r} is not an http:// or https:// address of a server")
+        if base.query_string or base.fragment:
+            raise ValueError(f"{url!r} has a query or fragment; give the server's base address")
+        if not timeout > 0:
+            raise ValueError(f"the timeout must be a positive number of seconds, not {timeout!r}")
+        self.url = str(base.with_path(base.path.rstrip("/") + "/"))
+        self._base = URL(self.url)
+        self._headers = {}
+        for name, value in (headers or {}).items():
+            if any(c in f"{name}{value}" for c in "\r\n") or not name:
+                raise ValueError(f"the header {name!r} is not a usable HTTP header")
+            self._headers[name] = value
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+        self._ssl: bool | ssl.SSLContext = verify_tls
+        self.timeout = float(timeout)
+        self.kind: ServerKind | None = None
+        self.status = ServerStatus.REACHABLE
+        self.error: str | None = None
+        #: when ``status`` last changed (UTC)
+        self.status_since = datetime.now(UTC)
+        self._lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        #: path -> (ETag, parsed answer) of the last listings; the ETag of the last answer
+        self._kept: dict[str, tuple[str, object]] = {}
+        self._etag = ""
+
+    # -- the API ------------------------------------------------------------------------
+
+    async def identify(self) -> ServerInfo:
+        """``GET /api``: a Jupyter Server answers its version; an Enterprise Gateway adds
+        ``gateway_version`` (and wants the token even there)."""
+        data = await self._json("GET", "api")
+        if not isinstance(data, dict) or not isinstance(data.get("version", ""), str):
+            raise self._fail(
+                ServerStatus.BAD_ANSWER,
+                "answered GET /api with something that is not a Jupyter server's version",
+            )
+        gateway = data.get("gateway_version")
+        info = ServerInfo(
+            kind=ServerKind.ENTERPRISE_GATEWAY if gateway else ServerKind.JUPYTER_SERVER,
+            version=data.get("version") or None,
+            gateway_version=str(gateway) if gateway else None,
+        )
+        self.kind = info.kind
+        return info
+
+    async def check(self) -> ServerInfo:
+        """ "Test the connection": identify the server, then prove the token with a listing
+        (a Jupyter Server's ``GET /api`` wants no token). A gateway that forbids listing
+        passes (its ``GET /api`` checked the token); ``status`` then says why kernelmon
+        sees only the kernels it started there."""
+        info = await self.identify()
+        try:
+            await self.list_kernels()
+        except ServerError as error:
+            if error.kind != ServerStatus.LISTING_FORBIDDEN:
+                raise
+        return info
+
+    async def list_kernels(self) -> Listing[RemoteKernel]:
+        """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
+        await self._identified()
+        return await self._kept_get("api/kernels", parse_kernels, listing=True)
+
+    async def get_kernel(self, kernel_id: str) -> RemoteKernel:
+        return self._parsed(parse_kernel, await self._json("GET", self._kpath(kernel_id)))
+
+    async def list_sessions(self) -> Listing[RemoteSession]:
+        """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
+        on it: usually none, since its clients keep their sessions themselves)."""
+        return await self._kept_get("api/sessions", parse_sessions)
+
+    async def kernelspecs(self) -> KernelSpecs:
+        return await self._kept_get("api/kernelspecs", parse_kernelspecs)
+
+    async def start_kernel(
+        self, name: str, path: str | None = None, env: dict[str, str] | None = None
+    ) -> RemoteKernel:
+        """``POST /api/kernels``; ``path`` is the kernel's folder under the server's root,
+        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names)."""
+        await self._identified()
+        body: dict[str, Any] = {"name": name}
+        if path is not None:
+            body["path"] = path
+        if env:
+            body["env"] = dict(env)
+        try:
+            data = await self._json("POST", "api/kernels", body=body)
+        except ServerError as error:
+            # jupyter_server answers an unknown kernel spec with a bare 500 ("Unhandled
+            # error"), EG with a traceback: the server's list of specs says it plainly
+            if error.http_status != 500:
+                raise
+            specs = await self.kernelspecs()
+            names = sorted(spec.name for spec in specs.specs.items)
+            if name in names:
+                raise
+            raise ServerError(
+                ServerStatus.NOT_FOUND,
+                f"The server at {self.url} has no kernel spec {name!r} "
+                f"(it has: {', '.join(names) or 'none'}).",
+                error.http_status,
+            ) from None
+        return self._parsed(parse_kernel, data)
+
+    async def interrupt(self, kernel_id: str) -> None:
+        await self._json("POST", self._kpath(kernel_id, "interrupt"))
+
+    async def restart(self, kernel_id: str, timeout: float | None = None) -> RemoteKernel:
+        """Answers once the restarted kernel replied to ``kernel_info`` (jupyter_server
+        waits for it): give it a timeout as long as a kernel may take to start."""
+        data = await self._json("POST", self._kpath(kernel_id, "restart"), timeout=timeout)
+        return self._parsed(parse_kernel, data)
+
+    async def shutdown(self, kernel_id: str) -> None:
+        await self._json("DELETE", self._kpath(kernel_id))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _identified(self) -> None:
+        # a 403 means "token refused" from a Jupyter Server and "not allowed" from a gateway
+        if self.kind is None:
+            await self.identify()
+
+    def _kpath(self, kernel_id: str, action: str = "") -> str:
+        if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
+            raise ServerError(ServerStatus.NOT_FOUND, f"{short_repr(kernel_id)} is not a kernel id")
+        return f"api/kernels/{kernel_id}" + (f"/{action}" if action else "")
+
+    async def _kept_get(
+        self, path: str, parse: Callable[[object], T], *, listing: bool = False
+    ) -> T:
+        """A GET whose parsed answer is kept with the server's ETag: the next GET sends
+        ``If-None-Match``, and when the server answers 304 (tornado does for an unchanged
+        answer) the kept result is returned with nothing read or parsed again."""
+        kept = self._kept.get(path)
+        data = await self._json("GET", path, listing=listing, etag=kept[0] if kept else None)
+        if data is _UNCHANGED and kept is not None:
+            return cast(T, kept[1])
+        result = self._parsed(parse, data)
+        if self._etag:  # the answer just read (nothing ran on the loop in between)
+            self._kept[path] = (self._etag, result)
+        else:
+            self._kept.pop(path, None)
+        return result
+
+    def _parsed(self, parse: Callable[[object], T], data: object) -> T:
+        try:
+            return parse(data)
+        except ValueError as error:
+            raise self._fail(ServerStatus.BAD_ANSWER, f"sent a bad answer: {error}") from None
+
+    def _fail(self, kind: ServerStatus, what: str, http_status: int | None = None) -> ServerError:
+        error = ServerError(kind, f"The server at {self.url} {what}.", http_status)
+        if kind in REQUEST_ERRORS:  # the server answered: it is reachable
+            self._set_status(ServerStatus.REACHABLE, None)
+        else:
+            self._set_status(kind, error.sentence)
+        return error
+
+    def _set_status(self, status: ServerStatus, error: str | None) -> None:
+        if status != self.status:
+            self.status_since = datetime.now(UTC)
+        self.status = status
+        self.error = error
+
+    def _session_here(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=1, ssl=self._ssl),
+            )
+        return self._session
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        listing: bool = False,
+        etag: str | None = None,
+    ) -> Any:
+        async with self._lock:
+            if self._closed:
+                raise ServerError(ServerStatus.CLOSED, f"The client for {self.url} is closed.")
+            try:
+                status, headers, raw = await self._send(method, path, body, timeout, etag)
+            except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
+                raise self._transport_failure(error, timeout) from None
+            self._etag = headers["etag"] if status == 200 else ""
+            if status == 304 and etag:
+                data: Any = _UNCHANGED
+            else:
+                data = self._answer(method, path, status, headers, raw, listing)
+            self._set_status(ServerStatus.REACHABLE, None)
+            return data
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout: float | None,
+        etag: str | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        session = self._session_here()
+        url = self._base.join(URL(path))
+        async with session.request(
+            method,
+            url,
+            params=_QUIET if method == "GET" else None,
+            json=body,
+            headers={"If-None-Match": etag} if etag else None,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout or self.timeout),
+        ) as response:
+            raw = bytearray()
+            async for chunk in response.content.iter_chunked(65536):
+                raw += chunk
+                if len(raw) > MAX_ANSWER_BYTES:
+                    raise _TooLarge
+            headers = {
+                "type": response.headers.get("Content-Type", ""),
+                "location": response.headers.get("Location", ""),
+                "etag": response.headers.get("ETag", ""),
+            }
+            return response.status, headers, bytes(raw)
+
+    def _transport_failure(self, error: BaseException, timeout: float | None) -> ServerError:
+        if isinstance(error, _TooLarge):
+            return self._fail(
+                ServerStatus.BAD_ANSWER, f"sent an answer over {MAX_ANSWER_BYTES} bytes"
+            )
+        if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
+            return self._fail(
+                ServerStatus.TLS_PROBLEM,
+                f"failed the TLS check ({clean(str(error), 160)})",
+            )
+        if isinstance(error, TimeoutError):
+            seconds = timeout or self.timeout
+            return self._fail(ServerStatus.TIMEOUT, f"did not answer within {seconds:g} s")
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return self._fail(
+                ServerStatus.UNREACHABLE, f"cannot be reached ({clean(str(error.os_error))})"
+            )
+        if isinstance(error, aiohttp.ClientResponseError):
+            return self._fail(ServerStatus.BAD_ANSWER, "did not answer in HTTP")
+        return self._fail(
+            ServerStatus.UNREACHABLE,
+            f"dropped the connection before answering ({type(error).__name__})",
+        )
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        headers: dict[str, str],
+        raw: bytes,
+        listing: bool,
+    ) -> Any:
+        what = f"{method} /{path}"
+        ctype = headers["type"]
+        if status in (401, 403) or (300 <= status < 400 and "login" in headers["location"]):
+            said = server_message(raw)
+            if status == 403 and listing and self.kind == ServerKind.ENTERPRISE_GATEWAY:
+                raise self._fail(
+                    ServerStatus.LISTING_FORBIDDEN,
+                    "does not let clients list its kernels (the gateway needs "
+                    "EG_LIST_KERNELS=True); kernelmon sees only the kernels it started there",
+                    status,
+                )
+            if status == 403 and self.kind == ServerKind.ENTERPRISE_GATEWAY:
+                # an EG refuses a bad token with 401; its 403 is about this request
+                raise self._fail(ServerStatus.REFUSED, f"refused {what}: {said}", status)
+            raise self._fail(
+                ServerStatus.AUTH_REFUSED,
+                f"refused the token (HTTP {status} on {what}); check the token and headers",
+                status,
+            )
+        if status == 404:
+            said = server_message(raw) or "not found"
+            if path in ("api", "api/kernels", "api/sessions", "api/kernelspecs"):
+                raise self._fail(
+                    ServerStatus.BAD_ANSWER, f"has no Jupyter API at /{path} (HTTP 404)", status
+                )
+            raise self._fail(ServerStatus.NOT_FOUND, f"does not know that: {said}", status)
+        if 300 <= status < 400:
+            raise self._fail(ServerStatus.BAD_ANSWER, f"redirected {what} (HTTP {status})")
+        if status >= 400:
+            said = server_message(raw) or f"HTTP {status}"
+            raise self._fail(ServerStatus.REFUSED, f"failed {what} (HTTP {status}): {said}", status)
+        if status == 204 or not raw:
+            return None
+        if "json" not in ctype.lower():
+            kind = "an HTML page" if b"<html" in raw[:2048].lower() else f"{ctype or 'no type'}"
+            raise self._fail(ServerStatus.BAD_ANSWER, f"answered {what} with {kind}, not JSON")
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise self._fail(
+                ServerStatus.BAD_ANSWER, f"answered {what} with JSON that does not parse"
+            ) from None
+
+
+#: what ``_json`` returns for 304 Not Modified
+_UNCHANGED = object()
+
+
+class _TooLarge(Exception):
+    pass

@@ -1,0 +1,241 @@
+"""A Jupyter Server's or Enterprise Gateway's answers, read into kernelmon's kernel model.
+
+Pure functions: no I/O. Every parser reads what the server sent defensively: one entry that
+is not a usable kernel (or session, or kernel spec) is skipped and named in ``skipped``, and
+never costs the others their place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from kernelmon.core.records import ExecutionState, isoformat
+
+T = TypeVar("T")
+
+#: How a server may spell a kernel's state, and what kernelmon shows for it
+#: (jupyter_server adds "autorestarting" while its restarter brings a dead kernel back).
+_STATES: dict[str, ExecutionState] = {
+    "starting": ExecutionState.STARTING,
+    "idle": ExecutionState.IDLE,
+    "busy": ExecutionState.BUSY,
+    "restarting": ExecutionState.RESTARTING,
+    "autorestarting": ExecutionState.RESTARTING,
+    "dead": ExecutionState.DEAD,
+}
+#: Longest id, name or path kept from a server (longer ones are not a kernel's).
+_MAX_TEXT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteKernel:
+    """One entry of ``GET /api/kernels`` (also the answer to a start or a restart)."""
+
+    id: str
+    name: str
+    #: the server's own word (``execution_state`` field), as sent
+    execution_state: str
+    last_activity: datetime | None
+    #: websockets open on the kernel at the server (None: the server did not say)
+    connections: int | None
+    #: why the kernel is dead, when the server says so
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteSession:
+    """One entry of ``GET /api/sessions``: which notebook or console a kernel serves."""
+
+    id: str
+    path: str | None
+    name: str | None
+    type: str | None
+    kernel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteKernelSpec:
+    """One kernel spec a server can start (``GET /api/kernelspecs``)."""
+
+    name: str
+    display_name: str
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """What a listing gave: the usable entries, and a sentence for each skipped one."""
+
+    items: tuple[T, ...]
+    skipped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KernelSpecs:
+    default: str | None
+    specs: Listing[RemoteKernelSpec]
+
+
+def _text(entry: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+    value = entry.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
+        raise ValueError(f"its {key!r} is not a usable text ({short_repr(value)})")
+    return value
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to 60 characters (for sentences about bad input)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_time(value: object) -> datetime | None:
+    """A server's ISO 8601 time (``2026-11-29T08:17:04.277399Z``) as an aware datetime;
+    None when missing or unreadable (a bad time never drops its kernel)."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def parse_kernel(entry: object) -> RemoteKernel:
+    """One kernel model; ValueError (saying what is wrong) when it has no usable id."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"it is not a kernel model ({short_repr(entry)})")
+    kid = _text(entry, "id", required=True)
+    assert kid is not None
+    connections = entry.get("connections")
+    reason = entry.get("reason")
+    state = entry.get("execution_state")
+    return RemoteKernel(
+        id=kid,
+        name=_text(entry, "name") or "",
+        execution_state=state if isinstance(state, str) and len(state) <= 64 else "unknown",
+        last_activity=parse_time(entry.get("last_activity")),
+        connections=(
+            connections
+            if isinstance(connections, int) and not isinstance(connections, bool)
+            else None
+        ),
+        reason=reason[:_MAX_TEXT] if isinstance(reason, str) and reason else None,
+    )
+
+
+def _listing(payload: object, parse: Any, what: str) -> Listing[Any]:
+    if not isinstance(payload, list):
+        raise ValueError(f"the list of {what} is not a list ({short_repr(payload)})")
+    items: list[Any] = []
+    skipped: list[str] = []
+    for index, entry in enumerate(payload):
+        try:
+            items.append(parse(entry))
+        except ValueError as error:
+            skipped.append(f"entry {index} of the {what} was skipped: {error}")
+    return Listing(tuple(items), tuple(skipped))
+
+
+def parse_kernels(payload: object) -> Listing[RemoteKernel]:
+    """``GET /api/kernels``; ValueError when the answer is not a list at all."""
+    return _listing(payload, parse_kernel, "kernels")
+
+
+def parse_session(entry: object) -> RemoteSession:
+    if not isinstance(entry, dict):
+        raise ValueError(f"it is not a session model ({short_repr(entry)})")
+    kernel = entry.get("kernel")
+    if not isinstance(kernel, dict):
+        raise ValueError(f"it names no kernel ({short_repr(kernel)})")
+    kid = _text(kernel, "id", required=True)
+    assert kid is not None
+    sid = _text(entry, "id", required=True)
+    assert sid is not None
+    path = entry.get("path")
+    if path is None and isinstance(entry.get("notebook"), dict):
+        path = entry["notebook"].get("path")  # the notebook server's older model
+    return RemoteSession(
+        id=sid,
+        path=path if isinstance(path, str) and path and len(path) <= _MAX_TEXT else None,
+        name=_text(entry, "name") if isinstance(entry.get("name"), str) else None,
+        type=_text(entry, "type") if isinstance(entry.get("type"), str) else None,
+        kernel_id=kid,
+    )
+
+
+def parse_sessions(payload: object) -> Listing[RemoteSession]:
+    """``GET /api/sessions``; ValueError when the answer is not a list at all."""
+    return _listing(payload, parse_session, "sessions")
+
+
+def _parse_spec(item: tuple[object, object]) -> RemoteKernelSpec:
+    name, entry = item
+    if not isinstance(name, str) or not name or not isinstance(entry, dict):
+        raise ValueError(f"kernel spec {short_repr(name)} is not a kernel spec model")
+    spec = entry.get("spec")
+    if not isinstance(spec, dict):
+        raise ValueError(f"kernel spec {name!r} has no 'spec'")
+    display = spec.get("display_name")
+    language = spec.get("language")
+    return RemoteKernelSpec(
+        name=name,
+        display_name=display if isinstance(display, str) and display else name,
+        language=language if isinstance(language, str) and language else None,
+    )
+
+
+def parse_kernelspecs(payload: object) -> KernelSpecs:
+    """``GET /api/kernelspecs``: ``{"default": name, "kernelspecs": {name: {...}}}``."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("kernelspecs"), dict):
+        raise ValueError(f"the kernel specs are not a kernel spec listing ({short_repr(payload)})")
+    default = payload.get("default")
+    specs = _listing(list(payload["kernelspecs"].items()), _parse_spec, "kernel specs")
+    return KernelSpecs(default if isinstance(default, str) and default else None, specs)
+
+
+def session_paths(sessions: Iterable[RemoteSession]) -> dict[str, str]:
+    """Kernel id -> the path of the notebook (else console, else file) it serves.
+
+    A kernel can serve several sessions (a notebook and a console opened on it): the
+    notebook names it best.
+    """
+    best: dict[str, tuple[int, str]] = {}
+    for session in sessions:
+        if session.path is None:
+            continue
+        rank = 0 if session.type == "notebook" else 1 if session.type == "console" else 2
+        current = best.get(session.kernel_id)
+        if current is None or rank < current[0]:
+            best[session.kernel_id] = (rank, session.path)
+    return {kid: path for kid, (_, path) in best.items()}
+
+
+def execution_state(state: str) -> ExecutionState:
+    """The server's word for a kernel's state as kernelmon shows it (unknown words:
+    ``unknown``, never a guess)."""
+    return _STATES.get(state, ExecutionState.UNKNOWN)
+
+
+def kernel_fields(
+    kernel: RemoteKernel, *, server_id: str, server_url: str, notebook_path: str | None
+) -> dict[str, Any]:
+    """The fields of kernelmon's kernel model that a server's kernel fills in from the
+    server's own answers (JSON-safe; process facts such as PID, CPU and memory come from
+    elsewhere)."""
+    return {
+        "id": kernel.id,
+        "name": kernel.name,
+        "execution_state": str(execution_state(kernel.execution_state)),
+        "last_activity": isoformat(kernel.last_activity),
+        "connections": kernel.connections,
+        "reason": kernel.reason,
+        "server_id": server_id,
+        "server_url": server_url,
+        "notebook_path": notebook_path,
+    }
