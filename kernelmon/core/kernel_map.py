@@ -19,8 +19,9 @@ from datetime import datetime
 from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
 
 from .adoption import AdoptionMixin
-from .backends.external import ExternalKernel, StaleKernel
-from .backends.local import LocalKernel, remove_connection_files
+from .backends.external import ExternalKernel
+from .backends.local import LocalKernel
+from .backends.stale import StaleKernel
 from .cull_pass import CullingMixin
 from .errors import (
     KernelDead,
@@ -42,6 +43,7 @@ from .events import (
     KernelStarted,
 )
 from .frontends import FrontendsMixin
+from .machine.kernel_files import remove_connection_files
 from .map_base import KERNEL_ID, Entry
 from .monitoring import MonitoringMixin
 from .records import ExecutionState, KernelRecord, Origin, utcnow

@@ -36,7 +36,7 @@ from .events import (
     StateProblem,
     Subscriber,
 )
-from .machine.identity import make_private
+from .machine.kernel_files import make_private
 from .protocol.channels import SessionChannels
 from .protocol.connection import KernelConnection
 from .records import KernelRecord

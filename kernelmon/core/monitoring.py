@@ -19,12 +19,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .backends.external import (
-    ExternalKernel,
-    ExternalKernelError,
-    StaleKernel,
-    read_connection_file,
-)
+from .backends.external import ExternalKernel, ExternalKernelError, read_connection_file
+from .backends.stale import StaleKernel
 from .events import (
     JobFinished,
     KernelAdded,

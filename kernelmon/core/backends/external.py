@@ -33,7 +33,7 @@ import zmq
 
 from ..errors import KernelDead, KernelmonError
 from ..machine.discovery import FoundKernel, parse_connection_info, read_runtime_json
-from ..machine.identity import Proof, prove_kernel, remove_kernel_files
+from ..machine.identity import Proof, prove_kernel
 from ..machine.process import AdoptedProcess, NotTheKernel, wait_for_exit
 from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import RequestChannel
@@ -442,50 +442,3 @@ class ExternalKernel(KernelBackend):
         if self._control is not None:
             self._control.close()
             self._control = None
-
-
-class StaleKernel(KernelBackend):
-    """A connection file with no kernel process: it can only be cleaned up.
-
-    ``shutdown`` removes the file (and an IPC kernel's socket files), after checking that
-    still no process names it.
-    """
-
-    can_restart = False
-
-    def __init__(self, record: KernelRecord, connection_file: str) -> None:
-        super().__init__(record)
-        self.connection_file = connection_file
-        record.can_interrupt = False
-        record.execution_state = ExecutionState.DEAD
-        record.reason = "no process runs it; only its connection file is left"
-
-    @property
-    def connection_info(self) -> dict[str, Any]:
-        return {}
-
-    async def interrupt(self) -> None:
-        raise KernelDead(
-            f"Kernel {self.record.id} has no process (only a connection file is left); "
-            "there is nothing to interrupt."
-        )
-
-    async def restart(self, timeout: float) -> None:
-        raise ExternalKernelError(
-            f"Kernel {self.record.id} has no process and was not started by kernelmon; "
-            "it cannot be restarted. Clean up its connection file instead."
-        )
-
-    async def shutdown(self, now: bool = False) -> None:
-        """Delete the connection file and its IPC socket files, only as far as
-        ``identity.kernel_files`` allows (``ExternalKernelError`` saying why the file stays)."""
-        path = self.connection_file
-        files = await run_in_thread(remove_kernel_files, path)
-        if files.reason is not None:
-            raise ExternalKernelError(f"kernelmon leaves {path} in place: {files.reason}.")
-        for kept, why in files.kept:
-            logger.info("Kept %s: %s", kept, why)
-        logger.info("Removed the stale connection file %s", path)
-
-    async def is_alive(self) -> bool:
-        return False

@@ -40,12 +40,12 @@ class BackendFactory:
 
     def stale(self, record: KernelRecord, connection_file: str) -> KernelBackend:
         """A connection file that no live kernel serves."""
-        from .external import StaleKernel
+        from .stale import StaleKernel
 
         return StaleKernel(record, connection_file)
 
     def unadopted(self, record: KernelRecord, *args: Any) -> KernelBackend:
         """A kernel of an earlier run that runs but could not be adopted."""
-        from ..adoption import UnadoptedKernel
+        from .unadopted import UnadoptedKernel
 
         return UnadoptedKernel(record, *args)

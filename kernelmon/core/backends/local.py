@@ -39,13 +39,8 @@ from ..errors import (
     RestartTimeout,
 )
 from ..events import KernelDied, KernelEvent, KernelRestarted
-from ..machine.identity import (
-    Proof,
-    make_sockets_private,
-    prove_kernel,
-    remove_kernel_files,
-    start_ticks,
-)
+from ..machine.identity import Proof, prove_kernel, start_ticks
+from ..machine.kernel_files import make_sockets_private
 from ..machine.process import (
     AdoptedProcess,
     create_time,
@@ -120,15 +115,6 @@ def describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         return f"was killed by {name}"
     return f"exited with code {code}"
-
-
-def remove_connection_files(connection_file: str) -> None:
-    """Remove a dead kernel's connection file and, for IPC kernels, its socket files: only
-    what ``identity.kernel_files`` proves is the dead kernel's own (in the file's folder,
-    nothing listening); what stays is logged."""
-    files = remove_kernel_files(connection_file)
-    for path, why in files.kept:
-        logger.warning("Kept %s: %s", path, why)
 
 
 class _Restarter(AsyncIOLoopKernelRestarter):

@@ -39,10 +39,9 @@ from .identity import (
     Proof,
     find_kernel_pid,
     is_local_address,
-    kernel_listening,
     start_ticks,
-    unproven_server,
 )
+from .kernel_files import kernel_listening, unproven_server
 
 logger = logging.getLogger(__name__)
 
