@@ -12,10 +12,15 @@ the UI never ask what type a backend is, they ask it (``refusal``, ``persisted_s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from ..records import KernelRecord
+
+#: How a backend reports a change of its record: (record, fields changed, activity time).
+OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
 
 
 class Action(StrEnum):

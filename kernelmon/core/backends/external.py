@@ -40,11 +40,9 @@ from ..protocol.channels import RequestChannel
 from ..protocol.wire import SocketDrain, channel_url
 from ..records import LOCAL, ExecutionState, KernelRecord, Origin
 from ..threads import run_in_thread
-from .base import KernelBackend
+from .base import KernelBackend, OnChange
 
 logger = logging.getLogger(__name__)
-
-OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
 
 #: Seconds to wait for a reply on the control channel, and for a heartbeat echo.
 REPLY_TIMEOUT = 5.0

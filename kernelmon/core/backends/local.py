@@ -19,15 +19,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable
-from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
-from jupyter_client.ioloop.manager import AsyncIOLoopKernelManager
-from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
-from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from traitlets.config import Config
 
 from ..errors import (
@@ -52,7 +47,9 @@ from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import Probe
 from ..records import ExecutionState, KernelRecord, isoformat
 from ..threads import run_in_thread
-from .base import KernelBackend
+from . import jupyter_client_private as jc
+from .base import KernelBackend, OnChange
+from .launch import CONNECTION_FACTS, KernelLog, boot_ticks_now, choose_transport, describe_exit
 
 logger = logging.getLogger(__name__)
 
@@ -60,98 +57,6 @@ logger = logging.getLogger(__name__)
 PROBE_RESEND = 2.0
 #: How often the wait for an answer checks whether the process still runs.
 PROCESS_CHECK = 0.05
-#: Unix socket paths longer than this fail (108 bytes on Linux, 104 on macOS, less a margin).
-MAX_IPC_PATH = 100
-
-
-def choose_transport(connection_file: str, wanted: str | None) -> tuple[str, str]:
-    """(transport, ip) for a local kernel: IPC sockets beside the connection file where the
-    platform has Unix sockets and the path fits, else TCP on the loopback interface."""
-    ipc_prefix = os.path.splitext(connection_file)[0] + "-ipc"
-    if wanted in (None, "ipc") and os.name == "posix" and len(ipc_prefix) + 3 <= MAX_IPC_PATH:
-        return "ipc", ipc_prefix
-    if wanted == "ipc":
-        logger.info("IPC transport unavailable for %s; using TCP on 127.0.0.1", connection_file)
-    return "tcp", "127.0.0.1"
-
-
-OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
-
-#: The fields of a connection file kept in the state file (never the key): enough to
-#: prove which process is the kernel when the file itself is damaged or gone.
-CONNECTION_FACTS = (
-    "transport",
-    "ip",
-    "shell_port",
-    "iopub_port",
-    "stdin_port",
-    "control_port",
-    "hb_port",
-    "signature_scheme",
-    "kernel_name",
-)
-
-
-def boot_ticks_now() -> int | None:
-    """Now, in the clock ticks since boot that processes' start times are counted in
-    (None where there is no such clock)."""
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if clock is None or not hasattr(os, "sysconf"):
-        return None
-    try:
-        return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError):
-        return None
-
-
-def describe_exit(code: int | None) -> str:
-    """An exit status in words."""
-    if code is None:
-        return "exited"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with code {code}"
-
-
-class _Restarter(AsyncIOLoopKernelRestarter):
-    """jupyter_client's auto-restarter, which also says when a restart it made is done."""
-
-    after_restart: Callable[[], None] | None = None
-
-    async def poll(self) -> None:  # type: ignore[override]
-        restarts_before = self._restart_count
-        restarting_before = self._restarting
-        await super().poll()
-        restarted = self._restarting and (
-            not restarting_before or self._restart_count != restarts_before
-        )
-        if restarted and self.after_restart is not None:
-            self.after_restart()
-
-
-class _Manager(AsyncIOLoopKernelManager):
-    """jupyter_client's manager, which tells its ``LocalKernel`` right before and right
-    after it launches a kernel process (start, restart and auto-restart alike)."""
-
-    before_launch: Callable[[], None] | None = None
-    #: called with True after a launch, with False when the launch failed
-    after_launch: Callable[[bool], None] | None = None
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if self.before_launch is not None:
-            self.before_launch()
-        try:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-        except BaseException:
-            if self.after_launch is not None:
-                self.after_launch(False)
-            raise
-        if self.after_launch is not None:
-            self.after_launch(True)
 
 
 class LocalKernel(KernelBackend):
@@ -179,20 +84,20 @@ class LocalKernel(KernelBackend):
         super().__init__(record)
         self._untracked = untracked
         #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
-        self.log_file = os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log")
+        self.log = KernelLog(os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log"))
         connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
         transport, ip = choose_transport(connection_file, transport)
         config = Config()
         config.KernelRestarter.time_to_dead = restart_poll
         config.KernelRestarter.restart_limit = restart_limit
-        self.km = _Manager(
+        self.km = jc.Manager(
             kernel_name=record.name,
             kernel_spec_manager=kernel_spec_manager,
             connection_file=connection_file,
             transport=transport,
             ip=ip,
             autorestart=True,
-            restarter_class=_Restarter,
+            restarter_class=jc.Restarter,
             config=config,
             shutdown_wait_time=shutdown_wait,
         )
@@ -211,8 +116,10 @@ class LocalKernel(KernelBackend):
         self._op = asyncio.Lock()
         self._abort = False
         self._confirm_task: asyncio.Task[None] | None = None
-        self._launch_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
-        self._log: IO[bytes] | None = None
+        #: the process of an earlier run adopted, until a launch replaces it (signalled only
+        #: while proven: ``AdoptedProcess``)
+        self._adopted: AdoptedProcess | None = None
+        self._start_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
         self._idle_check: asyncio.Future[dict[str, Any]] | None = None
 
     # -- facts ------------------------------------------------------------------------------
@@ -225,8 +132,13 @@ class LocalKernel(KernelBackend):
     def connection_file(self) -> str:
         return str(self.km.connection_file)
 
+    @property
+    def log_file(self) -> str:
+        """Where the kernel process's output goes."""
+        return self.log.path
+
     def _process(self) -> Any:
-        return getattr(self.km.provisioner, "process", None)
+        return jc.provisioner_fact(self.km, "process")
 
     def exit_code(self) -> int | None:
         """The exit status of the kernel process if it has exited, else None."""
@@ -244,10 +156,10 @@ class LocalKernel(KernelBackend):
     @property
     def pgid(self) -> int | None:
         """The kernel's own process group (created by kernelmon's launch), or None."""
-        proc = self._process()
-        if isinstance(proc, AdoptedProcess):
-            return proc.group
-        return getattr(self.km.provisioner, "pgid", None)
+        if self._adopted is not None:
+            return self._adopted.group
+        pgid = jc.provisioner_fact(self.km, "pgid")
+        return pgid if isinstance(pgid, int) else None
 
     def state(self) -> dict[str, Any] | None:
         """What the state file keeps about this kernel, for adoption after a crash (None
@@ -289,7 +201,8 @@ class LocalKernel(KernelBackend):
         if not launched:
             self._save_state()
             return
-        pid = getattr(self.km.provisioner, "pid", None)
+        self._adopted = None  # jupyter_client's own child now
+        pid = jc.provisioner_fact(self.km, "pid")
         self._pid_ticks = start_ticks(pid) if pid is not None else None
         if pid != self.record.pid:
             self.record.pid = pid
@@ -315,7 +228,7 @@ class LocalKernel(KernelBackend):
         self.watcher = ActivityWatcher(
             self.record, info, self.probe.session_id, self._on_change, untracked=self._untracked
         )
-        pid = getattr(self.km.provisioner, "pid", None)
+        pid = jc.provisioner_fact(self.km, "pid")
         if pid != self.record.pid:
             self.record.pid = pid
             self._on_change(self.record, {"pid"}, None)
@@ -334,17 +247,11 @@ class LocalKernel(KernelBackend):
         released, the connection file stays (jupyter_client's KernelManager would delete it
         when garbage-collected) so that a later run can adopt a kernel left running."""
         self._abort = True
-        self.km.stop_restarter()
-        self.km._connection_file_written = False
         if self._confirm_task is not None:
             self._confirm_task.cancel()
         self._detach()
-        self._close_log()
-        # jupyter_client's control socket and context: left open, garbage collection of the
-        # context would block on the socket (and a later shutdown reopens what it needs)
-        self.km._close_control_socket()
-        if self.km._created_context:
-            self.km.context.destroy(linger=0)
+        self.log.close()
+        jc.let_go(self.km)
 
     async def _wait_ready(
         self,
@@ -392,7 +299,7 @@ class LocalKernel(KernelBackend):
         """Launch the kernel and wait until it answers (or fail, leaving no process)."""
         name = self.record.name
         # independent: the kernel outlives a crash of kernelmon, whose next run adopts it
-        self._launch_args = {"kernel_id": self.record.id, "cwd": cwd, "independent": True}
+        self._start_args = {"kernel_id": self.record.id, "cwd": cwd, "independent": True}
         try:
             await self._launch()
         except Exception as e:
@@ -408,7 +315,7 @@ class LocalKernel(KernelBackend):
                 "the timeout."
             ),
             lambda why: KernelStartFailed(
-                f"Kernel {name!r} failed to start: {why}.{self._output_tail()}"
+                f"Kernel {name!r} failed to start: {why}.{self.log.tail()}"
             ),
         )
         self._install_restarter_hooks()
@@ -421,38 +328,19 @@ class LocalKernel(KernelBackend):
         record says kernelmon's launch made it the leader of its own process group (then
         signals go to the group while the kernel is proven). True if it answered a
         kernel_info_request within ``timeout`` (else it is adopted as unresponsive)."""
-        km = self.km
-        km.connection_file = connection_file
-        km.load_connection_info(info)  # type: ignore[arg-type]
-        km._connection_file_written = True  # ours now: removed when the kernel is shut down
-        self._note_connection()
-        km.kernel_id = self.record.id
-        provisioner: Any = KernelProvisionerFactory.instance(
-            parent=km.parent
-        ).create_provisioner_instance(self.record.id, km.kernel_spec, parent=km)
         self._pid_ticks = start_ticks(pid)
-        provisioner.process = AdoptedProcess(
-            pid, self._pid_ticks, self.proof_now, group=pid if group else None
-        )
-        provisioner.pid = pid
-        provisioner.pgid = None  # never signalled by jupyter_client without a proof
-        provisioner.connection_info = km.get_connection_info()
-        provisioner.ports_cached = True  # a restart keeps the ports the kernel has
-        km.provisioner = provisioner
-        self._launch_args = {
+        process = AdoptedProcess(pid, self._pid_ticks, self.proof_now, group=pid if group else None)
+        self._adopted = process
+        self._start_args = {
             "kernel_id": self.record.id,
             "cwd": self.record.cwd,
             "independent": True,
         }
+        log = self.log.handle()
         # what jupyter_client's auto-restarter relaunches with
-        km_any: Any = km
-        log = self._log_handle()
-        km_any._launch_args = {
-            "cwd": self.record.cwd,
-            "independent": True,
-            "stdout": log,
-            "stderr": log,
-        }
+        relaunch = {"cwd": self.record.cwd, "independent": True, "stdout": log, "stderr": log}
+        await jc.adopt_process(self.km, self.record.id, connection_file, info, process, relaunch)
+        self._note_connection()
         self._attach()
         try:
             await self._wait_ready(
@@ -466,24 +354,10 @@ class LocalKernel(KernelBackend):
         self._install_restarter_hooks()
         return answered
 
-    def _log_handle(self) -> IO[bytes]:
-        """The open log file the kernel's output goes to (kept open so that jupyter_client's
-        auto-restarter, which relaunches with the same arguments, can use it too)."""
-        if self._log is None or self._log.closed:
-            os.makedirs(os.path.dirname(self.log_file), mode=0o700, exist_ok=True)
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._log = os.fdopen(fd, "ab", buffering=0)
-        return self._log
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
     async def _launch(self) -> None:
         """Start the kernel process with its output going to ``log_file``."""
-        log = self._log_handle()
-        await self.km.start_kernel(**self._launch_args, stdout=log, stderr=log)
+        log = self.log.handle()
+        await self.km.start_kernel(**self._start_args, stdout=log, stderr=log)
         self._note_connection()
 
     def _note_connection(self) -> None:
@@ -495,28 +369,11 @@ class LocalKernel(KernelBackend):
         record.ip = str(info.get("ip", ""))
         record.ports = {k: v for k, v in info.items() if k.endswith("_port") and isinstance(v, int)}
 
-    def _output_tail(self, lines: int = 8) -> str:
-        """The last lines the kernel printed, for an error message ("" if none)."""
-        try:
-            with open(self.log_file, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 4096))
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-        tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        return (" Its last output:\n" + "\n".join(tail)) if tail else ""
-
     def remove_log(self) -> None:
-        self._close_log()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log_file)
+        self.log.remove()
 
     def _install_restarter_hooks(self) -> None:
-        self.km.start_restarter()
-        restarter = self.km._restarter
-        if isinstance(restarter, _Restarter) and restarter.after_restart is None:
-            restarter.after_restart = self._on_auto_restarted
+        if jc.hook_restarter(self.km, self._on_auto_restarted):
             self.km.add_restart_callback(self._on_auto_restart, "restart")
             self.km.add_restart_callback(self._on_gave_up, "dead")
 
@@ -555,7 +412,7 @@ class LocalKernel(KernelBackend):
                 ),
                 lambda why: RestartFailed(
                     f"Kernel {kid} died during the restart: {why}. Shut it down and start a "
-                    f"new one; if it keeps failing, check its kernel spec.{self._output_tail()}"
+                    f"new one; if it keeps failing, check its kernel spec.{self.log.tail()}"
                 ),
             )
             self._install_restarter_hooks()
@@ -583,7 +440,7 @@ class LocalKernel(KernelBackend):
             proc is not None
             and proc.poll() is None
             and pgid == proc.pid
-            and (not isinstance(proc, AdoptedProcess) or self.proof_now().ok)
+            and (self._adopted is None or self.proof_now().ok)
         ):
             members = await run_in_thread(group_members, pgid)
         if proc is not None and proc.poll() is None:
@@ -652,7 +509,7 @@ class LocalKernel(KernelBackend):
         """The restarter gave up: the kernel stays dead until shut down (or culled)."""
         self._detach()
         record = self.record
-        limit = self.km._restarter.restart_limit if self.km._restarter else 0
+        limit = jc.restart_limit(self.km)
         why = f"the kernel process {self.exit_description()}"
         record.execution_state = ExecutionState.DEAD
         record.reason = f"{why} and was restarted {limit} time(s) without success"

@@ -14,7 +14,7 @@ from ..machine.process import AdoptedProcess, group_members, kill_process_group,
 from ..records import KernelRecord
 from ..threads import run_in_thread
 from .base import KernelBackend
-from .local import CONNECTION_FACTS
+from .launch import CONNECTION_FACTS
 
 
 class UnadoptedKernel(KernelBackend):
