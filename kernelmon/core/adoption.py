@@ -27,7 +27,6 @@ from typing import Any
 
 import psutil
 
-from .backends.external import heartbeat
 from .backends.unadopted import UnadoptedKernel
 from .errors import KernelSpecNotFound
 from .events import ActionFailed, KernelAdded, KernelAdopted
@@ -40,6 +39,7 @@ from .machine.discovery import (
 from .machine.identity import Proof, find_kernel_pid, prove_kernel, start_ticks
 from .machine.kernel_files import remove_kernel_files
 from .map_base import KERNEL_ID, Entry, MapBase
+from .protocol.channels import heartbeat
 from .records import ExecutionState, KernelRecord
 from .threads import run_in_thread
 

@@ -17,7 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..records import KernelRecord
+from ..errors import ActionRefused, KernelDead, NotRestartable
+from ..records import ExecutionState, KernelRecord
 
 #: How a backend reports a change of its record: (record, fields changed, activity time).
 OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
@@ -33,15 +34,42 @@ class Action(StrEnum):
     CONNECT = "connect"
 
 
-class KernelBackend(ABC):
-    """Actions on one kernel. Each method raises a ``KernelmonError`` with a clear message."""
+def foreign_restart_refusal(record: KernelRecord) -> str:
+    """Why kernelmon cannot restart a kernel another application started."""
+    if str(record.origin) == "orphan":
+        return (
+            "kernelmon did not start this kernel, and the application that started it is "
+            "gone: nobody can start it again. Shut it down instead"
+        )
+    owner = record.parent_app or "another application"
+    if record.parent_pid is not None:
+        owner += f" (pid {record.parent_pid})"
+    return (
+        f"kernelmon did not start this kernel: {owner} owns it and alone can start it "
+        "again. Restart it from there"
+    )
 
-    #: Whether ``restart`` may be offered (not for kernels another application owns).
-    can_restart: bool = True
+
+def state_refusal(record: KernelRecord, action: Action) -> str | None:
+    """What the kernel's state alone refuses: nothing to interrupt while it is dead,
+    starting or restarting; no frontend for a dead kernel."""
+    state = str(record.execution_state)
+    if action == Action.INTERRUPT:
+        if state == "dead":
+            return "This kernel is dead: there is nothing to interrupt"
+        if state in ("starting", "restarting"):
+            return f"This kernel is {state}: there is nothing to interrupt yet"
+    if action == Action.CONNECT and state == "dead":
+        return "This kernel is dead: shut it down or restart it first"
+    return None
+
+
+class KernelBackend(ABC):
+    """Actions on one kernel. Each method raises a ``KernelmonError`` with a clear message;
+    an action the backend refuses raises its ``refusal`` sentence (``refuse``)."""
 
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
-        record.can_restart = self.can_restart  # what the table offers follows the backend
         record.refusals_of = self.refusals  # the model's "refusals" ask the backend
 
     @property
@@ -67,52 +95,58 @@ class KernelBackend(ABC):
 
     def refusal(self, action: Action) -> str | None:
         """None when ``action`` can be tried on this kernel now; otherwise the sentence that
-        says why not, written for the user (the map raises it in the matching
-        ``KernelmonError``; the UI shows it as is, from the model's ``refusals``).
+        says why not, written for the user: the map and the backend raise it (``refuse``),
+        the UI shows it as is, from the model's ``refusals``. Cheap: no I/O, no proof.
 
         This default decides from the record (who owns the kernel, its state); backends
         override it with what they know better."""
         record = self.record
         origin = str(record.origin)
-        state = str(record.execution_state)
         if origin == "stale":
             if action == Action.SHUTDOWN:
                 return None  # shutting a stale kernel down cleans its file up
             return "This kernel has no process, only a connection file: clean it up instead"
         if action == Action.RESTART:
-            if origin == "external":
-                owner = record.parent_app or "another application"
-                if record.parent_pid is not None:
-                    owner += f" (pid {record.parent_pid})"
-                return (
-                    f"kernelmon did not start this kernel: {owner} owns it and alone can "
-                    "start it again. Restart it from there"
-                )
-            if origin == "orphan":
-                return (
-                    "kernelmon did not start this kernel, and the application that started "
-                    "it is gone: nobody can start it again. Shut it down instead"
-                )
-            if not self.can_restart:
-                return "This kernel cannot be restarted now"
-            return None
-        if action == Action.INTERRUPT:
-            if not record.can_interrupt:
-                why = record.identity_problem or record.reason
-                return "kernelmon cannot interrupt this kernel" + (f": {why}" if why else "")
-            if state == "dead":
-                return "This kernel is dead: there is nothing to interrupt"
-            if state in ("starting", "restarting"):
-                return f"This kernel is {state}: there is nothing to interrupt yet"
-            return None
-        if action == Action.CONNECT and state == "dead":
-            return "This kernel is dead: shut it down or restart it first"
-        return None
+            return foreign_restart_refusal(record) if origin in ("external", "orphan") else None
+        return state_refusal(record, action)
+
+    def refuse(self, action: Action) -> None:
+        """Raise the ``refusal`` of ``action``, if it is refused now: ``NotRestartable`` for
+        a restart, ``KernelDead`` when the kernel is dead, else ``ActionRefused``."""
+        why = self.refusal(action)
+        if why is None:
+            return
+        if action == Action.RESTART:
+            raise NotRestartable(why)
+        if self.record.execution_state == ExecutionState.DEAD:
+            raise KernelDead(why)
+        raise ActionRefused(why)
 
     def refusals(self) -> dict[str, str]:
         """``{action: sentence}`` for every action refused now (the kernel model's
         ``refusals``)."""
-        return {a.value: why for a in Action if (why := self.refusal(a)) is not None}
+        found = {a.value: why for a in Action if (why := self.refusal(a)) is not None}
+        self.note_flags(found)
+        return found
+
+    def note_flags(self, refused: dict[str, str] | None = None) -> None:
+        """The record's ``can_restart``/``can_interrupt`` (the model has them) follow
+        ``refusal``: noted at each model, and by each backend at the end of its
+        ``__init__`` (once ``refusal`` can answer)."""
+        if refused is None:
+            refused = {a.value: why for a in Action if (why := self.refusal(a)) is not None}
+        self.record.can_restart = Action.RESTART.value not in refused
+        self.record.can_interrupt = Action.INTERRUPT.value not in refused
+
+    @property
+    def can_restart(self) -> bool:
+        """Whether a restart can be tried now (``refusal``)."""
+        return self.refusal(Action.RESTART) is None
+
+    @property
+    def can_interrupt(self) -> bool:
+        """Whether an interrupt can be tried now (``refusal``)."""
+        return self.refusal(Action.INTERRUPT) is None
 
     def persisted_state(self) -> dict[str, Any] | None:
         """What the crash-safe state file keeps for this kernel (None: nothing, it is not

@@ -29,6 +29,7 @@ class BackendFactory:
         """A kernel kernelmon starts (or adopts after a crash): ``local.LocalKernel``."""
         from .local import LocalKernel
 
+        kwargs.setdefault("clock", self.clock)
         return LocalKernel(record, **kwargs)
 
     def external(self, found: FoundKernel, **kwargs: Any) -> KernelBackend:
@@ -36,6 +37,7 @@ class BackendFactory:
         backend's ``record``); raises ``ExternalKernelError`` when it cannot be watched."""
         from .external import ExternalKernel
 
+        kwargs.setdefault("clock", self.clock)
         return ExternalKernel.from_found(found, **kwargs)
 
     def stale(self, record: KernelRecord, connection_file: str) -> KernelBackend:

@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from traitlets.config import Config
@@ -41,14 +43,14 @@ from ..machine.process import (
     create_time,
     group_members,
     kill_process_group,
-    wait_for_exit,
+    stop_process,
 )
 from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import Probe
-from ..records import ExecutionState, KernelRecord, isoformat
+from ..records import ExecutionState, KernelRecord, isoformat, utcnow
 from ..threads import run_in_thread
 from . import jupyter_client_private as jc
-from .base import KernelBackend, OnChange
+from .base import Action, KernelBackend, OnChange, state_refusal
 from .launch import CONNECTION_FACTS, KernelLog, boot_ticks_now, choose_transport, describe_exit
 
 logger = logging.getLogger(__name__)
@@ -80,9 +82,12 @@ class LocalKernel(KernelBackend):
         log_dir: str | None = None,
         save_state: Callable[[], str | None] = lambda: None,
         untracked: Untracked | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``clock``: what "now" is for the activity it records (the map's clock)."""
         super().__init__(record)
         self._untracked = untracked
+        self._clock = clock
         #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
         self.log = KernelLog(os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log"))
         connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
@@ -121,6 +126,7 @@ class LocalKernel(KernelBackend):
         self._adopted: AdoptedProcess | None = None
         self._start_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
         self._idle_check: asyncio.Future[dict[str, Any]] | None = None
+        self.note_flags()
 
     # -- facts ------------------------------------------------------------------------------
 
@@ -161,7 +167,7 @@ class LocalKernel(KernelBackend):
         pgid = jc.provisioner_fact(self.km, "pgid")
         return pgid if isinstance(pgid, int) else None
 
-    def state(self) -> dict[str, Any] | None:
+    def persisted_state(self) -> dict[str, Any] | None:
         """What the state file keeps about this kernel, for adoption after a crash (None
         while there is nothing to keep: no process and none being launched)."""
         r = self.record
@@ -226,7 +232,12 @@ class LocalKernel(KernelBackend):
         info = self.connection_info
         self.probe = Probe(info)
         self.watcher = ActivityWatcher(
-            self.record, info, self.probe.session_id, self._on_change, untracked=self._untracked
+            self.record,
+            info,
+            self.probe.session_id,
+            self._on_change,
+            untracked=self._untracked,
+            clock=self._clock,
         )
         pid = jc.provisioner_fact(self.km, "pid")
         if pid != self.record.pid:
@@ -377,9 +388,36 @@ class LocalKernel(KernelBackend):
             self.km.add_restart_callback(self._on_auto_restart, "restart")
             self.km.add_restart_callback(self._on_gave_up, "dead")
 
+    #: the map's state file still asks ``state()`` until it asks ``persisted_state()``
+    state = persisted_state
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def refusal(self, action: Action) -> str | None:
+        """Nothing once it is being shut down (a restart then would launch a kernel nobody
+        keeps); an interrupt only while its process is the kernel (an adopted process that
+        failed its proof, or is gone, is sent nothing); otherwise as its state allows."""
+        if self._abort:
+            if action == Action.SHUTDOWN:
+                return None
+            return "This kernel is being shut down"
+        if action == Action.RESTART:
+            return None
+        adopted = self._adopted
+        if (
+            action == Action.INTERRUPT
+            and adopted is not None
+            and adopted.returncode is not None  # gone, or failed its proof
+            and self.record.execution_state not in (ExecutionState.DEAD, ExecutionState.RESTARTING)
+        ):
+            return (
+                f"kernelmon cannot interrupt this kernel: process {adopted.pid} is no longer "
+                "the kernel it adopted"
+            )
+        return state_refusal(self.record, action)
+
     async def interrupt(self) -> None:
-        if self.record.execution_state == ExecutionState.DEAD:
-            raise KernelDead(f"Kernel {self.record.id} is dead and cannot be interrupted.")
+        self.refuse(Action.INTERRUPT)
         try:
             await self.km.interrupt_kernel()
         except (RuntimeError, OSError) as e:
@@ -387,7 +425,9 @@ class LocalKernel(KernelBackend):
 
     async def restart(self, timeout: float) -> None:
         kid = self.record.id
+        self.refuse(Action.RESTART)
         async with self._op:
+            self.refuse(Action.RESTART)  # shut down while it waited: nothing is launched
             # the new process must be recordable (intent first): found out before the old
             # one is stopped, so a refused restart changes nothing
             error = self._save_state()
@@ -440,27 +480,28 @@ class LocalKernel(KernelBackend):
             proc is not None
             and proc.poll() is None
             and pgid == proc.pid
-            and (self._adopted is None or self.proof_now().ok)
+            and (self._adopted is None or (await run_in_thread(self.proof_now)).ok)
         ):
             members = await run_in_thread(group_members, pgid)
         if proc is not None and proc.poll() is None:
             provisioner = km.provisioner
             assert provisioner is not None
-            grace = max(km.shutdown_wait_time, 0.0) / 2
-            exited = False
-            if not now:
+
+            async def ask() -> None:
                 with contextlib.suppress(Exception):
                     await km.request_shutdown(restart=restart)
-                exited = await wait_for_exit(proc, grace)
-                if not exited:
-                    logger.info("Kernel %s ignored shutdown_request; terminating", self.record.id)
+
+            async def send(signum: int) -> None:
+                if signum == signal.SIGTERM:
                     await provisioner.terminate(restart=restart)
-                    exited = await wait_for_exit(proc, grace)
-            if not exited:
-                logger.info("Killing kernel %s", self.record.id)
-                await provisioner.kill(restart=restart)
-                if not await wait_for_exit(proc, 5.0):
-                    logger.warning("Kernel %s (pid %s) did not die", self.record.id, proc.pid)
+                else:
+                    await provisioner.kill(restart=restart)
+
+            name = f"kernel {self.record.id}"
+            if not await stop_process(
+                proc, send, shutdown_wait=km.shutdown_wait_time, ask=ask, now=now, name=name
+            ):
+                logger.warning("Kernel %s (pid %s) did not die", self.record.id, proc.pid)
             await provisioner.wait()
         kill_process_group(pgid, members)
         await km.cleanup_resources(restart=restart)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..errors import KernelDead
 from ..machine.kernel_files import remove_kernel_files
 from ..records import ExecutionState, KernelRecord
 from ..threads import run_in_thread
-from .base import KernelBackend
+from .base import Action, KernelBackend
 from .external import ExternalKernelError
 
 logger = logging.getLogger(__name__)
@@ -23,30 +22,27 @@ class StaleKernel(KernelBackend):
     still no process names it.
     """
 
-    can_restart = False
-
     def __init__(self, record: KernelRecord, connection_file: str) -> None:
         super().__init__(record)
         self.connection_file = connection_file
-        record.can_interrupt = False
         record.execution_state = ExecutionState.DEAD
         record.reason = "no process runs it; only its connection file is left"
+        self.note_flags()
 
     @property
     def connection_info(self) -> dict[str, Any]:
         return {}
 
+    def refusal(self, action: Action) -> str | None:
+        if action == Action.SHUTDOWN:
+            return None  # shutting a stale kernel down cleans its file up
+        return "This kernel has no process, only a connection file: clean it up instead"
+
     async def interrupt(self) -> None:
-        raise KernelDead(
-            f"Kernel {self.record.id} has no process (only a connection file is left); "
-            "there is nothing to interrupt."
-        )
+        self.refuse(Action.INTERRUPT)
 
     async def restart(self, timeout: float) -> None:
-        raise ExternalKernelError(
-            f"Kernel {self.record.id} has no process and was not started by kernelmon; "
-            "it cannot be restarted. Clean up its connection file instead."
-        )
+        self.refuse(Action.RESTART)
 
     async def shutdown(self, now: bool = False) -> None:
         """Delete the connection file and its IPC socket files, only as far as

@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from ..errors import KernelmonError, NotRestartable
+from ..errors import KernelmonError
 from ..machine.identity import Proof, prove_kernel
 from ..machine.kernel_files import remove_kernel_files
-from ..machine.process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
+from ..machine.process import AdoptedProcess, group_members, kill_process_group, stop_process
 from ..records import KernelRecord
 from ..threads import run_in_thread
-from .base import KernelBackend
+from .base import Action, KernelBackend
 from .launch import CONNECTION_FACTS
 
 
@@ -22,8 +22,6 @@ class UnadoptedKernel(KernelBackend):
     connection file is damaged, its kernel spec is gone, ...). It can only be killed, after
     proving again that the process is the kernel; its record stays in the state file until
     then."""
-
-    can_restart = False
 
     def __init__(
         self,
@@ -35,7 +33,6 @@ class UnadoptedKernel(KernelBackend):
         shutdown_wait: float,
     ) -> None:
         super().__init__(record)
-        record.can_interrupt = False
         self._saved = saved
         self._proof_info = proof_info
         self._ticks = ticks
@@ -43,12 +40,13 @@ class UnadoptedKernel(KernelBackend):
         self._shutdown_wait = shutdown_wait
         #: the process proven the kernel at adoption (gone once its start ticks differ)
         self._proc = AdoptedProcess(record.pid, ticks, self.proof_now) if record.pid else None
+        self.note_flags()
 
     @property
     def connection_info(self) -> dict[str, Any]:
         return {k: v for k, v in self._proof_info.items() if k != "key"}
 
-    def state(self) -> dict[str, Any]:
+    def persisted_state(self) -> dict[str, Any]:
         """The record as read, with the proven process (kept until the kernel is killed)."""
         pid = self.record.pid
         return {
@@ -60,22 +58,27 @@ class UnadoptedKernel(KernelBackend):
             "connection": {k: v for k, v in self._proof_info.items() if k in CONNECTION_FACTS},
         }
 
+    #: the map's state file still asks ``state()`` until it asks ``persisted_state()``
+    state = persisted_state
+
     def proof_now(self) -> Proof:
         pid = self.record.pid
         assert pid is not None
         return prove_kernel(pid, self._proof_info, started_ticks=self._ticks)
 
-    def _refused(self, what: str) -> KernelmonError:
-        return KernelmonError(
-            f"Kernel {self.record.id} could not be adopted ({self.record.reason}), so "
-            f"kernelmon cannot {what} it; it can only kill it (shut it down)."
+    def refusal(self, action: Action) -> str | None:
+        if action == Action.SHUTDOWN:
+            return None  # it kills the kernel, once proven
+        return (
+            "This kernel of an earlier run could not be adopted (its reason says why), so "
+            "kernelmon can only kill it: shut it down"
         )
 
     async def interrupt(self) -> None:
-        raise self._refused("interrupt")
+        self.refuse(Action.INTERRUPT)
 
     async def restart(self, timeout: float) -> None:
-        raise NotRestartable(str(self._refused("restart")))
+        self.refuse(Action.RESTART)
 
     async def is_alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -95,16 +98,15 @@ class UnadoptedKernel(KernelBackend):
             group = pid if self._own_group else None
             proc = AdoptedProcess(pid, self._ticks, self.proof_now, group=group)
             members = await run_in_thread(group_members, group) if group else []
-            grace = max(self._shutdown_wait, 0.0) / 2
-            exited = False
-            if not now:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                exited = await wait_for_exit(proc, grace)
-            if not exited:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                if not await wait_for_exit(proc, 5.0):
-                    raise KernelmonError(f"Kernel {self.record.id} (pid {pid}) did not die.")
+
+            async def send(signum: int) -> None:
+                with contextlib.suppress(ProcessLookupError):  # gone, or no longer the kernel
+                    proc.send_signal(signum)
+
+            name = f"kernel {self.record.id} (pid {pid})"
+            if not await stop_process(
+                proc, send, shutdown_wait=self._shutdown_wait, now=now, name=name
+            ):
+                raise KernelmonError(f"Kernel {self.record.id} (pid {pid}) did not die.")
             kill_process_group(group, members)
         await run_in_thread(remove_kernel_files, self._saved["connection_file"])

@@ -3,6 +3,9 @@
 ``Probe`` sends ``kernel_info_request`` on the shell channel from a session of its own, so
 the IOPub messages it causes can be told apart from a user's (see ``activity``).
 
+``heartbeat`` pings a kernel's heartbeat channel (liveness of a kernel whose process is
+not known).
+
 ``SessionChannels`` are the four sockets (shell, control, stdin, iopub) of one frontend
 session. While a frontend is attached its messages go to it; while it is away (and
 buffering is on) they are kept in a bounded ``MessageBuffer`` and replayed when a frontend
@@ -304,3 +307,32 @@ class SessionChannels:
         if self.buffer is not None:
             self.buffer.clear()
         self.handler = None
+
+
+#: Seconds to wait for a heartbeat echo.
+HEARTBEAT_TIMEOUT = 1.0
+
+
+async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
+    """Whether the kernel echoes a ping on its heartbeat channel within ``timeout``."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(channel_url(info, "hb"))
+    loop = asyncio.get_running_loop()
+    echoed: asyncio.Future[None] = loop.create_future()
+    payload = uuid.uuid4().bytes
+
+    def on_batch(batch: list[list[bytes]]) -> None:
+        if any(frames and frames[0] == payload for frames in batch) and not echoed.done():
+            echoed.set_result(None)
+
+    drain = SocketDrain(sock, on_batch)
+    try:
+        sock.send(payload)
+        drain.poke()
+        await asyncio.wait_for(echoed, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        drain.close()
