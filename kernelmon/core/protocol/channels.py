@@ -336,3 +336,52 @@ async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) ->
         return False
     finally:
         drain.close()
+
+
+#: How often an unanswered kernel_info_request is sent again while waiting.
+PROBE_RESEND = 2.0
+#: How often the wait for an answer checks whether the kernel is gone.
+PROCESS_CHECK = 0.05
+
+
+async def wait_for_answer(
+    probe: Callable[[], Probe | None],
+    timeout: float,
+    gone: Callable[[], str | None],
+    on_timeout: Callable[[], Exception],
+    on_exit: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """The ``kernel_info_reply`` to kernelmon's probe (``probe()``; the request is sent
+    again every ``PROBE_RESEND`` seconds), racing the kernel: ``gone()`` says why waiting
+    is over (its process exited, it was shut down; None while it runs), checked every
+    ``PROCESS_CHECK`` seconds. Raises ``on_exit(why)`` or, after ``timeout``,
+    ``on_timeout()``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending: list[asyncio.Future[dict[str, Any]]] = []
+    sent_at = float("-inf")
+    try:
+        while True:
+            now = loop.time()
+            why = gone()
+            if why is not None:
+                raise on_exit(why)
+            if now >= deadline:
+                raise on_timeout()
+            if now - sent_at >= PROBE_RESEND:
+                current = probe()
+                if current is None:
+                    raise on_exit("its connection was closed")
+                pending.append(current.send_kernel_info())
+                sent_at = now
+            done, _ = await asyncio.wait(
+                pending,
+                timeout=min(PROCESS_CHECK, max(deadline - now, 0)),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is None:
+                    return fut.result()
+    finally:
+        for fut in pending:
+            fut.cancel()

@@ -62,17 +62,22 @@ def raised_by(coro) -> KernelmonError:
     return caught.value
 
 
-def test_a_stale_kernel_raises_the_sentence_its_model_shows():
-    record = KernelRecord(id="k4", name="python3", origin=Origin.STALE)
-    backend = BackendFactory().stale(record, "/nonexistent/kernel-k4.json")
-    refusals = record.to_model()["refusals"]
-    interrupt = raised_by(backend.interrupt())
-    assert isinstance(interrupt, KernelDead)
-    assert str(interrupt) == refusals["interrupt"]
+def raises_what_it_shows(backend: KernelBackend) -> None:
+    """Interrupt and restart, both refused, raise the model's sentences; the record's
+    flags say so too."""
+    refusals = backend.record.to_model()["refusals"]
+    assert str(raised_by(backend.interrupt())) == refusals["interrupt"]
     restart = raised_by(backend.restart(1.0))
     assert isinstance(restart, NotRestartable)
     assert str(restart) == refusals["restart"]
-    assert (record.can_interrupt, record.can_restart) == (False, False)
+    assert (backend.record.can_interrupt, backend.record.can_restart) == (False, False)
+
+
+def test_a_stale_kernel_raises_the_sentence_its_model_shows():
+    record = KernelRecord(id="k4", name="python3", origin=Origin.STALE)
+    backend = BackendFactory().stale(record, "/nonexistent/kernel-k4.json")
+    assert isinstance(raised_by(backend.interrupt()), KernelDead)
+    raises_what_it_shows(backend)
 
 
 def test_an_unadopted_kernel_can_only_be_killed_and_says_so():
@@ -84,11 +89,7 @@ def test_an_unadopted_kernel_can_only_be_killed_and_says_so():
     assert set(refusals) == {"interrupt", "restart", "connect"}
     assert backend.refusal(Action.SHUTDOWN) is None
     assert "can only kill it" in refusals["restart"]
-    assert str(raised_by(backend.interrupt())) == refusals["interrupt"]
-    restart = raised_by(backend.restart(1.0))
-    assert isinstance(restart, NotRestartable)
-    assert str(restart) == refusals["restart"]
-    assert (record.can_interrupt, record.can_restart) == (False, False)
+    raises_what_it_shows(backend)
 
 
 def test_an_external_kernel_raises_the_restart_sentence_its_model_shows():
