@@ -254,26 +254,16 @@ class LocalKernel(KernelBackend):
     # -- actions ----------------------------------------------------------------------------
 
     def refusal(self, action: Action) -> str | None:
-        """Nothing once it is being shut down (a restart then would launch a kernel nobody
-        keeps); an interrupt only while its process is the kernel (an adopted process that
-        failed its proof, or is gone, is sent nothing); otherwise as its state allows."""
+        """Nothing but the shutdown once it is being shut down (a restart then would launch
+        a kernel nobody keeps); otherwise as its state allows. An adopted process is proven
+        at the moment of each signal (``AdoptedProcess``), not here: a refusal is asked at
+        every model and must not read the process table."""
         if self._abort:
             if action == Action.SHUTDOWN:
                 return None
             return "This kernel is being shut down"
         if action == Action.RESTART:
             return None
-        adopted = self.process.adopted
-        if (
-            action == Action.INTERRUPT
-            and adopted is not None
-            and adopted.returncode is not None  # gone, or failed its proof
-            and self.record.execution_state not in (ExecutionState.DEAD, ExecutionState.RESTARTING)
-        ):
-            return (
-                f"kernelmon cannot interrupt this kernel: process {adopted.pid} is no longer "
-                "the kernel it adopted"
-            )
         return state_refusal(self.record, action)
 
     async def interrupt(self) -> None:

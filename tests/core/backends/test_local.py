@@ -11,7 +11,7 @@ from jupyter_client.kernelspec import NATIVE_KERNEL_NAME, KernelSpecManager
 
 from kernelmon.core.backends.base import Action
 from kernelmon.core.backends.factory import BackendFactory
-from kernelmon.core.errors import NotRestartable
+from kernelmon.core.errors import ActionRefused, NotRestartable
 from kernelmon.core.records import KernelRecord
 from tests.core.conftest import process_gone, wait_until
 
@@ -69,5 +69,26 @@ def test_activity_times_come_from_the_factorys_clock(aio, tmp_path):
             backend.close()
             backend.remove_log()
         assert process_gone(record.pid)
+
+    aio.run(go())
+
+
+def test_an_interrupt_during_a_restart_is_refused_with_the_models_sentence(aio, kmap):
+    """While a kernel restarts there is nothing to interrupt: the action says so, in the
+    sentence the model shows, instead of signalling a process on its way out."""
+    kid = aio.run(kmap.start_kernel())
+    backend = kmap.backend(kid)
+
+    async def go() -> None:
+        restarting = asyncio.ensure_future(kmap.restart_kernel(kid))
+        await wait_until(lambda: kmap.record(kid).execution_state == "restarting")
+        shown = kmap.kernel_model(kid)["refusals"]["interrupt"]
+        with pytest.raises(ActionRefused) as refused:
+            await backend.interrupt()
+        assert str(refused.value) == shown
+        assert "restarting" in shown
+        await restarting
+        await backend.interrupt()  # running again: it can be interrupted
+        await kmap.shutdown_kernel(kid)
 
     aio.run(go())
