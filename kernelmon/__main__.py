@@ -1,8 +1,8 @@
-"""``python -m kernelmon``: start the desktop app."""
+"""``python -m kernelmon``: a command (``list``, ``serve`` ...), or the desktop app."""
 
 import sys
 
-from .app import main
+from .cli import entry
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

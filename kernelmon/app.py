@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import gc
 import logging
 import logging.handlers
@@ -13,7 +12,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any, NoReturn
 
 # PySide6 before qasync: qasync picks the Qt binding that is already imported.
@@ -22,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 import qasync  # isort: skip
 
 from . import __version__, paths
+from .cli.ops import register_ops
 from .core import KernelMap, Settings
 from .core.instance import (
     InstanceError,
@@ -33,6 +32,7 @@ from .core.instance import (
     claim_instance,
 )
 from .settings_file import load_settings, save_settings
+from .ui.errors import ErrorReporter
 
 logger = logging.getLogger(__name__)
 
@@ -108,49 +108,6 @@ def setup_logging(level: str | None) -> logging.Handler | None:
     return handler
 
 
-class ErrorReporter:
-    """The one place uncaught errors go: the log, then the user, in words."""
-
-    def __init__(self) -> None:
-        self.window: Any = None
-
-    def report(self, text: str, exc: BaseException | None) -> None:
-        if exc is not None:
-            logger.error("%s", text, exc_info=(type(exc), exc, exc.__traceback__))
-            detail = f"{text}\n\n{type(exc).__name__}: {exc}"
-        else:
-            logger.error("%s", text)
-            detail = text
-        window = self.window
-        if window is not None:
-            try:
-                window.show_internal_error(detail)
-            except Exception:
-                logger.exception("Could not show an error to the user")
-        else:
-            print(f"kernelmon: {detail}", file=sys.stderr)
-
-    def excepthook(
-        self, etype: type[BaseException], value: BaseException, tb: TracebackType | None
-    ) -> None:
-        if issubclass(etype, KeyboardInterrupt):
-            sys.__excepthook__(etype, value, tb)
-            return
-        if value.__traceback__ is None and tb is not None:
-            value = value.with_traceback(tb)
-        self.report("Something went wrong inside kernelmon; it keeps running.", value)
-
-    def loop_exception_handler(
-        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
-    ) -> None:
-        exc = context.get("exception")
-        message = context.get("message", "An asynchronous task failed")
-        if exc is None:
-            logger.error("%s", message)
-            return
-        self.report(f"{message}; kernelmon keeps running.", exc)
-
-
 async def run_app(
     kernel_map: KernelMap,
     settings_message: str | None,
@@ -161,6 +118,7 @@ async def run_app(
     instance_problem: str | None = None,
 ) -> int:
     from .ui.main_window import MainWindow
+    from .ui.notifier import Level
 
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_REPORTER.loop_exception_handler)
@@ -182,12 +140,15 @@ async def run_app(
     if instance is not None and instance.sock is not None:
         server = InstanceServer(instance, __version__)
         server.add_op("activate", lambda request: activate(window, request))
+        register_ops(server, kernel_map)  # the command line acts through this window
         await server.start()
-    window.restore_and_monitor().add_done_callback(freeze_startup_objects)
+    window.commands.restore_and_monitor().add_done_callback(freeze_startup_objects)
     if settings_message:
-        window.report_problem("Settings", settings_message)
+        window.notifier.notify(Level.ERROR, "Settings", settings_message, dialog=True)
     if instance_problem:
-        window.report_problem("Another launch of kernelmon", instance_problem)
+        window.notifier.notify(
+            Level.ERROR, "Another launch of kernelmon", instance_problem, dialog=True
+        )
     try:
         await window.wait_finished()
     finally:
@@ -234,7 +195,10 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
             code="quitting",
         )
     launcher = request.get("pid")
-    applied, ignored = window.take_launch(
+    from .ui.handover import take_launch
+
+    applied, ignored = take_launch(
+        window,
         root_dir=args.root_dir,
         run_folders=list(args.runtime_dir),
         no_tray=args.no_tray,
@@ -375,12 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setWindowIcon(app_icon())
         # The window decides when to quit (it may ask about running kernels first).
         app.setQuitOnLastWindowClosed(False)
-        effective = settings
-        if run_folders:
-            saved = tuple(getattr(settings, "runtime_folders", ()))
-            extra = tuple(f for f in run_folders if f not in saved)
-            effective = dataclasses.replace(settings, runtime_folders=saved + extra)
-        kernel_map = KernelMap(effective)
+        from .ui.settings_controller import effective_settings
+
+        kernel_map = KernelMap(effective_settings(settings, paused=False, run_folders=run_folders))
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
             return runner.run(
                 run_app(

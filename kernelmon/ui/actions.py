@@ -1,4 +1,6 @@
-"""The window's actions as data: text, shortcut, tooltip, icon; and where they appear.
+"""The window's actions as data: text, shortcut, tooltip, icon; where they appear; and
+whether they are enabled for the selected kernels (``update_states``: from the core's
+refusals in the kernels' models, with the core's own sentence in the tooltip).
 
 One table, so the toolbar, the menus, the context menu, the README and the tests agree.
 """
@@ -7,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar, QWidget
 
 from .icons import icon
+from .ownership import is_stale
+from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, allows, as_sentence, refusal
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,34 @@ def make_actions(parent: QWidget, slots: dict[str, Callable[[], object]]) -> dic
     return actions
 
 
+def details_toggle(window: QWidget, dock: QDockWidget, shortcut: str) -> QAction:
+    """The action that shows and hides the details pane (its dock's own toggle)."""
+    details = dock.toggleViewAction()
+    details.setObjectName("details")
+    details.setIcon(icon("action-details"))
+    details.setText("Kernel &details")
+    details.setShortcut(QKeySequence(shortcut))
+    details.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    keys = details.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+    details.setToolTip(f"Show or hide the selected kernel's details and plots ({keys})")
+    window.addAction(details)
+    return details
+
+
+def fill_window(window: QMainWindow, actions: dict[str, QAction], views: list[QAction]) -> None:
+    """The menu bar (File, Kernel, View: the details and ``views``) and the toolbar."""
+    window.menuBar().addMenu("&File").addAction(actions["quit"])
+    fill(window.menuBar().addMenu("&Kernel"), actions, KERNEL_MENU)
+    view_menu = window.menuBar().addMenu("&View")
+    view_menu.addAction(actions["details"])
+    for view in views:
+        view_menu.addAction(view)
+    toolbar = window.addToolBar("Kernels")
+    toolbar.setObjectName("toolbar")
+    toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    fill(toolbar, actions, TOOLBAR)
+
+
 def fill(
     target: QMenu | QToolBar, actions: dict[str, QAction], layout: Sequence[str | None]
 ) -> None:
@@ -145,3 +178,47 @@ def context_menu(parent: QObject | None, actions: dict[str, QAction]) -> QMenu:
     menu = QMenu(parent if isinstance(parent, QWidget) else None)
     fill(menu, actions, CONTEXT_MENU)
     return menu
+
+
+#: The actions that act on selected kernels as the core allows: name -> (core action, verb).
+REFUSABLE = {
+    "restart": (RESTART, "restart"),
+    "interrupt": (INTERRUPT, "interrupt"),
+    "shutdown": (SHUTDOWN, "shut down"),
+    "console": (CONNECT, "open a console on"),
+}
+
+
+def refusable_tip(base: str, verb: str, refused: list[str], allowed: int) -> str:
+    """The tooltip of an action the core refuses for some selected kernels: the core's own
+    sentence (of the first one refused)."""
+    if not refused:
+        return base
+    if not allowed:
+        return f"Cannot {verb}: {as_sentence(refused[0])}"
+    return (
+        f"{base}. {len(refused)} of the selected kernels are left alone: {as_sentence(refused[0])}"
+    )
+
+
+def update_states(
+    actions: dict[str, QAction],
+    tips: dict[str, str],
+    models: list[dict[str, Any]],
+    busy: set[str],
+    any_owned: bool,
+) -> None:
+    """Enable the actions for the selected kernels' ``models`` (``busy``: kernels with a
+    restart under way), their tooltips saying what the core refuses and why."""
+    for name, (action, verb) in REFUSABLE.items():
+        refused = [why for m in models if (why := refusal(m, action))]
+        allowed = [m for m in models if allows(m, action)]
+        if name == "restart":
+            allowed = [m for m in allowed if m.get("id") not in busy]
+        tip = refusable_tip(tips[name], verb, refused, len(allowed))
+        actions[name].setEnabled(bool(allowed))
+        actions[name].setToolTip(tip)
+        actions[name].setStatusTip(tip)
+    actions["cleanup"].setEnabled(any(is_stale(m) for m in models))
+    actions["copy_id"].setEnabled(bool(models))
+    actions["shutdown_all"].setEnabled(any_owned)

@@ -1,6 +1,11 @@
-"""Core events in, Qt signals out, with floods of changes coalesced.
+"""Core events in, Qt signals out, with floods of changes coalesced: the UI's one boundary.
 
-``KernelBridge`` subscribes to a ``KernelMap``. Additions, removals and the rare events
+``KernelBridge`` subscribes to a ``KernelMap`` and owns the ``KernelStore`` (the latest model
+of each kernel) that every widget reads; widgets never hold the map. Reads the store cannot
+answer (kernel specs, cull ETAs, histories, the culler's clock) go through the bridge's
+query methods; actions go through ``KernelCommands``.
+
+This is the UI's one throttle. Additions, removals and the rare events
 (started, restarted, died, culled, ...) become signals at once. ``KernelChanged`` events are
 throttled: the first change after a quiet spell goes out at once, later ones are merged and
 sent at most every ``interval_ms`` milliseconds, so a kernel flooding output costs a few
@@ -13,6 +18,12 @@ The merged changes are sent in slices of at most ``SLICE`` seconds per loop turn
 hundreds of kernels changing at once never hold the window for longer than that (a row
 update costs ~0.3 ms with the table's sorting). ``usage_sampled`` waits for the slices, so
 the totals and the rows still agree.
+
+Each burst (the events of one loop turn, or one slice) ends with one
+``store.kernels_changed(ids)`` naming the kernels added, removed, or whose facts changed:
+what reads every kernel (the actions, the status bar, the tray) refreshes once per burst.
+Changes of figures alone (``FIGURE_FIELDS``) change no action and no count: they are not
+named there (the table and the details pane repaint them on ``kernel_changed``).
 """
 
 from __future__ import annotations
@@ -20,11 +31,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from ..core import KernelMap
+from ..core import KernelMap, Settings
 from ..core.events import (
     ActionFailed,
     JobFinished,
@@ -44,6 +56,7 @@ from ..core.events import (
     StateProblem,
     UsageSampled,
 )
+from .store import KernelStore
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +143,53 @@ class KernelBridge(QObject):
         self.slices = 0
         #: A ``usage_sampled`` waiting for the pending changes to go out first.
         self._usage: tuple[Any, Any] | None = None
+        self._map = kernel_map
+        #: The latest model of every kernel: what the widgets read.
+        self.store = KernelStore(self)
+        for model in self._list_kernels():
+            self.store.put(str(model["id"]), dict(model))
+            self._states[str(model["id"])] = str(model.get("execution_state"))
+        #: Kernels named by the burst under way (sent as ``store.kernels_changed`` once the
+        #: loop turns).
+        self._burst: set[str] = set()
+        self._burst_timer = QTimer(self)
+        self._burst_timer.setSingleShot(True)
+        self._burst_timer.setInterval(0)
+        self._burst_timer.timeout.connect(self.end_burst)
+        self._closed = False
         self._unsubscribe = kernel_map.subscribe(self.on_kernel_map_event)
 
+    def _list_kernels(self) -> list[dict[str, Any]]:
+        list_kernels = getattr(self._map, "list_kernels", None)
+        return list(list_kernels()) if list_kernels is not None else []
+
     def close(self) -> None:
+        """Unsubscribe and stop the timers (a bridge dropped with a timer running, then
+        collected by the garbage collector in another thread, would leave Qt a dangling
+        timer: close every bridge). Closing twice does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._unsubscribe()
         self._timer.stop()
+        self._burst_timer.stop()
         self._pending.clear()
         self._usage = None
+
+    # -- bursts -----------------------------------------------------------------------------
+
+    def _named(self, kid: str) -> None:
+        """``kid`` changed in a way what reads every kernel must see (once per burst)."""
+        self._burst.add(kid)
+        if not self._closed and not self._burst_timer.isActive():
+            self._burst_timer.start()
+
+    def end_burst(self) -> None:
+        """Send the burst under way now: one ``store.kernels_changed(ids)``."""
+        self._burst_timer.stop()
+        ids, self._burst = frozenset(self._burst), set()
+        if ids:
+            self.store.kernels_changed.emit(ids)
 
     def on_kernel_map_event(self, event: KernelEvent) -> None:
         kid = event.kernel_id
@@ -145,11 +198,16 @@ class KernelBridge(QObject):
                 self._queue_change(kid, event.model, event.fields)
             case KernelAdded():
                 self._states[kid] = str(event.model.get("execution_state"))
-                self.kernel_added.emit(kid, dict(event.model))
+                model = dict(event.model)
+                self.store.put(kid, model)
+                self._named(kid)
+                self.kernel_added.emit(kid, model)
             case KernelRemoved():
                 self._pending.pop(kid, None)
                 self._states.pop(kid, None)
                 self._state_times.pop(kid, None)
+                if self.store.pop(kid) is not None:
+                    self._named(kid)
                 self.kernel_removed.emit(kid, event.reason)
             case KernelStarted():
                 self.flush_kernel(kid)
@@ -218,7 +276,13 @@ class KernelBridge(QObject):
     def _emit_change(self, kid: str, model: dict[str, Any], fields: set[str]) -> None:
         self._last_flush = time.monotonic()
         self._states[kid] = str(model.get("execution_state"))
-        self.kernel_changed.emit(kid, dict(model), frozenset(fields))
+        if kid not in self.store:
+            return  # a late change for a kernel already removed
+        copy = dict(model)
+        self.store.put(kid, copy)
+        if not fields <= FIGURE_FIELDS:
+            self._named(kid)
+        self.kernel_changed.emit(kid, copy, frozenset(fields))
 
     def flush_kernel(self, kid: str) -> None:
         """Send a kernel's pending change now (before an event that depends on it)."""
@@ -234,6 +298,7 @@ class KernelBridge(QObject):
         for kid, (model, fields) in pending.items():
             self._emit_change(kid, model, fields)
         self._send_usage()
+        self.end_burst()
 
     def _flush_slice(self) -> None:
         """Send pending changes, oldest first, for at most ``SLICE`` seconds; the rest on the
@@ -258,4 +323,58 @@ class KernelBridge(QObject):
     def _send_usage(self) -> None:
         usage, self._usage = self._usage, None
         if usage is not None:
+            self.store.set_usage(*usage)
             self.usage_sampled.emit(*usage)
+
+    def set_usage(self, total_cpu: float | None, total_rss: int) -> None:
+        """Totals known outside a sample tick (when monitoring starts)."""
+        self.store.set_usage(total_cpu, total_rss)
+
+    # -- what the store cannot answer (reads of the map; actions go through commands) -------
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the map runs (the effective ones)."""
+        return self._map.settings
+
+    @property
+    def culling(self) -> bool:
+        """Whether the culler's task runs."""
+        return bool(self._map.culling)
+
+    @property
+    def next_cull(self) -> datetime | None:
+        return self._map.next_cull
+
+    @property
+    def last_kernel_activity(self) -> datetime:
+        return self._map.last_kernel_activity
+
+    @property
+    def default_kernel_name(self) -> str:
+        return self._map.default_kernel_name
+
+    def kernel_specs(self) -> dict[str, Any]:
+        return self._map.kernel_specs()
+
+    def cwd_for_path(self, path: str | None) -> str:
+        """The folder a kernel started for ``path`` works in (raises for a path outside the
+        root folder)."""
+        return self._map.cwd_for_path(path)
+
+    def cull_eta(self, kernel_id: str) -> float | None:
+        """Seconds until the culler shuts the kernel down (None: never, as it is now)."""
+        if kernel_id not in self._map:
+            return None
+        return self._map.cull_eta(kernel_id)
+
+    def history(self, kernel_id: str) -> Any:
+        """The core's ``KernelHistory`` of a kernel (None without one)."""
+        history = getattr(self._map, "history", None)
+        if history is None or kernel_id not in self._map:
+            return None
+        try:
+            return history(kernel_id)
+        except Exception:  # a kernel that just left, or a core without histories
+            logger.debug("No history for %s", kernel_id, exc_info=True)
+            return None

@@ -16,8 +16,8 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
+from .columns import parse_time, relative_time, short_id
 from .figures import format_bytes, format_cpu, format_rate, origin_of, origin_tooltip, owner_text
-from .kernel_table import parse_time, relative_time, short_id
 from .plot import TimePlot, binary_top, nice_top
 from .sparkline import CPU_COLOUR, MEMORY_COLOUR
 

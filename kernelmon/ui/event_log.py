@@ -9,8 +9,8 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem, QWidget
 
 from .bridge import KernelBridge
+from .columns import short_id
 from .figures import origin_of, owner_text
-from .kernel_table import short_id
 
 LEVEL_COLOURS = {"error": QColor("#c62828"), "warning": QColor("#b35900")}
 

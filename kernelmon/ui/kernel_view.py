@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QAbstractItemModel, Qt
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QItemSelection,
+    QItemSelectionModel,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from .kernel_table import KERNEL_ID_ROLE, Column
+from .columns import Column
+from .kernel_table import KERNEL_ID_ROLE, KernelTableModel
 from .sparkline import SparklineDelegate
 
 COLUMN_WIDTHS = {
@@ -57,3 +65,28 @@ class KernelTableView(QTableView):
         """The first selected kernel's id (None without a selection)."""
         ids = self.selected_kernel_ids()
         return ids[0] if ids else None
+
+    def select_kernels(self, kernel_ids: list[str]) -> None:
+        """Select these kernels (and no others); the first becomes the current row."""
+        proxy = self.model()
+        assert isinstance(proxy, QSortFilterProxyModel)
+        source = proxy.sourceModel()
+        assert isinstance(source, KernelTableModel)
+        selection = QItemSelection()
+        for kid in kernel_ids:
+            row = source.row_of(kid)
+            if row >= 0:
+                index = proxy.mapFromSource(source.index(row, 0))
+                selection.select(index, index)
+        flags = QItemSelectionModel.SelectionFlag
+        selection_model = self.selectionModel()
+        selection_model.select(selection, flags.ClearAndSelect | flags.Rows)
+        if not selection.isEmpty():
+            selection_model.setCurrentIndex(selection.indexes()[0], flags.NoUpdate)
+
+    def copy_selected_ids(self) -> list[str]:
+        """Copy the selected kernels' full ids to the clipboard, one a line; the ids."""
+        ids = self.selected_kernel_ids()
+        if ids:
+            QGuiApplication.clipboard().setText("\n".join(ids))
+        return ids

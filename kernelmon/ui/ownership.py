@@ -1,20 +1,18 @@
-"""What kernelmon may do with a kernel it did not start, and how to say so (pure functions).
+"""Who owns a kernel, and the UI's own words about it (pure functions).
 
 kernelmon owns the kernels it started ("owned"). Other applications' kernels ("external",
-or "orphan" once their application is gone) can be interrupted and shut down after a
-warning that names the application, never restarted. Of a "stale" kernel only the
-connection file is left: it can only be cleaned up.
+or "orphan" once their application is gone) are acted on only after a warning that names
+the application (``foreign_warning``). Of a "stale" kernel only the connection file is left:
+the UI offers to clean it up. What the core refuses to do to a kernel, and why, is not
+decided here: it is in the kernel's model (see ``refusals``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .columns import format_duration
 from .figures import format_bytes, origin_of, owner_text
-from .kernel_table import format_duration
-
-#: States in which an interrupt means nothing.
-NO_INTERRUPT_STATES = ("dead", "starting", "restarting")
 
 
 def is_foreign(model: dict[str, Any]) -> bool:
@@ -24,38 +22,6 @@ def is_foreign(model: dict[str, Any]) -> bool:
 
 def is_stale(model: dict[str, Any]) -> bool:
     return origin_of(model) == "stale"
-
-
-def can_restart(model: dict[str, Any]) -> bool:
-    return bool(model) and origin_of(model) == "owned" and model.get("can_restart", True) is True
-
-
-def can_interrupt(model: dict[str, Any]) -> bool:
-    if not model or is_stale(model) or model.get("can_interrupt", True) is False:
-        return False
-    return str(model.get("execution_state")) not in NO_INTERRUPT_STATES
-
-
-def can_shut_down(model: dict[str, Any]) -> bool:
-    return bool(model) and not is_stale(model)
-
-
-def restart_refusal(model: dict[str, Any]) -> str:
-    """Why a kernel cannot be restarted, in a sentence."""
-    match origin_of(model):
-        case "external":
-            return (
-                f"kernelmon did not start this kernel: {owner_text(model)} owns it and "
-                "alone can start it again. Restart it from there"
-            )
-        case "orphan":
-            return (
-                "kernelmon did not start this kernel, and the application that started "
-                "it is gone: nobody can start it again. Shut it down instead"
-            )
-        case "stale":
-            return "This kernel has no process, only a connection file: clean it up instead"
-    return "This kernel cannot be restarted now"
 
 
 def foreign_warning(model: dict[str, Any], doing: str) -> str:

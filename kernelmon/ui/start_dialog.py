@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import KernelMap, KernelmonError
+from ..core import KernelmonError
+from .bridge import KernelBridge
 from .icons import spec_logo
 
 logger = logging.getLogger(__name__)
@@ -34,20 +35,20 @@ class StartKernelDialog(QDialog):
     "" for the root) say what to start.
     """
 
-    def __init__(self, kernel_map: KernelMap, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: KernelBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Start kernel")
         self.setObjectName("start_dialog")
         self.setMinimumWidth(520)
-        self._map = kernel_map
+        self._bridge = bridge
         self.kernel_name = ""
         self.path = ""
-        root = kernel_map.settings.root_dir
+        root = bridge.settings.root_dir
 
         self.spec_box = QComboBox()
         specs: dict[str, dict[str, Any]] = {}
         try:
-            specs = kernel_map.kernel_specs()
+            specs = bridge.kernel_specs()
         except Exception:  # a broken kernel spec folder should not stop the dialog
             logger.exception("Could not list kernel specs")
         for name, spec in sorted(specs.items(), key=lambda kv: kv[1]["display_name"].lower()):
@@ -61,7 +62,7 @@ class StartKernelDialog(QDialog):
                 f"{name} ({spec.get('language', '')})",
                 Qt.ItemDataRole.ToolTipRole,
             )
-        default = self.spec_box.findData(kernel_map.default_kernel_name)
+        default = self.spec_box.findData(bridge.default_kernel_name)
         if default >= 0:
             self.spec_box.setCurrentIndex(default)
 
@@ -110,7 +111,7 @@ class StartKernelDialog(QDialog):
         self.error_label.show()
 
     def on_browse_clicked(self) -> None:
-        root = self._map.settings.root_dir
+        root = self._bridge.settings.root_dir
         folder = QFileDialog.getExistingDirectory(self, "Working folder", root)
         if folder:
             rel = os.path.relpath(folder, root)
@@ -123,7 +124,7 @@ class StartKernelDialog(QDialog):
             return "Pick a kernel spec."
         path = self.folder_edit.text().strip()
         try:
-            self._map.cwd_for_path(path or None)
+            self._bridge.cwd_for_path(path or None)
         except KernelmonError as e:
             return str(e)
         self.kernel_name, self.path = str(name), path

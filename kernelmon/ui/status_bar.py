@@ -1,4 +1,9 @@
-"""The main window's status bar: kernel counts, last activity, the culler's state."""
+"""The main window's status bar: kernel counts, last activity, the culler's state.
+
+It reads the bridge's store: the counts are refreshed once per burst of changes
+(``kernels_changed``), the clock-bound labels (last activity, the culler's next pass) once
+a second.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
-from ..core import KernelMap
+from .bridge import KernelBridge
+from .columns import format_duration, relative_time
 from .figures import origin_of, usage_text
-from .kernel_table import format_duration, relative_time
 
 
 def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
@@ -40,15 +45,16 @@ def counts_text(models: list[dict[str, Any]]) -> str:
     return text
 
 
-def culler_text(kernel_map: KernelMap, paused: bool, now: datetime) -> str:
+def culler_text(bridge: KernelBridge, paused: bool, now: datetime) -> str:
     if paused:
         return "Culling paused"
-    s = kernel_map.settings
+    s = bridge.settings
     if s.cull_idle_timeout <= 0:
         return "Culling off"
     text = f"Culling after {format_duration(s.cull_idle_timeout)} idle"
-    if kernel_map.culling and kernel_map.next_cull is not None:
-        left = (kernel_map.next_cull - now).total_seconds()
+    next_cull = bridge.next_cull
+    if bridge.culling and next_cull is not None:
+        left = (next_cull - now).total_seconds()
         text += f" · next pass in {format_duration(left)}"
     return text
 
@@ -56,9 +62,10 @@ def culler_text(kernel_map: KernelMap, paused: bool, now: datetime) -> str:
 class KernelStatusBar(QStatusBar):
     """Permanent labels on the right; ``showMessage`` for what just happened on the left."""
 
-    def __init__(self, kernel_map: KernelMap, parent: QWidget | None = None) -> None:
+    def __init__(self, bridge: KernelBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._map = kernel_map
+        self._bridge = bridge
+        self._store = bridge.store
         self.paused = False
         self.seen_kernels = False
         self.counts_label = QLabel()
@@ -87,9 +94,18 @@ class KernelStatusBar(QStatusBar):
             self.culler_label,
         ):
             self.addPermanentWidget(label)
+        #: Shown while a restarted kernel has not answered yet.
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(120)
+        self.progress.setToolTip("Waiting for a restarted kernel to answer")
+        self.progress.hide()
+        self.addPermanentWidget(self.progress)
         self._timer = QTimer(self)
-        self._timer.timeout.connect(self.refresh)
+        self._timer.timeout.connect(self.refresh_clock)
         self._timer.start(1000)
+        self._store.kernels_changed.connect(self.on_store_kernels_changed)
+        self._store.usage_changed.connect(self.set_usage)
         self.refresh()
 
     def set_problem(self, text: str) -> None:
@@ -105,14 +121,22 @@ class KernelStatusBar(QStatusBar):
         self.usage_label.setText(usage_text(total_cpu, self.total_rss))
         self.usage_label.show()
 
+    def on_store_kernels_changed(self, _ids: Any) -> None:
+        self.refresh()
+
     def refresh(self) -> None:
+        """Counts and clock: everything."""
+        self.counts_label.setText(counts_text(self._store.models()))
+        self.refresh_clock()
+
+    def refresh_clock(self) -> None:
+        """What changes with time alone: the last activity's age, the culler's next pass."""
         now = datetime.now(UTC)
-        self.counts_label.setText(counts_text(self._map.list_kernels()))
-        if len(self._map):
+        if len(self._store):
             self.seen_kernels = True
         if self.seen_kernels:
-            age = (now - self._map.last_kernel_activity).total_seconds()
+            age = (now - self._bridge.last_kernel_activity).total_seconds()
             self.activity_label.setText(f"Last activity {relative_time(max(0.0, age))}")
         else:
             self.activity_label.setText("No kernel activity yet")
-        self.culler_label.setText(culler_text(self._map, self.paused, now))
+        self.culler_label.setText(culler_text(self._bridge, self.paused, now))

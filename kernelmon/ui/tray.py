@@ -1,27 +1,31 @@
 """The tray icon: overall state at a glance, a menu for every kernel, notifications.
 
 Only created when ``QSystemTrayIcon.isSystemTrayAvailable()``. The menu is rebuilt each time
-it is about to show (``rebuild_menu``), from the window's actions and the kernel list, so it
-is never stale; tests call ``rebuild_menu`` and trigger its actions directly.
+it is about to show (``rebuild_menu``), from the store's kernels, so it is never stale; its
+entries call ``KernelCommands`` and the ``SettingsController`` (the tray knows nothing of the
+main window but that it is a window to show and hide). Tests call ``rebuild_menu`` and
+trigger its actions directly.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from PySide6.QtCore import QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
+from .columns import short_id
+from .commands import KernelCommands
 from .figures import format_bytes
 from .icons import app_icon, icon
-from .kernel_table import short_id
-from .ownership import can_restart, is_stale, restart_refusal
+from .notifier import Level, Notifier
+from .ownership import is_stale
+from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, refusal
+from .settings_controller import SettingsController
 from .status_bar import count_states
-
-if TYPE_CHECKING:
-    from .main_window import MainWindow
+from .store import KernelStore
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +56,23 @@ def tooltip_text(models: list[dict[str, Any]], total_rss: int) -> str:
 
 
 class KernelTray(QSystemTrayIcon):
-    """The tray icon of a ``MainWindow``."""
+    """The tray icon over a window (shown and hidden from here) and its kernels."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(
+        self,
+        window: QWidget,
+        store: KernelStore,
+        commands: KernelCommands,
+        settings: SettingsController,
+        notifier: Notifier,
+        request_quit: Callable[[], None],
+    ) -> None:
         super().__init__(window)
         self.window = window
+        self.store = store
+        self.commands = commands
+        self.settings = settings
+        self.request_quit = request_quit
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self.rebuild_menu)
         self.setContextMenu(self.menu)
@@ -64,42 +80,33 @@ class KernelTray(QSystemTrayIcon):
         self.notifications: list[tuple[str, str]] = []
         self._told_still_running = False
         self.activated.connect(self.on_activated)
-        # One refresh after a burst of changes (every kernel changes on a sample tick), in
-        # the next turn of the event loop: each refresh reads every kernel.
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setSingleShot(True)
-        self._refresh_timer.setInterval(0)
-        self._refresh_timer.timeout.connect(self.refresh)
-        bridge = window.bridge
-        # Bound methods, not lambdas: Qt disconnects them when the tray is deleted.
-        bridge.kernel_added.connect(self.on_bridge_kernels_changed)
-        bridge.kernel_changed.connect(self.on_bridge_kernels_changed)
-        bridge.kernel_removed.connect(self.on_bridge_kernels_changed)
-        window.notified.connect(self.notify)
+        # Bound methods, not lambdas: Qt disconnects them when the tray is deleted. Once per
+        # burst of changes (the bridge's), and when the totals change (memory).
+        store.kernels_changed.connect(self.on_store_kernels_changed)
+        store.usage_changed.connect(self.on_store_usage_changed)
+        notifier.notified.connect(self.on_notifier_notified)
         self.rebuild_menu()
         self.refresh()
 
-    def on_bridge_kernels_changed(self, *_args: Any) -> None:
-        self.schedule_refresh()
+    def on_store_kernels_changed(self, _ids: Any) -> None:
+        self.refresh()
 
-    def schedule_refresh(self) -> None:
-        """Refresh the icon and tooltip once the current burst of changes is over."""
-        if not self._refresh_timer.isActive():
-            self._refresh_timer.start()
+    def on_store_usage_changed(self, _cpu: Any, _rss: Any) -> None:
+        self.refresh()
 
     def refresh(self) -> None:
-        self._refresh_timer.stop()
-        models = self.window.kernel_map.list_kernels()
+        """The icon and the tooltip, from the store."""
+        models = self.store.models()
         state = overall_state(models)
         self.setIcon(app_icon() if state == "none" else icon(f"tray-{state}"))
-        self.setToolTip(tooltip_text(models, self.window.status.total_rss))
+        self.setToolTip(tooltip_text(models, self.store.total_rss))
 
-    def notify(self, title: str, text: str) -> None:
+    def on_notifier_notified(self, level: str, title: str, text: str) -> None:
         self.notifications.append((title, text))
         icon_kind = (
-            QSystemTrayIcon.MessageIcon.Warning
-            if any(word in title.lower() for word in ("fail", "died", "memory"))
-            else QSystemTrayIcon.MessageIcon.Information
+            QSystemTrayIcon.MessageIcon.Information
+            if level == Level.INFO
+            else QSystemTrayIcon.MessageIcon.Warning
         )
         if self.isVisible():
             self.showMessage(title, text, icon_kind, 8000)
@@ -107,7 +114,9 @@ class KernelTray(QSystemTrayIcon):
     def tell_still_running(self) -> None:
         if not self._told_still_running:
             self._told_still_running = True
-            self.notify("kernelmon is still running", "Quit from this icon's menu.")
+            self.on_notifier_notified(
+                Level.INFO, "kernelmon is still running", "Quit from this icon's menu."
+            )
 
     def on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:
@@ -122,68 +131,63 @@ class KernelTray(QSystemTrayIcon):
             w.raise_()
             w.activateWindow()
 
-    def _add(self, menu: QMenu, text: str, slot: Any, name: str = "") -> QAction:
+    def _add(
+        self, menu: QMenu, text: str, slot: Any, name: str = "", why: str | None = None
+    ) -> QAction:
+        """A menu entry; disabled, with the core's sentence as its tooltip, when ``why``."""
         action = menu.addAction(text)
         action.setObjectName(name)
         action.triggered.connect(lambda _checked=False: slot())
+        if why:
+            action.setEnabled(False)
+            action.setToolTip(why)
         return action
 
     def rebuild_menu(self) -> None:
         """Build the menu afresh from the current kernels."""
-        w = self.window
+        w, c = self.window, self.commands
         menu = self.menu
         menu.clear()
         for old in self.kernel_menus.values():
             old.setParent(None)
             old.deleteLater()
         self.kernel_menus = {}
-        self._add(
-            menu,
-            "Hide window" if w.isVisible() else "Show window",
-            self.toggle_window,
-            "toggle_window",
-        )
-        self._add(menu, "Start kernel", lambda: w.start_kernel(None), "start")
+        shown = "Hide window" if w.isVisible() else "Show window"
+        self._add(menu, shown, self.toggle_window, "toggle_window")
+        self._add(menu, "Start kernel", lambda: c.request_start(None), "start")
         menu.addSeparator()
-        for model in sorted(w.kernel_map.list_kernels(), key=lambda m: str(m["display_name"])):
+        for model in sorted(self.store.models(), key=lambda m: str(m["display_name"])):
             kid = str(model["id"])
-            sub = menu.addMenu(
-                f"{model['display_name']} {short_id(kid)} ({model['execution_state']})"
-            )
+            state = model["execution_state"]
+            sub = menu.addMenu(f"{model['display_name']} {short_id(kid)} ({state})")
             self.kernel_menus[kid] = sub
-            sub.setIcon(icon(f"state-{model['execution_state']}"))
-            console = self._add(sub, "Open console", lambda k=kid: w.open_console(k), "console")
+            sub.setIcon(icon(f"state-{state}"))
+            why = refusal(model, CONNECT)
+            self._add(sub, "Open console", lambda k=kid: c.request_console([k]), "console", why)
             if is_stale(model):
                 # Nothing to talk to: only the connection file is left.
-                console.setEnabled(False)
-                console.setToolTip(restart_refusal(model))
-                self._add(
-                    sub,
-                    "Clean up connection file",
-                    lambda k=kid: w.clean_up_kernels([k]),
-                    "cleanup",
-                )
+                clean = lambda k=kid: c.request_cleanup([k])  # noqa: E731
+                self._add(sub, "Clean up connection file", clean, "cleanup")
                 continue
-            restart = self._add(sub, "Restart", lambda k=kid: w.restart_kernel(k), "restart")
-            if not can_restart(model):
-                restart.setEnabled(False)
-                restart.setToolTip(restart_refusal(model))
-            self._add(sub, "Interrupt", lambda k=kid: w.interrupt_kernel(k), "interrupt")
-            self._add(sub, "Shut down", lambda k=kid: w.shutdown_kernel(k), "shutdown")
-        if w.kernel_map.list_kernels():
+            for name, text, action, slot in (
+                ("restart", "Restart", RESTART, c.request_restart),
+                ("interrupt", "Interrupt", INTERRUPT, c.request_interrupt),
+                ("shutdown", "Shut down", SHUTDOWN, c.request_shutdown),
+            ):
+                why = refusal(model, action)
+                self._add(sub, text, lambda k=kid, s=slot: s([k]), name, why)
+        if len(self.store):
             menu.addSeparator()
+        s = self.settings
         pause = self._add(
-            menu,
-            "Pause culling",
-            lambda: w.set_culling_paused(not w.culling_paused),
-            "pause_culling",
+            menu, "Pause culling", lambda: s.set_paused(not s.paused), "pause_culling"
         )
         pause.setCheckable(True)
-        pause.setChecked(w.culling_paused)
-        all_action = self._add(menu, "Shut down all", w.shutdown_all, "shutdown_all")
-        all_action.setEnabled(bool(w.owned_kernel_ids()))
+        pause.setChecked(s.paused)
+        all_action = self._add(menu, "Shut down all", c.request_shutdown_all, "shutdown_all")
+        all_action.setEnabled(bool(self.store.owned_ids()))
         menu.addSeparator()
-        self._add(menu, "Quit", w.request_quit, "quit")
+        self._add(menu, "Quit", self.request_quit, "quit")
 
     def find_action(self, name: str, kernel_id: str | None = None) -> QAction:
         """The menu's action called ``name`` (in a kernel's submenu when ``kernel_id``)."""

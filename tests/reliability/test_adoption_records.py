@@ -192,11 +192,11 @@ def test_an_unusable_connection_file_is_a_problem_that_can_be_killed(aio, doctor
     assert not process_gone(kernels[kid])
     assert kid in json.dumps(_our_records(km)), "its record was dropped before it was resolved"
     # the app offers to shut it down (kill it), and nothing it cannot do
-    from kernelmon.ui.ownership import can_interrupt, can_restart, can_shut_down
+    from kernelmon.ui.refusals import allows
 
-    assert can_shut_down(model)
-    assert not can_interrupt(model)
-    assert not can_restart(model)
+    assert allows(model, "shutdown")
+    assert not allows(model, "interrupt")
+    assert not allows(model, "restart")
     # the kill action: proves the process is the kernel, then kills it
     aio.run(km.shutdown_kernel(kid), timeout=30)
     assert process_gone(kernels[kid])

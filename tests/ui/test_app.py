@@ -121,7 +121,7 @@ def test_main_opens_and_quits_shutting_kernels_down(
         assert window.isVisible()
         # once started (the window shown, kernels taken over), start-up objects are frozen
         await wait_until(lambda: gc.get_freeze_count() > 0)
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
         await wait_until(lambda: window.table_model.rowCount() == 1)
         pids.append(window.kernel_map.kernel_model(kid)["pid"])
         assert pid_alive(pids[0])
@@ -158,7 +158,7 @@ def test_main_watches_every_kernel_and_the_runtime_dir_of_this_run(
         await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
         assert window.table_model.kernel_model(stale)["origin"] == "stale"
         assert str(run_folder) in window.kernel_map.settings.runtime_folders
-        assert window.run_folders == (str(run_folder),)
+        assert window.settings.run_folders == (str(run_folder),)
         window.request_quit()
 
     argv = ["--root-dir", str(tmp_path), "--no-tray", "--runtime-dir", str(run_folder)]
@@ -174,7 +174,7 @@ def test_main_can_leave_kernels_running(
     pids: list[int] = []
 
     async def script(window: MainWindow) -> None:
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
         pids.append(window.kernel_map.kernel_model(kid)["pid"])
         window.request_quit()
 
@@ -194,7 +194,7 @@ def test_cancelled_quit_keeps_everything(
     monkeypatch.setattr(dialogs, "ask_quit", lambda p, n: answers.pop(0))
 
     async def script(window: MainWindow) -> None:
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
         window.close()  # no tray: closing the window means quitting
         await asyncio.sleep(0.1)
         assert window.isVisible()
@@ -273,14 +273,14 @@ def later():
     async def go():
         try:
             if mode in ("leave", "sigterm"):
-                kid = await w.start_kernel("python3")
+                kid = await w.commands.request_start("python3")
                 result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
                 if mode == "sigterm":
                     print("RESULT", json.dumps(result), flush=True)
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
             elif mode == "handover":  # wait for another launch to be handed over
-                kid = await w.start_kernel("python3")
+                kid = await w.commands.request_start("python3")
                 result["kernel"] = [kid, w.kernel_map.kernel_model(kid)["pid"]]
                 w.showMinimized()
                 result["minimized_before"] = w.isMinimized()
@@ -293,7 +293,7 @@ def later():
                 result["minimized"] = w.isMinimized()
                 result["visible"] = w.isVisible()
                 result["watched"] = list(w.kernel_map.settings.runtime_folders)
-                result["owned"] = w.owned_kernel_ids()
+                result["owned"] = w.store.owned_ids()
                 state = Path(os.environ["KERNELMON_STATE_DIR"])
                 result["state_files"] = sorted(p.name for p in state.glob("kernels-*.json"))
             else:
@@ -454,7 +454,7 @@ def test_an_unwritable_state_folder_is_told_in_the_window(
         state.rename(tmp_path / "state-moved")  # the instance lock goes with it
         state.write_text("not a folder")
         with pytest.raises(KernelStartFailed, match="starts no kernels"):
-            await window.start_kernel("python3")
+            await window.commands.request_start("python3")
         label = window.status.problem_label
         await wait_until(label.isVisible)
         assert str(state) in label.toolTip()
@@ -464,7 +464,7 @@ def test_an_unwritable_state_folder_is_told_in_the_window(
         assert state.read_text() == "not a folder", "nothing was deleted"
         # fixed: the warning goes by itself
         state.unlink()
-        window.state_recheck_timer.setInterval(50)
+        window.notices.state_recheck_timer.setInterval(50)
         await wait_until(lambda: not label.isVisible())
         assert window.event_log.texts()[0] == "kernelmon's state folder works again"
         window.request_quit()
@@ -534,6 +534,14 @@ def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
         ready = first.stdout.readline()
         assert ready.startswith("READY "), ready + (first.stderr.read() if first.stderr else "")
         pids.append(json.loads(ready.removeprefix("READY "))["kernel"][1])
+        # The command line acts through the running window (it holds the instance lock).
+        listed = subprocess.run(
+            [sys.executable, "-m", "kernelmon", "list", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         extra = tmp_path / "extra"
         extra.mkdir()
         second = subprocess.run(
@@ -551,6 +559,8 @@ def test_a_second_launch_hands_over_to_the_running_one(tmp_path: Path) -> None:
         for pid in pids:
             if pid_alive(pid):
                 psutil.Process(pid).kill()
+    assert listed.returncode == 0, listed.stderr
+    assert [k["pid"] for k in json.loads(listed.stdout)] == pids[:1]
     assert second.returncode == 0, second.stderr
     assert second.stderr == (
         f"kernelmon is already running (pid {first.pid}); its window was raised.\n"

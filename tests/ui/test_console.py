@@ -23,7 +23,7 @@ from .conftest import QtLoop, wait_until
 @pytest.fixture(scope="module")
 def kid(qloop: QtLoop, window: MainWindow) -> str:
     async def start() -> str:  # UI actions run on the running loop, as in the app
-        return str(await window.start_kernel("python3"))
+        return str(await window.commands.request_start("python3"))
 
     return qloop.run(start())
 
@@ -184,7 +184,7 @@ def test_console_says_when_its_kernel_goes(
     console = window.consoles.consoles[kid]
 
     async def go() -> None:
-        window.shutdown_kernel(kid)
+        window.commands.request_shutdown([kid])
         await wait_until(lambda: kid not in kernel_map, timeout=30)
         await wait_until(lambda: not console.input.isEnabled())
 

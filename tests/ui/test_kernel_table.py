@@ -17,14 +17,8 @@ from kernelmon.core.events import (
 )
 from kernelmon.ui import bridge as bridge_module
 from kernelmon.ui.bridge import KernelBridge
-from kernelmon.ui.kernel_table import (
-    KERNEL_ID_ROLE,
-    Column,
-    KernelSortProxy,
-    KernelTableModel,
-    format_eta,
-    relative_time,
-)
+from kernelmon.ui.columns import Column, format_eta, relative_time
+from kernelmon.ui.kernel_table import KERNEL_ID_ROLE, KernelSortProxy, KernelTableModel
 
 
 def iso(seconds_ago: float) -> str:
@@ -295,6 +289,7 @@ def test_model_follows_the_bridge(qtmodeltester: Any) -> None:
     qtmodeltester.check(model)
     fake.emit(KernelRemoved("x", "culled"))
     assert model.rowCount() == 0
+    bridge.close()
 
 
 @pytest.mark.parametrize(

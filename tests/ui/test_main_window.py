@@ -119,7 +119,7 @@ def test_restart_asks_then_restarts(
 ) -> None:
     old_pid = kernel_map.kernel_model(kid)["pid"]
     window.select_kernel(kid)
-    assert window.selected_kernel_id() == kid
+    assert window.table.selected_kernel_id() == kid
 
     async def go() -> None:
         window.actions_by_name["restart"].trigger()
@@ -133,7 +133,7 @@ def test_restart_asks_then_restarts(
     qloop.run(go())
     assert kernel_map.kernel_model(kid)["pid"] != old_pid
     assert state_of(window, kid) == "idle"
-    assert window.selected_kernel_id() == kid, "the selection survived the restart"
+    assert window.table.selected_kernel_id() == kid, "the selection survived the restart"
     assert any(t == "restarted" for t in window.event_log.texts())
     assert "answers again" in window.status.currentMessage()
 
@@ -151,8 +151,8 @@ def test_refused_confirmation_does_nothing(
     monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: (False, False))
     window.select_kernel(kid)
     restarts = kernel_map.kernel_model(kid)["restarts"]
-    assert window.restart_kernel(kid) is None
-    assert window.shutdown_kernel(kid) is None
+    assert window.commands.request_restart([kid]) == []
+    assert window.commands.request_shutdown([kid]) == []
     qloop.sleep(0.1)
     assert kid in kernel_map
     assert kernel_map.kernel_model(kid)["restarts"] == restarts
@@ -174,7 +174,7 @@ def test_restart_failure_is_shown_in_words(
     monkeypatch.setattr(kernel_map, "restart_kernel", fail)
 
     async def go() -> None:
-        task = window.restart_kernel(kid)
+        (task,) = window.commands.request_restart([kid])
         await task
 
     qloop.run(go())
@@ -238,7 +238,7 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
     assert kernel_map.settings == s
 
     # a new window (a relaunch) reads what was saved
-    saved, message = load_settings(window.settings_path)
+    saved, message = load_settings(window.settings.settings_path)
     assert message is None
     assert (saved.cull_idle_timeout, saved.buffer_max_messages, saved.cull_busy) == (
         600,
@@ -249,8 +249,8 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
     relaunched = MainWindow(
         relaunched_map,
         use_tray=False,
-        settings_path=window.settings_path,
-        window_state_path=Path(window.settings_path).with_name("other.ini"),
+        settings_path=window.settings.settings_path,
+        window_state_path=Path(window.settings.settings_path).with_name("other.ini"),
     )
     try:
         assert relaunched.culler_panel.edits["cull_idle_timeout"].text() == "600"
@@ -261,7 +261,7 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
 
     # back to no culling so later tests are not disturbed
     async def reset() -> None:
-        window.apply_user_settings(dataclasses.replace(s, cull_idle_timeout=0, cull_busy=False))
+        window.settings.apply_user(dataclasses.replace(s, cull_idle_timeout=0, cull_busy=False))
 
     qloop.run(reset())
     assert not kernel_map.culling
@@ -271,20 +271,20 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
 def test_pause_culling_keeps_the_saved_settings(
     qloop: QtLoop, window: MainWindow, kernel_map: KernelMap
 ) -> None:
-    window.apply_user_settings(dataclasses.replace(kernel_map.settings, cull_idle_timeout=900))
+    window.settings.apply_user(dataclasses.replace(kernel_map.settings, cull_idle_timeout=900))
     assert window.culler_panel.edits["cull_idle_timeout"].text() == "900", "the panel follows"
     window.actions_by_name["pause_culling"].trigger()
-    assert window.culling_paused
+    assert window.settings.paused
     assert kernel_map.settings.cull_idle_timeout == 0
     assert window.status.culler_label.text() == "Culling paused"
     # edits while paused are saved and used on resume
     window.culler_panel.edits["cull_idle_timeout"].setText("1200")
     window.culler_panel.edits["cull_idle_timeout"].editingFinished.emit()
     assert kernel_map.settings.cull_idle_timeout == 0
-    assert load_settings(window.settings_path)[0].cull_idle_timeout == 1200
+    assert load_settings(window.settings.settings_path)[0].cull_idle_timeout == 1200
     window.actions_by_name["pause_culling"].trigger()
     assert kernel_map.settings.cull_idle_timeout == 1200
-    window.apply_user_settings(dataclasses.replace(kernel_map.settings, cull_idle_timeout=0))
+    window.settings.apply_user(dataclasses.replace(kernel_map.settings, cull_idle_timeout=0))
 
 
 def test_dont_ask_again_is_remembered(
@@ -299,11 +299,11 @@ def test_dont_ask_again_is_remembered(
         return False, False
 
     monkeypatch.setattr(dialogs, "confirm", confirm)
-    assert not window.confirm("test-key", "T", "?", "OK")
+    assert not window.commands.confirmations.ask("test-key", "T", "?", "OK")
     monkeypatch.setattr(dialogs, "confirm", lambda *a, **k: (True, True))
-    assert window.confirm("test-key", "T", "?", "OK")
+    assert window.commands.confirmations.ask("test-key", "T", "?", "OK")
     monkeypatch.setattr(dialogs, "confirm", confirm)
-    assert window.confirm("test-key", "T", "?", "OK")
+    assert window.commands.confirmations.ask("test-key", "T", "?", "OK")
     assert calls == ["T"], "not asked again"
 
 
@@ -349,7 +349,7 @@ def test_shutdown_all_stops_every_kernel(
     qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, no_dialogs: Any
 ) -> None:
     async def go() -> list[int]:
-        tasks = [window.start_kernel("python3") for _ in range(2)]
+        tasks = [window.commands.request_start("python3") for _ in range(2)]
         ids = [await t for t in tasks]
         pids = [kernel_map.kernel_model(k)["pid"] for k in ids]
         window.actions_by_name["shutdown_all"].trigger()
@@ -393,7 +393,7 @@ def test_a_failed_start_is_shown_in_words(
     qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, no_dialogs: Any
 ) -> None:
     async def go() -> None:
-        task = window.start_kernel("no-such-kernel-spec")
+        task = window.commands.request_start("no-such-kernel-spec")
         with pytest.raises(Exception, match="No kernel spec named"):
             await task
         await wait_until(lambda: bool(no_dialogs["show_error"]))

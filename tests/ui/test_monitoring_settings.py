@@ -16,7 +16,7 @@ from kernelmon.core.events import JobFinished, MemoryWarning, UsageSampled
 from kernelmon.settings_file import load_settings
 from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
-from kernelmon.ui.tray import KernelTray, tooltip_text
+from kernelmon.ui.tray import tooltip_text
 
 from .conftest import QtLoop
 
@@ -25,11 +25,11 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def restore_settings(qloop: QtLoop, window: MainWindow) -> Iterator[None]:
-    before = window.user_settings()
+    before = window.settings.user
     yield
 
     async def reset() -> None:
-        window.apply_user_settings(before)
+        window.settings.apply_user(before)
 
     qloop.run(reset())
 
@@ -79,7 +79,7 @@ def test_runtime_folders_are_added_checked_and_removed(
         assert not panel.error_label.isVisibleTo(panel)
         assert panel.folders == [str(tmp_path)]
         assert kernel_map.settings.runtime_folders == (str(tmp_path),)
-        assert load_settings(window.settings_path)[0].runtime_folders == (str(tmp_path),)
+        assert load_settings(window.settings.settings_path)[0].runtime_folders == (str(tmp_path),)
         panel.add_button.click()  # the same again
         assert "watched already" in panel.error_label.text()
         panel.add_button.click()  # cancelled: nothing happens
@@ -114,14 +114,14 @@ def test_settings_are_applied_saved_and_shown_after_a_relaunch(
     assert (applied.memory_warn_total_mb, applied.notify_job_seconds) == (2048, 30)
     assert applied.discover_kernels is False
     assert applied.cull_orphans is True
-    saved, message = load_settings(window.settings_path)
+    saved, message = load_settings(window.settings.settings_path)
     assert message is None
-    assert saved == window.user_settings()
+    assert saved == window.settings.user
     relaunched = MainWindow(
         KernelMap(saved),
         use_tray=False,
-        settings_path=window.settings_path,
-        window_state_path=Path(window.settings_path).with_name("relaunch.ini"),
+        settings_path=window.settings.settings_path,
+        window_state_path=Path(window.settings.settings_path).with_name("relaunch.ini"),
     )
     try:
         other = relaunched.monitoring_panel
@@ -141,7 +141,7 @@ def test_folders_given_for_one_run_are_watched_but_not_saved(
     run_folder = tmp_path / "run"
     saved_folder.mkdir()
     run_folder.mkdir()
-    settings = dataclasses.replace(window.user_settings(), runtime_folders=(str(saved_folder),))
+    settings = dataclasses.replace(window.settings.user, runtime_folders=(str(saved_folder),))
     km = KernelMap(settings)
     other = MainWindow(
         km,
@@ -155,7 +155,7 @@ def test_folders_given_for_one_run_are_watched_but_not_saved(
         assert "For this run only" in other.monitoring_panel.run_folders_label.text()
 
         async def go() -> None:
-            other.apply_user_settings(dataclasses.replace(settings, memory_warn_kernel_mb=100))
+            other.settings.apply_user(dataclasses.replace(settings, memory_warn_kernel_mb=100))
 
         qloop.run(go())
         assert km.settings.runtime_folders == (str(saved_folder), str(run_folder))
@@ -186,7 +186,7 @@ def test_usage_totals_in_the_status_bar_and_the_tray(window: MainWindow) -> None
     label = window.status.usage_label
     assert label.isVisibleTo(window.status)
     assert label.text() == "CPU 45 % · Memory 5.00 GiB", "beyond 32 bits"
-    tray = KernelTray(window)
+    tray = window.create_tray()
     window.tray = tray
     try:
         assert tray.toolTip().endswith("memory 5.00 GiB")

@@ -10,7 +10,7 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractItemView
 
 from kernelmon.core import KernelMap
-from kernelmon.ui import kernel_actions
+from kernelmon.ui import commands
 from kernelmon.ui.kernel_table import Column, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.main_window import MainWindow
@@ -24,7 +24,7 @@ def kids(qloop: QtLoop, window: MainWindow) -> list[str]:
     """Two kernels, both idle, shared by the tests of this module."""
 
     async def go() -> list[str]:
-        tasks = [window.start_kernel("python3") for _ in range(2)]
+        tasks = [window.commands.request_start("python3") for _ in range(2)]
         ids = [str(await t) for t in tasks]
         await wait_until(lambda: all(state_of(window, k) == "idle" for k in ids), timeout=30)
         return ids
@@ -38,7 +38,7 @@ def state_of(window: MainWindow, kid: str) -> str:
 
 def select_both(window: MainWindow, kids: list[str]) -> None:
     window.select_kernels(kids)
-    assert sorted(window.selected_kernel_ids()) == sorted(kids)
+    assert sorted(window.table.selected_kernel_ids()) == sorted(kids)
 
 
 def test_several_selected_rows_survive_sorting_and_updates(qapp: Any) -> None:
@@ -65,7 +65,7 @@ def test_several_selected_rows_survive_sorting_and_updates(qapp: Any) -> None:
 def test_select_kernels_selects_exactly_those(window: MainWindow, kids: list[str]) -> None:
     select_both(window, kids)
     window.select_kernel(kids[0])
-    assert window.selected_kernel_ids() == [kids[0]], "select_kernel selects only that kernel"
+    assert window.table.selected_kernel_ids() == [kids[0]], "select_kernel selects only that kernel"
 
 
 def test_copy_id_copies_every_selected_id(window: MainWindow, kids: list[str]) -> None:
@@ -80,12 +80,12 @@ def test_open_console_opens_one_per_kernel_up_to_the_cap(
     qloop: QtLoop, window: MainWindow, kids: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def go() -> None:  # UI actions run on the running loop, as in the app
-        monkeypatch.setattr(kernel_actions, "MAX_CONSOLES", 1)
+        monkeypatch.setattr(commands, "MAX_CONSOLES", 1)
         select_both(window, kids)
         window.actions_by_name["console"].trigger()
         assert len(window.consoles.consoles) == 1, "capped"
         assert "first 1 of 2 kernels" in window.status.currentMessage()
-        monkeypatch.setattr(kernel_actions, "MAX_CONSOLES", 8)
+        monkeypatch.setattr(commands, "MAX_CONSOLES", 8)
         window.actions_by_name["console"].trigger()
         assert set(window.consoles.consoles) == set(kids)
         consoles = list(window.consoles.consoles.values())
@@ -116,10 +116,10 @@ def test_restart_asks_once_then_restarts_both(
     assert title == "Restart kernels"
     assert text.startswith("Restart 2 kernels: ")
     for k in kids:
-        assert window.kernel_label(k) in text
+        assert window.commands.label(k) in text
         assert kernel_map.kernel_model(k)["pid"] != old_pids[k]
         assert pid_alive(kernel_map.kernel_model(k)["pid"])
-    assert sorted(window.selected_kernel_ids()) == sorted(kids), "the selection survived"
+    assert sorted(window.table.selected_kernel_ids()) == sorted(kids), "the selection survived"
     assert window.actions_by_name["restart"].isEnabled()
 
 
@@ -146,13 +146,13 @@ def test_one_failure_does_not_stop_the_other(
     select_both(window, kids)
 
     async def go() -> None:
-        for task in window.restart_kernels(window.selected_kernel_ids()):
+        for task in window.commands.request_restart(window.table.selected_kernel_ids()):
             await task
 
     qloop.run(go())
     assert kernel_map.kernel_model(good)["restarts"] == restarts + 1
     ((title, text),) = no_dialogs["show_error"]
-    assert window.kernel_label(bad) in title
+    assert window.commands.label(bad) in title
     assert "did not answer" in text
 
 
@@ -202,6 +202,6 @@ def test_shutdown_asks_once_then_removes_both(
     assert title == "Shut down kernels"
     assert text.startswith("Shut down 2 kernels: ")
     assert all(k not in kernel_map for k in kids)
-    assert window.selected_kernel_ids() == []
+    assert window.table.selected_kernel_ids() == []
     for name in ("restart", "interrupt", "shutdown", "console", "copy_id"):
         assert not window.actions_by_name[name].isEnabled(), name

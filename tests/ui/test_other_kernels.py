@@ -17,7 +17,6 @@ from kernelmon.core import KernelMap, Settings
 from kernelmon.ui import dialogs
 from kernelmon.ui.kernel_table import Column
 from kernelmon.ui.main_window import MainWindow
-from kernelmon.ui.tray import KernelTray
 from tests.discovery.conftest import Launched, launch, own_processes  # noqa: F401  (a fixture)
 
 from .conftest import QtLoop, pid_alive, wait_until
@@ -47,8 +46,8 @@ def kids(qloop: QtLoop, window: MainWindow, launched: Launched) -> dict[str, str
     external = launched.kernel()["id"]
 
     async def go() -> dict[str, str]:
-        owned = str(await window.start_kernel("python3"))
-        await window.start_monitoring()
+        owned = str(await window.commands.request_start("python3"))
+        await window.commands.start_monitoring()
         await wait_until(lambda: window.table_model.kernel_model(external) is not None)
         await wait_until(lambda: state_of(window, owned) == "idle")
         return {"owned": owned, "external": external}
@@ -202,28 +201,31 @@ def test_restart_is_disabled_for_the_external_kernel(
     ext = kids["external"]
     restart = window.actions_by_name["restart"]
     window.select_kernel(ext)
+    # the core's own sentence (its backend's), not one of the UI's
+    why = window.store.get(ext)["refusals"]["restart"]
+    assert why
     assert not restart.isEnabled()
-    assert "did not start this kernel" in restart.toolTip()
-    assert f"(pid {launched.proc.pid})" in restart.toolTip()
+    assert why in restart.toolTip()
     assert window.actions_by_name["interrupt"].isEnabled()
     assert window.actions_by_name["shutdown"].isEnabled()
     assert not window.actions_by_name["cleanup"].isEnabled()
-    assert window.restart_kernels([ext]) == []
+    assert window.commands.request_restart([ext]) == []
     assert asked == [], "nothing to ask: nothing is restarted"
     assert "Not restarting" in window.status.currentMessage()
+    assert why in window.status.currentMessage()
     # with kernelmon's own kernel selected too, restart acts on that one only
     window.select_kernels([ext, kids["owned"]])
     assert restart.isEnabled()
     assert "left alone" in restart.toolTip()
     window.select_kernel(kids["owned"])
     assert restart.isEnabled()
-    assert "did not start" not in restart.toolTip()
+    assert why not in restart.toolTip()
     # the tray's menu agrees
-    tray = KernelTray(window)
+    tray = window.create_tray()
     try:
         tray.rebuild_menu()
         assert not tray.find_action("restart", ext).isEnabled()
-        assert "did not start" in tray.find_action("restart", ext).toolTip()
+        assert tray.find_action("restart", ext).toolTip() == why
         assert tray.find_action("restart", kids["owned"]).isEnabled()
     finally:
         tray.deleteLater()
@@ -256,7 +258,7 @@ def test_interrupting_the_external_kernel_warns_naming_its_owner(
     asked.clear()
 
     async def owned() -> None:
-        (task,) = window.interrupt_kernels([kids["owned"]])
+        (task,) = window.commands.request_interrupt([kids["owned"]])
         await task
 
     qloop.run(owned())
@@ -270,7 +272,7 @@ def test_shutting_the_external_kernel_down_warns_and_can_be_cancelled(
     window.window_state.setValue("dont_ask/shutdown", "true")
     ANSWERS[0] = False
     try:
-        assert window.shutdown_kernels([ext]) == []
+        assert window.commands.request_shutdown([ext]) == []
     finally:
         ANSWERS[0] = True
     (question,) = asked
@@ -290,7 +292,7 @@ def test_a_mixed_selection_is_shut_down_only_after_the_warning(
     window.window_state.setValue("dont_ask/shutdown", "true")
     ANSWERS[0] = False
     try:
-        assert window.shutdown_kernels([kids["owned"], kids["external"]]) == []
+        assert window.commands.request_shutdown([kids["owned"], kids["external"]]) == []
     finally:
         ANSWERS[0] = True
         window.window_state.remove("dont_ask/shutdown")
@@ -339,7 +341,7 @@ def test_a_stale_connection_file_can_only_be_cleaned_up(
     path.write_text(json.dumps(info))
 
     async def found() -> None:
-        await window.rescan()
+        await window.commands.request_rescan()
         await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
 
     qloop.run(found())
@@ -350,18 +352,19 @@ def test_a_stale_connection_file_can_only_be_cleaned_up(
     acts = window.actions_by_name
     assert acts["cleanup"].isEnabled()
     assert not acts["restart"].isEnabled()
-    assert "clean it up instead" in acts["restart"].toolTip()
+    refusals = window.store.get(stale)["refusals"]
+    assert refusals["restart"] in acts["restart"].toolTip()
     assert not acts["interrupt"].isEnabled()
     assert not acts["console"].isEnabled()
     assert acts["cleanup"] in window.build_context_menu().actions()
     assert window.details.facts["connection_file"].text() == str(path)
-    tray = KernelTray(window)
+    tray = window.create_tray()
     try:
         tray.rebuild_menu()
         assert tray.find_action("cleanup", stale).text() == "Clean up connection file"
         console = tray.find_action("console", stale)
         assert not console.isEnabled(), "no process: nothing a console could talk to"
-        assert "only a connection file" in console.toolTip()
+        assert console.toolTip() == refusals["connect"]
         assert tray.find_action("console", kids["external"]).isEnabled()
         with pytest.raises(LookupError):
             tray.find_action("restart", stale)
@@ -396,11 +399,11 @@ def test_shut_down_all_leaves_other_applications_kernels(
     path.write_text(Path(launched.kernel()["connection_file"]).read_text())
 
     async def found() -> None:
-        await window.rescan()
+        await window.commands.request_rescan()
         await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
 
     qloop.run(found())
-    assert window.owned_kernel_ids() == [owned]
+    assert window.store.owned_ids() == [owned]
     assert window.actions_by_name["shutdown_all"].isEnabled()
 
     async def shut_down_all() -> None:
@@ -418,7 +421,7 @@ def test_shut_down_all_leaves_other_applications_kernels(
     assert "The 1 kernel(s) other applications started keep running." in question["text"]
     assert ext in kernel_map
     assert pid_alive(launched.kernel()["pid"])
-    assert not window.owned_kernel_ids()
+    assert not window.store.owned_ids()
     qloop.run(wait_until(lambda: not window.actions_by_name["shutdown_all"].isEnabled()))
 
 
@@ -454,8 +457,8 @@ def test_quitting_and_shutting_down_leaves_other_applications_kernels(
         other.show()
 
         async def started() -> str:
-            owned = str(await other.start_kernel("python3"))
-            await other.start_monitoring()
+            owned = str(await other.commands.request_start("python3"))
+            await other.commands.start_monitoring()
             await wait_until(lambda: other.table_model.kernel_model(ext) is not None)
             return owned
 
@@ -505,7 +508,7 @@ def test_leaving_kernels_running_counts_only_kernelmons_own(
     try:
 
         async def go() -> None:
-            await other.start_monitoring()
+            await other.commands.start_monitoring()
             await wait_until(lambda: other.table_model.kernel_model(kids["external"]) is not None)
             other.quit_without_asking(False)
             await other.wait_finished()

@@ -25,7 +25,7 @@ PER_BURST = 4
 
 @pytest.fixture
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = KernelTray(window)
+    tray = window.create_tray()
     window.tray = tray
     yield tray
     window.tray = None
@@ -33,16 +33,17 @@ def tray(window: MainWindow) -> Iterator[KernelTray]:
 
 
 @pytest.fixture
-def reads(monkeypatch: pytest.MonkeyPatch, kernel_map: KernelMap) -> list[int]:
-    """How often the map's kernels were listed (every reader of all kernels does so)."""
+def reads(monkeypatch: pytest.MonkeyPatch, window: MainWindow) -> list[int]:
+    """How often the store's kernels were listed (every reader of all kernels does so)."""
     count = [0]
-    original = kernel_map.list_kernels
+    store = window.bridge.store
+    original = store.models
 
     def counted() -> list[dict[str, Any]]:
         count[0] += 1
         return original()
 
-    monkeypatch.setattr(kernel_map, "list_kernels", counted)
+    monkeypatch.setattr(store, "models", counted)
     return count
 
 

@@ -30,7 +30,7 @@ def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
 
 @pytest.fixture(scope="module")
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = KernelTray(window)
+    tray = window.create_tray()
     window.tray = tray  # as the window does when a tray is available
     yield tray
     window.tray = None
@@ -46,7 +46,9 @@ def test_overall_state() -> None:
 
 def test_offscreen_has_no_tray_and_the_window_has_none(window: MainWindow) -> None:
     assert not QSystemTrayIcon.isSystemTrayAvailable()
-    other = MainWindow(window.kernel_map, use_tray=True, settings_path=window.settings_path)
+    other = MainWindow(
+        window.kernel_map, use_tray=True, settings_path=window.settings.settings_path
+    )
     try:
         assert other.tray is None
     finally:
@@ -119,22 +121,22 @@ def test_start_from_the_tray_then_act_on_the_kernel(
 
 def test_pause_culling_from_the_tray(qloop: QtLoop, tray: KernelTray, window: MainWindow) -> None:
     async def go() -> None:
-        window.apply_user_settings(
+        window.settings.apply_user(
             dataclasses.replace(window.kernel_map.settings, cull_idle_timeout=300)
         )
         tray.rebuild_menu()
         action = tray.find_action("pause_culling")
         assert not action.isChecked()
         action.trigger()
-        assert window.culling_paused
+        assert window.settings.paused
         assert not window.kernel_map.culling
         tray.rebuild_menu()
         assert tray.find_action("pause_culling").isChecked()
         assert window.actions_by_name["pause_culling"].isChecked()
         tray.find_action("pause_culling").trigger()
-        assert not window.culling_paused
+        assert not window.settings.paused
         assert window.kernel_map.culling
-        window.apply_user_settings(
+        window.settings.apply_user(
             dataclasses.replace(window.kernel_map.settings, cull_idle_timeout=0)
         )
 
@@ -145,7 +147,7 @@ def test_shut_down_all_from_the_tray(
     qloop: QtLoop, tray: KernelTray, window: MainWindow, kernel_map: KernelMap, no_dialogs: Any
 ) -> None:
     async def go() -> list[int]:
-        ids = [await window.start_kernel("python3") for _ in range(2)]
+        ids = [await window.commands.request_start("python3") for _ in range(2)]
         pids = [kernel_map.kernel_model(k)["pid"] for k in ids]
         tray.rebuild_menu()
         assert set(tray.kernel_menus) == set(ids)
@@ -163,7 +165,7 @@ def test_culled_kernel_is_notified(
     qloop: QtLoop, tray: KernelTray, window: MainWindow, kernel_map: KernelMap
 ) -> None:
     async def go() -> str:
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
         # a cull pass with a tiny timeout culls the idle kernel and says so
         kernel_map.apply_settings(dataclasses.replace(kernel_map.settings, cull_idle_timeout=0.001))
         await asyncio.sleep(0.01)
@@ -203,15 +205,18 @@ def test_failed_restart_notifies(
     from kernelmon.core import RestartFailed
 
     async def go() -> None:
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
 
         async def fail(kernel_id: str) -> None:
             raise RestartFailed(f"Kernel {kernel_id} died during its restart.")
 
         monkeypatch.setattr(kernel_map, "restart_kernel", fail)
         tray.rebuild_menu()
+        label = window.commands.label(kid)
         tray.find_action("restart", kid).trigger()
-        await wait_until(lambda: any(t == "Restart failed" for t, _ in tray.notifications))
+        await wait_until(
+            lambda: any(t == f"Restart of {label} failed" for t, _ in tray.notifications)
+        )
         await kernel_map.shutdown_kernel(kid)
 
     qloop.run(go())
@@ -224,7 +229,7 @@ def test_a_dying_kernel_is_notified(
     import psutil
 
     async def go() -> str:
-        kid = await window.start_kernel("python3")
+        kid = await window.commands.request_start("python3")
         psutil.Process(kernel_map.kernel_model(kid)["pid"]).kill()
         await wait_until(lambda: any(t == "Kernel died" for t, _ in tray.notifications))
         # the auto-restarter brings it back

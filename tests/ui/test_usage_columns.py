@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -10,7 +11,10 @@ from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyleOptionViewItem
 
 from kernelmon.core import KernelMap
+from kernelmon.core.events import KernelAdded
 from kernelmon.core.machine.resources import KernelHistory
+from kernelmon.ui.bridge import KernelBridge
+from kernelmon.ui.columns import MUTED, Column
 from kernelmon.ui.figures import (
     format_bytes,
     format_cpu,
@@ -20,7 +24,7 @@ from kernelmon.ui.figures import (
     owner_text,
     usage_text,
 )
-from kernelmon.ui.kernel_table import MUTED, SORT_ROLE, Column, KernelSortProxy, KernelTableModel
+from kernelmon.ui.kernel_table import SORT_ROLE, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.plot import TimePlot, binary_top, nice_top, plot_points
 from kernelmon.ui.sparkline import HISTORY_ROLE, SparklineDelegate, polyline
@@ -38,6 +42,9 @@ class FakeMap:
 
     def __contains__(self, kernel_id: object) -> bool:
         return kernel_id in self.histories
+
+    def subscribe(self, callback: Any) -> Any:
+        return lambda: None
 
     def list_kernels(self) -> list[dict[str, Any]]:
         return []
@@ -75,12 +82,17 @@ def usage_model(kid: str, cpu: float | None, rss: int | None, **extra: Any) -> d
 
 
 @pytest.fixture
-def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
+def table() -> Iterator[tuple[KernelTableModel, KernelSortProxy, FakeMap]]:
     fake = FakeMap()
-    model = KernelTableModel(cast(KernelMap, fake), refresh_ms=0)
-    model.add_kernel("a", usage_model("a", 12.5, 300 * MIB))
-    model.add_kernel("b", usage_model("b", None, None))  # not measured yet
-    model.add_kernel(
+    bridge = KernelBridge(cast(KernelMap, fake))
+    model = KernelTableModel(bridge, refresh_ms=0)
+
+    def add_kernel(kid: str, kernel_model: dict[str, Any]) -> None:
+        bridge.on_kernel_map_event(KernelAdded(kid, model=kernel_model))
+
+    add_kernel("a", usage_model("a", 12.5, 300 * MIB))
+    add_kernel("b", usage_model("b", None, None))  # not measured yet
+    add_kernel(
         "c",
         usage_model(
             "c",
@@ -93,15 +105,16 @@ def table() -> tuple[KernelTableModel, KernelSortProxy, FakeMap]:
             server_url="http://localhost:8888/",
         ),
     )
-    model.add_kernel("d", usage_model("d", 0.4, 40 * MIB, origin="orphan", parent_app="code"))
-    model.add_kernel(
+    add_kernel("d", usage_model("d", 0.4, 40 * MIB, origin="orphan", parent_app="code"))
+    add_kernel(
         "e",
         model_for("e", "dead", origin="stale", pid=None, connection_file="/run/kernel-e.json"),
     )
     fake.add_history("a", [0, 50, 100, 25], [100 * MIB, 200 * MIB, 300 * MIB, 300 * MIB])
     proxy = KernelSortProxy()
     proxy.setSourceModel(model)
-    return model, proxy, fake
+    yield model, proxy, fake
+    bridge.close()
 
 
 def column_order(proxy: KernelSortProxy, column: Column, order: Qt.SortOrder) -> list[str]:

@@ -1,0 +1,145 @@
+"""The commands with no kernelmon running: they act directly, on kernels started by
+jupyter_client in another process, and never on another live kernelmon's kernels."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from .conftest import Cli, eventually, gone
+
+
+@pytest.fixture(scope="module")
+def kernels(cli, spawn):
+    """Two kernels of another application, one of a live kernelmon (a program embedding
+    ``KernelMap``), and a stale connection file."""
+    launched = spawn("launcher", 2)
+    other = spawn("kernelmon", 1)
+    stale = cli.stale_file()
+    return launched, other, stale
+
+
+def test_list_shows_every_kernel_as_a_table_and_as_json(cli: Cli, kernels):
+    launched, other, stale = kernels
+    done = cli("list")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:4] == ["ID", "NAME", "SPEC", "OWNER"]
+    for kid in [*launched.kernels, *other.kernels]:
+        [row] = [r for r in rows if r.startswith(kid[:8])]
+        assert "python3" in row
+    assert not any(r.startswith(stale.name[7:15]) for r in rows), "stale only with --all"
+    [row] = [r for r in rows if r.startswith(next(iter(other.kernels))[:8])]
+    assert f"kernelmon (pid {other.proc.pid})" in row
+
+    models = cli.models("--all")
+    for kid, pid in launched.kernels.items():
+        assert models[kid]["pid"] == pid
+        assert models[kid]["origin"] == "external"
+        assert models[kid]["parent_pid"] == launched.proc.pid
+        assert "cull_eta" in models[kid]
+        assert "refusals" in models[kid]
+    assert models[stale.name[7:-5]]["origin"] == "stale"
+
+    by_memory = cli("list", "--sort", "mem", "--json")
+    assert by_memory.returncode == 0
+    assert cli.qt_log.exists() is False, "the command line imported Qt"
+
+
+def test_ids_may_be_unique_prefixes_and_errors_have_exit_codes(cli: Cli, kernels):
+    launched, _other, _stale = kernels
+    kid = next(iter(launched.kernels))
+    done = cli("show", kid[:6])
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^Id:\s+{kid}$", done.stdout, re.MULTILINE)
+    assert str(launched.kernels[kid]) in done.stdout
+    assert "Connection file:" in done.stdout
+
+    a, b = (
+        cli.stale_file("abcd1111-0000-4000-8000-000000000000"),
+        cli.stale_file("abcd2222-0000-4000-8000-000000000000"),
+    )
+    try:
+        ambiguous = cli("show", "abcd")
+        assert ambiguous.returncode == 2
+        assert "abcd1111" in ambiguous.stderr
+        assert "abcd2222" in ambiguous.stderr
+        assert "Traceback" not in ambiguous.stderr
+    finally:
+        a.unlink()
+        b.unlink()
+    missing = cli("stop", "--yes", "zz-no-such-kernel")
+    assert (missing.returncode, missing.stderr.count("\n")) == (3, 1)
+    assert "No kernel's id starts with 'zz-no-such-kernel'" in missing.stderr
+    usage = cli("list", "--sort", "age")
+    assert usage.returncode == 2
+
+
+def test_stop_asks_and_refuses_without_a_terminal_or_yes(cli: Cli, kernels):
+    launched, _other, _stale = kernels
+    kid, pid = next(iter(launched.kernels.items()))
+    done = cli("stop", kid[:8])
+    assert done.returncode == 2
+    assert "add --yes" in done.stderr
+    assert not gone(pid)
+
+
+def test_stop_never_acts_on_another_live_kernelmons_kernel(cli: Cli, kernels):
+    _launched, other, _stale = kernels
+    kid, pid = next(iter(other.kernels.items()))
+    done = cli("stop", "--yes", kid)
+    assert done.returncode == 1
+    assert f"Another kernelmon (pid {other.proc.pid})" in done.stderr
+    assert not gone(pid)
+
+
+def test_stop_an_external_kernel_warns_and_stops_it(cli: Cli, kernels):
+    launched, _other, _stale = kernels
+    kid, pid = next(iter(launched.kernels.items()))
+    done = cli("stop", "--yes", kid[:8])
+    assert done.returncode == 0, done.stderr
+    assert f"python launcher.py (pid {launched.proc.pid}) owns this kernel" in done.stderr
+    assert f"Stopped kernel {kid}." in done.stdout
+    eventually(lambda: gone(pid), what="the kernel's process gone")
+    assert kid not in cli.models()
+
+
+def test_cleanup_removes_only_stale_files(cli: Cli, kernels):
+    launched, other, stale = kernels
+    unrelated = cli.runtime / "notes.json"
+    unrelated.write_text("{}")
+    models = cli.models("--all")
+    live_files = [Path(m["connection_file"]) for m in models.values() if m["origin"] != "stale"]
+    assert len(live_files) == 2
+    done = cli("cleanup")
+    assert done.returncode == 0, done.stderr
+    assert f"Removed the connection file of kernel {stale.name[7:-5]}." in done.stdout
+    assert not stale.exists()
+    assert unrelated.exists()
+    for path in live_files:
+        assert path.exists(), f"{path} was removed"
+    for pid in [*list(launched.kernels.values())[1:], *other.kernels.values()]:
+        assert not gone(pid)
+    again = cli("cleanup")
+    assert (again.returncode, again.stdout) == (0, "Nothing to clean up.\n")
+
+
+def test_cleanup_orphans_lists_them_then_needs_yes(cli: Cli, kernels):
+    launched, _other, _stale = kernels
+    kid, pid = list(launched.kernels.items())[1]
+    launched.proc.send_signal(signal.SIGKILL)  # its kernel is an orphan now
+    launched.proc.wait(10)
+    eventually(lambda: cli.models()[kid]["origin"] == "orphan", what="an orphan")
+    refused = cli("cleanup", "--orphans")
+    assert refused.returncode == 2
+    assert kid in refused.stderr
+    assert "no longer running" in refused.stderr
+    assert not gone(pid)
+    done = cli("cleanup", "--orphans", "--yes")
+    assert done.returncode == 0, done.stderr
+    eventually(lambda: gone(pid), what="the orphan's process gone")
+    assert kid not in cli.models("--all")
+    assert not cli.qt_log.exists(), "the command line imported Qt"
