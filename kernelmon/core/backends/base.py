@@ -98,17 +98,24 @@ class KernelBackend(ABC):
         says why not, written for the user: the map and the backend raise it (``refuse``),
         the UI shows it as is, from the model's ``refusals``. Cheap: no I/O, no proof.
 
-        This default decides from the record (who owns the kernel, its state); backends
-        override it with what they know better."""
+        This default is what the kind of kernel refuses (``standing_refusal``), then what
+        its state refuses; backends override either with what they know better."""
+        standing = self.standing_refusal(action)
+        return standing if standing is not None else state_refusal(self.record, action)
+
+    def standing_refusal(self, action: Action) -> str | None:
+        """What this kind of kernel refuses whatever its state (the record's
+        ``can_restart``/``can_interrupt`` follow it). This default decides from the
+        record's origin; backends override it."""
         record = self.record
         origin = str(record.origin)
         if origin == "stale":
             if action == Action.SHUTDOWN:
                 return None  # shutting a stale kernel down cleans its file up
             return "This kernel has no process, only a connection file: clean it up instead"
-        if action == Action.RESTART:
-            return foreign_restart_refusal(record) if origin in ("external", "orphan") else None
-        return state_refusal(record, action)
+        if action == Action.RESTART and origin in ("external", "orphan"):
+            return foreign_restart_refusal(record)
+        return None
 
     def refuse(self, action: Action) -> None:
         """Raise the ``refusal`` of ``action``, if it is refused now: ``NotRestartable`` for
@@ -125,18 +132,14 @@ class KernelBackend(ABC):
     def refusals(self) -> dict[str, str]:
         """``{action: sentence}`` for every action refused now (the kernel model's
         ``refusals``)."""
-        found = {a.value: why for a in Action if (why := self.refusal(a)) is not None}
-        self.note_flags(found)
-        return found
+        return {a.value: why for a in Action if (why := self.refusal(a)) is not None}
 
-    def note_flags(self, refused: dict[str, str] | None = None) -> None:
-        """The record's ``can_restart``/``can_interrupt`` (the model has them) follow
-        ``refusal``: noted at each model, and by each backend at the end of its
-        ``__init__`` (once ``refusal`` can answer)."""
-        if refused is None:
-            refused = {a.value: why for a in Action if (why := self.refusal(a)) is not None}
-        self.record.can_restart = Action.RESTART.value not in refused
-        self.record.can_interrupt = Action.INTERRUPT.value not in refused
+    def note_flags(self) -> None:
+        """The record's ``can_restart``/``can_interrupt`` (the model has them: whether
+        this kind of kernel can ever be restarted, interrupted) follow
+        ``standing_refusal``; each backend notes them at the end of its ``__init__``."""
+        self.record.can_restart = self.standing_refusal(Action.RESTART) is None
+        self.record.can_interrupt = self.standing_refusal(Action.INTERRUPT) is None
 
     @property
     def can_restart(self) -> bool:

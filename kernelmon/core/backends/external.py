@@ -37,7 +37,7 @@ from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import RequestChannel, heartbeat
 from ..records import LOCAL, ExecutionState, KernelRecord, Origin, utcnow
 from ..threads import run_in_thread
-from .base import Action, KernelBackend, OnChange, foreign_restart_refusal, state_refusal
+from .base import Action, KernelBackend, OnChange, foreign_restart_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -261,14 +261,14 @@ class ExternalKernel(KernelBackend):
 
     # -- actions ----------------------------------------------------------------------------
 
-    def refusal(self, action: Action) -> str | None:
-        """Never a restart (only the application that started it knows how); an interrupt
-        or a frontend as the state allows. An identity problem refuses nothing up front: an
-        interrupt then goes by message, and a shutdown asks by message first (a signal it
-        would need fails with the reason, docs/identity.md)."""
+    def standing_refusal(self, action: Action) -> str | None:
+        """Never a restart (only the application that started it knows how); the rest as
+        the state allows. An identity problem refuses nothing up front: an interrupt then
+        goes by message, and a shutdown asks by message first (a signal it would need fails
+        with the reason, docs/identity.md)."""
         if action == Action.RESTART:
             return foreign_restart_refusal(self.record)
-        return state_refusal(self.record, action)
+        return None
 
     async def interrupt(self) -> None:
         record = self.record

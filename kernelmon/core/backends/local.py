@@ -32,7 +32,7 @@ from ..machine.kernel_files import make_sockets_private
 from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import Probe, wait_for_answer
 from ..records import ExecutionState, KernelRecord, isoformat, utcnow
-from .base import Action, KernelBackend, OnChange, state_refusal
+from .base import Action, KernelBackend, OnChange
 from .local_process import KernelProcess
 
 logger = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class LocalKernel(KernelBackend):
             return "This kernel is being shut down"
         if action == Action.RESTART:
             return None
-        return state_refusal(self.record, action)
+        return super().refusal(action)
 
     async def interrupt(self) -> None:
         self.refuse(Action.INTERRUPT)

@@ -33,7 +33,7 @@ class StaleKernel(KernelBackend):
     def connection_info(self) -> dict[str, Any]:
         return {}
 
-    def refusal(self, action: Action) -> str | None:
+    def standing_refusal(self, action: Action) -> str | None:
         if action == Action.SHUTDOWN:
             return None  # shutting a stale kernel down cleans its file up
         return "This kernel has no process, only a connection file: clean it up instead"

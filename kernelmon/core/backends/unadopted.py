@@ -66,7 +66,7 @@ class UnadoptedKernel(KernelBackend):
         assert pid is not None
         return prove_kernel(pid, self._proof_info, started_ticks=self._ticks)
 
-    def refusal(self, action: Action) -> str | None:
+    def standing_refusal(self, action: Action) -> str | None:
         if action == Action.SHUTDOWN:
             return None  # it kills the kernel, once proven
         return (

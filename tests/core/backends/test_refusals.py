@@ -111,7 +111,8 @@ def test_an_external_kernel_raises_the_restart_sentence_its_model_shows():
     interrupt = raised_by(backend.interrupt())
     assert isinstance(interrupt, KernelDead)
     assert str(interrupt) == refusals["interrupt"]
-    assert record.can_interrupt is False
+    assert backend.can_interrupt is False  # now
+    assert record.can_interrupt is True  # the model's flag: its kind can be interrupted
 
 
 def ignore(record: KernelRecord, fields: set[str], now: datetime | None) -> None:
