@@ -19,7 +19,7 @@ from .errors import (
 )
 from .kernel_map import KernelMap
 from .protocol.connection import KernelConnection
-from .records import ExecutionState, KernelRecord, Origin
+from .records import ExecutionState, KernelModel, KernelRecord, Origin
 from .settings import Settings
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "KernelConnection",
     "KernelDead",
     "KernelMap",
+    "KernelModel",
     "KernelNotFound",
     "KernelRecord",
     "KernelSpecNotFound",

@@ -5,7 +5,7 @@ loop's thread as things happen; they must be quick and must not raise (an except
 is logged and does not reach the others or the core).
 
 Activity-only changes (``last_activity``, message counts, buffer size) are coalesced to at
-most one ``KernelChanged`` per kernel every ``KernelMap.change_interval`` seconds; state and
+most one ``KernelChanged`` per kernel every ``Registry.change_interval`` seconds; state and
 connection changes are sent at once.
 """
 

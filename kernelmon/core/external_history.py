@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .files import write_json_atomic
 from .records import ExecutionState, KernelRecord, Origin, isoformat, utcnow
-from .settings import write_json_atomic
 
 logger = logging.getLogger(__name__)
 

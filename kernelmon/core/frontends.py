@@ -1,20 +1,25 @@
-"""Frontends attached through the map, and offline buffering for those that left."""
+"""Frontends attached through the map, and offline buffering for those that left.
+
+``Frontends`` owns nothing beyond each entry's connections and buffer (``Entry.connections``,
+``Entry.buffered``, ``Entry.executing``): a frontend's request is activity (``last_activity``),
+its connection counts in ``connections``, and the reply to kernelmon's last execute_request
+means the kernel is idle even while its IOPub stream is behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import (
-    KernelDead,
-)
+from .backends.base import Action
+from .errors import KernelDead
 from .events import OutputLost
-from .map_base import Entry, MapBase
 from .protocol.buffering import MessageBuffer
 from .protocol.channels import OnMessage, SessionChannels
 from .protocol.connection import KernelConnection
-from .records import ExecutionState, utcnow
+from .records import ExecutionState
+from .registry import Changing, Entry
 
 logger = logging.getLogger(__name__)
 
@@ -31,28 +36,37 @@ def lost_text(n: int) -> str:
     )
 
 
-class FrontendsMixin(MapBase):
-    """``connect``, connection counting and offline buffering of ``KernelMap``."""
+class FrontendsRegistry(Changing, Protocol):
+    """What the frontends part reads of the registry."""
+
+    def get(self, kernel_id: str) -> Entry: ...
+
+
+class Frontends:
+    """``connect``, connection counting and offline buffering of the map's kernels."""
+
+    def __init__(self, registry: FrontendsRegistry) -> None:
+        self._registry = registry
 
     def notify_connect(self, kernel_id: str) -> None:
         """A frontend connected (counts in ``connections``)."""
-        record = self._get(kernel_id).record
+        record = self._registry.get(kernel_id).record
         record.connections += 1
-        self._changed(record, {"connections"}, None)
+        self._registry.changed(record, {"connections"}, None)
 
     def notify_disconnect(self, kernel_id: str) -> None:
         """A frontend disconnected."""
-        record = self._get(kernel_id).record
+        record = self._registry.get(kernel_id).record
         record.connections = max(0, record.connections - 1)
-        self._changed(record, {"connections"}, None)
+        self._registry.changed(record, {"connections"}, None)
 
     def _touch(self, kernel_id: str) -> None:
         """A frontend sent the kernel a request: that is activity."""
-        entry = self._kernels.get(kernel_id)
+        entry = self._registry.find(kernel_id)
         if entry is not None:
-            now = utcnow()
+            now = self._registry.now()
             entry.record.last_activity = now
-            self._changed(entry.record, {"last_activity"}, now)
+            self._registry.changed(entry.record, {"last_activity"}, now)
 
     async def connect(
         self, kernel_id: str, session_key: str, on_message: OnMessage
@@ -60,9 +74,10 @@ class FrontendsMixin(MapBase):
         """Attach a frontend. With the session key of a frontend that left while buffering
         was on, the buffered messages are delivered first, in order, then live ones; a
         different session key discards that buffer."""
-        entry = self._get(kernel_id)
-        if entry.record.execution_state == ExecutionState.DEAD:
-            raise KernelDead(f"Kernel {kernel_id} is dead; shut it down or restart it first.")
+        entry = self._registry.get(kernel_id)
+        refused = entry.backend.refusal(Action.CONNECT)
+        if refused is not None:
+            raise KernelDead(f"Kernel {kernel_id}: {refused}.")
         if not isinstance(session_key, str) or not session_key:
             raise ValueError("A frontend connection needs a non-empty session key.")
         channels: SessionChannels | None = None
@@ -71,7 +86,7 @@ class FrontendsMixin(MapBase):
             if entry.buffered.session_key == session_key:
                 channels, entry.buffered = entry.buffered, None
             else:
-                self._discard_buffer(entry)
+                self.discard_buffer(entry)
         if channels is None:
             channels = SessionChannels(
                 entry.backend.connection_info, session_key, lambda: self._touch(kernel_id)
@@ -104,7 +119,7 @@ class FrontendsMixin(MapBase):
         """Make the kernel publish something (kernelmon's probe asks for its info: busy and
         idle statuses, which are not activity), so that a loss at the end of a job shows as
         a gap in its message numbers."""
-        probe = getattr(entry.backend, "probe", None)
+        probe = entry.backend.probe
         if probe is not None:
             probe.send_kernel_info()
 
@@ -122,7 +137,9 @@ class FrontendsMixin(MapBase):
                     conn.on_lost(n, text)
                 except Exception:
                     logger.exception("A frontend's lost-output callback failed")
-        self._emit(OutputLost(entry.record.id, messages=n, session=channels.session_key, text=text))
+        self._registry.emit(
+            OutputLost(entry.record.id, messages=n, session=channels.session_key, text=text)
+        )
 
     async def _nudge(self, entry: Entry, channels: SessionChannels) -> None:
         """Wait until a new frontend's iopub subscription is live, so that nothing the kernel
@@ -130,7 +147,7 @@ class FrontendsMixin(MapBase):
         its subscription reaches the kernel). kernelmon's probe asks kernel_info until the
         new socket sees a message; probe traffic is not activity. Gives up after
         ``NUDGE_TIMEOUT`` (a kernel busy with silent code answers late)."""
-        probe = getattr(entry.backend, "probe", None)
+        probe = entry.backend.probe
         if probe is None:
             return
         loop = asyncio.get_running_loop()
@@ -153,14 +170,14 @@ class FrontendsMixin(MapBase):
     async def _close_connection(self, conn: KernelConnection) -> None:
         channels = conn.channels
         channels.handler = None
-        entry = self._kernels.get(conn.kernel_id)
+        entry = self._registry.find(conn.kernel_id)
         if entry is None or conn not in entry.connections:
             channels.close()
             return
         entry.connections.remove(conn)
         self.notify_disconnect(conn.kernel_id)
         same_session = any(c.session_key == conn.session_key for c in entry.connections)
-        if self._settings.buffer_offline_messages and not same_session:
+        if self._registry.settings.buffer_offline_messages and not same_session:
             self._start_buffering(entry, channels)
         else:
             channels.close()
@@ -175,30 +192,52 @@ class FrontendsMixin(MapBase):
         if msg_type != "execute_reply" or parent_id not in entry.executing:
             return
         entry.executing.discard(parent_id)
-        watcher = getattr(entry.backend, "watcher", None)
+        watcher = entry.backend.watcher
         if watcher is not None:
             watcher.request_finished(parent_id)
         record = entry.record
         running = watcher is not None and watcher.running  # another client's request
         if not entry.executing and not running and record.execution_state == ExecutionState.BUSY:
             record.execution_state = ExecutionState.IDLE
-            self._changed(record, {"execution_state"}, None)
+            self._registry.changed(record, {"execution_state"}, None)
 
     def _start_buffering(self, entry: Entry, channels: SessionChannels) -> None:
         if entry.buffered is not None:
-            self._discard_buffer(entry)
-        s = self._settings
+            self.discard_buffer(entry)
+        s = self._registry.settings
         buffer = MessageBuffer(s.buffer_max_messages, s.buffer_max_bytes)
         channels.buffer = buffer
         channels.on_buffered = lambda: self._buffer_changed(entry)
         entry.buffered = channels
         self._buffer_changed(entry)
 
-    def _discard_buffer(self, entry: Entry) -> None:
+    def discard_buffer(self, entry: Entry) -> None:
         if entry.buffered is not None:
             entry.buffered.close()
             entry.buffered = None
             self._buffer_changed(entry)
+
+    def close(self, entry: Entry) -> None:
+        """Close every frontend's channels of a kernel leaving the map, and its buffer."""
+        for conn in list(entry.connections):
+            conn.closed = True
+            conn.channels.close()
+        entry.connections.clear()
+        self.discard_buffer(entry)
+
+    def settings_changed(self, entries: list[Entry]) -> None:
+        """Apply new buffering settings to the buffers kept now."""
+        settings = self._registry.settings
+        for entry in entries:
+            if entry.buffered is None or entry.buffered.buffer is None:
+                continue
+            if not settings.buffer_offline_messages:
+                self.discard_buffer(entry)
+            else:
+                entry.buffered.buffer.set_caps(
+                    settings.buffer_max_messages, settings.buffer_max_bytes
+                )
+                self._buffer_changed(entry)
 
     def _buffer_changed(self, entry: Entry) -> None:
         buf = entry.buffered.buffer if entry.buffered is not None else None
@@ -207,4 +246,4 @@ class FrontendsMixin(MapBase):
         dropped = buf.dropped if buf is not None else record.buffer_dropped
         if (buffered, dropped) != (record.buffered, record.buffer_dropped):
             record.buffered, record.buffer_dropped = buffered, dropped
-            self._changed(record, {"buffered", "buffer_dropped"}, None)
+            self._registry.changed(record, {"buffered", "buffer_dropped"}, None)

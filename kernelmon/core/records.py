@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, cast
 
 
 class Origin(StrEnum):
@@ -53,6 +53,57 @@ def isoformat(dt: datetime | None) -> str | None:
     if dt is None:
         return None
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class KernelModel(TypedDict):
+    """What ``KernelRecord.to_model`` returns: a JSON-safe description of a kernel (the
+    table's row, the events' ``model``, Jupyter's REST API's fields and kernelmon's own)."""
+
+    id: str
+    name: str
+    display_name: str
+    origin: str
+    location: str
+    last_activity: str | None
+    last_activity_note: str | None
+    started: str | None
+    execution_state: str
+    connections: int
+    pid: int | None
+    cwd: str | None
+    reason: str | None
+    restarts: int
+    buffered: int
+    buffer_dropped: int
+    messages: int
+    bad_messages: int
+    can_restart: bool
+    can_interrupt: bool
+    connection_file: str | None
+    transport: str | None
+    ip: str | None
+    ports: dict[str, int]
+    parent_pid: int | None
+    parent_app: str | None
+    parent_alive: bool
+    server_url: str | None
+    first_seen: str | None
+    orphan_since: str | None
+    identity_problem: str | None
+    cpu_percent: float | None
+    rss: int | None
+    pss: int | None
+    uss: int | None
+    processes: int | None
+    message_rate: float | None
+    #: {action: why it is refused now}; an action not named can be tried
+    refusals: dict[str, str]
+
+
+def as_dict(model: KernelModel) -> dict[str, Any]:
+    """A model as a plain dict: what events carry and ``KernelMap.kernel_model`` returns
+    while the UI's functions take ``dict[str, Any]`` (the same object, unchanged)."""
+    return cast(dict[str, Any], model)
 
 
 @dataclass(slots=True)
@@ -114,7 +165,7 @@ class KernelRecord:
         default=None, repr=False, compare=False
     )
 
-    def to_model(self) -> dict[str, Any]:
+    def to_model(self) -> KernelModel:
         """A JSON-safe dict (what the table and Jupyter's REST API show)."""
         return {
             "id": self.id,
@@ -154,6 +205,5 @@ class KernelRecord:
             "uss": self.uss,
             "processes": self.processes,
             "message_rate": self.message_rate,
-            #: {action: why it is refused now}; an action not named can be tried
             "refusals": self.refusals_of() if self.refusals_of is not None else {},
         }

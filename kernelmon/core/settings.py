@@ -13,12 +13,12 @@ import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -328,24 +328,3 @@ class Settings:
         On failure the previous file is left as it was and ``OSError`` propagates.
         """
         write_json_atomic(Path(path), self.to_dict())
-
-
-def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old or the new file, never
-    a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -28,10 +28,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .files import write_json_atomic
 from .folder_lock import FolderLock
 from .machine.identity import start_ticks
 from .machine.process import create_time
-from .settings import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,11 @@ PROBE_RECORD = {
 }
 
 
-def default_state_dir() -> Path:
-    """``$KERNELMON_STATE_DIR``, or the user's state folder for kernelmon."""
+def default_state_dir(folder: str | os.PathLike[str] | None = None) -> Path:
+    """The state folder: ``folder`` if given, else ``$KERNELMON_STATE_DIR``, else the user's
+    state folder for kernelmon (the one lookup of it)."""
+    if folder:
+        return Path(folder)
     env = os.environ.get(ENV_STATE_DIR)
     if env:
         return Path(env).expanduser()

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from kernelmon.core import KernelMap, KernelStartFailed, Settings, map_base
+from kernelmon.core import KernelMap, KernelStartFailed, Settings, keeper
 from kernelmon.core.errors import RestartRefused
 from kernelmon.core.events import KernelAdded, KernelEvent, StateProblem
 
@@ -184,7 +184,7 @@ def test_a_hung_state_folder_never_stops_the_loop(
         return mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(tempfile, "mkstemp", hanging)
-    monkeypatch.setattr(map_base, "STATE_CHECK_TIMEOUT", 0.5)
+    monkeypatch.setattr(keeper, "STATE_CHECK_TIMEOUT", 0.5)
 
     async def main() -> list[str]:
         [problem] = await kmap.check_state_folder()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import psutil
 
-from kernelmon.core.machine.discovery import FoundKernel, RuntimeWatcher, scan_runtime
+from kernelmon.core.machine.discovery import Scan, scan_runtime
+from kernelmon.core.machine.watcher import RuntimeWatcher
 from kernelmon.core.records import Origin
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
 
 
 def test_a_running_kernel_is_found_and_external(launch):
@@ -50,28 +51,29 @@ def test_watcher_follows_a_kernel_from_external_to_orphan_to_stale(aio, launch, 
     fake = tmp_path / "kernel-leftover.json"
     fake.write_text(json.dumps({**json.loads(Path(k["connection_file"]).read_text()), "key": "x"}))
     (tmp_path / "kernel-garbage.json").write_text("{")
-    events: list[tuple[str, str, Origin]] = []
-
-    def appeared(found: FoundKernel) -> None:
-        events.append(("appeared", found.kernel_id, found.origin))
-
-    def changed(old: FoundKernel, new: FoundKernel) -> None:
-        events.append(("changed", new.kernel_id, new.origin))
-
-    def vanished(found: FoundKernel) -> None:
-        events.append(("vanished", found.kernel_id, found.origin))
-
-    watcher = RuntimeWatcher(
-        [launched.runtime, tmp_path],
-        interval=0.1,
-        on_appeared=appeared,
-        on_changed=changed,
-        on_vanished=vanished,
-    )
+    seen: list[Origin | None] = []
+    watcher = RuntimeWatcher([launched.runtime, tmp_path], interval=0.1)
 
     def origin() -> Origin | None:
         found = watcher.scan.by_kernel_id().get(k["id"])
         return found.origin if found else None
+
+    def scanned(scan: Scan) -> None:
+        now = origin()
+        if not seen or seen[-1] != now:
+            seen.append(now)
+
+    watcher.on_scanned = scanned
+
+    async def rescan_until(wanted: Origin | None, what: str) -> None:
+        async def scanned_as_wanted() -> bool:
+            await watcher.rescan()
+            return origin() is wanted
+
+        deadline = time.monotonic() + 30
+        while not await scanned_as_wanted():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.05)
 
     async def scenario() -> float:
         lag = 0.0
@@ -84,16 +86,18 @@ def test_watcher_follows_a_kernel_from_external_to_orphan_to_stale(aio, launch, 
                 lag = max(lag, time.monotonic() - t - 0.005)
 
         ticker = asyncio.get_running_loop().create_task(measure_lag())
-        watcher.start()
         try:
-            await wait_until(lambda: origin() is Origin.EXTERNAL, what="the kernel found")
-            assert ("appeared", "leftover", Origin.STALE) in events
+            await rescan_until(Origin.EXTERNAL, "the kernel found")
+            assert watcher.scan.by_kernel_id()["leftover"].origin is Origin.STALE
             assert [p.path for p in watcher.problems.values()] == [
                 str(tmp_path / "kernel-garbage.json")
             ]
             # The application that started the kernel dies; the kernel lives on.
             launched.proc.send_signal(signal.SIGKILL)
-            await wait_until(lambda: origin() is Origin.ORPHAN, what="the kernel orphaned")
+            await rescan_until(Origin.ORPHAN, "the kernel orphaned")
+            # a scan may read the kernel's parent just before the application's exit, and
+            # its state just after: the next one sees the kernel's new parent
+            await watcher.rescan()
             assert not process_gone(k["pid"])
             assert watcher.scan.by_kernel_id()[k["id"]].parent_pid != launched.proc.pid
             # A scan that never saw the application knows it too (reparented to a reaper).
@@ -101,35 +105,26 @@ def test_watcher_follows_a_kernel_from_external_to_orphan_to_stale(aio, launch, 
             assert fresh.by_kernel_id()[k["id"]].origin is Origin.ORPHAN
             # The kernel dies: only its connection file is left.
             os.kill(k["pid"], signal.SIGKILL)
-            await wait_until(lambda: origin() is Origin.STALE, what="the kernel stale")
+            await rescan_until(Origin.STALE, "the kernel stale")
             os.unlink(k["connection_file"])
-            await wait_until(lambda: origin() is None, what="the file gone")
+            await rescan_until(None, "the file gone")
         finally:
-            await watcher.stop()
             ticker.cancel()
         return lag
 
     lag = aio.run(scenario())
-    assert not watcher.running
-    ours = [e for e in events if e[1] == k["id"]]
-    assert ours == [
-        ("appeared", k["id"], Origin.EXTERNAL),
-        ("changed", k["id"], Origin.ORPHAN),
-        ("changed", k["id"], Origin.STALE),
-        ("vanished", k["id"], Origin.STALE),
-    ]
+    assert seen[-4:] == [Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE, None]
     assert lag < 0.2, f"the loop was blocked for {lag:.3f} s"
 
 
 def test_a_failing_callback_does_not_stop_the_watcher(aio, tmp_path):
-    seen: list[str] = []
+    seen: list[set[str]] = []
 
-    def bad(found: FoundKernel) -> None:
-        if found.kernel_id in ("a", "b"):  # not other kernels running on the machine
-            seen.append(found.kernel_id)
+    def bad(scan: Scan) -> None:
+        seen.append({k for k in scan.by_kernel_id() if k in ("a", "b")})  # not others' kernels
         raise RuntimeError("boom")
 
-    watcher = RuntimeWatcher([tmp_path], interval=0.05, on_appeared=bad)
+    watcher = RuntimeWatcher([tmp_path], interval=0.05, on_scanned=bad)
     (tmp_path / "kernel-a.json").write_text(
         json.dumps(
             {
@@ -141,13 +136,10 @@ def test_a_failing_callback_does_not_stop_the_watcher(aio, tmp_path):
     )
 
     async def scenario() -> None:
-        watcher.start()
-        try:
-            await wait_until(lambda: seen == ["a"])
-            (tmp_path / "kernel-b.json").write_text((tmp_path / "kernel-a.json").read_text())
-            await wait_until(lambda: seen == ["a", "b"])
-            assert watcher.running
-        finally:
-            await watcher.stop()
+        await watcher.rescan()
+        assert seen == [{"a"}]
+        (tmp_path / "kernel-b.json").write_text((tmp_path / "kernel-a.json").read_text())
+        await watcher.rescan()
+        assert seen == [{"a"}, {"a", "b"}]
 
     aio.run(scenario())

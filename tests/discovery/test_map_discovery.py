@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -193,8 +194,10 @@ def test_external_kernel_is_interrupted_and_never_restarted(aio, kmap, others, f
     assert reply["content"]["ename"] == "KeyboardInterrupt"
 
     state = kmap.record(k["id"]).execution_state
-    with pytest.raises(NotRestartable, match=r"not started by kernelmon.*launcher\.py"):
+    with pytest.raises(NotRestartable, match=r"did not start this kernel: python launcher") as e:
         aio.run(kmap.restart_kernel(k["id"]))
+    # decided once, by the backend: the map raises the sentence the model shows the UI
+    assert kmap.kernel_model(k["id"])["refusals"]["restart"] in str(e.value)
     assert kmap.record(k["id"]).execution_state == state
     assert kmap.record(k["id"]).restarts == 0
 
@@ -254,8 +257,9 @@ def test_shut_down_external_kernel_leaves_a_stale_file_that_can_be_cleaned(
     assert record.execution_state == ExecutionState.DEAD
     assert record.pid is None
     assert kmap.history(k["id"]) is None
-    with pytest.raises(KernelDead, match="only its connection file"):
+    with pytest.raises(KernelDead, match="only a connection file") as dead:
         aio.run(kmap.interrupt_kernel(k["id"]))
+    assert kmap.kernel_model(k["id"])["refusals"]["interrupt"] in str(dead.value)
     with pytest.raises(NotRestartable):
         aio.run(kmap.restart_kernel(k["id"]))
 
@@ -309,8 +313,8 @@ def test_memory_warnings_once_per_crossing(aio, kmap, others):
         kmap.apply_settings(
             dataclasses.replace(settings, memory_warn_kernel_mb=1, memory_warn_total_mb=1)
         )
-        aio.run(kmap._sample_tick())
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
+        aio.run(kmap.sampler.tick())
         per_kernel = [e for e in log.of(MemoryWarning) if not e.total]
         totals = [e for e in log.of(MemoryWarning) if e.total]
         warned = [e.kernel_id for e in per_kernel]
@@ -323,10 +327,10 @@ def test_memory_warnings_once_per_crossing(aio, kmap, others):
 
         # under the limit again (here: a higher limit) re-arms the warning
         kmap.apply_settings(dataclasses.replace(settings, memory_warn_kernel_mb=100_000))
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
         log.clear()
         kmap.apply_settings(dataclasses.replace(settings, memory_warn_kernel_mb=1))
-        aio.run(kmap._sample_tick())
+        aio.run(kmap.sampler.tick())
         assert {e.kernel_id for e in log.of(MemoryWarning)} >= {k["id"] for k in others.kernels}
     finally:
         log.unsubscribe()
@@ -406,18 +410,18 @@ def test_scans_after_close_or_quick_toggles_change_nothing(aio, others, runtime,
         # off and on again within one loop turn: discovery ends on, as last asked
         km.apply_settings(off)
         km.apply_settings(settings)
-        await asyncio.gather(*km._background)
-        assert km._watcher is not None
-        assert km._watcher.running
+        await asyncio.gather(*km.discovery.background)
+        assert km.discovery.watcher is not None
+        assert km.discovery.watcher.scanned_at is not None
         assert ids <= set(km)
         # on, off, on, off: ends off, nothing found left behind
         for s in (settings, off, settings, off):
             km.apply_settings(s)
-        await asyncio.gather(*km._background)
-        assert km._watcher is None
+        await asyncio.gather(*km.discovery.background)
+        assert km.discovery.watcher is None
         assert not ids & set(km)
         km.apply_settings(settings)
-        await asyncio.gather(*km._background)
+        await asyncio.gather(*km.discovery.background)
         assert ids <= set(km)
         # a scan still running when the map closes adds nothing afterwards
         scan = asyncio.get_running_loop().create_task(km.rescan())
@@ -433,8 +437,8 @@ def test_discovery_follows_the_sample_interval(aio, kmap):
 
     async def run() -> None:
         kmap.apply_settings(dataclasses.replace(settings, sample_interval=3.5))
-        await asyncio.gather(*kmap._background)
-        assert kmap._watcher.interval == 3.5
+        await asyncio.gather(*kmap.discovery.background)
+        assert kmap.discovery.watcher.interval == 3.5
 
     try:
         aio.run(run())
@@ -470,24 +474,29 @@ def test_an_orphan_busy_when_found_turns_idle_when_its_code_is_done(
     assert process_gone(k["pid"])
 
 
-def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
-    aio, kmap, launch, runtime, monkeypatch
-):
-    import kernelmon.core.kernel_map as kernel_map
-
+def an_orphan(aio, kmap, launch, runtime) -> tuple[dict, Path]:
+    """A kernel in the map whose application is gone: (its launcher's facts, its file)."""
     launched = moved(launch(1), runtime)
     k = launched.kernel()
-    path = Path(k["connection_file"])
     kill_application(launched)
     aio.run(kmap.rescan())
     assert kmap.record(k["id"]).origin == Origin.ORPHAN
-    remove = kernel_map.remove_connection_files
+    return k, Path(k["connection_file"])
+
+
+def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
+    aio, kmap, launch, runtime, monkeypatch
+):
+    import kernelmon.core.lifecycle as lifecycle
+
+    k, path = an_orphan(aio, kmap, launch, runtime)
+    remove = lifecycle.remove_connection_files
 
     def slow_remove(file: str) -> None:
         time.sleep(1.0)  # in a worker thread: scans run meanwhile
         remove(file)
 
-    monkeypatch.setattr(kernel_map, "remove_connection_files", slow_remove)
+    monkeypatch.setattr(lifecycle, "remove_connection_files", slow_remove)
     log = EventLog(kmap)
 
     async def run() -> None:
@@ -504,3 +513,52 @@ def test_a_scan_during_an_orphans_shutdown_does_not_bring_it_back(
     assert k["id"] not in kmap
     assert [e.reason for e in log.of(KernelRemoved, k["id"])] == ["shut down"]
     assert not path.exists()
+
+
+def test_a_scan_that_ends_after_an_orphans_shutdown_does_not_bring_it_back(
+    aio, kmap, launch, runtime
+):
+    """A scan that read the folder while an orphan was being shut down, and ends after the
+    shutdown, adds no row for the file the shutdown deletes (it would show as a stale
+    kernel until the next scan)."""
+    k, path = an_orphan(aio, kmap, launch, runtime)
+    os.kill(k["pid"], signal.SIGKILL)  # the kernel dies: its file is left, stale
+
+    async def stale() -> None:
+        await wait_until(lambda: process_gone(k["pid"]), what="the process gone")
+        for _ in range(100):  # its exit is noticed, then a scan shows the file stale
+            await kmap.rescan()
+            if kmap.record(k["id"]).origin == Origin.STALE:
+                break
+            await asyncio.sleep(0.1)
+
+    aio.run(stale())
+    assert kmap.record(k["id"]).origin == Origin.STALE
+    watcher = kmap.discovery.watcher
+    assert watcher is not None
+    prepare = watcher.prepare
+    read = threading.Event()
+
+    def slow_prepare(scan) -> None:  # in the scan's worker thread, after reading the folder
+        read.set()
+        time.sleep(1.0)
+        if prepare is not None:
+            prepare(scan)
+
+    watcher.prepare = slow_prepare
+    log = EventLog(kmap)
+
+    async def run() -> None:
+        scan = asyncio.get_running_loop().create_task(kmap.rescan())
+        await wait_until(read.is_set, what="the folder read")
+        await kmap.shutdown_kernel(k["id"])  # ends while the scan still runs
+        await scan
+
+    try:
+        aio.run(run())
+    finally:
+        watcher.prepare = prepare
+        log.unsubscribe()
+    assert not path.exists()
+    assert k["id"] not in kmap
+    assert log.of(KernelAdded, k["id"]) == []

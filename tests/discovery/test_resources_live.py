@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from kernelmon.core.backends.external import ExternalKernel
-from kernelmon.core.machine.discovery import scan_runtime
+from kernelmon.core.machine.discovery import process_table, scan_runtime
 from kernelmon.core.machine.resources import ResourceSampler, measure_trees
 from tests.core.conftest import wait_until
 
@@ -39,7 +39,7 @@ def run(front, code: str) -> dict:
 
 
 def test_memory_of_the_tree_matches_psutil(aio, kernel, frontends):
-    sampler = ResourceSampler(interval=0.2)
+    sampler = ResourceSampler()
     sampler.track(kernel.kernel_id, kernel.pid)
 
     async def scenario() -> None:
@@ -79,7 +79,7 @@ def test_memory_of_the_tree_matches_psutil(aio, kernel, frontends):
 
 
 def test_a_busy_kernel_shows_its_cpu_like_psutil(aio, kernel, frontends):
-    sampler = ResourceSampler(interval=0.2, full_memory=False)
+    sampler = ResourceSampler(full_memory=False)
     sampler.track(kernel.kernel_id, kernel.pid)
     proc = psutil.Process(kernel.pid)
 
@@ -105,33 +105,34 @@ def test_a_busy_kernel_shows_its_cpu_like_psutil(aio, kernel, frontends):
     assert sampler.history(kernel.kernel_id).cpu.values() == [ours]
 
 
-def test_periodic_sampling_with_a_message_rate(aio, kernel, externals_for_rate):
+def test_repeated_sampling_with_a_message_rate(aio, kernel, externals_for_rate):
     ext = externals_for_rate(kernel)
     samples: list[dict] = []
-    sampler = ResourceSampler(interval=0.1, on_sample=samples.append)
+    sampler = ResourceSampler()
     sampler.track(kernel.kernel_id, kernel.pid, messages=lambda: ext.record.messages)
     sampler.track("gone", 2**22 + 12345)  # no such process: left out, never raised
 
     async def scenario() -> None:
         from tests.discovery.conftest import Frontend
 
+        async def sample() -> None:
+            samples.append(await sampler.sample(process_table()))
+            await asyncio.sleep(0.1)
+
         ext.attach()
         front = Frontend(kernel.connection_file)
         try:
-            sampler.start()
-            await wait_until(lambda: len(samples) >= 2, what="two samples")
+            await sample()
+            await sample()
             msg_id = front.execute("for i in range(300): print(i, flush=True)")
-            await wait_until(lambda: front.reply(msg_id) is not None, what="the reply")
-            mark = len(samples)
-            await wait_until(lambda: len(samples) >= mark + 2, what="two more samples")
+            while front.reply(msg_id) is None:
+                await sample()
+            await sample()
+            await sample()
         finally:
-            await sampler.stop()
             front.close()
 
-    started = time.monotonic()
     aio.run(scenario())
-    assert not sampler.running
-    assert time.monotonic() - started < 10
     assert all(set(s) == {kernel.kernel_id} for s in samples)
     history = sampler.history(kernel.kernel_id)
     assert max(history.messages.values()) > 10  # messages per second while it printed
@@ -160,15 +161,15 @@ def test_samples_taken_at_once_keep_the_history_in_order(aio, kernel, monkeypatc
     measure = resources.measure_trees
     calls = []
 
-    def slow_first(pids, full_memory=True):
-        trees = measure(pids, full_memory)
+    def slow_first(pids, full_memory=True, table=None):
+        trees = measure(pids, full_memory, table)
         calls.append(1)
         if len(calls) == 1:
             time.sleep(0.3)  # measured first, done last
         return trees
 
     monkeypatch.setattr(resources, "measure_trees", slow_first)
-    sampler = ResourceSampler(interval=0.2)
+    sampler = ResourceSampler()
     sampler.track(kernel.kernel_id, kernel.pid)
 
     async def at_once() -> None:

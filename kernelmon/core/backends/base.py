@@ -15,10 +15,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ActionRefused, KernelDead, NotRestartable
+from ..errors import ActionRefused, KernelDead, KernelmonError, NotRestartable
 from ..records import ExecutionState, KernelRecord
+
+if TYPE_CHECKING:
+    from ..machine.identity import Proof
+    from ..protocol.activity import ActivityWatcher
+    from ..protocol.channels import Probe
 
 #: How a backend reports a change of its record: (record, fields changed, activity time).
 OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
@@ -67,6 +72,17 @@ def state_refusal(record: KernelRecord, action: Action) -> str | None:
 class KernelBackend(ABC):
     """Actions on one kernel. Each method raises a ``KernelmonError`` with a clear message;
     an action the backend refuses raises its ``refusal`` sentence (``refuse``)."""
+
+    #: Whether a shutdown that fails ends with a kill and the kernel leaving the map
+    #: (kernelmon's own kernels); otherwise the kernel stays listed and watched and the
+    #: error is raised (another application's kernel is never claimed gone when it is not).
+    kill_if_shutdown_fails: bool = False
+    #: kernelmon's own requests to the kernel (kernel_info probes), if it has such a channel
+    probe: Probe | None = None
+    #: what follows the kernel's activity from its IOPub stream, if kernelmon reads it
+    watcher: ActivityWatcher | None = None
+    #: whether a ``probe_state`` runs now
+    probing: bool = False
 
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
@@ -155,6 +171,33 @@ class KernelBackend(ABC):
         """What the crash-safe state file keeps for this kernel (None: nothing, it is not
         kernelmon's to keep)."""
         return None
+
+    async def start(self, cwd: str, timeout: float) -> None:
+        """Launch the kernel in ``cwd`` and wait until it answers (kernels kernelmon starts)."""
+        raise KernelmonError(f"kernelmon cannot start kernel {self.record.id} itself.")
+
+    async def adopt(
+        self, connection_file: str, info: dict[str, Any], pid: int, group: bool, timeout: float
+    ) -> bool:
+        """Take over the kernel of an earlier run (kernels kernelmon starts); True if it
+        answered within ``timeout``."""
+        raise KernelmonError(f"kernelmon cannot adopt kernel {self.record.id}.")
+
+    async def prove(self) -> Proof | None:
+        """Prove, now, which process is the kernel before acting on it; None when there is
+        nothing to prove (kernelmon launched it and holds its process)."""
+        return None
+
+    async def probe_state(self, timeout: float = 1.0) -> str | None:
+        """Ask the kernel what it is doing now (for a kernel found in an unknown state);
+        None when this backend has no such question."""
+        return None
+
+    def attach(self) -> None:  # noqa: B027 (optional hook)
+        """(Re)connect kernelmon's watching of the kernel (after a shutdown that failed)."""
+
+    def remove_log(self) -> None:  # noqa: B027 (optional hook)
+        """Delete what kernelmon logged of the kernel's output (after it is gone)."""
 
     def confirm_idle_soon(self) -> None:  # noqa: B027 (optional hook)
         """Check soon that a kernel shown busy still is (kernelmon's own kernels only)."""

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 class LocalKernel(KernelBackend):
     """A kernel process on this machine, started (or adopted) by kernelmon."""
 
+    kill_if_shutdown_fails = True
+
     def __init__(
         self,
         record: KernelRecord,
@@ -115,9 +117,6 @@ class LocalKernel(KernelBackend):
             "started": isoformat(r.started),
             "restarts": r.restarts,
         }
-
-    #: the map's state file still asks ``state()`` until it asks ``persisted_state()``
-    state = persisted_state
 
     def proof_now(self) -> Proof:
         """Whether the recorded process is, now, this kernel (``identity.Proof``)."""

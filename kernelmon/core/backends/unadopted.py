@@ -58,9 +58,6 @@ class UnadoptedKernel(KernelBackend):
             "connection": {k: v for k, v in self._proof_info.items() if k in CONNECTION_FACTS},
         }
 
-    #: the map's state file still asks ``state()`` until it asks ``persisted_state()``
-    state = persisted_state
-
     def proof_now(self) -> Proof:
         pid = self.record.pid
         assert pid is not None

@@ -1,7 +1,8 @@
 """CPU and memory of kernel processes and their children, with a short history for sparklines.
 
-``ResourceSampler`` measures every tracked kernel once per tick in one batch, in a worker
-thread (psutil reads ``/proc``; the loop never waits for it): the kernel process and all its
+``ResourceSampler.sample`` measures every tracked kernel in one batch, in a worker thread
+(psutil reads ``/proc``; the loop never waits for it), when its owner asks (the core's
+``sampling.Sampler``, once per tick, with the tick's process table): the kernel process and all its
 descendants, summed. It keeps a bounded history per kernel (CPU %, RSS, and the IOPub
 message rate from a counter the caller passes in, e.g. ``KernelRecord.messages``).
 
@@ -26,13 +27,12 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from ..periodic import Periodic
 from ..threads import run_in_thread
+from .process_table import ProcessFacts
 
 logger = logging.getLogger(__name__)
 
-#: Default seconds between samples, and seconds of history kept.
-INTERVAL = 2.0
+#: Seconds of history kept.
 SPAN = 600.0
 
 
@@ -182,8 +182,13 @@ class KernelHistory:
 # -- measuring (blocking; run in a thread) ------------------------------------------------
 
 
-def _children_map() -> dict[int, list[int]]:
+def _children_map(table: Mapping[int, ProcessFacts] | None) -> dict[int, list[int]]:
     children: dict[int, list[int]] = {}
+    if table is not None:
+        for pid, facts in table.items():
+            if facts.ppid:
+                children.setdefault(facts.ppid, []).append(pid)
+        return children
     for proc in psutil.process_iter(["ppid"], ad_value=None):
         ppid = proc.info.get("ppid")
         if ppid:
@@ -212,13 +217,18 @@ def _measure(pid: int, full_memory: bool) -> ProcessUsage | None:
     return ProcessUsage(pid, float(cpu), rss, pss, uss, name, ppid)
 
 
-def measure_trees(pids: Iterable[int], full_memory: bool = True) -> dict[int, TreeUsage | None]:
-    """Each process and its descendants, summed (None for a process that is gone). Reads
-    the process table once for the whole batch."""
+def measure_trees(
+    pids: Iterable[int],
+    full_memory: bool = True,
+    table: Mapping[int, ProcessFacts] | None = None,
+) -> dict[int, TreeUsage | None]:
+    """Each process and its descendants, summed (None for a process that is gone). The
+    descendants come from ``table`` (a process table read for this tick) or, without one,
+    from reading the process table once for the whole batch."""
     pids = list(pids)
     if not pids:
         return {}
-    children = _children_map()
+    children = _children_map(table)
     result: dict[int, TreeUsage | None] = {}
     for root in pids:
         try:
@@ -259,25 +269,20 @@ class _Tracked:
 
 @dataclass(slots=True)
 class ResourceSampler:
-    """Samples tracked kernels every ``interval`` seconds; keeps ``span`` seconds of history.
+    """Samples tracked kernels when asked (``sample``); keeps ``span`` seconds of history.
 
-    ``on_sample({kernel_id: KernelUsage})`` is called on the loop's thread after each tick
-    with the kernels whose process was found (a kernel whose process is gone is left out and
-    keeps its history until ``untrack``). ``full_memory`` adds PSS/USS (costlier to read).
+    A kernel whose process is not found is left out of a sample and keeps its history
+    until ``untrack``. ``full_memory`` adds PSS/USS (costlier to read).
     """
 
-    interval: float = INTERVAL
     span: float = SPAN
-    on_sample: Callable[[Mapping[str, KernelUsage]], None] | None = None
     full_memory: bool = True
     _tracked: dict[str, _Tracked] = field(default_factory=dict, init=False, repr=False)
-    _periodic: Periodic = field(init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.interval <= 0 or self.span <= 0:
-            raise ValueError("interval and span must be positive")
-        self._periodic = Periodic(self.sample, lambda: self.interval, "Sampling kernel resources")
+        if self.span <= 0:
+            raise ValueError("span must be positive")
 
     def track(self, kernel_id: str, pid: int, messages: Callable[[], int] | None = None) -> None:
         """Sample ``pid``'s tree for ``kernel_id`` (a new pid keeps the history)."""
@@ -308,17 +313,20 @@ class ResourceSampler:
         tracked = self._tracked.get(kernel_id)
         return tracked.history.latest if tracked is not None else None
 
-    async def sample(self) -> dict[str, KernelUsage]:
-        """Measure every tracked kernel now (one batch in a worker thread). Samples taken
-        at the same time run one after the other, so each history stays in time order."""
+    async def sample(
+        self, table: Mapping[int, ProcessFacts] | None = None
+    ) -> dict[str, KernelUsage]:
+        """Measure every tracked kernel now (one batch in a worker thread), the process
+        trees taken from ``table`` if given. Samples taken at the same time run one after
+        the other, so each history stays in time order."""
         async with self._lock:
-            return await self._sample()
+            return await self._sample(table)
 
-    async def _sample(self) -> dict[str, KernelUsage]:
+    async def _sample(self, table: Mapping[int, ProcessFacts] | None) -> dict[str, KernelUsage]:
         if not self._tracked:
             return {}
         pids = {t.pid for t in self._tracked.values()}
-        trees = await run_in_thread(measure_trees, pids, self.full_memory)
+        trees = await run_in_thread(measure_trees, pids, self.full_memory, table)
         now = time.monotonic()
         result: dict[str, KernelUsage] = {}
         for kernel_id, tracked in list(self._tracked.items()):
@@ -356,20 +364,4 @@ class ResourceSampler:
             )
             history.latest = usage
             result[kernel_id] = usage
-        if self.on_sample is not None and result:
-            try:
-                self.on_sample(result)
-            except Exception:
-                logger.exception("A resource sample subscriber failed")
         return result
-
-    @property
-    def running(self) -> bool:
-        return self._periodic.running
-
-    def start(self) -> None:
-        """Start sampling (inside a running loop); the first sample is taken at once."""
-        self._periodic.start()
-
-    async def stop(self) -> None:
-        await self._periodic.stop()

@@ -1,0 +1,55 @@
+"""What a scan of the runtime folders found, applied to the map's records (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .machine.discovery import FoundKernel
+from .records import KernelRecord, Origin
+
+#: Origins of kernels another application started that still have a process.
+OTHERS_LIVE = frozenset({Origin.EXTERNAL, Origin.ORPHAN})
+
+
+def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -> set[str]:
+    """Copy what a scan found onto a record; returns the names of the fields that changed.
+
+    For kernelmon's own kernels (``owned``) only how they are reached is copied: their
+    process is known better by their backend (a scan may see it mid-restart).
+    """
+    values: dict[str, object] = {
+        "connection_file": found.connection_file,
+        "transport": found.transport,
+        "ip": found.ip,
+        "ports": dict(found.ports),
+    }
+    if not owned:
+        values.update(
+            origin=found.origin,
+            pid=found.pid,
+            parent_pid=found.parent_pid,
+            parent_app=found.parent_app,
+            parent_alive=found.parent_alive,
+            server_url=found.server_url,
+            identity_problem=found.identity_problem,
+        )
+    changed = set()
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+            changed.add(name)
+    return changed
+
+
+def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:
+    """A kernel another kernelmon process that still runs recorded as its own: external,
+    its application being that kernelmon (never an orphan, whatever its parent process)."""
+    return dataclasses.replace(
+        found,
+        origin=Origin.EXTERNAL,
+        parent_pid=kernelmon_pid,
+        parent_name="kernelmon",
+        parent_app="kernelmon",
+        parent_alive=True,
+        first_parent_pid=kernelmon_pid,
+    )
