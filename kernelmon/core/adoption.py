@@ -27,13 +27,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .backends.base import KernelBackend
-from .backends.external import heartbeat
-from .backends.local import CONNECTION_FACTS
-from .errors import KernelmonError, KernelSpecNotFound, NotRestartable
+from .errors import KernelSpecNotFound
 from .events import ActionFailed, KernelAdopted
 from .keeper import StateKeeper
-from .machine.identity import Proof, find_kernel_pid, prove_kernel, remove_kernel_files, start_ticks
-from .machine.process import AdoptedProcess, group_members, kill_process_group, wait_for_exit
+from .machine.identity import Proof, find_kernel_pid, prove_kernel, start_ticks
+from .machine.kernel_files import remove_kernel_files
+from .protocol.channels import heartbeat
 from .records import ExecutionState, KernelRecord
 from .registry import Announcing, Entry
 from .saved_kernels import (
@@ -53,98 +52,6 @@ ADOPT_TIMEOUT = 5.0
 #: How long restore() waits for a process that may still be starting (the recorded one, or
 #: one launched after a recorded intent) to hold the kernel's sockets.
 PROOF_WAIT = 10.0
-
-
-class UnadoptedKernel(KernelBackend):
-    """A kernel of an earlier run proven to run, but that kernelmon cannot talk to (its
-    connection file is damaged, its kernel spec is gone, ...). It can only be killed, after
-    proving again that the process is the kernel; its record stays in the state file until
-    then."""
-
-    can_restart = False
-
-    def __init__(
-        self,
-        record: KernelRecord,
-        saved: dict[str, Any],
-        proof_info: dict[str, Any],
-        ticks: int | None,
-        own_group: bool,
-        shutdown_wait: float,
-    ) -> None:
-        super().__init__(record)
-        record.can_interrupt = False
-        self._saved = saved
-        self._proof_info = proof_info
-        self._ticks = ticks
-        self._own_group = own_group
-        self._shutdown_wait = shutdown_wait
-
-    @property
-    def connection_info(self) -> dict[str, Any]:
-        return {k: v for k, v in self._proof_info.items() if k != "key"}
-
-    def persisted_state(self) -> dict[str, Any]:
-        """The record as read, with the proven process (kept until the kernel is killed)."""
-        pid = self.record.pid
-        return {
-            **self._saved,
-            "pid": pid,
-            "pid_started_ticks": self._ticks,
-            "launching": None,
-            "pgid": pid if self._own_group else None,
-            "connection": {k: v for k, v in self._proof_info.items() if k in CONNECTION_FACTS},
-        }
-
-    def proof_now(self) -> Proof:
-        pid = self.record.pid
-        assert pid is not None
-        return prove_kernel(pid, self._proof_info, started_ticks=self._ticks)
-
-    def _refused(self, what: str) -> KernelmonError:
-        return KernelmonError(
-            f"Kernel {self.record.id} could not be adopted ({self.record.reason}), so "
-            f"kernelmon cannot {what} it; it can only kill it (shut it down)."
-        )
-
-    async def interrupt(self) -> None:
-        raise self._refused("interrupt")
-
-    async def restart(self, timeout: float) -> None:
-        raise NotRestartable(str(self._refused("restart")))
-
-    async def is_alive(self) -> bool:
-        pid = self.record.pid
-        return pid is not None and _alive(pid, self._ticks)
-
-    async def shutdown(self, now: bool = False) -> None:
-        """Kill the kernel (SIGTERM, then SIGKILL) once it is proven to be the kernel; then
-        its own process group's leftovers, and its files as the deletion rule allows."""
-        pid = self.record.pid
-        assert pid is not None
-        if await self.is_alive():
-            proof = await run_in_thread(self.proof_now)
-            if not proof.ok:
-                raise KernelmonError(
-                    f"Kernel {self.record.id} was not killed: kernelmon cannot prove that "
-                    f"process {pid} is the kernel ({proof.reason or 'no proof'})."
-                )
-            group = pid if self._own_group else None
-            proc = AdoptedProcess(pid, self._ticks, self.proof_now, group=group)
-            members = await run_in_thread(group_members, group) if group else []
-            grace = max(self._shutdown_wait, 0.0) / 2
-            exited = False
-            if not now:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                exited = await wait_for_exit(proc, grace)
-            if not exited:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                if not await wait_for_exit(proc, 5.0):
-                    raise KernelmonError(f"Kernel {self.record.id} (pid {pid}) did not die.")
-            kill_process_group(group, members)
-        await run_in_thread(remove_kernel_files, self._saved["connection_file"])
 
 
 class AdoptionRegistry(Announcing, Protocol):

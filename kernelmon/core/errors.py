@@ -73,9 +73,14 @@ class RestartTimeout(KernelmonError, TimeoutError):
     """A restarted kernel did not answer a kernel_info_request in time."""
 
 
-class KernelDead(KernelmonError, RuntimeError):
+class ActionRefused(KernelmonError, RuntimeError):
+    """The kernel's backend refuses the action now; the message is its ``refusal`` sentence,
+    the one the kernel model's ``refusals`` shows."""
+
+
+class KernelDead(ActionRefused):
     """The action needs a live kernel, and this one is dead."""
 
 
-class NotRestartable(KernelmonError, RuntimeError):
-    """A kernel kernelmon did not start cannot be restarted by kernelmon."""
+class NotRestartable(ActionRefused):
+    """kernelmon cannot restart this kernel (it did not start it, or it is going away)."""

@@ -24,7 +24,6 @@ from jupyter_core.paths import jupyter_runtime_dir
 
 from .backends.base import Action, KernelBackend
 from .backends.factory import BackendFactory
-from .backends.local import remove_connection_files
 from .errors import (
     KernelDead,
     KernelmonError,
@@ -47,7 +46,7 @@ from .events import (
 )
 from .frontends import Frontends
 from .keeper import StateKeeper
-from .machine.identity import make_private
+from .machine.kernel_files import make_private, remove_connection_files
 from .records import ExecutionState, KernelRecord, Origin
 from .registry import KERNEL_ID, Changing, Entry
 from .threads import run_in_thread

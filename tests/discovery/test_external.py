@@ -8,13 +8,15 @@ import os
 import signal
 import socket
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
-from kernelmon.core.backends.external import ExternalKernel, heartbeat, read_connection_file
-from kernelmon.core.errors import KernelmonError
+from kernelmon.core.backends.external import ExternalKernel, read_connection_file
+from kernelmon.core.backends.factory import BackendFactory
+from kernelmon.core.errors import KernelmonError, NotRestartable
 from kernelmon.core.machine.discovery import PORT_NAMES, scan_runtime
+from kernelmon.core.protocol.channels import heartbeat
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin
 from tests.core.conftest import process_gone, wait_until
 
@@ -131,9 +133,32 @@ def test_interrupt(aio, kernels, externals, frontends, monkeypatch, mode):
 def test_restart_is_refused(aio, kernels, externals):
     _launched, found = kernels
     ext, _changes = externals(found[0])
-    with pytest.raises(KernelmonError, match="only kernels kernelmon started can be restarted"):
+    with pytest.raises(NotRestartable) as refused:
         aio.run(ext.restart(10))
+    assert "kernelmon did not start this kernel" in str(refused.value)
+    assert str(refused.value) == ext.record.to_model()["refusals"]["restart"]
     assert not process_gone(found[0].pid)
+
+
+def test_activity_times_come_from_the_factorys_clock(aio, kernels, frontends):
+    """The activity an external kernel's watcher records is timed by the clock the backend
+    factory hands out (the map's), not the real one."""
+    _launched, found = kernels
+    fake = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    ext = BackendFactory(clock=lambda: fake).external(found[0], on_change=Changes())
+
+    async def scenario() -> None:
+        ext.attach()
+        front = frontends(found[0].connection_file)
+        try:
+            await warm_up(ext, front)
+            msg_id = front.execute("1 + 1")
+            await wait_until(lambda: front.reply(msg_id) is not None, what="execute_reply")
+            await wait_until(lambda: ext.record.last_activity == fake, timeout=5, what="fake time")
+        finally:
+            ext.close()
+
+    aio.run(scenario())
 
 
 def test_shutdown_by_request(aio, kernels, externals):

@@ -30,14 +30,8 @@ import pytest
 from kernelmon.core.errors import KernelmonError
 from kernelmon.core.machine import discovery
 from kernelmon.core.machine.discovery import scan_runtime
-from kernelmon.core.machine.identity import (
-    Proof,
-    ipc_paths,
-    is_local_address,
-    kernel_files,
-    prove_kernel,
-    remove_kernel_files,
-)
+from kernelmon.core.machine.identity import Proof, ipc_paths, is_local_address, prove_kernel
+from kernelmon.core.machine.kernel_files import kernel_files, remove_kernel_files
 from kernelmon.core.records import Origin
 from tests.core.conftest import process_gone, wait_until
 from tests.discovery.conftest import interrupted_cell, own_processes

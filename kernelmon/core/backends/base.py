@@ -12,16 +12,21 @@ the UI never ask what type a backend is, they ask it (``refusal``, ``persisted_s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KernelmonError
-from ..records import KernelRecord
+from ..errors import ActionRefused, KernelDead, KernelmonError, NotRestartable
+from ..records import ExecutionState, KernelRecord
 
 if TYPE_CHECKING:
     from ..machine.identity import Proof
     from ..protocol.activity import ActivityWatcher
     from ..protocol.channels import Probe
+
+#: How a backend reports a change of its record: (record, fields changed, activity time).
+OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
 
 
 class Action(StrEnum):
@@ -34,11 +39,40 @@ class Action(StrEnum):
     CONNECT = "connect"
 
 
-class KernelBackend(ABC):
-    """Actions on one kernel. Each method raises a ``KernelmonError`` with a clear message."""
+def foreign_restart_refusal(record: KernelRecord) -> str:
+    """Why kernelmon cannot restart a kernel another application started."""
+    if str(record.origin) == "orphan":
+        return (
+            "kernelmon did not start this kernel, and the application that started it is "
+            "gone: nobody can start it again. Shut it down instead"
+        )
+    owner = record.parent_app or "another application"
+    if record.parent_pid is not None:
+        owner += f" (pid {record.parent_pid})"
+    return (
+        f"kernelmon did not start this kernel: {owner} owns it and alone can start it "
+        "again. Restart it from there"
+    )
 
-    #: Whether ``restart`` may be offered (not for kernels another application owns).
-    can_restart: bool = True
+
+def state_refusal(record: KernelRecord, action: Action) -> str | None:
+    """What the kernel's state alone refuses: nothing to interrupt while it is dead,
+    starting or restarting; no frontend for a dead kernel."""
+    state = str(record.execution_state)
+    if action == Action.INTERRUPT:
+        if state == "dead":
+            return "This kernel is dead: there is nothing to interrupt"
+        if state in ("starting", "restarting"):
+            return f"This kernel is {state}: there is nothing to interrupt yet"
+    if action == Action.CONNECT and state == "dead":
+        return "This kernel is dead: shut it down or restart it first"
+    return None
+
+
+class KernelBackend(ABC):
+    """Actions on one kernel. Each method raises a ``KernelmonError`` with a clear message;
+    an action the backend refuses raises its ``refusal`` sentence (``refuse``)."""
+
     #: Whether a shutdown that fails ends with a kill and the kernel leaving the map
     #: (kernelmon's own kernels); otherwise the kernel stays listed and watched and the
     #: error is raised (another application's kernel is never claimed gone when it is not).
@@ -52,7 +86,6 @@ class KernelBackend(ABC):
 
     def __init__(self, record: KernelRecord) -> None:
         self.record = record
-        record.can_restart = self.can_restart  # what the table offers follows the backend
         record.refusals_of = self.refusals  # the model's "refusals" ask the backend
 
     @property
@@ -78,52 +111,61 @@ class KernelBackend(ABC):
 
     def refusal(self, action: Action) -> str | None:
         """None when ``action`` can be tried on this kernel now; otherwise the sentence that
-        says why not, written for the user (the map raises it in the matching
-        ``KernelmonError``; the UI shows it as is, from the model's ``refusals``).
+        says why not, written for the user: the map and the backend raise it (``refuse``),
+        the UI shows it as is, from the model's ``refusals``. Cheap: no I/O, no proof.
 
-        This default decides from the record (who owns the kernel, its state); backends
-        override it with what they know better."""
+        This default is what the kind of kernel refuses (``standing_refusal``), then what
+        its state refuses; backends override either with what they know better."""
+        standing = self.standing_refusal(action)
+        return standing if standing is not None else state_refusal(self.record, action)
+
+    def standing_refusal(self, action: Action) -> str | None:
+        """What this kind of kernel refuses whatever its state (the record's
+        ``can_restart``/``can_interrupt`` follow it). This default decides from the
+        record's origin; backends override it."""
         record = self.record
         origin = str(record.origin)
-        state = str(record.execution_state)
         if origin == "stale":
             if action == Action.SHUTDOWN:
                 return None  # shutting a stale kernel down cleans its file up
             return "This kernel has no process, only a connection file: clean it up instead"
-        if action == Action.RESTART:
-            if origin == "external":
-                owner = record.parent_app or "another application"
-                if record.parent_pid is not None:
-                    owner += f" (pid {record.parent_pid})"
-                return (
-                    f"kernelmon did not start this kernel: {owner} owns it and alone can "
-                    "start it again. Restart it from there"
-                )
-            if origin == "orphan":
-                return (
-                    "kernelmon did not start this kernel, and the application that started "
-                    "it is gone: nobody can start it again. Shut it down instead"
-                )
-            if not self.can_restart:
-                return "This kernel cannot be restarted now"
-            return None
-        if action == Action.INTERRUPT:
-            if not record.can_interrupt:
-                why = record.identity_problem or record.reason
-                return "kernelmon cannot interrupt this kernel" + (f": {why}" if why else "")
-            if state == "dead":
-                return "This kernel is dead: there is nothing to interrupt"
-            if state in ("starting", "restarting"):
-                return f"This kernel is {state}: there is nothing to interrupt yet"
-            return None
-        if action == Action.CONNECT and state == "dead":
-            return "This kernel is dead: shut it down or restart it first"
+        if action == Action.RESTART and origin in ("external", "orphan"):
+            return foreign_restart_refusal(record)
         return None
+
+    def refuse(self, action: Action) -> None:
+        """Raise the ``refusal`` of ``action``, if it is refused now: ``NotRestartable`` for
+        a restart, ``KernelDead`` when the kernel is dead, else ``ActionRefused``."""
+        why = self.refusal(action)
+        if why is None:
+            return
+        if action == Action.RESTART:
+            raise NotRestartable(why)
+        if self.record.execution_state == ExecutionState.DEAD:
+            raise KernelDead(why)
+        raise ActionRefused(why)
 
     def refusals(self) -> dict[str, str]:
         """``{action: sentence}`` for every action refused now (the kernel model's
         ``refusals``)."""
         return {a.value: why for a in Action if (why := self.refusal(a)) is not None}
+
+    def note_flags(self) -> None:
+        """The record's ``can_restart``/``can_interrupt`` (the model has them: whether
+        this kind of kernel can ever be restarted, interrupted) follow
+        ``standing_refusal``; each backend notes them at the end of its ``__init__``."""
+        self.record.can_restart = self.standing_refusal(Action.RESTART) is None
+        self.record.can_interrupt = self.standing_refusal(Action.INTERRUPT) is None
+
+    @property
+    def can_restart(self) -> bool:
+        """Whether a restart can be tried now (``refusal``)."""
+        return self.refusal(Action.RESTART) is None
+
+    @property
+    def can_interrupt(self) -> bool:
+        """Whether an interrupt can be tried now (``refusal``)."""
+        return self.refusal(Action.INTERRUPT) is None
 
     def persisted_state(self) -> dict[str, Any] | None:
         """What the crash-safe state file keeps for this kernel (None: nothing, it is not

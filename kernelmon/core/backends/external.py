@@ -29,26 +29,20 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import zmq
-
-from ..errors import KernelDead, KernelmonError
+from ..errors import KernelmonError
 from ..machine.discovery import FoundKernel, parse_connection_info, read_runtime_json
-from ..machine.identity import Proof, prove_kernel, remove_kernel_files
-from ..machine.process import AdoptedProcess, NotTheKernel, wait_for_exit
+from ..machine.identity import Proof, prove_kernel
+from ..machine.process import AdoptedProcess, NotTheKernel, stop_process, wait_for_exit
 from ..protocol.activity import ActivityWatcher, Untracked
-from ..protocol.channels import RequestChannel
-from ..protocol.wire import SocketDrain, channel_url
-from ..records import LOCAL, ExecutionState, KernelRecord, Origin
+from ..protocol.channels import RequestChannel, heartbeat
+from ..records import LOCAL, ExecutionState, KernelRecord, Origin, utcnow
 from ..threads import run_in_thread
-from .base import KernelBackend
+from .base import Action, KernelBackend, OnChange, foreign_restart_refusal
 
 logger = logging.getLogger(__name__)
 
-OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
-
-#: Seconds to wait for a reply on the control channel, and for a heartbeat echo.
+#: Seconds to wait for a reply on the control channel.
 REPLY_TIMEOUT = 5.0
-HEARTBEAT_TIMEOUT = 1.0
 #: How often a kernel's process is checked where there is no pidfd.
 PROCESS_POLL = 1.0
 
@@ -92,35 +86,8 @@ def interrupt_mode_for(kernel_name: str | None) -> str:
     return "message" if mode == "message" else "signal"
 
 
-async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
-    """Whether the kernel echoes a ping on its heartbeat channel within ``timeout``."""
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(channel_url(info, "hb"))
-    loop = asyncio.get_running_loop()
-    echoed: asyncio.Future[None] = loop.create_future()
-    payload = uuid.uuid4().bytes
-
-    def on_batch(batch: list[list[bytes]]) -> None:
-        if any(frames and frames[0] == payload for frames in batch) and not echoed.done():
-            echoed.set_result(None)
-
-    drain = SocketDrain(sock, on_batch)
-    try:
-        sock.send(payload)
-        drain.poke()
-        await asyncio.wait_for(echoed, timeout)
-        return True
-    except TimeoutError:
-        return False
-    finally:
-        drain.close()
-
-
 class ExternalKernel(KernelBackend):
     """A kernel on this machine that another application started (or left behind)."""
-
-    can_restart = False
 
     def __init__(
         self,
@@ -135,12 +102,15 @@ class ExternalKernel(KernelBackend):
         untracked: Untracked | None = None,
         started_ticks: int | None = None,
         info: dict[str, Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         """``info``: the connection file's contents, as ``read_connection_file`` returns
         them; without it the file is read here, which blocks (it checks the file's address,
         which may resolve a host name): inside the loop, read it in a worker thread."""
         super().__init__(record)
         self._untracked = untracked
+        #: what "now" is for the activity it records (the map's clock)
+        self._clock = clock
         self.connection_file = connection_file
         self._info = info if info is not None else read_connection_file(connection_file)
         self._on_change = on_change
@@ -163,6 +133,7 @@ class ExternalKernel(KernelBackend):
                 self._proc = AdoptedProcess(
                     record.pid, started_ticks, proven=started_ticks is not None
                 )
+        self.note_flags()
 
     @classmethod
     def from_found(
@@ -223,7 +194,12 @@ class ExternalKernel(KernelBackend):
             return
         self._stopping = False
         self.watcher = ActivityWatcher(
-            self.record, self._info, self.session_id, self._on_change, untracked=self._untracked
+            self.record,
+            self._info,
+            self.session_id,
+            self._on_change,
+            untracked=self._untracked,
+            clock=self._clock,
         )
         if self._proc is not None and self._exit_task is None:
             self._exit_task = asyncio.get_running_loop().create_task(self._watch_exit())
@@ -285,10 +261,18 @@ class ExternalKernel(KernelBackend):
 
     # -- actions ----------------------------------------------------------------------------
 
+    def standing_refusal(self, action: Action) -> str | None:
+        """Never a restart (only the application that started it knows how); the rest as
+        the state allows. An identity problem refuses nothing up front: an interrupt then
+        goes by message, and a shutdown asks by message first (a signal it would need fails
+        with the reason, docs/identity.md)."""
+        if action == Action.RESTART:
+            return foreign_restart_refusal(self.record)
+        return None
+
     async def interrupt(self) -> None:
         record = self.record
-        if record.execution_state == ExecutionState.DEAD:
-            raise KernelDead(f"Kernel {record.id} is dead and cannot be interrupted.")
+        self.refuse(Action.INTERRUPT)
         if self.interrupt_mode is None:
             self.interrupt_mode = await run_in_thread(interrupt_mode_for, record.name)
         if self.interrupt_mode == "signal" and self.record.pid is not None:
@@ -357,11 +341,7 @@ class ExternalKernel(KernelBackend):
             channel.close()
 
     async def restart(self, timeout: float) -> None:
-        raise ExternalKernelError(
-            f"Kernel {self.record.id} was not started by kernelmon, so it cannot be restarted: "
-            "only kernels kernelmon started can be restarted. Restart it from the application "
-            "that started it, or shut it down and start a new kernel in kernelmon."
-        )
+        self.refuse(Action.RESTART)
 
     async def shutdown(self, now: bool = False) -> None:
         """``shutdown_request`` on control (unless ``now``), then SIGTERM, then SIGKILL, each
@@ -375,25 +355,21 @@ class ExternalKernel(KernelBackend):
                 if proc is None:
                     await self._shutdown_by_message(record)
                 return
-            grace = max(self.shutdown_wait, 0.0) / 2
-            exited = False
-            if not now:
+
+            async def ask() -> None:
                 self._control_channel().send("shutdown_request", {"restart": False})
-                exited = await wait_for_exit(proc, grace)
-            if exited:
-                return
-            pid = proc.pid
-            if not now:
-                logger.info("External kernel %s did not exit; terminating it", record.id)
-                await self._signal(proc, record, "terminate", signal.SIGTERM)
-                exited = await wait_for_exit(proc, grace)
-            if not exited:
-                logger.info("Killing external kernel %s", record.id)
-                await self._signal(proc, record, "kill", signal.SIGKILL)
-                if not await wait_for_exit(proc, 5.0):
-                    raise ExternalKernelError(
-                        f"Kernel {record.id} (process {pid}) did not die after SIGKILL."
-                    )
+
+            async def send(signum: int) -> None:
+                action = "terminate" if signum == signal.SIGTERM else "kill"
+                await self._signal(proc, record, action, signum)
+
+            name = f"external kernel {record.id}"
+            if not await stop_process(
+                proc, send, shutdown_wait=self.shutdown_wait, ask=ask, now=now, name=name
+            ):
+                raise ExternalKernelError(
+                    f"Kernel {record.id} (process {proc.pid}) did not die after SIGKILL."
+                )
         finally:
             self.close()
 
@@ -442,50 +418,3 @@ class ExternalKernel(KernelBackend):
         if self._control is not None:
             self._control.close()
             self._control = None
-
-
-class StaleKernel(KernelBackend):
-    """A connection file with no kernel process: it can only be cleaned up.
-
-    ``shutdown`` removes the file (and an IPC kernel's socket files), after checking that
-    still no process names it.
-    """
-
-    can_restart = False
-
-    def __init__(self, record: KernelRecord, connection_file: str) -> None:
-        super().__init__(record)
-        self.connection_file = connection_file
-        record.can_interrupt = False
-        record.execution_state = ExecutionState.DEAD
-        record.reason = "no process runs it; only its connection file is left"
-
-    @property
-    def connection_info(self) -> dict[str, Any]:
-        return {}
-
-    async def interrupt(self) -> None:
-        raise KernelDead(
-            f"Kernel {self.record.id} has no process (only a connection file is left); "
-            "there is nothing to interrupt."
-        )
-
-    async def restart(self, timeout: float) -> None:
-        raise ExternalKernelError(
-            f"Kernel {self.record.id} has no process and was not started by kernelmon; "
-            "it cannot be restarted. Clean up its connection file instead."
-        )
-
-    async def shutdown(self, now: bool = False) -> None:
-        """Delete the connection file and its IPC socket files, only as far as
-        ``identity.kernel_files`` allows (``ExternalKernelError`` saying why the file stays)."""
-        path = self.connection_file
-        files = await run_in_thread(remove_kernel_files, path)
-        if files.reason is not None:
-            raise ExternalKernelError(f"kernelmon leaves {path} in place: {files.reason}.")
-        for kept, why in files.kept:
-            logger.info("Kept %s: %s", kept, why)
-        logger.info("Removed the stale connection file %s", path)
-
-    async def is_alive(self) -> bool:
-        return False

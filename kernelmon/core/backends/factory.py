@@ -29,6 +29,7 @@ class BackendFactory:
         """A kernel kernelmon starts (or adopts after a crash): ``local.LocalKernel``."""
         from .local import LocalKernel
 
+        kwargs.setdefault("clock", self.clock)
         return LocalKernel(record, **kwargs)
 
     def external(self, found: FoundKernel, **kwargs: Any) -> KernelBackend:
@@ -36,16 +37,17 @@ class BackendFactory:
         backend's ``record``); raises ``ExternalKernelError`` when it cannot be watched."""
         from .external import ExternalKernel
 
+        kwargs.setdefault("clock", self.clock)
         return ExternalKernel.from_found(found, **kwargs)
 
     def stale(self, record: KernelRecord, connection_file: str) -> KernelBackend:
         """A connection file that no live kernel serves."""
-        from .external import StaleKernel
+        from .stale import StaleKernel
 
         return StaleKernel(record, connection_file)
 
     def unadopted(self, record: KernelRecord, *args: Any) -> KernelBackend:
         """A kernel of an earlier run that runs but could not be adopted."""
-        from ..adoption import UnadoptedKernel
+        from .unadopted import UnadoptedKernel
 
         return UnadoptedKernel(record, *args)

@@ -3,32 +3,20 @@
 Start and restart are confirmed by a ``kernel_info_reply`` from kernelmon's own probe
 session, racing the kernel's process: a kernel that exits fails at once, one that never
 answers fails after the timeout. jupyter_client's auto-restarter brings back kernels whose
-process dies; kernelmon is told before it restarts, when it gives up, and (through the
-restarter subclass below) when a restart it made is done.
-
-Every launch (start, restart, auto-restart) goes through ``_Manager._async_launch_kernel``:
-the kernel's record is saved in the state file *before* the process is launched (the
-intent: its connection file, no PID yet) and confirmed with the PID and its start ticks
-right after, so a kernel never runs without a record, whatever instant kernelmon is
-killed at (see adoption.py for how an unconfirmed record is resolved).
+process dies; kernelmon is told before it restarts, when it gives up, and when a restart it
+made is done. The process itself (launching it recorded first, adopting one of an earlier
+run, stopping it) is ``local_process.KernelProcess``'s; this backend owns the record, the
+sockets (probe and activity watcher) and the actions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO, Any
-
-from jupyter_client.ioloop.manager import AsyncIOLoopKernelManager
-from jupyter_client.ioloop.restarter import AsyncIOLoopKernelRestarter
-from jupyter_client.provisioning.factory import KernelProvisionerFactory
-from traitlets.config import Config
+from typing import Any
 
 from ..errors import (
     KernelDead,
@@ -39,185 +27,45 @@ from ..errors import (
     RestartTimeout,
 )
 from ..events import KernelDied, KernelEvent, KernelRestarted
-from ..machine.identity import (
-    Proof,
-    make_sockets_private,
-    prove_kernel,
-    remove_kernel_files,
-    start_ticks,
-)
-from ..machine.process import (
-    AdoptedProcess,
-    create_time,
-    group_members,
-    kill_process_group,
-    wait_for_exit,
-)
+from ..machine.identity import Proof
+from ..machine.kernel_files import make_sockets_private
 from ..protocol.activity import ActivityWatcher, Untracked
-from ..protocol.channels import Probe
-from ..records import ExecutionState, KernelRecord, isoformat
-from ..threads import run_in_thread
-from .base import KernelBackend
+from ..protocol.channels import Probe, wait_for_answer
+from ..records import ExecutionState, KernelRecord, isoformat, utcnow
+from .base import Action, KernelBackend, OnChange
+from .local_process import KernelProcess
 
 logger = logging.getLogger(__name__)
 
-#: How often an unanswered kernel_info_request is sent again while waiting.
-PROBE_RESEND = 2.0
-#: How often the wait for an answer checks whether the process still runs.
-PROCESS_CHECK = 0.05
-#: Unix socket paths longer than this fail (108 bytes on Linux, 104 on macOS, less a margin).
-MAX_IPC_PATH = 100
-
-
-def choose_transport(connection_file: str, wanted: str | None) -> tuple[str, str]:
-    """(transport, ip) for a local kernel: IPC sockets beside the connection file where the
-    platform has Unix sockets and the path fits, else TCP on the loopback interface."""
-    ipc_prefix = os.path.splitext(connection_file)[0] + "-ipc"
-    if wanted in (None, "ipc") and os.name == "posix" and len(ipc_prefix) + 3 <= MAX_IPC_PATH:
-        return "ipc", ipc_prefix
-    if wanted == "ipc":
-        logger.info("IPC transport unavailable for %s; using TCP on 127.0.0.1", connection_file)
-    return "tcp", "127.0.0.1"
-
-
-OnChange = Callable[[KernelRecord, set[str], datetime | None], None]
-
-#: The fields of a connection file kept in the state file (never the key): enough to
-#: prove which process is the kernel when the file itself is damaged or gone.
-CONNECTION_FACTS = (
-    "transport",
-    "ip",
-    "shell_port",
-    "iopub_port",
-    "stdin_port",
-    "control_port",
-    "hb_port",
-    "signature_scheme",
-    "kernel_name",
-)
-
-
-def boot_ticks_now() -> int | None:
-    """Now, in the clock ticks since boot that processes' start times are counted in
-    (None where there is no such clock)."""
-    clock = getattr(time, "CLOCK_BOOTTIME", None)
-    if clock is None or not hasattr(os, "sysconf"):
-        return None
-    try:
-        return int(time.clock_gettime(clock) * os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError):
-        return None
-
-
-def describe_exit(code: int | None) -> str:
-    """An exit status in words."""
-    if code is None:
-        return "exited"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name}"
-    return f"exited with code {code}"
-
-
-def remove_connection_files(connection_file: str) -> None:
-    """Remove a dead kernel's connection file and, for IPC kernels, its socket files: only
-    what ``identity.kernel_files`` proves is the dead kernel's own (in the file's folder,
-    nothing listening); what stays is logged."""
-    files = remove_kernel_files(connection_file)
-    for path, why in files.kept:
-        logger.warning("Kept %s: %s", path, why)
-
-
-class _Restarter(AsyncIOLoopKernelRestarter):
-    """jupyter_client's auto-restarter, which also says when a restart it made is done."""
-
-    after_restart: Callable[[], None] | None = None
-
-    async def poll(self) -> None:  # type: ignore[override]
-        restarts_before = self._restart_count
-        restarting_before = self._restarting
-        await super().poll()
-        restarted = self._restarting and (
-            not restarting_before or self._restart_count != restarts_before
-        )
-        if restarted and self.after_restart is not None:
-            self.after_restart()
-
-
-class _Manager(AsyncIOLoopKernelManager):
-    """jupyter_client's manager, which tells its ``LocalKernel`` right before and right
-    after it launches a kernel process (start, restart and auto-restart alike)."""
-
-    before_launch: Callable[[], None] | None = None
-    #: called with True after a launch, with False when the launch failed
-    after_launch: Callable[[bool], None] | None = None
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if self.before_launch is not None:
-            self.before_launch()
-        try:
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-        except BaseException:
-            if self.after_launch is not None:
-                self.after_launch(False)
-            raise
-        if self.after_launch is not None:
-            self.after_launch(True)
-
 
 class LocalKernel(KernelBackend):
-    """A kernel process on this machine, started by kernelmon."""
+    """A kernel process on this machine, started (or adopted) by kernelmon."""
 
-    can_restart = True
     kill_if_shutdown_fails = True
 
     def __init__(
         self,
         record: KernelRecord,
         *,
-        kernel_spec_manager: Any,
-        connection_dir: str,
         on_change: OnChange,
         emit: Callable[[KernelEvent], None],
-        restart_poll: float = 3.0,
-        restart_limit: int = 5,
-        shutdown_wait: float = 5.0,
         kernel_info_timeout: Callable[[], float] = lambda: 60.0,
-        transport: str | None = None,
-        log_dir: str | None = None,
         save_state: Callable[[], str | None] = lambda: None,
         untracked: Untracked | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        **process: Any,
     ) -> None:
+        """``process``: ``KernelProcess``'s options (``kernel_spec_manager``,
+        ``connection_dir``, ``restart_poll``, ``restart_limit``, ``shutdown_wait``,
+        ``transport``, ``log_dir``); ``clock``: what "now" is for the activity it records
+        (the map's clock)."""
         super().__init__(record)
         self._untracked = untracked
-        #: The kernel process's stdout and stderr go here (it may outlive kernelmon).
-        self.log_file = os.path.join(log_dir or connection_dir, f"kernel-{record.id}.log")
-        connection_file = os.path.join(connection_dir, f"kernel-{record.id}.json")
-        transport, ip = choose_transport(connection_file, transport)
-        config = Config()
-        config.KernelRestarter.time_to_dead = restart_poll
-        config.KernelRestarter.restart_limit = restart_limit
-        self.km = _Manager(
-            kernel_name=record.name,
-            kernel_spec_manager=kernel_spec_manager,
-            connection_file=connection_file,
-            transport=transport,
-            ip=ip,
-            autorestart=True,
-            restarter_class=_Restarter,
-            config=config,
-            shutdown_wait_time=shutdown_wait,
-        )
-        self.km.before_launch = self._record_intent
-        self.km.after_launch = self._confirm_launch
+        self._clock = clock
         self._save_state = save_state
-        #: boot ticks when a launch was recorded and its PID is not yet (None otherwise)
-        self._launching: int | None = None
-        #: start ticks of the kernel process (None before the first launch)
-        self._pid_ticks: int | None = None
+        self.process = KernelProcess(
+            record.id, record.name, save_state=save_state, on_pid=self._note_pid, **process
+        )
         self._on_change = on_change
         self._emit = emit
         self._kernel_info_timeout = kernel_info_timeout
@@ -226,100 +74,61 @@ class LocalKernel(KernelBackend):
         self._op = asyncio.Lock()
         self._abort = False
         self._confirm_task: asyncio.Task[None] | None = None
-        self._launch_args: dict[str, Any] = {"kernel_id": record.id, "independent": True}
-        self._log: IO[bytes] | None = None
         self._idle_check: asyncio.Future[dict[str, Any]] | None = None
+        self.note_flags()
 
     # -- facts ------------------------------------------------------------------------------
 
     @property
+    def km(self) -> Any:
+        """jupyter_client's kernel manager of this kernel."""
+        return self.process.km
+
+    @property
     def connection_info(self) -> dict[str, Any]:
-        return dict(self.km.get_connection_info(session=False))
+        return self.process.connection_info
 
     @property
     def connection_file(self) -> str:
-        return str(self.km.connection_file)
-
-    def _process(self) -> Any:
-        return getattr(self.km.provisioner, "process", None)
-
-    def exit_code(self) -> int | None:
-        """The exit status of the kernel process if it has exited, else None."""
-        proc = self._process()
-        if proc is None:
-            return None
-        return proc.poll()  # type: ignore[no-any-return]
-
-    def exit_description(self) -> str:
-        proc = self._process()
-        if proc is not None and not getattr(proc, "exit_known", True):
-            return "exited"
-        return describe_exit(self.exit_code())
+        return self.process.connection_file
 
     @property
-    def pgid(self) -> int | None:
-        """The kernel's own process group (created by kernelmon's launch), or None."""
-        proc = self._process()
-        if isinstance(proc, AdoptedProcess):
-            return proc.group
-        return getattr(self.km.provisioner, "pgid", None)
+    def log_file(self) -> str:
+        """Where the kernel process's output goes."""
+        return self.process.log.path
+
+    def remove_log(self) -> None:
+        self.process.log.remove()
 
     def persisted_state(self) -> dict[str, Any] | None:
         """What the state file keeps about this kernel, for adoption after a crash (None
         while there is nothing to keep: no process and none being launched)."""
         r = self.record
-        pid = None if self._launching is not None else r.pid
-        if pid is None and self._launching is None:
+        launching = self.process.launching
+        pid = None if launching is not None else r.pid
+        if pid is None and launching is None:
             return None
-        info: dict[str, Any] = dict(self.km.get_connection_info(session=False))
         return {
             "id": r.id,
             "kernel_name": r.name,
             "display_name": r.display_name,
-            "connection_file": self.connection_file,
-            "connection": {k: info[k] for k in CONNECTION_FACTS if k in info},
-            "pid": pid,
-            "pid_started_ticks": self._pid_ticks if pid is not None else None,
-            "pid_started": create_time(pid),  # read by older kernelmons
-            "launching": self._launching,
-            "pgid": self.pgid if pid is not None else None,
+            **self.process.state_facts(pid),
             "cwd": r.cwd,
             "started": isoformat(r.started),
             "restarts": r.restarts,
         }
 
-    def _record_intent(self) -> None:
-        """Right before a launch: record that a process is about to be started."""
-        ticks = boot_ticks_now()
-        self._launching = ticks if ticks is not None else 0
-        error = self._save_state()
-        if error is not None:
-            self._launching = None
-            raise RuntimeError(f"it could not be recorded first: {error}")
+    def proof_now(self) -> Proof:
+        """Whether the recorded process is, now, this kernel (``identity.Proof``)."""
+        return self.process.proof_now()
 
-    def _confirm_launch(self, launched: bool) -> None:
-        """Right after a launch: record the new process (PID and start ticks); after a
-        failed one, take the intent back."""
-        self._launching = None
-        if not launched:
-            self._save_state()
-            return
-        pid = getattr(self.km.provisioner, "pid", None)
-        self._pid_ticks = start_ticks(pid) if pid is not None else None
+    async def is_alive(self) -> bool:
+        return await self.process.is_alive()
+
+    def _note_pid(self, pid: int | None) -> None:
         if pid != self.record.pid:
             self.record.pid = pid
             self._on_change(self.record, {"pid"}, None)
-        self._save_state()
-
-    def proof_now(self) -> Proof:
-        """Whether the recorded process is, now, this kernel (``identity.Proof``)."""
-        pid = self.record.pid
-        if pid is None:
-            return Proof(False, None, "it has no process")
-        return prove_kernel(pid, self.connection_info, started_ticks=self._pid_ticks)
-
-    async def is_alive(self) -> bool:
-        return bool(await self.km.is_alive())
 
     # -- sockets ----------------------------------------------------------------------------
 
@@ -328,12 +137,14 @@ class LocalKernel(KernelBackend):
         info = self.connection_info
         self.probe = Probe(info)
         self.watcher = ActivityWatcher(
-            self.record, info, self.probe.session_id, self._on_change, untracked=self._untracked
+            self.record,
+            info,
+            self.probe.session_id,
+            self._on_change,
+            untracked=self._untracked,
+            clock=self._clock,
         )
-        pid = getattr(self.km.provisioner, "pid", None)
-        if pid != self.record.pid:
-            self.record.pid = pid
-            self._on_change(self.record, {"pid"}, None)
+        self._note_pid(self.process.pid)
 
     def _detach(self) -> None:
         self._idle_check = None
@@ -346,20 +157,21 @@ class LocalKernel(KernelBackend):
 
     def close(self) -> None:
         """Let go of the kernel without stopping it: sockets, timers and files handles are
-        released, the connection file stays (jupyter_client's KernelManager would delete it
-        when garbage-collected) so that a later run can adopt a kernel left running."""
+        released, the connection file stays so that a later run can adopt a kernel left
+        running."""
         self._abort = True
-        self.km.stop_restarter()
-        self.km._connection_file_written = False
         if self._confirm_task is not None:
             self._confirm_task.cancel()
         self._detach()
-        self._close_log()
-        # jupyter_client's control socket and context: left open, garbage collection of the
-        # context would block on the socket (and a later shutdown reopens what it needs)
-        self.km._close_control_socket()
-        if self.km._created_context:
-            self.km.context.destroy(linger=0)
+        self.process.let_go()
+
+    def _gone(self) -> str | None:
+        """Why waiting for the kernel to answer is over (None while it may)."""
+        if self._abort:
+            return "it was shut down while kernelmon waited for it"
+        if self.process.exit_code() is not None:
+            return f"its process {self.process.exit_description()}"
+        return None
 
     async def _wait_ready(
         self,
@@ -368,48 +180,18 @@ class LocalKernel(KernelBackend):
         on_exit: Callable[[str], Exception],
     ) -> dict[str, Any]:
         """Wait for a kernel_info_reply to kernelmon's probe, racing the process."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        assert self.probe is not None
-        pending: list[asyncio.Future[dict[str, Any]]] = []
-        sent_at = float("-inf")
-        try:
-            while True:
-                now = loop.time()
-                if self._abort:
-                    raise on_exit("it was shut down while kernelmon waited for it")
-                if now >= deadline:
-                    raise on_timeout()
-                if now - sent_at >= PROBE_RESEND:
-                    if self.probe is None:
-                        raise on_exit("its connection was closed")
-                    pending.append(self.probe.send_kernel_info())
-                    sent_at = now
-                done, _ = await asyncio.wait(
-                    pending,
-                    timeout=min(PROCESS_CHECK, max(deadline - now, 0)),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for fut in done:
-                    if not fut.cancelled() and fut.exception() is None:
-                        # it answered, so its IPC socket files exist: make them private
-                        make_sockets_private(self.connection_info)
-                        return fut.result()
-                if self.exit_code() is not None:
-                    raise on_exit(f"its process {self.exit_description()}")
-        finally:
-            for fut in pending:
-                fut.cancel()
+        reply = await wait_for_answer(lambda: self.probe, timeout, self._gone, on_timeout, on_exit)
+        # it answered, so its IPC socket files exist: make them private
+        make_sockets_private(self.connection_info)
+        return reply
 
     # -- life cycle -------------------------------------------------------------------------
 
     async def start(self, cwd: str, timeout: float) -> None:
         """Launch the kernel and wait until it answers (or fail, leaving no process)."""
         name = self.record.name
-        # independent: the kernel outlives a crash of kernelmon, whose next run adopts it
-        self._launch_args = {"kernel_id": self.record.id, "cwd": cwd, "independent": True}
         try:
-            await self._launch()
+            await self._launch(cwd)
         except Exception as e:
             raise KernelStartFailed(f"Kernel {name!r} could not be launched: {e}") from e
         # The restarter must not hide a kernel that dies while starting.
@@ -423,7 +205,7 @@ class LocalKernel(KernelBackend):
                 "the timeout."
             ),
             lambda why: KernelStartFailed(
-                f"Kernel {name!r} failed to start: {why}.{self._output_tail()}"
+                f"Kernel {name!r} failed to start: {why}.{self.process.log.tail()}"
             ),
         )
         self._install_restarter_hooks()
@@ -436,38 +218,8 @@ class LocalKernel(KernelBackend):
         record says kernelmon's launch made it the leader of its own process group (then
         signals go to the group while the kernel is proven). True if it answered a
         kernel_info_request within ``timeout`` (else it is adopted as unresponsive)."""
-        km = self.km
-        km.connection_file = connection_file
-        km.load_connection_info(info)  # type: ignore[arg-type]
-        km._connection_file_written = True  # ours now: removed when the kernel is shut down
+        await self.process.adopt(connection_file, info, pid, group, self.record.cwd)
         self._note_connection()
-        km.kernel_id = self.record.id
-        provisioner: Any = KernelProvisionerFactory.instance(
-            parent=km.parent
-        ).create_provisioner_instance(self.record.id, km.kernel_spec, parent=km)
-        self._pid_ticks = start_ticks(pid)
-        provisioner.process = AdoptedProcess(
-            pid, self._pid_ticks, self.proof_now, group=pid if group else None
-        )
-        provisioner.pid = pid
-        provisioner.pgid = None  # never signalled by jupyter_client without a proof
-        provisioner.connection_info = km.get_connection_info()
-        provisioner.ports_cached = True  # a restart keeps the ports the kernel has
-        km.provisioner = provisioner
-        self._launch_args = {
-            "kernel_id": self.record.id,
-            "cwd": self.record.cwd,
-            "independent": True,
-        }
-        # what jupyter_client's auto-restarter relaunches with
-        km_any: Any = km
-        log = self._log_handle()
-        km_any._launch_args = {
-            "cwd": self.record.cwd,
-            "independent": True,
-            "stdout": log,
-            "stderr": log,
-        }
         self._attach()
         try:
             await self._wait_ready(
@@ -481,24 +233,9 @@ class LocalKernel(KernelBackend):
         self._install_restarter_hooks()
         return answered
 
-    def _log_handle(self) -> IO[bytes]:
-        """The open log file the kernel's output goes to (kept open so that jupyter_client's
-        auto-restarter, which relaunches with the same arguments, can use it too)."""
-        if self._log is None or self._log.closed:
-            os.makedirs(os.path.dirname(self.log_file), mode=0o700, exist_ok=True)
-            fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._log = os.fdopen(fd, "ab", buffering=0)
-        return self._log
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    async def _launch(self) -> None:
-        """Start the kernel process with its output going to ``log_file``."""
-        log = self._log_handle()
-        await self.km.start_kernel(**self._launch_args, stdout=log, stderr=log)
+    async def _launch(self, cwd: str | None = None) -> None:
+        """Start the kernel process (in ``cwd``; again where it ran without one)."""
+        await self.process.launch(cwd)
         self._note_connection()
 
     def _note_connection(self) -> None:
@@ -510,34 +247,26 @@ class LocalKernel(KernelBackend):
         record.ip = str(info.get("ip", ""))
         record.ports = {k: v for k, v in info.items() if k.endswith("_port") and isinstance(v, int)}
 
-    def _output_tail(self, lines: int = 8) -> str:
-        """The last lines the kernel printed, for an error message ("" if none)."""
-        try:
-            with open(self.log_file, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 4096))
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-        tail = [line for line in text.splitlines() if line.strip()][-lines:]
-        return (" Its last output:\n" + "\n".join(tail)) if tail else ""
-
-    def remove_log(self) -> None:
-        self._close_log()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log_file)
-
     def _install_restarter_hooks(self) -> None:
-        self.km.start_restarter()
-        restarter = self.km._restarter
-        if isinstance(restarter, _Restarter) and restarter.after_restart is None:
-            restarter.after_restart = self._on_auto_restarted
-            self.km.add_restart_callback(self._on_auto_restart, "restart")
-            self.km.add_restart_callback(self._on_gave_up, "dead")
+        self.process.watch(self._on_auto_restart, self._on_gave_up, self._on_auto_restarted)
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def refusal(self, action: Action) -> str | None:
+        """Nothing but the shutdown once it is being shut down (a restart then would launch
+        a kernel nobody keeps); otherwise as its state allows. An adopted process is proven
+        at the moment of each signal (``AdoptedProcess``), not here: a refusal is asked at
+        every model and must not read the process table."""
+        if self._abort:
+            if action == Action.SHUTDOWN:
+                return None
+            return "This kernel is being shut down"
+        if action == Action.RESTART:
+            return None
+        return super().refusal(action)
 
     async def interrupt(self) -> None:
-        if self.record.execution_state == ExecutionState.DEAD:
-            raise KernelDead(f"Kernel {self.record.id} is dead and cannot be interrupted.")
+        self.refuse(Action.INTERRUPT)
         try:
             await self.km.interrupt_kernel()
         except (RuntimeError, OSError) as e:
@@ -545,7 +274,9 @@ class LocalKernel(KernelBackend):
 
     async def restart(self, timeout: float) -> None:
         kid = self.record.id
+        self.refuse(Action.RESTART)
         async with self._op:
+            self.refuse(Action.RESTART)  # shut down while it waited: nothing is launched
             # the new process must be recordable (intent first): found out before the old
             # one is stopped, so a refused restart changes nothing
             error = self._save_state()
@@ -556,7 +287,7 @@ class LocalKernel(KernelBackend):
                 )
             self._detach()
             try:
-                await self._stop_process(now=False, restart=True)
+                await self.process.stop(now=False, restart=True)
                 await self._launch()
             except Exception as e:
                 raise RestartFailed(f"Kernel {kid} could not be restarted: {e}") from e
@@ -570,7 +301,7 @@ class LocalKernel(KernelBackend):
                 ),
                 lambda why: RestartFailed(
                     f"Kernel {kid} died during the restart: {why}. Shut it down and start a "
-                    f"new one; if it keeps failing, check its kernel spec.{self._output_tail()}"
+                    f"new one; if it keeps failing, check its kernel spec.{self.process.log.tail()}"
                 ),
             )
             self._install_restarter_hooks()
@@ -581,47 +312,7 @@ class LocalKernel(KernelBackend):
             self._confirm_task.cancel()
         async with self._op:
             self._detach()
-            await self._stop_process(now=now, restart=False)
-
-    async def _stop_process(self, now: bool, restart: bool) -> None:
-        """shutdown_request, then SIGTERM, then SIGKILL to the process group, each waited
-        for precisely (no polling); then whatever is left of the group is killed and the
-        connection file (unless restarting) and IPC sockets are removed."""
-        km = self.km
-        km.stop_restarter()
-        proc = self._process()
-        pgid = self.pgid
-        members: list[tuple[int, int | None]] = []
-        # only the kernel's own group, while its leader is the proven kernel (our unreaped
-        # child, or an adopted process proven now)
-        if (
-            proc is not None
-            and proc.poll() is None
-            and pgid == proc.pid
-            and (not isinstance(proc, AdoptedProcess) or self.proof_now().ok)
-        ):
-            members = await run_in_thread(group_members, pgid)
-        if proc is not None and proc.poll() is None:
-            provisioner = km.provisioner
-            assert provisioner is not None
-            grace = max(km.shutdown_wait_time, 0.0) / 2
-            exited = False
-            if not now:
-                with contextlib.suppress(Exception):
-                    await km.request_shutdown(restart=restart)
-                exited = await wait_for_exit(proc, grace)
-                if not exited:
-                    logger.info("Kernel %s ignored shutdown_request; terminating", self.record.id)
-                    await provisioner.terminate(restart=restart)
-                    exited = await wait_for_exit(proc, grace)
-            if not exited:
-                logger.info("Killing kernel %s", self.record.id)
-                await provisioner.kill(restart=restart)
-                if not await wait_for_exit(proc, 5.0):
-                    logger.warning("Kernel %s (pid %s) did not die", self.record.id, proc.pid)
-            await provisioner.wait()
-        kill_process_group(pgid, members)
-        await km.cleanup_resources(restart=restart)
+            await self.process.stop(now=now, restart=False)
 
     # -- keeping the shown state true -------------------------------------------------------
 
@@ -656,7 +347,7 @@ class LocalKernel(KernelBackend):
     def _on_auto_restart(self) -> None:
         """The process died and jupyter_client's restarter is about to start a new one."""
         self._detach()
-        why = f"the kernel process {self.exit_description()}"
+        why = f"the kernel process {self.process.exit_description()}"
         record = self.record
         record.execution_state = ExecutionState.RESTARTING
         record.reason = f"{why}; restarting it"
@@ -667,8 +358,8 @@ class LocalKernel(KernelBackend):
         """The restarter gave up: the kernel stays dead until shut down (or culled)."""
         self._detach()
         record = self.record
-        limit = self.km._restarter.restart_limit if self.km._restarter else 0
-        why = f"the kernel process {self.exit_description()}"
+        limit = self.process.restart_limit()
+        why = f"the kernel process {self.process.exit_description()}"
         record.execution_state = ExecutionState.DEAD
         record.reason = f"{why} and was restarted {limit} time(s) without success"
         self._on_change(record, {"execution_state", "reason"}, None)

@@ -31,10 +31,9 @@ from .identity import (
     PORT_NAMES,
     Proof,
     is_local_address,
-    kernel_listening,
     start_ticks,
-    unproven_server,
 )
+from .kernel_files import kernel_listening, unproven_server
 from .process_table import (
     REAPER_NAMES,
     ProcessFacts,

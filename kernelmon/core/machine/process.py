@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import psutil
@@ -64,6 +64,47 @@ async def wait_for_exit(proc: ProcessLike, timeout: float) -> bool:
         loop.remove_reader(fd)
         os.close(fd)
     return proc.poll() is not None
+
+
+#: How long a kernel process is waited for after SIGKILL.
+KILL_WAIT = 5.0
+
+
+async def stop_process(
+    proc: ProcessLike,
+    send_signal: Callable[[int], Awaitable[None]],
+    *,
+    shutdown_wait: float,
+    ask: Callable[[], Awaitable[None]] | None = None,
+    now: bool = False,
+    name: str = "kernel",
+) -> bool:
+    """Stop a kernel's process, the one escalation every backend uses: unless ``now``, the
+    shutdown message (``ask``) and half of ``shutdown_wait``, then ``SIGTERM`` and the other
+    half; then ``SIGKILL`` and ``KILL_WAIT`` seconds. Each wait ends the moment the process
+    exits (``wait_for_exit``); a step is taken only while it still runs.
+
+    ``send_signal(signum)`` sends to the process proven to be the kernel: proving it right
+    before each signal where the caller needs that (an ``AdoptedProcess`` does; a backend
+    raises when it cannot prove it, and nothing is sent). Returns whether the process
+    exited; ``name`` is for the log."""
+    if proc.poll() is not None:
+        return True
+    grace = max(shutdown_wait, 0.0) / 2
+    exited = False
+    if not now:
+        if ask is not None:
+            await ask()
+            exited = await wait_for_exit(proc, grace)
+        if not exited:
+            logger.info("%s did not exit; terminating it", name)
+            await send_signal(signal.SIGTERM)
+            exited = await wait_for_exit(proc, grace)
+    if not exited:
+        logger.info("Killing %s", name)
+        await send_signal(signal.SIGKILL)
+        exited = await wait_for_exit(proc, KILL_WAIT)
+    return exited
 
 
 class NotTheKernel(ProcessLookupError):

@@ -129,8 +129,12 @@ class ActivityWatcher:
         on_change: Callable[[KernelRecord, set[str], datetime | None], None],
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         untracked: Untracked | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """``clock``: what "now" is for ``last_activity`` (the map's clock, which the
+        culler compares it with)."""
         self.record = record
+        self._clock = clock
         self._on_change = on_change
         self._untracked = untracked or (lambda: UNTRACKED_MESSAGE_TYPES)
         #: ``time.monotonic()`` of the last message, and of the last shell status message.
@@ -281,7 +285,7 @@ class ActivityWatcher:
             logger.debug("Dropped %d malformed or badly signed message(s) from %s", bad, record.id)
         now: datetime | None = None
         if activity:
-            now = utcnow()
+            now = self._clock()
             record.last_activity = now
             fields.add("last_activity")
             if record.last_activity_note is not None:

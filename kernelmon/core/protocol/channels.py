@@ -3,6 +3,9 @@
 ``Probe`` sends ``kernel_info_request`` on the shell channel from a session of its own, so
 the IOPub messages it causes can be told apart from a user's (see ``activity``).
 
+``heartbeat`` pings a kernel's heartbeat channel (liveness of a kernel whose process is
+not known).
+
 ``SessionChannels`` are the four sockets (shell, control, stdin, iopub) of one frontend
 session. While a frontend is attached its messages go to it; while it is away (and
 buffering is on) they are kept in a bounded ``MessageBuffer`` and replayed when a frontend
@@ -304,3 +307,81 @@ class SessionChannels:
         if self.buffer is not None:
             self.buffer.clear()
         self.handler = None
+
+
+#: Seconds to wait for a heartbeat echo.
+HEARTBEAT_TIMEOUT = 1.0
+
+
+async def heartbeat(info: dict[str, Any], timeout: float = HEARTBEAT_TIMEOUT) -> bool:
+    """Whether the kernel echoes a ping on its heartbeat channel within ``timeout``."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(channel_url(info, "hb"))
+    loop = asyncio.get_running_loop()
+    echoed: asyncio.Future[None] = loop.create_future()
+    payload = uuid.uuid4().bytes
+
+    def on_batch(batch: list[list[bytes]]) -> None:
+        if any(frames and frames[0] == payload for frames in batch) and not echoed.done():
+            echoed.set_result(None)
+
+    drain = SocketDrain(sock, on_batch)
+    try:
+        sock.send(payload)
+        drain.poke()
+        await asyncio.wait_for(echoed, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        drain.close()
+
+
+#: How often an unanswered kernel_info_request is sent again while waiting.
+PROBE_RESEND = 2.0
+#: How often the wait for an answer checks whether the kernel is gone.
+PROCESS_CHECK = 0.05
+
+
+async def wait_for_answer(
+    probe: Callable[[], Probe | None],
+    timeout: float,
+    gone: Callable[[], str | None],
+    on_timeout: Callable[[], Exception],
+    on_exit: Callable[[str], Exception],
+) -> dict[str, Any]:
+    """The ``kernel_info_reply`` to kernelmon's probe (``probe()``; the request is sent
+    again every ``PROBE_RESEND`` seconds), racing the kernel: ``gone()`` says why waiting
+    is over (its process exited, it was shut down; None while it runs), checked every
+    ``PROCESS_CHECK`` seconds. Raises ``on_exit(why)`` or, after ``timeout``,
+    ``on_timeout()``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending: list[asyncio.Future[dict[str, Any]]] = []
+    sent_at = float("-inf")
+    try:
+        while True:
+            now = loop.time()
+            why = gone()
+            if why is not None:
+                raise on_exit(why)
+            if now >= deadline:
+                raise on_timeout()
+            if now - sent_at >= PROBE_RESEND:
+                current = probe()
+                if current is None:
+                    raise on_exit("its connection was closed")
+                pending.append(current.send_kernel_info())
+                sent_at = now
+            done, _ = await asyncio.wait(
+                pending,
+                timeout=min(PROCESS_CHECK, max(deadline - now, 0)),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is None:
+                    return fut.result()
+    finally:
+        for fut in pending:
+            fut.cancel()

@@ -73,9 +73,6 @@ class KernelConnection:
     def kernel_info(self) -> str:
         return self.send("shell", "kernel_info_request")
 
-    def input_reply(self, value: str) -> str:
-        return self.send("stdin", "input_reply", {"value": value})
-
     async def close(self) -> None:
         """Detach; while buffering is on, what the kernel sends meanwhile is kept."""
         if self.closed:
