@@ -82,7 +82,8 @@ def usage_model(kid: str, cpu: float | None, rss: int | None, **extra: Any) -> d
 
 
 @pytest.fixture
-def table() -> Iterator[tuple[KernelTableModel, KernelSortProxy, FakeMap]]:
+def table(qapp: Any) -> Iterator[tuple[KernelTableModel, KernelSortProxy, FakeMap]]:
+    # the bridge's timers need the application's event dispatcher
     fake = FakeMap()
     bridge = KernelBridge(cast(KernelMap, fake))
     model = KernelTableModel(bridge, refresh_ms=0)

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from kernelmon.core.events import KernelChanged
-
-from .conftest import EventLog, wait_until
+from tests.core.conftest import EventLog
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from jupyter_client.session import Session
 
 from kernelmon.core.protocol.activity import ActivityWatcher
 from kernelmon.core.records import KernelRecord
-
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 KEY = b"secret-key"
 

@@ -14,8 +14,8 @@ from kernelmon.core.events import OutputLost
 from kernelmon.core.protocol import iopub, wire
 from kernelmon.core.protocol.channels import StreamDecoder
 from kernelmon.core.protocol.iopub import message_number
-
-from .conftest import EventLog, wait_until
+from tests.core.conftest import EventLog
+from tests.waiting import wait_until
 
 
 class StallingFrontend:

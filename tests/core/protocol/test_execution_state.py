@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 from jupyter_client import AsyncKernelClient
 
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

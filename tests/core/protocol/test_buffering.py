@@ -107,8 +107,7 @@ def test_many_frames_through_a_disconnected_session(aio):
     from jupyter_client.session import Session
 
     from kernelmon.core.protocol.channels import SessionChannels
-
-    from .conftest import wait_until
+    from tests.waiting import wait_until
 
     key = b"buffer-key"
     ctx = zmq.Context.instance()

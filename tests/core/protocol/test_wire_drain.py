@@ -11,8 +11,7 @@ import zmq
 
 from kernelmon.core.protocol import wire
 from kernelmon.core.protocol.wire import SocketDrain
-
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.fixture
