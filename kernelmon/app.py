@@ -117,9 +117,11 @@ async def run_app(
     instance: InstanceLock | None = None,
     instance_problem: str | None = None,
 ) -> int:
+    from .ui.collector import MainThreadCollector
     from .ui.main_window import MainWindow
     from .ui.notifier import Level
 
+    collector = MainThreadCollector()  # Qt objects are never collected on a worker thread
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_REPORTER.loop_exception_handler)
     window = MainWindow(
@@ -157,6 +159,7 @@ async def run_app(
         _REPORTER.window = None
         window.deleteLater()
         gc.unfreeze()  # what start-up left is garbage like any other now
+        collector.stop()
     return 0
 
 

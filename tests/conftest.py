@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -62,6 +63,17 @@ def qapp_cls() -> type:
     from tests.qt_loop import LoopApplication
 
     return LoopApplication
+
+
+@pytest.fixture(autouse=True)
+def _collect_on_the_main_thread() -> Iterator[None]:
+    """Once a test made the QApplication, automatic garbage collection is off (see
+    ``tests.qt_loop``): collect what is due after each test, on this thread."""
+    yield
+    if "kernelmon.ui.collector" in sys.modules:
+        from kernelmon.ui.collector import collect_due
+
+        collect_due()
 
 
 @pytest.fixture

@@ -20,6 +20,15 @@ class LoopApplication(QApplication):
 
     asyncio_loop: asyncio.AbstractEventLoop | None = None
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        # As in the app: Qt objects in the garbage are collected on this thread only, never
+        # on a worker thread of the core (see kernelmon.ui.collector). The root conftest
+        # collects what is due after each test.
+        from kernelmon.ui.collector import MainThreadCollector
+
+        self.collector = MainThreadCollector(self)
+
     def processEvents(self, *args: object) -> None:
         loop = self.asyncio_loop
         if loop is None or loop.is_running() or loop.is_closed():

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +111,12 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., L
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    return tmp_path_factory.mktemp("map-runtime")
+def runtime() -> Iterator[Path]:
+    # A short path, as a user's runtime folder is: under pytest-xdist's deeper temporary
+    # folders an IPC socket path would not fit and the map's kernels would use TCP.
+    folder = Path(tempfile.mkdtemp(prefix="km-rt-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
