@@ -539,7 +539,11 @@ def test_a_kernel_listening_on_a_host_name_is_watched_without_blocking_the_loop(
     try:
 
         def proven() -> bool:
-            return path.exists() and bool(prove_kernel(proc.pid, json.loads(path.read_text())))
+            try:  # the kernel may be writing its file right now
+                info = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(prove_kernel(proc.pid, info))
 
         aio.run(wait_until(proven, timeout=30, what="the kernel listening"))
         assert json.loads(path.read_text())["ip"] == host
