@@ -21,6 +21,7 @@ import qasync  # isort: skip
 
 from . import __version__, paths
 from .cli.ops import register_ops
+from .cli.parser import add_log_level
 from .core import KernelMap, Settings
 from .core.instance import (
     InstanceError,
@@ -73,12 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
             "given more than once; folders to watch always are set in the app)"
         ),
     )
-    parser.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to write to the log file (default: INFO)",
-    )
+    add_log_level(parser)
     parser.add_argument(
         "--no-tray",
         action="store_true",

@@ -26,6 +26,16 @@ SUMMARY = {
 ID_HELP = "a kernel's id, or the start of it (unique among the kernels listed)"
 
 
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """``--log-level``, as the window and ``serve`` take it."""
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to write to the log file (default: INFO)",
+    )
+
+
 def add_command(
     sub: Any, name: str, description: str, aliases: Sequence[str] = ()
 ) -> argparse.ArgumentParser:
@@ -151,12 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="also watch this folder for kernel connection files (may be repeated)",
     )
-    serve.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to write to the log file (default: INFO)",
-    )
+    add_log_level(serve)
     serve.add_argument(
         "--leave-kernels",
         action="store_true",
