@@ -231,7 +231,7 @@ class AdoptedProcess:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is not None:
-            raise NotTheKernel(f"process {self.pid} has exited")
+            return  # gone: nothing to signal (as Popen; jupyter_client kills a dead kernel)
         proof = None
         if not self.is_proven():
             if self._prove is None:

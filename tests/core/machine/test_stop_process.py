@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from kernelmon.core.machine.process import stop_process
+from kernelmon.core.machine.process import AdoptedProcess, stop_process
 
 #: A process that ignores SIGTERM and exits when its stdin closes (its "shutdown message").
 STUBBORN = (
@@ -82,3 +82,16 @@ def test_a_process_already_gone_is_left_alone(stubborn):
     proc.kill()
     proc.wait()
     assert run(proc, answers=True) == (True, [])
+
+
+def test_signalling_an_adopted_process_that_exited_does_nothing():
+    """As ``Popen.send_signal`` does: jupyter_client's auto-restarter kills a dead kernel's
+    process before it starts a new one; raising there left an adopted kernel restarting
+    forever."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    adopted = AdoptedProcess(proc.pid)
+    proc.kill()
+    proc.wait()
+    adopted.send_signal(signal.SIGKILL)  # nothing to signal, nothing raised
+    adopted.kill()
+    assert adopted.poll() == 0
