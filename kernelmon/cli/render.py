@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.records import parse_isoformat
 from ..ui.figures import format_bytes, format_cpu, owner_text
 
 COLUMNS = ("ID", "NAME", "SPEC", "OWNER", "STATE", "CPU", "MEMORY", "LAST ACTIVE", "CULLED IN")
@@ -37,12 +38,7 @@ def duration(seconds: float) -> str:
 
 
 def parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return parse_isoformat(text, assume_utc=True)
 
 
 def ago(text: object, now: datetime) -> str:

@@ -24,12 +24,19 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .files import write_json_atomic
-from .records import ExecutionState, KernelRecord, Origin, isoformat, utcnow
+from .records import (
+    ExecutionState,
+    KernelRecord,
+    Origin,
+    isoformat,
+    parse_isoformat,
+    utcnow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +99,7 @@ class Seen:
 
 
 def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        return None
-    return when.astimezone(UTC)
+    return parse_isoformat(value, max_length=40)
 
 
 def read_entries(path: Path) -> dict[str, Seen]:

@@ -55,6 +55,25 @@ def isoformat(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def parse_isoformat(
+    value: object, *, assume_utc: bool = False, max_length: int = 64
+) -> datetime | None:
+    """The reverse of ``isoformat``: ISO 8601 text (a trailing Z allowed) as an aware UTC
+    datetime; None when it is not text, longer than ``max_length`` or unreadable. A time
+    without a zone is UTC if ``assume_utc`` (as servers write it), else unreadable."""
+    if not isinstance(value, str) or len(value) > max_length:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        if not assume_utc:
+            return None
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
 class KernelModel(TypedDict):
     """What ``KernelRecord.to_model`` returns: a JSON-safe description of a kernel (the
     table's row, the events' ``model``, Jupyter's REST API's fields and kernelmon's own)."""

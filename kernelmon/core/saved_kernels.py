@@ -7,7 +7,6 @@ the wrong type counts as missing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +21,7 @@ from .machine.discovery import (
     read_runtime_json,
 )
 from .machine.identity import start_ticks
+from .records import parse_isoformat
 from .registry import KERNEL_ID
 
 
@@ -70,11 +70,7 @@ class SavedKernel:
             raise ValueError("its connection file is not named after its kernel id")
         pid = _int(saved.get("pid"))
         pid = pid if pid is not None and pid > 0 else None
-        started = None
-        with contextlib.suppress(TypeError, ValueError):
-            started = datetime.fromisoformat(str(saved.get("started")).replace("Z", "+00:00"))
-        if started is not None and started.tzinfo is None:
-            started = None
+        started = parse_isoformat(saved.get("started"))
         connection = saved.get("connection")
         launching = _int(saved.get("launching"))
         restarts = _int(saved.get("restarts"))

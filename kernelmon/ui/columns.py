@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtGui import QColor
 
+from ..core.records import parse_isoformat
 from .figures import (
     ORIGINS,
     format_bytes,
@@ -126,12 +127,7 @@ def number_or_lowest(value: Any) -> float:
 
 
 def parse_time(iso: str | None) -> datetime | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return parse_isoformat(iso, assume_utc=True)
 
 
 def relative_time(seconds: float) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from kernelmon.core.records import ExecutionState, isoformat
+from kernelmon.core.records import ExecutionState, isoformat, parse_isoformat
 
 T = TypeVar("T")
 
@@ -97,13 +97,7 @@ def short_repr(value: object) -> str:
 def parse_time(value: object) -> datetime | None:
     """A server's ISO 8601 time (``2026-11-29T08:17:04.277399Z``) as an aware datetime;
     None when missing or unreadable (a bad time never drops its kernel)."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parse_isoformat(value, assume_utc=True)
 
 
 def parse_kernel(entry: object) -> RemoteKernel:
