@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import KernelMap, KernelmonError
 from ..core.instance import InstanceServer, OpError
+from ..ui.ownership import foreign_warning, is_foreign
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +65,7 @@ def other_kernelmon(found: dict[str, Any]) -> str | None:
 
 def warning(found: dict[str, Any]) -> str | None:
     """The warning before shutting down a kernel kernelmon did not start (the window's)."""
-    match found.get("origin"):
-        case "orphan":
-            return (
-                "The application that started this kernel is no longer running (an "
-                "orphan); shutting it down may lose its work."
-            )
-        case "external":
-            app, pid = found.get("parent_app"), found.get("parent_pid")
-            owner = f"{app} (pid {pid})" if app and pid else app or "another application"
-            return f"{owner} owns this kernel; shutting it down may lose its work."
-    return None
+    return foreign_warning(found, "shutting it down") if is_foreign(found) else None
 
 
 def _ids(request: dict[str, Any]) -> list[Any]:

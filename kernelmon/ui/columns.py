@@ -20,6 +20,7 @@ from .figures import (
     ORIGINS,
     format_bytes,
     format_cpu,
+    format_eta,
     format_rate,
     memory_tooltip,
     origin_of,
@@ -141,28 +142,6 @@ def relative_time(seconds: float) -> str:
     if seconds < 86400:
         return f"{int(seconds // 3600)} h ago"
     return f"{int(seconds // 86400)} d ago"
-
-
-def format_duration(seconds: float) -> str:
-    """``45 s``, ``4 min 10 s``, ``2 h 5 min``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        m, s = divmod(seconds, 60)
-        return f"{m} min {s} s" if s else f"{m} min"
-    h, rest = divmod(seconds, 3600)
-    m = rest // 60
-    return f"{h} h {m} min" if m else f"{h} h"
-
-
-def format_eta(eta: float | None) -> str:
-    """What the "Culled in" column shows for ``KernelMap.cull_eta``."""
-    if eta is None:
-        return "never"
-    if eta <= 0:
-        return "next pass"
-    return format_duration(eta)
 
 
 def short_id(kernel_id: str) -> str:

@@ -128,3 +128,25 @@ def usage_text(total_cpu: float | None, total_rss: int | None) -> str:
     cpu = format_cpu(total_cpu) or "not measured"
     memory = format_bytes(total_rss) if total_rss else "not measured"
     return f"CPU {cpu} · Memory {memory}"
+
+
+def format_duration(seconds: float) -> str:
+    """``45 s``, ``4 min 10 s``, ``2 h 5 min``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        m, s = divmod(seconds, 60)
+        return f"{m} min {s} s" if s else f"{m} min"
+    h, rest = divmod(seconds, 3600)
+    m = rest // 60
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def format_eta(eta: float | None) -> str:
+    """What the "Culled in" column shows for ``KernelMap.cull_eta``."""
+    if eta is None:
+        return "never"
+    if eta <= 0:
+        return "next pass"
+    return format_duration(eta)

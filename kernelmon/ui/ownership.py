@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .columns import format_duration
-from .figures import format_bytes, origin_of, owner_text
+from .figures import format_bytes, format_duration, origin_of, owner_text
 
 
 def is_foreign(model: dict[str, Any]) -> bool:

@@ -14,8 +14,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from .bridge import KernelBridge
-from .columns import format_duration, relative_time
-from .figures import origin_of, usage_text
+from .columns import relative_time
+from .figures import format_duration, origin_of, usage_text
 
 
 def count_states(models: list[dict[str, Any]]) -> dict[str, int]:

@@ -17,7 +17,8 @@ from kernelmon.core.events import (
 )
 from kernelmon.ui import bridge as bridge_module
 from kernelmon.ui.bridge import KernelBridge
-from kernelmon.ui.columns import Column, format_eta, relative_time
+from kernelmon.ui.columns import Column, relative_time
+from kernelmon.ui.figures import format_eta
 from kernelmon.ui.kernel_table import KERNEL_ID_ROLE, KernelSortProxy, KernelTableModel
 
 
