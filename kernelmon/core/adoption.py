@@ -30,7 +30,7 @@ from .backends.base import KernelBackend
 from .errors import KernelSpecNotFound
 from .events import ActionFailed, KernelAdopted
 from .keeper import StateKeeper
-from .machine.identity import Proof, find_kernel_pid, prove_kernel, start_ticks
+from .machine.identity import Proof, find_kernel_pid, prove_kernel, same_process, start_ticks
 from .machine.kernel_files import remove_kernel_files
 from .protocol.channels import heartbeat
 from .records import ExecutionState, KernelRecord
@@ -41,7 +41,6 @@ from .saved_kernels import (
     processes_naming,
     read_connection_file,
 )
-from .saved_kernels import alive as _alive
 from .saved_kernels import text_or_none as _str
 from .threads import run_in_thread
 
@@ -160,7 +159,7 @@ class _Adoption:
         else:
             proof, refusal = None, f"its connection file {problem}"
         if proof is None:
-            if saved.pid is not None and saved.ticks and _alive(saved.pid, saved.ticks):
+            if saved.pid is not None and same_process(saved.pid, saved.ticks):
                 # the recorded process itself runs on, but nothing proves it is the kernel
                 why = f"it cannot be proven to be the kernel ({refusal})"
                 self._unadoptable(saved, saved.pid, why, proof_info)
@@ -250,9 +249,9 @@ class _Adoption:
                 proof = await run_in_thread(find_kernel_pid, info, others)
                 if proof.ok:
                     return proof, ""
-            starting = (
-                saved.pid is not None and saved.ticks is not None and _alive(saved.pid, saved.ticks)
-            ) or (saved.launching is not None and bool(candidates))
+            starting = (saved.pid is not None and same_process(saved.pid, saved.ticks)) or (
+                saved.launching is not None and bool(candidates)
+            )
             if not starting or loop.time() >= deadline:
                 return None, refusal
             await asyncio.sleep(0.2)

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psutil
-
 from .machine.discovery import (
     kernel_candidates,
     parse_connection_info,
@@ -125,16 +123,6 @@ def processes_naming(connection_file: str, since_ticks: int | None) -> list[int]
     if since_ticks is None:
         return pids
     return [pid for pid in pids if (start_ticks(pid) or -1) >= since_ticks - 1]
-
-
-def alive(pid: int, ticks: int | None) -> bool:
-    """Whether ``pid`` runs (not a zombie), and is the process started at ``ticks``."""
-    try:
-        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return False
-    except (psutil.Error, ValueError):
-        return False
-    return ticks is None or start_ticks(pid) == ticks
 
 
 def leads_group(pid: int) -> bool:
