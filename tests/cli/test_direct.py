@@ -3,8 +3,11 @@ jupyter_client in another process, and never on another live kernelmon's kernels
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +146,25 @@ def test_cleanup_orphans_lists_them_then_needs_yes(cli: Cli, kernels):
     eventually(lambda: gone(pid), what="the orphan's process gone")
     assert kid not in cli.models("--all")
     assert not cli.qt_log.exists(), "the command line imported Qt"
+
+
+def test_a_viewer_of_a_dead_kernels_file_is_never_taken_for_the_kernel(cli: Cli, kernels):
+    """``tail -f`` names a dead kernel's connection file in its arguments. With the process
+    table searched too, it is still not the kernel: the file is listed as stale (no
+    process), and stopping it removes the file and signals nothing."""
+    stale = cli.stale_file()
+    old = time.time() - 3600  # its kernel died an hour ago
+    os.utime(stale, (old, old))
+    kid = stale.name[len("kernel-") : -len(".json")]
+    viewer = subprocess.Popen(["tail", "-f", str(stale)], stdout=subprocess.DEVNULL)
+    try:
+        scanning = Cli(cli.base, {**cli.env, "KERNELMON_SCAN_PROCESSES": "1"})
+        model = scanning.models("--all")[kid]
+        assert (model["origin"], model["pid"]) == ("stale", None)
+        done = scanning("stop", "--yes", kid)
+        assert done.returncode == 0, done.stderr
+        assert not stale.exists()
+        assert viewer.poll() is None, "the viewer was signalled"
+    finally:
+        viewer.kill()
+        viewer.wait()
