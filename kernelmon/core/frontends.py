@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends.base import Action
 from .errors import KernelDead
@@ -20,6 +21,9 @@ from .protocol.channels import OnMessage, SessionChannels
 from .protocol.connection import KernelConnection
 from .records import ExecutionState
 from .registry import Changing, Entry
+
+if TYPE_CHECKING:
+    from .servers.websocket import ServerKernelConnection, WebSocketTarget
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,12 @@ class Frontends:
 
     def __init__(self, registry: FrontendsRegistry) -> None:
         self._registry = registry
+        #: For a kernel id, how to reach the websocket of the server that runs it (None: not
+        #: a server's kernel). Set by whoever knows the servers; a server's kernel's
+        #: frontend then talks over the server's kernel websocket (``servers.websocket``).
+        self.server_target: Callable[[str], WebSocketTarget | None] | None = None
+        #: open websocket connections by kernel id (the server counts them itself)
+        self._server_connections: dict[str, list[ServerKernelConnection]] = {}
 
     def notify_connect(self, kernel_id: str) -> None:
         """A frontend connected (counts in ``connections``)."""
@@ -73,7 +83,11 @@ class Frontends:
     ) -> KernelConnection:
         """Attach a frontend. With the session key of a frontend that left while buffering
         was on, the buffered messages are delivered first, in order, then live ones; a
-        different session key discards that buffer."""
+        different session key discards that buffer. A server's kernel is reached over its
+        server's websocket, where the server buffers and replays (``_connect_server``)."""
+        target = self.server_target(kernel_id) if self.server_target is not None else None
+        if target is not None:
+            return await self._connect_server(kernel_id, target, session_key, on_message)
         entry = self._registry.get(kernel_id)
         refused = entry.backend.refusal(Action.CONNECT)
         if refused is not None:
@@ -114,6 +128,29 @@ class Frontends:
         conn.replayed, conn.dropped = replayed, dropped
         conn.lost, channels.lost_while_away = channels.lost_while_away, 0
         return conn
+
+    async def _connect_server(
+        self, kernel_id: str, target: WebSocketTarget, session_key: str, on_message: OnMessage
+    ) -> KernelConnection:
+        """A frontend of a server's kernel: the kernel websocket with ``session_key`` as its
+        session id, so that the server replays what this session missed while away (the
+        server keeps the buffer, and counts the connection in the kernel's model)."""
+        from .servers.websocket import KernelWebSocket, ServerKernelConnection
+
+        if not isinstance(session_key, str) or not session_key:
+            raise ValueError("A frontend connection needs a non-empty session key.")
+        socket = KernelWebSocket(target, kernel_id, session_key, on_message)
+        conn = ServerKernelConnection(kernel_id, socket, self._close_server_connection)
+        await conn.open()
+        self._server_connections.setdefault(kernel_id, []).append(conn)
+        return conn
+
+    async def _close_server_connection(self, conn: ServerKernelConnection) -> None:
+        conns = self._server_connections.get(conn.kernel_id, [])
+        if conn in conns:
+            conns.remove(conn)
+        if not conns:
+            self._server_connections.pop(conn.kernel_id, None)
 
     def _ask_for_status(self, entry: Entry) -> None:
         """Make the kernel publish something (kernelmon's probe asks for its info: busy and
@@ -224,6 +261,9 @@ class Frontends:
             conn.channels.close()
         entry.connections.clear()
         self.discard_buffer(entry)
+        for server_conn in self._server_connections.pop(entry.record.id, []):
+            task = asyncio.ensure_future(server_conn.close())
+            task.add_done_callback(_log_close_failure)
 
     def settings_changed(self, entries: list[Entry]) -> None:
         """Apply new buffering settings to the buffers kept now."""
@@ -247,3 +287,8 @@ class Frontends:
         if (buffered, dropped) != (record.buffered, record.buffer_dropped):
             record.buffered, record.buffer_dropped = buffered, dropped
             self._registry.changed(record, {"buffered", "buffer_dropped"}, None)
+
+
+def _log_close_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("Closing a server kernel's websocket failed: %s", task.exception())
