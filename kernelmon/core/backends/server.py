@@ -65,7 +65,11 @@ class ServerKernel(KernelBackend):
         watch = self.watch
         if watch.status not in _ANSWERING:
             return f"The server {watch.config.name} cannot be asked now ({watch.status_text()})"
-        return state_refusal(self.record, action)
+        if self.record.execution_state == ExecutionState.DEAD:
+            return state_refusal(self.record, action)
+        # no "starting" refusal: a server keeps a kernel nobody opened a websocket to
+        # "starting" in its model (jupyter_server 2, Enterprise Gateway 3), and answers
+        return None
 
     async def interrupt(self) -> None:
         try:

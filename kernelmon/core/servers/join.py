@@ -19,6 +19,7 @@ from ..backends.factory import BackendFactory
 from ..records import ExecutionState, KernelRecord, Origin
 from ..registry import Changing, Entry
 from .model import RemoteKernel, execution_state
+from .status import ServerStatus
 
 if TYPE_CHECKING:
     from .config import Snapshot
@@ -165,7 +166,9 @@ def gone(registry: JoinRegistry, watch: ServerWatch, entry: Entry) -> None:
     """A kernel the server no longer lists leaves the map, saying so."""
     record = entry.record
     reason = f"gone from the server {watch.config.name}"
-    if record.execution_state == ExecutionState.IDLE:
+    # a server keeps a kernel nobody opened a websocket to "starting" in its model: to its
+    # culler that is an idle kernel like any other
+    if record.execution_state in (ExecutionState.IDLE, ExecutionState.STARTING):
         reason += " (culled by the server?)"
     logger.warning("Kernel %s is %s", record.id, reason)
     watch.born.pop(record.id, None)
@@ -186,7 +189,8 @@ def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> Non
 
 
 def _unreachable(registry: JoinRegistry, watch: ServerWatch) -> None:
-    why = f"server unreachable ({watch.status_text()})"
+    lost = watch.status in (ServerStatus.UNREACHABLE, ServerStatus.TIMEOUT)
+    why = f"server {'unreachable' if lost else 'not usable'} ({watch.status_text()})"
     for entry in list(entries_of(registry, watch.id)):
         fields = _set(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
         if fields:

@@ -335,7 +335,10 @@ class Servers:
         if self.watches.get(watch.id) is not watch:
             return  # removed while it polled
         before = watch.announced
+        started = len(watch.config.started)
         apply_snapshot(self._registry, self._backends, watch, snapshot, self._registry.now())
+        if len(watch.config.started) != started and not watch.config.local:
+            self._save_soon()  # a kernel kernelmon started there is gone: not followed
         now = (watch.status, watch.error)
         if now != before:
             text = f"Server {watch.config.name}: {watch.status_text()}"
