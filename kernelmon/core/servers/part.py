@@ -282,7 +282,10 @@ class Servers:
             raise KernelStartFailed(error.sentence) from None
         watch.config.started.append(kernel.id)
         if not watch.config.local:
-            self._save_soon()
+            # kept before the id is returned: on a gateway that forbids listing, a kernel
+            # kernelmon started and forgot could not be found again
+            with contextlib.suppress(OSError):
+                await self._save()
         watch.born[kernel.id] = watch.polls
         apply_snapshot(
             self._registry,
