@@ -1,7 +1,8 @@
 """A live local jupyter_server (found by its jpserver-*.json in a runtime folder) is watched by
 itself: its kernels are one row each, the server's model joined by kernel id with the process
 facts discovery has (PID, memory), and shutting one down goes through the server's API. By
-signals the server's restarter would undo it (a new process, its state lost)."""
+signals the server's restarter would undo it (a new process, its state lost). Once the server
+is gone, its kernels are the machine's to look at again (found by their files)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,21 @@ def kernel_ids(server: RealServer) -> set[str]:
     return {k["id"] for k in kernels}
 
 
-def test_a_local_servers_kernel_is_one_row_and_shuts_down_through_the_server(
+def added_again(events: list[KernelEvent], kid: str) -> list[KernelEvent]:
+    return [e for e in events if isinstance(e, KernelAdded) and e.kernel_id == kid][1:]
+
+
+def removals(events: list[KernelEvent], kid: str) -> list[str]:
+    return [e.reason for e in events if isinstance(e, KernelRemoved) and e.kernel_id == kid]
+
+
+def test_a_local_servers_kernels_are_one_row_and_shut_down_through_the_server(
     aio: Any, server_factory: list[RealServer], tmp_path: Path
 ) -> None:
     server = start_jupyter_server(tmp_path / "js")
     server_factory.append(server)
     kid = open_notebook(server, "local.ipynb")["kernel"]["id"]
+    left = open_notebook(server, "left.ipynb")["kernel"]["id"]
     root = tmp_path / "root"
     root.mkdir()
     kmap = KernelMap(
@@ -41,7 +51,10 @@ def test_a_local_servers_kernel_is_one_row_and_shuts_down_through_the_server(
     events: list[KernelEvent] = []
     kmap.subscribe(events.append)
 
-    async def go() -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    def joined(k: str) -> bool:
+        return k in kmap and kmap.kernel_model(k)["server_id"] is not None
+
+    async def through_the_server() -> tuple[dict[str, Any], list[dict[str, Any]], int]:
         await kmap.start_monitoring()
         await wait_until(
             lambda: kid in kmap and kmap.kernel_model(kid).get("pid") is not None,
@@ -69,8 +82,29 @@ def test_a_local_servers_kernel_is_one_row_and_shuts_down_through_the_server(
         assert kid not in await asyncio.to_thread(kernel_ids, server)
         return model, kmap.list_servers(), pid
 
+    async def server_gone() -> tuple[str, list[dict[str, Any]]]:
+        """Killed at once: its kernel's row stays, found by its connection file again (an
+        orphan while its process runs, whose shutdown signals the proven process; stale once
+        ipykernel, which exits when its parent dies, is gone: a shutdown cleans it up)."""
+        await wait_until(
+            lambda: joined(left) and kmap.kernel_model(left)["pid"] is not None,
+            what="the other kernel",
+        )
+        await asyncio.to_thread(server.kill)
+        await wait_until(
+            lambda: left in kmap and kmap.kernel_model(left)["origin"] in ("orphan", "stale"),
+            timeout=30,
+            what="the kernel found by its file again",
+        )
+        origin = kmap.kernel_model(left)["origin"]
+        servers = kmap.list_servers()
+        await kmap.shutdown_kernel(left)
+        assert not list(server.runtime_dir.glob(f"kernel-{left}*"))
+        return origin, servers
+
     try:
-        model, servers, pid = aio.run(go())
+        model, servers, pid = aio.run(through_the_server())
+        origin, after = aio.run(server_gone(), timeout=60)
     finally:
         aio.run(kmap.close())
     assert not psutil.pid_exists(pid)
@@ -84,6 +118,10 @@ def test_a_local_servers_kernel_is_one_row_and_shuts_down_through_the_server(
     assert model["connection_file"]  # the process facts of the external row it took over
     assert model["rss"] > 0
     # one row: added once (as found, or as the server's), never removed and added again
-    assert [e for e in events if isinstance(e, KernelAdded) and e.kernel_id == kid][1:] == []
-    removed = [e for e in events if isinstance(e, KernelRemoved) and e.kernel_id == kid]
-    assert [e.reason for e in removed] == ["shut down"]
+    assert added_again(events, kid) == []
+    assert removals(events, kid) == ["shut down"]
+    # once the server is gone
+    assert origin in ("orphan", "stale")
+    assert not [s for s in after if s["local"]]
+    assert added_again(events, left) == []
+    assert removals(events, left) == ["shut down"]

@@ -64,6 +64,8 @@ class Snapshot:
     missing: frozenset[str] = frozenset()
     #: the poll's number (``ServerWatch.polls`` when it began)
     number: int = 0
+    #: the server answered both listings "not modified" (the same as the last poll's)
+    unchanged: bool = False
 
 
 OnPoll = Callable[["ServerWatch", "Snapshot | None"], None]

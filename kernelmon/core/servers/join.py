@@ -126,6 +126,8 @@ def apply_snapshot(
         _unreachable(registry, watch)
         return
     config = watch.config
+    if snapshot.unchanged and _all_ours(registry, config.id, snapshot):
+        return  # the cost of a poll of an unchanged server: a lookup per kernel
     for kernel in snapshot.kernels.values():
         path = snapshot.paths.get(kernel.id)
         entry = registry.find(kernel.id)
@@ -160,6 +162,16 @@ def apply_snapshot(
             gone(registry, watch, entry)
         else:
             _set_unseen(registry, entry, watch)
+
+
+def _all_ours(registry: JoinRegistry, server_id: str, snapshot: Snapshot) -> bool:
+    """Whether every kernel of the snapshot is a row of this server already (else one found
+    since, or started by someone else, joins)."""
+    for kid in snapshot.kernels:
+        entry = registry.find(kid)
+        if entry is None or entry.backend.server_id() != server_id:
+            return False
+    return True
 
 
 def gone(registry: JoinRegistry, watch: ServerWatch, entry: Entry) -> None:

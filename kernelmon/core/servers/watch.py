@@ -63,6 +63,7 @@ class ServerWatch:
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._last_listings: tuple[object, object] | None = None
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -117,6 +118,8 @@ class ServerWatch:
             snapshot = None
         else:
             self.failures = 0
+        if snapshot is None:
+            self._last_listings = None  # the next answer is news, changed or not
         self.last_poll = datetime.now(UTC)
         try:
             self.on_poll(self, snapshot)
@@ -131,6 +134,7 @@ class ServerWatch:
             self.version = info.gateway_version or info.version
         forbidden: str | None = None
         missing: set[str] = set()
+        listing: object = None
         try:
             listing = await client.list_kernels()
             kernels = {k.id: k for k in listing.items}
@@ -146,8 +150,10 @@ class ServerWatch:
                     if one.kind != ServerStatus.NOT_FOUND:
                         raise
                     missing.add(kid)
+        sessions: object = None
         try:
-            paths = session_paths((await client.list_sessions()).items)
+            sessions = await client.list_sessions()
+            paths = session_paths(sessions.items)
         except ServerError as error:
             if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
                 raise
@@ -161,7 +167,13 @@ class ServerWatch:
             self.set_status(ServerStatus.LISTING_FORBIDDEN, forbidden)
         else:
             self.set_status(ServerStatus.REACHABLE, None)
-        return Snapshot(kernels, paths, forbidden is None, frozenset(missing), number)
+        # the client hands back the very listings it kept when the server answered 304 (not
+        # modified): then nothing changed since the last poll (``Snapshot.unchanged``)
+        unchanged = listing is not None and (listing, sessions) == self._last_listings
+        self._last_listings = (listing, sessions)
+        return Snapshot(
+            kernels, paths, forbidden is None, frozenset(missing), number, unchanged=unchanged
+        )
 
     def display_name(self, kernel_name: str) -> str:
         spec = (self.specs or {}).get(kernel_name)
