@@ -194,6 +194,8 @@ class Discovery:
                 await watcher.rescan()
             elif not wanted and watcher is not None:
                 self.watcher = None
+                if self.on_servers is not None:
+                    self.on_servers([])  # no scans, no local servers known to be alive
                 for entry in self._registry:
                     if (
                         entry.record.origin != Origin.OWNED

@@ -5,17 +5,20 @@ servers file), and removed again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keyring
 import pytest
+from keyring.backends import fail
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelEvent, KernelRemoved, ServerChanged, ServerRemoved
-from kernelmon.core.servers import ServerError, ServerStatus, UnknownServer
+from kernelmon.core.servers import ServerError, ServerStatus, TokenStoreError, UnknownServer
 from kernelmon.core.servers.secrets import SERVICE
 from tests.servers.realservers import RealServer
 from tests.servers.test_client_jupyter_server import open_notebook
@@ -149,3 +152,29 @@ def test_a_wrong_token_is_refused_and_nothing_is_kept(
     assert servers == []
     assert memory_keyring.passwords == {}
     assert not (tmp_path / "state" / "servers.json").exists()
+
+
+def test_without_a_keyring_a_token_is_kept_only_with_consent(
+    aio: Any, jupyter_server: RealServer, tmp_path: Path
+) -> None:
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    kmap = make_map(tmp_path)
+    tokens = tmp_path / "state" / "server-tokens.json"
+
+    async def go() -> tuple[str, list[dict[str, Any]]]:
+        with pytest.raises(TokenStoreError, match="No system keyring"):
+            await kmap.add_server(jupyter_server.url, jupyter_server.token)
+        refused = kmap.list_servers()
+        kmap.apply_settings(dataclasses.replace(kmap.settings, server_token_file=True))
+        return await kmap.add_server(jupyter_server.url, jupyter_server.token), refused
+
+    try:
+        server_id, refused = aio.run(go())
+    finally:
+        aio.run(kmap.close())
+        keyring.set_keyring(before)
+    assert refused == []
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert json.loads(tokens.read_text()) == {server_id: jupyter_server.token}
+    assert jupyter_server.token not in (tmp_path / "state" / "servers.json").read_text()

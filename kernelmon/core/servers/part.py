@@ -233,7 +233,9 @@ class Servers:
                 alive[_local_id(server)] = server
         for server_id, watch in list(self.watches.items()):
             if watch.config.local and server_id not in alive:
-                self._background(self._drop(server_id, "its server stopped", release=True))
+                stopped = self._detach(server_id, "its server stopped", release=True)
+                if stopped is not None:
+                    self._background(stopped.close())
         for server_id, server in alive.items():
             if server_id in self.watches:
                 continue
@@ -354,10 +356,18 @@ class Servers:
         server = self.describe(watch)
         self._registry.emit(ServerChanged("", server_id=watch.id, server=server, text=text))
 
-    async def _drop(self, server_id: str, reason: str, release: bool = False) -> None:
+    async def _drop(self, server_id: str, reason: str) -> None:
+        watch = self._detach(server_id, reason)
+        if watch is not None:
+            await watch.close()
+
+    def _detach(self, server_id: str, reason: str, release: bool = False) -> ServerWatch | None:
+        """Stop watching a server now: its kernels leave the map (with ``release``, those with
+        a process on this machine are handed back to discovery); closing its client is the
+        caller's (``ServerWatch.close``)."""
         watch = self.watches.pop(server_id, None)
         if watch is None:
-            return
+            return None
         for entry in list(entries_of(self._registry, server_id)):
             if release and entry.record.pid is not None:
                 # its process may outlive the server: discovery takes the kernel back
@@ -367,9 +377,9 @@ class Servers:
                 continue
             entry.backend.close()
             self._registry.remove(entry, reason)
-        await watch.close()
         logger.info("Server %s (%s): %s", watch.config.name, watch.config.url, reason)
         self._registry.emit(ServerRemoved("", server_id=server_id, reason=reason))
+        return watch
 
     async def _save(self) -> None:
         configs = [w.config for w in self.watches.values() if not w.config.local]
