@@ -23,6 +23,7 @@ from .records import ExecutionState
 from .registry import Changing, Entry
 
 if TYPE_CHECKING:
+    from .servers.client import ServerClient
     from .servers.websocket import ServerKernelConnection, WebSocketTarget
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,11 @@ class Frontends:
 
     def __init__(self, registry: FrontendsRegistry) -> None:
         self._registry = registry
-        #: For a kernel id, how to reach the websocket of the server that runs it (None: not
-        #: a server's kernel). Set by whoever knows the servers; a server's kernel's
-        #: frontend then talks over the server's kernel websocket (``servers.websocket``).
-        self.server_target: Callable[[str], WebSocketTarget | None] | None = None
+        #: For a server id, the client of that server (None: not known). Set by whoever
+        #: knows the servers; the frontend of a server's kernel (its backend's
+        #: ``server_id()``) then talks over the server's kernel websocket, with the
+        #: client's token, headers and TLS setting (``servers.websocket``).
+        self.server_client: Callable[[str], ServerClient | None] | None = None
         #: open websocket connections by kernel id (the server counts them itself)
         self._server_connections: dict[str, list[ServerKernelConnection]] = {}
 
@@ -85,7 +87,7 @@ class Frontends:
         was on, the buffered messages are delivered first, in order, then live ones; a
         different session key discards that buffer. A server's kernel is reached over its
         server's websocket, where the server buffers and replays (``_connect_server``)."""
-        target = self.server_target(kernel_id) if self.server_target is not None else None
+        target = self.server_target(kernel_id)
         if target is not None:
             return await self._connect_server(kernel_id, target, session_key, on_message)
         entry = self._registry.get(kernel_id)
@@ -128,6 +130,18 @@ class Frontends:
         conn.replayed, conn.dropped = replayed, dropped
         conn.lost, channels.lost_while_away = channels.lost_while_away, 0
         return conn
+
+    def server_target(self, kernel_id: str) -> WebSocketTarget | None:
+        """How to reach a server's kernel over its websocket (None: not a server's kernel,
+        or its server is not known)."""
+        entry = self._registry.find(kernel_id)
+        server_id = entry.backend.server_id() if entry is not None else None
+        client = self.server_client(server_id) if server_id and self.server_client else None
+        if client is None:
+            return None
+        from .servers.websocket import WebSocketTarget
+
+        return WebSocketTarget.of_client(client)
 
     async def _connect_server(
         self, kernel_id: str, target: WebSocketTarget, session_key: str, on_message: OnMessage

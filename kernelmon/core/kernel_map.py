@@ -130,6 +130,8 @@ class KernelMap:
             registry, self.backends, folder=lambda: self.keeper.state_file.folder
         )
         self.discovery.on_servers = self.server_part.sync_local
+        watches = self.server_part.watches  # a console on a server's kernel: its websocket
+        self.frontends.server_client = lambda sid: w.client if (w := watches.get(sid)) else None
         self.sampler = Sampler(
             registry,
             self.alerts,

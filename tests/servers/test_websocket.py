@@ -171,6 +171,8 @@ def test_server_gone_closes_the_console_with_a_sentence(aio: Any, tmp_path: Path
 
         async def go() -> tuple[list[str], ServerKernelConnection]:
             told: list[str] = []
+            loop_errors: list[dict[str, Any]] = []
+            asyncio.get_running_loop().set_exception_handler(lambda _l, c: loop_errors.append(c))
             conn = await connect(server, kid, "s", [])
             conn.on_lost = lambda n, text: told.append(text)
             server.kill()
@@ -178,6 +180,8 @@ def test_server_gone_closes_the_console_with_a_sentence(aio: Any, tmp_path: Path
             with pytest.raises(RuntimeError, match="closed"):
                 conn.execute("1")
             await conn.close()
+            await asyncio.sleep(0.2)
+            assert loop_errors == []
             return told, conn
 
         told, conn = aio.run(go())
@@ -263,14 +267,16 @@ def test_frames_round_trip_and_malformed_ones_are_refused() -> None:
 def test_the_map_connects_a_server_kernel_over_its_websocket(
     aio: Any, jupyter_server: RealServer, kernel: str, tmp_path: Path
 ) -> None:
-    """``KernelMap.connect`` (what the console calls) routes a server's kernel to the
-    websocket; the console's interface is the same."""
+    """``KernelMap.connect`` (what the console calls) routes a server's kernel to its
+    server's websocket; the console's interface is the same."""
     from kernelmon.core import KernelMap, KernelNotFound, Settings
 
-    kmap = KernelMap(Settings(root_dir=str(tmp_path)), state_dir=tmp_path / "state")
-    kmap.frontends.server_target = lambda kid: target(jupyter_server) if kid == kernel else None
+    settings = Settings(root_dir=str(tmp_path), server_token_file=True)  # no keyring here
+    kmap = KernelMap(settings, state_dir=tmp_path / "state")
 
-    async def go() -> tuple[Any, Messages, list[Any]]:
+    async def go() -> tuple[Any, list[Any]]:
+        await kmap.add_server(jupyter_server.url, jupyter_server.token)
+        await wait_until(lambda: kernel in {m["id"] for m in kmap.list_kernels()}, 20)
         messages: Messages = []
         conn = await kmap.connect(
             kernel, "kernelmon-console-map", lambda c, m: messages.append((c, m))
@@ -279,12 +285,13 @@ def test_the_map_connects_a_server_kernel_over_its_websocket(
         await wait_for_text(messages, "through the map")
         open_now = list(kmap.frontends._server_connections.get(kernel, []))
         await conn.close()
-        return conn, messages, open_now
+        with pytest.raises(KernelNotFound):  # not a server's kernel, and not in the map
+            await kmap.connect("no-such-kernel", "s", lambda c, m: None)
+        await kmap.close()
+        return conn, open_now
 
-    conn, _messages, open_now = aio.run(go())
+    conn, open_now = aio.run(go())
     assert isinstance(conn, ServerKernelConnection)
     assert open_now == [conn]
     assert conn.session_key == "kernelmon-console-map"
     assert kernel not in kmap.frontends._server_connections
-    with pytest.raises(KernelNotFound):  # not a server's kernel, and not in the map
-        aio.run(kmap.connect("no-such-kernel", "s", lambda c, m: None))
