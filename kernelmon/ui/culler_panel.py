@@ -1,11 +1,17 @@
 """The culler and buffering settings form (a dock in the main window).
 
-Each field is applied as soon as it is edited (see ``SettingsForm``).
+Each field is applied as soon as it is edited (see ``SettingsForm``). Below the form, per
+Jupyter server or gateway, whether the server culls its kernels by itself and whether
+kernelmon's culler acts on them (the servers panel's checkbox; off by default).
 """
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
+from html import escape as _escape
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core import Settings
 from ..core.settings import (
@@ -98,10 +104,39 @@ FIELDS: dict[str, Field] = {
 }
 
 
+def escape(text: str) -> str:
+    return _escape(text, quote=False)
+
+
 class CullerPanel(SettingsForm):
     """A form for the culler, buffering and timeout settings."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(settings, FIELDS, parent)
         self.setObjectName("culler_panel")
+        #: per server: who culls its kernels (``set_servers``); hidden without servers
+        self.servers_note = QLabel("")
+        self.servers_note.setObjectName("servers_note")
+        self.servers_note.setWordWrap(True)
+        self.servers_note.setTextFormat(Qt.TextFormat.RichText)
+        self.servers_note.setToolTip(
+            "kernelmon's culler acts on a server's kernels only if you allow it for that "
+            "server (Servers panel); a server may also cull its kernels by itself."
+        )
+        self.servers_note.hide()
         self.finish()
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.count() - 1, self.servers_note)  # above the stretch
+
+    def set_servers(self, servers: list[dict[str, Any]]) -> None:
+        """Say, per server (``KernelMap.list_servers()`` entries), who culls its kernels."""
+        from .servers_panel import kernelmon_culls_text, server_culls_text
+
+        lines = [
+            f"<b>{escape(str(s.get('name') or s.get('url')))}</b>: "
+            f"{escape(server_culls_text(s))} {escape(kernelmon_culls_text(s))}"
+            for s in servers
+        ]
+        self.servers_note.setText("<p>" + "</p><p>".join(lines) + "</p>" if lines else "")
+        self.servers_note.setVisible(bool(lines))

@@ -45,6 +45,7 @@ from .kernel_view import KernelTableView
 from .monitoring_panel import MonitoringPanel
 from .notices import Notices
 from .notifier import Notifier
+from .servers_panel import ServersPanel
 from .settings_controller import SettingsController
 from .start_dialog import StartKernelDialog
 from .status_bar import KernelStatusBar
@@ -142,6 +143,11 @@ class MainWindow(QMainWindow):
         )
         self.tabifyDockWidget(self.details_dock, self.culler_dock)
         self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
+        # Jupyter servers and gateways: a tab beside the others (see servers_panel.attach)
+        self.servers_panel = ServersPanel(kernel_map, self.tasks.spawn, settings=self.settings)
+        self.servers_dock = self._make_dock("Servers", "servers_dock", self.servers_panel)
+        self.tabifyDockWidget(self.monitoring_dock, self.servers_dock)
+        self.servers_panel.attach(self.culler_panel, self.details)
         self.details_dock.raise_()
         self.progress = self.status.progress
         self.actions_by_name = self._make_actions()
