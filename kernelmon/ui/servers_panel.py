@@ -155,15 +155,15 @@ class ServersPanel(QWidget):
         self.add_button.clicked.connect(self.open_add_dialog)
         self.remove_button = QPushButton("&Remove")
         self.remove_button.setToolTip(
-            "Forget the selected server (Delete); its kernels keep running there"
+            "Forget the selected server (Alt+R); its kernels keep running there"
         )
         self.remove_button.clicked.connect(self.on_remove_button_clicked)
         self.test_button = QPushButton("&Test")
         self.test_button.setToolTip("Ask every server for its kernels now (F5)")
         self.test_button.clicked.connect(self.on_test_button_clicked)
+        # not Del for Remove: the window's Del shuts the selected kernels down
         for key, slot in (
             ("Ins", self.open_add_dialog),
-            ("Del", self.on_remove_button_clicked),
             ("F5", self.on_test_button_clicked),
         ):
             shortcut = QShortcut(QKeySequence(key), self)
@@ -251,7 +251,7 @@ class ServersPanel(QWidget):
             )
         else:
             self.remove_button.setToolTip(
-                "Forget the selected server (Delete); its kernels keep running there"
+                "Forget the selected server (Alt+R); its kernels keep running there"
             )
 
     # -- actions --------------------------------------------------------------------------
