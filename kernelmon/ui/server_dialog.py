@@ -137,7 +137,9 @@ class AddServerDialog(QDialog):
         form = QFormLayout()
         form.addRow("&URL:", self.url)
         form.addRow("&Name:", self.name)
-        form.addRow("&Token:", token_row)
+        token_label = QLabel("&Token:")  # a row of a layout gets no buddy by itself
+        token_label.setBuddy(self.token)
+        form.addRow(token_label, token_row)
         form.addRow("&Headers:", self.headers)
         form.addRow("", self.verify_tls)
         self.keyring_note = QLabel(keyring_note or "")

@@ -220,6 +220,8 @@ class ServersPanel(QWidget):
             self.tree.addTopLevelItem(item)
             if server.get("id") == selected:
                 item.setSelected(True)
+        for column in range(len(COLUMNS)):
+            self.tree.resizeColumnToContents(column)
         if selected is None and self.tree.topLevelItemCount():
             first = self.tree.topLevelItem(0)
             if first is not None:
