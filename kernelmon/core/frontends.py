@@ -45,6 +45,7 @@ class FrontendsRegistry(Changing, Protocol):
     """What the frontends part reads of the registry."""
 
     def get(self, kernel_id: str) -> Entry: ...
+    def on_forget(self, step: Callable[[str], None]) -> None: ...
 
 
 class Frontends:
@@ -59,6 +60,9 @@ class Frontends:
         self.server_client: Callable[[str], ServerClient | None] | None = None
         #: open websocket connections by kernel id (the server counts them itself)
         self._server_connections: dict[str, list[ServerKernelConnection]] = {}
+        # a server's kernel leaves the map by several paths (its server removed, the kernel
+        # gone from the server): each one closes its websockets
+        registry.on_forget(self._close_server_connections)
 
     def notify_connect(self, kernel_id: str) -> None:
         """A frontend connected (counts in ``connections``)."""
@@ -275,7 +279,10 @@ class Frontends:
             conn.channels.close()
         entry.connections.clear()
         self.discard_buffer(entry)
-        for server_conn in self._server_connections.pop(entry.record.id, []):
+        self._close_server_connections(entry.record.id)
+
+    def _close_server_connections(self, kernel_id: str) -> None:
+        for server_conn in self._server_connections.pop(kernel_id, []):
             task = asyncio.ensure_future(server_conn.close())
             task.add_done_callback(_log_close_failure)
 

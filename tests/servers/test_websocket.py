@@ -295,3 +295,27 @@ def test_the_map_connects_a_server_kernel_over_its_websocket(
     assert open_now == [conn]
     assert conn.session_key == "kernelmon-console-map"
     assert kernel not in kmap.frontends._server_connections
+
+
+def test_a_console_websocket_closes_when_its_server_is_removed(
+    aio: Any, jupyter_server: RealServer, kernel: str, tmp_path: Path
+) -> None:
+    """A server's kernel that leaves the map (its server removed) leaves no websocket open."""
+    from kernelmon.core import KernelMap, Settings
+
+    settings = Settings(root_dir=str(tmp_path), server_token_file=True)  # no keyring here
+    kmap = KernelMap(settings, state_dir=tmp_path / "state")
+
+    async def go() -> ServerKernelConnection:
+        sid = await kmap.add_server(jupyter_server.url, jupyter_server.token)
+        await wait_until(lambda: kernel in {m["id"] for m in kmap.list_kernels()}, 20)
+        conn = await kmap.connect(kernel, "kernelmon-console-removed", lambda c, m: None)
+        assert isinstance(conn, ServerKernelConnection)
+        await kmap.remove_server(sid)
+        await wait_until(lambda: conn.socket.closed, 10, "the websocket closed")
+        await kmap.close()
+        return conn
+
+    conn = aio.run(go())
+    assert conn.closed
+    assert kernel not in kmap.frontends._server_connections
