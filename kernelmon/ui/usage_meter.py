@@ -79,7 +79,8 @@ class UsageMeter(QWidget):
         self.button = QPushButton("&Measure usage")
         self.button.setToolTip(
             "Ask this remote kernel now for its CPU and memory (one usage_request through its "
-            "server's websocket; the server counts it as the kernel's activity)"
+            "server's websocket; the server counts it as the kernel's activity, and drops "
+            "the output it kept for a console on this kernel that is closed)"
         )
         self.button.clicked.connect(self.on_button_clicked)
         self.answer = QLabel("")
