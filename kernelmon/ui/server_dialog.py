@@ -10,9 +10,8 @@ read if the user agrees to it (``ask_token_file``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -32,10 +31,10 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.servers import ServerClient, ServerError, ServerKind, ServerStatus, TokenStoreError
+from .console import Spawn
 
 logger = logging.getLogger(__name__)
 
-Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 KIND_NAMES = {
     ServerKind.JUPYTER_SERVER: "Jupyter Server",
     ServerKind.ENTERPRISE_GATEWAY: "Enterprise Gateway",

@@ -10,7 +10,6 @@ on (the culler panel shows per server who culls its kernels).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from ..core.records import parse_isoformat
 from ..core.servers import TokenStoreError, keyring_problem
 from ..core.threads import run_in_thread
 from . import dialogs
+from .console import Spawn
 from .server_dialog import KIND_NAMES, AddServerDialog, ServerInput
 from .usage_meter import UsageMeter
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 COLUMNS = ("Name", "URL", "Kind", "Status", "Kernels", "kernelmon culls")
 #: How often the list is read while the panel is shown [ms].
 REFRESH_MS = 1000

@@ -11,7 +11,7 @@ is activity for the server's culler (docs/servers.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -20,11 +20,11 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
 from ..core import KernelMap
 from ..core.errors import KernelmonError
 from ..core.servers import ServerError
+from .console import Spawn
 from .figures import format_bytes
 
 logger = logging.getLogger(__name__)
 
-Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
 #: How long the kernel may take to answer [s].
 USAGE_TIMEOUT = 15.0
 
