@@ -2,8 +2,9 @@
 kernelmon knows, each with its status in words, and Add…, Remove, Test; per server, whether
 kernelmon's culler may act on its kernels.
 
-It reads ``KernelMap.list_servers()`` (a list of small dicts) once a second while it is
-shown and rebuilds its rows only when something changed; ``servers_changed`` passes the list
+It reads ``KernelMap.list_servers()`` (a list of small dicts) once a second (the culler
+panel's note needs it too while the panel is hidden) and rebuilds its rows only when
+something changed; ``servers_changed`` passes the list
 on (the culler panel shows per server who culls its kernels).
 """
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("Name", "URL", "Kind", "Status", "Kernels", "kernelmon culls")
-#: How often the list is read while the panel is shown [ms].
+#: How often the list is read [ms].
 REFRESH_MS = 1000
 STATUS_WORDS = {
     "reachable": "reachable",
