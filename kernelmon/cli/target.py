@@ -13,10 +13,9 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, paths
-from ..core import KernelMap
 from ..core.instance import (
     InstanceError,
     InstanceLock,
@@ -27,7 +26,10 @@ from ..core.instance import (
     claim_instance,
 )
 from ..settings_file import load_settings
-from .ops import OPS, handlers
+from .ops import OPS
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
 
 #: How long a command waits for the running kernelmon to finish an action (a restart may
 #: take the kernel's start-up time, a shutdown its escalation to SIGKILL).
@@ -91,20 +93,90 @@ class Remote:
         pass
 
 
+def command_settings(runtime_dirs: Sequence[str] = ()) -> Settings:
+    """The user's settings, with the runtime folders a command was given added."""
+    settings, _problem = load_settings(paths.settings_file())
+    if runtime_dirs:
+        extra = tuple(f for f in runtime_dirs if f not in settings.runtime_folders)
+        folders = settings.runtime_folders + extra
+        settings = dataclasses.replace(settings, runtime_folders=folders)
+    return settings
+
+
+async def _busy(request: dict[str, Any]) -> dict[str, Any]:
+    raise OpError(
+        f"A kernelmon command (pid {os.getpid()}) is working on the kernels; "
+        "try again once it is done.",
+        code="quitting",
+    )
+
+
+async def _answer_busy(lock: InstanceLock) -> InstanceServer | None:
+    """While a command holds the instance lock, other launches and commands are told to
+    wait (and do, see ``QUIT_WAIT``) instead of finding nobody at the socket."""
+    if lock.sock is None:
+        return None
+    server = InstanceServer(lock, __version__)
+    for name in ("activate", *OPS):
+        server.add_op(name, _busy)
+    await server.start()
+    return server
+
+
+class Glance:
+    """No kernelmon runs and the command only lists: one look at the machine
+    (``snapshot.py``) instead of a map, the instance lock held meanwhile. ``open`` returns
+    None when an earlier run's kernels wait to be adopted: only a map says what they are."""
+
+    def __init__(self, lock: InstanceLock, kernels: list[dict[str, Any]]) -> None:
+        self.lock = lock
+        self.pid = None
+        self.where = "this command"
+        self.kernels = kernels
+
+    @classmethod
+    def open(cls, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> Glance | None:
+        from . import snapshot
+
+        async def look() -> list[dict[str, Any]] | None:
+            server = await _answer_busy(lock)
+            try:
+                state = snapshot.state_file()
+                if snapshot.adoption_pending(state):
+                    return None
+                return await snapshot.list_models(command_settings(runtime_dirs), state)
+            finally:
+                if server is not None:
+                    await server.close()
+
+        try:
+            kernels = asyncio.run(look())
+        except BaseException:
+            lock.release()
+            raise
+        return cls(lock, kernels) if kernels is not None else None
+
+    def call(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        if op != "list":
+            raise CommandError(f"kernelmon cannot {op} from a list of the kernels.")
+        return {"ok": True, "kernels": self.kernels}
+
+    def close(self) -> None:
+        self.lock.release()
+
+
 class Direct:
     """No kernelmon runs: this process holds the instance lock and a map of its own."""
 
     def __init__(self, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> None:
+        from ..core.kernel_map import KernelMap
+        from .ops import handlers
+
         self.lock = lock
         self.pid = None
         self.where = "this command"
-        settings, _problem = load_settings(paths.settings_file())
-        if runtime_dirs:
-            extra = tuple(f for f in runtime_dirs if f not in settings.runtime_folders)
-            folders = settings.runtime_folders + extra
-            settings = dataclasses.replace(settings, runtime_folders=folders)
         self.runner = asyncio.Runner()
-        self.kmap = KernelMap(settings)
+        self.kmap = KernelMap(command_settings(runtime_dirs))
         self.ops = handlers(self.kmap)
         self.server: InstanceServer | None = None
         self.closed = False
@@ -115,21 +187,10 @@ class Direct:
             raise
 
     async def _open(self) -> None:
-        if self.lock.sock is not None:
-            self.server = InstanceServer(self.lock, __version__)
-            for name in ("activate", *OPS):
-                self.server.add_op(name, self._busy)
-            await self.server.start()
+        self.server = await _answer_busy(self.lock)
         await self.kmap.check_state_folder()
         await self.kmap.restore()  # an earlier run's kernels are kernelmon's, not orphans
         await self.kmap.start_monitoring()
-
-    async def _busy(self, request: dict[str, Any]) -> dict[str, Any]:
-        raise OpError(
-            f"A kernelmon command (pid {os.getpid()}) is working on the kernels; "
-            "try again once it is done.",
-            code="quitting",
-        )
 
     def call(self, op: str, timeout: float = ACTION_TIMEOUT, **fields: Any) -> dict[str, Any]:
         request = {"op": op, **fields}
@@ -157,10 +218,13 @@ class Direct:
                 self.runner.close()
 
 
-def connect(runtime_dirs: Sequence[str] = (), wait: float = 0.0) -> Remote | Direct:
+def connect(
+    runtime_dirs: Sequence[str] = (), wait: float = 0.0, read_only: bool = False
+) -> Remote | Direct | Glance:
     """The running kernelmon, or (none running) a map of this process's own; with
     ``wait``, a running kernelmon is waited for that long to be gone (it is quitting, or
-    another command is at work)."""
+    another command is at work). ``read_only`` (``kernelmon list``): with none running,
+    one look at the machine where that says all a map would (``Glance``)."""
     try:
         claimed = claim_instance(wait=wait)
     except InstanceError as e:
@@ -175,4 +239,8 @@ def connect(runtime_dirs: Sequence[str] = (), wait: float = 0.0) -> Remote | Dir
                 "once it is done."
             )
         return Remote(claimed)
+    if read_only:
+        glance = Glance.open(claimed, runtime_dirs)
+        if glance is not None:
+            return glance
     return Direct(claimed, runtime_dirs)
