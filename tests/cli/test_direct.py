@@ -230,3 +230,24 @@ def test_list_takes_an_earlier_runs_kernels_over_as_a_map_does(cli: Cli, spawn):
     for pid in released.kernels.values():
         eventually(lambda pid=pid: gone(pid), what="the adopted kernel stopped")
 
+
+def test_a_reader_that_leaves_early_gets_no_error(cli: Cli, tmp_path: Path):
+    """``kernelmon list | head``: the pipe closes before the table is written; the command
+    ends quietly (status 141, as a shell reports SIGPIPE), not with "the command failed"."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    many = Cli(cli.base, {**cli.env, "JUPYTER_RUNTIME_DIR": str(runtime)})
+    for i in range(300):  # a table longer than a pipe's buffer
+        many.stale_file(f"00000000-0000-4000-8000-{i:012d}")
+    proc = subprocess.Popen(
+        [str(KERNELMON), "list", "--all"],
+        env=many.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, "")
