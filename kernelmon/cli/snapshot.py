@@ -9,10 +9,12 @@ table read once (``scan_runtime``), the state files of kernelmon processes (whos
 are theirs), the history of other applications' kernels, the backends' refusals, one
 resource sample of that table. The models are the map's (``KernelRecord.to_model``).
 
-Nothing is adopted, watched or signalled. An orphan found in an unknown state is asked
-what it does (one ``kernel_info_request``, as the map's discovery asks it), and what was
-seen of other applications' kernels is written to the history file, as the map does when
-its discovery stops (when each kernel was first seen is what its idle clock counts from).
+Nothing is adopted, watched or signalled. Where a map would say more than one look can
+(an earlier run's kernels to adopt, Jupyter servers to poll), the command builds the map.
+An orphan found in an unknown state is asked what it does (one ``kernel_info_request``,
+as the map's discovery asks it), and what was seen of other applications' kernels is
+written to the history file, as the map does when its discovery stops (when each kernel
+was first seen is what its idle clock counts from).
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ if TYPE_CHECKING:
 #: How long an orphan found in an unknown state is given to answer ``kernel_info``
 #: (the map's discovery asks with the same default).
 PROBE_TIMEOUT = 1.0
+
+
+def servers_known(state: StateFile) -> bool:
+    """Whether the user added Jupyter servers (their kernels are a map's to ask for)."""
+    from ..core.servers.book import ServerBook
+
+    return bool(ServerBook(lambda: state.folder, lambda: False).read())
 
 
 def adoption_pending(state: StateFile) -> bool:
@@ -103,13 +112,17 @@ class Snapshot:
         self.display_name = DisplayNames()
         self.entries: list[tuple[KernelRecord, KernelBackend]] = []
 
-    async def take(self) -> list[dict[str, Any]]:
-        """The models of every kernel found, as ``kernelmon list`` prints them."""
+    async def take(self) -> list[dict[str, Any]] | None:
+        """The models of every kernel found, as ``kernelmon list`` prints them; None when
+        a Jupyter server runs here: its kernels are rows of the server's model, which only
+        a map polling it joins (as for the servers the user added, see ``servers_known``)."""
         if not self.settings.discover_kernels:
             return []
         try:
             live = self.state.live_kernels()
             scan = scan_runtime(default_folders(self.settings.runtime_folders))
+            if any(server.alive and server.url for server in scan.servers):
+                return None
             history = ExternalHistory(self.state.folder, self.clock)
             for kernel in chosen(scan.kernels.values(), live):
                 entry = self._entry(kernel, history)
@@ -198,7 +211,10 @@ def state_file() -> StateFile:
     return StateFile(default_state_dir())
 
 
-async def list_models(settings: Settings, state: StateFile | None = None) -> list[dict[str, Any]]:
+async def list_models(
+    settings: Settings, state: StateFile | None = None
+) -> list[dict[str, Any]] | None:
     """``kernelmon list``'s models from one look (call it only when no kernelmon runs and
-    ``adoption_pending`` is false)."""
+    neither ``adoption_pending`` nor ``servers_known``); None when a local Jupyter server
+    runs (then only a map says what its kernels are)."""
     return await Snapshot(settings, state if state is not None else state_file()).take()

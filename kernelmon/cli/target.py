@@ -10,6 +10,7 @@ sent behind its back), or holding the instance lock itself, so that no window or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ ACTION_TIMEOUT = 180.0
 READ_TIMEOUT = 30.0
 #: How long a command waits for a kernelmon that is quitting (or another command) to end.
 QUIT_WAIT = 30.0
+#: How long a command with none running waits for the Jupyter servers' first answers.
+SERVER_WAIT = 5.0
 
 #: Exit status for each error code of an op.
 EXIT_CODES = {"not-found": 3, "ambiguous": 2, "bad-request": 2}
@@ -126,7 +129,8 @@ async def _answer_busy(lock: InstanceLock) -> InstanceServer | None:
 class Glance:
     """No kernelmon runs and the command only lists: one look at the machine
     (``snapshot.py``) instead of a map, the instance lock held meanwhile. ``open`` returns
-    None when an earlier run's kernels wait to be adopted: only a map says what they are."""
+    None where only a map says what the kernels are: an earlier run's kernels wait to be
+    adopted, or there are Jupyter servers to poll."""
 
     def __init__(self, lock: InstanceLock, kernels: list[dict[str, Any]]) -> None:
         self.lock = lock
@@ -142,7 +146,7 @@ class Glance:
             server = await _answer_busy(lock)
             try:
                 state = snapshot.state_file()
-                if snapshot.adoption_pending(state):
+                if snapshot.adoption_pending(state) or snapshot.servers_known(state):
                     return None
                 return await snapshot.list_models(command_settings(runtime_dirs), state)
             finally:
@@ -191,6 +195,12 @@ class Direct:
         await self.kmap.check_state_folder()
         await self.kmap.restore()  # an earlier run's kernels are kernelmon's, not orphans
         await self.kmap.start_monitoring()
+        if self.kmap.list_servers():
+            # their kernels are the servers' to list and to act on (a signal to a live
+            # server's kernel is undone by its restarter): one poll first, not waited for
+            # longer than a command should take
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kmap.poll_servers(), SERVER_WAIT)
 
     def call(self, op: str, timeout: float = ACTION_TIMEOUT, **fields: Any) -> dict[str, Any]:
         request = {"op": op, **fields}
