@@ -139,26 +139,32 @@ class Glance:
         self.kernels = kernels
 
     @classmethod
-    def open(cls, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> Glance | None:
+    def open(cls, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> Glance | Direct:
+        """One look; where only a map says what the kernels are, the ``Direct`` map, on
+        the same loop and busy answers, the lock held throughout."""
         from . import snapshot
 
-        async def look() -> list[dict[str, Any]] | None:
-            server = await _answer_busy(lock)
-            try:
-                state = snapshot.state_file()
-                if snapshot.adoption_pending(state) or snapshot.servers_known(state):
-                    return None
-                return await snapshot.list_models(command_settings(runtime_dirs), state)
-            finally:
-                if server is not None:
-                    await server.close()
-
+        runner = asyncio.Runner()
+        server: InstanceServer | None = None
         try:
-            kernels = asyncio.run(look())
+            server = runner.run(_answer_busy(lock))
+            state = snapshot.state_file()
+            kernels = None
+            if not (snapshot.adoption_pending(state) or snapshot.servers_known(state)):
+                settings = command_settings(runtime_dirs)
+                kernels = runner.run(snapshot.list_models(settings, state))
         except BaseException:
+            if server is not None:
+                runner.run(server.close())  # the lock too
+            runner.close()
             lock.release()
             raise
-        return cls(lock, kernels) if kernels is not None else None
+        if kernels is None:
+            return Direct(lock, runtime_dirs, runner=runner, server=server)
+        if server is not None:
+            runner.run(server.close())  # the lock too: the list is taken
+        runner.close()
+        return cls(lock, kernels)
 
     def call(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
         if op != "list":
@@ -172,18 +178,33 @@ class Glance:
 class Direct:
     """No kernelmon runs: this process holds the instance lock and a map of its own."""
 
-    def __init__(self, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        lock: InstanceLock,
+        runtime_dirs: Sequence[str] = (),
+        *,
+        runner: asyncio.Runner | None = None,
+        server: InstanceServer | None = None,
+    ) -> None:
+        """``runner`` and ``server``: the loop and the busy answers of a ``Glance`` that
+        handed over to a map (else made here)."""
         from ..core.kernel_map import KernelMap
         from .ops import handlers
 
         self.lock = lock
         self.pid = None
         self.where = "this command"
-        self.runner = asyncio.Runner()
-        self.kmap = KernelMap(command_settings(runtime_dirs))
-        self.ops = handlers(self.kmap)
-        self.server: InstanceServer | None = None
+        self.runner = runner if runner is not None else asyncio.Runner()
+        self.server: InstanceServer | None = server
+        self._answering = runner is not None
         self.closed = False
+        try:
+            self.kmap = KernelMap(command_settings(runtime_dirs))
+        except BaseException:
+            self.closed = True
+            self._release()
+            raise
+        self.ops = handlers(self.kmap)
         try:
             self.runner.run(self._open())
         except BaseException:
@@ -191,7 +212,8 @@ class Direct:
             raise
 
     async def _open(self) -> None:
-        self.server = await _answer_busy(self.lock)
+        if not self._answering:
+            self.server = await _answer_busy(self.lock)
         await self.kmap.check_state_folder()
         await self.kmap.restore()  # an earlier run's kernels are kernelmon's, not orphans
         await self.kmap.start_monitoring()
@@ -220,12 +242,16 @@ class Direct:
         try:
             self.runner.run(self.kmap.close(shutdown_kernels=False))
         finally:
-            try:
-                if self.server is not None:
-                    self.runner.run(self.server.close())
-            finally:
-                self.lock.release()
-                self.runner.close()
+            self._release()
+
+    def _release(self) -> None:
+        """The busy answers, the instance lock and the loop."""
+        try:
+            if self.server is not None:
+                self.runner.run(self.server.close())
+        finally:
+            self.lock.release()
+            self.runner.close()
 
 
 def connect(
@@ -250,7 +276,5 @@ def connect(
             )
         return Remote(claimed)
     if read_only:
-        glance = Glance.open(claimed, runtime_dirs)
-        if glance is not None:
-            return glance
+        return Glance.open(claimed, runtime_dirs)
     return Direct(claimed, runtime_dirs)
