@@ -35,7 +35,6 @@ from typing import Any
 
 import zmq
 
-from .reader import Inbox
 from .wire import DELIM, SocketDrain, channel_url, subscriber
 
 logger = logging.getLogger(__name__)
@@ -115,7 +114,7 @@ class Feed:
         self._replies: dict[tuple[bytes, int], None] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
-        self._drain = Inbox(subscriber(url, context), self._on_batch, loop)
+        self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
 
     def add(self, on_batch: OnBatch) -> Subscription:
         sub = Subscription(self, on_batch)
@@ -135,7 +134,7 @@ class Feed:
                 del feeds[self._key]
 
     def read_now(self) -> None:
-        """Hand over what was received by now (see ``reader.Inbox.read_now``)."""
+        """Read the socket now (see ``SocketDrain.read_now``)."""
         self._drain.read_now()
 
     def note_reply(self, msg_id: str) -> None:

@@ -173,17 +173,15 @@ def message_dict(
 
 class _Turns:
     """The drains of one event loop that have messages left over, served in rotation by one
-    callback per loop turn that stops when the turn's ``BUDGET`` is spent (also the
-    subscribers read by ``reader``'s thread: anything with ``waiting``, ``loop`` and
-    ``read(limit, deadline)``)."""
+    callback per loop turn that stops when the turn's ``BUDGET`` is spent."""
 
     __slots__ = ("scheduled", "waiting")
 
     def __init__(self) -> None:
-        self.waiting: deque[Any] = deque()
+        self.waiting: deque[SocketDrain] = deque()
         self.scheduled = False
 
-    def add(self, drain: Any) -> None:
+    def add(self, drain: SocketDrain) -> None:
         if not drain.waiting:
             drain.waiting = True
             self.waiting.append(drain)
@@ -210,14 +208,6 @@ class _Turns:
 
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Turns] = weakref.WeakKeyDictionary()
-
-
-def turns_for(loop: asyncio.AbstractEventLoop) -> _Turns:
-    """The rotation of ``loop``'s readers that have messages left over."""
-    turns = _turns.get(loop)
-    if turns is None:
-        turns = _turns[loop] = _Turns()
-    return turns
 
 
 class _Readiness:
@@ -321,7 +311,10 @@ class SocketDrain:
         self.socket = socket
         self._on_batch = on_batch
         self.loop = loop or asyncio.get_running_loop()
-        self._turns = turns_for(self.loop)
+        turns = _turns.get(self.loop)
+        if turns is None:
+            turns = _turns[self.loop] = _Turns()
+        self._turns = turns
         #: In the rotation of drains that have messages left over.
         self.waiting = False
         self._fd = int(socket.getsockopt(zmq.FD))

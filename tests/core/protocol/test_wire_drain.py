@@ -21,6 +21,30 @@ def tiny_budget(monkeypatch):
     monkeypatch.setattr(wire, "CHUNK", 3)
 
 
+@pytest.fixture
+def pairs():
+    """Connected PUSH -> PULL pairs over TCP with no high-water marks (nothing dropped)."""
+    ctx = zmq.Context.instance()
+    made: list[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]] = []
+
+    def make() -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
+        push: zmq.Socket[bytes] = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 0)
+        push.setsockopt(zmq.LINGER, 0)
+        port = push.bind_to_random_port("tcp://127.0.0.1")
+        pull: zmq.Socket[bytes] = ctx.socket(zmq.PULL)
+        pull.setsockopt(zmq.RCVHWM, 0)
+        pull.setsockopt(zmq.LINGER, 0)
+        pull.connect(f"tcp://127.0.0.1:{port}")
+        made.append((push, pull))
+        return push, pull
+
+    yield make
+    for push, pull in made:
+        push.close(linger=0)
+        pull.close(linger=0)
+
+
 def flood(push: zmq.Socket[bytes], start: int, n: int) -> None:
     for i in range(start, start + n):
         # Multipart, like a Jupyter message: every frame must stay with its message.
