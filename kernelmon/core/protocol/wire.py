@@ -100,7 +100,9 @@ def subscriber(
 _verified: dict[int, tuple[bytes, bytes, str, bytes, bytes, bytes, bytes]] = {}
 #: Headers parsed lately, by the identity of their frame (see ``parse_header``).
 _headers: dict[int, tuple[bytes, dict[str, Any]]] = {}
-#: At most this many entries in each memo (a batch of every kernel is read before the next).
+#: At most this many entries in each memo; a full memo is emptied at once (a batch is at
+#: most ``BATCH`` messages, so few checks are made twice; dropping the oldest entry one by
+#: one, ``del memo[next(iter(memo))]``, costs a scan over the dict's deleted slots each time).
 _MEMO = 4096
 _decode_json = json.JSONDecoder().decode
 
@@ -148,7 +150,7 @@ class Signer:
             return False
         if len(parts) == 4:
             if len(_verified) >= _MEMO:
-                del _verified[next(iter(_verified))]
+                _verified.clear()
             _verified[id(signature)] = (
                 signature,
                 self._key,
@@ -172,7 +174,7 @@ def parse_header(raw: bytes) -> Any:
     header = _decode_json(raw.decode())
     if isinstance(header, dict):
         if len(_headers) >= _MEMO:
-            del _headers[next(iter(_headers))]
+            _headers.clear()
         _headers[id(raw)] = (raw, header)
     return header
 
