@@ -23,12 +23,17 @@ def message(signer: wire.Signer, content: bytes = b'{"text": "x"}') -> list[byte
     return [fresh(b"topic"), wire.DELIM, signer.sign(parts), *parts]
 
 
-def test_a_tampered_frame_is_checked_again_after_its_signature_passed_once():
-    watcher, frontend = wire.Signer(b"secret"), wire.Signer(b"secret")
-    frames = message(watcher)
-    parts = wire.split_frames(frames)
+def checked_once(signer: wire.Signer) -> list[bytes]:
+    """A message's frames after the delimiter, once ``signer`` has checked them."""
+    parts = wire.split_frames(message(signer))
     assert parts is not None
-    assert watcher.verify(parts[0], parts[1:5])
+    assert signer.verify(parts[0], parts[1:5])
+    return list(parts)
+
+
+def test_a_tampered_frame_is_checked_again_after_its_signature_passed_once():
+    frontend = wire.Signer(b"secret")
+    parts = checked_once(wire.Signer(b"secret"))  # by the watcher
     assert frontend.verify(parts[0], parts[1:5])  # the same frames: shared
     # The same signature object over other content (a forged message reusing it).
     forged = [*parts[1:4], fresh(b'{"text": "rm -rf"}')]
@@ -39,11 +44,8 @@ def test_a_tampered_frame_is_checked_again_after_its_signature_passed_once():
 
 
 def test_a_signature_passed_with_one_key_is_not_taken_for_another_key():
-    ours, theirs = wire.Signer(b"secret"), wire.Signer(b"other key")
-    frames = message(ours)
-    parts = wire.split_frames(frames)
-    assert parts is not None
-    assert ours.verify(parts[0], parts[1:5])
+    theirs = wire.Signer(b"other key")
+    parts = checked_once(wire.Signer(b"secret"))
     assert not theirs.verify(parts[0], parts[1:5])
     assert not wire.Signer(b"secret", "hmac-sha512").verify(parts[0], parts[1:5])
 
