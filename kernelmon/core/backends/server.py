@@ -101,6 +101,7 @@ class ServerKernel(KernelBackend):
             if error.kind != ServerStatus.NOT_FOUND:
                 raise KernelmonError(error.sentence) from None
             # the server no longer knows it: gone already, which is what was asked
+        self.watch.ended[self.record.id] = self.watch.polls
 
     async def is_alive(self) -> bool:
         return self.record.execution_state != ExecutionState.DEAD

@@ -62,6 +62,9 @@ class ServerWatch:
         self.next_poll: datetime | None = None
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
+        #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
+        #: then may still list it, and must not bring it back
+        self.ended: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         self._wake = asyncio.Event()
