@@ -89,6 +89,7 @@ class ServerKernel(KernelBackend):
                 ) from None
             raise RestartFailed(error.sentence) from None
         finally:
+            self.watch.rows[self.record.id] = None  # the next poll's word is news
             self.watch.poll_soon()
         self.record.execution_state = ExecutionState.IDLE
         if model.last_activity is not None:

@@ -109,7 +109,7 @@ class Servers:
             "root_dir": config.root_dir,
             "headers": sorted(config.headers),
             "verify_tls": config.verify_tls,
-            "kernels": sum(1 for _ in entries_of(self._registry, config.id)),
+            "kernels": len(entries_of(self._registry, watch)),
             "lists_kernels": watch.status != ServerStatus.LISTING_FORBIDDEN,
             "server_culls": CULLS_UNKNOWN,
             "cull_settings": None,
@@ -368,7 +368,7 @@ class Servers:
         watch = self.watches.pop(server_id, None)
         if watch is None:
             return None
-        for entry in list(entries_of(self._registry, server_id)):
+        for entry in entries_of(self._registry, watch):
             if release and entry.record.pid is not None:
                 # its process may outlive the server: discovery takes the kernel back
                 entry.backend.release()

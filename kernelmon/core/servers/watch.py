@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
-from kernelmon.core.servers.model import RemoteKernelSpec, session_paths
+from kernelmon.core.servers.model import RemoteKernel, RemoteKernelSpec, session_paths
 from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
 
@@ -62,6 +62,9 @@ class ServerWatch:
         self.next_poll: datetime | None = None
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
+        #: the map's rows of this server: kernel id -> what the server said of it when last
+        #: applied (None: apply the next answer whatever it is)
+        self.rows: dict[str, tuple[RemoteKernel, str | None] | None] = {}
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
