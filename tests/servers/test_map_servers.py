@@ -111,6 +111,8 @@ def test_add_list_remove_and_keep_across_launches(
             await kmap.start_monitoring()
             await wait_until(lambda: kid in kmap, what="the kept server's kernel")
             servers = kmap.list_servers()
+            client = kmap.server_client(server_id)
+            assert client.headers["Authorization"] == f"token {jupyter_server.token}"
             await kmap.remove_server(server_id)
             gone = kid not in kmap
             with pytest.raises(UnknownServer):
