@@ -83,7 +83,8 @@ class Servers:
     def describe(self, watch: ServerWatch) -> dict[str, Any]:
         """A server's ``KernelMap.list_servers`` entry. Keys: ``id``, ``url``, ``name``,
         ``kind`` ("jupyter_server", "enterprise_gateway", None until known), ``version``,
-        ``status`` (a ``ServerStatus``: "reachable", "auth_refused", "listing_forbidden",
+        ``status`` (a ``ServerStatus``: "checking" until first asked, "reachable",
+        "auth_refused", "listing_forbidden",
         "tls_problem", "unreachable", "timeout", "bad_answer", "refused"), ``error`` (a
         sentence, or None), ``status_text`` ("unreachable since 10:42:07 UTC: ..."),
         ``status_since`` (ISO UTC), ``local``, ``pid`` and ``root_dir`` (local servers),
@@ -196,8 +197,7 @@ class Servers:
             raise
         watch = self.watches[server_id]
         watch.version = info.gateway_version or info.version
-        if client.status == ServerStatus.LISTING_FORBIDDEN:
-            watch.set_status(client.status, client.error)
+        watch.set_status(client.status, client.error)  # what the check found
         self._announce(watch, f"Server {config.name} added ({config.url})")
         watch.start()
         return server_id

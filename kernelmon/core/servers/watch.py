@@ -50,7 +50,7 @@ class ServerWatch:
         self.version: str | None = None
         self.specs: dict[str, RemoteKernelSpec] | None = None
         self.default_spec: str | None = None
-        self.status = ServerStatus.REACHABLE
+        self.status = ServerStatus.CHECKING
         self.error: str | None = None
         self.status_since = datetime.now(UTC)
         self.failures = 0
@@ -99,7 +99,7 @@ class ServerWatch:
     def status_text(self) -> str:
         """The status in words (``unreachable since 10:42:07 UTC: ...``)."""
         words = str(self.status).replace("_", " ")
-        if self.status == ServerStatus.REACHABLE:
+        if self.status in (ServerStatus.REACHABLE, ServerStatus.CHECKING):
             return words
         since = self.status_since.strftime("%H:%M:%S UTC")
         return f"{words} since {since}" + (f": {self.error}" if self.error else "")
