@@ -305,6 +305,8 @@ class KernelMap(ServerCalls):
         and the live local servers are polled from then on."""
         await self.server_part.start()
         await self.discovery.start()
+        # a local server's kernels are its own from the start (see ``Servers.settle``)
+        await self.server_part.settle(min(self.settings.server_timeout, 5.0))
         await self.sampler.tick()
         self.sampler.start()
 

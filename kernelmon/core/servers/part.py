@@ -146,6 +146,14 @@ class Servers:
             with contextlib.suppress(Exception):
                 await task
 
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for the first poll of every local server: until
+        then its kernels are rows of other applications' kernels, which a shutdown would
+        signal (and the server's restarter undo)."""
+        waits = [w.polled.wait() for w in self.watches.values() if w.config.local]
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
+
     async def poll_all(self) -> None:
         """One poll of every server now (each applies itself to the map)."""
         await asyncio.gather(*(w.poll_once() for w in list(self.watches.values())))

@@ -71,6 +71,8 @@ class ServerWatch:
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         self._wake = asyncio.Event()
+        #: set once the first poll is done (``Servers.settle``)
+        self.polled = asyncio.Event()
         self._closed = False
 
     @property
@@ -131,6 +133,7 @@ class ServerWatch:
             self.on_poll(self, snapshot)
         except Exception:
             logger.exception("Applying a poll of %s failed", self.config.url)
+        self.polled.set()
         return snapshot
 
     async def _look(self, number: int) -> Snapshot:
