@@ -134,6 +134,8 @@ class Servers:
                 continue
             token = await self.book.token(config.id)
             self._add_watch(config, token)
+        for problem in self.book.problems:
+            logger.warning("%s", problem)
         for watch in self.watches.values():
             watch.start()
 
@@ -194,14 +196,18 @@ class Servers:
             headers=dict(headers or {}),
             verify_tls=verify_tls,
         )
+        kept = False
         try:
             if token:
                 await self.book.keep_token(server_id, token)
+                kept = True
             self.watches[server_id] = self._new_watch(config, token, client)
             await self._save()
         except BaseException:
             self.watches.pop(server_id, None)
             await client.close()
+            if kept:  # nothing is kept of a server that could not be added
+                await self.book.forget_token(server_id)
             raise
         watch = self.watches[server_id]
         watch.version = info.gateway_version or info.version
