@@ -394,3 +394,4 @@ class KernelMap(ServerCalls):
         self.frontends.settings_changed(list(self.registry))
         self.culler.settings_changed(old)
         self.discovery.settings_changed(old)
+        self.server_part.settings_changed()

@@ -156,6 +156,12 @@ class Servers:
         if waits:
             await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
 
+    def settings_changed(self) -> None:
+        """A new ``server_timeout`` holds for the next request to every server (the poll
+        interval is read before each wait)."""
+        for watch in self.watches.values():
+            watch.client.timeout = self._registry.settings.server_timeout
+
     async def poll_all(self) -> None:
         """One poll of every server now (each applies itself to the map)."""
         await asyncio.gather(*(w.poll_once() for w in list(self.watches.values())))
