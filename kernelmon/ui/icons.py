@@ -62,6 +62,12 @@ def app_icon() -> QIcon:
     return QIcon(str(resource_path("kernelmon.svg")))
 
 
+def kernel_icon(resource_dir: str | None) -> QIcon:
+    """A kernel's icon in the table: its spec's logo, else a plain kernel icon (a spec without
+    a logo, or a kernel whose connection file names no spec)."""
+    return spec_logo(resource_dir or "") or icon("kernel-unknown")
+
+
 @functools.cache
 def spec_logo(resource_dir: str) -> QIcon | None:
     """A kernel spec's logo (logo-svg.svg or logo-64x64.png in its resource folder)."""

@@ -208,5 +208,5 @@ def test_tray_tooltip_text() -> None:
         {"execution_state": "busy", "origin": "external"},
         {"execution_state": "dead", "origin": "stale"},
     ]
-    assert tooltip_text(models, 0) == "kernelmon: 2 kernel(s): 2 running, 1 busy, 0 dead"
+    assert tooltip_text(models, 0) == "kernelmon: 2 kernels: 2 running, 1 busy, 0 dead"
     assert tooltip_text(models, 3 * MIB).endswith("; memory 3.00 MiB")
