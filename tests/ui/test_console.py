@@ -129,7 +129,7 @@ def test_console_batches_output_and_keeps_a_bounded_scrollback(qapp: Any) -> Non
     assert lines == [str(i) for i in range(150, 250)]
     assert console.dropped == 150
     assert console.dropped_label.text() == dropped_text(150)
-    assert "150 older line(s) dropped" in console.dropped_label.text()
+    assert "150 older lines dropped" in console.dropped_label.text()
     assert not console.dropped_label.isHidden()
     # More at once than the scrollback holds: only the tail is inserted, all is counted.
     console.append("".join(f"b{i}\n" for i in range(1000)))

@@ -190,7 +190,7 @@ def test_usage_totals_in_the_status_bar_and_the_tray(window: MainWindow) -> None
     window.tray = tray
     try:
         assert tray.toolTip().endswith("memory 5.00 GiB")
-        assert tray.toolTip().startswith("kernelmon: 0 kernel(s)")
+        assert tray.toolTip().startswith("kernelmon: no kernels")
         window.bridge.on_kernel_map_event(MemoryWarning("k1", rss=700 * MIB, limit=512 * MIB))
         window.bridge.on_kernel_map_event(JobFinished("k1", seconds=40.0))
         titles = [title for title, _text in tray.notifications]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,12 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from kernelmon.core import KernelMap, Settings
 from kernelmon.ui.columns import Column
 from kernelmon.ui.main_window import MainWindow
 from tests.discovery.conftest import Launched, launch  # noqa: F401  (a fixture)
 
 from .conftest import QtLoop, wait_until
+from .test_other_kernels import kernel_map, launched  # noqa: F401  (fixtures)
 
 #: The columns a 1280 px window shows without scrolling.
 DEFAULT_COLUMNS = (
@@ -39,26 +39,6 @@ DEFAULT_COLUMNS = (
     Column.LAST_ACTIVITY,
     Column.CULL_ETA,
 )
-
-
-@pytest.fixture(scope="module")
-def launched(launch: Any) -> Launched:  # noqa: F811
-    """One kernel another application (the launcher) started."""
-    return launch(1)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def kernel_map(qloop: QtLoop, ui_root: Path, launched: Launched) -> Iterator[KernelMap]:
-    """Watching only the launcher's runtime folder (once monitoring starts), culling on (so
-    the "Culled in" column shows)."""
-    settings = Settings(
-        root_dir=str(ui_root), kernel_info_timeout=30, sample_interval=0.3, cull_idle_timeout=3600
-    )
-    km = KernelMap(settings, runtime_dirs=[str(launched.runtime)])
-    try:
-        yield km
-    finally:
-        qloop.run(km.close())
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +120,7 @@ def test_a_started_kernel_is_selected_and_nothing_claims_activity_while_it_start
 def test_the_default_columns_fit_a_1280_px_window(
     qloop: QtLoop, window: MainWindow, started: dict[str, Any]
 ) -> None:
+    window.settings.apply_user(replace(window.settings.user, cull_idle_timeout=3600))
     window.resize(1280, 800)
     qloop.sleep(0.2)
     table = window.table
@@ -208,7 +189,10 @@ def test_after_a_shutdown_the_selection_moves_to_a_neighbour(
 
 
 def test_another_application_s_kernel_is_followed_in_the_event_log(
-    qloop: QtLoop, window: MainWindow, launched: Launched, no_dialogs: Any
+    qloop: QtLoop,
+    window: MainWindow,
+    launched: Launched,  # noqa: F811
+    no_dialogs: Any,
 ) -> None:
     ext = launched.kernel()["id"]
     kernel_pid = launched.kernel()["pid"]
@@ -243,14 +227,14 @@ def test_another_application_s_kernel_is_followed_in_the_event_log(
     assert "shut down" not in texts()[:3]
     # a file another application removes: the kernel disappeared
     other = launched.runtime / "kernel-5e1f0000-0000-4000-8000-000000000001.json"
-    other.write_text(launched_file_text(launched))
+    other.write_text(stale_file_text())
     qloop.run(wait_until(lambda: other.stem[7:] in window.store, timeout=30))
     os.unlink(other)
     qloop.run(wait_until(lambda: other.stem[7:] not in window.store, timeout=30))
     assert any(t.startswith("disappeared: its connection file was removed") for t in texts())
 
 
-def launched_file_text(launched: Launched) -> str:
+def stale_file_text() -> str:
     """A connection file like the launcher's (for a kernel with no process: stale)."""
     import json
 
