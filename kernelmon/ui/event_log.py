@@ -78,6 +78,9 @@ class EventLogView(QTreeWidget):
         origin = origin_of(model)
         if origin == "stale":
             self.add(kernel_id, f"found a stale connection file: {model.get('connection_file')}")
+        elif origin == "server":
+            where = model.get("server_name") or model.get("server_url") or "a Jupyter server"
+            self.add(kernel_id, f"found on {where}")
         elif origin != "owned":
             self.add(kernel_id, f"found ({origin}), started by {owner_text(model)}")
         else:

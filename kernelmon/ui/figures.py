@@ -10,13 +10,14 @@ import posixpath
 from typing import Any
 
 #: Who owns a kernel, in the words the table shows.
-ORIGINS = ("owned", "external", "orphan", "stale")
+ORIGINS = ("owned", "external", "orphan", "stale", "server")
 
 ORIGIN_TIPS = {
     "owned": "kernelmon started this kernel",
     "external": "another application started this kernel and still runs",
     "orphan": "orphan: its application is gone",
     "stale": "stale: no process, only the connection file",
+    "server": "a Jupyter server (or gateway) runs this kernel; kernelmon asks the server",
 }
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -132,7 +133,7 @@ def origin_tooltip(model: dict[str, Any]) -> str:
     """What the Origin cell's tooltip says: who owns the kernel, and whether it still runs."""
     origin = origin_of(model)
     tip = ORIGIN_TIPS[origin]
-    if origin != "owned":
+    if origin not in ("owned", "server"):
         if origin == "orphan":
             tip += "\nThe application that started it is no longer running"
         else:
@@ -143,7 +144,8 @@ def origin_tooltip(model: dict[str, Any]) -> str:
         tip += f"\nUnverifiable: {problem} kernelmon sends it no signal."
     server = model.get("server_url")
     if server:
-        tip += f"\nJupyter server: {server}"
+        name = model.get("server_name")
+        tip += f"\nJupyter server: {name} ({server})" if name else f"\nJupyter server: {server}"
     connection_file = model.get("connection_file")
     if connection_file and origin != "owned":
         tip += f"\nConnection file: {connection_file}"

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 #: Execution states that have an icon of their own.
 STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown")
 #: Who owns a kernel, each with an icon of its own.
-ORIGIN_ICONS = ("owned", "external", "orphan", "stale")
+ORIGIN_ICONS = ("owned", "external", "orphan", "stale", "server")
 
 
 @functools.cache

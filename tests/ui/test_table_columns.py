@@ -67,6 +67,11 @@ def test_the_first_column_says_what_the_kernel_is_for(qapp: Any) -> None:
         icon = cell(kid, Qt.ItemDataRole.DecorationRole)
         assert icon is not None
         assert not icon.pixmap(16, 16).isNull()
+    # a server's kernel: named by its notebook, never taken for kernelmon's own
+    server = model(origin="server", notebook_path="reports/q3.ipynb", server_name="lab")
+    assert figures.kernel_name(server) == "q3.ipynb"
+    assert figures.origin_of(server) == "server"
+    assert not figures.is_owned(server)
     # server kernels without the field, or with None, are named like any other
     assert figures.kernel_name(model(notebook_path=None, cwd="/x/y")) == "y"
     assert figures.kernel_label("0123456789", model(cwd="/x/y")) == "y 01234567"
