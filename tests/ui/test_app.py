@@ -86,7 +86,10 @@ def drive_main(script: Any, argv: list[str]) -> int:
 
     def later() -> None:
         windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
-        window = next(w for w in windows if not w.is_finished)
+        window = next((w for w in windows if not w.is_finished), None)
+        if window is None:  # not built yet (a slow machine): look again soon
+            QTimer.singleShot(100, later)
+            return
 
         async def go() -> None:
             try:
