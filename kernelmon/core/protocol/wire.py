@@ -23,7 +23,6 @@ that far behind, not after libzmq's default of 1,000 messages.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import select
@@ -34,6 +33,9 @@ from time import perf_counter
 from typing import Any
 
 import zmq
+
+from .checks import Signer as Signer
+from .checks import parse_header as parse_header
 
 logger = logging.getLogger(__name__)
 
@@ -93,90 +95,6 @@ def subscriber(
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(url)
     return sock
-
-
-#: Messages verified lately, by the identity of their signature frame: (signature, key,
-#: scheme, header, parent, metadata, content). See ``Signer.verify``.
-_verified: dict[int, tuple[bytes, bytes, str, bytes, bytes, bytes, bytes]] = {}
-#: Headers parsed lately, by the identity of their frame (see ``parse_header``).
-_headers: dict[int, tuple[bytes, dict[str, Any]]] = {}
-#: At most this many entries in each memo; a full memo is emptied at once (a batch is at
-#: most ``BATCH`` messages, so few checks are made twice; dropping the oldest entry one by
-#: one, ``del memo[next(iter(memo))]``, costs a scan over the dict's deleted slots each time).
-_MEMO = 4096
-_decode_json = json.JSONDecoder().decode
-
-
-class Signer:
-    """Signs and verifies message frames with the connection's key (HMAC)."""
-
-    __slots__ = ("_auth", "_key", "_scheme")
-
-    def __init__(self, key: bytes, scheme: str = "hmac-sha256") -> None:
-        if not key:
-            raise ValueError("kernelmon never talks to kernels without a signing key")
-        algorithm = scheme.split("-", 1)[1] if "-" in scheme else "sha256"
-        self._auth = hmac.new(key, digestmod=algorithm)
-        self._key = bytes(key)
-        self._scheme = scheme
-
-    def sign(self, parts: Sequence[bytes]) -> bytes:
-        h = self._auth.copy()
-        for p in parts:
-            h.update(p)
-        return h.hexdigest().encode("ascii")
-
-    def verify(self, signature: bytes, parts: Sequence[bytes]) -> bool:
-        """Whether ``signature`` is the HMAC of ``parts`` (header, parent, metadata, content).
-
-        Each IOPub message is verified by the activity watcher and again by every frontend
-        (each with a signer of its own), on the very same frame objects: a message whose
-        frames (the same objects, not equal ones) were verified with the same key lately is
-        not hashed again (this runs for every message of a flood)."""
-        seen = _verified.get(id(signature))
-        if (
-            seen is not None
-            and seen[0] is signature
-            and len(parts) == 4
-            and seen[3] is parts[0]
-            and seen[4] is parts[1]
-            and seen[5] is parts[2]
-            and seen[6] is parts[3]
-            and seen[1] == self._key
-            and seen[2] == self._scheme
-        ):
-            return True
-        if not hmac.compare_digest(signature, self.sign(parts)):
-            return False
-        if len(parts) == 4:
-            if len(_verified) >= _MEMO:
-                _verified.clear()
-            _verified[id(signature)] = (
-                signature,
-                self._key,
-                self._scheme,
-                parts[0],
-                parts[1],
-                parts[2],
-                parts[3],
-            )
-        return True
-
-
-def parse_header(raw: bytes) -> Any:
-    """The JSON value of a message's header frame (raises ``ValueError`` or
-    ``RecursionError`` if it is not JSON). A header object parsed lately from the same frame
-    object is not parsed again: the watcher and each frontend read the same frames. The
-    object returned is shared: read it, or copy it before handing it out."""
-    seen = _headers.get(id(raw))
-    if seen is not None and seen[0] is raw:
-        return seen[1]
-    header = _decode_json(raw.decode())
-    if isinstance(header, dict):
-        if len(_headers) >= _MEMO:
-            _headers.clear()
-        _headers[id(raw)] = (raw, header)
-    return header
 
 
 def split_frames(frames: Sequence[bytes]) -> Sequence[bytes] | None:

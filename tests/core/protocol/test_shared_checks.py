@@ -4,7 +4,7 @@ never for equal-looking or tampered ones, and each frontend still gets a header 
 
 from __future__ import annotations
 
-from kernelmon.core.protocol import wire
+from kernelmon.core.protocol import checks, wire
 from kernelmon.core.protocol.channels import StreamDecoder
 
 
@@ -73,3 +73,16 @@ def test_a_header_that_is_not_an_object_is_not_kept_and_still_refused():
     assert wire.parse_header(parts[0]) == [1, 2]
     assert StreamDecoder(signer)(frames) is None
     assert wire.decode_message(signer, frames) is None
+
+
+def test_the_memo_of_checked_messages_keeps_no_more_than_its_byte_bound_alive():
+    """The memo holds the frames it vouches for: large outputs (images, dataframes) must not
+    stay alive in it by the thousand after the watcher and the frontends are done with them."""
+    signer = wire.Signer(b"secret")
+    big = b'{"text": "' + b"x" * (1024 * 1024) + b'"}'
+    for _ in range(40):  # 40 MiB of content, each checked once
+        parts = wire.split_frames(message(signer, big))
+        assert parts is not None
+        assert signer.verify(parts[0], parts[1:5])
+    kept = sum(len(frame) for entry in checks._verified.values() for frame in entry[3:])
+    assert kept <= checks.MEMO_BYTES
