@@ -16,9 +16,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from .backends.external import ExternalKernelError, read_connection_file
+from .backends.external import ExternalKernel, ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
 from .external_history import ExternalHistory
 from .found import OTHERS_LIVE, apply_found, apply_process, owned_by_kernelmon
@@ -31,22 +31,15 @@ from .machine.discovery import (
     default_folders,
 )
 from .machine.watcher import RuntimeWatcher
-from .records import ExecutionState, KernelRecord, Origin
-from .registry import Changing, Entry
+from .records import ExecutionState, Origin
+from .registry import Entry, Membership
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class DiscoveryRegistry(Changing, Protocol):
-    """What discovery reads of the registry and changes in it."""
-
-    def new_record(
-        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
-    ) -> KernelRecord: ...
-    def add(self, entry: Entry) -> None: ...
-    def replace(self, entry: Entry) -> None: ...
-    def remove(self, entry: Entry, reason: str) -> None: ...
+#: What discovery reads of the registry and changes in it.
+DiscoveryRegistry = Membership
 
 
 class Discovery:
@@ -338,7 +331,16 @@ class Discovery:
                 and record.pid == found.pid
                 and record.connection_file == found.connection_file
             ):
-                fields = apply_found(record, found)
+                # an identity problem a proof before an action found stays unless this
+                # scan proved the process the backend acts on (the scan may have started
+                # before that proof, or proved a process started at another time)
+                backend = entry.backend
+                keep = (
+                    isinstance(backend, ExternalKernel)
+                    and record.identity_problem is not None
+                    and not backend.proven_by(found)
+                )
+                fields = apply_found(record, found, keep_problem=keep)
                 if "origin" in fields and not stale:
                     self.history().note(record)  # orphan_since
                     fields.add("orphan_since")

@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 
 from .machine.discovery import FoundKernel
-from .records import KernelRecord, Origin
+from .records import KernelRecord, Origin, assign
 
 #: Origins of kernels another application started that still have a process.
 OTHERS_LIVE = frozenset({Origin.EXTERNAL, Origin.ORPHAN})
 
 
-def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -> set[str]:
+def apply_found(
+    record: KernelRecord, found: FoundKernel, owned: bool = False, *, keep_problem: bool = False
+) -> set[str]:
     """Copy what a scan found onto a record; returns the names of the fields that changed.
 
     For kernelmon's own kernels (``owned``) only how they are reached is copied: their
     process is known better by their backend (a scan may see it mid-restart).
+    ``keep_problem``: the record's identity problem stays unless the scan found one too (the
+    backend's proof before an action found it, and the scan did not prove the process the
+    backend acts on: a scan that ran meanwhile, or proved a process started at another time).
     """
     values: dict[str, object] = {
         "connection_file": found.connection_file,
@@ -31,14 +36,10 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
             parent_app=found.parent_app,
             parent_alive=found.parent_alive,
             server_url=found.server_url,
-            identity_problem=found.identity_problem,
         )
-    changed = set()
-    for name, value in values.items():
-        if getattr(record, name) != value:
-            setattr(record, name, value)
-            changed.add(name)
-    return changed
+        if not keep_problem or found.identity_problem is not None:
+            values["identity_problem"] = found.identity_problem
+    return assign(record, values)
 
 
 def apply_process(record: KernelRecord, found: FoundKernel) -> set[str]:
@@ -55,12 +56,7 @@ def apply_process(record: KernelRecord, found: FoundKernel) -> set[str]:
         "parent_alive": found.parent_alive,
         "identity_problem": found.identity_problem,
     }
-    changed = set()
-    for name, value in values.items():
-        if getattr(record, name) != value:
-            setattr(record, name, value)
-            changed.add(name)
-    return changed
+    return assign(record, values)
 
 
 def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:
