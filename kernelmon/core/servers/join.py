@@ -11,6 +11,7 @@ be asked, its kernels stay listed, their state unknown and their ``reason`` sayi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +54,14 @@ _FOUND = frozenset({Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE})
 JoinRegistry = Membership
 
 
-def entries_of(registry: JoinRegistry, watch: ServerWatch) -> list[Entry]:
-    """The map's entries of ``watch``'s server (its ``rows``; ids that left the map, or are
-    no longer its kernels, are dropped from them)."""
+def entries_of(
+    registry: JoinRegistry, watch: ServerWatch, among: Iterable[str] | None = None
+) -> list[Entry]:
+    """The map's entries of ``watch``'s server: its index ``watch.rows`` read (ids that left
+    the map, or are no longer its kernels, are dropped from it), all of them or those
+    ``among`` its ids."""
     entries = []
-    for kid in list(watch.rows):
+    for kid in list(watch.rows) if among is None else among:
         entry = registry.find(kid)
         if entry is not None and entry.backend.server_id() == watch.id:
             entries.append(entry)
@@ -155,9 +159,10 @@ def apply_snapshot(
         fields = assign(entry.record, _facts(watch, kernel, path))
         if fields:
             registry.changed(entry.record, fields, None)
-    for entry in entries_of(registry, watch):
+    listed = snapshot.kernels
+    for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in listed]):
         kid = entry.record.id
-        if kid in snapshot.kernels or entry.shutting_down:
+        if entry.shutting_down:
             continue
         if watch.born.get(kid, -1) >= snapshot.number:
             continue  # added while this poll ran: the next one judges it
