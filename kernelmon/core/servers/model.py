@@ -127,7 +127,7 @@ class Memo:
     """The entries of the last listing read, by id, each with what it was read into: an entry
     sent again exactly as it was is not read again (a poll of a server where one kernel of a
     hundred changed reads one). Hand-written for speed: reading every entry again was about
-    a third of the loop time of a poll cycle of 10 servers x 100 kernels."""
+    40% of the loop time of a poll cycle of 10 servers x 100 kernels (benchmarks/)."""
 
     __slots__ = ("entries",)
 
