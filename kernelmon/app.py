@@ -80,8 +80,79 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not show a system tray icon (closing the window then quits)",
     )
+    parser.add_argument(
+        "--in-tray",
+        action="store_true",
+        help="start with the window hidden in the system tray, where there is one (as the "
+        "login autostart does)",
+    )
+    desktop = parser.add_mutually_exclusive_group()
+    desktop.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add kernelmon to your applications menu (a .desktop file and its icon in "
+        "$XDG_DATA_HOME, ~/.local/share by default) and exit",
+    )
+    desktop.add_argument(
+        "--uninstall-desktop-entry",
+        action="store_true",
+        help="remove what --install-desktop-entry added, and kernelmon's login autostart "
+        "entry ($XDG_CONFIG_HOME/autostart), and exit",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def has_terminal() -> bool:
+    """Someone may read stderr: stdin or stderr is a terminal."""
+    for stream in (sys.stdin, sys.stderr):
+        try:
+            if stream is not None and stream.isatty():
+                return True
+        except (AttributeError, ValueError, OSError):
+            continue
+    return False
+
+
+def can_show_window() -> bool:
+    """A display a dialog can appear on (not Qt's offscreen or minimal platform)."""
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in ("offscreen", "minimal"):
+        return False
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def tell(text: str) -> None:
+    """Why the launch stops: on stderr, and in a dialog too when there is no terminal to read
+    it (launched from the desktop's menu, or at login)."""
+    print(text, file=sys.stderr)
+    if not has_terminal() and can_show_window():
+        try:
+            from .ui import dialogs
+
+            dialogs.launch_error(text)
+        except Exception:  # stderr and the log have it already
+            logger.exception("Could not show the launch error in a dialog")
+
+
+def desktop_entry(install: bool) -> int:
+    """``--install-desktop-entry`` / ``--uninstall-desktop-entry``; the exit status."""
+    from . import desktop
+
+    try:
+        if install:
+            files = desktop.install_entry()
+            print("kernelmon is in your applications menu: " + ", ".join(map(str, files)))
+            return 0
+        files = desktop.uninstall_entry()
+        autostart = desktop.set_autostart(False)
+        files += [autostart] if autostart else []
+    except desktop.DesktopError as e:
+        tell(f"kernelmon: {e}.")
+        return 1
+    print("Removed " + ", ".join(map(str, files)) if files else "Nothing to remove.")
+    return 0
 
 
 def setup_logging(level: str | None) -> logging.Handler | None:
@@ -133,7 +204,8 @@ async def run_app(
             loop.add_signal_handler(sig, window.quit_without_asking, True)
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
-    window.show()
+    if not (args.in_tray and window.tray is not None):
+        window.show()
     server: InstanceServer | None = None
     if instance is not None and instance.sock is not None:
         server = InstanceServer(instance, __version__)
@@ -226,16 +298,15 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
     except NoAnswer as e:
         logger.error("The running kernelmon (%s) did not answer: %s", who, e)
         end = f"end it (kill {running.pid}) and " if running.pid else "end it and "
-        print(
+        tell(
             f"kernelmon is already running ({who}) but did not answer within {timeout:.0f} s; "
             "this launch stops rather than run a second copy beside it. If it hangs, "
-            f"{end}launch kernelmon again.",
-            file=sys.stderr,
+            f"{end}launch kernelmon again."
         )
         return 1
     except InstanceError as e:
         logger.error("Cannot reach the running kernelmon: %s", e)
-        print(f"kernelmon: cannot reach the running kernelmon: {e}", file=sys.stderr)
+        tell(f"kernelmon: cannot reach the running kernelmon: {e}")
         return 1
     if reply.get("code") == "quitting":
         print(
@@ -245,10 +316,7 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
         return None
     if reply.get("ok") is not True:
         error = reply.get("error") or "no reason given"
-        print(
-            f"kernelmon is already running ({who}) and refused this launch: {error}",
-            file=sys.stderr,
-        )
+        tell(f"kernelmon is already running ({who}) and refused this launch: {error}")
         return 1
     pid = reply.get("pid", running.pid)
     logger.info("kernelmon already runs (pid %s); handed this launch over to it", pid)
@@ -273,6 +341,8 @@ _REPORTER = ErrorReporter()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; returns the exit status."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        return desktop_entry(args.install_desktop_entry)
     handler = setup_logging(args.log_level)
     old_hook = sys.excepthook
     sys.excepthook = _REPORTER.excepthook
@@ -281,12 +351,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root_dir = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
         if root_dir is not None and not os.path.isdir(root_dir):
-            print(f"kernelmon: --root-dir {args.root_dir!r} is not a folder", file=sys.stderr)
+            tell(f"kernelmon: --root-dir {args.root_dir!r} is not a folder")
             return 2
         run_folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
         for given, folder in zip(args.runtime_dir, run_folders, strict=True):
             if not os.path.isdir(folder):
-                print(f"kernelmon: --runtime-dir {given!r} is not a folder", file=sys.stderr)
+                tell(f"kernelmon: --runtime-dir {given!r} is not a folder")
                 return 2
         try:
             claimed = claim_instance()
@@ -298,20 +368,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 claimed = claim_instance(wait=QUIT_WAIT)  # it is quitting: start after it
                 if isinstance(claimed, RunningInstance):
                     started = False
-                    print(
+                    tell(
                         f"kernelmon (pid {claimed.pid}) is still quitting after "
-                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone.",
-                        file=sys.stderr,
+                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone."
                     )
                     return 1
         except InstanceError as e:
             # another kernelmon may be running: two would fight over the same kernels
             started = False
             logger.error("Cannot make sure this is the only kernelmon: %s", e)
-            print(
+            tell(
                 "kernelmon does not start, because it cannot make sure that no other "
-                f"kernelmon is running (two would fight over the same kernels): {e}",
-                file=sys.stderr,
+                f"kernelmon is running (two would fight over the same kernels): {e}"
             )
             return 1
         instance = claimed
@@ -353,9 +421,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     instance_problem,
                 )
             )
-    except Exception:
+    except Exception as e:
         traceback.print_exc()
         logger.exception("kernelmon stopped on an error")
+        tell(f"kernelmon stopped on an error: {type(e).__name__}: {e} (the log has the details)")
         return 1
     finally:
         if instance is not None:
