@@ -182,7 +182,7 @@ class ConsoleWindow(QWidget):
             "Restart the kernel (its variables are lost)",
             self.restart_requested,
         )
-        for keys in ("Esc", QKeySequence.StandardKey.Close):
+        for keys in ("Esc", "Ctrl+W"):
             QShortcut(QKeySequence(keys), self, self.close)
         top = QHBoxLayout()
         top.addWidget(self.interrupt_button)
