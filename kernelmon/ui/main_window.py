@@ -19,10 +19,8 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
-    QDockWidget,
     QMainWindow,
     QMenu,
-    QScrollArea,
     QSplitter,
     QSystemTrayIcon,
     QWidget,
@@ -132,22 +130,22 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.setCentralWidget(self.splitter)
+        self.side_panel = SidePanel(self, SIDE_PANEL_SHORTCUT)
         self.details = KernelDetailsPane(self.bridge.history)
-        self.details_dock = self._make_dock("Kernel details", "details_dock", self.details)
+        self.details_dock = self.side_panel.make_dock(
+            "Kernel details", "details_dock", self.details
+        )
         self.culler_panel = CullerPanel(self.settings.user)
-        self.culler_dock = self._make_dock("Culler and buffering", "culler_dock", self.culler_panel)
+        self.culler_dock = self.side_panel.make_dock(
+            "Culler and buffering", "culler_dock", self.culler_panel
+        )
         self.monitoring_panel = MonitoringPanel(
             self.settings.user, run_folders=self.settings.run_folders
         )
-        self.monitoring_dock = self._make_dock(
+        self.monitoring_dock = self.side_panel.make_dock(
             "Discovery and resources", "monitoring_dock", self.monitoring_panel
         )
-        self.tabifyDockWidget(self.details_dock, self.culler_dock)
-        self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
         self.details_dock.raise_()
-        self.side_panel = SidePanel(self, SIDE_PANEL_SHORTCUT)
-        for dock in (self.details_dock, self.culler_dock, self.monitoring_dock):
-            self.side_panel.add(dock)
         self.help = HelpActions(self, self.notifier, self.store, lambda: self.settings.user)
         self.progress = self.status.progress
         self.actions_by_name = self._make_actions()
@@ -174,17 +172,6 @@ class MainWindow(QMainWindow):
         return KernelTray(
             self, self.store, self.commands, self.settings, self.notifier, self.request_quit
         )
-
-    def _make_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        scroll = QScrollArea()
-        scroll.setWidget(widget)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(scroll)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        return dock
 
     def _make_actions(self) -> dict[str, QAction]:
         c, selected = self.commands, self.table.selected_kernel_ids

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QWidget
 
 from .icons import icon
 
@@ -17,8 +17,9 @@ from .icons import icon
 class SidePanel(QObject):
     """Shows and hides the window's docks together."""
 
-    def __init__(self, window: QWidget, shortcut: str) -> None:
+    def __init__(self, window: QMainWindow, shortcut: str) -> None:
         super().__init__(window)
+        self._window = window
         self.docks: list[QDockWidget] = []
         #: The docks open when the panel was hidden (shown again with it).
         self._open: list[QDockWidget] = []
@@ -34,6 +35,22 @@ class SidePanel(QObject):
         self.action.setStatusTip(tip)
         self.action.triggered.connect(self.set_visible)
         window.addAction(self.action)
+
+    def make_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
+        """A dock of the panel holding ``widget`` (scrolled), on the window's right, as a tab
+        beside the docks made before it."""
+        scroll = QScrollArea()
+        scroll.setWidget(widget)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        dock = QDockWidget(title, self._window)
+        dock.setObjectName(name)
+        dock.setWidget(scroll)
+        self._window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        if self.docks:
+            self._window.tabifyDockWidget(self.docks[-1], dock)
+        self.add(dock)
+        return dock
 
     def add(self, dock: QDockWidget) -> None:
         """A dock that is part of the panel (its View menu toggle: ``dock.toggleViewAction``)."""

@@ -42,7 +42,7 @@ def launched(launch: Any) -> Launched:  # noqa: F811
 @pytest.fixture(scope="module")
 def kernel_map(qloop: QtLoop, ui_root: Path, launched: Launched) -> Iterator[KernelMap]:
     km = KernelMap(
-        Settings(root_dir=str(ui_root), kernel_info_timeout=30),
+        Settings(root_dir=str(ui_root), kernel_info_timeout=60),
         runtime_dirs=[str(launched.runtime)],
     )
     try:
@@ -82,7 +82,7 @@ def press(
     released, when it ``closes`` the window (its widgets are deleted then)."""
     window = widget.window()
     window.activateWindow()
-    assert QTest.qWaitForWindowActive(window, 2000)
+    assert QTest.qWaitForWindowActive(window, 10_000)
     widget.setFocus()
     (QTest.keyPress if closes else QTest.keyClick)(widget, key, modifier)
 
@@ -138,19 +138,19 @@ def test_console_buttons_shortcuts_and_closing_keys(
         console.input.returnPressed.emit()
         await wait_until(lambda: window.store.get(kid)["execution_state"] == "busy")
         press(console.input, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier)
-        await wait_until(lambda: "KeyboardInterrupt" in console.text(), timeout=20)
+        await wait_until(lambda: "KeyboardInterrupt" in console.text(), timeout=60)
 
-    qloop.run(interrupt())
+    qloop.run(interrupt(), timeout=120)
 
     async def restart() -> None:
         press(console.input, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
-        await wait_until(lambda: "The kernel restarted" in console.text(), timeout=30)
-        await wait_until(lambda: kid not in window.commands.restarting, timeout=30)
+        await wait_until(lambda: "The kernel restarted" in console.text(), timeout=60)
+        await wait_until(lambda: kid not in window.commands.restarting, timeout=60)
         console.input.setText("print('after', 'restart')")
         console.input.returnPressed.emit()
-        await wait_until(lambda: "after restart" in console.text(), timeout=20)
+        await wait_until(lambda: "after restart" in console.text(), timeout=60)
 
-    qloop.run(restart())
+    qloop.run(restart(), timeout=180)
     assert [t for t, _ in no_dialogs["confirm"]] == ["Restart kernel"], "asked as the window asks"
     # the restarted kernel's start-up noise (debugpy's warning) is not in the output
     assert "frozen modules" not in console.text()
