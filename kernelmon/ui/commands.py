@@ -273,7 +273,7 @@ class KernelCommands(QObject):
             ids = ids[:MAX_CONSOLES]
         new = [k for k in ids if k not in self._consoles.consoles]
         if not self.confirmations.ask_foreign(
-            "Open a console on", "running code in it from a console", new
+            "Open a console on", "running code in it from a console", new, "Open console"
         ):
             ids = [k for k in ids if k not in new]
         consoles = [self._consoles.open(kid) for kid in ids]

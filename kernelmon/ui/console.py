@@ -167,6 +167,7 @@ class ConsoleWindow(QWidget):
         self.noise_view.setObjectName("noise_view")
         self.noise_view.setReadOnly(True)
         self.noise_view.setMaximumHeight(90)
+        self.noise_view.setFont(font)
         self.noise_view.hide()
         self.interrupt_button = self._button(
             "Interrupt",

@@ -16,12 +16,15 @@ from .console import ConsoleWindow, Spawn
 CASCADE = 28
 #: The narrowest a console is made to fit beside the main window [px].
 MIN_WIDTH = 380
+#: A console's width where it cannot fit beside the main window (it covers part of it) [px].
+FALLBACK_WIDTH = 520
 
 
 def beside(window: QRect, size: tuple[int, int], screen: QRect, nth: int = 0) -> QRect:
     """Where a console of ``size`` goes: right of the ``window`` (its frame), else left of
-    it, narrowed to fit (down to ``MIN_WIDTH``); only where neither side has room, at the
-    screen's right edge, over the window. ``nth`` consoles already open are cascaded."""
+    it, narrowed to fit (down to ``MIN_WIDTH``); only where neither side has room, over the
+    window's edge on the roomier side, at most ``FALLBACK_WIDTH`` wide. ``nth`` consoles
+    already open are cascaded."""
     width, height = size
     shift = CASCADE * nth
     y = max(screen.top(), min(window.top() + shift, screen.bottom() + 1 - height))
@@ -33,7 +36,12 @@ def beside(window: QRect, size: tuple[int, int], screen: QRect, nth: int = 0) ->
     if left_room >= MIN_WIDTH:
         w = min(width, left_room)
         return QRect(max(screen.left(), window.left() - w - shift), y, w, height)
-    return QRect(max(screen.left(), screen.right() + 1 - width - shift), y, width, height)
+    # no room on either side: narrower, at the screen's edge on the roomier side, so that it
+    # covers as little of the window as a readable console can
+    w = min(width, max(FALLBACK_WIDTH, right_room, left_room))
+    if right_room >= left_room:
+        return QRect(max(screen.left(), screen.right() + 1 - w - shift), y, w, height)
+    return QRect(min(screen.left() + shift, screen.right() + 1 - w), y, w, height)
 
 
 class ConsoleManager(QObject):

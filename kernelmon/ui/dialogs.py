@@ -84,7 +84,9 @@ def launch_error(text: str) -> None:
     import sys
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    box = QMessageBox(QMessageBox.Icon.Critical, "kernelmon cannot start", text)
+    box = QMessageBox(
+        QMessageBox.Icon.Critical, "kernelmon cannot start", text.removeprefix("kernelmon: ")
+    )
     box.setWindowTitle("kernelmon cannot start")
     box.exec()
     del app

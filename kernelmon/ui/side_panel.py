@@ -11,8 +11,6 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QWidget
 
-from .icons import icon
-
 
 class SidePanel(QObject):
     """Shows and hides the window's docks together."""
@@ -26,7 +24,6 @@ class SidePanel(QObject):
         self.action = QAction("Side &panel", window)
         self.action.setObjectName("side_panel")
         self.action.setCheckable(True)
-        self.action.setIcon(icon("action-details"))
         self.action.setShortcut(QKeySequence(shortcut))
         self.action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         keys = self.action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)

@@ -50,6 +50,7 @@ class NumberField(QWidget):
         self.spin.setRange(0, MAXIMUM)
         self.spin.setKeyboardTracking(False)
         self.spin.setMinimumWidth(90)
+        self.spin.setMaximumWidth(140)
         self.spin.setToolTip(tip)
         self.spin.editingFinished.connect(self.editingFinished)
         layout = QHBoxLayout(self)

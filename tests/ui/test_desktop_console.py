@@ -120,6 +120,9 @@ def test_the_console_opens_beside_the_window(qapp: Any, kernel_map: KernelMap) -
     narrow = beside(QRect(500, 50, 1100, 700), (700, 450), wide)
     assert narrow.right() < 500
     assert narrow.width() == 500, "narrowed to fit"
+    cramped = beside(QRect(111, 177, 1100, 600), (700, 450), QRect(0, 0, 1400, 900))
+    assert cramped.right() == 1399, "at the edge of the roomier side"
+    assert cramped.width() == 520, "narrower: it covers the window's edge only"
     second = beside(QRect(100, 50, 1100, 700), (700, 450), wide, nth=1)
     assert second.topLeft() != beside(QRect(100, 50, 1100, 700), (700, 450), wide).topLeft()
 
@@ -227,3 +230,4 @@ def test_a_console_on_another_application_s_kernel_warns_first(
     assert f"(pid {launched.proc.pid})" in asked[0]["text"]
     assert asked[0]["warning"] is True
     assert asked[0]["can_skip"] is False
+    assert asked[0]["ok_text"] == "Open console"
