@@ -129,6 +129,7 @@ class AboutDialog(QDialog):
             path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             grid.addWidget(path, row, 1)
             button = QPushButton("Open folder")
+            button.setAutoDefault(False)  # Enter closes the dialog
             button.setObjectName(f"open_{name.lower()}")
             exists = folder.is_dir()
             button.setEnabled(exists)
@@ -146,11 +147,11 @@ class AboutDialog(QDialog):
         self.copy_button.setToolTip(
             "Copy versions, folders, settings and kernel counts for a bug report"
         )
+        self.copy_button.setAutoDefault(False)
         self.copy_button.clicked.connect(copy_diagnostics)
         buttons.rejected.connect(self.reject)
         close = buttons.button(QDialogButtonBox.StandardButton.Close)
         close.setDefault(True)
-        close.setFocus()
         layout = QVBoxLayout(self)
         layout.addWidget(title)
         layout.addLayout(grid)

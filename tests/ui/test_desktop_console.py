@@ -5,20 +5,23 @@ a separate launcher process started) is opened only after a warning."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtTest import QTest
 
-from kernelmon.core import KernelMap, Settings
+from kernelmon.core import KernelMap
 from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
 from tests.discovery.conftest import Launched, launch, own_processes  # noqa: F401  (fixtures)
 
+from . import test_other_kernels as other
 from .conftest import QtLoop, wait_until
+
+# one kernel a launcher process started, watched by the module's map (test_other_kernels')
+launched = other.launched
+kernel_map = other.kernel_map
 
 #: What debugpy writes to stderr when a kernel starts under Python 3.11+ (ipykernel forwards
 #: it on IOPub as a stream message that answers no request); as received by the console.
@@ -32,23 +35,6 @@ FROZEN = {
         ),
     },
 }
-
-
-@pytest.fixture(scope="module")
-def launched(launch: Any) -> Launched:  # noqa: F811
-    return launch(1)  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def kernel_map(qloop: QtLoop, ui_root: Path, launched: Launched) -> Iterator[KernelMap]:
-    km = KernelMap(
-        Settings(root_dir=str(ui_root), kernel_info_timeout=60),
-        runtime_dirs=[str(launched.runtime)],
-    )
-    try:
-        yield km
-    finally:
-        qloop.run(km.close())
 
 
 @pytest.fixture(scope="module")
