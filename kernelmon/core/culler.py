@@ -8,7 +8,9 @@ The rules are those of the classic notebook server's culler:
 * a kernel with connected frontends is spared unless ``cull_connected``;
 * a dead kernel is always removed (there is nothing left to save);
 * only kernels kernelmon started are culled, and orphans (kernels whose application is
-  gone) too when ``cull_orphans`` is on; other applications' kernels are theirs.
+  gone) too when ``cull_orphans`` is on; other applications' kernels are theirs;
+* a Jupyter server's kernel only when the user allowed it for that server
+  (``KernelMap.set_server_culling``); the server then shuts it down (``DELETE``).
 """
 
 from __future__ import annotations
@@ -28,17 +30,26 @@ class CullFacts:
     last_activity: datetime
     connections: int
     origin: Origin = Origin.OWNED
+    #: a server's kernel: whether the user lets kernelmon's culler act on its server
+    server_culling: bool = False
 
 
 def _facts(kernel: KernelRecord | CullFacts) -> CullFacts:
     if isinstance(kernel, CullFacts):
         return kernel
     return CullFacts(
-        kernel.execution_state, kernel.last_activity, kernel.connections, kernel.origin
+        kernel.execution_state,
+        kernel.last_activity,
+        kernel.connections,
+        kernel.origin,
+        kernel.server_culling,
     )
 
 
-def _cullable_origin(origin: Origin, settings: Settings) -> bool:
+def _cullable_origin(facts: CullFacts, settings: Settings) -> bool:
+    origin = facts.origin
+    if origin == Origin.SERVER:
+        return facts.server_culling
     return origin == Origin.OWNED or (origin == Origin.ORPHAN and settings.cull_orphans)
 
 
@@ -46,9 +57,11 @@ def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
     """Why a kernel is never culled as it stands (regardless of time), or None."""
     if settings.cull_idle_timeout <= 0:
         return "culling is off"
-    if not _cullable_origin(facts.origin, settings):
+    if not _cullable_origin(facts, settings):
         if facts.origin == Origin.ORPHAN:
             return "it is an orphan (culling orphans is off)"
+        if facts.origin == Origin.SERVER:
+            return "its server runs it (kernelmon culls a server's kernels only if allowed)"
         return f"it is {facts.origin} (not started by kernelmon)"
     if facts.execution_state == ExecutionState.BUSY and not settings.cull_busy:
         return "it is busy"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from .backends.external import ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
 from .external_history import ExternalHistory
-from .found import OTHERS_LIVE, apply_found, owned_by_kernelmon
+from .found import OTHERS_LIVE, apply_found, apply_process, owned_by_kernelmon
 from .machine.discovery import (
     FoundKernel,
     FoundServer,
@@ -90,6 +90,9 @@ class Discovery:
         #: kernels that left the map while a scan ran: what that scan saw of them is old
         #: (e.g. the file of a kernel shut down meanwhile, about to be deleted)
         self._left_during_scan: set[str] | None = None
+        #: called with the servers each scan found (the map's servers part adds the live
+        #: local servers)
+        self.on_servers: Callable[[list[FoundServer]], None] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -191,8 +194,14 @@ class Discovery:
                 await watcher.rescan()
             elif not wanted and watcher is not None:
                 self.watcher = None
+                if self.on_servers is not None:
+                    self.on_servers([])  # no scans, no local servers known to be alive
                 for entry in self._registry:
-                    if entry.record.origin != Origin.OWNED and not entry.shutting_down:
+                    if (
+                        entry.record.origin != Origin.OWNED
+                        and not entry.shutting_down
+                        and entry.backend.server_id() is None
+                    ):
                         self._forget(entry, "kernel discovery was turned off")
             elif watcher is not None:
                 watcher.interval = max(settings.sample_interval, 1.0)
@@ -237,7 +246,7 @@ class Discovery:
         self._watched = frozenset(
             (e.record.connection_file, e.record.pid)
             for e in self._registry
-            if e.record.origin in OTHERS_LIVE
+            if e.record.origin in OTHERS_LIVE or e.backend.server_id() is not None
         )
         return self._owned_ids()
 
@@ -258,6 +267,8 @@ class Discovery:
         try:
             if watcher is self.watcher:  # else a scan of a watcher stopped since: not news
                 self._reconcile_scan(scan)
+                if self.on_servers is not None:
+                    self.on_servers(list(scan.servers))
         finally:
             self._prepared.clear()
             self._left_during_scan = None
@@ -292,6 +303,7 @@ class Discovery:
                 entry.record.origin != Origin.OWNED
                 and entry.record.id not in found
                 and not entry.shutting_down
+                and entry.backend.server_id() is None  # its server says when it is gone
             ):
                 self._forget(entry, "its connection file was removed")
         self._unwatchable = {
@@ -311,10 +323,18 @@ class Discovery:
         if entry is not None and (entry.record.origin == Origin.OWNED or entry.shutting_down):
             return
         stale = found.origin == Origin.STALE
+        if entry is not None and entry.backend.server_id() is not None:
+            # a server's kernel: its server tells its state; the scan, its process
+            if not stale:
+                fields = apply_process(entry.record, found)
+                if fields:
+                    self._registry.changed(entry.record, fields, None)
+            return
         if entry is not None:
             record = entry.record
             if (
-                (record.origin == Origin.STALE) == stale
+                record.origin != Origin.SERVER  # its server stopped: another kind now
+                and (record.origin == Origin.STALE) == stale
                 and record.pid == found.pid
                 and record.connection_file == found.connection_file
             ):

@@ -150,6 +150,26 @@ class StateProblem(KernelEvent):
     text: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ServerChanged(KernelEvent):
+    """A Jupyter Server or Enterprise Gateway was added, or its facts changed (``kernel_id``
+    is ""); ``server`` is its ``KernelMap.list_servers`` entry. ``text`` says in words what
+    became of it when its status changed (else "")."""
+
+    server_id: str = ""
+    server: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerRemoved(KernelEvent):
+    """A server left kernelmon's list (``kernel_id`` is ""): removed by the user, or a local
+    server that stopped; its kernels left the map before this event."""
+
+    server_id: str = ""
+    reason: str = ""
+
+
 Subscriber = Callable[[KernelEvent], None]
 
 

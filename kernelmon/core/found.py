@@ -41,6 +41,28 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
     return changed
 
 
+def apply_process(record: KernelRecord, found: FoundKernel) -> set[str]:
+    """Copy the facts of a kernel's process onto the record of a server's kernel (its
+    origin, state and server stay the server's); returns the names of the changed fields."""
+    values: dict[str, object] = {
+        "connection_file": found.connection_file,
+        "transport": found.transport,
+        "ip": found.ip,
+        "ports": dict(found.ports),
+        "pid": found.pid,
+        "parent_pid": found.parent_pid,
+        "parent_app": found.parent_app,
+        "parent_alive": found.parent_alive,
+        "identity_problem": found.identity_problem,
+    }
+    changed = set()
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+            changed.add(name)
+    return changed
+
+
 def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:
     """A kernel another kernelmon process that still runs recorded as its own: external,
     its application being that kernelmon (never an orphan, whatever its parent process)."""

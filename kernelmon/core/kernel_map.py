@@ -10,8 +10,9 @@ a narrow protocol of its own: the ``StateKeeper`` (keeper.py: the crash-safe sta
 the ``Culler`` (culling.py), ``Discovery`` (discovery.py: other applications' kernels),
 the ``Sampler`` (sampling.py: one process-table read per tick for discovery and resources),
 ``Alerts`` (alerts.py: memory warnings, finished jobs), ``Frontends`` (frontends.py) and
-``BusyChecks`` (busy_checks.py) and ``Lifecycle`` (lifecycle.py: the commands on one
-kernel: start, restart, interrupt, shut down); adoption is the function
+``BusyChecks`` (busy_checks.py), ``Lifecycle`` (lifecycle.py: the commands on one
+kernel: start, restart, interrupt, shut down) and ``Servers`` (servers/part.py: Jupyter
+Servers and Enterprise Gateways and their kernels); adoption is the function
 ``adoption.restore``. Backends come from the injected ``BackendFactory`` and are asked what
 they can do (``KernelBackend.refusal``), never what type they are.
 """
@@ -48,6 +49,7 @@ from .protocol.connection import KernelConnection
 from .records import KernelRecord, as_dict, utcnow
 from .registry import Entry, Registry
 from .sampling import Sampler
+from .servers.part import Servers
 from .settings import Settings
 from .state import StateFile
 from .workdir import cwd_for_path
@@ -124,6 +126,10 @@ class KernelMap:
             runtime_dirs=runtime_dirs,
             shutdown_wait=shutdown_wait,
         )
+        self.server_part = Servers(
+            registry, self.backends, folder=lambda: self.keeper.state_file.folder
+        )
+        self.discovery.on_servers = self.server_part.sync_local
         self.sampler = Sampler(
             registry,
             self.alerts,
@@ -294,7 +300,9 @@ class KernelMap:
     async def start_monitoring(self) -> None:
         """Start sampling and (if ``discover_kernels``) discovery; the first scan and sample
         are done when this returns. Call it inside the running loop, after ``restore()``
-        (kernels of an earlier run are kernelmon's, not orphans)."""
+        (kernels of an earlier run are kernelmon's, not orphans). The servers the user added
+        and the live local servers are polled from then on."""
+        await self.server_part.start()
         await self.discovery.start()
         await self.sampler.tick()
         self.sampler.start()
@@ -302,11 +310,51 @@ class KernelMap:
     async def stop_monitoring(self) -> None:
         """Stop sampling and discovery; discovered kernels leave the map (and keep running)."""
         await self.sampler.stop()
+        await self.server_part.stop()
         await self.discovery.stop()
 
     async def rescan(self) -> None:
         """Scan the runtime folders now (no-op while discovery is off)."""
         await self.discovery.rescan()
+
+    # -- Jupyter servers and gateways (see ``servers.part.Servers``, docs/servers.md) -------
+
+    async def add_server(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        name: str | None = None,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool = True,
+    ) -> str:
+        """Test the connection to a Jupyter Server or Enterprise Gateway (kind detected),
+        keep it (token in the keyring) and poll it; returns its id (an already added URL:
+        its id). Raises ``ServerError`` (its sentence says why), ``TokenStoreError`` or
+        ``ValueError`` (not a server address, a bad header); nothing is kept then."""
+        return await self.server_part.add(
+            url, token, name=name, headers=headers, verify_tls=verify_tls
+        )
+
+    async def remove_server(self, server_id: str) -> None:
+        """Forget a server; its kernels leave the map and keep running (``UnknownServer``)."""
+        await self.server_part.remove(server_id)
+
+    def list_servers(self) -> list[dict[str, Any]]:
+        """Every server kernelmon knows, as dicts (keys: ``Servers.describe``)."""
+        return self.server_part.describe_all()
+
+    def set_server_culling(self, server_id: str, allowed: bool) -> None:
+        """Let kernelmon's culler shut the server's idle kernels down, or not (default)."""
+        self.server_part.set_culling(server_id, allowed)
+
+    async def server_kernel_specs(self, server_id: str) -> dict[str, dict[str, Any]]:
+        """A server's kernel specs: name -> ``display_name``, ``language``, ``default``."""
+        return await self.server_part.kernel_specs(server_id)
+
+    async def poll_servers(self) -> None:
+        """Poll every server now (each poll is applied to the map)."""
+        await self.server_part.poll_all()
 
     # -- commands (see ``Lifecycle``) -------------------------------------------------------
 
@@ -315,12 +363,19 @@ class KernelMap:
         kernel_name: str | None = None,
         path: str | None = None,
         kernel_id: str | None = None,
+        *,
+        server_id: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> str:
         """Start a kernel and return its id once it answers a ``kernel_info_request``.
 
         Raises ``KernelSpecNotFound``, ``PathOutsideRoot``, ``KernelStartFailed`` or
         ``KernelStartTimeout``; after a failure no process and no map entry are left.
+        With ``server_id``: on that server (``POST /api/kernels``; ``path`` under its root,
+        ``env`` for gateways), its id once the server answered (``KernelStartFailed``).
         """
+        if server_id is not None:
+            return await self.server_part.start_kernel(server_id, kernel_name, path, env)
         return await self.lifecycle.start_kernel(
             kernel_name, path, kernel_id, self.default_kernel_name
         )

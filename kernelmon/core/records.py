@@ -22,6 +22,9 @@ class Origin(StrEnum):
     EXTERNAL = "external"  #: another application started it and still runs
     ORPHAN = "orphan"  #: another application started it and is gone
     STALE = "stale"  #: only a connection file is left
+    #: a Jupyter Server or Enterprise Gateway runs it (``server_id`` names which); kernelmon
+    #: acts on it through the server's REST API only
+    SERVER = "server"
 
 
 class ExecutionState(StrEnum):
@@ -106,6 +109,9 @@ class KernelModel(TypedDict):
     parent_app: str | None
     parent_alive: bool
     server_url: str | None
+    server_id: str | None
+    server_name: str | None
+    notebook_path: str | None
     first_seen: str | None
     orphan_since: str | None
     identity_problem: str | None
@@ -162,8 +168,17 @@ class KernelRecord:
     parent_pid: int | None = None
     parent_app: str | None = None
     parent_alive: bool = False
-    #: the Jupyter server whose process started the kernel, if one was found
+    #: the Jupyter server whose process started the kernel, if one was found (for a
+    #: server's kernel: the server it is listed by)
     server_url: str | None = None
+    #: the server (``KernelMap.list_servers``) that lists this kernel, its name, and the
+    #: path of the notebook (else console, else file) of the kernel's session there
+    server_id: str | None = None
+    server_name: str | None = None
+    notebook_path: str | None = None
+    #: whether kernelmon's culler may shut this server's kernel down (the user allowed it
+    #: for its server; never for other kernels: their origin decides)
+    server_culling: bool = False
     #: when a kernelmon first saw this kernel of another application (kept across launches)
     first_seen: datetime | None = None
     #: since when its application is gone (an orphan)
@@ -215,6 +230,9 @@ class KernelRecord:
             "parent_app": self.parent_app,
             "parent_alive": self.parent_alive,
             "server_url": self.server_url,
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "notebook_path": self.notebook_path,
             "first_seen": isoformat(self.first_seen),
             "orphan_since": isoformat(self.orphan_since),
             "identity_problem": self.identity_problem,

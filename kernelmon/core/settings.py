@@ -188,6 +188,15 @@ class Settings:
     #: Lines a console window keeps; older ones are dropped, and counted at its top.
     console_scrollback_lines: int = 10_000
 
+    # -- Jupyter servers and gateways --
+    #: How often each server's kernels are listed (give or take a fifth, so that servers
+    #: polled at the same interval do not fall into step).
+    server_poll_interval: float = 5.0
+    #: How long a server may take to answer one request (a restart: kernel_info_timeout).
+    server_timeout: float = 10.0
+    #: Where no system keyring exists: keep server tokens in a file only the user can read.
+    server_token_file: bool = False
+
     def __post_init__(self) -> None:
         root = self.root_dir
         if not isinstance(root, str | os.PathLike):
@@ -256,6 +265,13 @@ class Settings:
             raise SettingsError(
                 "console_scrollback_lines", self.console_scrollback_lines, "keep at least 1 line"
             )
+
+        # -- Jupyter servers and gateways --
+        poll = _seconds("server_poll_interval", self.server_poll_interval, 0.5, 3600.0)
+        object.__setattr__(self, "server_poll_interval", poll)
+        timeout = _seconds("server_timeout", self.server_timeout, 0.1, 600.0)
+        object.__setattr__(self, "server_timeout", timeout)
+        _flag("server_token_file", self.server_token_file)
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -167,6 +167,15 @@ class KernelBackend(ABC):
         """Whether an interrupt can be tried now (``refusal``)."""
         return self.refusal(Action.INTERRUPT) is None
 
+    def server_id(self) -> str | None:
+        """The id of the Jupyter server whose REST API acts on this kernel (None: kernelmon
+        acts on it itself); discovery then only adds the facts of its process."""
+        return None
+
+    def release(self) -> None:  # noqa: B027 (optional hook)
+        """The server whose API acted on this kernel stopped (``server_id`` is None from
+        now on): the kernel is this machine's to look at again."""
+
     def persisted_state(self) -> dict[str, Any] | None:
         """What the crash-safe state file keeps for this kernel (None: nothing, it is not
         kernelmon's to keep)."""

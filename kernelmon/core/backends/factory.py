@@ -14,6 +14,7 @@ from .base import KernelBackend
 if TYPE_CHECKING:
     from ..machine.discovery import FoundKernel
     from ..records import KernelRecord
+    from ..servers.watch import ServerWatch
 
 
 class BackendFactory:
@@ -51,3 +52,14 @@ class BackendFactory:
         from .unadopted import UnadoptedKernel
 
         return UnadoptedKernel(record, *args)
+
+    def server(
+        self,
+        record: KernelRecord,
+        watch: ServerWatch,
+        connection_info: dict[str, Any] | None = None,
+    ) -> KernelBackend:
+        """A kernel a Jupyter Server or Enterprise Gateway runs: ``server.ServerKernel``."""
+        from .server import ServerKernel
+
+        return ServerKernel(record, watch, connection_info)

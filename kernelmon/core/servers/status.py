@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 
+from kernelmon.core.errors import KernelmonError
+
 
 class ServerStatus(StrEnum):
     """A server's status, and the kind of every ``ServerError``."""
@@ -30,7 +32,7 @@ class ServerStatus(StrEnum):
 REQUEST_ERRORS = frozenset({ServerStatus.NOT_FOUND, ServerStatus.REFUSED})
 
 
-class ServerError(Exception):
+class ServerError(KernelmonError):
     """A request to a server failed; ``str(error)`` is one sentence for the user."""
 
     def __init__(self, kind: ServerStatus, sentence: str, http_status: int | None = None):
@@ -63,3 +65,14 @@ def server_message(body: bytes) -> str:
     if not isinstance(message, str) or not message:
         message = data.get("reason") if isinstance(data.get("reason"), str) else ""
     return clean(str(message))
+
+
+class UnknownServer(KernelmonError, KeyError):
+    """No server of that id is in kernelmon's list."""
+
+    def __init__(self, server_id: object) -> None:
+        super().__init__(f"kernelmon knows no server {server_id!r}")
+        self.server_id = server_id
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,71 @@
+"""What kernelmon keeps of one server (``ServerConfig``) and what one poll of it saw
+(``Snapshot``): plain data, importable without aiohttp or keyring."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kernelmon.core.servers.model import RemoteKernel
+
+if TYPE_CHECKING:
+    from kernelmon.core.servers.watch import ServerWatch
+
+#: What kernelmon can say of a server's own culler: jupyter_server's and the gateway's
+#: REST API do not tell their cull settings (``GET /api/status`` has none).
+CULLS_UNKNOWN = "unknown"
+
+
+@dataclass
+class ServerConfig:
+    """What kernelmon keeps of a server (the token apart: it is in the keyring)."""
+
+    id: str
+    url: str
+    name: str
+    headers: dict[str, str] = field(default_factory=dict)
+    verify_tls: bool = True
+    #: found in a runtime folder (a jpserver-/nbserver- file): not saved, token from the file
+    local: bool = False
+    #: whether kernelmon's culler may shut this server's kernels down (off by default)
+    kernelmon_culling: bool = False
+    #: kernels kernelmon started there (followed by id where the listing is forbidden)
+    started: list[str] = field(default_factory=list)
+    #: a local server's process and root folder, and its runtime file
+    pid: int | None = None
+    root_dir: str | None = None
+    runtime_file: str | None = None
+
+    def saved(self) -> dict[str, Any]:
+        """What the servers file keeps (never the token)."""
+        return {
+            "id": self.id,
+            "url": self.url,
+            "name": self.name,
+            "headers": dict(self.headers),
+            "verify_tls": self.verify_tls,
+            "kernelmon_culling": self.kernelmon_culling,
+            "started": list(self.started),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one successful poll saw."""
+
+    #: kernels by id
+    kernels: dict[str, RemoteKernel]
+    #: kernel id -> the notebook (else console, else file) path of its session
+    paths: dict[str, str]
+    #: True when ``kernels`` is the server's whole list (else: only the kernels asked by id)
+    complete: bool
+    #: kernels asked by id that the server does not know (any more)
+    missing: frozenset[str] = frozenset()
+    #: the poll's number (``ServerWatch.polls`` when it began)
+    number: int = 0
+    #: the server answered both listings "not modified" (the same as the last poll's)
+    unchanged: bool = False
+
+
+OnPoll = Callable[["ServerWatch", "Snapshot | None"], None]

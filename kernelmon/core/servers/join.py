@@ -1,0 +1,216 @@
+"""A server's poll applied to the kernel map: its kernels join the map, change, or leave it.
+
+One row per kernel: a kernel a local server lists that discovery already shows (found by its
+connection file, as another application's kernel) becomes the server's kernel *in the same
+row* (``Registry.replace``), keeping its process facts (PID, connection file; the sampler keeps
+measuring it). A kernel that is no longer listed by a server that answered leaves the map as
+"gone from the server" (with "culled by the server?" when it was idle); while a server cannot
+be asked, its kernels stay listed, their state unknown and their ``reason`` saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..backends.factory import BackendFactory
+from ..records import ExecutionState, KernelRecord, Origin
+from ..registry import Changing, Entry
+from .model import RemoteKernel, execution_state
+from .status import ServerStatus
+
+if TYPE_CHECKING:
+    from .config import Snapshot
+    from .watch import ServerWatch
+
+logger = logging.getLogger(__name__)
+
+#: Facts of a kernel's process on this machine, kept when a found kernel joins its server.
+PROCESS_FIELDS = (
+    "pid",
+    "cwd",
+    "connection_file",
+    "transport",
+    "ip",
+    "ports",
+    "parent_pid",
+    "parent_app",
+    "parent_alive",
+    "first_seen",
+    "identity_problem",
+    "cpu_percent",
+    "rss",
+    "pss",
+    "uss",
+    "processes",
+)
+#: Origins of the rows a local server's kernel takes over (found by discovery).
+_FOUND = frozenset({Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE})
+
+
+class JoinRegistry(Changing, Protocol):
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord: ...
+    def add(self, entry: Entry) -> None: ...
+    def replace(self, entry: Entry) -> None: ...
+    def remove(self, entry: Entry, reason: str) -> None: ...
+
+
+def entries_of(registry: JoinRegistry, server_id: str) -> Iterator[Entry]:
+    """The map's entries of the server ``server_id``."""
+    return (e for e in registry if e.backend.server_id() == server_id)
+
+
+def _set(record: KernelRecord, values: dict[str, Any]) -> set[str]:
+    changed = set()
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+            changed.add(name)
+    return changed
+
+
+def _facts(watch: ServerWatch, kernel: RemoteKernel, path: str | None) -> dict[str, Any]:
+    config = watch.config
+    values: dict[str, Any] = {
+        "execution_state": execution_state(kernel.execution_state),
+        "connections": kernel.connections or 0,
+        "reason": kernel.reason,
+        "server_id": config.id,
+        "server_url": config.url,
+        "server_name": config.name,
+        "notebook_path": path,
+        "server_culling": config.kernelmon_culling,
+        "last_activity_note": None,
+    }
+    if kernel.last_activity is not None:
+        values["last_activity"] = kernel.last_activity
+    return values
+
+
+def _new_entry(
+    registry: JoinRegistry,
+    backends: BackendFactory,
+    watch: ServerWatch,
+    kernel: RemoteKernel,
+    old: Entry | None,
+) -> Entry:
+    record = registry.new_record(kernel.id, kernel.name, watch.display_name(kernel.name))
+    record.origin = Origin.SERVER
+    record.location = watch.config.url
+    info: dict[str, Any] | None = None
+    if old is not None:
+        for name in PROCESS_FIELDS:
+            setattr(record, name, getattr(old.record, name))
+        record.started = old.record.started
+        record.messages = old.record.messages
+        try:
+            info = old.backend.connection_info
+        except Exception:
+            info = None
+    return Entry(record, backends.server(record, watch, info))
+
+
+def apply_snapshot(
+    registry: JoinRegistry,
+    backends: BackendFactory,
+    watch: ServerWatch,
+    snapshot: Snapshot | None,
+    now: datetime,
+) -> None:
+    """Make the map's kernels of ``watch``'s server what a poll saw (see the module)."""
+    if snapshot is None:
+        _unreachable(registry, watch)
+        return
+    config = watch.config
+    if snapshot.unchanged and _all_ours(registry, config.id, snapshot):
+        return  # the cost of a poll of an unchanged server: a lookup per kernel
+    for kernel in snapshot.kernels.values():
+        path = snapshot.paths.get(kernel.id)
+        entry = registry.find(kernel.id)
+        if entry is None or (
+            config.local
+            and entry.backend.server_id() is None
+            and entry.record.origin in _FOUND
+            and not entry.shutting_down
+        ):
+            new = _new_entry(registry, backends, watch, kernel, entry)
+            _set(new.record, _facts(watch, kernel, path))
+            watch.born.setdefault(kernel.id, snapshot.number)
+            if entry is None:
+                registry.add(new)
+                logger.info("Kernel %s of %s joins the map", kernel.id, config.url)
+            else:
+                registry.replace(new)
+                logger.info("Kernel %s is now shown as a kernel of %s", kernel.id, config.url)
+            continue
+        if entry.backend.server_id() != config.id:
+            continue  # kernelmon's own, or another server's kernel of the same id
+        fields = _set(entry.record, _facts(watch, kernel, path))
+        if fields:
+            registry.changed(entry.record, fields, None)
+    for entry in list(entries_of(registry, config.id)):
+        kid = entry.record.id
+        if kid in snapshot.kernels or entry.shutting_down:
+            continue
+        if watch.born.get(kid, -1) >= snapshot.number:
+            continue  # added while this poll ran: the next one judges it
+        if snapshot.complete or kid in snapshot.missing:
+            gone(registry, watch, entry)
+        else:
+            _set_unseen(registry, entry, watch)
+
+
+def _all_ours(registry: JoinRegistry, server_id: str, snapshot: Snapshot) -> bool:
+    """Whether every kernel of the snapshot is a row of this server already (else one found
+    since, or started by someone else, joins)."""
+    for kid in snapshot.kernels:
+        entry = registry.find(kid)
+        if entry is None or entry.backend.server_id() != server_id:
+            return False
+    return True
+
+
+def gone(registry: JoinRegistry, watch: ServerWatch, entry: Entry) -> None:
+    """A kernel the server no longer lists leaves the map, saying so."""
+    record = entry.record
+    reason = f"gone from the server {watch.config.name}"
+    # a server keeps a kernel nobody opened a websocket to "starting" in its model: to its
+    # culler that is an idle kernel like any other
+    if record.execution_state in (ExecutionState.IDLE, ExecutionState.STARTING):
+        reason += " (culled by the server?)"
+    logger.warning("Kernel %s is %s", record.id, reason)
+    watch.born.pop(record.id, None)
+    if record.id in watch.config.started:
+        watch.config.started.remove(record.id)
+    entry.backend.close()
+    registry.remove(entry, reason)
+
+
+def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> None:
+    why = (
+        f"the server {watch.config.name} does not let kernelmon list its kernels; "
+        "it shows only the kernels kernelmon started there"
+    )
+    fields = _set(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
+    if fields:
+        registry.changed(entry.record, fields, None)
+
+
+def _unreachable(registry: JoinRegistry, watch: ServerWatch) -> None:
+    lost = watch.status in (ServerStatus.UNREACHABLE, ServerStatus.TIMEOUT)
+    why = f"server {'unreachable' if lost else 'not usable'} ({watch.status_text()})"
+    for entry in list(entries_of(registry, watch.id)):
+        fields = _set(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
+        if fields:
+            registry.changed(entry.record, fields, None)
+
+
+def set_culling(registry: JoinRegistry, watch: ServerWatch) -> None:
+    """The server's kernels follow its ``kernelmon_culling`` flag."""
+    for entry in entries_of(registry, watch.id):
+        if _set(entry.record, {"server_culling": watch.config.kernelmon_culling}):
+            registry.changed(entry.record, {"server_culling"}, None)

@@ -1,0 +1,399 @@
+"""The map's part for Jupyter Servers and Enterprise Gateways (``KernelMap.add_server`` ...).
+
+``Servers`` owns the servers kernelmon knows, each a ``ServerWatch`` (watch.py) by id, and the
+file that keeps the servers the user added (``servers.json`` in the state folder: url, name,
+headers, TLS verification, the culling opt-in, the kernels kernelmon started there; never a
+token: tokens go to the keyring through ``TokenStore``). Local servers (a live
+``jpserver-*.json``/``nbserver-*.json`` found by discovery) are added and removed by
+``sync_local`` and never saved. Each poll is applied to the map by ``join.apply_snapshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yarl import URL
+
+from ..backends.factory import BackendFactory
+from ..errors import KernelStartFailed
+from ..events import KernelStarted, ServerChanged, ServerRemoved
+from ..records import isoformat
+from ..threads import run_in_thread
+from .config import CULLS_UNKNOWN, ServerConfig, Snapshot
+from .join import JoinRegistry, apply_snapshot, entries_of, set_culling
+from .status import ServerError, ServerStatus, UnknownServer
+
+if TYPE_CHECKING:
+    from ..machine.discovery import FoundServer
+    from .book import ServerBook
+    from .watch import ServerWatch
+
+logger = logging.getLogger(__name__)
+
+
+class Servers:
+    """The servers kernelmon knows and their kernels in the map (see the module)."""
+
+    def __init__(
+        self,
+        registry: JoinRegistry,
+        backends: BackendFactory,
+        *,
+        folder: Callable[[], Path],
+    ) -> None:
+        self._registry = registry
+        self._backends = backends
+        self._folder = folder
+        self._book: ServerBook | None = None
+        self.watches: dict[str, ServerWatch] = {}
+        self._started = False
+        #: runtime files of local servers the user removed (not added again this run)
+        self._dismissed: set[str] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def book(self) -> ServerBook:
+        """The servers file and the tokens (imported when first used: keyring is slow to
+        import, and a map that never meets a server never needs it)."""
+        if self._book is None:
+            from .book import ServerBook
+
+            self._book = ServerBook(self._folder, self._token_file_allowed)
+        return self._book
+
+    def _token_file_allowed(self) -> bool:
+        return self._registry.settings.server_token_file
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def watch(self, server_id: str) -> ServerWatch:
+        try:
+            return self.watches[server_id]
+        except (KeyError, TypeError):
+            raise UnknownServer(server_id) from None
+
+    def describe(self, watch: ServerWatch) -> dict[str, Any]:
+        """A server's ``KernelMap.list_servers`` entry. Keys: ``id``, ``url``, ``name``,
+        ``kind`` ("jupyter_server", "enterprise_gateway", None until known), ``version``,
+        ``status`` (a ``ServerStatus``: "reachable", "auth_refused", "listing_forbidden",
+        "tls_problem", "unreachable", "timeout", "bad_answer", "refused"), ``error`` (a
+        sentence, or None), ``status_text`` ("unreachable since 10:42:07 UTC: ..."),
+        ``status_since`` (ISO UTC), ``local``, ``pid`` and ``root_dir`` (local servers),
+        ``headers`` (their names only), ``verify_tls``, ``kernels`` (its rows in the map),
+        ``lists_kernels`` (False: a gateway without EG_LIST_KERNELS, whose kernels kernelmon
+        did not start are not seen), ``server_culls`` ("unknown": neither server's REST API
+        tells its cull settings), ``cull_settings`` (None, for the same reason),
+        ``kernelmon_culling`` (whether kernelmon's culler may act on its kernels:
+        ``KernelMap.set_server_culling``), ``last_poll``, ``next_poll`` (ISO UTC or None)."""
+        config = watch.config
+        return {
+            "id": config.id,
+            "url": config.url,
+            "name": config.name,
+            "kind": watch.kind,
+            "version": watch.version,
+            "status": str(watch.status),
+            "error": watch.error,
+            "status_text": watch.status_text(),
+            "status_since": isoformat(watch.status_since),
+            "local": config.local,
+            "pid": config.pid,
+            "root_dir": config.root_dir,
+            "headers": sorted(config.headers),
+            "verify_tls": config.verify_tls,
+            "kernels": sum(1 for _ in entries_of(self._registry, config.id)),
+            "lists_kernels": watch.status != ServerStatus.LISTING_FORBIDDEN,
+            "server_culls": CULLS_UNKNOWN,
+            "cull_settings": None,
+            "kernelmon_culling": config.kernelmon_culling,
+            "last_poll": isoformat(watch.last_poll),
+            "next_poll": isoformat(watch.next_poll),
+        }
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        return [self.describe(w) for w in self.watches.values()]
+
+    # -- turning it on and off --------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the servers the user added and start every poller (inside the loop)."""
+        if self._started:
+            return
+        self._started = True
+        for config in await run_in_thread(self.book.read):
+            if config.id in self.watches:
+                continue
+            token = await self.book.token(config.id)
+            self._add_watch(config, token)
+        for watch in self.watches.values():
+            watch.start()
+
+    async def stop(self) -> None:
+        """Stop every poller; the servers' kernels leave the map (and keep running)."""
+        self._started = False
+        for server_id in list(self.watches):
+            await self._drop(server_id, "kernelmon stopped watching its server")
+        for task in list(self._closing):
+            with contextlib.suppress(Exception):
+                await task
+
+    async def poll_all(self) -> None:
+        """One poll of every server now (each applies itself to the map)."""
+        await asyncio.gather(*(w.poll_once() for w in list(self.watches.values())))
+
+    # -- servers the user adds --------------------------------------------------------------
+
+    async def add(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        name: str | None = None,
+        headers: dict[str, str] | None = None,
+        verify_tls: bool = True,
+    ) -> str:
+        """Test the connection, then keep the server (token in the keyring) and poll it."""
+        from .client import ServerClient
+
+        settings = self._registry.settings
+        client = ServerClient(url, token, headers, verify_tls, settings.server_timeout)
+        for watch in self.watches.values():
+            if watch.config.url == client.url and not watch.config.local:
+                await client.close()
+                return watch.id
+        try:
+            info = await client.check()
+        except BaseException:
+            await client.close()
+            raise
+        server_id = uuid.uuid4().hex[:12]
+        kind = "Enterprise Gateway" if info.gateway_version else "Jupyter Server"
+        address = URL(client.url)
+        host = f"{address.host}:{address.port}"
+        config = ServerConfig(
+            id=server_id,
+            url=client.url,
+            name=(name or "").strip() or f"{kind} at {host}",
+            headers=dict(headers or {}),
+            verify_tls=verify_tls,
+        )
+        try:
+            if token:
+                await self.book.keep_token(server_id, token)
+            self.watches[server_id] = self._new_watch(config, token, client)
+            await self._save()
+        except BaseException:
+            self.watches.pop(server_id, None)
+            await client.close()
+            raise
+        watch = self.watches[server_id]
+        watch.version = info.gateway_version or info.version
+        if client.status == ServerStatus.LISTING_FORBIDDEN:
+            watch.set_status(client.status, client.error)
+        self._announce(watch, f"Server {config.name} added ({config.url})")
+        watch.start()
+        return server_id
+
+    async def remove(self, server_id: str) -> None:
+        """Forget a server: its kernels leave the map (they keep running on the server)."""
+        watch = self.watch(server_id)
+        if watch.config.local and watch.config.runtime_file:
+            self._dismissed.add(watch.config.runtime_file)
+        await self._drop(server_id, "its server was removed from kernelmon")
+        if not watch.config.local:
+            await self._save()
+            await self.book.forget_token(server_id)
+
+    def set_culling(self, server_id: str, allowed: bool) -> None:
+        """Whether kernelmon's culler may shut the server's kernels down."""
+        if not isinstance(allowed, bool):
+            raise TypeError("set_server_culling needs True or False")
+        watch = self.watch(server_id)
+        watch.config.kernelmon_culling = allowed
+        set_culling(self._registry, watch)
+        if not watch.config.local:
+            self._save_soon()
+        self._announce(watch)
+
+    # -- local servers ----------------------------------------------------------------------
+
+    def sync_local(self, found: list[FoundServer]) -> None:
+        """Make the local servers those a scan found alive (called by discovery)."""
+        alive: dict[str, FoundServer] = {}
+        for server in found:
+            if server.alive and server.url and server.path not in self._dismissed:
+                alive[_local_id(server)] = server
+        for server_id, watch in list(self.watches.items()):
+            if watch.config.local and server_id not in alive:
+                stopped = self._detach(server_id, "its server stopped", release=True)
+                if stopped is not None:
+                    self._background(stopped.close())
+        for server_id, server in alive.items():
+            if server_id in self.watches:
+                continue
+            assert server.url is not None
+            root = os.path.basename((server.root_dir or "").rstrip("/")) or server.root_dir
+            config = ServerConfig(
+                id=server_id,
+                url=server.url,
+                name=f"Jupyter Server :{server.port}" + (f" ({root})" if root else ""),
+                local=True,
+                pid=server.pid,
+                root_dir=server.root_dir,
+                runtime_file=server.path,
+            )
+            try:
+                watch = self._add_watch(config, server.token or None)
+            except ValueError as error:
+                logger.warning("Local server %s cannot be watched: %s", server.path, error)
+                continue
+            self._announce(watch, f"Local server {config.name} found ({config.url})")
+            if self._started:
+                watch.start()
+
+    # -- kernels ----------------------------------------------------------------------------
+
+    async def start_kernel(
+        self,
+        server_id: str,
+        kernel_name: str | None,
+        path: str | None,
+        env: dict[str, str] | None,
+    ) -> str:
+        """Start a kernel on the server (``POST /api/kernels``); its id once the server
+        answered. ``KernelStartFailed`` with the server's sentence on failure."""
+        watch = self.watch(server_id)
+        name = kernel_name
+        try:
+            if name is None:
+                if watch.specs is None:
+                    specs = await watch.client.kernelspecs()
+                    watch.specs = {s.name: s for s in specs.specs.items}
+                    watch.default_spec = specs.default
+                name = watch.default_spec or "python3"
+            kernel = await watch.client.start_kernel(name, path, env)
+        except ServerError as error:
+            raise KernelStartFailed(error.sentence) from None
+        watch.config.started.append(kernel.id)
+        if not watch.config.local:
+            # kept before the id is returned: on a gateway that forbids listing, a kernel
+            # kernelmon started and forgot could not be found again
+            with contextlib.suppress(OSError):
+                await self._save()
+        watch.born[kernel.id] = watch.polls
+        apply_snapshot(
+            self._registry,
+            self._backends,
+            watch,
+            Snapshot({kernel.id: kernel}, {}, complete=False, number=watch.polls),
+            self._registry.now(),
+        )
+        self._registry.emit(KernelStarted(kernel.id))
+        watch.poll_soon()
+        return kernel.id
+
+    async def kernel_specs(self, server_id: str) -> dict[str, dict[str, Any]]:
+        """The server's kernel specs: name -> display_name, language, default."""
+        watch = self.watch(server_id)
+        specs = await watch.client.kernelspecs()
+        watch.specs = {s.name: s for s in specs.specs.items}
+        watch.default_spec = specs.default
+        return {
+            s.name: {
+                "name": s.name,
+                "display_name": s.display_name,
+                "language": s.language or "",
+                "default": s.name == specs.default,
+            }
+            for s in specs.specs.items
+        }
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _new_watch(self, config: ServerConfig, token: str | None, client: Any = None) -> Any:
+        from .watch import ServerWatch
+
+        settings = self._registry.settings
+        return ServerWatch(
+            config,
+            token,
+            interval=lambda: self._registry.settings.server_poll_interval,
+            timeout=settings.server_timeout,
+            on_poll=self._on_poll,
+            client=client,
+        )
+
+    def _add_watch(self, config: ServerConfig, token: str | None) -> ServerWatch:
+        watch: ServerWatch = self._new_watch(config, token)
+        self.watches[config.id] = watch
+        return watch
+
+    def _on_poll(self, watch: ServerWatch, snapshot: Snapshot | None) -> None:
+        if self.watches.get(watch.id) is not watch:
+            return  # removed while it polled
+        before = watch.announced
+        started = len(watch.config.started)
+        apply_snapshot(self._registry, self._backends, watch, snapshot, self._registry.now())
+        if len(watch.config.started) != started and not watch.config.local:
+            self._save_soon()  # a kernel kernelmon started there is gone: not followed
+        now = (watch.status, watch.error)
+        if now != before:
+            text = f"Server {watch.config.name}: {watch.status_text()}"
+            log = logger.info if watch.status == ServerStatus.REACHABLE else logger.warning
+            log("%s", text)
+            self._announce(watch, text)
+
+    def _announce(self, watch: ServerWatch, text: str = "") -> None:
+        watch.announced = (watch.status, watch.error)
+        server = self.describe(watch)
+        self._registry.emit(ServerChanged("", server_id=watch.id, server=server, text=text))
+
+    async def _drop(self, server_id: str, reason: str) -> None:
+        watch = self._detach(server_id, reason)
+        if watch is not None:
+            await watch.close()
+
+    def _detach(self, server_id: str, reason: str, release: bool = False) -> ServerWatch | None:
+        """Stop watching a server now: its kernels leave the map (with ``release``, those with
+        a process on this machine are handed back to discovery); closing its client is the
+        caller's (``ServerWatch.close``)."""
+        watch = self.watches.pop(server_id, None)
+        if watch is None:
+            return None
+        for entry in list(entries_of(self._registry, server_id)):
+            if release and entry.record.pid is not None:
+                # its process may outlive the server: discovery takes the kernel back
+                entry.backend.release()
+                entry.record.reason = reason
+                self._registry.changed(entry.record, {"reason"}, None)
+                continue
+            entry.backend.close()
+            self._registry.remove(entry, reason)
+        logger.info("Server %s (%s): %s", watch.config.name, watch.config.url, reason)
+        self._registry.emit(ServerRemoved("", server_id=server_id, reason=reason))
+        return watch
+
+    async def _save(self) -> None:
+        configs = [w.config for w in self.watches.values() if not w.config.local]
+        await run_in_thread(self.book.save, configs)
+
+    def _save_soon(self) -> None:
+        self._background(self._save())
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def _local_id(server: FoundServer) -> str:
+    digest = hashlib.sha1(server.path.encode(), usedforsecurity=False).hexdigest()[:8]
+    return f"local-{digest}"

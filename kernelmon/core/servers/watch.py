@@ -1,0 +1,209 @@
+"""One server kernelmon watches: its configuration, its client, its status and its poller.
+
+A ``ServerWatch`` owns the state of one Jupyter Server or Enterprise Gateway: the
+``ServerClient`` (one request at a time), the status shown for it, the kernel specs it offers,
+and one poller task. A poll (``poll_once``) lists the server's kernels and sessions (or, on a
+gateway that forbids listing, asks for each kernel kernelmon started there by id) and hands
+what it saw, a ``Snapshot`` or None after a failure, to ``on_poll``. The poller waits a
+jittered ``interval()`` between polls, and backs off (doubling, up to 5 minutes) after failures
+in a row. Nothing here touches the kernel map: the ``Servers`` part (part.py) does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from kernelmon.core.servers.client import ServerClient
+from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
+from kernelmon.core.servers.model import RemoteKernelSpec, session_paths
+from kernelmon.core.servers.polling import backoff, jittered
+from kernelmon.core.servers.status import ServerError, ServerStatus
+
+logger = logging.getLogger(__name__)
+
+
+class ServerWatch:
+    """One server's state and poller (see the module)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        token: str | None,
+        *,
+        interval: Callable[[], float],
+        timeout: float,
+        on_poll: OnPoll,
+        client: ServerClient | None = None,
+    ) -> None:
+        self.config = config
+        self.client = client or ServerClient(
+            config.url, token, config.headers, config.verify_tls, timeout
+        )
+        config.url = self.client.url
+        self._interval = interval
+        self.on_poll = on_poll
+        self.version: str | None = None
+        self.specs: dict[str, RemoteKernelSpec] | None = None
+        self.default_spec: str | None = None
+        self.status = ServerStatus.REACHABLE
+        self.error: str | None = None
+        self.status_since = datetime.now(UTC)
+        self.failures = 0
+        #: the (status, error) last told to subscribers
+        self.announced: tuple[ServerStatus, str | None] | None = None
+        #: polls begun; kernels added to the map during poll n are not judged by it
+        self.polls = 0
+        self.last_poll: datetime | None = None
+        self.next_poll: datetime | None = None
+        #: kernel id -> the poll number when kernelmon added it (a start, a join)
+        self.born: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._last_listings: tuple[object, object] | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def kind(self) -> str | None:
+        return str(self.client.kind) if self.client.kind is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- status -----------------------------------------------------------------------------
+
+    def set_status(self, status: ServerStatus, error: str | None) -> bool:
+        """Note the server's status; True when it changed."""
+        changed = status != self.status
+        if changed:
+            self.status_since = datetime.now(UTC)
+        self.status = status
+        self.error = error
+        return changed
+
+    def status_text(self) -> str:
+        """The status in words (``unreachable since 10:42:07 UTC: ...``)."""
+        words = str(self.status).replace("_", " ")
+        if self.status == ServerStatus.REACHABLE:
+            return words
+        since = self.status_since.strftime("%H:%M:%S UTC")
+        return f"{words} since {since}" + (f": {self.error}" if self.error else "")
+
+    # -- polling ----------------------------------------------------------------------------
+
+    async def poll_once(self) -> Snapshot | None:
+        """One poll: list the kernels and sessions, update the status, hand the result to
+        ``on_poll``; returns it (None after a failure). Never raises a ``ServerError``."""
+        self.polls += 1
+        number = self.polls
+        try:
+            snapshot = await self._look(number)
+        except ServerError as error:
+            self.failures += 1
+            self.set_status(error.kind, error.sentence)
+            snapshot = None
+        except Exception as error:  # a bug must not stop the poller or the loop
+            logger.exception("Polling %s failed", self.config.url)
+            self.failures += 1
+            self.set_status(ServerStatus.BAD_ANSWER, f"kernelmon failed reading it: {error}")
+            snapshot = None
+        else:
+            self.failures = 0
+        if snapshot is None:
+            self._last_listings = None  # the next answer is news, changed or not
+        self.last_poll = datetime.now(UTC)
+        try:
+            self.on_poll(self, snapshot)
+        except Exception:
+            logger.exception("Applying a poll of %s failed", self.config.url)
+        return snapshot
+
+    async def _look(self, number: int) -> Snapshot:
+        client = self.client
+        if client.kind is None:
+            info = await client.identify()
+            self.version = info.gateway_version or info.version
+        forbidden: str | None = None
+        missing: set[str] = set()
+        listing: object = None
+        try:
+            listing = await client.list_kernels()
+            kernels = {k.id: k for k in listing.items}
+        except ServerError as error:
+            if error.kind != ServerStatus.LISTING_FORBIDDEN:
+                raise
+            forbidden = error.sentence
+            kernels = {}
+            for kid in list(self.config.started):
+                try:
+                    kernels[kid] = await client.get_kernel(kid)
+                except ServerError as one:
+                    if one.kind != ServerStatus.NOT_FOUND:
+                        raise
+                    missing.add(kid)
+        sessions: object = None
+        try:
+            sessions = await client.list_sessions()
+            paths = session_paths(sessions.items)
+        except ServerError as error:
+            if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
+                raise
+            paths = {}  # a server without sessions (a refused listing) still has kernels
+        if self.specs is None:
+            with contextlib.suppress(ServerError):
+                specs = await client.kernelspecs()
+                self.specs = {s.name: s for s in specs.specs.items}
+                self.default_spec = specs.default
+        if forbidden is not None:
+            self.set_status(ServerStatus.LISTING_FORBIDDEN, forbidden)
+        else:
+            self.set_status(ServerStatus.REACHABLE, None)
+        # the client hands back the very listings it kept when the server answered 304 (not
+        # modified): then nothing changed since the last poll (``Snapshot.unchanged``)
+        unchanged = listing is not None and (listing, sessions) == self._last_listings
+        self._last_listings = (listing, sessions)
+        return Snapshot(
+            kernels, paths, forbidden is None, frozenset(missing), number, unchanged=unchanged
+        )
+
+    def display_name(self, kernel_name: str) -> str:
+        spec = (self.specs or {}).get(kernel_name)
+        return spec.display_name if spec is not None else kernel_name
+
+    def start(self) -> None:
+        """Start the poller (inside the running loop); the first poll runs at once."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poll_soon(self) -> None:
+        """Poll now instead of at the next interval (after an action)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            await self.poll_once()
+            interval = self._interval()
+            delay = jittered(backoff(interval, self.failures) if self.failures else interval)
+            self.next_poll = datetime.fromtimestamp(time.time() + delay, UTC)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def close(self) -> None:
+        """Stop the poller and close the client."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.client.close()
