@@ -161,7 +161,7 @@ class ConsoleWindow(QWidget):
         self.noise_button.setToolTip(
             "What the kernel process wrote to stderr while starting, not output of your code"
         )
-        self.noise_button.toggled.connect(self._show_noise)
+        self.noise_button.toggled.connect(self._update_noise)
         self.noise_button.hide()
         self.noise_view = QPlainTextEdit()
         self.noise_view.setObjectName("noise_view")
@@ -170,15 +170,10 @@ class ConsoleWindow(QWidget):
         self.noise_view.setFont(font)
         self.noise_view.hide()
         self.interrupt_button = self._button(
-            "Interrupt",
-            "action-interrupt",
-            "Ctrl+I",
-            "Interrupt the code the kernel runs",
-            self.interrupt_requested,
+            "Interrupt", "Ctrl+I", "Interrupt the code the kernel runs", self.interrupt_requested
         )
         self.restart_button = self._button(
             "Restart",
-            "action-restart",
             "Ctrl+R",
             "Restart the kernel (its variables are lost)",
             self.restart_requested,
@@ -201,17 +196,23 @@ class ConsoleWindow(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.status)
 
-    def _button(self, text: str, icon_name: str, keys: str, tip: str, signal: Any) -> QPushButton:
-        """A button whose shortcut works anywhere in the console."""
-        button = QPushButton(icon(icon_name), text)
+    def _button(self, text: str, keys: str, tip: str, signal: Any) -> QPushButton:
+        """A button (with its action's icon) whose shortcut works anywhere in the console."""
+        button = QPushButton(icon(f"action-{text.lower()}"), text)
         button.setObjectName(text.lower())
         sequence = QKeySequence(keys)
         native = sequence.toString(QKeySequence.SequenceFormat.NativeText)
         button.setToolTip(f"{tip} ({native}; Esc or Ctrl+W closes the console)")
         button.setEnabled(False)
-        button.clicked.connect(lambda: signal.emit(self.kernel_id))
+        button.clicked.connect(lambda: self._request(signal))
         QShortcut(sequence, self, button.click)
         return button
+
+    def _request(self, signal: Any) -> None:
+        """Ask the window's commands (their question is the main window's), then come back."""
+        signal.emit(self.kernel_id)
+        self.raise_()
+        self.activateWindow()
 
     def set_refusals(self, interrupt: str | None, restart: str | None) -> None:
         """Enable the buttons the core allows (once connected); a refused one's tooltip
@@ -223,14 +224,11 @@ class ConsoleWindow(QWidget):
             if why is not None:
                 button.setToolTip(f"Cannot {button.text().lower()}: {why}")
 
-    def _show_noise(self, shown: bool) -> None:
-        self.noise_view.setVisible(shown)
-        self._noise_text()
-
-    def _noise_text(self) -> None:
+    def _update_noise(self, *_: object) -> None:
         lines = "".join(self.noise).count("\n")
         what = f"{lines} line{'s' if lines != 1 else ''} of start-up output"
         shown = self.noise_button.isChecked()
+        self.noise_view.setVisible(shown)
         self.noise_button.setText(f"{'Hide' if shown else 'Show'} {what}")
         self.noise_button.show()
 
@@ -338,7 +336,7 @@ class ConsoleWindow(QWidget):
         if text and is_startup_noise(msg):
             self.noise.append(text)
             self.noise_view.appendPlainText(text.rstrip("\n"))
-            self._noise_text()
+            self._update_noise()
         elif text:
             self.append(text)
 
