@@ -194,11 +194,14 @@ def forwarded_argv(
         argv += ["--log-level", args.log_level]
     if args.no_tray:
         argv.append("--no-tray")
+    if args.in_tray:
+        argv.append("--in-tray")
     return argv
 
 
 async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """The ``activate`` op: another launch's options for this window, which is raised."""
+    """The ``activate`` op: another launch's options for this window, which is raised (not
+    for ``--in-tray`` while its tray icon shows)."""
     argv = request.get("argv", [])
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise OpError("'argv' must be a list of strings.", code="bad-request")
@@ -222,11 +225,13 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
         root_dir=args.root_dir,
         run_folders=list(args.runtime_dir),
         no_tray=args.no_tray,
+        in_tray=args.in_tray,
         launcher_pid=launcher if isinstance(launcher, int) else None,
         log_level=args.log_level,
         apply_log_level=apply_log_level,
     )
-    return {"pid": os.getpid(), "raised": True, "applied": applied, "ignored": ignored}
+    raised = not (args.in_tray and window.tray is not None)
+    return {"pid": os.getpid(), "raised": raised, "applied": applied, "ignored": ignored}
 
 
 def apply_log_level(level: str) -> None:
@@ -269,7 +274,8 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
         return 1
     pid = reply.get("pid", running.pid)
     logger.info("kernelmon already runs (pid %s); handed this launch over to it", pid)
-    print(f"kernelmon is already running (pid {pid}); its window was raised.", file=sys.stderr)
+    shown = "its window was raised" if reply.get("raised", True) else "it stays in the tray"
+    print(f"kernelmon is already running (pid {pid}); {shown}.", file=sys.stderr)
     return 0
 
 

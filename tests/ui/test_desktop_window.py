@@ -315,3 +315,25 @@ def test_a_desktop_file_kernelmon_did_not_write_is_left_alone(
     with pytest.raises(desktop.DesktopError):
         desktop.set_autostart(False)
     assert login.exists()
+
+
+def test_a_launch_in_the_tray_leaves_a_window_in_the_tray_alone(
+    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login autostart (``--in-tray``) while kernelmon already runs: the running one keeps
+    its window where it is when its tray icon shows (offscreen has no tray: a stand-in)."""
+    from kernelmon import app
+    from kernelmon.ui.handover import take_launch
+
+    args = app.build_parser().parse_args(["--in-tray"])
+    assert app.forwarded_argv(args, None, []) == ["--in-tray"]
+    monkeypatch.setattr(window, "tray", object())
+    window.hide()
+    try:
+        applied, _ = take_launch(window, in_tray=True)
+        assert not window.isVisible()
+        assert applied == ["--in-tray (the window stays as it is)"]
+        take_launch(window)  # any other launch raises it
+        assert window.isVisible()
+    finally:
+        window.show()
