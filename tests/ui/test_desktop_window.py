@@ -184,7 +184,7 @@ def test_ctrl_d_hides_and_shows_the_whole_side_panel(window: MainWindow) -> None
     for d in docks:
         d.show()
     window.activateWindow()
-    assert QTest.qWaitForWindowActive(window, 2000)
+    assert QTest.qWaitForWindowActive(window, 10_000)
     window.table.setFocus()
     QTest.keyClick(window.table, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     assert all(d.isHidden() for d in docks), "every tab of the panel, not just one"
