@@ -8,7 +8,10 @@ Typing a number and picking a unit (or pressing Enter) is one edit: ``editingFin
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QWidget
 
 #: kind -> its units (name, size in the setting's own unit), smallest first.
@@ -23,12 +26,42 @@ WHOLE = ("count", "mib", "bytes")
 MAXIMUM = 1e15
 
 
+def wheel_when_focused(
+    widget: QWidget, event: QWheelEvent, wheel: Callable[[QWheelEvent], None]
+) -> None:
+    """Let a field take the mouse wheel only once it has the focus; otherwise the wheel
+    scrolls what holds it (a panel scrolled past a field does not change the setting)."""
+    if widget.hasFocus():
+        wheel(event)
+    else:
+        event.ignore()
+
+
 class NumberSpin(QDoubleSpinBox):
-    """A spin box that shows 0.5, 16 and 600, not 0.500, 16.000 and 600.000."""
+    """A spin box that shows 0.5, 16 and 600, not 0.500, 16.000 and 600.000; the mouse wheel
+    changes it only once it has the focus (scrolling the panel past it changes nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        wheel_when_focused(self, event, super().wheelEvent)
 
     def textFromValue(self, value: float) -> str:
         text = f"{value:.{self.decimals()}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+class UnitBox(QComboBox):
+    """The unit's box; the mouse wheel changes it only once it has the focus."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        wheel_when_focused(self, event, super().wheelEvent)
 
 
 class NumberField(QWidget):
@@ -58,7 +91,7 @@ class NumberField(QWidget):
         layout.addWidget(self.spin)
         self.unit_box: QComboBox | None = None
         if len(self.units) > 1:
-            self.unit_box = QComboBox()
+            self.unit_box = UnitBox()
             self.unit_box.setToolTip(tip)
             for name, _size in self.units:
                 self.unit_box.addItem(name)

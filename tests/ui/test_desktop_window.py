@@ -121,6 +121,36 @@ def type_into(field: Any, number: str, unit: str | None = None) -> None:
     box.activated.emit(box.currentIndex())
 
 
+def wheel(widget: Any) -> None:
+    """One notch of the mouse wheel over ``widget``."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QWheelEvent
+
+    center = QPointF(widget.rect().center())
+    event = QWheelEvent(
+        center,
+        QPointF(widget.mapToGlobal(center)),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_scrolling_past_a_field_changes_nothing(window: MainWindow) -> None:
+    idle = window.culler_panel.edits["cull_idle_timeout"]
+    before = window.settings.user
+    window.table.setFocus()
+    wheel(idle.spin)
+    wheel(idle.unit_box)
+    idle.editingFinished.emit()
+    assert idle.text() == "off"
+    assert window.settings.user == before
+
+
 def test_settings_take_units_and_say_what_0_does(
     qloop: QtLoop, window: MainWindow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
