@@ -91,6 +91,8 @@ ROWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("final_idle_missing", "final idle status not seen by the frontend", ""),
             ("cpu_us_per_msg", "manager CPU per message (all threads)", "µs"),
             ("cpu_share", "manager CPU / wall time (1 = one core)", ""),
+            ("kernel_cpu_us_per_msg", "a kernel's CPU per message it printed", "µs"),
+            ("demand_vs_kernel", "  manager's CPU per message x kernels / a kernel's", ""),
             ("lag_p50_ms", "loop lag p50 (10 ms timer)", "ms"),
             ("lag_p99_ms", "loop lag p99", "ms"),
             ("lag_max_ms", "loop lag max", "ms"),
@@ -274,7 +276,12 @@ class ProbeProcess:
         fd, self.out = tempfile.mkstemp(prefix="app-bench-probe-", suffix=".json")
         os.close(fd)
         os.unlink(self.out)
-        self.proc = subprocess.Popen([sys.executable, "-c", PROBE, self.out])
+        # A session of its own, as the kernels have (and any application launched apart):
+        # under Linux's autogroup scheduling it then competes with kernelmon as a process of
+        # the desktop does, instead of sharing kernelmon's own share of the CPU.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, self.out], start_new_session=True
+        )
         self.ticks: list[tuple[float, float]] = []
 
     def stop(self) -> None:
@@ -346,6 +353,15 @@ def close_window(window: Any) -> None:
     window.deleteLater()
 
 
+def kernel_cpu(proc: psutil.Process) -> float:
+    """CPU time [s] of a kernel process (all its threads), 0 once it is gone."""
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(t.user + t.system)
+
+
 def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
@@ -415,6 +431,8 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.2)  # the probe's interpreter has started
         meter.start()
         code = f"for i in range({lines}): print(i, flush=True)"
+        kernel_procs = [psutil.Process(int(kmap.kernel_model(k)["pid"])) for k in kids]
+        kernel_cpu0 = sum(kernel_cpu(p) for p in kernel_procs)
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         for i, conn in enumerate(conns):
@@ -423,6 +441,7 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
         replies = await asyncio.wait_for(asyncio.gather(*done), 600)
         phase("flood done")
         cpu_at_replies = time.process_time()
+        kernel_cpu_used = sum(kernel_cpu(p) for p in kernel_procs) - kernel_cpu0
         for _ in range(200):  # up to 2 s for the final idle statuses
             if all(t is not None for t in idle_at):
                 break
@@ -455,10 +474,16 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
             "lost_counted": sum(conn.lost for conn in conns),
             "cpu_us_per_msg": (cpu_at_replies - cpu0) / max(1, msgs) * 1e6,
             "cpu_share": (cpu_at_replies - cpu0) / max(1e-9, replies_at(replies) - t0),
+            "kernel_cpu_us_per_msg": kernel_cpu_used / max(1, n * lines) * 1e6,
             **meter.stats(t0, t1),
             **probe.stats(t0, t1),
         }
         res["lag_p99_vs_probe"] = res["lag_p99_ms"] / max(res["probe_p99_ms"], 0.1)
+        # Each kernel is a process group of its own and gets about the CPU kernelmon gets:
+        # kernelmon keeps up with all of them only while this stays well below 1.
+        res["demand_vs_kernel"] = (
+            res["cpu_us_per_msg"] * n / max(res["kernel_cpu_us_per_msg"], 1e-9)
+        )
         for conn in conns:
             await conn.close()
         conns.clear()

@@ -37,7 +37,7 @@ import zmq
 from ..records import ExecutionState, KernelRecord, utcnow
 from ..settings import UNTRACKED_MESSAGE_TYPES
 from . import iopub
-from .wire import Signer, channel_url, split_frames
+from .wire import Signer, channel_url, parse_header, split_frames
 
 #: How many finished requests are remembered (their late status messages are ignored).
 FINISHED_MEMORY = 256
@@ -197,7 +197,9 @@ class ActivityWatcher:
     ) -> tuple[bool, bool, _Status | None]:
         """What the rules need of one verified message: (kernelmon's own or a subscription
         notice, activity, the status or None); raises on a malformed field."""
-        header = _json_object(parts[1], "header")
+        header = parse_header(parts[1])
+        if not isinstance(header, dict):
+            raise Malformed(f"header is {type(header).__name__}, not an object")
         msg_type = header.get("msg_type")
         if not isinstance(msg_type, str):
             raise Malformed("msg_type is missing or not a string")

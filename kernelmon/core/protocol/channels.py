@@ -26,7 +26,7 @@ from jupyter_client.session import Session
 
 from . import iopub
 from .buffering import MessageBuffer
-from .wire import Signer, SocketDrain, channel_url, message_dict, split_frames
+from .wire import Signer, SocketDrain, channel_url, message_dict, parse_header, split_frames
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,9 @@ class StreamDecoder:
     cost (this runs for every message a frontend gets, so it is hand-written for speed):
     JSON is decoded from ``str`` (no encoding detection: the wire is UTF-8), an empty
     metadata object is not parsed, and the parent header, the same for every message of a
-    request, is parsed once and copied (so a handler may still change its own)."""
+    request, is parsed once and copied (so a handler may still change its own). The
+    signature check and the header are shared with the activity watcher, which read the same
+    frames first (``Signer.verify``, ``wire.parse_header``)."""
 
     __slots__ = ("_parent", "_parent_raw", "_signer")
 
@@ -145,7 +147,9 @@ class StreamDecoder:
         if parts is None or not self._signer.verify(parts[0], parts[1:5]):
             return None
         try:
-            header = _decode_json(parts[1].decode())
+            header = parse_header(parts[1])
+            if isinstance(header, dict):
+                header = dict(header)  # shared with the watcher: the handler gets its own
             if parts[2] == self._parent_raw:
                 parent = dict(self._parent)
             else:

@@ -23,7 +23,6 @@ that far behind, not after libzmq's default of 1,000 messages.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import select
@@ -34,6 +33,9 @@ from time import perf_counter
 from typing import Any
 
 import zmq
+
+from .checks import Signer as Signer
+from .checks import parse_header as parse_header
 
 logger = logging.getLogger(__name__)
 
@@ -93,27 +95,6 @@ def subscriber(
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.connect(url)
     return sock
-
-
-class Signer:
-    """Signs and verifies message frames with the connection's key (HMAC)."""
-
-    __slots__ = ("_auth",)
-
-    def __init__(self, key: bytes, scheme: str = "hmac-sha256") -> None:
-        if not key:
-            raise ValueError("kernelmon never talks to kernels without a signing key")
-        algorithm = scheme.split("-", 1)[1] if "-" in scheme else "sha256"
-        self._auth = hmac.new(key, digestmod=algorithm)
-
-    def sign(self, parts: Sequence[bytes]) -> bytes:
-        h = self._auth.copy()
-        for p in parts:
-            h.update(p)
-        return h.hexdigest().encode("ascii")
-
-    def verify(self, signature: bytes, parts: Sequence[bytes]) -> bool:
-        return hmac.compare_digest(signature, self.sign(parts))
 
 
 def split_frames(frames: Sequence[bytes]) -> Sequence[bytes] | None:

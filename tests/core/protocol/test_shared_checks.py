@@ -1,0 +1,88 @@
+"""The signature check and the header parse that the activity watcher and the frontends
+share (they read the very same frames): shared only for the same frame objects and key,
+never for equal-looking or tampered ones, and each frontend still gets a header of its own."""
+
+from __future__ import annotations
+
+from kernelmon.core.protocol import checks, wire
+from kernelmon.core.protocol.channels import StreamDecoder
+
+
+def fresh(raw: bytes) -> bytes:
+    """An equal bytes object that is not the same object (as every received frame is)."""
+    return bytes(bytearray(raw))
+
+
+def message(signer: wire.Signer, content: bytes = b'{"text": "x"}') -> list[bytes]:
+    parts = [
+        fresh(b'{"msg_id": "a_1_7", "msg_type": "stream"}'),
+        fresh(b'{"msg_id": "p", "msg_type": "execute_request"}'),
+        fresh(b"{}"),
+        fresh(content),
+    ]
+    return [fresh(b"topic"), wire.DELIM, signer.sign(parts), *parts]
+
+
+def checked_once(signer: wire.Signer) -> list[bytes]:
+    """A message's frames after the delimiter, once ``signer`` has checked them."""
+    parts = wire.split_frames(message(signer))
+    assert parts is not None
+    assert signer.verify(parts[0], parts[1:5])
+    return list(parts)
+
+
+def test_a_tampered_frame_is_checked_again_after_its_signature_passed_once():
+    frontend = wire.Signer(b"secret")
+    parts = checked_once(wire.Signer(b"secret"))  # by the watcher
+    assert frontend.verify(parts[0], parts[1:5])  # the same frames: shared
+    # The same signature object over other content (a forged message reusing it).
+    forged = [*parts[1:4], fresh(b'{"text": "rm -rf"}')]
+    assert not frontend.verify(parts[0], forged)
+    # Equal frames that are other objects are checked (and pass on their own merit).
+    copies = [fresh(p) for p in parts[1:5]]
+    assert frontend.verify(fresh(parts[0]), copies)
+
+
+def test_a_signature_passed_with_one_key_is_not_taken_for_another_key():
+    theirs = wire.Signer(b"other key")
+    parts = checked_once(wire.Signer(b"secret"))
+    assert not theirs.verify(parts[0], parts[1:5])
+    assert not wire.Signer(b"secret", "hmac-sha512").verify(parts[0], parts[1:5])
+
+
+def test_each_frontend_gets_a_header_of_its_own_from_a_shared_parse():
+    signer = wire.Signer(b"secret")
+    frames = message(signer)
+    parts = wire.split_frames(frames)
+    assert parts is not None
+    shared = wire.parse_header(parts[1])  # the watcher reads first
+    assert wire.parse_header(parts[1]) is shared
+    one, two = StreamDecoder(signer)(frames), StreamDecoder(signer)(frames)
+    assert one is not None
+    assert two is not None
+    one["header"]["msg_type"] = "changed by a handler"
+    assert two["header"]["msg_type"] == "stream"
+    assert shared["msg_type"] == "stream"
+    assert wire.parse_header(parts[1])["msg_type"] == "stream"
+
+
+def test_a_header_that_is_not_an_object_is_not_kept_and_still_refused():
+    signer = wire.Signer(b"secret")
+    parts = [fresh(b"[1, 2]"), fresh(b"{}"), fresh(b"{}"), fresh(b"{}")]
+    frames = [wire.DELIM, signer.sign(parts), *parts]
+    assert wire.parse_header(parts[0]) == [1, 2]
+    assert StreamDecoder(signer)(frames) is None
+    assert wire.decode_message(signer, frames) is None
+
+
+def test_the_memo_of_checked_messages_keeps_no_more_than_its_byte_bound_alive():
+    """The memo holds the frames it vouches for: large outputs (images, dataframes) must not
+    stay alive in it by the thousand after the watcher and the frontends are done with them."""
+    signer = wire.Signer(b"secret")
+    big = b'{"text": "' + b"x" * (1024 * 1024) + b'"}'
+    for _ in range(40):  # 40 MiB of content, each checked once
+        parts = wire.split_frames(message(signer, big))
+        assert parts is not None
+        assert signer.verify(parts[0], parts[1:5])
+    kept = sum(len(frame) for entry in checks._verified.values() for frame in entry[3:])
+    assert kept <= checks.MEMO_BYTES
