@@ -7,7 +7,9 @@ one it opens the window (``kernelmon.app.main``, imported only then).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -76,6 +78,10 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("kernelmon: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (``kernelmon list | head``): nothing to say
+        with contextlib.suppress(OSError):  # nor to flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except Exception as e:
         logger.debug("The command failed", exc_info=True)
         print(f"kernelmon: the command failed inside kernelmon: {e}", file=sys.stderr)

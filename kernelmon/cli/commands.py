@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .render import as_json, details, name_of, owner_of, sort_models, table
-from .target import QUIT_WAIT, CommandError, Direct, Remote, connect
+from .target import QUIT_WAIT, CommandError, Direct, Glance, Remote, connect
 
-Target = Remote | Direct
+Target = Remote | Direct | Glance
 
 
 def say(text: str) -> None:
@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     running kernelmon that is quitting (or another command at work) is waited for, then
     the command acts directly."""
     command = COMMANDS[args.command]
-    target = connect(args.runtime_dir)
+    read_only = command is list_kernels
+    target = connect(args.runtime_dir, read_only=read_only)
     try:
         return command(target, args)
     except CommandError as e:
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"kernelmon: {e} Waiting up to {QUIT_WAIT:g} s…")
     finally:
         target.close()
-    target = connect(args.runtime_dir, wait=QUIT_WAIT)
+    target = connect(args.runtime_dir, wait=QUIT_WAIT, read_only=read_only)
     try:
         return command(target, args)
     finally:

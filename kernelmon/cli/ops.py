@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core import KernelMap, KernelmonError
+from ..core.errors import KernelmonError
 from ..core.instance import InstanceServer, OpError
 from ..ui.ownership import foreign_warning, is_foreign
+
+if TYPE_CHECKING:
+    from ..core.kernel_map import KernelMap
 
 logger = logging.getLogger(__name__)
 

@@ -54,6 +54,9 @@ def culled_in(eta: object) -> str:
 
 def name_of(model: dict[str, Any]) -> str:
     """The notebook's or working folder's name, else the kernel spec's display name."""
+    notebook = model.get("notebook_path")  # a server's kernel: its session's path
+    if isinstance(notebook, str) and notebook:
+        return os.path.basename(notebook.rstrip("/")) or notebook
     cwd = model.get("cwd")
     if isinstance(cwd, str) and cwd:
         return os.path.basename(cwd.rstrip(os.sep)) or cwd
@@ -138,6 +141,7 @@ def details(model: dict[str, Any], now: datetime | None = None) -> str:
         ("Culled in", culled_in(model.get("cull_eta"))),
         ("Restarts", model.get("restarts")),
         ("Frontends connected", model.get("connections")),
+        ("Notebook", model.get("notebook_path")),
         ("Working folder", model.get("cwd")),
         ("Connection file", model.get("connection_file")),
         ("Transport", _transport(model, ports)),

@@ -10,13 +10,13 @@ sent behind its back), or holding the instance lock itself, so that no window or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__, paths
-from ..core import KernelMap
 from ..core.instance import (
     InstanceError,
     InstanceLock,
@@ -27,7 +27,10 @@ from ..core.instance import (
     claim_instance,
 )
 from ..settings_file import load_settings
-from .ops import OPS, handlers
+from .ops import OPS
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
 
 #: How long a command waits for the running kernelmon to finish an action (a restart may
 #: take the kernel's start-up time, a shutdown its escalation to SIGKILL).
@@ -37,6 +40,8 @@ ACTION_TIMEOUT = 180.0
 READ_TIMEOUT = 30.0
 #: How long a command waits for a kernelmon that is quitting (or another command) to end.
 QUIT_WAIT = 30.0
+#: How long a command with none running waits for the Jupyter servers' first answers.
+SERVER_WAIT = 5.0
 
 #: Exit status for each error code of an op.
 EXIT_CODES = {"not-found": 3, "ambiguous": 2, "bad-request": 2}
@@ -91,23 +96,115 @@ class Remote:
         pass
 
 
-class Direct:
-    """No kernelmon runs: this process holds the instance lock and a map of its own."""
+def command_settings(runtime_dirs: Sequence[str] = ()) -> Settings:
+    """The user's settings, with the runtime folders a command was given added."""
+    settings, _problem = load_settings(paths.settings_file())
+    if runtime_dirs:
+        extra = tuple(f for f in runtime_dirs if f not in settings.runtime_folders)
+        folders = settings.runtime_folders + extra
+        settings = dataclasses.replace(settings, runtime_folders=folders)
+    return settings
 
-    def __init__(self, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> None:
+
+async def _busy(request: dict[str, Any]) -> dict[str, Any]:
+    raise OpError(
+        f"A kernelmon command (pid {os.getpid()}) is working on the kernels; "
+        "try again once it is done.",
+        code="quitting",
+    )
+
+
+async def _answer_busy(lock: InstanceLock) -> InstanceServer | None:
+    """While a command holds the instance lock, other launches and commands are told to
+    wait (and do, see ``QUIT_WAIT``) instead of finding nobody at the socket."""
+    if lock.sock is None:
+        return None
+    server = InstanceServer(lock, __version__)
+    for name in ("activate", *OPS):
+        server.add_op(name, _busy)
+    await server.start()
+    return server
+
+
+class Glance:
+    """No kernelmon runs and the command only lists: one look at the machine
+    (``snapshot.py``) instead of a map, the instance lock held meanwhile. ``open`` returns
+    None where only a map says what the kernels are: an earlier run's kernels wait to be
+    adopted, or there are Jupyter servers to poll."""
+
+    def __init__(self, lock: InstanceLock, kernels: list[dict[str, Any]]) -> None:
         self.lock = lock
         self.pid = None
         self.where = "this command"
-        settings, _problem = load_settings(paths.settings_file())
-        if runtime_dirs:
-            extra = tuple(f for f in runtime_dirs if f not in settings.runtime_folders)
-            folders = settings.runtime_folders + extra
-            settings = dataclasses.replace(settings, runtime_folders=folders)
-        self.runner = asyncio.Runner()
-        self.kmap = KernelMap(settings)
-        self.ops = handlers(self.kmap)
-        self.server: InstanceServer | None = None
+        self.kernels = kernels
+
+    @classmethod
+    def open(cls, lock: InstanceLock, runtime_dirs: Sequence[str] = ()) -> Glance | Direct:
+        """One look; where only a map says what the kernels are, the ``Direct`` map, on
+        the same loop and busy answers, the lock held throughout."""
+        from . import snapshot
+
+        runner = asyncio.Runner()
+        server: InstanceServer | None = None
+        try:
+            server = runner.run(_answer_busy(lock))
+            state = snapshot.state_file()
+            kernels = None
+            if not (snapshot.adoption_pending(state) or snapshot.servers_known(state)):
+                settings = command_settings(runtime_dirs)
+                kernels = runner.run(snapshot.list_models(settings, state))
+        except BaseException:
+            if server is not None:
+                runner.run(server.close())  # the lock too
+            runner.close()
+            lock.release()
+            raise
+        if kernels is None:
+            return Direct(lock, runtime_dirs, runner=runner, server=server)
+        if server is not None:
+            runner.run(server.close())  # the lock too: the list is taken
+        runner.close()
+        return cls(lock, kernels)
+
+    def call(self, op: str, timeout: float | None = None, **fields: Any) -> dict[str, Any]:
+        if op != "list":
+            raise CommandError(f"kernelmon cannot {op} from a list of the kernels.")
+        return {"ok": True, "kernels": self.kernels}
+
+    def close(self) -> None:
+        self.lock.release()
+
+
+class Direct:
+    """No kernelmon runs: this process holds the instance lock and a map of its own."""
+
+    def __init__(
+        self,
+        lock: InstanceLock,
+        runtime_dirs: Sequence[str] = (),
+        *,
+        runner: asyncio.Runner | None = None,
+        server: InstanceServer | None = None,
+    ) -> None:
+        """``runner`` and ``server``: the loop and the busy answers of a ``Glance`` that
+        handed over to a map (else made here)."""
+        from ..core.kernel_map import KernelMap
+        from .ops import handlers
+
+        self.lock = lock
+        self.pid = None
+        self.where = "this command"
+        self.runner = runner if runner is not None else asyncio.Runner()
+        self.server: InstanceServer | None = server
+        self._answering = runner is not None
         self.closed = False
+        try:
+            self.kmap = KernelMap(command_settings(runtime_dirs))
+        except BaseException:
+            self.closed = True
+            self._release()
+            raise
+        self.ops = handlers(self.kmap)
         try:
             self.runner.run(self._open())
         except BaseException:
@@ -115,21 +212,17 @@ class Direct:
             raise
 
     async def _open(self) -> None:
-        if self.lock.sock is not None:
-            self.server = InstanceServer(self.lock, __version__)
-            for name in ("activate", *OPS):
-                self.server.add_op(name, self._busy)
-            await self.server.start()
+        if not self._answering:
+            self.server = await _answer_busy(self.lock)
         await self.kmap.check_state_folder()
         await self.kmap.restore()  # an earlier run's kernels are kernelmon's, not orphans
         await self.kmap.start_monitoring()
-
-    async def _busy(self, request: dict[str, Any]) -> dict[str, Any]:
-        raise OpError(
-            f"A kernelmon command (pid {os.getpid()}) is working on the kernels; "
-            "try again once it is done.",
-            code="quitting",
-        )
+        if self.kmap.list_servers():
+            # their kernels are the servers' to list and to act on (a signal to a live
+            # server's kernel is undone by its restarter): one poll first, not waited for
+            # longer than a command should take
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.kmap.poll_servers(), SERVER_WAIT)
 
     def call(self, op: str, timeout: float = ACTION_TIMEOUT, **fields: Any) -> dict[str, Any]:
         request = {"op": op, **fields}
@@ -149,18 +242,25 @@ class Direct:
         try:
             self.runner.run(self.kmap.close(shutdown_kernels=False))
         finally:
-            try:
-                if self.server is not None:
-                    self.runner.run(self.server.close())
-            finally:
-                self.lock.release()
-                self.runner.close()
+            self._release()
+
+    def _release(self) -> None:
+        """The busy answers, the instance lock and the loop."""
+        try:
+            if self.server is not None:
+                self.runner.run(self.server.close())
+        finally:
+            self.lock.release()
+            self.runner.close()
 
 
-def connect(runtime_dirs: Sequence[str] = (), wait: float = 0.0) -> Remote | Direct:
+def connect(
+    runtime_dirs: Sequence[str] = (), wait: float = 0.0, read_only: bool = False
+) -> Remote | Direct | Glance:
     """The running kernelmon, or (none running) a map of this process's own; with
     ``wait``, a running kernelmon is waited for that long to be gone (it is quitting, or
-    another command is at work)."""
+    another command is at work). ``read_only`` (``kernelmon list``): with none running,
+    one look at the machine where that says all a map would (``Glance``)."""
     try:
         claimed = claim_instance(wait=wait)
     except InstanceError as e:
@@ -175,4 +275,6 @@ def connect(runtime_dirs: Sequence[str] = (), wait: float = 0.0) -> Remote | Dir
                 "once it is done."
             )
         return Remote(claimed)
+    if read_only:
+        return Glance.open(claimed, runtime_dirs)
     return Direct(claimed, runtime_dirs)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .backends.external import ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
@@ -31,22 +31,15 @@ from .machine.discovery import (
     default_folders,
 )
 from .machine.watcher import RuntimeWatcher
-from .records import ExecutionState, KernelRecord, Origin
-from .registry import Changing, Entry
+from .records import ExecutionState, Origin
+from .registry import Entry, Membership
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
 
-class DiscoveryRegistry(Changing, Protocol):
-    """What discovery reads of the registry and changes in it."""
-
-    def new_record(
-        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
-    ) -> KernelRecord: ...
-    def add(self, entry: Entry) -> None: ...
-    def replace(self, entry: Entry) -> None: ...
-    def remove(self, entry: Entry, reason: str) -> None: ...
+#: What discovery reads of the registry and changes in it.
+DiscoveryRegistry = Membership
 
 
 class Discovery:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from .machine.discovery import FoundKernel
-from .records import KernelRecord, Origin
+from .records import KernelRecord, Origin, assign
 
 #: Origins of kernels another application started that still have a process.
 OTHERS_LIVE = frozenset({Origin.EXTERNAL, Origin.ORPHAN})
@@ -33,12 +33,7 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
             server_url=found.server_url,
             identity_problem=found.identity_problem,
         )
-    changed = set()
-    for name, value in values.items():
-        if getattr(record, name) != value:
-            setattr(record, name, value)
-            changed.add(name)
-    return changed
+    return assign(record, values)
 
 
 def apply_process(record: KernelRecord, found: FoundKernel) -> set[str]:
@@ -55,12 +50,7 @@ def apply_process(record: KernelRecord, found: FoundKernel) -> set[str]:
         "parent_alive": found.parent_alive,
         "identity_problem": found.identity_problem,
     }
-    changed = set()
-    for name, value in values.items():
-        if getattr(record, name) != value:
-            setattr(record, name, value)
-            changed.add(name)
-    return changed
+    return assign(record, values)
 
 
 def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:

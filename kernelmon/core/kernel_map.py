@@ -49,6 +49,7 @@ from .protocol.connection import KernelConnection
 from .records import KernelRecord, as_dict, utcnow
 from .registry import Entry, Registry
 from .sampling import Sampler
+from .server_calls import ServerCalls
 from .servers.part import Servers
 from .settings import Settings
 from .state import StateFile
@@ -57,7 +58,7 @@ from .workdir import cwd_for_path
 logger = logging.getLogger(__name__)
 
 
-class KernelMap:
+class KernelMap(ServerCalls):
     """Every kernel kernelmon manages or watches, by id.
 
     Kernels kernelmon starts have origin ``owned``; after ``start_monitoring()``, kernels
@@ -304,6 +305,8 @@ class KernelMap:
         and the live local servers are polled from then on."""
         await self.server_part.start()
         await self.discovery.start()
+        # a local server's kernels are its own from the start (see ``Servers.settle``)
+        await self.server_part.settle(min(self.settings.server_timeout, 5.0))
         await self.sampler.tick()
         self.sampler.start()
 
@@ -316,45 +319,6 @@ class KernelMap:
     async def rescan(self) -> None:
         """Scan the runtime folders now (no-op while discovery is off)."""
         await self.discovery.rescan()
-
-    # -- Jupyter servers and gateways (see ``servers.part.Servers``, docs/servers.md) -------
-
-    async def add_server(
-        self,
-        url: str,
-        token: str | None = None,
-        *,
-        name: str | None = None,
-        headers: dict[str, str] | None = None,
-        verify_tls: bool = True,
-    ) -> str:
-        """Test the connection to a Jupyter Server or Enterprise Gateway (kind detected),
-        keep it (token in the keyring) and poll it; returns its id (an already added URL:
-        its id). Raises ``ServerError`` (its sentence says why), ``TokenStoreError`` or
-        ``ValueError`` (not a server address, a bad header); nothing is kept then."""
-        return await self.server_part.add(
-            url, token, name=name, headers=headers, verify_tls=verify_tls
-        )
-
-    async def remove_server(self, server_id: str) -> None:
-        """Forget a server; its kernels leave the map and keep running (``UnknownServer``)."""
-        await self.server_part.remove(server_id)
-
-    def list_servers(self) -> list[dict[str, Any]]:
-        """Every server kernelmon knows, as dicts (keys: ``Servers.describe``)."""
-        return self.server_part.describe_all()
-
-    def set_server_culling(self, server_id: str, allowed: bool) -> None:
-        """Let kernelmon's culler shut the server's idle kernels down, or not (default)."""
-        self.server_part.set_culling(server_id, allowed)
-
-    async def server_kernel_specs(self, server_id: str) -> dict[str, dict[str, Any]]:
-        """A server's kernel specs: name -> ``display_name``, ``language``, ``default``."""
-        return await self.server_part.kernel_specs(server_id)
-
-    async def poll_servers(self) -> None:
-        """Poll every server now (each poll is applied to the map)."""
-        await self.server_part.poll_all()
 
     # -- commands (see ``Lifecycle``) -------------------------------------------------------
 
@@ -430,3 +394,4 @@ class KernelMap:
         self.frontends.settings_changed(list(self.registry))
         self.culler.settings_changed(old)
         self.discovery.settings_changed(old)
+        self.server_part.settings_changed()

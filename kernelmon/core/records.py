@@ -125,6 +125,16 @@ class KernelModel(TypedDict):
     refusals: dict[str, str]
 
 
+def assign(record: KernelRecord, values: dict[str, Any]) -> set[str]:
+    """Set the record's fields to ``values``; returns the names of those that changed."""
+    changed = set()
+    for name, value in values.items():
+        if getattr(record, name) != value:
+            setattr(record, name, value)
+            changed.add(name)
+    return changed
+
+
 def as_dict(model: KernelModel) -> dict[str, Any]:
     """A model as a plain dict: what events carry and ``KernelMap.kernel_model`` returns
     while the UI's functions take ``dict[str, Any]`` (the same object, unchanged)."""

@@ -71,6 +71,17 @@ class Changing(Announcing, Protocol):
     def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
 
 
+class Membership(Changing, Protocol):
+    """For parts that bring kernels into the map and take them out (discovery, servers)."""
+
+    def new_record(
+        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
+    ) -> KernelRecord: ...
+    def add(self, entry: Entry) -> None: ...
+    def replace(self, entry: Entry) -> None: ...
+    def remove(self, entry: Entry, reason: str) -> None: ...
+
+
 class Registry:
     """Entries by id, events, settings, clock and change notification (see the module)."""
 

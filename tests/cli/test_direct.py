@@ -3,6 +3,7 @@ jupyter_client in another process, and never on another live kernelmon's kernels
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli, eventually, gone
+from .conftest import KERNELMON, Cli, eventually, gone
+
+#: Figures measured at each run (the rest of a model is the same facts): a process's use,
+#: and the messages a map counted while it watched the kernel's IOPub (a list that only
+#: looks watches nothing: 0; a map may see ipykernel's IOPub welcome in its moment).
+MEASURED = ("cpu_percent", "rss", "pss", "uss", "messages")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +56,44 @@ def test_list_shows_every_kernel_as_a_table_and_as_json(cli: Cli, kernels):
     by_memory = cli("list", "--sort", "mem", "--json")
     assert by_memory.returncode == 0
     assert cli.qt_log.exists() is False, "the command line imported Qt"
+
+
+def test_list_looks_once_and_says_what_a_map_says(cli: Cli, kernels):
+    """With none running, ``kernelmon list`` takes one look at the machine instead of
+    building a map (it imports none: no adoption, no discovery started); each kernel's
+    model is the one the map gives (``kernelmon show`` builds one)."""
+    launched, other, stale = kernels
+    done = subprocess.run(
+        [str(KERNELMON), "list", "--all", "--json"],
+        env={**cli.env, "PYTHONPROFILEIMPORTTIME": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "kernelmon.core.machine.discovery" in imported
+    assert not {"kernelmon.core.kernel_map", "kernelmon.core.adoption"} & imported
+    listed = {m["id"]: m for m in json.loads(done.stdout)}
+    stale_id = stale.name[len("kernel-") : -len(".json")]
+    for kid in [*launched.kernels, *other.kernels, stale_id]:
+        shown = cli("show", "--json", kid)
+        assert shown.returncode == 0, shown.stderr
+        model, listed_model = json.loads(shown.stdout), dict(listed[kid])
+        for name in MEASURED:
+            assert (model.pop(name) is None) == (listed_model.pop(name) is None), name
+        if kid == stale_id:  # a file with no process: "started" and active when found
+            for name in ("started", "last_activity"):
+                del model[name], listed_model[name]
+        assert listed_model == model
+    assert listed[next(iter(other.kernels))]["parent_app"] == "kernelmon"
+    assert listed[stale_id]["refusals"]
+    assert listed[stale_id]["execution_state"] == "dead"
 
 
 def test_ids_may_be_unique_prefixes_and_errors_have_exit_codes(cli: Cli, kernels):
@@ -168,3 +212,42 @@ def test_a_viewer_of_a_dead_kernels_file_is_never_taken_for_the_kernel(cli: Cli,
     finally:
         viewer.kill()
         viewer.wait()
+
+
+def test_list_takes_an_earlier_runs_kernels_over_as_a_map_does(cli: Cli, spawn):
+    """An earlier kernelmon run left a kernel for the next one: the list is a map's (it
+    adopts the kernel, kernelmon's own again), not one look."""
+    released = spawn("kernelmon", 1, "--release")
+    released.proc.kill()  # gone, as after a crash
+    released.proc.wait(10)
+    try:
+        models = cli.models()
+        for kid, pid in released.kernels.items():
+            assert (models[kid]["origin"], models[kid]["pid"]) == ("owned", pid)
+    finally:
+        for kid in released.kernels:
+            cli("stop", "--yes", kid)
+    for pid in released.kernels.values():
+        eventually(lambda pid=pid: gone(pid), what="the adopted kernel stopped")
+
+
+def test_a_reader_that_leaves_early_gets_no_error(cli: Cli, tmp_path: Path):
+    """``kernelmon list | head``: the pipe closes before the table is written; the command
+    ends quietly (status 141, as a shell reports SIGPIPE), not with "the command failed"."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    many = Cli(cli.base, {**cli.env, "JUPYTER_RUNTIME_DIR": str(runtime)})
+    for i in range(300):  # a table longer than a pipe's buffer
+        many.stale_file(f"00000000-0000-4000-8000-{i:012d}")
+    proc = subprocess.Popen(
+        [str(KERNELMON), "list", "--all"],
+        env=many.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err) == (141, "")

@@ -56,6 +56,8 @@ def test_a_local_servers_kernels_are_one_row_and_shut_down_through_the_server(
 
     async def through_the_server() -> tuple[dict[str, Any], list[dict[str, Any]], int]:
         await kmap.start_monitoring()
+        # the server's from the start: a shutdown at once (kernelmon stop) goes through it
+        assert joined(kid)
         await wait_until(
             lambda: kid in kmap and kmap.kernel_model(kid).get("pid") is not None,
             what="the server's kernel with its process",

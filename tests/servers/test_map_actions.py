@@ -86,8 +86,14 @@ def test_the_culler_acts_on_a_servers_kernels_only_when_allowed(
         flags = [s["kernelmon_culling"] for s in kmap.list_servers()]
         # a kernel idle for long enough is culled only now, through the server
         kmap.apply_settings(
-            Settings(root_dir=kmap.settings.root_dir, cull_idle_timeout=1, server_poll_interval=60)
+            Settings(
+                root_dir=kmap.settings.root_dir,
+                cull_idle_timeout=1,
+                server_poll_interval=60,
+                server_timeout=7,
+            )
         )
+        assert kmap.server_client(sid).timeout == 7  # new settings hold at once
         record.execution_state = ExecutionState.IDLE
         record.last_activity -= timedelta(hours=1)
         culled = await kmap.cull_kernels()

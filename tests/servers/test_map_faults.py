@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from kernelmon.core.events import KernelEvent, KernelRemoved, ServerChanged
+from kernelmon.core.events import KernelAdded, KernelEvent, KernelRemoved, ServerChanged
 from tests.servers.realservers import RealServer, restart_same_port, start_jupyter_server
 from tests.servers.test_client_faults import GOOD, address, stub
 from tests.servers.test_client_jupyter_server import open_notebook
@@ -167,4 +167,61 @@ def test_slow_garbage_html_and_refusing_servers(
     assert "an HTML page" in str(seen["html"][1])
     assert seen["refused"][0] == "auth_refused"
     assert seen["good"] == ("reachable", None, None)  # kept listed all along, and back
+    assert loop_errors == []
+
+
+def test_a_poll_that_began_before_a_shutdown_does_not_bring_the_kernel_back(
+    aio: Any, tmp_path: Path, loop_errors: list[Any]
+) -> None:
+    """The poll's GET /api/kernels is answered with the kernel, then kernelmon's DELETE
+    (one request at a time: it waited its turn), then the poll's GET /api/sessions."""
+    listed = [GOOD]
+    hold = asyncio.Event()
+    hold.set()
+    arrived = asyncio.Event()
+
+    async def kernels(request: web.Request) -> web.Response:
+        arrived.set()
+        await hold.wait()
+        return web.json_response(list(listed))
+
+    async def one(request: web.Request) -> web.Response:
+        listed.clear()
+        return web.Response(status=204)
+
+    async def sessions(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+    events: list[KernelEvent] = []
+    kmap.subscribe(events.append)
+
+    async def go() -> bool:
+        runner = await stub(
+            {"/api/kernels": kernels, "/api/kernels/k-good": one, "/api/sessions": sessions}
+        )
+        try:
+            await kmap.add_server(address(runner), "t0ken")
+            await wait_until(lambda: "k-good" in kmap, what="the kernel listed")
+            hold.clear()
+            arrived.clear()
+            poll = asyncio.create_task(kmap.poll_servers())
+            await arrived.wait()  # the poll's listing waits at the server
+            shutdown = asyncio.create_task(kmap.shutdown_kernel("k-good"))
+            await asyncio.sleep(0.2)  # the DELETE queues behind it (nothing to wait on)
+            hold.set()
+            await asyncio.gather(poll, shutdown)
+            back = "k-good" in kmap
+            await kmap.poll_servers()
+            return back or "k-good" in kmap
+        finally:
+            hold.set()
+            await kmap.close()
+            await runner.cleanup()
+
+    assert aio.run(go()) is False
+    added = [e for e in events if isinstance(e, KernelAdded) and e.kernel_id == "k-good"]
+    assert len(added) == 1
+    removed = [e for e in events if isinstance(e, KernelRemoved) and e.kernel_id == "k-good"]
+    assert [e.reason for e in removed] == ["shut down"]
     assert loop_errors == []

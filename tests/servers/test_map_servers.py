@@ -20,7 +20,7 @@ from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelEvent, KernelRemoved, ServerChanged, ServerRemoved
 from kernelmon.core.servers import ServerError, ServerStatus, TokenStoreError, UnknownServer
 from kernelmon.core.servers.secrets import SERVICE
-from tests.servers.realservers import RealServer
+from tests.servers.realservers import RealServer, free_port
 from tests.servers.test_client_jupyter_server import open_notebook
 from tests.servers.test_secrets import MemoryKeyring
 from tests.waiting import wait_until
@@ -111,6 +111,8 @@ def test_add_list_remove_and_keep_across_launches(
             await kmap.start_monitoring()
             await wait_until(lambda: kid in kmap, what="the kept server's kernel")
             servers = kmap.list_servers()
+            client = kmap.server_client(server_id)
+            assert client.headers["Authorization"] == f"token {jupyter_server.token}"
             await kmap.remove_server(server_id)
             gone = kid not in kmap
             with pytest.raises(UnknownServer):
@@ -178,3 +180,28 @@ def test_without_a_keyring_a_token_is_kept_only_with_consent(
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
     assert json.loads(tokens.read_text()) == {server_id: jupyter_server.token}
     assert jupyter_server.token not in (tmp_path / "state" / "servers.json").read_text()
+
+
+def test_a_hostile_servers_file_loses_nothing_else(aio: Any, tmp_path: Path) -> None:
+    """A servers file that is not kernelmon's is moved aside; an unusable entry is skipped
+    and the others are kept; the map starts either way."""
+    state = tmp_path / "state"
+    state.mkdir()
+    good = {"id": "abc123", "url": f"http://127.0.0.1:{free_port()}/", "name": "gone"}
+    bad = [{"id": "x"}, "not a server", {"id": "y", "url": "u", "name": "n", "headers": [1]}]
+    (state / "servers.json").write_text(json.dumps({"version": 1, "servers": [*bad, good]}))
+
+    async def launch() -> list[dict[str, Any]]:
+        kmap = make_map(tmp_path)
+        try:
+            await kmap.start_monitoring()
+            await kmap.poll_servers()
+            return kmap.list_servers()
+        finally:
+            await kmap.close()
+
+    (kept,) = aio.run(launch())
+    assert (kept["id"], kept["name"], kept["status"]) == ("abc123", "gone", "unreachable")
+    (state / "servers.json").write_text("{not json")
+    assert aio.run(launch()) == []
+    assert (state / "servers.json.unreadable").read_text() == "{not json"

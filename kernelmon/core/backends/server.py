@@ -89,6 +89,7 @@ class ServerKernel(KernelBackend):
                 ) from None
             raise RestartFailed(error.sentence) from None
         finally:
+            self.watch.rows[self.record.id] = None  # the next poll's word is news
             self.watch.poll_soon()
         self.record.execution_state = ExecutionState.IDLE
         if model.last_activity is not None:
@@ -101,6 +102,7 @@ class ServerKernel(KernelBackend):
             if error.kind != ServerStatus.NOT_FOUND:
                 raise KernelmonError(error.sentence) from None
             # the server no longer knows it: gone already, which is what was asked
+        self.watch.ended[self.record.id] = self.watch.polls
 
     async def is_alive(self) -> bool:
         return self.record.execution_state != ExecutionState.DEAD

@@ -18,7 +18,9 @@ Which files a dead kernel leaves behind, and which kernelmon may delete, is
 
 Each check reads only the one process's file descriptors (psutil reads ``/proc/<pid>/fd``
 and the socket tables, and nothing when the process has no socket), so proving is cheap
-enough to do before every signal and for every candidate of a discovery scan.
+enough to do before every signal. The many proofs of one discovery scan share one read of
+the machine's socket tables (``sockets.socket_tables_read_once``); a proof before an action
+reads them as they are then.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
+
+from .sockets import shared_tables
 
 #: The ports a kernel must be listening on for a process to be proven its kernel. Every
 #: kernel binds all five; these two are enough and are what ``jupyter_client`` checks first.
@@ -151,6 +155,9 @@ def ip_matches(bound: str, wanted: str) -> bool:
 def _holds_sockets(proc: psutil.Process, info: Mapping[str, Any]) -> bool:
     """Whether ``proc`` holds the kernel's listening sockets (``psutil.Error`` if it cannot
     be inspected)."""
+    tables = shared_tables()
+    if tables is not None:
+        return tables.holds(proc, info)
     if info.get("transport", "tcp") == "ipc":
         wanted = set(ipc_paths(info, PROOF_PORTS))
         if len(wanted) != len(PROOF_PORTS):

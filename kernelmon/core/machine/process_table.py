@@ -21,6 +21,7 @@ from .identity import (
     Proof,
     find_kernel_pid,
 )
+from .sockets import socket_tables_read_once
 
 if TYPE_CHECKING:
     from .discovery import FoundKernel
@@ -351,7 +352,18 @@ def find_kernel_processes(
 
     ``known``: the last scan's kernels; one proven then, whose process is still a
     candidate with the same start time, is not proven again (a kernel keeps its sockets).
+    The proofs share one read of the machine's socket tables (``socket_tables_read_once``).
     """
+    with socket_tables_read_once():
+        return _find_kernel_processes(table, connection_files, prove, known)
+
+
+def _find_kernel_processes(
+    table: Mapping[int, ProcessFacts],
+    connection_files: Mapping[str, Mapping[str, Any]],
+    prove: Prover,
+    known: Mapping[str, FoundKernel] | None,
+) -> dict[str, tuple[ProcessFacts, Proof]]:
     candidates = kernel_candidates(table.values(), connection_files)
     result: dict[str, tuple[ProcessFacts, Proof]] = {}
     children: dict[int, list[ProcessFacts]] | None = None

@@ -14,12 +14,14 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..files import write_json_atomic
 from ..threads import run_in_thread
 from .config import ServerConfig
-from .secrets import TokenStore
+
+if TYPE_CHECKING:
+    from .secrets import TokenStore
 
 SERVERS_FILE = "servers.json"
 TOKENS_FILE = "server-tokens.json"
@@ -41,6 +43,8 @@ class ServerBook:
         return self._folder() / SERVERS_FILE
 
     def tokens(self) -> TokenStore:
+        from .secrets import TokenStore  # keyring is slow to import: only when a token is
+
         return TokenStore(self._folder() / TOKENS_FILE, allow_file=self._allow_file())
 
     async def token(self, server_id: str) -> str | None:

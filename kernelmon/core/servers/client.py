@@ -110,6 +110,16 @@ class ServerClient:
         self._kept: dict[str, tuple[str, object]] = {}
         self._etag = ""
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries (the token's ``Authorization`` among them):
+        what another connection to the same server (a kernel's websocket) sends too."""
+        return dict(self._headers)
+
+    @property
+    def verify_tls(self) -> bool | ssl.SSLContext:
+        return self._ssl
+
     # -- the API ------------------------------------------------------------------------
 
     async def identify(self) -> ServerInfo:

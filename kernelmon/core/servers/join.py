@@ -11,13 +11,12 @@ be asked, its kernels stay listed, their state unknown and their ``reason`` sayi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from ..backends.factory import BackendFactory
-from ..records import ExecutionState, KernelRecord, Origin
-from ..registry import Changing, Entry
+from ..records import ExecutionState, Origin, assign
+from ..registry import Entry, Membership
 from .model import RemoteKernel, execution_state
 from .status import ServerStatus
 
@@ -50,27 +49,21 @@ PROCESS_FIELDS = (
 _FOUND = frozenset({Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE})
 
 
-class JoinRegistry(Changing, Protocol):
-    def new_record(
-        self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
-    ) -> KernelRecord: ...
-    def add(self, entry: Entry) -> None: ...
-    def replace(self, entry: Entry) -> None: ...
-    def remove(self, entry: Entry, reason: str) -> None: ...
+#: What the servers part reads of the registry and changes in it.
+JoinRegistry = Membership
 
 
-def entries_of(registry: JoinRegistry, server_id: str) -> Iterator[Entry]:
-    """The map's entries of the server ``server_id``."""
-    return (e for e in registry if e.backend.server_id() == server_id)
-
-
-def _set(record: KernelRecord, values: dict[str, Any]) -> set[str]:
-    changed = set()
-    for name, value in values.items():
-        if getattr(record, name) != value:
-            setattr(record, name, value)
-            changed.add(name)
-    return changed
+def entries_of(registry: JoinRegistry, watch: ServerWatch) -> list[Entry]:
+    """The map's entries of ``watch``'s server (its ``rows``; ids that left the map, or are
+    no longer its kernels, are dropped from them)."""
+    entries = []
+    for kid in list(watch.rows):
+        entry = registry.find(kid)
+        if entry is not None and entry.backend.server_id() == watch.id:
+            entries.append(entry)
+        else:
+            del watch.rows[kid]
+    return entries
 
 
 def _facts(watch: ServerWatch, kernel: RemoteKernel, path: str | None) -> dict[str, Any]:
@@ -126,10 +119,16 @@ def apply_snapshot(
         _unreachable(registry, watch)
         return
     config = watch.config
+    for kid, ended in list(watch.ended.items()):
+        if snapshot.number > ended:
+            del watch.ended[kid]  # this poll began after the shutdown: it tells the truth
     if snapshot.unchanged and _all_ours(registry, config.id, snapshot):
         return  # the cost of a poll of an unchanged server: a lookup per kernel
     for kernel in snapshot.kernels.values():
+        if kernel.id in watch.ended:
+            continue  # listed by a poll that began before kernelmon shut it down
         path = snapshot.paths.get(kernel.id)
+        applied = (kernel, path)
         entry = registry.find(kernel.id)
         if entry is None or (
             config.local
@@ -138,8 +137,9 @@ def apply_snapshot(
             and not entry.shutting_down
         ):
             new = _new_entry(registry, backends, watch, kernel, entry)
-            _set(new.record, _facts(watch, kernel, path))
+            assign(new.record, _facts(watch, kernel, path))
             watch.born.setdefault(kernel.id, snapshot.number)
+            watch.rows[kernel.id] = applied
             if entry is None:
                 registry.add(new)
                 logger.info("Kernel %s of %s joins the map", kernel.id, config.url)
@@ -149,10 +149,13 @@ def apply_snapshot(
             continue
         if entry.backend.server_id() != config.id:
             continue  # kernelmon's own, or another server's kernel of the same id
-        fields = _set(entry.record, _facts(watch, kernel, path))
+        if watch.rows.get(kernel.id) == applied:
+            continue  # as the server said last time (a listing changes for any kernel)
+        watch.rows[kernel.id] = applied
+        fields = assign(entry.record, _facts(watch, kernel, path))
         if fields:
             registry.changed(entry.record, fields, None)
-    for entry in list(entries_of(registry, config.id)):
+    for entry in entries_of(registry, watch):
         kid = entry.record.id
         if kid in snapshot.kernels or entry.shutting_down:
             continue
@@ -184,6 +187,7 @@ def gone(registry: JoinRegistry, watch: ServerWatch, entry: Entry) -> None:
         reason += " (culled by the server?)"
     logger.warning("Kernel %s is %s", record.id, reason)
     watch.born.pop(record.id, None)
+    watch.rows.pop(record.id, None)
     if record.id in watch.config.started:
         watch.config.started.remove(record.id)
     entry.backend.close()
@@ -195,7 +199,8 @@ def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> Non
         f"the server {watch.config.name} does not let kernelmon list its kernels; "
         "it shows only the kernels kernelmon started there"
     )
-    fields = _set(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
+    watch.rows[entry.record.id] = None  # what the server says next is news
+    fields = assign(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
     if fields:
         registry.changed(entry.record, fields, None)
 
@@ -203,14 +208,15 @@ def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> Non
 def _unreachable(registry: JoinRegistry, watch: ServerWatch) -> None:
     lost = watch.status in (ServerStatus.UNREACHABLE, ServerStatus.TIMEOUT)
     why = f"server {'unreachable' if lost else 'not usable'} ({watch.status_text()})"
-    for entry in list(entries_of(registry, watch.id)):
-        fields = _set(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
+    for entry in entries_of(registry, watch):
+        watch.rows[entry.record.id] = None  # what the server says next is news
+        fields = assign(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
         if fields:
             registry.changed(entry.record, fields, None)
 
 
 def set_culling(registry: JoinRegistry, watch: ServerWatch) -> None:
     """The server's kernels follow its ``kernelmon_culling`` flag."""
-    for entry in entries_of(registry, watch.id):
-        if _set(entry.record, {"server_culling": watch.config.kernelmon_culling}):
+    for entry in entries_of(registry, watch):
+        if assign(entry.record, {"server_culling": watch.config.kernelmon_culling}):
             registry.changed(entry.record, {"server_culling"}, None)

@@ -83,7 +83,8 @@ class Servers:
     def describe(self, watch: ServerWatch) -> dict[str, Any]:
         """A server's ``KernelMap.list_servers`` entry. Keys: ``id``, ``url``, ``name``,
         ``kind`` ("jupyter_server", "enterprise_gateway", None until known), ``version``,
-        ``status`` (a ``ServerStatus``: "reachable", "auth_refused", "listing_forbidden",
+        ``status`` (a ``ServerStatus``: "checking" until first asked, "reachable",
+        "auth_refused", "listing_forbidden",
         "tls_problem", "unreachable", "timeout", "bad_answer", "refused"), ``error`` (a
         sentence, or None), ``status_text`` ("unreachable since 10:42:07 UTC: ..."),
         ``status_since`` (ISO UTC), ``local``, ``pid`` and ``root_dir`` (local servers),
@@ -109,7 +110,7 @@ class Servers:
             "root_dir": config.root_dir,
             "headers": sorted(config.headers),
             "verify_tls": config.verify_tls,
-            "kernels": sum(1 for _ in entries_of(self._registry, config.id)),
+            "kernels": len(entries_of(self._registry, watch)),
             "lists_kernels": watch.status != ServerStatus.LISTING_FORBIDDEN,
             "server_culls": CULLS_UNKNOWN,
             "cull_settings": None,
@@ -133,6 +134,8 @@ class Servers:
                 continue
             token = await self.book.token(config.id)
             self._add_watch(config, token)
+        for problem in self.book.problems:
+            logger.warning("%s", problem)
         for watch in self.watches.values():
             watch.start()
 
@@ -144,6 +147,20 @@ class Servers:
         for task in list(self._closing):
             with contextlib.suppress(Exception):
                 await task
+
+    async def settle(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for the first poll of every local server: until
+        then its kernels are rows of other applications' kernels, which a shutdown would
+        signal (and the server's restarter undo)."""
+        waits = [w.polled.wait() for w in self.watches.values() if w.config.local]
+        if waits:
+            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
+
+    def settings_changed(self) -> None:
+        """A new ``server_timeout`` holds for the next request to every server (the poll
+        interval is read before each wait)."""
+        for watch in self.watches.values():
+            watch.client.timeout = self._registry.settings.server_timeout
 
     async def poll_all(self) -> None:
         """One poll of every server now (each applies itself to the map)."""
@@ -185,19 +202,22 @@ class Servers:
             headers=dict(headers or {}),
             verify_tls=verify_tls,
         )
+        kept = False
         try:
             if token:
                 await self.book.keep_token(server_id, token)
+                kept = True
             self.watches[server_id] = self._new_watch(config, token, client)
             await self._save()
         except BaseException:
             self.watches.pop(server_id, None)
             await client.close()
+            if kept:  # nothing is kept of a server that could not be added
+                await self.book.forget_token(server_id)
             raise
         watch = self.watches[server_id]
         watch.version = info.gateway_version or info.version
-        if client.status == ServerStatus.LISTING_FORBIDDEN:
-            watch.set_status(client.status, client.error)
+        watch.set_status(client.status, client.error)  # what the check found
         self._announce(watch, f"Server {config.name} added ({config.url})")
         watch.start()
         return server_id
@@ -368,7 +388,7 @@ class Servers:
         watch = self.watches.pop(server_id, None)
         if watch is None:
             return None
-        for entry in list(entries_of(self._registry, server_id)):
+        for entry in entries_of(self._registry, watch):
             if release and entry.record.pid is not None:
                 # its process may outlive the server: discovery takes the kernel back
                 entry.backend.release()

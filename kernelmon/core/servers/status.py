@@ -12,6 +12,8 @@ class ServerStatus(StrEnum):
     """A server's status, and the kind of every ``ServerError``."""
 
     REACHABLE = "reachable"
+    #: not asked yet (a server kept from an earlier launch, a local server just found)
+    CHECKING = "checking"
     #: the token (or headers) were refused: 401, or 403 from a Jupyter Server
     AUTH_REFUSED = "auth_refused"
     #: an Enterprise Gateway without EG_LIST_KERNELS: 403 on GET /api/kernels

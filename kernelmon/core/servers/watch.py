@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
-from kernelmon.core.servers.model import RemoteKernelSpec, session_paths
+from kernelmon.core.servers.model import RemoteKernel, RemoteKernelSpec, session_paths
 from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
 
@@ -50,7 +50,7 @@ class ServerWatch:
         self.version: str | None = None
         self.specs: dict[str, RemoteKernelSpec] | None = None
         self.default_spec: str | None = None
-        self.status = ServerStatus.REACHABLE
+        self.status = ServerStatus.CHECKING
         self.error: str | None = None
         self.status_since = datetime.now(UTC)
         self.failures = 0
@@ -62,9 +62,17 @@ class ServerWatch:
         self.next_poll: datetime | None = None
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
+        #: the map's rows of this server: kernel id -> what the server said of it when last
+        #: applied (None: apply the next answer whatever it is)
+        self.rows: dict[str, tuple[RemoteKernel, str | None] | None] = {}
+        #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
+        #: then may still list it, and must not bring it back
+        self.ended: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         self._wake = asyncio.Event()
+        #: set once the first poll is done (``Servers.settle``)
+        self.polled = asyncio.Event()
         self._closed = False
 
     @property
@@ -93,7 +101,7 @@ class ServerWatch:
     def status_text(self) -> str:
         """The status in words (``unreachable since 10:42:07 UTC: ...``)."""
         words = str(self.status).replace("_", " ")
-        if self.status == ServerStatus.REACHABLE:
+        if self.status in (ServerStatus.REACHABLE, ServerStatus.CHECKING):
             return words
         since = self.status_since.strftime("%H:%M:%S UTC")
         return f"{words} since {since}" + (f": {self.error}" if self.error else "")
@@ -125,6 +133,7 @@ class ServerWatch:
             self.on_poll(self, snapshot)
         except Exception:
             logger.exception("Applying a poll of %s failed", self.config.url)
+        self.polled.set()
         return snapshot
 
     async def _look(self, number: int) -> Snapshot:
