@@ -86,7 +86,8 @@ def cull_reason(kernel: KernelRecord | CullFacts, settings: Settings, now: datet
     idle = (now - facts.last_activity).total_seconds()
     if idle > settings.cull_idle_timeout:
         state = "busy" if facts.execution_state == ExecutionState.BUSY else "idle"
-        conns = f", {facts.connections} connection(s)" if facts.connections else ""
+        n = facts.connections
+        conns = f", {n} connection{'' if n == 1 else 's'}" if n else ""
         return (
             f"{state} with no activity for {idle:.0f} s "
             f"(timeout {settings.cull_idle_timeout:g} s{conns})"

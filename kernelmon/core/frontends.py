@@ -30,7 +30,8 @@ NUDGE_TIMEOUT = 2.0
 def lost_text(n: int) -> str:
     """The sentence that tells a user about output lost on the way from the kernel."""
     return (
-        f"{n:,} message(s) of the kernel's output (each one or more lines) never reached "
+        f"{n:,} message{'' if n == 1 else 's'} of the kernel's output "
+        "(each one or more lines) never reached "
         "kernelmon: the kernel's IOPub socket dropped them while kernelmon was behind. "
         "(Replies to other clients of the kernel, if any, are counted too.)"
     )

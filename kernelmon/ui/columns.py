@@ -22,11 +22,15 @@ from .figures import (
     format_cpu,
     format_eta,
     format_rate,
+    kernel_name,
     memory_tooltip,
     origin_of,
     origin_tooltip,
     owner_text,
+    plural,
+    spec_text,
 )
+from .sparkline import CPU_COLOUR, MEMORY_COLOUR, RATE_COLOUR
 
 #: The age [s] of a model's last activity (None: none seen).
 Age = Callable[[dict[str, Any]], float | None]
@@ -52,7 +56,11 @@ class Column(IntEnum):
 
 
 HEADERS = {
-    Column.KERNEL: ("Kernel", "The kernel spec the kernel was started from"),
+    Column.KERNEL: (
+        "Kernel",
+        "What the kernel is for: its notebook when known, else its working folder, else the "
+        "application that started it. The icon is its kernel spec (the tooltip names it)",
+    ),
     Column.ID: ("Id", "The start of the kernel's id (the tooltip shows all of it)"),
     Column.ORIGIN: (
         "Origin",
@@ -65,7 +73,8 @@ HEADERS = {
     Column.MESSAGE_RATE: ("Msg/s", "Messages the kernel sends a second (output, status)"),
     Column.USAGE: (
         "Recent use",
-        "CPU (blue), memory (purple) and IOPub messages per second (orange) over the last minutes",
+        "CPU (blue), memory (purple) and IOPub messages per second (orange) over the last "
+        "minutes, newest on the right",
     ),
     Column.LAST_ACTIVITY: ("Last activity", "When the kernel last did or sent something"),
     Column.CONNECTIONS: ("Connections", "Frontends (consoles, notebooks) attached"),
@@ -74,6 +83,19 @@ HEADERS = {
     Column.BUFFERED: ("Buffered", "Messages kept for a frontend that disconnected"),
     Column.CULL_ETA: ("Culled in", "When the idle culler will shut this kernel down"),
 }
+
+#: Columns hidden until the user shows them (the header's context menu): the ones shown
+#: fit a 1280 px wide window beside the side panel.
+DEFAULT_HIDDEN = frozenset(
+    {
+        Column.ID,
+        Column.MESSAGE_RATE,
+        Column.CONNECTIONS,
+        Column.CWD,
+        Column.PID,
+        Column.BUFFERED,
+    }
+)
 
 STATE_COLOURS = {
     "starting": QColor("#1e6fd9"),
@@ -152,7 +174,7 @@ def display_text(kid: str, model: dict[str, Any], column: Column, age_of: Age, e
     """What a cell shows."""
     match column:
         case Column.KERNEL:
-            return str(model.get("display_name") or model.get("name") or "")
+            return kernel_name(model)
         case Column.ID:
             return short_id(kid)
         case Column.ORIGIN:
@@ -169,8 +191,8 @@ def display_text(kid: str, model: dict[str, Any], column: Column, age_of: Age, e
             return ""
         case Column.LAST_ACTIVITY:
             age = age_of(model)
-            if age is None:  # none seen: say so rather than show a made-up time
-                return str(model.get("last_activity_note") or "")
+            if age is None:  # none seen: say so (the tooltip says why) rather than make one up
+                return "not seen" if model.get("last_activity_note") else ""
             return relative_time(age)
         case Column.CONNECTIONS:
             return str(model.get("connections", 0))
@@ -231,9 +253,7 @@ def tooltip_text(kid: str, model: dict[str, Any], column: Column, eta_of: Eta) -
                 return "Not measured yet"
             return "Messages the kernel sent a second over the last sample"
         case Column.USAGE:
-            cpu = format_cpu(model.get("cpu_percent")) or "not measured yet"
-            rss = format_bytes(model.get("rss")) or "not measured yet"
-            return f"CPU (blue) now {cpu}; memory (purple) now {rss}"
+            return usage_legend(model)
         case Column.PID:
             if origin_of(model) in ("external", "orphan"):
                 return f"Started by {owner_text(model)}"
@@ -243,7 +263,7 @@ def tooltip_text(kid: str, model: dict[str, Any], column: Column, eta_of: Eta) -
             restarts = int(model.get("restarts") or 0)
             tip = str(model.get("execution_state", "unknown"))
             if restarts:
-                tip += f" (restarted {restarts} time(s))"
+                tip += f" (restarted {plural(restarts, 'time')})"
             return f"{tip}: {reason}" if reason else tip
         case Column.LAST_ACTIVITY:
             when = parse_time(model.get("last_activity"))
@@ -258,10 +278,41 @@ def tooltip_text(kid: str, model: dict[str, Any], column: Column, eta_of: Eta) -
             cwd = model.get("cwd")
             return str(cwd) if cwd else None
         case Column.KERNEL:
-            return f"{model.get('display_name')} (kernel spec {model.get('name')!r})"
+            return kernel_tooltip(model)
         case Column.CULL_ETA:
             eta = eta_of(kid)
             if eta is None:
                 return "The current culling rules never cull this kernel as it is now"
             return "Culled on the culler's first pass after this time, unless it is used"
     return None
+
+
+def kernel_tooltip(model: dict[str, Any]) -> str:
+    """The first column's tooltip: the notebook's full path, the folder, the kernel spec."""
+    lines = []
+    notebook = model.get("notebook_path")
+    if notebook:
+        lines.append(f"Notebook: {notebook}")
+    cwd = model.get("cwd")
+    lines.append(f"Folder: {cwd}" if cwd else "Folder: unknown")
+    if not notebook and not cwd and model.get("parent_app"):
+        lines.append(f"Started by {owner_text(model)}")
+    lines.append(f"Kernel spec: {spec_text(model).removeprefix('kernel spec ')}")
+    return "\n".join(lines)
+
+
+def _swatch(colour: QColor, text: str) -> str:
+    return f'<span style="color:{colour.name()}">&#9632;</span>&nbsp;{text}'
+
+
+def usage_legend(model: dict[str, Any]) -> str:
+    """The sparkline's tooltip: a legend of its three lines, with the figures now."""
+    cpu = format_cpu(model.get("cpu_percent")) or "not measured yet"
+    rss = format_bytes(model.get("rss")) or "not measured yet"
+    rate = format_rate(model.get("message_rate")) or "not measured yet"
+    rows = (
+        _swatch(CPU_COLOUR, f"CPU: {cpu} now (from 0 to at least one core)"),
+        _swatch(MEMORY_COLOUR, f"Memory: {rss} now (from 0 to its highest)"),
+        _swatch(RATE_COLOUR, f"Messages: {rate} now (from 0 to its highest; once any came)"),
+    )
+    return "<p style='white-space:pre'>" + "<br>".join(rows) + "<br>Newest on the right</p>"

@@ -19,10 +19,10 @@ from PySide6.QtCore import QObject, Signal
 
 from ..core import KernelMap, RestartFailed, RestartTimeout
 from .bridge import KernelBridge
-from .confirmations import NAMED_IN_CONFIRMATION, Confirmations
+from .confirmations import Confirmations
 from .console import ConsoleWindow
 from .console_manager import ConsoleManager
-from .figures import is_owned
+from .figures import is_owned, plural
 from .notifier import Level, Notifier
 from .ownership import is_foreign, is_stale
 from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, refusal
@@ -119,7 +119,8 @@ class KernelCommands(QObject):
         try:
             adopted = await self.kernel_map.restore()
             if adopted:
-                text = f"Took over {len(adopted)} kernel(s) left running by an earlier kernelmon"
+                n = plural(len(adopted), "kernel")
+                text = f"Took over {n} an earlier kernelmon left running"
                 self._notifier.notify(Level.INFO, "", text)
         except Exception as e:  # still watch the others
             logger.exception("Taking over an earlier run's kernels failed")
@@ -223,13 +224,7 @@ class KernelCommands(QObject):
         if not ids:
             return []
         files = [str((self._store.get(k) or {}).get("connection_file") or "") for k in ids]
-        named = "\n".join(f for f in files[:NAMED_IN_CONFIRMATION] if f)
-        if not self.confirmations.ask(
-            "cleanup",
-            "Clean up connection files",
-            f"No process runs for {len(ids)} kernel(s); remove what is left of them?\n\n{named}",
-            "Clean up",
-        ):
+        if not self.confirmations.ask_cleanup(files):
             return []
         done = "Removed the connection file of {}"
         return [
@@ -248,15 +243,9 @@ class KernelCommands(QObject):
             return None
         # Stale connection files have no process: they are not kernels that keep running.
         others = sum(is_foreign(m) for m in self._store.models())
-        keep = f" The {others} kernel(s) other applications started keep running." if others else ""
-        if not self.confirmations.ask(
-            "shutdown_all",
-            "Shut down all kernels",
-            f"Shut all {n} kernel(s) kernelmon started down? Their variables are lost.{keep}",
-            "Shut down all",
-        ):
+        if not self.confirmations.ask_shutdown_all(n, others):
             return None
-        self._notifier.status(f"Shutting {n} kernel(s) down…")
+        self._notifier.status(f"Shutting {plural(n, 'kernel')} down…")
         return self.tasks.spawn(self.kernel_map.shutdown_all(), "Shutting all kernels down")
 
     # -- consoles ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 kernelmon's own kernels are asked about once, with "don't ask again" (remembered in the
 window's state file); before acting on another application's kernel it always warns,
-naming that application.
+naming that application. Every question here is about something that cannot be undone
+(variables lost, files removed): Cancel is the default button, so Enter does nothing harmful.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
 from . import dialogs
-from .columns import short_id
+from .figures import kernel_label, plural
 from .ownership import foreign_warning, is_foreign
 from .store import KernelStore
 
@@ -28,16 +29,18 @@ class Confirmations:
         self._store = store
 
     def label(self, kernel_id: str) -> str:
-        """``Python 3 1a2b3c4d``: how a kernel is named to people."""
-        model = self._store.get(kernel_id) or {}
-        return f"{model.get('display_name') or 'kernel'} {short_id(kernel_id)}"
+        """``analysis.ipynb 1a2b3c4d``: how a kernel is named to people (as the table does)."""
+        return kernel_label(kernel_id, self._store.get(kernel_id))
 
     def ask(self, key: str, title: str, text: str, ok_text: str) -> bool:
-        """Ask through ``dialogs.confirm`` unless the user said not to ask again."""
+        """Ask through ``dialogs.confirm`` (Cancel the default) unless the user said not to
+        ask again."""
         setting = f"dont_ask/{key}"
         if str(self._window_state.value(setting, "false")).lower() == "true":
             return True
-        accepted, dont_ask = dialogs.confirm(self._parent, title, text, ok_text=ok_text)
+        accepted, dont_ask = dialogs.confirm(
+            self._parent, title, text, ok_text=ok_text, warning=True
+        )
         if accepted and dont_ask:
             self._window_state.setValue(setting, "true")
         return accepted
@@ -47,12 +50,39 @@ class Confirmations:
         labels = [self.label(k) for k in kernel_ids]
         if len(labels) == 1:
             return self.ask(key, f"{verb} kernel", f"{verb} {labels[0]}? {one}", verb)
-        named = ", ".join(labels[:NAMED_IN_CONFIRMATION])
+        named = "\n".join(labels[:NAMED_IN_CONFIRMATION])
         if len(labels) > NAMED_IN_CONFIRMATION:
-            named += f" and {len(labels) - NAMED_IN_CONFIRMATION} more"
+            named += f"\n… and {len(labels) - NAMED_IN_CONFIRMATION} more"
         return self.ask(
-            key, f"{verb} kernels", f"{verb} {len(labels)} kernels: {named}? {many}", verb
+            key, f"{verb} kernels", f"{verb} these {len(labels)} kernels? {many}\n\n{named}", verb
         )
+
+    def ask_shutdown_all(self, owned: int, others: int) -> bool:
+        """Before shutting down every kernel kernelmon started (``others``: how many other
+        applications started, which keep running)."""
+        them = "the kernel" if owned == 1 else f"the {owned} kernels"
+        lost = "Its variables are" if owned == 1 else "Their variables are"
+        keep = ""
+        if others:
+            keeps = "keeps" if others == 1 else "keep"
+            keep = f" The {plural(others, 'kernel')} other applications started {keeps} running."
+        return self.ask(
+            "shutdown_all",
+            "Shut down all kernels",
+            f"Shut down {them} kernelmon started? {lost} lost.{keep}",
+            "Shut down all",
+        )
+
+    def ask_cleanup(self, files: list[str]) -> bool:
+        """Before removing the connection files of kernels whose process is gone."""
+        named = "\n".join(f for f in files[:NAMED_IN_CONFIRMATION] if f)
+        if len(files) > NAMED_IN_CONFIRMATION:
+            named += f"\n… and {len(files) - NAMED_IN_CONFIRMATION} more"
+        if len(files) == 1:
+            text = "No process runs for this kernel; remove its connection file?"
+        else:
+            text = f"No process runs for these {len(files)} kernels; remove their connection files?"
+        return self.ask("cleanup", "Clean up connection files", f"{text}\n\n{named}", "Clean up")
 
     def ask_foreign(
         self, verb: str, doing: str, kernel_ids: list[str], ok_text: str | None = None

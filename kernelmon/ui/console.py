@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import KernelConnection
+from .figures import plural
 from .icons import icon
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ DEFAULT_SCROLLBACK = 10_000
 
 def dropped_text(n: int) -> str:
     """The line above a console's output once older lines were dropped."""
-    return f"── {n:,} older line(s) dropped (scrollback: see console_scrollback_lines) ──"
+    return f"── {plural(n, 'older line')} dropped (scrollback: see console_scrollback_lines) ──"
 
 
 def strip_ansi(text: str) -> str:
@@ -344,17 +345,17 @@ class ConsoleWindow(QWidget):
         self.connection = connection
         if connection.replayed or connection.dropped:
             dropped = (
-                f"; {connection.dropped} older one(s) were dropped (buffer limits)"
+                f"; {plural(connection.dropped, 'older one')} dropped (buffer limits)"
                 if connection.dropped
                 else ""
             )
             self.note(
-                f"{connection.replayed} message(s) the kernel sent while this console was "
-                f"closed are shown above{dropped}"
+                f"{plural(connection.replayed, 'message')} the kernel sent while this console was "
+                f"closed {'is' if connection.replayed == 1 else 'are'} shown above{dropped}"
             )
         if connection.lost:
             self.note(
-                f"While this console was closed, {connection.lost:,} message(s) of the "
+                f"While this console was closed, {plural(connection.lost, 'message')} of the "
                 "kernel's output never reached kernelmon (the kernel's IOPub socket dropped "
                 "them)"
             )

@@ -14,17 +14,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFormLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from .columns import parse_time, relative_time, short_id
-from .figures import format_bytes, format_cpu, format_rate, origin_of, origin_tooltip, owner_text
+from .columns import parse_time, relative_time
+from .figures import (
+    format_bytes,
+    format_cpu,
+    format_rate,
+    kernel_label,
+    origin_of,
+    origin_tooltip,
+    owner_text,
+    spec_text,
+)
 from .plot import TimePlot, binary_top, nice_top
 from .sparkline import CPU_COLOUR, MEMORY_COLOUR
 
 MESSAGES_COLOUR = CPU_COLOUR.darker(130)
+#: What the pane says with no kernel selected.
+NOTHING_SELECTED = "Select a kernel in the table to see its details here."
 
 #: name -> label of each fact, in the order shown.
 FACTS = {
+    "spec": "Kernel spec",
+    "notebook_path": "Notebook",
+    "cwd": "Folder",
     "state": "State",
     "origin": "Origin",
     "parent": "Started by",
@@ -41,14 +55,27 @@ FACTS = {
 }
 
 PORT_ORDER = ("shell", "iopub", "stdin", "control", "hb")
+#: Facts shown only when the model has them (a server's kernel's notebook).
+OPTIONAL_FACTS = ("notebook_path", "server_url")
+#: What a stale kernel's processes are.
+NO_PROCESS = "none: only its connection file is left"
 
 
-def _started_text(iso: Any, now: datetime) -> str:
+def _time_text(iso: Any, now: datetime) -> str | None:
     when = parse_time(iso)
     if when is None:
-        return "unknown"
+        return None
     age = max(0.0, (now - when).total_seconds())
     return f"{when.astimezone().strftime('%Y-%m-%d %H:%M:%S')} ({relative_time(age)})"
+
+
+def _started_text(model: dict[str, Any], now: datetime) -> str:
+    """When the kernel started; of a stale one (found with no process) only when it was found
+    is known."""
+    if origin_of(model) == "stale":
+        found = _time_text(model.get("first_seen") or model.get("started"), now)
+        return f"unknown (found at {found})" if found else "unknown"
+    return _time_text(model.get("started"), now) or "unknown"
 
 
 def ports_text(ports: Any) -> str:
@@ -64,6 +91,11 @@ def fact_text(name: str, model: dict[str, Any], now: datetime | None = None) -> 
     now = now or datetime.now(UTC)
     origin = origin_of(model)
     match name:
+        case "spec":
+            return spec_text(model)
+        case "notebook_path" | "cwd":
+            value = model.get(name)
+            return str(value) if value else "unknown"
         case "state":
             state = str(model.get("execution_state") or "unknown")
             reason = model.get("reason")
@@ -85,10 +117,12 @@ def fact_text(name: str, model: dict[str, Any], now: datetime | None = None) -> 
             pid = model.get("pid")
             return "none" if pid is None else str(pid)
         case "processes":
+            if origin == "stale":
+                return NO_PROCESS
             n = model.get("processes")
             return "not measured yet" if n is None else str(n)
         case "started":
-            return _started_text(model.get("started"), now)
+            return _started_text(model, now)
         case "restarts":
             return str(int(model.get("restarts") or 0))
         case "buffered":
@@ -128,6 +162,9 @@ class KernelDetailsPane(QWidget):
             value.setObjectName(f"fact_{name}")
             value.setWordWrap(True)
             value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            # a long path never widens the side panel (it wraps, or is cut: the tooltip
+            # has all of it)
+            value.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
             self.facts[name] = value
             self.form.addRow(f"{label}:", value)
         self.cpu_plot = TimePlot("CPU", format_cpu, CPU_COLOUR, top=cpu_top)
@@ -136,11 +173,18 @@ class KernelDetailsPane(QWidget):
         self.cpu_plot.setObjectName("cpu_plot")
         self.memory_plot.setObjectName("memory_plot")
         self.messages_plot.setObjectName("messages_plot")
+        #: The facts and the plots: hidden while no kernel is selected.
+        self.body = QWidget()
+        self.body.setObjectName("details_body")
+        body = QVBoxLayout(self.body)
+        body.setContentsMargins(0, 0, 0, 0)
+        body.addLayout(self.form)
+        for plot in self.plots:
+            body.addWidget(plot, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
-        layout.addLayout(self.form)
-        for plot in self.plots:
-            layout.addWidget(plot, 1)
+        layout.addWidget(self.body, 1)
+        layout.addStretch(0)
         self.show_kernel(None, None)
 
     @property
@@ -152,12 +196,17 @@ class KernelDetailsPane(QWidget):
         self.kernel_id = kernel_id if model is not None else None
         self.model = dict(model or {})
         if self.kernel_id is None:
-            self.title.setText("Select a kernel to see its details.")
+            self.title.setText(NOTHING_SELECTED)
+            self.title.setToolTip("")
+            self.title.setEnabled(False)  # greyed: a hint, not a kernel's name
+            self.body.hide()
             for label in self.facts.values():
                 label.setText("")
             for plot in self.plots:
                 plot.clear()
             return
+        self.title.setEnabled(True)
+        self.body.show()
         self.update_model(self.kernel_id, self.model)
         self.refresh_plots()
 
@@ -166,18 +215,25 @@ class KernelDetailsPane(QWidget):
         if kernel_id != self.kernel_id:
             return
         self.model = dict(model)
-        name = model.get("display_name") or model.get("name") or "kernel"
-        self.title.setText(f"{name} {short_id(kernel_id)}")
+        self.title.setText(kernel_label(kernel_id, model))
         self.title.setToolTip(f"Kernel id {kernel_id}")
         now = datetime.now(UTC)
         for fact, label in self.facts.items():
-            label.setText(fact_text(fact, model, now))
+            text = fact_text(fact, model, now)
+            label.setText(text)
+            label.setToolTip(text if len(text) > 30 else "")
+            if fact in OPTIONAL_FACTS:
+                shown = bool(model.get(fact))
+                label.setVisible(shown)
+                self.form.labelForField(label).setVisible(shown)
         self.facts["origin"].setToolTip(origin_tooltip(model))
         if self._history is not None:
             self._show_process_tree(self._history(kernel_id))
 
     def _show_process_tree(self, history: Any) -> None:
         """The kernel's processes as a tree, from its latest sample (if there is one)."""
+        if origin_of(self.model) == "stale" or self.model.get("pid") is None:
+            return  # no process: an older sample's tree would contradict "Process id: none"
         members = getattr(getattr(history, "latest", None), "members", ())
         if members:
             tree = process_tree_text(members)

@@ -11,6 +11,8 @@ from enum import Enum
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QCheckBox, QFileDialog, QMessageBox, QWidget
 
+from .figures import plural
+
 
 class QuitChoice(Enum):
     SHUT_DOWN = "shut down"
@@ -54,7 +56,8 @@ def ask_quit(parent: QWidget | None, running: int) -> QuitChoice:
     box = QMessageBox(
         QMessageBox.Icon.Question,
         "Quit kernelmon",
-        f"{running} kernel(s) still run. Shut them down, or leave them running "
+        f"{plural(running, 'kernel')} still {'runs' if running == 1 else 'run'}. "
+        "Shut them down, or leave them running "
         "(they keep working without kernelmon, and are no longer culled)?",
         parent=parent,
     )

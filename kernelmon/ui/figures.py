@@ -6,16 +6,18 @@ gives) and reads it with ``.get`` so a model without these keys still shows some
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 #: Who owns a kernel, in the words the table shows.
-ORIGINS = ("owned", "external", "orphan", "stale")
+ORIGINS = ("owned", "external", "orphan", "stale", "server")
 
 ORIGIN_TIPS = {
     "owned": "kernelmon started this kernel",
     "external": "another application started this kernel and still runs",
     "orphan": "orphan: its application is gone",
     "stale": "stale: no process, only the connection file",
+    "server": "a Jupyter server (or gateway) runs this kernel; kernelmon asks the server",
 }
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -57,6 +59,50 @@ def format_rate(per_second: float | None) -> str:
     return f"{per_second:.0f}/s"
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 kernel``, ``2 kernels``, ``0 kernels`` (``words``: an irregular plural)."""
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def _last_part(path: Any) -> str:
+    """The last part of a path (of a server's notebook path too: "/"-separated), or the path
+    itself when it has none (``/``)."""
+    text = str(path).rstrip("/\\")
+    return posixpath.basename(text.replace("\\", "/")) or str(path)
+
+
+def kernel_name(model: dict[str, Any]) -> str:
+    """What a kernel is for, in a few words: the notebook (or session) it serves when known,
+    else its working folder's name, else the application that started it, else its kernel
+    spec. Never "": a kernel whose connection file names no spec is still named."""
+    notebook = model.get("notebook_path")
+    if notebook:
+        return _last_part(notebook)
+    cwd = model.get("cwd")
+    if cwd:
+        return _last_part(cwd)
+    app = model.get("parent_app")
+    if app and origin_of(model) != "orphan":
+        return str(app)
+    return str(model.get("display_name") or model.get("name") or "") or "unnamed kernel"
+
+
+def kernel_label(kernel_id: str, model: dict[str, Any] | None) -> str:
+    """``analysis.ipynb 1a2b3c4d``: how a kernel is named to people everywhere (the event
+    log, confirmations, notifications, the tray): its name and the start of its id."""
+    return f"{kernel_name(model or {})} {kernel_id[:8]}"
+
+
+def spec_text(model: dict[str, Any]) -> str:
+    """The kernel spec a kernel runs, in words."""
+    display, name = model.get("display_name"), model.get("name")
+    if display and name and display != name:
+        return f"{display} (kernel spec {name!r})"
+    if display or name:
+        return f"kernel spec {display or name!r}"
+    return "its connection file names no kernel spec"
+
+
 def origin_of(model: dict[str, Any]) -> str:
     origin = str(model.get("origin") or "owned")
     return origin if origin in ORIGINS else "owned"
@@ -87,7 +133,7 @@ def origin_tooltip(model: dict[str, Any]) -> str:
     """What the Origin cell's tooltip says: who owns the kernel, and whether it still runs."""
     origin = origin_of(model)
     tip = ORIGIN_TIPS[origin]
-    if origin != "owned":
+    if origin not in ("owned", "server"):
         if origin == "orphan":
             tip += "\nThe application that started it is no longer running"
         else:
@@ -98,7 +144,8 @@ def origin_tooltip(model: dict[str, Any]) -> str:
         tip += f"\nUnverifiable: {problem} kernelmon sends it no signal."
     server = model.get("server_url")
     if server:
-        tip += f"\nJupyter server: {server}"
+        name = model.get("server_name")
+        tip += f"\nJupyter server: {name} ({server})" if name else f"\nJupyter server: {server}"
     connection_file = model.get("connection_file")
     if connection_file and origin != "owned":
         tip += f"\nConnection file: {connection_file}"
@@ -119,7 +166,8 @@ def memory_tooltip(model: dict[str, Any]) -> str | None:
     lines.append(f"Unique (USS): {format_bytes(uss)}" if uss is not None else "USS: not available")
     processes = model.get("processes")
     if processes is not None:
-        lines.append(f"{processes} process(es): the kernel and its children")
+        n = plural(int(processes), "process", "processes")
+        lines.append(f"{n}: the kernel and its children")
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 #: Execution states that have an icon of their own.
 STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown")
 #: Who owns a kernel, each with an icon of its own.
-ORIGIN_ICONS = ("owned", "external", "orphan", "stale")
+ORIGIN_ICONS = ("owned", "external", "orphan", "stale", "server")
 
 
 @functools.cache
@@ -60,6 +60,12 @@ def origin_icon(origin: str) -> QIcon:
 @functools.cache
 def app_icon() -> QIcon:
     return QIcon(str(resource_path("kernelmon.svg")))
+
+
+def kernel_icon(resource_dir: str | None) -> QIcon:
+    """A kernel's icon in the table: its spec's logo, else a plain kernel icon (a spec without
+    a logo, or a kernel whose connection file names no spec)."""
+    return spec_logo(resource_dir or "") or icon("kernel-unknown")
 
 
 @functools.cache

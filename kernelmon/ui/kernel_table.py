@@ -38,7 +38,7 @@ from .columns import (
     tooltip_text,
 )
 from .figures import origin_of
-from .icons import origin_icon, spec_logo, state_icon
+from .icons import kernel_icon, origin_icon, state_icon
 from .sparkline import HISTORY_ROLE
 from .store import KernelStore
 
@@ -256,8 +256,8 @@ class KernelTableModel(QAbstractTableModel):
             if column == Column.STATE:
                 return state_icon(str(model.get("execution_state", "unknown")))
             if column == Column.KERNEL:
-                spec = self._spec(str(model.get("name", "")))
-                return spec_logo(spec["resource_dir"]) if spec else None
+                spec = self._spec(str(model.get("name") or ""))
+                return kernel_icon(spec.get("resource_dir") if spec else None)
         if role == Qt.ItemDataRole.ForegroundRole:
             if column == Column.STATE:
                 state = str(model.get("execution_state"))

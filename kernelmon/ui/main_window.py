@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         self.table_model = KernelTableModel(self.bridge, self)
         self.proxy = KernelSortProxy(self)
         self.proxy.setSourceModel(self.table_model)
-        self.table = KernelTableView(self.proxy)
+        self.table = KernelTableView(self.proxy, settings=self.window_state)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.setObjectName("splitter")
         self.splitter.addWidget(self.table)
@@ -258,9 +258,8 @@ class MainWindow(QMainWindow):
             self.details.show_kernel(kid, model)
 
     def update_culling_column(self) -> None:
-        self.table.setColumnHidden(
-            Column.CULL_ETA,
-            not self.bridge.culling and self.bridge.settings.cull_idle_timeout <= 0,
+        self.table.set_column_available(
+            Column.CULL_ETA, self.bridge.culling or self.bridge.settings.cull_idle_timeout > 0
         )
 
     def on_commands_restarts_changed(self) -> None:
@@ -367,7 +366,7 @@ class MainWindow(QMainWindow):
         try:
             left = await self.commands.finish(QUIT_WAIT, shut_down)
             if not shut_down:
-                logger.info("Left %d kernel(s) running", left)
+                logger.info("Left %d kernels running", left)
         except Exception:
             logger.exception("Quitting did not finish cleanly")
         finally:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from .bridge import KernelBridge
-from .columns import relative_time
+from .columns import parse_time, relative_time
 from .figures import format_duration, origin_of, usage_text
 
 
@@ -34,6 +34,9 @@ def count_states(models: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def counts_text(models: list[dict[str, Any]]) -> str:
+    """``2 running · 1 busy · 0 dead ...``; "No kernels" when there are none."""
+    if not models:
+        return "No kernels"
     c = count_states(models)
     text = f"{c['running']} running · {c['busy']} busy · {c['dead']} dead"
     if c["unresponsive"]:
@@ -43,6 +46,30 @@ def counts_text(models: list[dict[str, Any]]) -> str:
     if c["stale"]:
         text += f" · {c['stale']} stale"
     return text
+
+
+def last_activity(models: list[dict[str, Any]]) -> datetime | None:
+    """The latest activity of a kernel that has done anything: not of one still starting
+    (its "activity" is only its start), nor of a stale connection file (no process), nor of
+    one whose activity is not known (``last_activity`` None, with a note)."""
+    times = [
+        when
+        for m in models
+        if origin_of(m) != "stale"
+        and m.get("execution_state") not in ("starting", None)
+        and (when := parse_time(m.get("last_activity"))) is not None
+    ]
+    return max(times, default=None)
+
+
+def activity_text(models: list[dict[str, Any]], now: datetime) -> str:
+    """What the status bar says of the kernels' latest activity ("" without kernels)."""
+    if not models:
+        return ""
+    latest = last_activity(models)
+    if latest is None:
+        return "No kernel activity yet"
+    return f"Last activity {relative_time(max(0.0, (now - latest).total_seconds()))}"
 
 
 def culler_text(bridge: KernelBridge, paused: bool, now: datetime) -> str:
@@ -67,7 +94,6 @@ class KernelStatusBar(QStatusBar):
         self._bridge = bridge
         self._store = bridge.store
         self.paused = False
-        self.seen_kernels = False
         self.counts_label = QLabel()
         self.counts_label.setToolTip("Kernels kernelmon runs, how many are busy and dead")
         self.activity_label = QLabel()
@@ -132,11 +158,7 @@ class KernelStatusBar(QStatusBar):
     def refresh_clock(self) -> None:
         """What changes with time alone: the last activity's age, the culler's next pass."""
         now = datetime.now(UTC)
-        if len(self._store):
-            self.seen_kernels = True
-        if self.seen_kernels:
-            age = (now - self._bridge.last_kernel_activity).total_seconds()
-            self.activity_label.setText(f"Last activity {relative_time(max(0.0, age))}")
-        else:
-            self.activity_label.setText("No kernel activity yet")
+        text = activity_text(self._store.models(), now)
+        self.activity_label.setText(text)
+        self.activity_label.setVisible(bool(text))
         self.culler_label.setText(culler_text(self._bridge, self.paused, now))

@@ -16,9 +16,8 @@ from typing import Any
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
-from .columns import short_id
 from .commands import KernelCommands
-from .figures import format_bytes
+from .figures import format_bytes, kernel_label, kernel_name, plural
 from .icons import app_icon, icon
 from .notifier import Level, Notifier
 from .ownership import is_stale
@@ -49,7 +48,10 @@ def tooltip_text(models: list[dict[str, Any]], total_rss: int) -> str:
     """The tray's tooltip: how many kernels, in which states, and their memory."""
     c = count_states(models)
     n = len(models) - c["stale"]
-    text = f"kernelmon: {n} kernel(s): {c['running']} running, {c['busy']} busy, {c['dead']} dead"
+    text = "kernelmon: no kernels"
+    if n:
+        text = f"kernelmon: {plural(n, 'kernel')}: {c['running']} running, {c['busy']} busy, "
+        text += f"{c['dead']} dead"
     if total_rss:
         text += f"; memory {format_bytes(total_rss)}"
     return text
@@ -156,10 +158,10 @@ class KernelTray(QSystemTrayIcon):
         self._add(menu, shown, self.toggle_window, "toggle_window")
         self._add(menu, "Start kernel", lambda: c.request_start(None), "start")
         menu.addSeparator()
-        for model in sorted(self.store.models(), key=lambda m: str(m["display_name"])):
+        for model in sorted(self.store.models(), key=lambda m: kernel_name(m).lower()):
             kid = str(model["id"])
             state = model["execution_state"]
-            sub = menu.addMenu(f"{model['display_name']} {short_id(kid)} ({state})")
+            sub = menu.addMenu(f"{kernel_label(kid, model)} ({state})")
             self.kernel_menus[kid] = sub
             sub.setIcon(icon(f"state-{state}"))
             why = refusal(model, CONNECT)

@@ -187,7 +187,7 @@ def test_usage_totals_in_the_status_bar_and_the_tray(window: MainWindow) -> None
     window.tray = tray
     try:
         assert tray.toolTip().endswith("memory 5.00 GiB")
-        assert tray.toolTip().startswith("kernelmon: 0 kernel(s)")
+        assert tray.toolTip().startswith("kernelmon: no kernels")
         window.bridge.on_kernel_map_event(MemoryWarning("k1", rss=700 * MIB, limit=512 * MIB))
         window.bridge.on_kernel_map_event(JobFinished("k1", seconds=40.0))
         titles = [title for title, _text in tray.notifications]
@@ -205,5 +205,5 @@ def test_tray_tooltip_text() -> None:
         {"execution_state": "busy", "origin": "external"},
         {"execution_state": "dead", "origin": "stale"},
     ]
-    assert tooltip_text(models, 0) == "kernelmon: 2 kernel(s): 2 running, 1 busy, 0 dead"
+    assert tooltip_text(models, 0) == "kernelmon: 2 kernels: 2 running, 1 busy, 0 dead"
     assert tooltip_text(models, 3 * MIB).endswith("; memory 3.00 MiB")

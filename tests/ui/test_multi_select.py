@@ -55,7 +55,7 @@ def test_several_selected_rows_survive_sorting_and_updates(qapp: Any) -> None:
     assert view.selected_kernel_ids() == ["a", "c"]
     view.sortByColumn(Column.KERNEL, Qt.SortOrder.DescendingOrder)
     assert view.selected_kernel_ids() == ["c", "a"], "table order"
-    model.update_kernel("b", model_for("b", display_name="zzz"))  # b moves to the top
+    model.update_kernel("b", model_for("b", cwd="/zzz"))  # b moves to the top
     model.remove_kernel("c")
     model.add_kernel("d", model_for("d"))
     assert view.selected_kernel_ids() == ["a"]
@@ -114,7 +114,7 @@ def test_restart_asks_once_then_restarts_both(
     assert len(no_dialogs["confirm"]) == 1, "one confirmation for both"
     title, text = no_dialogs["confirm"][0]
     assert title == "Restart kernels"
-    assert text.startswith("Restart 2 kernels: ")
+    assert text.startswith("Restart these 2 kernels? ")
     for k in kids:
         assert window.commands.label(k) in text
         assert kernel_map.kernel_model(k)["pid"] != old_pids[k]
@@ -200,7 +200,7 @@ def test_shutdown_asks_once_then_removes_both(
     assert len(no_dialogs["confirm"]) == 1, "one confirmation for both"
     title, text = no_dialogs["confirm"][0]
     assert title == "Shut down kernels"
-    assert text.startswith("Shut down 2 kernels: ")
+    assert text.startswith("Shut down these 2 kernels? ")
     assert all(k not in kernel_map for k in kids)
     assert window.table.selected_kernel_ids() == []
     for name in ("restart", "interrupt", "shutdown", "console", "copy_id"):

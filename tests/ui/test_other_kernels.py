@@ -417,8 +417,8 @@ def test_shut_down_all_leaves_other_applications_kernels(
         path.unlink()
     (question,) = asked
     assert question["title"] == "Shut down all kernels"
-    assert "Shut all 1 kernel(s) kernelmon started down?" in question["text"]
-    assert "The 1 kernel(s) other applications started keep running." in question["text"]
+    assert "Shut down the kernel kernelmon started?" in question["text"]
+    assert "The 1 kernel other applications started keeps running." in question["text"]
     assert ext in kernel_map
     assert pid_alive(launched.kernel()["pid"])
     assert not window.store.owned_ids()
@@ -518,7 +518,7 @@ def test_leaving_kernels_running_counts_only_kernelmons_own(
         qloop.run(real_close())
         other.deleteLater()
     assert closed == [False]
-    assert "Left 0 kernel(s) running" in caplog.text
+    assert "Left 0 kernels running" in caplog.text
     assert pid_alive(launched.kernel()["pid"])
 
 
@@ -549,4 +549,5 @@ def test_shutting_the_external_kernel_down_after_the_warning(
     assert [q["can_skip"] for q in asked] == [False], "only the warning, no owned question"
     assert gone_or_stale()
     assert not pid_alive(pid)
-    assert window.details.kernel_id is None
+    # the details show what is left of it (a stale file), or another kernel: never a ghost
+    assert window.details.kernel_id != ext or window.store.get(ext) is not None

@@ -60,7 +60,7 @@ def test_start_from_the_tray_then_act_on_the_kernel(
     qloop: QtLoop, tray: KernelTray, window: MainWindow, kernel_map: KernelMap, no_dialogs: Any
 ) -> None:
     tray.rebuild_menu()
-    assert "0 running" in tray.toolTip()
+    assert "no kernels" in tray.toolTip()
 
     async def go() -> str:
         tray.find_action("start").trigger()

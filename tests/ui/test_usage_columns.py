@@ -140,7 +140,7 @@ def test_usage_cells_show_human_units(table: Any) -> None:
     tip = row[Column.MEMORY].data(Qt.ItemDataRole.ToolTipRole)
     assert "PSS" in tip
     assert "USS" in tip
-    assert "2 process(es)" in tip
+    assert "2 processes: the kernel" in tip
     assert row[Column.CPU].data(Qt.ItemDataRole.TextAlignmentRole) & Qt.AlignmentFlag.AlignRight
     unmeasured = {c: model.index(model.row_of("b"), c) for c in Column}
     assert unmeasured[Column.CPU].data() == ""

@@ -361,7 +361,8 @@ class LocalKernel(KernelBackend):
         limit = self.process.restart_limit()
         why = f"the kernel process {self.process.exit_description()}"
         record.execution_state = ExecutionState.DEAD
-        record.reason = f"{why} and was restarted {limit} time(s) without success"
+        times = "once" if limit == 1 else f"{limit} times"
+        record.reason = f"{why} and was restarted {times} without success"
         self._on_change(record, {"execution_state", "reason"}, None)
         self._emit(KernelDied(record.id, reason=record.reason, will_restart=False))
 
