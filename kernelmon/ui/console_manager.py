@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QWidget
 
 from ..core import KernelMap
 from .console import ConsoleWindow, Spawn
+from .figures import kernel_label
 
 #: Consoles opened one after another are offset by this much [px], not stacked exactly.
 CASCADE = 28
@@ -70,7 +71,7 @@ class ConsoleManager(QObject):
             existing.activateWindow()
             return existing
         model = self._map.kernel_model(kernel_id)
-        title = f"{model.get('display_name')} {kernel_id[:8]}"
+        title = kernel_label(kernel_id, model)  # as the table names it
         scrollback = self._map.settings.console_scrollback_lines
         console = ConsoleWindow(kernel_id, title, self._spawn, scrollback)
         console.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

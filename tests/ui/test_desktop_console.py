@@ -121,6 +121,7 @@ def test_console_buttons_shortcuts_and_closing_keys(
     assert console.interrupt_button.isEnabled()
     assert console.restart_button.isEnabled()
     assert "Ctrl+I" in console.interrupt_button.toolTip()
+    assert console.windowTitle() == f"Console: {window.commands.label(kid)}", "as the table"
 
     async def interrupt() -> None:
         console.input.setText("import time; time.sleep(60)")
