@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from .backends.external import ExternalKernelError, read_connection_file
+from .backends.external import ExternalKernel, ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
 from .external_history import ExternalHistory
 from .found import OTHERS_LIVE, apply_found, apply_process, owned_by_kernelmon
@@ -331,7 +331,16 @@ class Discovery:
                 and record.pid == found.pid
                 and record.connection_file == found.connection_file
             ):
-                fields = apply_found(record, found)
+                # an identity problem a proof before an action found stays unless this
+                # scan proved the process the backend acts on (the scan may have started
+                # before that proof, or proved a process started at another time)
+                backend = entry.backend
+                keep = (
+                    isinstance(backend, ExternalKernel)
+                    and record.identity_problem is not None
+                    and not backend.proven_by(found)
+                )
+                fields = apply_found(record, found, keep_problem=keep)
                 if "origin" in fields and not stale:
                     self.history().note(record)  # orphan_since
                     fields.add("orphan_since")

@@ -11,11 +11,16 @@ from .records import KernelRecord, Origin, assign
 OTHERS_LIVE = frozenset({Origin.EXTERNAL, Origin.ORPHAN})
 
 
-def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -> set[str]:
+def apply_found(
+    record: KernelRecord, found: FoundKernel, owned: bool = False, *, keep_problem: bool = False
+) -> set[str]:
     """Copy what a scan found onto a record; returns the names of the fields that changed.
 
     For kernelmon's own kernels (``owned``) only how they are reached is copied: their
     process is known better by their backend (a scan may see it mid-restart).
+    ``keep_problem``: the record's identity problem stays unless the scan found one too (the
+    backend's proof before an action found it, and the scan did not prove the process the
+    backend acts on: a scan that ran meanwhile, or proved a process started at another time).
     """
     values: dict[str, object] = {
         "connection_file": found.connection_file,
@@ -31,8 +36,9 @@ def apply_found(record: KernelRecord, found: FoundKernel, owned: bool = False) -
             parent_app=found.parent_app,
             parent_alive=found.parent_alive,
             server_url=found.server_url,
-            identity_problem=found.identity_problem,
         )
+        if not keep_problem or found.identity_problem is not None:
+            values["identity_problem"] = found.identity_problem
     return assign(record, values)
 
 

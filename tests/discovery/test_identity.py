@@ -314,6 +314,35 @@ def test_an_unverifiable_kernel_is_never_signalled_nor_culled(
         kmap.apply_settings(before)
 
 
+def test_a_rescan_never_forgets_what_an_actions_proof_found(
+    aio, kmap, launch, runtime, frontends, monkeypatch
+):
+    """A periodic scan proves the process it finds from scratch; it cannot prove the process
+    an action just refused (another start time than the one proven the kernel) is the
+    kernel, so the problem that proof found stays until a proof of that process succeeds."""
+    launched = moved(launch(1), runtime)
+    k = launched.kernel()
+    aio.run(kmap.rescan())
+    entry = kmap._kernels[k["id"]]
+    proven_ticks = entry.backend.started_ticks
+    assert proven_ticks is not None
+    entry.backend.started_ticks = -1  # as a reused PID looks (see the test above)
+    monkeypatch.setattr(os, "kill", lambda *args: pytest.fail(f"a signal was sent: {args}"))
+    reply = aio.run(interrupted_cell(kmap, k["id"], lambda: frontends(k["connection_file"])))
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
+    problem = kmap.record(k["id"]).identity_problem
+    assert "another process" in (problem or "")
+
+    aio.run(kmap.rescan())  # the sampler's scan, as under load it comes in between
+    assert kmap.record(k["id"]).identity_problem == problem
+    assert aio.run(kmap.cull_kernels()) == {}
+
+    # A proof of the very process the backend acts on clears it: the next scan's.
+    entry.backend.started_ticks = proven_ticks
+    aio.run(kmap.rescan())
+    assert kmap.record(k["id"]).identity_problem is None
+
+
 #: User code that makes a kernel slow to exit after it has closed its sockets, as a slow
 #: atexit handler or a loaded machine does: ipykernel's own clean-up (closing the sockets)
 #: is done first, then the process lingers.

@@ -254,6 +254,16 @@ class ExternalKernel(KernelBackend):
             self._on_change(self.record, {"identity_problem"}, None)
         return proof
 
+    def proven_by(self, found: FoundKernel) -> bool:
+        """Whether a scan's finding proves the process this backend acts on to be the
+        kernel: the scan's proof succeeded for its PID and the start ticks ``prove()``
+        demands (a problem a proof found is cleared only by a proof of that process)."""
+        proc = self._proc
+        if proc is None or found.identity_problem is not None or found.pid != self.record.pid:
+            return False
+        ticks = self.started_ticks if self.started_ticks is not None else proc.ticks
+        return ticks is not None and found.pid_ticks == ticks
+
     async def is_alive(self) -> bool:
         if self._proc is not None:
             return self._proc.poll() is None

@@ -28,6 +28,7 @@ from yarl import URL
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
+    Memo,
     RemoteKernel,
     RemoteSession,
     parse_kernel,
@@ -109,6 +110,8 @@ class ServerClient:
         #: path -> (ETag, parsed answer) of the last listings; the ETag of the last answer
         self._kept: dict[str, tuple[str, object]] = {}
         self._etag = ""
+        #: the entries of the last listings, not read again when sent as they were
+        self._memos = {"api/kernels": Memo(), "api/sessions": Memo()}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -156,7 +159,10 @@ class ServerClient:
     async def list_kernels(self) -> Listing[RemoteKernel]:
         """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
         await self._identified()
-        return await self._kept_get("api/kernels", parse_kernels, listing=True)
+        memo = self._memos["api/kernels"]
+        return await self._kept_get(
+            "api/kernels", lambda data: parse_kernels(data, memo), listing=True
+        )
 
     async def get_kernel(self, kernel_id: str) -> RemoteKernel:
         return self._parsed(parse_kernel, await self._json("GET", self._kpath(kernel_id)))
@@ -164,7 +170,8 @@ class ServerClient:
     async def list_sessions(self) -> Listing[RemoteSession]:
         """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
         on it: usually none, since its clients keep their sessions themselves)."""
-        return await self._kept_get("api/sessions", parse_sessions)
+        memo = self._memos["api/sessions"]
+        return await self._kept_get("api/sessions", lambda data: parse_sessions(data, memo))
 
     async def kernelspecs(self) -> KernelSpecs:
         return await self._kept_get("api/kernelspecs", parse_kernelspecs)

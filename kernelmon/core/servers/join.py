@@ -11,6 +11,7 @@ be asked, its kernels stay listed, their state unknown and their ``reason`` sayi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +54,14 @@ _FOUND = frozenset({Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE})
 JoinRegistry = Membership
 
 
-def entries_of(registry: JoinRegistry, watch: ServerWatch) -> list[Entry]:
-    """The map's entries of ``watch``'s server (its ``rows``; ids that left the map, or are
-    no longer its kernels, are dropped from them)."""
+def entries_of(
+    registry: JoinRegistry, watch: ServerWatch, among: Iterable[str] | None = None
+) -> list[Entry]:
+    """The map's entries of ``watch``'s server: its index ``watch.rows`` read (ids that left
+    the map, or are no longer its kernels, are dropped from it), all of them or those
+    ``among`` its ids."""
     entries = []
-    for kid in list(watch.rows):
+    for kid in list(watch.rows) if among is None else among:
         entry = registry.find(kid)
         if entry is not None and entry.backend.server_id() == watch.id:
             entries.append(entry)
@@ -124,40 +128,44 @@ def apply_snapshot(
             del watch.ended[kid]  # this poll began after the shutdown: it tells the truth
     if snapshot.unchanged and _all_ours(registry, config.id, snapshot):
         return  # the cost of a poll of an unchanged server: a lookup per kernel
-    for kernel in snapshot.kernels.values():
-        if kernel.id in watch.ended:
+    rows, paths = watch.rows, snapshot.paths
+    for kid, kernel in snapshot.kernels.items():
+        if kid in watch.ended:
             continue  # listed by a poll that began before kernelmon shut it down
-        path = snapshot.paths.get(kernel.id)
+        path = paths.get(kid)
         applied = (kernel, path)
-        entry = registry.find(kernel.id)
+        entry = registry.find(kid)
+        owner = entry.backend.server_id() if entry is not None else None
+        if owner == config.id:
+            assert entry is not None
+            if rows.get(kid) == applied:
+                continue  # as the server said last time (a listing changes for any kernel)
+            rows[kid] = applied
+            fields = assign(entry.record, _facts(watch, kernel, path))
+            if fields:
+                registry.changed(entry.record, fields, None)
+            continue
         if entry is None or (
             config.local
-            and entry.backend.server_id() is None
+            and owner is None
             and entry.record.origin in _FOUND
             and not entry.shutting_down
         ):
             new = _new_entry(registry, backends, watch, kernel, entry)
             assign(new.record, _facts(watch, kernel, path))
-            watch.born.setdefault(kernel.id, snapshot.number)
-            watch.rows[kernel.id] = applied
+            watch.born.setdefault(kid, snapshot.number)
+            rows[kid] = applied
             if entry is None:
                 registry.add(new)
-                logger.info("Kernel %s of %s joins the map", kernel.id, config.url)
+                logger.info("Kernel %s of %s joins the map", kid, config.url)
             else:
                 registry.replace(new)
-                logger.info("Kernel %s is now shown as a kernel of %s", kernel.id, config.url)
-            continue
-        if entry.backend.server_id() != config.id:
-            continue  # kernelmon's own, or another server's kernel of the same id
-        if watch.rows.get(kernel.id) == applied:
-            continue  # as the server said last time (a listing changes for any kernel)
-        watch.rows[kernel.id] = applied
-        fields = assign(entry.record, _facts(watch, kernel, path))
-        if fields:
-            registry.changed(entry.record, fields, None)
-    for entry in entries_of(registry, watch):
+                logger.info("Kernel %s is now shown as a kernel of %s", kid, config.url)
+        # else: kernelmon's own, or another server's kernel of the same id
+    listed = snapshot.kernels
+    for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in listed]):
         kid = entry.record.id
-        if kid in snapshot.kernels or entry.shutting_down:
+        if entry.shutting_down:
             continue
         if watch.born.get(kid, -1) >= snapshot.number:
             continue  # added while this poll ran: the next one judges it

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
@@ -25,6 +26,8 @@ from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ServerWatch:
@@ -70,6 +73,9 @@ class ServerWatch:
         self.ended: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
+        #: the listings last read into a snapshot's kernels and paths, with them (a listing
+        #: the client kept, the server having answered 304, is not read again)
+        self._read: dict[str, tuple[object, dict[str, Any]]] = {}
         self._wake = asyncio.Event()
         #: set once the first poll is done (``Servers.settle``)
         self.polled = asyncio.Event()
@@ -146,7 +152,7 @@ class ServerWatch:
         listing: object = None
         try:
             listing = await client.list_kernels()
-            kernels = {k.id: k for k in listing.items}
+            kernels = self._once("kernels", listing, lambda: {k.id: k for k in listing.items})
         except ServerError as error:
             if error.kind != ServerStatus.LISTING_FORBIDDEN:
                 raise
@@ -162,7 +168,7 @@ class ServerWatch:
         sessions: object = None
         try:
             sessions = await client.list_sessions()
-            paths = session_paths(sessions.items)
+            paths = self._once("paths", sessions, lambda: session_paths(sessions.items))
         except ServerError as error:
             if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
                 raise
@@ -183,6 +189,16 @@ class ServerWatch:
         return Snapshot(
             kernels, paths, forbidden is None, frozenset(missing), number, unchanged=unchanged
         )
+
+    def _once(self, what: str, listing: object, read: Callable[[], dict[str, T]]) -> dict[str, T]:
+        """``read()``, or what it gave for the very same ``listing`` last time (never changed
+        by anyone: snapshots are read only)."""
+        last = self._read.get(what)
+        if last is not None and last[0] is listing:
+            return cast(dict[str, T], last[1])
+        value = read()
+        self._read[what] = (listing, value)
+        return value
 
     def display_name(self, kernel_name: str) -> str:
         spec = (self.specs or {}).get(kernel_name)
