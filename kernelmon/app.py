@@ -32,6 +32,7 @@ from .core.instance import (
     RunningInstance,
     claim_instance,
 )
+from .launch_errors import desktop_entry, tell
 from .settings_file import load_settings, save_settings
 from .ui.errors import ErrorReporter
 
@@ -79,6 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-tray",
         action="store_true",
         help="do not show a system tray icon (closing the window then quits)",
+    )
+    parser.add_argument(
+        "--in-tray",
+        action="store_true",
+        help="start with the window hidden in the system tray, where there is one (as the "
+        "login autostart does)",
+    )
+    desktop = parser.add_mutually_exclusive_group()
+    desktop.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add kernelmon to your applications menu (a .desktop file and its icon in "
+        "$XDG_DATA_HOME, ~/.local/share by default) and exit",
+    )
+    desktop.add_argument(
+        "--uninstall-desktop-entry",
+        action="store_true",
+        help="remove what --install-desktop-entry added, and kernelmon's login autostart "
+        "entry ($XDG_CONFIG_HOME/autostart), and exit",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -133,7 +153,8 @@ async def run_app(
             loop.add_signal_handler(sig, window.quit_without_asking, True)
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
-    window.show()
+    if not (args.in_tray and window.tray is not None):
+        window.show()
     server: InstanceServer | None = None
     if instance is not None and instance.sock is not None:
         server = InstanceServer(instance, __version__)
@@ -173,11 +194,14 @@ def forwarded_argv(
         argv += ["--log-level", args.log_level]
     if args.no_tray:
         argv.append("--no-tray")
+    if args.in_tray:
+        argv.append("--in-tray")
     return argv
 
 
 async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
-    """The ``activate`` op: another launch's options for this window, which is raised."""
+    """The ``activate`` op: another launch's options for this window, which is raised (not
+    for ``--in-tray`` while its tray icon shows)."""
     argv = request.get("argv", [])
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise OpError("'argv' must be a list of strings.", code="bad-request")
@@ -201,11 +225,13 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
         root_dir=args.root_dir,
         run_folders=list(args.runtime_dir),
         no_tray=args.no_tray,
+        in_tray=args.in_tray,
         launcher_pid=launcher if isinstance(launcher, int) else None,
         log_level=args.log_level,
         apply_log_level=apply_log_level,
     )
-    return {"pid": os.getpid(), "raised": True, "applied": applied, "ignored": ignored}
+    raised = not (args.in_tray and window.tray is not None)
+    return {"pid": os.getpid(), "raised": raised, "applied": applied, "ignored": ignored}
 
 
 def apply_log_level(level: str) -> None:
@@ -226,16 +252,15 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
     except NoAnswer as e:
         logger.error("The running kernelmon (%s) did not answer: %s", who, e)
         end = f"end it (kill {running.pid}) and " if running.pid else "end it and "
-        print(
+        tell(
             f"kernelmon is already running ({who}) but did not answer within {timeout:.0f} s; "
             "this launch stops rather than run a second copy beside it. If it hangs, "
-            f"{end}launch kernelmon again.",
-            file=sys.stderr,
+            f"{end}launch kernelmon again."
         )
         return 1
     except InstanceError as e:
         logger.error("Cannot reach the running kernelmon: %s", e)
-        print(f"kernelmon: cannot reach the running kernelmon: {e}", file=sys.stderr)
+        tell(f"kernelmon: cannot reach the running kernelmon: {e}")
         return 1
     if reply.get("code") == "quitting":
         print(
@@ -245,14 +270,12 @@ def hand_over(running: RunningInstance, argv: list[str]) -> int | None:
         return None
     if reply.get("ok") is not True:
         error = reply.get("error") or "no reason given"
-        print(
-            f"kernelmon is already running ({who}) and refused this launch: {error}",
-            file=sys.stderr,
-        )
+        tell(f"kernelmon is already running ({who}) and refused this launch: {error}")
         return 1
     pid = reply.get("pid", running.pid)
     logger.info("kernelmon already runs (pid %s); handed this launch over to it", pid)
-    print(f"kernelmon is already running (pid {pid}); its window was raised.", file=sys.stderr)
+    shown = "its window was raised" if reply.get("raised", True) else "it stays in the tray"
+    print(f"kernelmon is already running (pid {pid}); {shown}.", file=sys.stderr)
     return 0
 
 
@@ -273,6 +296,8 @@ _REPORTER = ErrorReporter()
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; returns the exit status."""
     args = build_parser().parse_args(list(argv) if argv is not None else None)
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        return desktop_entry(args.install_desktop_entry)
     handler = setup_logging(args.log_level)
     old_hook = sys.excepthook
     sys.excepthook = _REPORTER.excepthook
@@ -281,12 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         root_dir = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
         if root_dir is not None and not os.path.isdir(root_dir):
-            print(f"kernelmon: --root-dir {args.root_dir!r} is not a folder", file=sys.stderr)
+            tell(f"kernelmon: --root-dir {args.root_dir!r} is not a folder")
             return 2
         run_folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
         for given, folder in zip(args.runtime_dir, run_folders, strict=True):
             if not os.path.isdir(folder):
-                print(f"kernelmon: --runtime-dir {given!r} is not a folder", file=sys.stderr)
+                tell(f"kernelmon: --runtime-dir {given!r} is not a folder")
                 return 2
         try:
             claimed = claim_instance()
@@ -298,20 +323,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 claimed = claim_instance(wait=QUIT_WAIT)  # it is quitting: start after it
                 if isinstance(claimed, RunningInstance):
                     started = False
-                    print(
+                    tell(
                         f"kernelmon (pid {claimed.pid}) is still quitting after "
-                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone.",
-                        file=sys.stderr,
+                        f"{QUIT_WAIT:.0f} s; launch kernelmon again once it has gone."
                     )
                     return 1
         except InstanceError as e:
             # another kernelmon may be running: two would fight over the same kernels
             started = False
             logger.error("Cannot make sure this is the only kernelmon: %s", e)
-            print(
+            tell(
                 "kernelmon does not start, because it cannot make sure that no other "
-                f"kernelmon is running (two would fight over the same kernels): {e}",
-                file=sys.stderr,
+                f"kernelmon is running (two would fight over the same kernels): {e}"
             )
             return 1
         instance = claimed
@@ -353,9 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     instance_problem,
                 )
             )
-    except Exception:
+    except Exception as e:
         traceback.print_exc()
         logger.exception("kernelmon stopped on an error")
+        tell(f"kernelmon stopped on an error: {type(e).__name__}: {e} (the log has the details)")
         return 1
     finally:
         if instance is not None:

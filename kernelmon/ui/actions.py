@@ -79,6 +79,36 @@ ACTIONS = (
         checkable=True,
     ),
     ActionSpec("quit", "&Quit", "Ctrl+Q", "Quit kernelmon (asks what to do with running kernels)"),
+    ActionSpec(
+        "settings",
+        "S&ettings…",
+        "Ctrl+,",
+        "Show the settings: the culler, buffering, discovery and resources panels",
+    ),
+    ActionSpec(
+        "desktop_entry",
+        "Show in the &applications menu",
+        None,
+        "Add kernelmon to your desktop's applications menu (a .desktop file and its icon, for "
+        "you only); uncheck to remove them",
+        checkable=True,
+    ),
+    ActionSpec(
+        "autostart",
+        "Start kernelmon at &login (in the tray)",
+        None,
+        "Start kernelmon when you log in, with its window hidden in the tray (XDG autostart); "
+        "uncheck to stop that",
+        checkable=True,
+    ),
+    ActionSpec("about", "&About kernelmon", None, "Versions, and the folders kernelmon uses"),
+    ActionSpec("docs", "&Documentation", "F1", "Open kernelmon's documentation"),
+    ActionSpec(
+        "diagnostics",
+        "&Copy diagnostics",
+        None,
+        "Copy versions, folders, settings and kernel counts, for a bug report",
+    ),
 )
 
 #: Where the actions appear; None is a separator.
@@ -96,6 +126,8 @@ KERNEL_MENU = (
     "copy_id",
     "pause_culling",
 )
+FILE_MENU = ("start", "settings", None, "desktop_entry", "autostart", None, "quit")
+HELP_MENU = ("docs", "diagnostics", None, "about")
 TOOLBAR = ("start", "console", "restart", "interrupt", "shutdown", "shutdown_all")
 CONTEXT_MENU = (
     "console",
@@ -135,32 +167,33 @@ def make_actions(parent: QWidget, slots: dict[str, Callable[[], object]]) -> dic
     return actions
 
 
-def details_toggle(window: QWidget, dock: QDockWidget, shortcut: str) -> QAction:
+def details_toggle(dock: QDockWidget) -> QAction:
     """The action that shows and hides the details pane (its dock's own toggle)."""
     details = dock.toggleViewAction()
     details.setObjectName("details")
-    details.setIcon(icon("action-details"))
     details.setText("Kernel &details")
-    details.setShortcut(QKeySequence(shortcut))
-    details.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-    keys = details.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-    details.setToolTip(f"Show or hide the selected kernel's details and plots ({keys})")
-    window.addAction(details)
+    details.setToolTip("Show or hide the selected kernel's details and plots")
     return details
 
 
 def fill_window(window: QMainWindow, actions: dict[str, QAction], views: list[QAction]) -> None:
-    """The menu bar (File, Kernel, View: the details and ``views``) and the toolbar."""
-    window.menuBar().addMenu("&File").addAction(actions["quit"])
+    """The menu bar (File, Kernel, View: the side panel, each of its ``views`` and the
+    toolbar, all checkable; Help) and the toolbar."""
+    fill(window.menuBar().addMenu("&File"), actions, FILE_MENU)
     fill(window.menuBar().addMenu("&Kernel"), actions, KERNEL_MENU)
     view_menu = window.menuBar().addMenu("&View")
-    view_menu.addAction(actions["details"])
+    view_menu.addAction(actions["side_panel"])
+    view_menu.addSeparator()
     for view in views:
         view_menu.addAction(view)
     toolbar = window.addToolBar("Kernels")
     toolbar.setObjectName("toolbar")
     toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     fill(toolbar, actions, TOOLBAR)
+    view_menu.addSeparator()
+    toolbar.toggleViewAction().setText("&Toolbar")
+    view_menu.addAction(toolbar.toggleViewAction())
+    fill(window.menuBar().addMenu("&Help"), actions, HELP_MENU)
 
 
 def fill(

@@ -20,7 +20,8 @@ from PySide6.QtCore import QObject, Signal
 from ..core import KernelMap, RestartFailed, RestartTimeout
 from .bridge import KernelBridge
 from .confirmations import Confirmations
-from .console import ConsoleManager, ConsoleWindow
+from .console import ConsoleWindow
+from .console_manager import ConsoleManager
 from .figures import is_owned, plural
 from .notifier import Level, Notifier
 from .ownership import is_foreign, is_stale
@@ -250,7 +251,8 @@ class KernelCommands(QObject):
     # -- consoles ---------------------------------------------------------------------------
 
     def request_console(self, kernel_ids: Sequence[str | None]) -> list[ConsoleWindow]:
-        """A console per kernel the core lets connect, at most ``MAX_CONSOLES``."""
+        """A console per kernel the core lets connect, at most ``MAX_CONSOLES`` (on other
+        applications' kernels after a warning, as for interrupting them)."""
         ids = self._allowed(CONNECT, self._known(kernel_ids), "opening a console on")
         if len(ids) > MAX_CONSOLES:
             self._notifier.status(
@@ -258,7 +260,16 @@ class KernelCommands(QObject):
                 "select fewer to open the others"
             )
             ids = ids[:MAX_CONSOLES]
-        return [self._consoles.open(kid) for kid in ids]
+        new = [k for k in ids if k not in self._consoles.consoles]
+        if not self.confirmations.ask_foreign(
+            "Open a console on", "running code in it from a console", new, "Open console"
+        ):
+            ids = [k for k in ids if k not in new]
+        consoles = [self._consoles.open(kid) for kid in ids]
+        for console in consoles:
+            kid = console.kernel_id
+            console.set_refusals(self.refusal(kid, INTERRUPT), self.refusal(kid, RESTART))
+        return consoles
 
     # -- quitting ---------------------------------------------------------------------------
 

@@ -84,7 +84,9 @@ class Confirmations:
             text = f"No process runs for these {len(files)} kernels; remove their connection files?"
         return self.ask("cleanup", "Clean up connection files", f"{text}\n\n{named}", "Clean up")
 
-    def ask_foreign(self, verb: str, doing: str, kernel_ids: list[str]) -> bool:
+    def ask_foreign(
+        self, verb: str, doing: str, kernel_ids: list[str], ok_text: str | None = None
+    ) -> bool:
         """Ask before acting on kernels other applications started, naming each one's
         owner. Never skipped by "don't ask again": the risk is another application's."""
         models = {k: self._store.get(k) or {} for k in kernel_ids}
@@ -106,6 +108,6 @@ class Confirmations:
             question = f"{verb} these {len(foreign)} kernels anyway?"
         text = "\n".join(lines) + "\n\n" + question
         accepted, _ = dialogs.confirm(
-            self._parent, title, text, ok_text=verb, can_skip=False, warning=True
+            self._parent, title, text, ok_text=ok_text or verb, can_skip=False, warning=True
         )
         return accepted

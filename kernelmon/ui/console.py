@@ -10,18 +10,23 @@ loop), so a kernel printing 20,000 lines a second costs under a hundred short in
 second, not one per message. The scrollback keeps the
 last ``scrollback`` lines (the ``console_scrollback_lines`` setting) and the line being
 written; the number of older lines dropped is shown above the output.
+
+Interrupt and Restart buttons (Ctrl+I, Ctrl+R, as in the main window) ask the window's
+commands (``interrupt_requested``, ``restart_requested``), with the same questions. Esc and
+Ctrl+W close the console. What a kernel writes to stderr that answers no request (debugpy's
+"frozen modules" warning when a restarted kernel starts up) is folded under a button that
+shows it, rather than mixed into the output.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QFont, QTextCursor
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -32,8 +37,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core import KernelConnection, KernelMap
+from ..core import KernelConnection
 from .figures import plural
+from .icons import icon
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +61,18 @@ def dropped_text(n: int) -> str:
 
 def strip_ansi(text: str) -> str:
     return ANSI.sub("", text)
+
+
+def is_startup_noise(msg: dict[str, Any]) -> bool:
+    """Text on stderr that answers no request: what the kernel process wrote while starting
+    (e.g. debugpy's warnings), not output of code anyone ran."""
+    msg_type = msg.get("header", {}).get("msg_type") or msg.get("msg_type")
+    parent = msg.get("parent_header") or {}
+    return (
+        msg_type == "stream"
+        and msg.get("content", {}).get("name") == "stderr"
+        and not parent.get("msg_id")
+    )
 
 
 def message_text(msg: dict[str, Any]) -> str | None:
@@ -83,6 +101,9 @@ class ConsoleWindow(QWidget):
 
     #: ``(kernel_id)``: the window closed (its connection is being closed).
     closed = Signal(str)
+    #: ``(kernel_id)``: the user asked to interrupt / restart the kernel.
+    interrupt_requested = Signal(str)
+    restart_requested = Signal(str)
 
     def __init__(
         self, kernel_id: str, title: str, spawn: Spawn, scrollback: int = DEFAULT_SCROLLBACK
@@ -131,14 +152,86 @@ class ConsoleWindow(QWidget):
         self.run_button.clicked.connect(self.on_input_return_pressed)
         self.run_button.setEnabled(False)
         self.status = QLabel("Connecting…")
+        #: Start-up noise folded away (``is_startup_noise``), shown by ``noise_button``.
+        self.noise: list[str] = []
+        self._refusals: tuple[str | None, str | None] = (None, None)
+        self.noise_button = QPushButton()
+        self.noise_button.setObjectName("noise")
+        self.noise_button.setFlat(True)
+        self.noise_button.setCheckable(True)
+        self.noise_button.setToolTip(
+            "What the kernel process wrote to stderr while starting, not output of your code"
+        )
+        self.noise_button.toggled.connect(self._update_noise)
+        self.noise_button.hide()
+        self.noise_view = QPlainTextEdit()
+        self.noise_view.setObjectName("noise_view")
+        self.noise_view.setReadOnly(True)
+        self.noise_view.setMaximumHeight(90)
+        self.noise_view.setFont(font)
+        self.noise_view.hide()
+        self.interrupt_button = self._button(
+            "Interrupt", "Ctrl+I", "Interrupt the code the kernel runs", self.interrupt_requested
+        )
+        self.restart_button = self._button(
+            "Restart",
+            "Ctrl+R",
+            "Restart the kernel (its variables are lost)",
+            self.restart_requested,
+        )
+        for keys in ("Esc", "Ctrl+W"):
+            QShortcut(QKeySequence(keys), self, self.close)
+        top = QHBoxLayout()
+        top.addWidget(self.interrupt_button)
+        top.addWidget(self.restart_button)
+        top.addStretch(1)
+        top.addWidget(self.noise_button)
         row = QHBoxLayout()
         row.addWidget(self.input, 1)
         row.addWidget(self.run_button)
         layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.noise_view)
         layout.addWidget(self.dropped_label)
         layout.addWidget(self.output, 1)
         layout.addLayout(row)
         layout.addWidget(self.status)
+
+    def _button(self, text: str, keys: str, tip: str, signal: Any) -> QPushButton:
+        """A button (with its action's icon) whose shortcut works anywhere in the console."""
+        button = QPushButton(icon(f"action-{text.lower()}"), text)
+        button.setObjectName(text.lower())
+        sequence = QKeySequence(keys)
+        native = sequence.toString(QKeySequence.SequenceFormat.NativeText)
+        button.setToolTip(f"{tip} ({native}; Esc or Ctrl+W closes the console)")
+        button.setEnabled(False)
+        button.clicked.connect(lambda: self._request(signal))
+        QShortcut(sequence, self, button.click)
+        return button
+
+    def _request(self, signal: Any) -> None:
+        """Ask the window's commands (their question is the main window's), then come back."""
+        signal.emit(self.kernel_id)
+        self.raise_()
+        self.activateWindow()
+
+    def set_refusals(self, interrupt: str | None, restart: str | None) -> None:
+        """Enable the buttons the core allows (once connected); a refused one's tooltip
+        gives the core's reason."""
+        self._refusals = (interrupt, restart)
+        connected = self.connection is not None
+        for button, why in ((self.interrupt_button, interrupt), (self.restart_button, restart)):
+            button.setEnabled(connected and why is None)
+            if why is not None:
+                button.setToolTip(f"Cannot {button.text().lower()}: {why}")
+
+    def _update_noise(self, *_: object) -> None:
+        lines = "".join(self.noise).count("\n")
+        what = f"{lines} line{'s' if lines != 1 else ''} of start-up output"
+        shown = self.noise_button.isChecked()
+        self.noise_view.setVisible(shown)
+        self.noise_button.setText(f"{'Hide' if shown else 'Show'} {what}")
+        self.noise_button.show()
 
     @property
     def scrollback(self) -> int:
@@ -241,7 +334,11 @@ class ConsoleWindow(QWidget):
         if channel != "iopub":
             return
         text = message_text(msg)
-        if text:
+        if text and is_startup_noise(msg):
+            self.noise.append(text)
+            self.noise_view.appendPlainText(text.rstrip("\n"))
+            self._update_noise()
+        elif text:
             self.append(text)
 
     def attach(self, connection: KernelConnection) -> None:
@@ -266,14 +363,15 @@ class ConsoleWindow(QWidget):
         self.status.setText(f"Connected (session …{connection.session_key[-8:]})")
         self.input.setEnabled(True)
         self.run_button.setEnabled(True)
+        self.set_refusals(*self._refusals)
         self.input.setFocus()
 
     def detach(self, why: str) -> None:
         if self.connection is not None:
             self.connection.on_lost = None
         self.connection = None
-        self.input.setEnabled(False)
-        self.run_button.setEnabled(False)
+        for widget in (self.input, self.run_button, self.interrupt_button, self.restart_button):
+            widget.setEnabled(False)
         self.status.setText(why)
         self.note(why)
 
@@ -299,70 +397,3 @@ class ConsoleWindow(QWidget):
             self._spawn(conn.close(), "Closing the console's connection")
         self.closed.emit(self.kernel_id)
         super().closeEvent(event)
-
-
-class ConsoleManager(QObject):
-    """Opens at most one console per kernel, with one session key per kernel for the app's
-    lifetime (so a reopened console gets the output it missed)."""
-
-    def __init__(self, kernel_map: KernelMap, spawn: Spawn, parent: QObject | None = None):
-        super().__init__(parent)
-        self._map = kernel_map
-        self._spawn = spawn
-        self.session_keys: dict[str, str] = {}
-        self.consoles: dict[str, ConsoleWindow] = {}
-
-    def session_key(self, kernel_id: str) -> str:
-        return self.session_keys.setdefault(kernel_id, f"kernelmon-console-{uuid.uuid4()}")
-
-    def open(self, kernel_id: str) -> ConsoleWindow:
-        existing = self.consoles.get(kernel_id)
-        if existing is not None:
-            existing.show()
-            existing.raise_()
-            existing.activateWindow()
-            return existing
-        model = self._map.kernel_model(kernel_id)
-        title = f"{model.get('display_name')} {kernel_id[:8]}"
-        scrollback = self._map.settings.console_scrollback_lines
-        console = ConsoleWindow(kernel_id, title, self._spawn, scrollback)
-        console.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        console.closed.connect(self.on_console_closed)
-        self.consoles[kernel_id] = console
-        console.show()
-        self._spawn(self._connect(console), f"Opening a console on kernel {kernel_id[:8]}")
-        return console
-
-    async def _connect(self, console: ConsoleWindow) -> None:
-        kid = console.kernel_id
-        try:
-            conn = await self._map.connect(kid, self.session_key(kid), console.on_message)
-        except Exception as e:
-            if self.consoles.get(kid) is console:
-                console.detach(f"Could not connect: {e}")
-            raise
-        if self.consoles.get(kid) is not console:  # closed while connecting
-            await conn.close()
-            return
-        console.attach(conn)
-
-    def on_console_closed(self, kernel_id: str) -> None:
-        self.consoles.pop(kernel_id, None)
-
-    def on_kernel_removed(self, kernel_id: str, reason: str) -> None:
-        self.session_keys.pop(kernel_id, None)
-        console = self.consoles.get(kernel_id)
-        if console is not None:
-            console.detach(f"The kernel is gone ({reason or 'removed'}).")
-
-    def on_kernel_restarted(self, kernel_id: str, _auto: bool) -> None:
-        console = self.consoles.get(kernel_id)
-        if console is not None:
-            console.note("The kernel restarted")
-
-    async def close_all(self) -> None:
-        for console in list(self.consoles.values()):
-            conn, console.connection = console.connection, None
-            console.close()
-            if conn is not None:
-                await conn.close()

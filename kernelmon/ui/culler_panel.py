@@ -25,12 +25,12 @@ from ..core.settings import (
 )
 from .settings_form import Field, SettingsForm
 
-#: field -> (label, unit, kind, tooltip); kind is "seconds", "count", "flag" or "words".
+#: field -> (label, unit, kind, tooltip): see ``settings_form.Field``.
 FIELDS: dict[str, Field] = {
     "cull_idle_timeout": (
         "Cull after idle",
         "s",
-        "seconds",
+        "off_seconds",
         "Shut down kernels that have done nothing for this many seconds. 0 turns culling off; "
         f"at most {MAX_DURATION:g} s (a year).",
     ),
@@ -81,7 +81,7 @@ FIELDS: dict[str, Field] = {
     "buffer_max_bytes": (
         "Keep at most",
         "bytes",
-        "count",
+        "bytes",
         "The most bytes kept per disconnected session; the oldest messages are dropped first. "
         f"0 to {MAX_BUFFER_BYTES:,} (64 GiB).",
     ),

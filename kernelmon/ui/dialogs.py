@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QFileDialog, QMessageBox, QWidget
 
 from .figures import plural
 
@@ -79,3 +79,39 @@ def show_error(parent: QWidget | None, title: str, text: str) -> None:
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, parent=parent)
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
+
+
+def launch_error(text: str) -> None:
+    """Why kernelmon does not start, in a dialog of its own (before any window exists; used
+    when no terminal shows stderr). Waits until the user closes it."""
+    import sys
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    box = QMessageBox(
+        QMessageBox.Icon.Critical, "kernelmon cannot start", text.removeprefix("kernelmon: ")
+    )
+    box.setWindowTitle("kernelmon cannot start")
+    box.exec()
+    del app
+
+
+class MissingFolder(Enum):
+    CREATE = "create"
+    PICK = "pick another"
+
+
+def ask_missing_folder(parent: QWidget | None, folder: str) -> MissingFolder:
+    """The folder a kernel was asked to start in does not exist: create it, or pick another?"""
+    box = QMessageBox(
+        QMessageBox.Icon.Question,
+        "No such folder",
+        f"The folder {folder} does not exist. Create it and start the kernel there, or pick "
+        "another folder?",
+        parent=parent,
+    )
+    create = box.addButton("Create folder and start", QMessageBox.ButtonRole.AcceptRole)
+    pick = box.addButton("Pick another folder", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(pick)
+    box.setEscapeButton(pick)
+    box.exec()
+    return MissingFolder.CREATE if box.clickedButton() is create else MissingFolder.PICK

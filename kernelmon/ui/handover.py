@@ -22,12 +22,14 @@ def take_launch(
     root_dir: str | None = None,
     run_folders: Sequence[str] = (),
     no_tray: bool = False,
+    in_tray: bool = False,
     log_level: str | None = None,
     apply_log_level: Callable[[str], None] | None = None,
     launcher_pid: int | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Apply another launch's options (the folders absolute already), raise the window and
-    say in the event log and the status bar what was applied and what was ignored; returns
+    """Apply another launch's options (the folders absolute already), raise the window
+    (unless the launch asked for the tray, ``--in-tray``, and the tray icon shows) and say
+    in the event log and the status bar what was applied and what was ignored; returns
     both lists."""
     settings = window.settings
     applied: list[str] = []
@@ -48,7 +50,10 @@ def take_launch(
         applied.append(f"--log-level {log_level}")
     if no_tray and window.tray is not None:
         ignored.append("--no-tray (the tray icon stays until kernelmon is restarted)")
-    window.raise_window()
+    if in_tray and window.tray is not None:
+        applied.append("--in-tray (the window stays as it is)")
+    else:
+        window.raise_window()
     who = f" (pid {launcher_pid})" if launcher_pid else ""
     text = f"Another launch of kernelmon{who} was handed over to this window"
     if applied:

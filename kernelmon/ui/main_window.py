@@ -19,10 +19,8 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QPoint, QSettings, Qt
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
-    QDockWidget,
     QMainWindow,
     QMenu,
-    QScrollArea,
     QSplitter,
     QSystemTrayIcon,
     QWidget,
@@ -35,10 +33,11 @@ from .bridge import KernelBridge
 from .columns import Column
 from .commands import KernelCommands
 from .confirmations import Confirmations
-from .console import ConsoleManager
+from .console_manager import ConsoleManager
 from .culler_panel import CullerPanel
 from .details_pane import KernelDetailsPane
 from .event_log import EventLogView
+from .help_actions import HelpActions
 from .icons import app_icon
 from .kernel_table import KernelSortProxy, KernelTableModel
 from .kernel_view import KernelTableView
@@ -47,6 +46,7 @@ from .notices import Notices
 from .notifier import Notifier
 from .servers_panel import ServersPanel
 from .settings_controller import SettingsController
+from .side_panel import SidePanel
 from .start_dialog import StartKernelDialog
 from .status_bar import KernelStatusBar
 from .tasks import TaskRunner
@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: How long quitting waits for running actions (a restart, a start) to end by themselves.
 QUIT_WAIT = 15.0
-#: Shows and hides the kernel details pane.
-DETAILS_SHORTCUT = "Ctrl+D"
+#: Shows and hides the side panel (the details pane and the settings panels).
+SIDE_PANEL_SHORTCUT = "Ctrl+D"
 
 
 class MainWindow(QMainWindow):
@@ -131,24 +131,27 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
         self.setCentralWidget(self.splitter)
+        self.side_panel = SidePanel(self, SIDE_PANEL_SHORTCUT)
         self.details = KernelDetailsPane(self.bridge.history)
-        self.details_dock = self._make_dock("Kernel details", "details_dock", self.details)
+        self.details_dock = self.side_panel.make_dock(
+            "Kernel details", "details_dock", self.details
+        )
         self.culler_panel = CullerPanel(self.settings.user)
-        self.culler_dock = self._make_dock("Culler and buffering", "culler_dock", self.culler_panel)
+        self.culler_dock = self.side_panel.make_dock(
+            "Culler and buffering", "culler_dock", self.culler_panel
+        )
         self.monitoring_panel = MonitoringPanel(
             self.settings.user, run_folders=self.settings.run_folders
         )
-        self.monitoring_dock = self._make_dock(
+        self.monitoring_dock = self.side_panel.make_dock(
             "Discovery and resources", "monitoring_dock", self.monitoring_panel
         )
-        self.tabifyDockWidget(self.details_dock, self.culler_dock)
-        self.tabifyDockWidget(self.culler_dock, self.monitoring_dock)
         # Jupyter servers and gateways: a tab beside the others (see servers_panel.attach)
         self.servers_panel = ServersPanel(kernel_map, self.tasks.spawn, settings=self.settings)
-        self.servers_dock = self._make_dock("Servers", "servers_dock", self.servers_panel)
-        self.tabifyDockWidget(self.monitoring_dock, self.servers_dock)
+        self.servers_dock = self.side_panel.make_dock("Servers", "servers_dock", self.servers_panel)
         self.servers_panel.attach(self.culler_panel, self.details)
         self.details_dock.raise_()
+        self.help = HelpActions(self, self.notifier, self.store, lambda: self.settings.user)
         self.progress = self.status.progress
         self.actions_by_name = self._make_actions()
         self._tips = {name: a.toolTip() for name, a in self.actions_by_name.items()}
@@ -159,6 +162,7 @@ class MainWindow(QMainWindow):
         self.resize(1100, 600)
         self.saved_state = WindowState(self.window_state, self, self.splitter, self.table)
         self.saved_state.restore()
+        self.side_panel.sync()
         self.update_culling_column()
 
         self.tray: KernelTray | None = None
@@ -173,17 +177,6 @@ class MainWindow(QMainWindow):
         return KernelTray(
             self, self.store, self.commands, self.settings, self.notifier, self.request_quit
         )
-
-    def _make_dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        scroll = QScrollArea()
-        scroll.setWidget(widget)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(scroll)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-        return dock
 
     def _make_actions(self) -> dict[str, QAction]:
         c, selected = self.commands, self.table.selected_kernel_ids
@@ -202,14 +195,21 @@ class MainWindow(QMainWindow):
                     self.actions_by_name["pause_culling"].isChecked()
                 ),
                 "quit": self.request_quit,
+                "settings": lambda: self.side_panel.show_dock(self.culler_dock),
+                "desktop_entry": lambda: self.help.set_entry(acts["desktop_entry"]),
+                "autostart": lambda: self.help.set_autostart(acts["autostart"]),
+                "about": self.help.show_about,
+                "docs": self.help.open_docs,
+                "diagnostics": self.help.copy_diagnostics,
             },
         )
-        acts["details"] = actions.details_toggle(self, self.details_dock, DETAILS_SHORTCUT)
+        self.help.prepare(acts["desktop_entry"], acts["autostart"])
+        acts["details"] = actions.details_toggle(self.details_dock)
+        acts["side_panel"] = self.side_panel.action
         return acts
 
     def _make_menus_and_toolbar(self) -> None:
-        docks = (self.culler_dock, self.monitoring_dock)
-        actions.fill_window(self, self.actions_by_name, [d.toggleViewAction() for d in docks])
+        actions.fill_window(self, self.actions_by_name, self.side_panel.views)
 
     def _connect(self) -> None:
         b, s, table = self.bridge, self.settings, self.table
@@ -218,6 +218,8 @@ class MainWindow(QMainWindow):
         table.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
         table.selectionModel().selectionChanged.connect(lambda *_: self.update_details())
         b.kernel_removed.connect(self.consoles.on_kernel_removed)
+        self.consoles.interrupt_requested.connect(lambda k: self.commands.request_interrupt([k]))
+        self.consoles.restart_requested.connect(lambda k: self.commands.request_restart([k]))
         b.kernel_restarted.connect(self.consoles.on_kernel_restarted)
         # Once per burst of changes (the bridge's one throttle).
         self.store.kernels_changed.connect(lambda _ids: self.update_actions())

@@ -48,20 +48,20 @@ FIELDS: dict[str, Field] = {
     "memory_warn_kernel_mb": (
         "Warn when a kernel uses over",
         "MiB",
-        "count",
+        "off_mib",
         "Tell me when one kernel's memory (resident, with its children) goes above this. "
         "0 turns the warning off.",
     ),
     "memory_warn_total_mb": (
         "Warn when all kernels use over",
         "MiB",
-        "count",
+        "off_mib",
         "Tell me when all kernels together use more memory than this. 0 turns it off.",
     ),
     "notify_job_seconds": (
         "Tell me about jobs that ran over",
         "s",
-        "seconds",
+        "off_seconds",
         "When a kernel that was busy at least this long becomes idle, say so (in the tray, "
         "or the status bar and the event log). 0 turns it off.",
     ),

@@ -2,7 +2,9 @@
 
 The form builds new ``Settings`` with ``dataclasses.replace`` (which validates), and either
 emits ``settings_changed`` or shows, under the form, the reason ``SettingsError`` gives and
-keeps the previous value. Fields this version of the core's ``Settings`` does not have are
+keeps the previous value. Numbers are spin boxes with their unit (``NumberField``: a time in
+s, min, h or days, memory in MiB or GiB, a buffer in bytes up to GiB), "0 = off" beside those
+where 0 turns something off. Fields this version of the core's ``Settings`` does not have are
 left out. Subclasses pass their fields, may add rows (``form``) and refuse values in
 ``check``, then call ``finish()``.
 """
@@ -17,7 +19,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QVBoxLayout,
@@ -25,32 +26,23 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import Settings, SettingsError
+from .unit_field import NumberField
 
 logger = logging.getLogger(__name__)
 
-#: (label, unit, kind, tooltip); kind is "seconds", "count", "flag" or "words" (a list of
-#: names, shown and typed separated by commas).
+#: (label, unit, kind, tooltip); kind is "seconds", "count", "mib" (MiB or GiB), "bytes"
+#: (bytes to GiB), "flag" or "words" (a list of names, shown and typed separated by commas).
+#: A number kind prefixed "off_" (e.g. "off_seconds") is turned off by 0.
 Field = tuple[str, str, str, str]
 
 
-def number_text(value: float | int | tuple[str, ...]) -> str:
-    if isinstance(value, tuple):
-        return ", ".join(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def words_text(value: tuple[str, ...]) -> str:
+    return ", ".join(value)
 
 
-def parse_value(kind: str, text: str) -> Any:
-    """The text of a number field as a number (or the text itself when it is not one, so
-    ``Settings`` explains what is wrong)."""
-    if kind == "words":
-        return tuple(word for word in text.replace(",", " ").split() if word)
-    text = text.strip().replace("_", "")
-    try:
-        return int(text) if kind == "count" else float(text)
-    except ValueError:
-        return text
+def words_value(text: str) -> tuple[str, ...]:
+    """A list of names typed separated by commas or spaces."""
+    return tuple(word for word in text.replace(",", " ").split() if word)
 
 
 def settings_fields() -> set[str]:
@@ -71,7 +63,8 @@ class SettingsForm(QWidget):
         self._settings = settings
         known = settings_fields()
         self.fields = {name: spec for name, spec in fields.items() if name in known}
-        self.edits: dict[str, QLineEdit] = {}
+        #: The fields' editors: a ``NumberField`` per number, a line edit per list of words.
+        self.edits: dict[str, QLineEdit | NumberField] = {}
         self.checks: dict[str, QCheckBox] = {}
         self.form = QFormLayout()
         for name, (label, unit, kind, tip) in self.fields.items():
@@ -83,23 +76,19 @@ class SettingsForm(QWidget):
                 self.checks[name] = check
                 self.form.addRow(check)
                 continue
-            edit = QLineEdit()
+            edit: QLineEdit | NumberField
+            if kind == "words":
+                edit = QLineEdit()
+                edit.setAlignment(Qt.AlignmentFlag.AlignRight)
+            else:
+                edit = NumberField(kind.removeprefix("off_"), unit, kind.startswith("off_"), tip)
             edit.setObjectName(name)
             edit.setToolTip(tip)
-            if kind != "words":
-                edit.setMaximumWidth(110)
-            edit.setAlignment(Qt.AlignmentFlag.AlignRight)
             edit.editingFinished.connect(lambda n=name: self.on_field_edited(n))
             self.edits[name] = edit
-            row = QHBoxLayout()
-            row.addWidget(edit)
-            unit_label = QLabel(unit)
-            unit_label.setToolTip(tip)
-            row.addWidget(unit_label)
-            row.addStretch(1)
             label_widget = QLabel(f"{label}:")
             label_widget.setToolTip(tip)
-            self.form.addRow(label_widget, row)
+            self.form.addRow(label_widget, edit)
         self.error_label = QLabel()
         self.error_label.setObjectName("settings_error")
         self.error_label.setWordWrap(True)
@@ -122,7 +111,10 @@ class SettingsForm(QWidget):
         """Show ``settings`` (without emitting ``settings_changed``)."""
         self._settings = settings
         for name, edit in self.edits.items():
-            edit.setText(number_text(getattr(settings, name)))
+            if isinstance(edit, NumberField):
+                edit.set_value(getattr(settings, name))
+            else:
+                edit.setText(words_text(getattr(settings, name)))
         for name, check in self.checks.items():
             check.blockSignals(True)
             check.setChecked(bool(getattr(settings, name)))
@@ -131,7 +123,10 @@ class SettingsForm(QWidget):
     def _value(self, name: str) -> Any:
         if name in self.checks:
             return self.checks[name].isChecked()
-        return parse_value(self.fields[name][2], self.edits[name].text())
+        edit = self.edits[name]
+        if isinstance(edit, NumberField):
+            return edit.value()
+        return words_value(edit.text())
 
     def check(self, name: str, value: Any) -> None:
         """Refuse a value ``Settings`` would accept but the form should not (raise
@@ -143,7 +138,7 @@ class SettingsForm(QWidget):
 
     def on_field_edited(self, name: str) -> None:
         value = self._value(name)
-        if value == getattr(self._settings, name) and not isinstance(value, str):
+        if value == getattr(self._settings, name):
             self.error_label.hide()
             return
         label = self.fields[name][0]
@@ -153,10 +148,7 @@ class SettingsForm(QWidget):
         except SettingsError as e:
             self.show_error(f"{label}: {e.why}. The previous value is kept.")
             logger.info("Refused setting %s=%r: %s", name, value, e.why)
-            if name in self.edits:
-                self.edits[name].setText(number_text(getattr(self._settings, name)))
-            elif name in self.checks:
-                self.set_settings(self._settings)
+            self.set_settings(self._settings)
             return
         self.apply(new)
 

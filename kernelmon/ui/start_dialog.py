@@ -1,4 +1,9 @@
-"""The "Start kernel" dialog: which kernel spec, in which folder under the root folder."""
+"""The "Start kernel" dialog: which kernel spec, in which folder under the root folder.
+
+The folder field has the focus and Enter starts. A folder that does not exist is not
+silently replaced by its nearest existing parent (the core's rule for an API path): the user
+is asked to create it or to pick another.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core import KernelmonError
+from . import dialogs
 from .bridge import KernelBridge
 from .icons import spec_logo
 
@@ -70,7 +76,8 @@ class StartKernelDialog(QDialog):
         self.folder_edit.setPlaceholderText("(the root folder)")
         self.folder_edit.setToolTip(
             f"A folder under the root folder {root}, written relative to it (e.g. "
-            "projects/demo). A folder that does not exist yet means its nearest existing parent."
+            "projects/demo); empty for the root folder. A folder that does not exist can be "
+            "created. Enter starts the kernel."
         )
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.on_browse_clicked)
@@ -105,6 +112,7 @@ class StartKernelDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
+        self.folder_edit.setFocus()
 
     def _show_error(self, text: str) -> None:
         self.error_label.setText(text)
@@ -127,12 +135,37 @@ class StartKernelDialog(QDialog):
             self._bridge.cwd_for_path(path or None)
         except KernelmonError as e:
             return str(e)
+        wanted = self.folder(path)
+        if os.path.exists(wanted) and not os.path.isdir(wanted):
+            return f"{wanted} is a file, not a folder."
         self.kernel_name, self.path = str(name), path
         return None
 
+    def folder(self, path: str) -> str:
+        """The folder ``path`` names under the root folder (whether it exists or not)."""
+        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        return os.path.join(self._bridge.settings.root_dir, *parts)
+
     def accept(self) -> None:
         error = self.validate()
+        if error is None and not os.path.isdir(wanted := self.folder(self.path)):
+            error = self.create_or_pick(wanted)
         if error is not None:
             self._show_error(error)
             return
         super().accept()
+
+    def create_or_pick(self, folder: str) -> str | None:
+        """Ask about a folder that does not exist; None once it was created."""
+        if dialogs.ask_missing_folder(self, folder) != dialogs.MissingFolder.CREATE:
+            self.folder_edit.setFocus()
+            self.folder_edit.selectAll()
+            return f"{folder} does not exist: create it, or pick another folder."
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self._bridge.cwd_for_path(self.path)  # still under the root folder
+        except OSError as e:
+            return f"Cannot create {folder}: {e.strerror or e}."
+        except KernelmonError as e:
+            return str(e)
+        return None

@@ -684,3 +684,17 @@ def test_a_launch_while_kernelmon_quits_starts_once_it_has_gone(tmp_path: Path) 
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert f"kernelmon (pid {quitting.pid}) is quitting" in launched.stderr
     assert launched.stdout == "OPENED\n", "it opened its window once the other had gone"
+
+
+def test_in_tray_without_a_tray_shows_the_window(qapp: QApplication, tmp_path: Path) -> None:
+    """``--in-tray`` (the login autostart's option) keeps the window hidden where a tray icon
+    shows it (seen under a window manager with a tray); without a tray, as offscreen, the
+    window is shown: kernelmon is never left running out of reach."""
+    seen: list[tuple[bool, bool]] = []
+
+    async def script(window: MainWindow) -> None:
+        seen.append((window.tray is None, window.isVisible()))
+        window.actions_by_name["quit"].trigger()
+
+    assert drive_main(script, ["--root-dir", str(tmp_path), "--in-tray"]) == 0
+    assert seen == [(True, True)]

@@ -10,6 +10,7 @@ import pytest
 
 from kernelmon.core import Settings
 from kernelmon.ui.culler_panel import CullerPanel
+from kernelmon.ui.unit_field import NumberField
 
 
 @pytest.fixture
@@ -22,8 +23,12 @@ def panel(qtbot: Any, tmp_path: Path) -> tuple[CullerPanel, list[Settings]]:
 
 
 def edit(panel: CullerPanel, name: str, text: str) -> None:
-    panel.edits[name].setText(text)
-    panel.edits[name].editingFinished.emit()
+    field = panel.edits[name]
+    if isinstance(field, NumberField):
+        field.set_value(float(text))
+    else:
+        field.setText(text)
+    field.editingFinished.emit()
 
 
 @pytest.mark.parametrize(

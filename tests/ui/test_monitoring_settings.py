@@ -35,7 +35,7 @@ def restore_settings(qloop: QtLoop, window: MainWindow) -> Iterator[None]:
 
 
 def edit(panel: Any, name: str, text: str) -> None:
-    panel.edits[name].setText(text)
+    panel.edits[name].set_value(float(text))
     panel.edits[name].editingFinished.emit()
 
 
@@ -44,18 +44,15 @@ def test_the_panel_refuses_bad_values_with_a_sentence(
 ) -> None:
     panel = window.monitoring_panel
     before = kernel_map.settings
-    for name, text, why in (
-        ("sample_interval", "0", "more than 0 s"),
-        ("sample_interval", "often", "must be a number"),
-        ("memory_warn_kernel_mb", "-5", "must not be negative"),
-        ("memory_warn_total_mb", "1.5", "whole number"),
-        ("notify_job_seconds", "-1", "use 0 to turn off"),
-    ):
+    for name, text, why in (("sample_interval", "0", "more than 0 s"),):
         edit(panel, name, text)
         assert panel.error_label.isVisibleTo(panel), name
         assert why in panel.error_label.text(), (name, panel.error_label.text())
         assert "previous value is kept" in panel.error_label.text()
-        assert panel.edits[name].text() == str(getattr(before, name)).removesuffix(".0")
+        assert panel.edits[name].value() == getattr(before, name)
+    # words and negative numbers cannot be typed: the fields are spin boxes from 0
+    for name in ("memory_warn_kernel_mb", "memory_warn_total_mb", "notify_job_seconds"):
+        assert panel.edits[name].spin.minimum() == 0
     assert kernel_map.settings == before
 
 
@@ -125,8 +122,8 @@ def test_settings_are_applied_saved_and_shown_after_a_relaunch(
     )
     try:
         other = relaunched.monitoring_panel
-        assert other.edits["memory_warn_kernel_mb"].text() == "512"
-        assert other.edits["sample_interval"].text() == "0.5"
+        assert other.edits["memory_warn_kernel_mb"].text() == "512 MiB"
+        assert other.edits["sample_interval"].text() == "0.5 s"
         assert not other.checks["discover_kernels"].isChecked()
         assert relaunched.culler_panel.checks["cull_orphans"].isChecked()
     finally:

@@ -171,7 +171,7 @@ def test_details_pane_shows_the_selected_kernel_and_updates(
 def test_details_pane_is_toggled_and_remembered(
     window: MainWindow, kernel_map: KernelMap, tmp_path: Path
 ) -> None:
-    toggle = window.actions_by_name["details"]
+    toggle = window.actions_by_name["side_panel"]  # the whole side panel, details with it
     assert toggle.shortcut().toString() == "Ctrl+D"
     assert toggle in window.menuBar().actions()[2].menu().actions()
     visible = window.details_dock.isVisible()
