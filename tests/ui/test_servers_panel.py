@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kernelmon.core import KernelMap, Settings
-from kernelmon.ui.console import ConsoleManager
+from kernelmon.ui.console_manager import ConsoleManager
 from kernelmon.ui.server_dialog import AddServerDialog, ServerInput, parse_headers
 from kernelmon.ui.servers_panel import ServersPanel, detail_text
 from tests.servers.realservers import RealServer, free_port, start_jupyter_server
