@@ -139,7 +139,7 @@ class KernelTableView(QTableView):
         for row in range(first, last + 1):
             model = self._model_of(row)
             if model is not None and just_started(model, now):
-                self.selectRow(row)
+                self._select_only(row)
                 self.scrollTo(self.model().index(row, 0))
 
     def _model_of(self, row: int) -> dict[str, Any] | None:
@@ -161,7 +161,14 @@ class KernelTableView(QTableView):
         count = self.model().rowCount()
         self.update_empty_hint()
         if row is not None and count and not self.selectionModel().hasSelection():
-            self.selectRow(min(row, count - 1))
+            self._select_only(min(row, count - 1))
+
+    def _select_only(self, row: int) -> None:
+        """Select this row and no other, whatever modifier keys are held (``selectRow`` reads
+        them as a click would: with Ctrl or Shift down it adds to the selection)."""
+        index = self.model().index(row, 0)
+        flags = QItemSelectionModel.SelectionFlag
+        self.selectionModel().setCurrentIndex(index, flags.ClearAndSelect | flags.Rows)
 
     # -- which columns show -----------------------------------------------------------------
 
