@@ -62,6 +62,13 @@ class _Waker:
             os.write(self.write_fd, b"\0")
 
     def _settle(self) -> None:
+        loop = self._loop()
+        if loop is not None and not running_in(loop):
+            # qasync runs Qt events once more after ``run_until_complete`` has ended, with no
+            # running loop: a task woken then would fail in its next ``get_running_loop()``
+            # (``asyncio.sleep``, ``run_in_thread``, ...). Its result waits for the next turn.
+            loop.call_soon(self._settle)
+            return
         with contextlib.suppress(OSError):
             while os.read(self.read_fd, 4096):
                 pass
@@ -83,6 +90,14 @@ class _Waker:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` is running in this thread now."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 _wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = weakref.WeakKeyDictionary()

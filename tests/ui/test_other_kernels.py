@@ -5,13 +5,15 @@ connection file; resource figures, plots and the details pane from real samples.
 from __future__ import annotations
 
 import json
+import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEventLoop, Qt
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.ui import dialogs
@@ -123,6 +125,27 @@ def test_usage_columns_fill_in_from_real_samples(
     assert "Memory" in window.status.usage_label.text()
     assert window.status.total_rss > 0
     assert not window.table.grab().isNull(), "the table with sparklines paints"
+
+
+def test_sampling_survives_qt_events_processed_outside_the_loop(
+    qapp: Any, qloop: QtLoop, kernel_map: KernelMap, kids: dict[str, str], caplog: Any
+) -> None:
+    """qasync's ``run_until_complete`` processes the Qt events once more after its run has
+    ended, with no running loop: a sampler tick due then (or a worker thread's result it
+    waits for) went on outside the loop, failed with "no running event loop" and ended the
+    sampler's task, whose error ``close()`` then raised (this module's teardown, now and
+    then). Done here on purpose: ticks are due in some of these passes."""
+    dispatcher = qapp.eventDispatcher()
+    interval = kernel_map.settings.sample_interval
+    with caplog.at_level(logging.ERROR, logger="kernelmon"):
+        for pause in (0.05, interval / 2, interval):
+            qloop.sleep(pause)  # a tick may be under way
+            time.sleep(interval + 0.1)  # the next tick or a thread's result is due
+            for _ in range(5):
+                dispatcher.processEvents(QEventLoop.ProcessEventsFlag.AllEvents)
+        qloop.sleep(interval * 2)
+    assert kernel_map.monitoring, "the sampler's task still runs"
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("kernelmon")]
 
 
 def test_details_pane_shows_the_selected_kernel_and_updates(
