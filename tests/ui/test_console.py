@@ -188,7 +188,9 @@ def test_console_flooded_by_a_kernel_keeps_the_last_lines(
     if told:
         # A starved machine: the kernel's own PUB socket dropped output before it reached
         # kernelmon. The console was told (its note is tested above), never left silent.
-        assert console.lines() <= 500
+        # The flood may still be arriving (the wait ended at the loss): the line being
+        # written, if any, is kept beside the last 500.
+        assert console.lines() <= 500 + (not console.text().endswith("\n"))
         return
     assert console.lines() == 500
     assert lines == [f"line {i}" for i in range(2500, 3000)], "nothing lost"
