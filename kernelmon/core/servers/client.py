@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from yarl import URL
 
+from kernelmon.core.servers.config import credentials_refusal
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
@@ -77,6 +78,9 @@ class ServerClient:
         verify_tls: bool | ssl.SSLContext = True,
         timeout: float = 10.0,
     ) -> None:
+        refusal = credentials_refusal(url)
+        if refusal is not None:  # before any sentence repeats the address
+            raise ValueError(refusal)
         try:
             base = URL(url)
             base.port  # noqa: B018 (yarl checks the port only when asked)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kernelmon.core.servers.model import RemoteKernel
 
@@ -15,6 +16,29 @@ if TYPE_CHECKING:
 #: What kernelmon can say of a server's own culler: jupyter_server's and the gateway's
 #: REST API do not tell their cull settings (``GET /api/status`` has none).
 CULLS_UNKNOWN = "unknown"
+
+
+def credentials_refusal(url: object) -> str | None:
+    """The sentence refusing an address that carries a user name or password
+    (``http://ann:s3cret@host/``), without repeating them; None for any other address.
+
+    kernelmon keeps such an address nowhere: it would show the password in the servers file,
+    the table, the logs and every error sentence."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        has_credentials = parts.username is not None or parts.password is not None
+        host = parts.hostname or "the server"
+    except ValueError:
+        return None  # not an address at all: the caller says so
+    if not has_credentials:
+        return None
+    return (
+        f"The address of {host} carries a user name or password, which kernelmon does not "
+        "keep or send: give the server's address without them, and its token (or an "
+        "Authorization header) instead."
+    )
 
 
 @dataclass
@@ -36,6 +60,11 @@ class ServerConfig:
     pid: int | None = None
     root_dir: str | None = None
     runtime_file: str | None = None
+
+    def __post_init__(self) -> None:
+        refusal = credentials_refusal(self.url)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     def saved(self) -> dict[str, Any]:
         """What the servers file keeps (never the token)."""
