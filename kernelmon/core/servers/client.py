@@ -100,7 +100,8 @@ class ServerClient:
         for name, value in (headers or {}).items():
             if any(c in f"{name}{value}" for c in "\r\n") or not name:
                 raise ValueError(f"the header {name!r} is not a usable HTTP header")
-            self._headers[name] = value
+            if value:  # no value: one the token store could not give back; not sent
+                self._headers[name] = value
         if token:
             self._headers["Authorization"] = f"token {token}"
         self._ssl: bool | ssl.SSLContext = verify_tls

@@ -48,6 +48,7 @@ class ServerConfig:
     id: str
     url: str
     name: str
+    #: names and values; the values are secrets, kept beside the token (``TokenStore``)
     headers: dict[str, str] = field(default_factory=dict)
     verify_tls: bool = True
     #: found in a runtime folder (a jpserver-/nbserver- file): not saved, token from the file
@@ -60,6 +61,9 @@ class ServerConfig:
     pid: int | None = None
     root_dir: str | None = None
     runtime_file: str | None = None
+    #: header values that are still in the servers file (an older kernelmon wrote them
+    #: there) because the token store could not take them: kept there until it can
+    headers_in_file: bool = False
 
     def __post_init__(self) -> None:
         refusal = credentials_refusal(self.url)
@@ -67,12 +71,13 @@ class ServerConfig:
             raise ValueError(refusal)
 
     def saved(self) -> dict[str, Any]:
-        """What the servers file keeps (never the token)."""
+        """What the servers file keeps: never the token, and of the headers only their
+        names (but values an older kernelmon wrote there stay until they can be moved)."""
         return {
             "id": self.id,
             "url": self.url,
             "name": self.name,
-            "headers": dict(self.headers),
+            "headers": dict(self.headers) if self.headers_in_file else sorted(self.headers),
             "verify_tls": self.verify_tls,
             "kernelmon_culling": self.kernelmon_culling,
             "started": list(self.started),
