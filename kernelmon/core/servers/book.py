@@ -64,8 +64,10 @@ class ServerBook:
         except Exception as error:
             self.problems.append(f"The token of server {server_id} was not forgotten: {error}")
 
-    def save(self, configs: list[ServerConfig]) -> None:
-        write_json_atomic(self.path, {"version": 1, "servers": [c.saved() for c in configs]})
+    def save(self, servers: list[dict[str, Any]]) -> None:
+        """Write the servers (``ServerConfig.saved()`` each, taken on the loop: the thread
+        that writes them never reads a config the loop changes)."""
+        write_json_atomic(self.path, {"version": 1, "servers": servers})
 
     def read(self) -> list[ServerConfig]:
         """The servers kept; a file that is not kernelmon's is moved aside (and named in
