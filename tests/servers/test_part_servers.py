@@ -11,10 +11,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
+from kernelmon.cli.snapshot import servers_known
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import KernelStartFailed
+from kernelmon.core.state import StateFile
 from tests.servers import test_map_faults
 from tests.servers.realservers import RealServer
 from tests.servers.test_client_faults import GOOD, address, stub
@@ -204,3 +207,56 @@ def test_a_servers_file_that_cannot_be_written_is_said_and_not_pretended(
     assert saved["kernelmon_culling"] is True
     assert json.loads(path.read_text())["servers"][0]["kernelmon_culling"] is True
     assert loop_errors == []
+
+
+def test_a_poll_asks_for_the_kernel_specs_once(
+    aio: Any, tmp_path: Path, loop_errors: list[Any]
+) -> None:
+    """For the kernels' display names, the first poll asks; a server that cannot answer is
+    not asked again by every poll (the user's start asks, and says why it failed)."""
+    asked: list[str] = []
+
+    async def kernels(request: web.Request) -> web.Response:
+        return web.json_response([GOOD])
+
+    async def sessions(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    async def specs(request: web.Request) -> web.Response:
+        asked.append(request.method)
+        return web.json_response({"message": "broken"}, status=500)
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+
+    async def go() -> str:
+        runner = await stub(
+            {"/api/kernels": kernels, "/api/sessions": sessions, "/api/kernelspecs": specs}
+        )
+        try:
+            sid = await kmap.add_server(address(runner), "t0ken")
+            for _ in range(3):
+                await kmap.poll_servers()
+            assert server_entry(kmap, sid)["status"] == "reachable"
+            with pytest.raises(KernelStartFailed) as caught:
+                await kmap.start_kernel(server_id=sid)  # no spec named: the server's default
+            return str(caught.value)
+        finally:
+            await kmap.close()
+            await runner.cleanup()
+
+    said = aio.run(go())
+    assert asked == ["GET", "GET"]  # the first poll's, the start's
+    assert "HTTP 500" in said
+    assert loop_errors == []
+
+
+def test_kernelmon_list_only_reads_the_servers_file(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "servers.json").write_text("{not json")
+    assert servers_known(StateFile(state)) is False
+    assert sorted(p.name for p in state.iterdir()) == ["servers.json"]
+    assert (state / "servers.json").read_text() == "{not json"
+    good = {"id": "abc123", "url": "http://127.0.0.1:1/", "name": "kept"}
+    (state / "servers.json").write_text(json.dumps({"version": 1, "servers": [good]}))
+    assert servers_known(StateFile(state)) is True

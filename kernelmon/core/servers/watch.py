@@ -53,6 +53,8 @@ class ServerWatch:
         self.version: str | None = None
         self.specs: dict[str, RemoteKernelSpec] | None = None
         self.default_spec: str | None = None
+        #: whether a poll asked for the kernel specs (one poll does, the first that lists)
+        self.specs_asked = False
         self.status = ServerStatus.CHECKING
         self.error: str | None = None
         self.status_since = datetime.now(UTC)
@@ -173,7 +175,10 @@ class ServerWatch:
             if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
                 raise
             paths = {}  # a server without sessions (a refused listing) still has kernels
-        if self.specs is None:
+        if self.specs is None and not self.specs_asked:
+            # once, for the kernels' display names: a server that cannot answer is asked
+            # again only when the user starts a kernel there or lists its specs
+            self.specs_asked = True
             with contextlib.suppress(ServerError):
                 specs = await client.kernelspecs()
                 self.specs = {s.name: s for s in specs.specs.items}
