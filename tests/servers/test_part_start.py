@@ -8,13 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import KernelStartFailed, KernelStartTimeout
+from kernelmon.core.servers.part import START_GRACE
 from tests.servers import test_map_faults
 from tests.servers.test_client_faults import GOOD, address, stub
 from tests.servers.test_map_servers import make_map
@@ -193,4 +196,46 @@ def test_a_start_the_gateway_refuses_is_not_followed(
     said = aio.run(go())
     assert "is not allowed" in said
     assert len(gateway.posts) == 1
+    assert loop_errors == []
+
+
+def test_a_started_id_the_gateway_never_has_is_followed_for_a_while_only(
+    aio: Any, tmp_path: Path, loop_errors: list[Any]
+) -> None:
+    """A start that timed out and whose launch failed on the gateway: its id is asked for
+    until START_GRACE passed without the gateway having it, then forgotten (a fake clock)."""
+    gateway = Gateway(tmp_path / "state")
+    now = [datetime.now(UTC)]
+    root = tmp_path / "root"
+    root.mkdir()
+    settings = Settings(
+        root_dir=str(root),
+        server_token_file=True,
+        server_poll_interval=3600,
+        kernel_info_timeout=0.3,
+    )
+    kmap = KernelMap(settings, state_dir=tmp_path / "state", clock=lambda: now[0])
+
+    async def go() -> tuple[list[str], list[str]]:
+        runner = await stub(gateway.routes())
+        try:
+            sid = await kmap.add_server(address(runner), "t0ken")
+            with pytest.raises(KernelStartTimeout):
+                await kmap.start_kernel(server_id=sid)
+            await kmap.poll_servers()
+            now[0] += START_GRACE / 2
+            await kmap.poll_servers()
+            followed = saved_started(tmp_path)
+            now[0] += START_GRACE
+            await kmap.poll_servers()
+            await wait_until(lambda: saved_started(tmp_path) == [], what="the id forgotten")
+            return followed, list(kmap.server_part.watch(sid).config.started)
+        finally:
+            gateway.release.set()
+            await kmap.close()
+            await runner.cleanup()
+
+    followed, after = aio.run(go())
+    assert followed == gateway.kept_at_post[0]
+    assert after == []
     assert loop_errors == []

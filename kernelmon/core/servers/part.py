@@ -17,6 +17,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
     from .watch import ServerWatch
 
 logger = logging.getLogger(__name__)
+
+#: How long a kernel kernelmon started on a server is followed by id while the server does
+#: not have it (a start that got no answer: the launch may go on, on a cluster for minutes)
+#: before kernelmon stops asking for it.
+START_GRACE = timedelta(minutes=10)
 
 
 class Servers:
@@ -335,7 +341,12 @@ class Servers:
                 env["KERNEL_ID"] = chosen
                 await self._keep_started(watch, chosen)
             timeout = settings.kernel_info_timeout
-            kernel = await watch.client.start_kernel(name, path, env, timeout=timeout)
+            if chosen is not None:
+                watch.starting.add(chosen)
+            try:
+                kernel = await watch.client.start_kernel(name, path, env, timeout=timeout)
+            finally:
+                watch.starting.discard(chosen or "")
         except ServerError as error:
             self._still_watched(watch, "while the kernel started")
             if chosen is not None:
@@ -452,15 +463,39 @@ class Servers:
             return  # removed while it polled
         before = watch.announced
         started = len(watch.config.started)
-        apply_snapshot(self._registry, self._backends, watch, snapshot, self._registry.now())
+        now = self._registry.now()
+        apply_snapshot(self._registry, self._backends, watch, snapshot, now)
+        if snapshot is not None:
+            self._forget_never_seen(watch, snapshot, now)
         if len(watch.config.started) != started and not watch.config.local:
             self._save_soon(watch)  # a kernel kernelmon started there is gone: not followed
-        now = (watch.status, watch.error)
-        if now != before:
+        if (watch.status, watch.error) != before:
             text = f"Server {watch.config.name}: {watch.status_text()}"
             log = logger.info if watch.status == ServerStatus.REACHABLE else logger.warning
             log("%s", text)
             self._announce(watch, text)
+
+    def _forget_never_seen(self, watch: ServerWatch, snapshot: Snapshot, now: datetime) -> None:
+        """Kernels kernelmon started there that the server has never had since (a start
+        that got no answer and whose launch failed) are followed for ``START_GRACE``, then
+        no longer asked for."""
+        unseen = watch.unseen_since
+        for kid in list(watch.config.started):
+            if kid in snapshot.kernels or kid in watch.rows or kid in watch.starting:
+                unseen.pop(kid, None)
+                continue
+            if not (snapshot.complete or kid in snapshot.missing):
+                continue  # not asked by this poll
+            since = unseen.setdefault(kid, now)
+            if now - since >= START_GRACE:
+                del unseen[kid]
+                watch.config.started.remove(kid)
+                logger.warning(
+                    "Kernel %s, started by kernelmon on %s, was never seen there since its "
+                    "start got no answer; it is no longer followed",
+                    kid,
+                    watch.config.name,
+                )
 
     def _announce(self, watch: ServerWatch, text: str = "") -> None:
         watch.announced = (watch.status, watch.error)

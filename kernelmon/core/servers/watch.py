@@ -73,6 +73,10 @@ class ServerWatch:
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
+        #: ids of kernels kernelmon is starting there (their POST not answered yet)
+        self.starting: set[str] = set()
+        #: started ids the server did not have, since when (``Servers._forget_never_seen``)
+        self.unseen_since: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         #: the listings last read into a snapshot's kernels and paths, with them (a listing
