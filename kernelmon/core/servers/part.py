@@ -325,6 +325,7 @@ class Servers:
         settings = self._registry.settings
         name = kernel_name
         chosen: str | None = None
+        followed = False  # the id given was followed already (a kernel started before)
         try:
             if watch.client.kind is None:
                 await watch.client.identify()
@@ -339,7 +340,9 @@ class Servers:
                 env = dict(env or {})
                 chosen = env.get("KERNEL_ID") or str(uuid.uuid4())
                 env["KERNEL_ID"] = chosen
-                await self._keep_started(watch, chosen)
+                followed = chosen in watch.config.started
+                if not followed:
+                    await self._keep_started(watch, chosen)
             timeout = settings.kernel_info_timeout
             if chosen is not None:
                 watch.starting.add(chosen)
@@ -349,13 +352,13 @@ class Servers:
                 watch.starting.discard(chosen or "")
         except ServerError as error:
             self._still_watched(watch, "while the kernel started")
-            if chosen is not None:
+            if chosen is not None and not followed:
                 self._start_failed(watch, chosen, error)
             raise KernelStartFailed(error.sentence) from None
         self._still_watched(watch, f"after it started kernel {kernel.id} there")
-        if kernel.id != chosen:
-            if chosen is not None:  # the gateway took another id: follow that one
-                watch.config.started.remove(chosen)
+        if kernel.id not in watch.config.started:
+            if chosen in watch.config.started and not followed:
+                watch.config.started.remove(chosen)  # the gateway took another id
             watch.config.started.append(kernel.id)
             await self._keep_or_log(watch)
             self._still_watched(watch, f"after it started kernel {kernel.id} there")
