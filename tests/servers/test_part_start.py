@@ -6,8 +6,10 @@ sent, so a start that times out is still followed, and never sent twice."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,24 +88,36 @@ def saved_started(tmp_path: Path) -> list[str]:
     return [k for s in saved["servers"] for k in s["started"]]
 
 
+def gateway_map(tmp_path: Path, **settings: Any) -> KernelMap:
+    """A map whose requests may take 0.3 s, and whose start ``kernel_info_timeout``."""
+    values: dict[str, Any] = {"server_poll_interval": 3600, "server_timeout": 0.3}
+    return make_map(tmp_path, server_token_file=True, **{**values, **settings})
+
+
+@contextlib.asynccontextmanager
+async def serving(gateway: Gateway, kmap: KernelMap, **routes: Any) -> AsyncIterator[str]:
+    """The gateway's address while the test runs; the map closed and the gateway's held
+    launches let go after it."""
+    runner = await stub({**gateway.routes(), **routes})
+    try:
+        yield address(runner)
+    finally:
+        gateway.release.set()
+        await kmap.close()
+        await runner.cleanup()
+
+
 def test_a_gateway_start_slower_than_a_request_waits_for_the_launch(
     aio: Any, tmp_path: Path, loop_errors: list[Any]
 ) -> None:
     """A gateway's POST answers after its launch (30 s by default): the start waits
     ``kernel_info_timeout`` for it, not the ``server_timeout`` of other requests."""
     gateway = Gateway(tmp_path / "state")
-    kmap = make_map(
-        tmp_path,
-        server_token_file=True,
-        server_poll_interval=3600,
-        server_timeout=0.3,
-        kernel_info_timeout=30,
-    )
+    kmap = gateway_map(tmp_path, kernel_info_timeout=30)
 
     async def go() -> str:
-        runner = await stub(gateway.routes())
-        try:
-            sid = await kmap.add_server(address(runner), "t0ken")
+        async with serving(gateway, kmap) as url:
+            sid = await kmap.add_server(url, "t0ken")
             start = asyncio.create_task(kmap.start_kernel(server_id=sid))
             await gateway.arrived.wait()
             await asyncio.sleep(1.0)  # longer than server_timeout: the launch goes on
@@ -111,10 +125,6 @@ def test_a_gateway_start_slower_than_a_request_waits_for_the_launch(
             kid = await start
             assert kid in kmap
             return kid
-        finally:
-            gateway.release.set()
-            await kmap.close()
-            await runner.cleanup()
 
     kid = aio.run(go())
     # the id was kernelmon's, given to the gateway as KERNEL_ID and kept before the POST
@@ -129,18 +139,11 @@ def test_a_gateway_start_that_times_out_is_followed_and_not_sent_again(
     aio: Any, tmp_path: Path, loop_errors: list[Any]
 ) -> None:
     gateway = Gateway(tmp_path / "state")
-    kmap = make_map(
-        tmp_path,
-        server_token_file=True,
-        server_poll_interval=3600,
-        server_timeout=0.3,
-        kernel_info_timeout=0.5,
-    )
+    kmap = gateway_map(tmp_path, kernel_info_timeout=0.5)
 
     async def go() -> tuple[str, bool, bool]:
-        runner = await stub(gateway.routes())
-        try:
-            sid = await kmap.add_server(address(runner), "t0ken")
+        async with serving(gateway, kmap) as url:
+            sid = await kmap.add_server(url, "t0ken")
             with pytest.raises(KernelStartTimeout) as caught:
                 await kmap.start_kernel(server_id=sid, env={"KERNEL_USERNAME": "ann"})
             (kid,) = gateway.kept_at_post[0]
@@ -150,10 +153,6 @@ def test_a_gateway_start_that_times_out_is_followed_and_not_sent_again(
             await wait_until(lambda: kid in gateway.launched, what="the launch's end")
             await kmap.poll_servers()
             return str(caught.value), before, kid in kmap
-        finally:
-            gateway.release.set()
-            await kmap.close()
-            await runner.cleanup()
 
     said, before, after = aio.run(go())
     (post,) = gateway.posts  # sent once
@@ -179,19 +178,15 @@ def test_a_start_the_gateway_refuses_is_not_followed(
         gateway.posts.append(await request.json())
         return web.json_response({"message": "KERNEL_USERNAME is not allowed"}, status=403)
 
-    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+    kmap = gateway_map(tmp_path)
 
     async def go() -> str:
-        runner = await stub({**gateway.routes(), "/api/kernels": refuse})
-        try:
-            sid = await kmap.add_server(address(runner), "t0ken")
+        async with serving(gateway, kmap, **{"/api/kernels": refuse}) as url:
+            sid = await kmap.add_server(url, "t0ken")
             with pytest.raises(KernelStartFailed) as caught:
                 await kmap.start_kernel(server_id=sid)
             await wait_until(lambda: saved_started(tmp_path) == [], what="the id forgotten")
             return str(caught.value)
-        finally:
-            await kmap.close()
-            await runner.cleanup()
 
     said = aio.run(go())
     assert "is not allowed" in said
@@ -217,9 +212,8 @@ def test_a_started_id_the_gateway_never_has_is_followed_for_a_while_only(
     kmap = KernelMap(settings, state_dir=tmp_path / "state", clock=lambda: now[0])
 
     async def go() -> tuple[list[str], list[str]]:
-        runner = await stub(gateway.routes())
-        try:
-            sid = await kmap.add_server(address(runner), "t0ken")
+        async with serving(gateway, kmap) as url:
+            sid = await kmap.add_server(url, "t0ken")
             with pytest.raises(KernelStartTimeout):
                 await kmap.start_kernel(server_id=sid)
             await kmap.poll_servers()
@@ -230,10 +224,6 @@ def test_a_started_id_the_gateway_never_has_is_followed_for_a_while_only(
             await kmap.poll_servers()
             await wait_until(lambda: saved_started(tmp_path) == [], what="the id forgotten")
             return followed, list(kmap.server_part.watch(sid).config.started)
-        finally:
-            gateway.release.set()
-            await kmap.close()
-            await runner.cleanup()
 
     followed, after = aio.run(go())
     assert followed == gateway.kept_at_post[0]
