@@ -106,5 +106,5 @@ def test_without_a_keyring_old_header_values_stay_until_they_can_move(
     assert config.headers == {"X-Key": VALUE}  # the server still works
     assert len(book.problems) == 1
     assert "allow the token file" in book.problems[0]
-    book.save([config])  # nothing is lost by a later save either
+    book.save([config.saved()])  # nothing is lost by a later save either
     assert VALUE in (tmp_path / "servers.json").read_text()
