@@ -5,32 +5,21 @@ values still works, and its values move to the keyring (the file is rewritten wi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keyring
-import pytest
 from keyring.backends import fail
 
 from kernelmon.core.servers.book import ServerBook
 from kernelmon.core.servers.secrets import SERVICE
+from tests.servers import test_map_servers
 from tests.servers.realservers import RealServer
 from tests.servers.test_map_servers import make_map
 from tests.servers.test_secrets import MemoryKeyring
 
 VALUE = "p-s3cret-value"
-
-
-@pytest.fixture
-def memory_keyring() -> Iterator[MemoryKeyring]:
-    before = keyring.get_keyring()
-    backend = MemoryKeyring()
-    keyring.set_keyring(backend)
-    try:
-        yield backend
-    finally:
-        keyring.set_keyring(before)
+memory_keyring = test_map_servers.memory_keyring  # the fixture: a keyring in memory
 
 
 def test_header_values_go_to_the_keyring_and_come_back(
