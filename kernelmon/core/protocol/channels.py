@@ -34,6 +34,8 @@ OnMessage = Callable[[str, dict[str, Any]], None]
 
 #: Sockets per channel: (zmq type, whether messages may be sent on it).
 CHANNELS = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
+#: At most this many unanswered requests are remembered per request channel.
+_UNANSWERED_MEMORY = 1024
 
 
 def make_session(connection_info: dict[str, Any], session_id: str | None = None) -> Session:
@@ -69,6 +71,8 @@ class RequestChannel:
     def __init__(self, connection_info: dict[str, Any], channel: str, session_id: str) -> None:
         self.session = make_session(connection_info, session_id=session_id)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: Requests sent and not answered yet, cancelled or not (see ``close``).
+        self._unanswered: dict[str, None] = {}
         self._info = connection_info
         identity = f"{session_id}-{channel}".encode()
         self._drain = SocketDrain(_socket(connection_info, channel, identity), self._on_batch)
@@ -87,6 +91,9 @@ class RequestChannel:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         msg_id = msg["header"]["msg_id"]
         self._pending[msg_id] = fut
+        self._unanswered[msg_id] = None
+        if len(self._unanswered) > _UNANSWERED_MEMORY:  # a kernel that never answers
+            del self._unanswered[next(iter(self._unanswered))]
         fut.add_done_callback(lambda _f: self._pending.pop(msg_id, None))
         self._drain.poke()  # a send can consume the socket's read edge
         return fut
@@ -100,11 +107,20 @@ class RequestChannel:
                 logger.debug("Dropped a malformed reply: %s", e)
                 continue
             iopub.note_reply(self._info, str(msg["header"].get("msg_id", "")))
+            self._unanswered.pop(msg["parent_header"].get("msg_id", ""), None)
             fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
 
     def close(self) -> None:
+        # Replies already here are read (their numbers are not missing from IOPub); those
+        # still on their way never will be: the IOPub feed must not count them as lost.
+        try:
+            self._drain.read_now()
+        except Exception:
+            logger.exception("Reading the last replies before closing failed")
+        iopub.expect_unread(self._info, len(self._unanswered))
+        self._unanswered.clear()
         for fut in list(self._pending.values()):
             fut.cancel()
         self._pending.clear()
