@@ -26,7 +26,15 @@ from jupyter_client.session import Session
 
 from . import iopub
 from .buffering import MessageBuffer
-from .wire import Signer, SocketDrain, channel_url, message_dict, parse_header, split_frames
+from .wire import (
+    DELIM,
+    Signer,
+    SocketDrain,
+    channel_url,
+    message_dict,
+    parse_header,
+    split_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +150,14 @@ class Probe(RequestChannel):
 _decode_json = json.JSONDecoder().decode
 
 
+def _parent_number(frames: list[bytes]) -> tuple[bytes, int] | None:
+    """The message number of a reply's parent (the request it answers), if it has one."""
+    try:
+        return iopub.message_number(frames[frames.index(DELIM) + 3])
+    except (ValueError, IndexError):
+        return None
+
+
 class StreamDecoder:
     """``wire.decode_message`` for the messages of one session, in order, at about half the
     cost (this runs for every message a frontend gets, so it is hand-written for speed):
@@ -216,6 +232,8 @@ class SessionChannels:
         self.on_quiet_tail: Callable[[], None] | None = None
         #: Messages found missing while no frontend of this session was attached.
         self.lost_while_away = 0
+        #: Numbers of the shell and control requests not answered yet (see ``close``).
+        self._unanswered: dict[tuple[bytes, int], None] = {}
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
         self._drains: dict[str, SocketDrain] = {}
         for channel in CHANNELS:
@@ -251,6 +269,11 @@ class SessionChannels:
                 feed = self._iopub.feed
                 for frames in batch:
                     feed.note_frames(frames)
+                if self._unanswered:
+                    for frames in batch:
+                        number = _parent_number(frames)
+                        if number is not None:
+                            self._unanswered.pop(number, None)
                 if channel == "shell":
                     # What the kernel published before its replies goes out first.
                     feed.read_now()
@@ -314,11 +337,20 @@ class SessionChannels:
         drain.poke()
         self._on_activity()
         msg_id = str(msg["header"]["msg_id"])
+        if channel != "stdin":  # shell and control requests get one reply each
+            number = iopub.message_number(b'"msg_id": "' + msg_id.encode() + b'"')
+            if number is not None:
+                self._unanswered[number] = None
+                if len(self._unanswered) > _UNANSWERED_MEMORY:
+                    del self._unanswered[next(iter(self._unanswered))]
         if self.on_request is not None:
             self.on_request(msg_type, msg_id)
         return msg_id
 
     def close(self) -> None:
+        # the replies to this session's unanswered requests will reach nobody: not a loss
+        iopub.expect_unread(self._info, len(self._unanswered))
+        self._unanswered.clear()
         for drain in self._drains.values():
             iopub.remove_reply_drain(self._info, drain)
             drain.close()

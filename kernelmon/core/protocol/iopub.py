@@ -27,10 +27,10 @@ A restart is not a loss. The reply to a ``shutdown_request`` goes on control to 
 asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
 before its copy on IOPub: a ``shutdown_reply`` on IOPub explains the missing number before
 it. kernelmon's probe is closed at a restart with kernel_info requests perhaps unanswered:
-their replies are counted as unread (``expect_unread``), not lost. Neither depends on how
-long the new process takes to start. A message that arrives after a later-numbered one (the
-kernel numbers messages in its shell and control threads, its IOPub thread sends them) fills
-its gap. A new process's count starts at its first message seen: what it published before
+their replies are counted as unread (``expect_unread``), not lost, like those of a
+frontend's requests when it closes its sockets. Neither depends on how long the new process
+takes to start. A message that arrives after a later-numbered one (the kernel numbers
+messages in its shell and control threads, its IOPub thread sends them) fills its gap. A new process's count starts at its first message seen: what it published before
 kernelmon's subscription reached it (its startup, at most the few milliseconds of a
 reconnect: ``wire.subscriber``) was never kernelmon's to receive.
 """

@@ -12,6 +12,7 @@ import pytest
 import zmq
 from jupyter_client.session import Session
 
+from kernelmon.core import KernelMap, Settings
 from kernelmon.core.protocol import iopub, wire
 from tests.waiting import wait_until
 
@@ -176,3 +177,46 @@ def test_a_new_process_starts_a_new_count(aio, watched):
     pub.send(last)
     assert old.session != pub.session.session
     assert w.settled(aio, last) == [1]
+
+
+def test_a_frontend_that_leaves_before_its_reply_is_no_loss_to_the_others(aio, tmp_path):
+    """A real kernel: one frontend leaves (no buffering) while its cell runs; the kernel's
+    reply to it goes nowhere, which is no lost output for the frontend that stays."""
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), kernel_info_timeout=30, buffer_offline_messages=False),
+        shutdown_wait=2.0,
+    )
+    told: list[int] = []
+
+    async def go() -> int:
+        kid = await kmap.start_kernel()
+        messages: list[dict] = []
+        stays = await kmap.connect(kid, "stays", lambda _c, m: messages.append(m))
+        stays.on_lost = lambda n, _text: told.append(n)
+        leaves = await kmap.connect(kid, "leaves", lambda _c, _m: None)
+        running = leaves.execute("import time; time.sleep(0.5)")
+        await wait_until(
+            lambda: any(m["parent_header"].get("msg_id") == running for m in messages),
+            what="the cell to start",
+        )
+        await leaves.close()
+        msg_id = stays.execute("1")
+        await wait_until(
+            lambda: any(
+                m["parent_header"].get("msg_id") == msg_id
+                and m["header"]["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                for m in messages
+            ),
+            what="the idle after the cell",
+        )
+        await asyncio.sleep(2 * iopub.GRACE + 0.3)  # a gap would be told by now
+        await stays.close()
+        return stays.lost
+
+    try:
+        lost = aio.run(go())
+    finally:
+        aio.run(kmap.close())
+    assert told == []
+    assert lost == 0
