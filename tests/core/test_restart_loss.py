@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
 from kernelmon.core.events import OutputLost
 from kernelmon.core.protocol import iopub
 from tests.core.conftest import EventLog
+from tests.core.protocol.test_floods import idle_for
 from tests.kernels import write_spec
 from tests.waiting import wait_until
 
@@ -44,13 +47,7 @@ class Frontend:
         self.messages.append((channel, msg))
 
     def idle_for(self, msg_id: str) -> bool:
-        return any(
-            c == "iopub"
-            and m["header"]["msg_type"] == "status"
-            and m["content"]["execution_state"] == "idle"
-            and m["parent_header"].get("msg_id") == msg_id
-            for c, m in self.messages
-        )
+        return idle_for(self.messages, msg_id)
 
     def printed_for(self, msg_id: str) -> bool:
         return any(
@@ -68,21 +65,42 @@ class Frontend:
         )
 
 
+@asynccontextmanager
+async def watched(kmap, spec: str, session: str) -> AsyncIterator[tuple[str, Frontend, Any]]:
+    """A kernel of ``spec`` with a frontend attached (kernel id, frontend, connection);
+    afterwards every gap left open has been settled (told), then both are closed."""
+    kid = await kmap.start_kernel(spec)
+    fe = Frontend()
+    conn = await kmap.connect(kid, session, fe)
+    conn.on_lost = lambda n, _text: fe.lost.append(n)
+    try:
+        yield kid, fe, conn
+        await asyncio.sleep(2 * iopub.GRACE + 0.5)
+    finally:
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+
+
+def assert_no_loss(fe: Frontend, lost: int, log: EventLog, *printed: str) -> None:
+    log.unsubscribe()
+    for text in printed:
+        assert text in fe.printed()
+    assert fe.lost == []
+    assert lost == 0
+    assert log.of(OutputLost) == []
+
+
 def test_a_slow_restart_reports_no_lost_output(aio, kmap, slow_spec):
     """Restarted by kernelmon, idle and then while a cell prints."""
     log = EventLog(kmap)
 
     async def go() -> tuple[Frontend, int]:
-        kid = await kmap.start_kernel(slow_spec)
-        fe = Frontend()
-        conn = await kmap.connect(kid, "restarting", fe)
-        conn.on_lost = lambda n, _text: fe.lost.append(n)
+        async with watched(kmap, slow_spec, "restarting") as (kid, fe, conn):
 
-        async def run(code: str, until: Callable[[str], bool], what: str) -> None:
-            msg_id = conn.execute(code)
-            await wait_until(lambda: until(msg_id), timeout=30, what=what)
+            async def run(code: str, until: Callable[[str], bool], what: str) -> None:
+                msg_id = conn.execute(code)
+                await wait_until(lambda: until(msg_id), timeout=30, what=what)
 
-        try:
             await kmap.restart_kernel(kid)
             await run("print('after restart 0')", fe.idle_for, "the idle")
             # a restart to stop a cell that prints
@@ -90,20 +108,10 @@ def test_a_slow_restart_reports_no_lost_output(aio, kmap, slow_spec):
             await run(code, fe.printed_for, "the cell's output")
             await kmap.restart_kernel(kid)
             await run("print('after restart 1')", fe.idle_for, "the idle")
-            # a gap left open would be settled (and told) by now
-            await asyncio.sleep(2 * iopub.GRACE + 0.5)
-            return fe, conn.lost
-        finally:
-            await conn.close()
-            await kmap.shutdown_kernel(kid)
+        return fe, conn.lost
 
     fe, lost = aio.run(go())
-    log.unsubscribe()
-    assert "after restart 0" in fe.printed()
-    assert "after restart 1" in fe.printed()
-    assert fe.lost == []
-    assert lost == 0
-    assert log.of(OutputLost) == []
+    assert_no_loss(fe, lost, log, "after restart 0", "after restart 1")
 
 
 def test_a_restart_by_another_client_reports_no_lost_output(aio, kmap, slow_spec):
@@ -111,48 +119,32 @@ def test_a_restart_by_another_client_reports_no_lost_output(aio, kmap, slow_spec
     process exits and kernelmon's restarter starts a new one; the reply to that client is not
     kernelmon's to see, and is not a loss either."""
     log = EventLog(kmap)
+    script = (
+        "import sys, jupyter_client\n"
+        "c = jupyter_client.BlockingKernelClient(connection_file=sys.argv[1])\n"
+        "c.load_connection_file(); c.start_channels()\n"
+        "c.shutdown(restart=True)\n"
+        "c.get_control_msg(timeout=20)\n"
+        "c.stop_channels()\n"
+    )
 
     async def go() -> tuple[Frontend, int]:
-        kid = await kmap.start_kernel(slow_spec)
-        connection_file = kmap.record(kid).connection_file
-        fe = Frontend()
-        conn = await kmap.connect(kid, "watching", fe)
-        conn.on_lost = lambda n, _text: fe.lost.append(n)
-        try:
-            restarts = kmap.record(kid).restarts
-            script = (
-                "import sys, jupyter_client\n"
-                "c = jupyter_client.BlockingKernelClient(connection_file=sys.argv[1])\n"
-                "c.load_connection_file(); c.start_channels()\n"
-                "c.shutdown(restart=True)\n"
-                "c.get_control_msg(timeout=20)\n"
-                "c.stop_channels()\n"
-            )
+        async with watched(kmap, slow_spec, "watching") as (kid, fe, conn):
+            record = kmap.record(kid)
+            restarts = record.restarts
             done = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-c", script, connection_file],
+                [sys.executable, "-c", script, record.connection_file],
                 capture_output=True,
                 text=True,
                 timeout=60,
             )
             assert done.returncode == 0, done.stderr
-            await wait_until(
-                lambda: kmap.record(kid).restarts > restarts, timeout=30, what="the restart"
-            )
-            await wait_until(
-                lambda: kmap.record(kid).execution_state == "idle", timeout=30, what="idle"
-            )
+            await wait_until(lambda: record.restarts > restarts, timeout=30, what="the restart")
+            await wait_until(lambda: record.execution_state == "idle", timeout=30, what="idle")
             msg_id = conn.execute("print('after the restart')")
             await wait_until(lambda: fe.idle_for(msg_id), timeout=30, what="the idle")
-            await asyncio.sleep(2 * iopub.GRACE + 0.5)
-            return fe, conn.lost
-        finally:
-            await conn.close()
-            await kmap.shutdown_kernel(kid)
+        return fe, conn.lost
 
     fe, lost = aio.run(go())
-    log.unsubscribe()
-    assert "after the restart" in fe.printed()
-    assert fe.lost == []
-    assert lost == 0
-    assert log.of(OutputLost) == []
+    assert_no_loss(fe, lost, log, "after the restart")

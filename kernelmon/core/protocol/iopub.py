@@ -30,9 +30,10 @@ it. kernelmon's probe is closed at a restart with kernel_info requests perhaps u
 their replies are counted as unread (``expect_unread``), not lost, like those of a
 frontend's requests when it closes its sockets. Neither depends on how long the new process
 takes to start. A message that arrives after a later-numbered one (the kernel numbers
-messages in its shell and control threads, its IOPub thread sends them) fills its gap. A new process's count starts at its first message seen: what it published before
-kernelmon's subscription reached it (its startup, at most the few milliseconds of a
-reconnect: ``wire.subscriber``) was never kernelmon's to receive.
+messages in its shell and control threads, its IOPub thread sends them) fills its gap. A
+new process's count starts at its first message seen: what it published before kernelmon's
+subscription reached it (its startup, at most the few milliseconds of a reconnect:
+``wire.subscriber``) was never kernelmon's to receive.
 """
 
 from __future__ import annotations
