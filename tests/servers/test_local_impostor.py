@@ -1,0 +1,116 @@
+"""A local server's runtime file names any pid and URL it likes. A ``jpserver-*.json`` whose
+server lists the id of a kernel it did not start (another application's, found by its
+connection file) takes over nothing: the kernel's row stays another application's, gets no
+server, and its shutdown never goes to that server. Two impostors: one naming a live process
+that is no kernel's ancestor, one naming the test's own process (an ancestor of every kernel
+it starts, and of kernelmon)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from kernelmon.core import KernelMap, Settings
+from tests.discovery.conftest import LAUNCHER
+from tests.servers.test_client_faults import address, stub
+from tests.waiting import wait_until
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_runtime_file_listing_anothers_kernel_takes_nothing_over(
+    aio: Any, tmp_path: Path
+) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), str(runtime), "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    assert launcher.stdout is not None
+    kernel = json.loads(launcher.stdout.readline())["kernels"][0]
+    kid = kernel["id"]
+    asked: list[str] = []
+
+    async def listed(request: web.Request) -> web.Response:
+        asked.append(request.method)
+        return web.json_response([{"id": kid, "name": "python3", "execution_state": "idle"}])
+
+    async def one(request: web.Request) -> web.Response:
+        asked.append(request.method)
+        return web.Response(status=204)
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    async def specs(request: web.Request) -> web.Response:
+        return web.json_response({"default": "python3", "kernelspecs": {}})
+
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), server_poll_interval=0.5, sample_interval=0.5),
+        shutdown_wait=2.0,
+        state_dir=tmp_path / "state",
+        runtime_dirs=[str(runtime)],
+    )
+
+    async def go() -> tuple[dict[str, Any], list[dict[str, Any]], bool, bool]:
+        runner = await stub(
+            {
+                "/api/kernels": listed,
+                "/api/sessions": nothing,
+                "/api/kernelspecs": specs,
+                "/api/kernels/{kid}": one,
+            }
+        )
+        url = address(runner)
+        for pid in (bystander.pid, os.getpid()):
+            (runtime / f"jpserver-{pid}.json").write_text(
+                json.dumps({"pid": pid, "url": url, "port": 1, "token": "t", "root_dir": "/"})
+            )
+        try:
+            await kmap.start_monitoring()
+            await wait_until(lambda: kid in kmap, what="the kernel found by its file")
+            polled = len(asked)
+            await wait_until(lambda: len(asked) >= polled + 4, what="both impostors polled")
+            model = kmap.kernel_model(kid)
+            servers = kmap.list_servers()
+            await kmap.shutdown_kernel(kid)
+            # its launcher reaps it only when it ends: a zombie until then
+            await wait_until(lambda: not running(kernel["pid"]), what="the kernel's exit")
+            return model, servers, "DELETE" in asked, running(kernel["pid"])
+        finally:
+            await kmap.close()
+            await runner.cleanup()
+
+    try:
+        model, servers, deleted, alive = aio.run(go(), timeout=90)
+    finally:
+        bystander.kill()
+        bystander.wait()
+        with contextlib.suppress(OSError):
+            assert launcher.stdin is not None
+            launcher.stdin.close()
+        launcher.wait(20)
+    assert sorted(s["pid"] for s in servers) == sorted([bystander.pid, os.getpid()])
+    assert {s["status"] for s in servers} == {"reachable"}
+    assert model["origin"] == "external"
+    assert model["server_id"] is None
+    assert model["pid"] == kernel["pid"]
+    assert not deleted  # stopped by kernelmon itself (its process proven), not by the impostor
+    assert not alive
