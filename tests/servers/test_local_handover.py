@@ -96,7 +96,13 @@ def test_a_live_local_servers_kernel_is_shut_down_through_it_or_not_at_all(
         )
         with pytest.raises(ActionRefused) as error:
             await refused.shutdown_kernel(kid)
-        return str(error.value), refused.kernel_model(kid), refused.list_servers(), kid
+        servers = refused.list_servers()
+        # removed from kernelmon's list: still running, still the kernel's restarter
+        await refused.remove_server(servers[0]["id"])
+        with pytest.raises(ActionRefused) as again:
+            await refused.shutdown_kernel(kid)
+        assert "removed" in str(again.value)
+        return str(error.value), refused.kernel_model(kid), servers, kid
 
     try:
         why, model, servers, kid = aio.run(refused_shutdown(), timeout=90)
