@@ -7,11 +7,13 @@ it starts, and of kernelmon)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,86 @@ def test_a_runtime_file_listing_anothers_kernel_takes_nothing_over(
     assert model["pid"] == kernel["pid"]
     assert not deleted  # stopped by kernelmon itself (its process proven), not by the impostor
     assert not alive
+
+
+def start_kernel(connection_file: Path) -> subprocess.Popen[bytes]:
+    """An ipykernel that writes its own connection file (the test's child)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_a_servers_row_whose_process_it_did_not_start_is_handed_back(
+    aio: Any, tmp_path: Path
+) -> None:
+    """An impostor lists a kernel id before its kernel runs (a row of that server with no
+    process); the kernel that then starts with that id is another process's child, so
+    discovery gives the row back to that application instead of adding its facts."""
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    kid = str(uuid.uuid4())
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    asked: list[str] = []
+
+    async def listed(request: web.Request) -> web.Response:
+        return web.json_response([{"id": kid, "name": "python3", "execution_state": "idle"}])
+
+    async def one(request: web.Request) -> web.Response:
+        asked.append(request.method)
+        return web.Response(status=204)
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), server_poll_interval=0.5, sample_interval=0.5),
+        shutdown_wait=2.0,
+        state_dir=tmp_path / "state",
+        runtime_dirs=[str(runtime)],
+    )
+    kernel: subprocess.Popen[bytes] | None = None
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any]]:
+        nonlocal kernel
+        runner = await stub(
+            {"/api/kernels": listed, "/api/sessions": nothing, "/api/kernels/{kid}": one}
+        )
+        (runtime / f"jpserver-{bystander.pid}.json").write_text(
+            json.dumps({"pid": bystander.pid, "url": address(runner), "port": 1, "token": "t"})
+        )
+        try:
+            await kmap.start_monitoring()
+            await wait_until(lambda: kid in kmap, what="the impostor's row")
+            before = kmap.kernel_model(kid)
+            kernel = await asyncio.to_thread(start_kernel, runtime / f"kernel-{kid}.json")
+            await wait_until(
+                lambda: kmap.kernel_model(kid)["origin"] == "external",
+                timeout=30,
+                what="the row handed back to the kernel's application",
+            )
+            await kmap.poll_servers()
+            after = kmap.kernel_model(kid)
+            await kmap.shutdown_kernel(kid)
+            await wait_until(lambda: kernel.poll() is not None, what="the kernel's exit")
+            return before, after
+        finally:
+            await kmap.close()
+            await runner.cleanup()
+
+    try:
+        before, after = aio.run(go(), timeout=90)
+    finally:
+        bystander.kill()
+        bystander.wait()
+        if kernel is not None:
+            kernel.kill()
+            kernel.wait()
+    assert before["origin"] == "server"
+    assert before["pid"] is None
+    assert after["origin"] == "external"  # still after the impostor's next poll
+    assert after["server_id"] is None
+    assert after["pid"] == kernel.pid
+    assert asked == []  # the impostor was never asked to shut it down
