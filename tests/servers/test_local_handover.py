@@ -13,16 +13,20 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from aiohttp import web
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import ActionRefused
 from tests.cli.conftest import KERNELMON
+from tests.discovery.conftest import LAUNCHER
 from tests.servers.realservers import RealServer, start_jupyter_server
+from tests.servers.test_client_faults import address, stub
 from tests.servers.test_client_jupyter_server import open_notebook
 from tests.servers.test_local_servers import kernel_ids
 from tests.waiting import wait_until
@@ -134,3 +138,62 @@ def test_a_live_local_servers_kernel_is_shut_down_through_it_or_not_at_all(
     assert "from the server's own page, or stop the server" in done.stdout + done.stderr
     assert kid in kernel_ids(server)
     assert psutil.pid_exists(model["pid"])
+
+
+def test_a_local_server_that_does_not_answer_in_time_gets_a_refusal(
+    aio: Any, tmp_path: Path
+) -> None:
+    """The kernel's parent is a live local server (here: the launcher's process, named by a
+    runtime file whose server answers its first poll, then hangs): the shutdown polls it,
+    waits at most ``server_timeout``, then refuses and leaves the process alone."""
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), str(runtime), "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    kernel = json.loads(launcher.stdout.readline())["kernels"][0]
+    kid = kernel["id"]
+    hang, release = asyncio.Event(), asyncio.Event()
+
+    async def listed(request: web.Request) -> web.Response:
+        if hang.is_set():
+            await release.wait()
+        return web.json_response([])
+
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), server_poll_interval=600, server_timeout=1.0),
+        state_dir=tmp_path / "state",
+        runtime_dirs=[str(runtime)],
+    )
+
+    async def go() -> str:
+        runner = await stub({"/api/kernels": listed, "/api/sessions": listed})
+        (runtime / f"jpserver-{launcher.pid}.json").write_text(
+            json.dumps({"pid": launcher.pid, "url": address(runner), "port": 1, "token": "t"})
+        )
+        try:
+            await kmap.start_monitoring()
+            await wait_until(lambda: found_as_external(kmap, kid), what="the kernel")
+            hang.set()
+            with pytest.raises(ActionRefused) as error:
+                await kmap.shutdown_kernel(kid)
+            return str(error.value)
+        finally:
+            release.set()
+            await kmap.close()
+            await runner.cleanup()
+
+    try:
+        why = aio.run(go(), timeout=60)
+        alive = psutil.Process(kernel["pid"]).status() != psutil.STATUS_ZOMBIE
+    finally:
+        with contextlib.suppress(OSError):
+            assert launcher.stdin is not None
+            launcher.stdin.close()
+        launcher.wait(20)
+    assert alive
+    assert "from the server's own page, or stop the server" in why.lower()

@@ -102,16 +102,25 @@ class LocalParents:
         if not watches:
             raise ActionRefused(_unwatched(servers[0]))
         asked = [w for w in watches if w.status not in _NOT_ASKABLE]
+        late = False
         if asked:
             polls = [asyncio.get_running_loop().create_task(w.poll_once()) for w in asked]
             for poll in polls:  # left to finish if they outlast the wait: they apply themselves
                 self._polls.add(poll)
                 poll.add_done_callback(self._polls.discard)
-            await asyncio.wait(polls, timeout=self._timeout())
+            timeout = self._timeout()
+            _done, pending = await asyncio.wait(polls, timeout=timeout)
+            late = bool(pending)
         now = self._registry.find(record.id)
         if now is not None and now.backend.server_id() is not None:
             logger.info("Kernel %s is shut down through its server", record.id)
             return now
+        if late:
+            raise ActionRefused(
+                f"The Jupyter Server {watches[0].config.name} started this kernel and would "
+                "start it again if kernelmon stopped it by signals, and it did not answer "
+                f"within {timeout:g} s. Try again, or {_WHAT_TO_DO[0].lower()}{_WHAT_TO_DO[1:]}"
+            )
         raise ActionRefused(_not_joined(watches[0], record))
 
 
