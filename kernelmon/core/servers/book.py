@@ -64,12 +64,16 @@ class ServerBook:
         except Exception as error:
             self.problems.append(f"The token of server {server_id} was not forgotten: {error}")
 
-    def save(self, configs: list[ServerConfig]) -> None:
-        write_json_atomic(self.path, {"version": 1, "servers": [c.saved() for c in configs]})
+    def save(self, servers: list[dict[str, Any]]) -> None:
+        """Write the servers (``ServerConfig.saved()`` each, taken on the loop: the thread
+        that writes them never reads a config the loop changes)."""
+        write_json_atomic(self.path, {"version": 1, "servers": servers})
 
-    def read(self) -> list[ServerConfig]:
+    def read(self, *, repair: bool = True) -> list[ServerConfig]:
         """The servers kept; a file that is not kernelmon's is moved aside (and named in
-        ``problems``), a server entry that is not usable is skipped: never a crash."""
+        ``problems``), a server entry that is not usable is skipped: never a crash.
+        ``repair=False``: a look that changes nothing (a file that is not kernelmon's is
+        left where it is, and holds no servers)."""
         path = self.path
         try:
             with open(path, "rb") as handle:
@@ -85,6 +89,9 @@ class ServerBook:
             if not isinstance(entries, list):
                 raise ValueError("it holds no list of servers")
         except (ValueError, RecursionError) as error:
+            if not repair:
+                self.problems.append(f"The servers file {path} is not kernelmon's ({error})")
+                return []
             aside = path.with_name(f"{path.name}.unreadable")
             with contextlib.suppress(OSError):
                 os.replace(path, aside)

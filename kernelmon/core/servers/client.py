@@ -177,10 +177,17 @@ class ServerClient:
         return await self._kept_get("api/kernelspecs", parse_kernelspecs)
 
     async def start_kernel(
-        self, name: str, path: str | None = None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> RemoteKernel:
         """``POST /api/kernels``; ``path`` is the kernel's folder under the server's root,
-        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names)."""
+        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names,
+        and takes ``KERNEL_ID`` as the new kernel's id). The server answers once the kernel
+        is launched (a gateway on a cluster: its launch timeout): give it a ``timeout`` as
+        long as a kernel may take to start."""
         await self._identified()
         body: dict[str, Any] = {"name": name}
         if path is not None:
@@ -188,7 +195,7 @@ class ServerClient:
         if env:
             body["env"] = dict(env)
         try:
-            data = await self._json("POST", "api/kernels", body=body)
+            data = await self._json("POST", "api/kernels", body=body, timeout=timeout)
         except ServerError as error:
             # jupyter_server answers an unknown kernel spec with a bare 500 ("Unhandled
             # error"), EG with a traceback: the server's list of specs says it plainly

@@ -128,8 +128,12 @@ def apply_snapshot(
     watch: ServerWatch,
     snapshot: Snapshot | None,
     now: datetime,
+    *,
+    others: bool = True,
 ) -> None:
-    """Make the map's kernels of ``watch``'s server what a poll saw (see the module)."""
+    """Make the map's kernels of ``watch``'s server what a poll saw (see the module).
+    ``others=False``: the snapshot says nothing of the kernels it does not have (a start's
+    answer, the one new kernel), which are left as they are."""
     if snapshot is None:
         _unreachable(registry, watch)
         return
@@ -174,6 +178,8 @@ def apply_snapshot(
                 registry.replace(new)
                 logger.info("Kernel %s is now shown as a kernel of %s", kid, config.url)
         # else: kernelmon's own, or another server's kernel of the same id
+    if not others:
+        return
     listed = snapshot.kernels
     for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in listed]):
         kid = entry.record.id
