@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,10 @@ from aiohttp import web
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import ActionRefused
 from tests.cli.conftest import KERNELMON
-from tests.discovery.conftest import LAUNCHER
 from tests.servers.realservers import RealServer, start_jupyter_server
 from tests.servers.test_client_faults import address, stub
 from tests.servers.test_client_jupyter_server import open_notebook
+from tests.servers.test_local_impostor import launch_one, stop_launcher
 from tests.servers.test_local_servers import kernel_ids
 from tests.waiting import wait_until
 
@@ -148,14 +147,7 @@ def test_a_local_server_that_does_not_answer_in_time_gets_a_refusal(
     waits at most ``server_timeout``, then refuses and leaves the process alone."""
     runtime = tmp_path / "rt"
     runtime.mkdir()
-    launcher = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), str(runtime), "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert launcher.stdout is not None
-    kernel = json.loads(launcher.stdout.readline())["kernels"][0]
+    launcher, kernel = launch_one(runtime)
     kid = kernel["id"]
     hang, release = asyncio.Event(), asyncio.Event()
 
@@ -191,9 +183,6 @@ def test_a_local_server_that_does_not_answer_in_time_gets_a_refusal(
         why = aio.run(go(), timeout=60)
         alive = psutil.Process(kernel["pid"]).status() != psutil.STATUS_ZOMBIE
     finally:
-        with contextlib.suppress(OSError):
-            assert launcher.stdin is not None
-            launcher.stdin.close()
-        launcher.wait(20)
+        stop_launcher(launcher)
     assert alive
     assert "from the server's own page, or stop the server" in why.lower()

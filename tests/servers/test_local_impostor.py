@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,48 @@ from kernelmon.core import KernelMap, Settings
 from tests.discovery.conftest import LAUNCHER
 from tests.servers.test_client_faults import address, stub
 from tests.waiting import wait_until
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def launch_one(runtime: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A kernel another application started (``launcher.py``): the launcher and the kernel
+    (its id, pid and connection file)."""
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), str(runtime), "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert launcher.stdout is not None
+    return launcher, json.loads(launcher.stdout.readline())["kernels"][0]
+
+
+def stop_launcher(launcher: subprocess.Popen[str]) -> None:
+    """Its stdin closed, the launcher shuts down the kernels left and exits."""
+    with contextlib.suppress(OSError):
+        assert launcher.stdin is not None
+        launcher.stdin.close()
+    launcher.wait(20)
+
+
+def impostor(kid: str, asked: list[str], count_listings: bool) -> tuple[Handler, ...]:
+    """A server's routes listing ``kid`` as its kernel: kernels, one kernel (its methods
+    noted in ``asked``; listings too with ``count_listings``), and empty sessions."""
+
+    async def listed(request: web.Request) -> web.Response:
+        if count_listings:
+            asked.append(request.method)
+        return web.json_response([{"id": kid, "name": "python3", "execution_state": "idle"}])
+
+    async def one(request: web.Request) -> web.Response:
+        asked.append(request.method)
+        return web.Response(status=204)
+
+    async def nothing(request: web.Request) -> web.Response:
+        return web.json_response([])
+
+    return listed, one, nothing
 
 
 def running(pid: int) -> bool:
@@ -38,28 +81,11 @@ def test_a_runtime_file_listing_anothers_kernel_takes_nothing_over(
 ) -> None:
     runtime = tmp_path / "rt"
     runtime.mkdir()
-    launcher = subprocess.Popen(
-        [sys.executable, str(LAUNCHER), str(runtime), "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    launcher, kernel = launch_one(runtime)
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
-    assert launcher.stdout is not None
-    kernel = json.loads(launcher.stdout.readline())["kernels"][0]
     kid = kernel["id"]
     asked: list[str] = []
-
-    async def listed(request: web.Request) -> web.Response:
-        asked.append(request.method)
-        return web.json_response([{"id": kid, "name": "python3", "execution_state": "idle"}])
-
-    async def one(request: web.Request) -> web.Response:
-        asked.append(request.method)
-        return web.Response(status=204)
-
-    async def nothing(request: web.Request) -> web.Response:
-        return web.json_response([])
+    listed, one, nothing = impostor(kid, asked, count_listings=True)
 
     async def specs(request: web.Request) -> web.Response:
         return web.json_response({"default": "python3", "kernelspecs": {}})
@@ -105,10 +131,7 @@ def test_a_runtime_file_listing_anothers_kernel_takes_nothing_over(
     finally:
         bystander.kill()
         bystander.wait()
-        with contextlib.suppress(OSError):
-            assert launcher.stdin is not None
-            launcher.stdin.close()
-        launcher.wait(20)
+        stop_launcher(launcher)
     assert sorted(s["pid"] for s in servers) == sorted([bystander.pid, os.getpid()])
     assert {s["status"] for s in servers} == {"reachable"}
     assert model["origin"] == "external"
@@ -139,16 +162,7 @@ def test_a_servers_row_whose_process_it_did_not_start_is_handed_back(
     kid = str(uuid.uuid4())
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     asked: list[str] = []
-
-    async def listed(request: web.Request) -> web.Response:
-        return web.json_response([{"id": kid, "name": "python3", "execution_state": "idle"}])
-
-    async def one(request: web.Request) -> web.Response:
-        asked.append(request.method)
-        return web.Response(status=204)
-
-    async def nothing(request: web.Request) -> web.Response:
-        return web.json_response([])
+    listed, one, nothing = impostor(kid, asked, count_listings=False)
 
     kmap = KernelMap(
         Settings(root_dir=str(tmp_path), server_poll_interval=0.5, sample_interval=0.5),
