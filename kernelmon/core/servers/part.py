@@ -138,7 +138,7 @@ class Servers:
         if self._started:
             return
         self._started = True
-        for config in await run_in_thread(self.book.read):
+        for config in await self.book.load():
             if config.id in self.watches:
                 continue
             token = await self.book.token(config.id)
@@ -217,6 +217,9 @@ class Servers:
             if token:
                 await self.book.keep_token(server_id, token)
                 kept = True
+            if headers:  # secrets too: beside the token, never in the servers file
+                kept = True
+                await self.book.keep_headers(server_id, dict(headers))
             self.watches[server_id] = self._new_watch(config, token, client)
             await self._save()
         except BaseException:
