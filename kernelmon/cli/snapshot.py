@@ -45,10 +45,12 @@ PROBE_TIMEOUT = 1.0
 
 
 def servers_known(state: StateFile) -> bool:
-    """Whether the user added Jupyter servers (their kernels are a map's to ask for)."""
+    """Whether the user added Jupyter servers (their kernels are a map's to ask for). Only
+    reads the servers file: one that is not kernelmon's is left for the map to move aside
+    (and say so), and holds no servers."""
     from ..core.servers.book import ServerBook
 
-    return bool(ServerBook(lambda: state.folder, lambda: False).read())
+    return bool(ServerBook(lambda: state.folder, lambda: False).read(repair=False))
 
 
 def adoption_pending(state: StateFile) -> bool:

@@ -10,7 +10,9 @@ The rules are those of the classic notebook server's culler:
 * only kernels kernelmon started are culled, and orphans (kernels whose application is
   gone) too when ``cull_orphans`` is on; other applications' kernels are theirs;
 * a Jupyter server's kernel only when the user allowed it for that server
-  (``KernelMap.set_server_culling``); the server then shuts it down (``DELETE``).
+  (``KernelMap.set_server_culling``), and only after the server was asked about it again
+  (``ServerKernel.prove``); the server then shuts it down (``DELETE``). A server says
+  "starting" of a kernel that answered long ago: that counts as idle, as for its own culler.
 """
 
 from __future__ import annotations
@@ -71,7 +73,11 @@ def _spared_because(facts: CullFacts, settings: Settings) -> str | None:
         return "its state is unknown (it published no status since kernelmon found it)"
     if facts.execution_state == ExecutionState.PROBLEM:
         return "it could not be adopted (only its user may kill it)"
-    if facts.execution_state in (ExecutionState.STARTING, ExecutionState.RESTARTING):
+    if facts.execution_state == ExecutionState.RESTARTING or (
+        # a server keeps "starting" in its model for a kernel that answered long ago
+        # (jupyter_server 2, Enterprise Gateway 3); its own culler takes it for idle too
+        facts.execution_state == ExecutionState.STARTING and facts.origin != Origin.SERVER
+    ):
         return f"it is {facts.execution_state}"
     return None
 

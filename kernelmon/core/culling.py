@@ -17,10 +17,14 @@ from typing import Protocol
 from .culler import cull_reason
 from .errors import KernelNotFound
 from .events import ActionFailed, KernelAdded, KernelCulled, KernelEvent, Subscriber
+from .records import KernelRecord
 from .registry import Announcing, Entry
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
+
+#: The facts a cull is decided on (a backend's ``prove`` may learn them afresh).
+_JUDGED = ("execution_state", "last_activity", "connections", "reason")
 
 
 class CullerRegistry(Announcing, Protocol):
@@ -29,6 +33,7 @@ class CullerRegistry(Announcing, Protocol):
     def __iter__(self) -> Iterator[Entry]: ...
     def __contains__(self, kernel_id: object) -> bool: ...
     def subscribe(self, callback: Subscriber) -> Callable[[], None]: ...
+    def changed(self, record: KernelRecord, fields: set[str], now: datetime | None) -> None: ...
 
 
 class Culler:
@@ -142,12 +147,28 @@ class Culler:
         return {kid: victims[kid] for kid, ok in zip(victims, results, strict=True) if ok is True}
 
     async def _cull_one(self, entry: Entry, reason: str) -> bool:
-        kernel_id = entry.record.id
-        # another application's kernel: proven at this moment, or left alone
+        record = entry.record
+        kernel_id = record.id
+        # another application's kernel: proven at this moment, or left alone; a server's
+        # kernel: the server asked again now (its answer applied to the record)
+        before = {name: getattr(record, name) for name in _JUDGED}
         proof = await entry.backend.prove()
+        fresh = {name for name, value in before.items() if getattr(record, name) != value}
+        if fresh:
+            self._registry.changed(record, fresh, None)
         if proof is not None and not proof.ok:
             logger.warning("Not culling kernel %s: %s", kernel_id, proof.reason)
             return False
+        # judged again on what was just learnt: a kernel busy or active since is spared
+        reason_now = cull_reason(record, self._registry.settings, self._registry.now())
+        if reason_now is None or entry.shutdown_task is not None:
+            logger.info(
+                "Not culling kernel %s: a fresh look shows it is no longer due (%s)",
+                kernel_id,
+                record.execution_state,
+            )
+            return False
+        reason = reason_now
         logger.warning("Culling kernel %s: %s", kernel_id, reason)
         try:
             await self._shutdown(kernel_id)

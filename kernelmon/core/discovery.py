@@ -21,7 +21,7 @@ from typing import Any
 from .backends.external import ExternalKernel, ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
 from .external_history import ExternalHistory
-from .found import OTHERS_LIVE, apply_found, apply_process, owned_by_kernelmon
+from .found import OTHERS_LIVE, apply_found, apply_process, descends_from, owned_by_kernelmon
 from .machine.discovery import (
     FoundKernel,
     FoundServer,
@@ -31,7 +31,7 @@ from .machine.discovery import (
     default_folders,
 )
 from .machine.watcher import RuntimeWatcher
-from .records import ExecutionState, Origin
+from .records import ExecutionState, KernelRecord, Origin
 from .registry import Entry, Membership
 from .settings import Settings
 
@@ -86,6 +86,12 @@ class Discovery:
         #: called with the servers each scan found (the map's servers part adds the live
         #: local servers)
         self.on_servers: Callable[[list[FoundServer]], None] | None = None
+        #: why a found kernel's shutdown is refused, its parent being a live local server
+        #: kernelmon cannot ask (``servers.parents.LocalParents.refusal``)
+        self.parent_refusal: Callable[[KernelRecord], str | None] | None = None
+        #: a server's local process by the server's id (None: not on this machine): a
+        #: found process's facts are a server row's only if that process started it
+        self.server_pid: Callable[[str], int | None] = lambda _server_id: None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -316,13 +322,28 @@ class Discovery:
         if entry is not None and (entry.record.origin == Origin.OWNED or entry.shutting_down):
             return
         stale = found.origin == Origin.STALE
-        if entry is not None and entry.backend.server_id() is not None:
-            # a server's kernel: its server tells its state; the scan, its process
-            if not stale:
+        server_id = entry.backend.server_id() if entry is not None else None
+        if entry is not None and server_id is not None:
+            # a server's kernel: its server tells its state; the scan, its process, if that
+            # server's process started it
+            if stale:
+                return
+            server_pid = self.server_pid(server_id)
+            if descends_from(found.pid, found.parent_pid, server_pid):
                 fields = apply_process(entry.record, found)
                 if fields:
                     self._registry.changed(entry.record, fields, None)
-            return
+                return
+            if server_pid is None or found.pid is None:
+                return  # a remote server's kernel (a process here with its id is not it),
+                # or no process known: nothing to tell
+            # a local server listed the id of a kernel its process did not start (its
+            # runtime file names any pid it likes): the kernel is another application's
+            logger.warning(
+                "Kernel %s was listed by server %s, which did not start it",
+                found.kernel_id,
+                entry.record.server_url,
+            )
         if entry is not None:
             record = entry.record
             if (
@@ -382,6 +403,7 @@ class Discovery:
                 on_exit=lambda _ext: self.rescan_soon(),
                 shutdown_wait=self._shutdown_wait,
                 untracked=lambda: self._registry.settings.untracked_message_types,
+                parent_refusal=self.parent_refusal,
             )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import psutil
+
 from .machine.discovery import FoundKernel
 from .records import KernelRecord, Origin, assign
 
@@ -71,3 +73,23 @@ def owned_by_kernelmon(found: FoundKernel, kernelmon_pid: int) -> FoundKernel:
         parent_alive=True,
         first_parent_pid=kernelmon_pid,
     )
+
+
+def descends_from(pid: int | None, parent_pid: int | None, ancestor: int | None) -> bool:
+    """Whether the process ``pid`` (whose parent is ``parent_pid``) was started by the
+    process ``ancestor`` (a local Jupyter server's, as its runtime file says): its child, or
+    a descendant (a kernel a wrapper script launched) when ``ancestor`` did not start
+    kernelmon too. A runtime file may name any pid, and init, the user's session or shell
+    and kernelmon itself are ancestors of nearly every process. A few reads of the process
+    table, only when the parent is not ``ancestor``."""
+    if pid is None or ancestor is None or ancestor <= 1:
+        return False
+    if parent_pid == ancestor:
+        return True
+    try:
+        me = psutil.Process()
+        if ancestor == me.pid or any(p.pid == ancestor for p in me.parents()):
+            return False
+        return any(p.pid == ancestor for p in psutil.Process(pid).parents())
+    except psutil.Error:
+        return False

@@ -50,6 +50,7 @@ from .records import KernelRecord, as_dict, utcnow
 from .registry import Entry, Registry
 from .sampling import Sampler
 from .server_calls import ServerCalls
+from .servers.parents import LocalParents
 from .servers.part import Servers
 from .settings import Settings
 from .state import StateFile
@@ -132,6 +133,16 @@ class KernelMap(ServerCalls):
         )
         self.discovery.on_servers = self.server_part.sync_local
         watches = self.server_part.watches  # a console on a server's kernel: its websocket
+        # a found kernel a live local server started is that server's to stop
+        parents = LocalParents(
+            registry,
+            watches,
+            lambda: self.discovery.servers,
+            lambda: self.settings.server_timeout,
+        )
+        self.lifecycle.hand_over = parents.hand_over
+        self.discovery.parent_refusal = parents.refusal
+        self.discovery.server_pid = lambda sid: w.config.pid if (w := watches.get(sid)) else None
         self.frontends.server_client = lambda sid: w.client if (w := watches.get(sid)) else None
         self.sampler = Sampler(
             registry,

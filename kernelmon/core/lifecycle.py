@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -101,6 +101,10 @@ class Lifecycle:
         self._restart_limit = restart_limit
         self.shutdown_wait = shutdown_wait
         self._display_names: dict[str, str] = {}
+        #: before a kernel is shut down: the entry to act on (a found kernel of a live local
+        #: server is that server's row, polled now), or ``ActionRefused``
+        #: (``servers.parents.LocalParents.hand_over``)
+        self.hand_over: Callable[[Entry], Awaitable[Entry]] | None = None
 
     @property
     def kernel_spec_manager(self) -> KernelSpecManager:
@@ -298,8 +302,14 @@ class Lifecycle:
         self.registry.emit(KernelInterrupted(kernel_id))
 
     async def shutdown_kernel(self, kernel_id: str, now: bool = False) -> None:
-        """Stop the kernel (shutdown_request, then terminate, then kill) and forget it."""
+        """Stop the kernel (shutdown_request, then terminate, then kill) and forget it.
+
+        A kernel a live local Jupyter server started is stopped by that server (its
+        restarter would undo signals), or not at all: ``ActionRefused`` says why
+        (``hand_over``). The culler and the command line come this way too."""
         entry = self.registry.get(kernel_id)
+        if entry.shutdown_task is None and self.hand_over is not None:
+            entry = await self.hand_over(entry)
         if entry.shutdown_task is None:
             entry.shutdown_task = asyncio.get_running_loop().create_task(self._shutdown(entry, now))
         await asyncio.shield(entry.shutdown_task)

@@ -5,6 +5,7 @@ follows the kernels it started there by id and says why it cannot see the others
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,10 @@ def test_a_listing_gateway(aio: Any, gateway: RealServer, tmp_path: Path) -> Non
 
     async def go() -> tuple[dict[str, Any], dict[str, Any], bool]:
         sid = await kmap.add_server(gateway.url, gateway.token, name="cluster")
-        kid = await kmap.start_kernel(server_id=sid, env=env)
+        # the gateway takes the id kernelmon gives it (it keeps that id before sending)
+        chosen = str(uuid.uuid4())
+        kid = await kmap.start_kernel(server_id=sid, env={**env, "KERNEL_ID": chosen})
+        assert kid == chosen
         other = await asyncio.to_thread(gateway.request, "POST", "api/kernels", {"env": env})
         assert isinstance(other, dict)
         await kmap.poll_servers()
@@ -58,6 +62,8 @@ def test_a_gateway_that_forbids_listing(
     async def go() -> tuple[dict[str, Any], bool, bool, str]:
         sid = await kmap.add_server(closed_gateway.url, closed_gateway.token)
         kid = await kmap.start_kernel(server_id=sid, env=env)
+        saved = (tmp_path / "state" / "servers.json").read_text()
+        assert kid in saved  # chosen by kernelmon, kept before the POST
         other = await asyncio.to_thread(closed_gateway.request, "POST", "api/kernels", {"env": env})
         assert isinstance(other, dict)
         await kmap.poll_servers()

@@ -103,11 +103,15 @@ class ExternalKernel(KernelBackend):
         started_ticks: int | None = None,
         info: dict[str, Any] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        parent_refusal: Callable[[KernelRecord], str | None] | None = None,
     ) -> None:
         """``info``: the connection file's contents, as ``read_connection_file`` returns
         them; without it the file is read here, which blocks (it checks the file's address,
-        which may resolve a host name): inside the loop, read it in a worker thread."""
+        which may resolve a host name): inside the loop, read it in a worker thread.
+        ``parent_refusal(record)``: why a shutdown is refused because the kernel's parent is
+        a live local Jupyter server kernelmon cannot ask (``servers.parents``)."""
         super().__init__(record)
+        self._parent_refusal = parent_refusal
         self._untracked = untracked
         #: what "now" is for the activity it records (the map's clock)
         self._clock = clock
@@ -280,6 +284,15 @@ class ExternalKernel(KernelBackend):
             return foreign_restart_refusal(self.record)
         return None
 
+    def refusal(self, action: Action) -> str | None:
+        """A shutdown is also refused while a live local server that kernelmon cannot ask
+        started the kernel (its restarter would undo signals)."""
+        if action == Action.SHUTDOWN and self._parent_refusal is not None:
+            why = self._parent_refusal(self.record)
+            if why is not None:
+                return why
+        return super().refusal(action)
+
     async def interrupt(self) -> None:
         record = self.record
         self.refuse(Action.INTERRUPT)
@@ -358,6 +371,7 @@ class ExternalKernel(KernelBackend):
         after half of ``shutdown_wait``. Without a known process, success is the kernel's
         ``shutdown_reply``."""
         record = self.record
+        self.refuse(Action.SHUTDOWN)  # its live server's to stop (``refusal``)
         self._stopping = True
         proc = self._proc
         try:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelmonError, RestartFailed, RestartTimeout
-from ..records import ExecutionState, KernelRecord
+from ..machine.identity import Proof, refused
+from ..records import ExecutionState, KernelRecord, assign
+from ..servers.model import execution_state
 from ..servers.status import ServerError, ServerStatus
 from .base import Action, KernelBackend, state_refusal
 
@@ -69,6 +71,36 @@ class ServerKernel(KernelBackend):
             return state_refusal(self.record, action)
         # no "starting" refusal: a server keeps a kernel nobody opened a websocket to
         # "starting" in its model (jupyter_server 2, Enterprise Gateway 3), and answers
+        return None
+
+    async def prove(self) -> Proof | None:
+        """Look again before acting on the last poll's word (the culler): ``GET
+        /api/kernels/<id>`` now, its answer applied to the record (the caller announces what
+        changed and judges the kernel again). None when the server answered; a refusal
+        saying why when it cannot be asked or no longer knows the kernel: then nothing is
+        done to it."""
+        watch = self.watch
+        name = watch.config.name
+        if self.released:
+            return refused("its server stopped, so the server cannot be asked about it")
+        try:
+            model = await watch.client.get_kernel(self.record.id)
+        except ServerError as error:
+            if error.kind == ServerStatus.NOT_FOUND:
+                return refused(f"the server {name} no longer knows it")
+            return refused(
+                f"the server {name} could not be asked about it now: {error.sentence}",
+                refuted=False,
+            )
+        values: dict[str, Any] = {
+            "execution_state": execution_state(model.execution_state),
+            "connections": model.connections or 0,
+            "reason": model.reason,
+        }
+        if model.last_activity is not None:
+            values["last_activity"] = model.last_activity
+        if assign(self.record, values):
+            watch.rows[self.record.id] = None  # the next poll's word is news again
         return None
 
     async def interrupt(self) -> None:

@@ -26,7 +26,15 @@ from jupyter_client.session import Session
 
 from . import iopub
 from .buffering import MessageBuffer
-from .wire import Signer, SocketDrain, channel_url, message_dict, parse_header, split_frames
+from .wire import (
+    DELIM,
+    Signer,
+    SocketDrain,
+    channel_url,
+    message_dict,
+    parse_header,
+    split_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ OnMessage = Callable[[str, dict[str, Any]], None]
 
 #: Sockets per channel: (zmq type, whether messages may be sent on it).
 CHANNELS = {"shell": zmq.DEALER, "control": zmq.DEALER, "stdin": zmq.DEALER, "iopub": zmq.SUB}
+#: At most this many unanswered requests are remembered per request channel.
+_UNANSWERED_MEMORY = 1024
 
 
 def make_session(connection_info: dict[str, Any], session_id: str | None = None) -> Session:
@@ -69,6 +79,8 @@ class RequestChannel:
     def __init__(self, connection_info: dict[str, Any], channel: str, session_id: str) -> None:
         self.session = make_session(connection_info, session_id=session_id)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: Requests sent and not answered yet, cancelled or not (see ``close``).
+        self._unanswered: dict[str, None] = {}
         self._info = connection_info
         identity = f"{session_id}-{channel}".encode()
         self._drain = SocketDrain(_socket(connection_info, channel, identity), self._on_batch)
@@ -87,6 +99,9 @@ class RequestChannel:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         msg_id = msg["header"]["msg_id"]
         self._pending[msg_id] = fut
+        self._unanswered[msg_id] = None
+        if len(self._unanswered) > _UNANSWERED_MEMORY:  # a kernel that never answers
+            del self._unanswered[next(iter(self._unanswered))]
         fut.add_done_callback(lambda _f: self._pending.pop(msg_id, None))
         self._drain.poke()  # a send can consume the socket's read edge
         return fut
@@ -100,11 +115,20 @@ class RequestChannel:
                 logger.debug("Dropped a malformed reply: %s", e)
                 continue
             iopub.note_reply(self._info, str(msg["header"].get("msg_id", "")))
+            self._unanswered.pop(msg["parent_header"].get("msg_id", ""), None)
             fut = self._pending.get(msg["parent_header"].get("msg_id", ""))
             if fut is not None and not fut.done():
                 fut.set_result(msg)
 
     def close(self) -> None:
+        # Replies already here are read (their numbers are not missing from IOPub); those
+        # still on their way never will be: the IOPub feed must not count them as lost.
+        try:
+            self._drain.read_now()
+        except Exception:
+            logger.exception("Reading the last replies before closing failed")
+        iopub.expect_unread(self._info, len(self._unanswered))
+        self._unanswered.clear()
         for fut in list(self._pending.values()):
             fut.cancel()
         self._pending.clear()
@@ -124,6 +148,14 @@ class Probe(RequestChannel):
 
 
 _decode_json = json.JSONDecoder().decode
+
+
+def _parent_number(frames: list[bytes]) -> tuple[bytes, int] | None:
+    """The message number of a reply's parent (the request it answers), if it has one."""
+    try:
+        return iopub.message_number(frames[frames.index(DELIM) + 3])
+    except (ValueError, IndexError):
+        return None
 
 
 class StreamDecoder:
@@ -200,6 +232,8 @@ class SessionChannels:
         self.on_quiet_tail: Callable[[], None] | None = None
         #: Messages found missing while no frontend of this session was attached.
         self.lost_while_away = 0
+        #: Numbers of the shell and control requests not answered yet (see ``close``).
+        self._unanswered: dict[tuple[bytes, int], None] = {}
         identity = f"{session_key}-{uuid.uuid4().hex[:8]}".encode()
         self._drains: dict[str, SocketDrain] = {}
         for channel in CHANNELS:
@@ -235,6 +269,11 @@ class SessionChannels:
                 feed = self._iopub.feed
                 for frames in batch:
                     feed.note_frames(frames)
+                if self._unanswered:
+                    for frames in batch:
+                        number = _parent_number(frames)
+                        if number is not None:
+                            self._unanswered.pop(number, None)
                 if channel == "shell":
                     # What the kernel published before its replies goes out first.
                     feed.read_now()
@@ -298,11 +337,20 @@ class SessionChannels:
         drain.poke()
         self._on_activity()
         msg_id = str(msg["header"]["msg_id"])
+        if channel != "stdin":  # shell and control requests get one reply each
+            number = iopub.message_number(b'"msg_id": "' + msg_id.encode() + b'"')
+            if number is not None:
+                self._unanswered[number] = None
+                if len(self._unanswered) > _UNANSWERED_MEMORY:
+                    del self._unanswered[next(iter(self._unanswered))]
         if self.on_request is not None:
             self.on_request(msg_type, msg_id)
         return msg_id
 
     def close(self) -> None:
+        # the replies to this session's unanswered requests will reach nobody: not a loss
+        iopub.expect_unread(self._info, len(self._unanswered))
+        self._unanswered.clear()
         for drain in self._drains.values():
             iopub.remove_reply_drain(self._info, drain)
             drain.close()

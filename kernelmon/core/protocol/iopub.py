@@ -22,6 +22,18 @@ the end of a job (its final ``idle`` status among it) shows only when the next m
 comes: so when IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds,
 kernelmon's probe asks the kernel for its info (see ``frontends``), whose status messages
 reveal the gap.
+
+A restart is not a loss. The reply to a ``shutdown_request`` goes on control to whoever
+asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
+before its copy on IOPub: a ``shutdown_reply`` on IOPub explains the missing number before
+it. kernelmon's probe is closed at a restart with kernel_info requests perhaps unanswered:
+their replies are counted as unread (``expect_unread``), not lost, like those of a
+frontend's requests when it closes its sockets. Neither depends on how long the new process
+takes to start. A message that arrives after a later-numbered one (the kernel numbers
+messages in its shell and control threads, its IOPub thread sends them) fills its gap. A
+new process's count starts at its first message seen: what it published before kernelmon's
+subscription reached it (its startup, at most the few milliseconds of a reconnect:
+``wire.subscriber``) was never kernelmon's to receive.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ GRACE = 1.0
 #: At most this many reply counters are remembered per feed.
 _REPLY_MEMORY = 4096
 _MSG_ID = b'"msg_id": "'
+_SHUTDOWN_REPLY = b'"msg_type": "shutdown_reply"'
 
 
 def message_number(header: bytes) -> tuple[bytes, int] | None:
@@ -112,6 +125,9 @@ class Feed:
         self._gaps: list[tuple[int, int, float]] = []
         #: Numbers (session, counter) of replies seen on kernelmon's other sockets.
         self._replies: dict[tuple[bytes, int], None] = {}
+        #: Replies of the current session that kernelmon will never read: requests whose
+        #: socket it closed before their replies came (see ``expect_unread``).
+        self._unread = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
         self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
@@ -149,6 +165,13 @@ class Feed:
         except (ValueError, IndexError):
             return
         self._note(message_number(header))
+
+    def expect_unread(self, n: int) -> None:
+        """``n`` replies of the kernel's current session will not reach kernelmon: the
+        socket of the requests they answer was closed first (at a restart, kernelmon's probe
+        with kernel_info requests on their way). Up to ``n`` numbers missing from this
+        session's IOPub are then not counted as lost."""
+        self._unread += max(0, n)
 
     def passed(self, msg_id: str) -> bool:
         """Whether IOPub carried a message of the kernel's session numbered after
@@ -192,6 +215,7 @@ class Feed:
                 # A new session (the kernel restarted, or the first message): start over.
                 session, last = prefix, n
                 self._gaps.clear()
+                self._unread = 0
                 # Replies may arrive before the session's first IOPub message: keep those.
                 self._replies = {k: None for k in self._replies if k[0] == prefix}
                 continue
@@ -199,10 +223,31 @@ class Feed:
                 self._gaps.append((last + 1, n - 1, time.monotonic()))
             if n > last:
                 last = n
+            elif self._gaps:
+                # Numbered in one thread, sent in another (ipykernel's control thread and
+                # its shell): a message may come after a later-numbered one. It is not lost.
+                self._note((prefix, n))
+            if self._gaps and _SHUTDOWN_REPLY in header:
+                # The kernel's copy of the reply to a shutdown_request (a restart's too): the
+                # reply itself went on control to whoever asked (jupyter_client's kernel
+                # manager when kernelmon restarts it), numbered just before this copy.
+                self._explain_control_reply(prefix, n)
         self._last = last
         self._session = session
         if self._gaps and self._timer is None:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
+
+    def _explain_control_reply(self, session: bytes, copy: int) -> None:
+        """The reply announced by a ``shutdown_reply`` numbered ``copy`` on IOPub is not
+        lost: the closest number before it that is missing from IOPub, unless a reply seen
+        by kernelmon comes first (then that was it). Looks a few numbers back only: another
+        thread of the kernel may number a message in between."""
+        for n in range(copy - 1, max(copy - 4, -1), -1):
+            if (session, n) in self._replies:
+                return
+            if any(first <= n <= last for first, last, _t in self._gaps):
+                self._replies[(session, n)] = None
+                return
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -229,6 +274,9 @@ class Feed:
             else:
                 lost += last - first + 1
                 lost -= sum(1 for s, n in replies if s == session and first <= n <= last)
+        forgiven = min(lost, self._unread)
+        self._unread -= forgiven
+        lost -= forgiven
         if lost:
             self.lost += lost
             logger.warning("%d message(s) missing from the IOPub of %s", lost, self.url)
@@ -294,6 +342,14 @@ def feed_for(url: str, loop: asyncio.AbstractEventLoop | None = None) -> Feed | 
     except RuntimeError:
         return None
     return _feeds.get(loop, {}).get((url, id(None)))
+
+
+def expect_unread(info: dict[str, Any], n: int) -> None:
+    """Tell the IOPub feed of the kernel at ``info`` that ``n`` replies will go unread
+    (``Feed.expect_unread``)."""
+    feed = feed_for(channel_url(info, "iopub"))
+    if feed is not None and n > 0:
+        feed.expect_unread(n)
 
 
 def note_reply(info: dict[str, Any], msg_id: str) -> None:

@@ -1,7 +1,8 @@
 """Where kernelmon keeps the servers the user added: ``servers.json`` in the state folder (url,
-name, headers, TLS verification, the culling opt-in, the kernels kernelmon started there) and
-their tokens, in the keyring through ``TokenStore`` (or, where no keyring exists and the user
-allowed it, in a 0600 ``server-tokens.json`` beside it). Never a token in ``servers.json``.
+name, the names of its headers, TLS verification, the culling opt-in, the kernels kernelmon
+started there) and their tokens and header values, in the keyring through ``TokenStore`` (or,
+where no keyring exists and the user allowed it, in a 0600 ``server-tokens.json`` beside it).
+Never a token or a header value in ``servers.json``.
 
 Synchronous: the map calls ``read`` and ``save`` in a worker thread (``run_in_thread``);
 keyring backends may block, so the token methods run there too.
@@ -58,18 +59,53 @@ class ServerBook:
         """Keep the token (``TokenStoreError`` saying why not)."""
         await run_in_thread(lambda: self.tokens().set(server_id, token))
 
+    async def keep_headers(self, server_id: str, headers: dict[str, str]) -> None:
+        """Keep the header values beside the token (``TokenStoreError`` saying why not)."""
+        await run_in_thread(lambda: self.tokens().set_headers(server_id, headers))
+
+    async def load(self) -> list[ServerConfig]:
+        """``read``, with each server's header values from the token store; values an older
+        kernelmon wrote in the servers file move to the store, and the file is rewritten
+        without them (where the store cannot take them, they stay, and ``problems`` says
+        why)."""
+        return await run_in_thread(self._load)
+
+    def _load(self) -> list[ServerConfig]:
+        configs = self.read()
+        moved = False
+        for config in configs:
+            try:
+                if config.headers_in_file:
+                    self.tokens().set_headers(config.id, config.headers)
+                    config.headers_in_file, moved = False, True
+                elif config.headers:
+                    kept = self.tokens().get_headers(config.id)
+                    config.headers = {name: kept.get(name, "") for name in config.headers}
+            except Exception as error:
+                self.problems.append(f"The header values of server {config.id}: {error}")
+        if moved:
+            try:
+                self.save([config.saved() for config in configs])
+            except OSError as error:
+                self.problems.append(f"The servers file {self.path} was not rewritten: {error}")
+        return configs
+
     async def forget_token(self, server_id: str) -> None:
         try:
             await run_in_thread(lambda: self.tokens().delete(server_id))
         except Exception as error:
             self.problems.append(f"The token of server {server_id} was not forgotten: {error}")
 
-    def save(self, configs: list[ServerConfig]) -> None:
-        write_json_atomic(self.path, {"version": 1, "servers": [c.saved() for c in configs]})
+    def save(self, servers: list[dict[str, Any]]) -> None:
+        """Write the servers (``ServerConfig.saved()`` each, taken on the loop: the thread
+        that writes them never reads a config the loop changes)."""
+        write_json_atomic(self.path, {"version": 1, "servers": servers})
 
-    def read(self) -> list[ServerConfig]:
+    def read(self, *, repair: bool = True) -> list[ServerConfig]:
         """The servers kept; a file that is not kernelmon's is moved aside (and named in
-        ``problems``), a server entry that is not usable is skipped: never a crash."""
+        ``problems``), a server entry that is not usable is skipped: never a crash.
+        ``repair=False``: a look that changes nothing (a file that is not kernelmon's is
+        left where it is, and holds no servers)."""
         path = self.path
         try:
             with open(path, "rb") as handle:
@@ -85,6 +121,9 @@ class ServerBook:
             if not isinstance(entries, list):
                 raise ValueError("it holds no list of servers")
         except (ValueError, RecursionError) as error:
+            if not repair:
+                self.problems.append(f"The servers file {path} is not kernelmon's ({error})")
+                return []
             aside = path.with_name(f"{path.name}.unreadable")
             with contextlib.suppress(OSError):
                 os.replace(path, aside)
@@ -106,6 +145,9 @@ def _config(entry: Any) -> ServerConfig:
         raise ValueError(f"{str(entry)[:60]!r} is not a server")
     headers = entry.get("headers") or {}
     started = entry.get("started") or []
+    in_file = isinstance(headers, dict) and bool(headers)  # an older kernelmon's values
+    if isinstance(headers, list) and all(isinstance(k, str) for k in headers):
+        headers = dict.fromkeys(headers, "")  # names: the values are in the token store
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
@@ -123,4 +165,5 @@ def _config(entry: Any) -> ServerConfig:
         verify_tls=entry.get("verify_tls") is not False,
         kernelmon_culling=entry.get("kernelmon_culling") is True,
         started=started,
+        headers_in_file=in_file,
     )

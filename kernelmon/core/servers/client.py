@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
+import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from yarl import URL
 
+from kernelmon.core.servers.config import credentials_refusal
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
@@ -35,6 +36,7 @@ from kernelmon.core.servers.model import (
     parse_kernels,
     parse_kernelspecs,
     parse_sessions,
+    plain_kernel_id,
     short_repr,
 )
 from kernelmon.core.servers.status import (
@@ -45,9 +47,10 @@ from kernelmon.core.servers.status import (
     server_message,
 )
 
+logger = logging.getLogger(__name__)
+
 #: Largest answer read from a server (100 kernels take ~20 KB; more is not a kernel list).
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
-_KERNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 T = TypeVar("T")
 _QUIET = {"no_track_activity": "1"}
 
@@ -77,6 +80,9 @@ class ServerClient:
         verify_tls: bool | ssl.SSLContext = True,
         timeout: float = 10.0,
     ) -> None:
+        refusal = credentials_refusal(url)
+        if refusal is not None:  # before any sentence repeats the address
+            raise ValueError(refusal)
         try:
             base = URL(url)
             base.port  # noqa: B018 (yarl checks the port only when asked)
@@ -94,7 +100,8 @@ class ServerClient:
         for name, value in (headers or {}).items():
             if any(c in f"{name}{value}" for c in "\r\n") or not name:
                 raise ValueError(f"the header {name!r} is not a usable HTTP header")
-            self._headers[name] = value
+            if value:  # no value: one the token store could not give back; not sent
+                self._headers[name] = value
         if token:
             self._headers["Authorization"] = f"token {token}"
         self._ssl: bool | ssl.SSLContext = verify_tls
@@ -110,6 +117,8 @@ class ServerClient:
         #: path -> (ETag, parsed answer) of the last listings; the ETag of the last answer
         self._kept: dict[str, tuple[str, object]] = {}
         self._etag = ""
+        #: listing path -> why entries of its last answer were skipped (sentences)
+        self.skipped: dict[str, tuple[str, ...]] = {}
         #: the entries of the last listings, not read again when sent as they were
         self._memos = {"api/kernels": Memo(), "api/sessions": Memo()}
 
@@ -160,9 +169,10 @@ class ServerClient:
         """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
         await self._identified()
         memo = self._memos["api/kernels"]
-        return await self._kept_get(
+        listing = await self._kept_get(
             "api/kernels", lambda data: parse_kernels(data, memo), listing=True
         )
+        return self._note_skipped("api/kernels", listing)
 
     async def get_kernel(self, kernel_id: str) -> RemoteKernel:
         return self._parsed(parse_kernel, await self._json("GET", self._kpath(kernel_id)))
@@ -171,16 +181,24 @@ class ServerClient:
         """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
         on it: usually none, since its clients keep their sessions themselves)."""
         memo = self._memos["api/sessions"]
-        return await self._kept_get("api/sessions", lambda data: parse_sessions(data, memo))
+        listing = await self._kept_get("api/sessions", lambda data: parse_sessions(data, memo))
+        return self._note_skipped("api/sessions", listing)
 
     async def kernelspecs(self) -> KernelSpecs:
         return await self._kept_get("api/kernelspecs", parse_kernelspecs)
 
     async def start_kernel(
-        self, name: str, path: str | None = None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> RemoteKernel:
         """``POST /api/kernels``; ``path`` is the kernel's folder under the server's root,
-        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names)."""
+        ``env`` goes to a gateway (which passes on only ``KERNEL_*`` and its allowed names,
+        and takes ``KERNEL_ID`` as the new kernel's id). The server answers once the kernel
+        is launched (a gateway on a cluster: its launch timeout): give it a ``timeout`` as
+        long as a kernel may take to start."""
         await self._identified()
         body: dict[str, Any] = {"name": name}
         if path is not None:
@@ -188,7 +206,7 @@ class ServerClient:
         if env:
             body["env"] = dict(env)
         try:
-            data = await self._json("POST", "api/kernels", body=body)
+            data = await self._json("POST", "api/kernels", body=body, timeout=timeout)
         except ServerError as error:
             # jupyter_server answers an unknown kernel spec with a bare 500 ("Unhandled
             # error"), EG with a traceback: the server's list of specs says it plainly
@@ -226,13 +244,30 @@ class ServerClient:
 
     # -- plumbing -----------------------------------------------------------------------
 
+    def _note_skipped(self, path: str, listing: Listing[T]) -> Listing[T]:
+        """Keep (``skipped``) and log the entries of a listing that were not used, saying how
+        many and why; logged once until what is skipped changes (the server is polled every
+        few seconds)."""
+        if listing.skipped != self.skipped.get(path, ()):
+            if listing.skipped:
+                logger.warning(
+                    "The server at %s sent %d unusable entr%s in GET /%s: %s",
+                    self.url,
+                    len(listing.skipped),
+                    "y" if len(listing.skipped) == 1 else "ies",
+                    path,
+                    "; ".join(listing.skipped),
+                )
+            self.skipped[path] = listing.skipped
+        return listing
+
     async def _identified(self) -> None:
         # a 403 means "token refused" from a Jupyter Server and "not allowed" from a gateway
         if self.kind is None:
             await self.identify()
 
     def _kpath(self, kernel_id: str, action: str = "") -> str:
-        if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
+        if not plain_kernel_id(kernel_id):
             raise ServerError(ServerStatus.NOT_FOUND, f"{short_repr(kernel_id)} is not a kernel id")
         return f"api/kernels/{kernel_id}" + (f"/{action}" if action else "")
 

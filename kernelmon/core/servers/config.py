@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from kernelmon.core.servers.model import RemoteKernel
 
@@ -17,6 +18,29 @@ if TYPE_CHECKING:
 CULLS_UNKNOWN = "unknown"
 
 
+def credentials_refusal(url: object) -> str | None:
+    """The sentence refusing an address that carries a user name or password
+    (``http://ann:s3cret@host/``), without repeating them; None for any other address.
+
+    kernelmon keeps such an address nowhere: it would show the password in the servers file,
+    the table, the logs and every error sentence."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        has_credentials = parts.username is not None or parts.password is not None
+        host = parts.hostname or "the server"
+    except ValueError:
+        return None  # not an address at all: the caller says so
+    if not has_credentials:
+        return None
+    return (
+        f"The address of {host} carries a user name or password, which kernelmon does not "
+        "keep or send: give the server's address without them, and its token (or an "
+        "Authorization header) instead."
+    )
+
+
 @dataclass
 class ServerConfig:
     """What kernelmon keeps of a server (the token apart: it is in the keyring)."""
@@ -24,6 +48,7 @@ class ServerConfig:
     id: str
     url: str
     name: str
+    #: names and values; the values are secrets, kept beside the token (``TokenStore``)
     headers: dict[str, str] = field(default_factory=dict)
     verify_tls: bool = True
     #: found in a runtime folder (a jpserver-/nbserver- file): not saved, token from the file
@@ -36,14 +61,23 @@ class ServerConfig:
     pid: int | None = None
     root_dir: str | None = None
     runtime_file: str | None = None
+    #: header values that are still in the servers file (an older kernelmon wrote them
+    #: there) because the token store could not take them: kept there until it can
+    headers_in_file: bool = False
+
+    def __post_init__(self) -> None:
+        refusal = credentials_refusal(self.url)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     def saved(self) -> dict[str, Any]:
-        """What the servers file keeps (never the token)."""
+        """What the servers file keeps: never the token, and of the headers only their
+        names (but values an older kernelmon wrote there stay until they can be moved)."""
         return {
             "id": self.id,
             "url": self.url,
             "name": self.name,
-            "headers": dict(self.headers),
+            "headers": dict(self.headers) if self.headers_in_file else sorted(self.headers),
             "verify_tls": self.verify_tls,
             "kernelmon_culling": self.kernelmon_culling,
             "started": list(self.started),

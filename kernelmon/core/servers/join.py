@@ -1,11 +1,12 @@
 """A server's poll applied to the kernel map: its kernels join the map, change, or leave it.
 
 One row per kernel: a kernel a local server lists that discovery already shows (found by its
-connection file, as another application's kernel) becomes the server's kernel *in the same
-row* (``Registry.replace``), keeping its process facts (PID, connection file; the sampler keeps
-measuring it). A kernel that is no longer listed by a server that answered leaves the map as
-"gone from the server" (with "culled by the server?" when it was idle); while a server cannot
-be asked, its kernels stay listed, their state unknown and their ``reason`` saying why.
+connection file, as another application's kernel) and whose process that server started
+becomes the server's kernel *in the same row* (``Registry.replace``), keeping its process
+facts (PID, connection file; the sampler keeps measuring it). A kernel that is no longer
+listed by a server that answered leaves the map as "gone from the server" (with "culled by
+the server?" when it was idle); while a server cannot be asked, its kernels stay listed,
+their state unknown and their ``reason`` saying why.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..backends.factory import BackendFactory
-from ..records import ExecutionState, Origin, assign
+from ..found import descends_from
+from ..records import ExecutionState, KernelRecord, Origin, assign
 from ..registry import Entry, Membership
 from .model import RemoteKernel, execution_state
 from .status import ServerStatus
@@ -88,6 +90,15 @@ def _facts(watch: ServerWatch, kernel: RemoteKernel, path: str | None) -> dict[s
     return values
 
 
+def joinable(record: KernelRecord, server_pid: int | None) -> bool:
+    """Whether a found kernel's row may become the local server's (whose process is
+    ``server_pid``): its process was started by the server's (its child or a descendant),
+    or it has no process (a connection file, the kernel maybe starting: discovery hands the
+    row back if the process it finds later is not the server's). A runtime file names any
+    pid and URL it likes: a kernel id listed by such a server takes over no running kernel."""
+    return record.origin == Origin.STALE or descends_from(record.pid, record.parent_pid, server_pid)
+
+
 def _new_entry(
     registry: JoinRegistry,
     backends: BackendFactory,
@@ -99,7 +110,7 @@ def _new_entry(
     record.origin = Origin.SERVER
     record.location = watch.config.url
     info: dict[str, Any] | None = None
-    if old is not None:
+    if old is not None and joinable(old.record, watch.config.pid):
         for name in PROCESS_FIELDS:
             setattr(record, name, getattr(old.record, name))
         record.started = old.record.started
@@ -117,8 +128,12 @@ def apply_snapshot(
     watch: ServerWatch,
     snapshot: Snapshot | None,
     now: datetime,
+    *,
+    others: bool = True,
 ) -> None:
-    """Make the map's kernels of ``watch``'s server what a poll saw (see the module)."""
+    """Make the map's kernels of ``watch``'s server what a poll saw (see the module).
+    ``others=False``: the snapshot says nothing of the kernels it does not have (a start's
+    answer, the one new kernel), which are left as they are."""
     if snapshot is None:
         _unreachable(registry, watch)
         return
@@ -150,6 +165,7 @@ def apply_snapshot(
             and owner is None
             and entry.record.origin in _FOUND
             and not entry.shutting_down
+            and joinable(entry.record, config.pid)
         ):
             new = _new_entry(registry, backends, watch, kernel, entry)
             assign(new.record, _facts(watch, kernel, path))
@@ -162,6 +178,8 @@ def apply_snapshot(
                 registry.replace(new)
                 logger.info("Kernel %s is now shown as a kernel of %s", kid, config.url)
         # else: kernelmon's own, or another server's kernel of the same id
+    if not others:
+        return
     listed = snapshot.kernels
     for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in listed]):
         kid = entry.record.id

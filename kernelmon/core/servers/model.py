@@ -7,6 +7,7 @@ never costs the others their place.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,27 @@ _STATES: dict[str, ExecutionState] = {
 }
 #: Longest id, name or path kept from a server (longer ones are not a kernel's).
 _MAX_TEXT = 4096
+#: What a kernel id from a server must look like before kernelmon uses it: it goes into URL
+#: paths (``api/kernels/<id>``, the websocket's ``.../channels``) sent with the token, so
+#: ``../`` or ``/`` would send the token elsewhere on the same host. jupyter_server's and the
+#: gateway's ids are UUIDs.
+KERNEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def plain_kernel_id(value: object) -> bool:
+    """Whether ``value`` is a kernel id kernelmon may put in a URL (``KERNEL_ID``)."""
+    return isinstance(value, str) and KERNEL_ID.fullmatch(value) is not None
+
+
+def _kernel_id(entry: dict[str, Any], whose: str = "its") -> str:
+    kid = _text(entry, "id", required=True)
+    assert kid is not None
+    if not plain_kernel_id(kid):
+        raise ValueError(
+            f"{whose} id {short_repr(kid)} is not a plain kernel id (letters, digits, '.', '_', "
+            "'-'), so kernelmon does not use it"
+        )
+    return kid
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +126,7 @@ def parse_kernel(entry: object) -> RemoteKernel:
     """One kernel model; ValueError (saying what is wrong) when it has no usable id."""
     if not isinstance(entry, dict):
         raise ValueError(f"it is not a kernel model ({short_repr(entry)})")
-    kid = _text(entry, "id", required=True)
-    assert kid is not None
+    kid = _kernel_id(entry)
     connections = entry.get("connections")
     reason = entry.get("reason")
     state = entry.get("execution_state")
@@ -182,8 +203,7 @@ def parse_session(entry: object) -> RemoteSession:
     kernel = entry.get("kernel")
     if not isinstance(kernel, dict):
         raise ValueError(f"it names no kernel ({short_repr(kernel)})")
-    kid = _text(kernel, "id", required=True)
-    assert kid is not None
+    kid = _kernel_id(kernel, "its kernel's")
     sid = _text(entry, "id", required=True)
     assert sid is not None
     path = entry.get("path")

@@ -1,4 +1,8 @@
-"""Server tokens: in the system keyring, never in the settings file.
+"""Server tokens and header values: in the system keyring, never in the settings file.
+
+Header values are secrets like the token (a proxy's ``Authorization`` or API key header): the
+servers file keeps only their names, the values are kept as one JSON text under the user name
+``<server id> headers`` (``headers_key``), beside the token.
 
 Where no keyring backend exists (a headless machine, CI), the tokens go to a file readable by
 the owner alone (0600), and only when the user agreed to it (``allow_file=True``); without
@@ -25,6 +29,11 @@ from keyring.backends import chainer, fail, null
 SERVICE = "kernelmon"
 #: A token file over this size is not kernelmon's.
 _MAX_FILE = 1024 * 1024
+
+
+def headers_key(server_id: str) -> str:
+    """Where a server's header values are kept (the token is under ``server_id`` itself)."""
+    return f"{server_id} headers"
 
 
 class TokenStoreError(Exception):
@@ -100,8 +109,34 @@ class TokenStore:
         self._write(tokens)
         return "file"
 
+    def get_headers(self, server_id: str) -> dict[str, str]:
+        """The server's header values (empty when none are kept)."""
+        text = self.get(headers_key(server_id))
+        try:
+            values: Any = json.loads(text) if text else {}
+        except ValueError:
+            values = None
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise TokenStoreError("The kept header values are not names and values.")
+        return values
+
+    def set_headers(self, server_id: str, headers: dict[str, str]) -> str:
+        """Keeps the header values (as the token: ``TokenStoreError`` saying why not);
+        returns where. No headers: whatever was kept is forgotten."""
+        if not headers:
+            self._delete_one(headers_key(server_id))
+            return self.where
+        return self.set(headers_key(server_id), json.dumps(dict(headers)))
+
     def delete(self, server_id: str) -> None:
-        """Forgets the server's token wherever it is kept (no error when there is none)."""
+        """Forgets the server's token and header values wherever they are kept (no error
+        when there are none)."""
+        self._delete_one(server_id)
+        self._delete_one(headers_key(server_id))
+
+    def _delete_one(self, server_id: str) -> None:
         if self.problem is None:
             try:
                 self._backend.delete_password(SERVICE, server_id)

@@ -53,6 +53,8 @@ class ServerWatch:
         self.version: str | None = None
         self.specs: dict[str, RemoteKernelSpec] | None = None
         self.default_spec: str | None = None
+        #: whether a poll asked for the kernel specs (one poll does, the first that lists)
+        self.specs_asked = False
         self.status = ServerStatus.CHECKING
         self.error: str | None = None
         self.status_since = datetime.now(UTC)
@@ -71,6 +73,10 @@ class ServerWatch:
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
+        #: ids of kernels kernelmon is starting there (their POST not answered yet)
+        self.starting: set[str] = set()
+        #: started ids the server did not have, since when (``Servers._forget_never_seen``)
+        self.unseen_since: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         #: the listings last read into a snapshot's kernels and paths, with them (a listing
@@ -173,7 +179,10 @@ class ServerWatch:
             if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
                 raise
             paths = {}  # a server without sessions (a refused listing) still has kernels
-        if self.specs is None:
+        if self.specs is None and not self.specs_asked:
+            # once, for the kernels' display names: a server that cannot answer is asked
+            # again only when the user starts a kernel there or lists its specs
+            self.specs_asked = True
             with contextlib.suppress(ServerError):
                 specs = await client.kernelspecs()
                 self.specs = {s.name: s for s in specs.specs.items}

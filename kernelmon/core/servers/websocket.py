@@ -33,6 +33,7 @@ from jupyter_client.session import Session
 from yarl import URL
 
 from ..protocol.connection import KernelConnection
+from .model import plain_kernel_id, short_repr
 from .status import ServerError, ServerStatus, clean
 from .ws_frames import pack_v1, unpack_legacy_binary, unpack_v1
 
@@ -112,6 +113,13 @@ class KernelWebSocket:
 
     @property
     def url(self) -> URL:
+        """The kernel's ``channels`` URL; ``ServerError`` for an id that is not a plain kernel
+        id (one with ``../`` would take the token to another path of the same host)."""
+        if not plain_kernel_id(self.kernel_id):
+            raise ServerError(
+                ServerStatus.NOT_FOUND,
+                f"{short_repr(self.kernel_id)} is not a kernel id; no websocket is opened to it.",
+            )
         base = URL(self.target.url)
         return base.join(URL(f"api/kernels/{self.kernel_id}/channels")).with_query(
             session_id=self.session_id
@@ -123,13 +131,14 @@ class KernelWebSocket:
     async def open(self) -> None:
         """Connect; raises ``ServerError`` saying why not (token refused, no such kernel,
         unreachable, TLS, timeout)."""
+        url = self.url  # refuses an id that is not a kernel's before anything is sent
         http = aiohttp.ClientSession(headers=dict(self.target.headers))
         try:
             # a server answers the upgrade once the kernel answered its kernel_info_request
             # (a kernel still starting takes a while): more time than a plain request
             async with asyncio.timeout(max(self.target.timeout, OPEN_TIMEOUT)):
                 ws = await http.ws_connect(
-                    self.url,
+                    url,
                     protocols=(SUBPROTOCOL,),
                     ssl=self.target.ssl,
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),

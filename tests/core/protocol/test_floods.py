@@ -47,13 +47,18 @@ class StallingFrontend:
         return sum(1 for _c, m in self.messages if m["header"]["msg_type"] == kind)
 
     def idle_for(self, msg_id: str) -> bool:
-        return any(
-            c == "iopub"
-            and m["header"]["msg_type"] == "status"
-            and m["content"]["execution_state"] == "idle"
-            and m["parent_header"].get("msg_id") == msg_id
-            for c, m in self.messages
-        )
+        return idle_for(self.messages, msg_id)
+
+
+def idle_for(messages: list[tuple[str, dict]], msg_id: str) -> bool:
+    """Whether ``messages`` (channel, message) hold the final idle of request ``msg_id``."""
+    return any(
+        c == "iopub"
+        and m["header"]["msg_type"] == "status"
+        and m["content"]["execution_state"] == "idle"
+        and m["parent_header"].get("msg_id") == msg_id
+        for c, m in messages
+    )
 
 
 def test_a_stalled_frontend_loses_no_line_and_gets_the_final_idle(aio, kmap, tmp_path):

@@ -1,0 +1,222 @@
+"""How the IOPub feed tells a lost message from one it was never meant to see, for the
+orders a real kernel produces only by chance: messages published over a real PUB socket by
+jupyter_client's ``Session`` (numbered like a kernel's), read by kernelmon's real feed. A
+real kernel's restart is tested in tests/core/test_restart_loss.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+import zmq
+from jupyter_client.session import Session
+
+from kernelmon.core import KernelMap, Settings
+from kernelmon.core.protocol import iopub, wire
+from tests.waiting import wait_until
+
+
+class Publisher:
+    """A kernel's IOPub as far as the feed can tell: a PUB socket and a numbering session."""
+
+    def __init__(self) -> None:
+        self.session = Session(key=b"secret")
+        self.socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.url = f"tcp://127.0.0.1:{port}"
+
+    def msg(self, msg_type: str, content: dict | None = None) -> dict:
+        """A message numbered now (sent later with ``send``)."""
+        return self.session.msg(msg_type, content or {})
+
+    def send(self, msg: dict) -> None:
+        self.session.send(self.socket, msg)
+
+    def publish(self, msg_type: str, content: dict | None = None) -> None:
+        self.send(self.msg(msg_type, content))
+
+    def skip(self) -> str:
+        """Take a number without publishing it (a reply sent elsewhere, or a message
+        dropped): its msg_id."""
+        return str(self.session.msg_id)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture
+def short_grace(monkeypatch):
+    monkeypatch.setattr(iopub, "GRACE", 0.1)
+
+
+class Watched:
+    """A feed subscribed to a publisher: the losses it tells, the msg_ids it got."""
+
+    def __init__(self, pub: Publisher) -> None:
+        self.pub = pub
+        self.lost: list[int] = []
+        self.seen: set[bytes] = set()
+        self.sub = iopub.subscribe(pub.url, self._on_batch)
+        self.sub.on_lost = self.lost.append
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        for frames in batch:
+            header = frames[frames.index(wire.DELIM) + 2]
+            number = iopub.message_number(header)
+            if number is not None:
+                self.seen.add(b"%s_%d" % number)
+
+    def settled(self, aio, last: dict) -> list[int]:
+        """The losses told once ``last`` came and every gap had time to settle."""
+        msg_id = last["header"]["msg_id"].encode()
+
+        async def go() -> None:
+            await wait_until(lambda: msg_id in self.seen, what="the last message")
+            await asyncio.sleep(iopub.GRACE * 4)
+
+        aio.run(go())
+        return list(self.lost)
+
+
+@pytest.fixture
+def watched(aio, short_grace) -> Iterator[Callable[[], Watched]]:
+    made: list[Watched] = []
+
+    def make() -> Watched:
+        async def live() -> Watched:
+            w = Watched(Publisher())
+            made.append(w)
+            # a SUB socket misses what is published before its subscription arrives
+            while not w.sub.live:
+                w.pub.publish("status", {"execution_state": "idle"})
+                await asyncio.sleep(0.02)
+            return w
+
+        return aio.run(live())
+
+    yield make
+    for w in made:
+        w.sub.close()
+        w.pub.close()
+
+
+def test_a_message_that_comes_after_a_later_numbered_one_is_not_lost(aio, watched):
+    """ipykernel numbers messages in its shell and control threads and sends them from its
+    IOPub thread: a status can overtake the shutdown_reply numbered before it."""
+    w = watched()
+    pub = w.pub
+    early, late = pub.msg("stream", {"text": "a"}), pub.msg("status", {})
+    pub.send(late)
+    pub.send(early)
+    pub.publish("status", {})
+    last = pub.msg("status", {})
+    pub.send(last)
+    assert w.settled(aio, last) == []
+
+
+def test_a_shutdown_reply_explains_the_reply_sent_on_control(aio, watched):
+    """A restart or shutdown asked by any client: the reply goes to that client on control,
+    its copy (numbered next) to IOPub."""
+    w = watched()
+    pub = w.pub
+    pub.publish("status", {"execution_state": "busy"})
+    pub.skip()  # the reply on control
+    pub.publish("shutdown_reply", {"status": "ok", "restart": True})
+    last = pub.msg("status", {"execution_state": "idle"})
+    pub.send(last)
+    assert w.settled(aio, last) == []
+
+
+def test_output_lost_before_a_shutdown_reply_is_still_told(aio, watched):
+    w = watched()
+    pub = w.pub
+    pub.publish("status", {"execution_state": "busy"})
+    pub.skip()  # a stream message the kernel's PUB socket dropped
+    pub.publish("status", {"execution_state": "idle"})
+    pub.publish("status", {"execution_state": "busy"})
+    pub.skip()  # the reply on control
+    pub.publish("shutdown_reply", {"status": "ok", "restart": True})
+    last = pub.msg("status", {"execution_state": "idle"})
+    pub.send(last)
+    assert w.settled(aio, last) == [1]
+
+
+def test_replies_kernelmon_will_never_read_are_not_lost_but_others_are(aio, watched):
+    """kernelmon closed the socket of its requests (its probe, at a restart) before their
+    replies came: those numbers are missing from IOPub, and no loss; one more is."""
+    w = watched()
+    pub = w.pub
+    w.sub.feed.expect_unread(2)
+    pub.skip()
+    pub.publish("status", {})
+    pub.skip()
+    last = pub.msg("status", {})
+    pub.send(last)
+    assert w.settled(aio, last) == []
+    pub.skip()
+    last = pub.msg("status", {})
+    pub.send(last)
+    assert w.settled(aio, last) == [1]
+
+
+def test_a_new_process_starts_a_new_count(aio, watched):
+    """What a new process published before kernelmon's subscription reached it was never
+    kernelmon's to receive; numbers after its first message seen count again."""
+    w = watched()
+    pub = w.pub
+    w.sub.feed.expect_unread(1)  # of the old process: not carried over
+    old = pub.session
+    pub.session = Session(key=b"secret")  # the new process's session
+    for _ in range(5):
+        pub.skip()  # published before the subscription was there
+    pub.publish("iopub_welcome", {"subscription": ""})
+    pub.skip()
+    last = pub.msg("status", {})
+    pub.send(last)
+    assert old.session != pub.session.session
+    assert w.settled(aio, last) == [1]
+
+
+def test_a_frontend_that_leaves_before_its_reply_is_no_loss_to_the_others(aio, tmp_path):
+    """A real kernel: one frontend leaves (no buffering) while its cell runs; the kernel's
+    reply to it goes nowhere, which is no lost output for the frontend that stays."""
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), kernel_info_timeout=30, buffer_offline_messages=False),
+        shutdown_wait=2.0,
+    )
+    told: list[int] = []
+
+    async def go() -> int:
+        kid = await kmap.start_kernel()
+        messages: list[dict] = []
+        stays = await kmap.connect(kid, "stays", lambda _c, m: messages.append(m))
+        stays.on_lost = lambda n, _text: told.append(n)
+        leaves = await kmap.connect(kid, "leaves", lambda _c, _m: None)
+        running = leaves.execute("import time; time.sleep(0.5)")
+        await wait_until(
+            lambda: any(m["parent_header"].get("msg_id") == running for m in messages),
+            what="the cell to start",
+        )
+        await leaves.close()
+        msg_id = stays.execute("1")
+        await wait_until(
+            lambda: any(
+                m["parent_header"].get("msg_id") == msg_id
+                and m["header"]["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                for m in messages
+            ),
+            what="the idle after the cell",
+        )
+        await asyncio.sleep(2 * iopub.GRACE + 0.3)  # a gap would be told by now
+        await stays.close()
+        return stays.lost
+
+    try:
+        lost = aio.run(go())
+    finally:
+        aio.run(kmap.close())
+    assert told == []
+    assert lost == 0

@@ -1,0 +1,150 @@
+"""A restart is not a loss of output: the control reply that answers the restart's
+shutdown_request goes to the client that asked (kernelmon's own kernel manager, or another
+client), never to IOPub, so it leaves a gap in the old process's message numbers. The gap
+used to be forgotten only when the new process's first message arrived: a restart that took
+longer than ``iopub.GRACE`` (a loaded machine, a kernel that starts slowly) reported "1
+message of the kernel's output never reached kernelmon". A real ipykernel, started through
+a wrapper that waits before it starts it (a slow start, as from a heavy environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from kernelmon.core.events import OutputLost
+from kernelmon.core.protocol import iopub
+from tests.core.conftest import EventLog
+from tests.core.protocol.test_floods import idle_for
+from tests.kernels import write_spec
+from tests.waiting import wait_until
+
+#: Seconds the wrapper waits before starting the kernel: longer than ``iopub.GRACE``.
+SLOW_START = 2.0
+
+
+@pytest.fixture(scope="module")
+def slow_spec() -> str:
+    assert SLOW_START > iopub.GRACE
+    code = (
+        f"import time; time.sleep({SLOW_START}); "
+        "from ipykernel.kernelapp import launch_new_instance; launch_new_instance()"
+    )
+    return write_spec([sys.executable, "-c", code, "-f", "{connection_file}"], prefix="slow")
+
+
+class Frontend:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.lost: list[int] = []
+
+    def __call__(self, channel: str, msg: dict) -> None:
+        self.messages.append((channel, msg))
+
+    def idle_for(self, msg_id: str) -> bool:
+        return idle_for(self.messages, msg_id)
+
+    def printed_for(self, msg_id: str) -> bool:
+        return any(
+            c == "iopub"
+            and m["header"]["msg_type"] == "stream"
+            and m["parent_header"].get("msg_id") == msg_id
+            for c, m in self.messages
+        )
+
+    def printed(self) -> str:
+        return "".join(
+            m["content"]["text"]
+            for c, m in self.messages
+            if c == "iopub" and m["header"]["msg_type"] == "stream"
+        )
+
+
+@asynccontextmanager
+async def watched(kmap, spec: str, session: str) -> AsyncIterator[tuple[str, Frontend, Any]]:
+    """A kernel of ``spec`` with a frontend attached (kernel id, frontend, connection);
+    afterwards every gap left open has been settled (told), then both are closed."""
+    kid = await kmap.start_kernel(spec)
+    fe = Frontend()
+    conn = await kmap.connect(kid, session, fe)
+    conn.on_lost = lambda n, _text: fe.lost.append(n)
+    try:
+        yield kid, fe, conn
+        await asyncio.sleep(2 * iopub.GRACE + 0.5)
+    finally:
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+
+
+def assert_no_loss(fe: Frontend, lost: int, log: EventLog, *printed: str) -> None:
+    log.unsubscribe()
+    for text in printed:
+        assert text in fe.printed()
+    assert fe.lost == []
+    assert lost == 0
+    assert log.of(OutputLost) == []
+
+
+def test_a_slow_restart_reports_no_lost_output(aio, kmap, slow_spec):
+    """Restarted by kernelmon, idle and then while a cell prints."""
+    log = EventLog(kmap)
+
+    async def go() -> tuple[Frontend, int]:
+        async with watched(kmap, slow_spec, "restarting") as (kid, fe, conn):
+
+            async def run(code: str, until: Callable[[str], bool], what: str) -> None:
+                msg_id = conn.execute(code)
+                await wait_until(lambda: until(msg_id), timeout=30, what=what)
+
+            await kmap.restart_kernel(kid)
+            await run("print('after restart 0')", fe.idle_for, "the idle")
+            # a restart to stop a cell that prints
+            code = "import time\nfor i in range(200): print(i, flush=True); time.sleep(0.02)"
+            await run(code, fe.printed_for, "the cell's output")
+            await kmap.restart_kernel(kid)
+            await run("print('after restart 1')", fe.idle_for, "the idle")
+        return fe, conn.lost
+
+    fe, lost = aio.run(go())
+    assert_no_loss(fe, lost, log, "after restart 0", "after restart 1")
+
+
+def test_a_restart_by_another_client_reports_no_lost_output(aio, kmap, slow_spec):
+    """Another client (jupyter_client in another process) asks the kernel to restart: its
+    process exits and kernelmon's restarter starts a new one; the reply to that client is not
+    kernelmon's to see, and is not a loss either."""
+    log = EventLog(kmap)
+    script = (
+        "import sys, jupyter_client\n"
+        "c = jupyter_client.BlockingKernelClient(connection_file=sys.argv[1])\n"
+        "c.load_connection_file(); c.start_channels()\n"
+        "c.shutdown(restart=True)\n"
+        "c.get_control_msg(timeout=20)\n"
+        "c.stop_channels()\n"
+    )
+
+    async def go() -> tuple[Frontend, int]:
+        async with watched(kmap, slow_spec, "watching") as (kid, fe, conn):
+            record = kmap.record(kid)
+            restarts = record.restarts
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-c", script, record.connection_file],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            await wait_until(lambda: record.restarts > restarts, timeout=30, what="the restart")
+            await wait_until(lambda: record.execution_state == "idle", timeout=30, what="idle")
+            msg_id = conn.execute("print('after the restart')")
+            await wait_until(lambda: fe.idle_for(msg_id), timeout=30, what="the idle")
+        return fe, conn.lost
+
+    fe, lost = aio.run(go())
+    assert_no_loss(fe, lost, log, "after the restart")
