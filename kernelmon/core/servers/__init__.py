@@ -1,6 +1,7 @@
 """Jupyter Servers and Enterprise Gateways: the HTTP client for one server, the reading of its
 answers into kernelmon's kernel model, where server tokens are kept, the watch of one server
-(watch.py) and the map's part that keeps every server's kernels in the map (part.py).
+(watch.py) and the map's part that keeps every server's kernels in the map (part.py; kernels
+started on a server: kernel_starts.py; the servers file's writes: saving.py).
 
 The names below are imported when first used: aiohttp is imported only by a map that talks to
 a server, never by a command line that does not."""

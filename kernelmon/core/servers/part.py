@@ -6,6 +6,8 @@ headers, TLS verification, the culling opt-in, the kernels kernelmon started the
 token: tokens go to the keyring through ``TokenStore``). Local servers (a live
 ``jpserver-*.json``/``nbserver-*.json`` found by discovery) are added and removed by
 ``sync_local`` and never saved. Each poll is applied to the map by ``join.apply_snapshot``.
+Starting kernels on a server (and following the ids of those kernelmon started) is
+``KernelStarts`` (kernel_starts.py); writing the servers file is ``ServerSaves`` (saving.py).
 """
 
 from __future__ import annotations
@@ -17,20 +19,20 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from ..backends.factory import BackendFactory
-from ..errors import KernelStartFailed, KernelStartTimeout
-from ..events import KernelStarted, ServerChanged, ServerRemoved
+from ..events import ServerChanged, ServerRemoved
 from ..records import isoformat
-from ..threads import run_in_thread
 from .config import CULLS_UNKNOWN, ServerConfig, Snapshot
 from .join import JoinRegistry, apply_snapshot, entries_of, set_culling
-from .status import ServerError, ServerStatus, UnknownServer
+from .kernel_starts import START_GRACE as START_GRACE
+from .kernel_starts import KernelStarts, forget_never_seen
+from .saving import ServerSaves
+from .status import ServerStatus, UnknownServer
 
 if TYPE_CHECKING:
     from ..machine.discovery import FoundServer
@@ -38,11 +40,6 @@ if TYPE_CHECKING:
     from .watch import ServerWatch
 
 logger = logging.getLogger(__name__)
-
-#: How long a kernel kernelmon started on a server is followed by id while the server does
-#: not have it (a start that got no answer: the launch may go on, on a cluster for minutes)
-#: before kernelmon stops asking for it.
-START_GRACE = timedelta(minutes=10)
 
 
 class Servers:
@@ -64,9 +61,8 @@ class Servers:
         #: runtime files of local servers the user removed (not added again this run)
         self._dismissed: set[str] = set()
         self._closing: set[asyncio.Task[Any]] = set()
-        self._writing = asyncio.Lock()
-        #: server id -> why its last change is not in the servers file (a failed save)
-        self._unsaved: dict[str, str] = {}
+        self._saves = ServerSaves(self.watches, lambda: self.book, self._announce, self._background)
+        self._starts = KernelStarts(registry, backends, self.watches, self._saves)
 
     @property
     def book(self) -> ServerBook:
@@ -111,7 +107,7 @@ class Servers:
             "kind": watch.kind,
             "version": watch.version,
             "status": str(watch.status),
-            "error": watch.error or self._unsaved.get(config.id),
+            "error": watch.error or self._saves.unsaved(config.id),
             "status_text": watch.status_text(),
             "status_since": isoformat(watch.status_since),
             "local": config.local,
@@ -221,7 +217,7 @@ class Servers:
                 kept = True
                 await self.book.keep_headers(server_id, dict(headers))
             self.watches[server_id] = self._new_watch(config, token, client)
-            await self._save()
+            await self._saves.save()
         except BaseException:
             self.watches.pop(server_id, None)
             await client.close()
@@ -242,7 +238,8 @@ class Servers:
             self._dismissed.add(watch.config.runtime_file)
         await self._drop(server_id, "its server was removed from kernelmon")
         if not watch.config.local:
-            await self._saved(what=f"the server {watch.config.name} comes back at the next launch")
+            what = f"the server {watch.config.name} comes back at the next launch"
+            await self._saves.saved(what=what)
             await self.book.forget_token(server_id)
 
     def set_culling(self, server_id: str, allowed: bool) -> None:
@@ -261,12 +258,12 @@ class Servers:
         back to what the file says (the map shows what was kept, and says why)."""
         state = "allowed" if allowed else "not allowed"
         what = f"kernelmon's culling of its kernels stays as it was, not {state}"
-        if await self._saved(watch, what):
+        if await self._saves.saved(watch, what):
             return
         if watch.config.kernelmon_culling is allowed:
             watch.config.kernelmon_culling = not allowed
             set_culling(self._registry, watch)
-            self._announce(watch, self._unsaved.get(watch.id, ""))
+            self._announce(watch, self._saves.unsaved(watch.id) or "")
 
     # -- local servers ----------------------------------------------------------------------
 
@@ -313,136 +310,13 @@ class Servers:
         path: str | None,
         env: dict[str, str] | None,
     ) -> str:
-        """Start a kernel on the server (``POST /api/kernels``); its id once the server
-        answered. ``KernelStartFailed`` with the server's sentence on failure
-        (``KernelStartTimeout`` when it did not answer within ``kernel_info_timeout``).
-
-        The POST waits for the launch (an Enterprise Gateway answers once its kernel runs,
-        which on a cluster takes its launch timeout): it may take ``kernel_info_timeout``,
-        as a restart does. On a gateway kernelmon chooses the kernel's id
-        (``env["KERNEL_ID"]``, which the gateway uses) and keeps it among the kernels it
-        started, in the servers file, before sending: a start that times out, or that
-        kernelmon is killed in, is still followed by id (the kernel shows when the gateway
-        has it), and nothing sends the same start again."""
+        """Start a kernel on the server: ``KernelStarts.start_kernel`` (kernel_starts.py)."""
         watch = self.watch(server_id)
-        settings = self._registry.settings
-        name = kernel_name
-        chosen: str | None = None
-        followed = False  # the id given was followed already (a kernel started before)
-        try:
-            if watch.client.kind is None:
-                await watch.client.identify()
-            if name is None:
-                if watch.specs is None:
-                    specs = await watch.client.kernelspecs()
-                    watch.specs = {s.name: s for s in specs.specs.items}
-                    watch.default_spec = specs.default
-                name = watch.default_spec or "python3"
-            self._still_watched(watch, "before the kernel was started")
-            if watch.kind == "enterprise_gateway":
-                env = dict(env or {})
-                chosen = env.get("KERNEL_ID") or str(uuid.uuid4())
-                env["KERNEL_ID"] = chosen
-                followed = chosen in watch.config.started
-                if not followed:
-                    await self._keep_started(watch, chosen)
-            timeout = settings.kernel_info_timeout
-            if chosen is not None:
-                watch.starting.add(chosen)
-            try:
-                kernel = await watch.client.start_kernel(name, path, env, timeout=timeout)
-            finally:
-                watch.starting.discard(chosen or "")
-        except ServerError as error:
-            self._still_watched(watch, "while the kernel started")
-            if chosen is not None and not followed:
-                self._start_failed(watch, chosen, error)
-            raise KernelStartFailed(error.sentence) from None
-        self._still_watched(watch, f"after it started kernel {kernel.id} there")
-        if kernel.id not in watch.config.started:
-            if chosen in watch.config.started and not followed:
-                watch.config.started.remove(chosen)  # the gateway took another id
-            watch.config.started.append(kernel.id)
-            await self._keep_or_log(watch)
-            self._still_watched(watch, f"after it started kernel {kernel.id} there")
-        watch.born[kernel.id] = watch.polls
-        apply_snapshot(
-            self._registry,
-            self._backends,
-            watch,
-            Snapshot({kernel.id: kernel}, {}, complete=False, number=watch.polls),
-            self._registry.now(),
-            others=False,
-        )
-        self._registry.emit(KernelStarted(kernel.id))
-        watch.poll_soon()
-        return kernel.id
-
-    def _still_watched(self, watch: ServerWatch, when: str) -> None:
-        """``KernelStartFailed`` when the server was removed (or stopped) while a start on
-        it waited: nothing of it may be added to the map then."""
-        if self.watches.get(watch.id) is not watch:
-            runs = {
-                "after": "; the kernel runs on there, unwatched.",
-                "while": "; if the server started it, it runs on there, unwatched.",
-            }
-            raise KernelStartFailed(
-                f"The server {watch.config.name} was removed from kernelmon {when}"
-                + runs.get(when.split()[0], ".")
-            )
-
-    async def _keep_started(self, watch: ServerWatch, kernel_id: str) -> None:
-        """Keep a kernel id kernelmon is about to start among the server's, in the servers
-        file too: ``KernelStartFailed`` (nothing sent) when the file cannot be written."""
-        watch.config.started.append(kernel_id)
-        if watch.config.local:
-            return
-        try:
-            await self._save()
-        except OSError as error:
-            watch.config.started.remove(kernel_id)
-            raise KernelStartFailed(
-                f"No kernel was started on {watch.config.name}: the id chosen for it could "
-                f"not be kept in the servers file ({error}), and a kernel kernelmon cannot "
-                "find again after a restart would be left running there."
-            ) from None
-
-    def _start_failed(self, watch: ServerWatch, kernel_id: str, error: ServerError) -> None:
-        """A gateway's start failed: when the gateway answered (a refusal, an error), no
-        kernel of that id runs and it is no longer followed; when it did not answer (no
-        answer in time, a dropped connection, an unreadable answer) the launch may go on,
-        so the id stays followed and the error says so."""
-        answered = error.http_status is not None and error.http_status >= 400
-        if answered:
-            if kernel_id in watch.config.started:
-                watch.config.started.remove(kernel_id)
-                if not watch.config.local:
-                    self._save_soon(watch)
-            return
-        sentence = (
-            f"{error.sentence} The gateway may still be launching the kernel: kernelmon "
-            f"follows it by the id it chose for it ({kernel_id}) and shows it once the "
-            "gateway has it; starting again would start another kernel."
-        )
-        if error.kind == ServerStatus.TIMEOUT:
-            raise KernelStartTimeout(sentence) from None
-        raise KernelStartFailed(sentence) from None
+        return await self._starts.start_kernel(watch, kernel_name, path, env)
 
     async def kernel_specs(self, server_id: str) -> dict[str, dict[str, Any]]:
         """The server's kernel specs: name -> display_name, language, default."""
-        watch = self.watch(server_id)
-        specs = await watch.client.kernelspecs()
-        watch.specs = {s.name: s for s in specs.specs.items}
-        watch.default_spec = specs.default
-        return {
-            s.name: {
-                "name": s.name,
-                "display_name": s.display_name,
-                "language": s.language or "",
-                "default": s.name == specs.default,
-            }
-            for s in specs.specs.items
-        }
+        return await self._starts.kernel_specs(self.watch(server_id))
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -472,36 +346,14 @@ class Servers:
         now = self._registry.now()
         apply_snapshot(self._registry, self._backends, watch, snapshot, now)
         if snapshot is not None:
-            self._forget_never_seen(watch, snapshot, now)
+            forget_never_seen(watch, snapshot, now)
         if len(watch.config.started) != started and not watch.config.local:
-            self._save_soon(watch)  # a kernel kernelmon started there is gone: not followed
+            self._saves.save_soon(watch)  # a kernel kernelmon started there is gone: not followed
         if (watch.status, watch.error) != before:
             text = f"Server {watch.config.name}: {watch.status_text()}"
             log = logger.info if watch.status == ServerStatus.REACHABLE else logger.warning
             log("%s", text)
             self._announce(watch, text)
-
-    def _forget_never_seen(self, watch: ServerWatch, snapshot: Snapshot, now: datetime) -> None:
-        """Kernels kernelmon started there that the server has never had since (a start
-        that got no answer and whose launch failed) are followed for ``START_GRACE``, then
-        no longer asked for."""
-        unseen = watch.unseen_since
-        for kid in list(watch.config.started):
-            if kid in snapshot.kernels or kid in watch.rows or kid in watch.starting:
-                unseen.pop(kid, None)
-                continue
-            if not (snapshot.complete or kid in snapshot.missing):
-                continue  # not asked by this poll
-            since = unseen.setdefault(kid, now)
-            if now - since >= START_GRACE:
-                del unseen[kid]
-                watch.config.started.remove(kid)
-                logger.warning(
-                    "Kernel %s, started by kernelmon on %s, was never seen there since its "
-                    "start got no answer; it is no longer followed",
-                    kid,
-                    watch.config.name,
-                )
 
     def _announce(self, watch: ServerWatch, text: str = "") -> None:
         watch.announced = (watch.status, watch.error)
@@ -532,40 +384,6 @@ class Servers:
         logger.info("Server %s (%s): %s", watch.config.name, watch.config.url, reason)
         self._registry.emit(ServerRemoved("", server_id=server_id, reason=reason))
         return watch
-
-    async def _save(self) -> None:
-        """Write the servers file (``OSError`` when it cannot be written). One write at a
-        time, each of the servers as they are when its turn comes: a slow write never
-        lands after a later one."""
-        async with self._writing:
-            configs = [w.config.saved() for w in self.watches.values() if not w.config.local]
-            await run_in_thread(self.book.save, configs)
-            self._unsaved.clear()
-
-    async def _saved(self, watch: ServerWatch | None = None, what: str = "") -> bool:
-        """Write the servers file; never raises: a failure is logged, kept in the book's
-        ``problems`` and shown as ``watch``'s error in ``list_servers`` (``what`` says
-        what was not kept) until a save succeeds."""
-        try:
-            await self._save()
-        except Exception as error:  # a full disk, a read-only folder: said, never raised
-            sentence = f"The servers file {self.book.path} could not be written ({error})"
-            if what:
-                sentence += f": {what}"
-            logger.error("%s", sentence)
-            self.book.problems.append(sentence)
-            if watch is not None and self.watches.get(watch.id) is watch:
-                self._unsaved[watch.id] = sentence
-                self._announce(watch, sentence)
-            return False
-        return True
-
-    async def _keep_or_log(self, watch: ServerWatch) -> None:
-        if not watch.config.local:
-            await self._saved(watch, "a kernel started there is followed only while kernelmon runs")
-
-    def _save_soon(self, watch: ServerWatch | None = None, what: str = "") -> None:
-        self._background(self._saved(watch, what))
 
     def _background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -75,7 +75,7 @@ class ServerWatch:
         self.ended: dict[str, int] = {}
         #: ids of kernels kernelmon is starting there (their POST not answered yet)
         self.starting: set[str] = set()
-        #: started ids the server did not have, since when (``Servers._forget_never_seen``)
+        #: started ids the server did not have, since when (``kernel_starts.forget_never_seen``)
         self.unseen_since: dict[str, datetime] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
