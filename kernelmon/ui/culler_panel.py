@@ -134,9 +134,9 @@ class CullerPanel(SettingsForm):
         from .servers_panel import kernelmon_culls_text, server_culls_text
 
         lines = [
-            f"<b>{escape(str(s.get('name') or s.get('url')))}</b>: "
-            f"{escape(server_culls_text(s))} {escape(kernelmon_culls_text(s))}"
-            for s in servers
+            f"<b>{escape(str(server.get('name') or server.get('url')))}</b>: "
+            f"{escape(server_culls_text(server))} {escape(kernelmon_culls_text(server))}"
+            for server in servers
         ]
         self.servers_note.setText("<p>" + "</p><p>".join(lines) + "</p>" if lines else "")
         self.servers_note.setVisible(bool(lines))

@@ -133,18 +133,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.splitter)
         self.side_panel = SidePanel(self, SIDE_PANEL_SHORTCUT)
         self.details = KernelDetailsPane(self.bridge.history)
-        self.details_dock = self.side_panel.make_dock(
-            "Kernel details", "details_dock", self.details
-        )
+        self.details_dock = self.side_panel.make_dock("Details", "details_dock", self.details)
         self.culler_panel = CullerPanel(self.settings.user)
-        self.culler_dock = self.side_panel.make_dock(
-            "Culler and buffering", "culler_dock", self.culler_panel
-        )
+        self.culler_dock = self.side_panel.make_dock("Culling", "culler_dock", self.culler_panel)
         self.monitoring_panel = MonitoringPanel(
             self.settings.user, run_folders=self.settings.run_folders
         )
         self.monitoring_dock = self.side_panel.make_dock(
-            "Discovery and resources", "monitoring_dock", self.monitoring_panel
+            "Discovery", "monitoring_dock", self.monitoring_panel
         )
         # Jupyter servers and gateways: a tab beside the others (see servers_panel.attach)
         self.servers_panel = ServersPanel(kernel_map, self.tasks.spawn, settings=self.settings)

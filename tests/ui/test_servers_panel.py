@@ -12,7 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import keyring
 import pytest
+from keyring.backends import fail
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.ui.console_manager import ConsoleManager
@@ -42,12 +44,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
 
 @pytest.fixture(scope="module")
 def smap(qloop: QtLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelMap]:
+    """A map on a machine without a keyring backend (whatever the test machine has)."""
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
     root = tmp_path_factory.mktemp("servers-ui")
     km = KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
     try:
         yield km
     finally:
         qloop.run(km.close())
+        keyring.set_keyring(before)
 
 
 def make_dialog(qtbot: Any, saved: list[ServerInput]) -> AddServerDialog:
