@@ -88,12 +88,15 @@ class AddServerDialog(QDialog):
         parent: QWidget | None = None,
         *,
         keyring_note: str | None = None,
+        consent: Callable[[ServerInput], bool] | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add a Jupyter server or gateway")
         self.setObjectName("add_server_dialog")
         self._spawn = spawn
         self._save = save
+        #: Asked in the Save slot, before the save's task (see ServersPanel.consent_to_token_file)
+        self._consent = consent
         self.busy = False
         self.url = QLineEdit()
         self.url.setPlaceholderText("http://host:8888/  or  https://hub.example.org/user/ann/")
@@ -205,8 +208,21 @@ class AddServerDialog(QDialog):
             self._spawn(self.test_connection(), "Testing the connection to a server")
 
     def on_save_clicked(self) -> None:
-        if not self.busy:
-            self._spawn(self.save(), "Adding a server")
+        if self.busy:
+            return
+        if self._consent is not None:
+            try:
+                values = self.values()
+            except ValueError as error:
+                self.outcome.setText(f"Not saved: {error}")
+                return
+            if not self._consent(values):
+                self.outcome.setText(
+                    "Not saved: no keyring here, and the token file was not allowed. Add the "
+                    "server without a token, or allow the file."
+                )
+                return
+        self._spawn(self.save(), "Adding a server")
 
     async def test_connection(self) -> bool:
         """ "Test connection": the result in words below the fields; True if it passed."""

@@ -310,32 +310,50 @@ class ServersPanel(QWidget):
         note = keyring_problem()
         if note and self._map.settings.server_token_file:
             note += " You allowed the token file: tokens go there."
-        dialog = AddServerDialog(self._spawn, self.add_server, self, keyring_note=note)
+        dialog = AddServerDialog(
+            self._spawn,
+            self.add_server,
+            self,
+            keyring_note=note,
+            consent=self.consent_to_token_file,
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         return dialog
 
+    def consent_to_token_file(self, values: ServerInput) -> bool:
+        """Where there is no keyring, ask whether tokens may go to the 0600 file; False if
+        the user said no. Asked from the Save button's slot, before the save's task runs: a
+        modal question inside a running task would let the loop's other tasks wake inside
+        it (qasync cannot enter a task while another one is being executed)."""
+        if not values.token or self._map.settings.server_token_file:
+            return True
+        problem = keyring_problem()
+        if problem is None:
+            return True
+        ok, _skip = dialogs.confirm(
+            self,
+            "No keyring for the token",
+            f"{problem}\n\nKeep server tokens in a file only you can read "
+            "(mode 0600, in kernelmon's state folder)?",
+            ok_text="Keep in a file",
+            can_skip=False,
+            warning=True,
+        )
+        if ok:
+            self._allow_token_file()
+        return ok
+
     async def add_server(self, values: ServerInput) -> None:
-        """What the dialog's Save does: ask for the token file where there is no keyring,
-        then ``KernelMap.add_server`` (tests, keeps the token, starts polling)."""
+        """What the dialog's Save does once ``consent_to_token_file`` was asked:
+        ``KernelMap.add_server`` (tests, keeps the token, starts polling)."""
         if values.token and not self._map.settings.server_token_file:
             problem = await run_in_thread(keyring_problem)
             if problem is not None:
-                ok, _skip = dialogs.confirm(
-                    self,
-                    "No keyring for the token",
-                    f"{problem}\n\nKeep server tokens in a file only you can read "
-                    "(mode 0600, in kernelmon's state folder)?",
-                    ok_text="Keep in a file",
-                    can_skip=False,
-                    warning=True,
+                raise TokenStoreError(
+                    "The token was not kept: no keyring here, and the token file was not "
+                    "allowed. Add the server without a token, or allow the file."
                 )
-                if not ok:
-                    raise TokenStoreError(
-                        "The token was not kept: no keyring here, and the token file was not "
-                        "allowed. Add the server without a token, or allow the file."
-                    )
-                self._allow_token_file()
         try:
             await self._map.add_server(
                 values.url,

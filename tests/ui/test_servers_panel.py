@@ -15,8 +15,10 @@ from typing import Any
 import keyring
 import pytest
 from keyring.backends import fail
+from PySide6.QtCore import QTimer
 
 from kernelmon.core import KernelMap, Settings
+from kernelmon.ui import dialogs
 from kernelmon.ui.console_manager import ConsoleManager
 from kernelmon.ui.server_dialog import AddServerDialog, ServerInput, parse_headers
 from kernelmon.ui.servers_panel import ServersPanel, detail_text
@@ -141,7 +143,9 @@ def test_panel_adds_lists_opts_in_and_removes_a_server(
     qtbot.addWidget(panel)
     emitted: list[list[dict[str, Any]]] = []
     panel.servers_changed.connect(emitted.append)
-    qloop.run(panel.add_server(ServerInput(server.url, server.token, "lab box")))
+    values = ServerInput(server.url, server.token, "lab box")
+    assert panel.consent_to_token_file(values)  # the Save button's slot asks first
+    qloop.run(panel.add_server(values))
     assert panel.tree.topLevelItemCount() == 1
     item = panel.tree.topLevelItem(0)
     assert item is not None
@@ -272,3 +276,40 @@ def test_measure_usage_of_a_remote_kernel(
     details.show_kernel(None, None)
     meter.follow()
     assert not meter.isVisible()
+
+
+def test_the_token_file_question_is_asked_before_the_saves_task(
+    qtbot: Any,
+    qloop: QtLoop,
+    server: RealServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Save in the dialog on a machine without a keyring: the modal question is asked from
+    the button's slot, not inside the save's running task (where the loop's other tasks
+    woke inside the question and failed: "Cannot enter into task ... while another task
+    ... is being executed", two internal errors for the user)."""
+    asked_in: list[asyncio.Task[Any] | None] = []
+
+    def confirm(parent: Any, title: str, text: str, **kw: Any) -> tuple[bool, bool]:
+        asked_in.append(asyncio.current_task())
+        return True, False
+
+    monkeypatch.setattr(dialogs, "confirm", confirm)
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    km = KernelMap(Settings(root_dir=str(tmp_path)), state_dir=tmp_path / "state")
+    try:
+        panel = ServersPanel(km, spawn)
+        qtbot.addWidget(panel)
+        dialog = panel.open_add_dialog()
+        dialog.url.setText(server.url)
+        dialog.token.setText(server.token)
+        QTimer.singleShot(0, dialog.save_button.click)  # a click, outside any task
+        qloop.run(wait_until(lambda: bool(km.list_servers()), timeout=30))
+        assert len(asked_in) == 1
+        assert asked_in[0] is None, "asked inside a running task"
+        assert km.settings.server_token_file
+    finally:
+        qloop.run(km.close())
+        keyring.set_keyring(before)
