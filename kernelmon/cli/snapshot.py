@@ -31,7 +31,7 @@ from ..core.culler import cull_eta
 from ..core.external_history import ExternalHistory
 from ..core.found import OTHERS_LIVE, apply_found, owned_by_kernelmon
 from ..core.machine.discovery import FoundKernel, default_folders, scan_runtime
-from ..core.machine.resources import ResourceSampler
+from ..core.machine.resources import USAGE_FIELDS, ResourceSampler
 from ..core.records import ExecutionState, KernelRecord, Origin, as_dict, utcnow
 from ..core.state import StateFile, default_state_dir
 
@@ -199,7 +199,7 @@ class Snapshot:
                 sampler.track(record.id, record.pid, messages=lambda r=record: r.messages)  # type: ignore[misc]
         for kid, usage in (await sampler.sample(table)).items():
             record = records[kid]
-            for name in ("cpu_percent", "rss", "pss", "uss", "processes", "message_rate"):
+            for name in USAGE_FIELDS:
                 setattr(record, name, getattr(usage, name))
 
 

@@ -16,15 +16,13 @@ from typing import Protocol
 from .alerts import Alerts
 from .events import UsageSampled
 from .machine.process_table import ProcessFacts, process_table
-from .machine.resources import KernelHistory, KernelUsage, ResourceSampler
+from .machine.resources import USAGE_FIELDS, KernelHistory, KernelUsage, ResourceSampler
 from .periodic import Periodic
 from .records import Origin
 from .registry import Changing
 from .threads import run_in_thread
 
 logger = logging.getLogger(__name__)
-
-USAGE_FIELDS = frozenset({"cpu_percent", "rss", "pss", "uss", "processes", "message_rate"})
 
 #: The discovery part's scan of the runtime folders, returning the process table it read.
 Scanner = Callable[[], Awaitable[Mapping[int, ProcessFacts]]]

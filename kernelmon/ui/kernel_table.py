@@ -131,10 +131,10 @@ class KernelTableModel(QAbstractTableModel):
     def update_kernel(self, kernel_id: str, model: dict[str, Any], fields: Any = None) -> None:
         """A kernel's model changed (``fields``, if given, names what changed: only the
         columns that show those are repainted)."""
-        if kernel_id not in self._ids:
+        row = self.row_of(kernel_id)
+        if row < 0:
             return  # a late change for a kernel already removed
         self._keep(kernel_id, model)
-        row = self._ids.index(kernel_id)
         first, last = 0, len(Column) - 1
         if fields and all(f in FIELD_COLUMNS for f in fields):
             columns = [c for f in fields for c in FIELD_COLUMNS[f]]
@@ -142,9 +142,9 @@ class KernelTableModel(QAbstractTableModel):
         self.dataChanged.emit(self.index(row, first), self.index(row, last))
 
     def remove_kernel(self, kernel_id: str) -> None:
-        if kernel_id not in self._ids:
+        row = self.row_of(kernel_id)
+        if row < 0:
             return
-        row = self._ids.index(kernel_id)
         self.beginRemoveRows(QModelIndex(), row, row)
         del self._ids[row]
         if self._bridge is None:
@@ -172,7 +172,11 @@ class KernelTableModel(QAbstractTableModel):
         return self._store.get(kernel_id) if kernel_id in self._ids else None
 
     def row_of(self, kernel_id: str) -> int:
-        return self._ids.index(kernel_id) if kernel_id in self._ids else -1
+        """The kernel's row, or -1 (one scan of the rows, not a membership test and a second)."""
+        try:
+            return self._ids.index(kernel_id)
+        except ValueError:
+            return -1
 
     def _spec(self, name: str) -> dict[str, Any] | None:
         if name not in self._specs and not self._specs_loaded and self._bridge is not None:

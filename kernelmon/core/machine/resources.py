@@ -68,6 +68,10 @@ class TreeUsage:
     members: tuple[ProcessUsage, ...] = ()
 
 
+#: The record fields a ``KernelUsage`` fills in (the sampler and the command line copy them).
+USAGE_FIELDS = frozenset({"cpu_percent", "rss", "pss", "uss", "processes", "message_rate"})
+
+
 @dataclass(frozen=True, slots=True)
 class KernelUsage:
     """What the table shows for one kernel: the latest figures."""
