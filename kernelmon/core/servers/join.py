@@ -225,6 +225,11 @@ def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> Non
         f"the server {watch.config.name} does not let kernelmon list its kernels; "
         "it shows only the kernels kernelmon started there"
     )
+    _mark_unknown(registry, watch, entry, why)
+
+
+def _mark_unknown(registry: JoinRegistry, watch: ServerWatch, entry: Entry, why: str) -> None:
+    """The server cannot say how the kernel is now: its state is unknown, for ``why``."""
     watch.rows[entry.record.id] = None  # what the server says next is news
     fields = assign(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
     if fields:
@@ -235,10 +240,7 @@ def _unreachable(registry: JoinRegistry, watch: ServerWatch) -> None:
     lost = watch.status in (ServerStatus.UNREACHABLE, ServerStatus.TIMEOUT)
     why = f"server {'unreachable' if lost else 'not usable'} ({watch.status_text()})"
     for entry in entries_of(registry, watch):
-        watch.rows[entry.record.id] = None  # what the server says next is news
-        fields = assign(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
-        if fields:
-            registry.changed(entry.record, fields, None)
+        _mark_unknown(registry, watch, entry, why)
 
 
 def set_culling(registry: JoinRegistry, watch: ServerWatch) -> None:

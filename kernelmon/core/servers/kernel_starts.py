@@ -81,9 +81,7 @@ class KernelStarts:
                 await watch.client.identify()
             if name is None:
                 if watch.specs is None:
-                    specs = await watch.client.kernelspecs()
-                    watch.specs = {s.name: s for s in specs.specs.items}
-                    watch.default_spec = specs.default
+                    await watch.load_specs()
                 name = watch.default_spec or "python3"
             self._still_watched(watch, "before the kernel was started")
             if watch.kind == "enterprise_gateway":
@@ -177,9 +175,7 @@ class KernelStarts:
 
     async def kernel_specs(self, watch: ServerWatch) -> dict[str, dict[str, Any]]:
         """The server's kernel specs: name -> display_name, language, default."""
-        specs = await watch.client.kernelspecs()
-        watch.specs = {s.name: s for s in specs.specs.items}
-        watch.default_spec = specs.default
+        specs = await watch.load_specs()
         return {
             s.name: {
                 "name": s.name,

@@ -21,7 +21,12 @@ from typing import Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
-from kernelmon.core.servers.model import RemoteKernel, RemoteKernelSpec, session_paths
+from kernelmon.core.servers.model import (
+    KernelSpecs,
+    RemoteKernel,
+    RemoteKernelSpec,
+    session_paths,
+)
 from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
 
@@ -184,9 +189,7 @@ class ServerWatch:
             # again only when the user starts a kernel there or lists its specs
             self.specs_asked = True
             with contextlib.suppress(ServerError):
-                specs = await client.kernelspecs()
-                self.specs = {s.name: s for s in specs.specs.items}
-                self.default_spec = specs.default
+                await self.load_specs()
         if forbidden is not None:
             self.set_status(ServerStatus.LISTING_FORBIDDEN, forbidden)
         else:
@@ -208,6 +211,13 @@ class ServerWatch:
         value = read()
         self._read[what] = (listing, value)
         return value
+
+    async def load_specs(self) -> KernelSpecs:
+        """Ask the server for its kernel specs and keep them (display names, the default)."""
+        specs = await self.client.kernelspecs()
+        self.specs = {s.name: s for s in specs.specs.items}
+        self.default_spec = specs.default
+        return specs
 
     def display_name(self, kernel_name: str) -> str:
         spec = (self.specs or {}).get(kernel_name)
