@@ -20,6 +20,8 @@ from pathlib import Path
 
 import platformdirs
 
+from .paths import resources_dir
+
 ENTRY_NAME = "kernelmon.desktop"
 ICON_NAME = "kernelmon.svg"
 #: The line that marks the files kernelmon wrote (and may remove).
@@ -30,14 +32,6 @@ IN_TRAY = "--in-tray"
 
 class DesktopError(Exception):
     """Installing or removing a desktop file failed; the message is a sentence."""
-
-
-def resources_dir() -> Path:
-    """The folder with kernelmon.desktop and kernelmon.svg (installed, or the checkout's)."""
-    installed = Path(__file__).resolve().parent / "resources"
-    if installed.is_dir():
-        return installed
-    return Path(__file__).resolve().parents[1] / "resources"
 
 
 def entry_file() -> Path:

@@ -6,6 +6,8 @@ The folders come from platformdirs; the environment variables ``KERNELMON_CONFIG
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
 import os
 from pathlib import Path
 
@@ -44,3 +46,16 @@ def window_state_file() -> Path:
 
 def log_file() -> Path:
     return log_dir() / "kernelmon.log"
+
+
+@functools.cache
+def resources_dir() -> Path:
+    """The folder holding kernelmon.svg, icons/ and kernelmon.desktop (installed, or the
+    checkout's); Qt-free, for the window's icons and the desktop entry alike."""
+    try:
+        installed = importlib.resources.files("kernelmon") / "resources"
+        if installed.is_dir():
+            return Path(str(installed))
+    except (ModuleNotFoundError, OSError):
+        pass
+    return Path(__file__).resolve().parents[1] / "resources"

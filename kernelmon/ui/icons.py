@@ -7,12 +7,13 @@ source checkout they are in ``resources/`` at the top of the tree.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import logging
 import os
 from pathlib import Path
 
 from PySide6.QtGui import QIcon
+
+from ..paths import resources_dir
 
 logger = logging.getLogger(__name__)
 
@@ -20,18 +21,6 @@ logger = logging.getLogger(__name__)
 STATE_ICONS = ("starting", "idle", "busy", "restarting", "dead", "unresponsive", "unknown")
 #: Who owns a kernel, each with an icon of its own.
 ORIGIN_ICONS = ("owned", "external", "orphan", "stale", "server")
-
-
-@functools.cache
-def resources_dir() -> Path:
-    """The folder holding kernelmon.svg, icons/ and kernelmon.desktop."""
-    try:
-        installed = importlib.resources.files("kernelmon") / "resources"
-        if installed.is_dir():
-            return Path(str(installed))
-    except (ModuleNotFoundError, OSError):
-        pass
-    return Path(__file__).resolve().parents[2] / "resources"
 
 
 def resource_path(name: str) -> Path:
