@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar, QWidget
 
 from .icons import icon
 from .ownership import is_stale
-from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, allows, as_sentence, refusal
+from .refusals import CONNECT, INTERRUPT, RESTART, SHUTDOWN, as_sentence, refusal
 
 
 @dataclass(frozen=True)
@@ -244,8 +244,9 @@ def update_states(
     """Enable the actions for the selected kernels' ``models`` (``busy``: kernels with a
     restart under way), their tooltips saying what the core refuses and why."""
     for name, (action, verb) in REFUSABLE.items():
-        refused = [why for m in models if (why := refusal(m, action))]
-        allowed = [m for m in models if allows(m, action)]
+        whys = [(m, refusal(m, action)) for m in models]
+        refused = [why for _m, why in whys if why]
+        allowed = [m for m, why in whys if why is None]
         if name == "restart":
             allowed = [m for m in allowed if m.get("id") not in busy]
         tip = refusable_tip(tips[name], verb, refused, len(allowed))
