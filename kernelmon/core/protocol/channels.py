@@ -338,7 +338,7 @@ class SessionChannels:
         self._on_activity()
         msg_id = str(msg["header"]["msg_id"])
         if channel != "stdin":  # shell and control requests get one reply each
-            number = iopub.message_number(b'"msg_id": "' + msg_id.encode() + b'"')
+            number = iopub.id_number(msg_id)
             if number is not None:
                 self._unanswered[number] = None
                 if len(self._unanswered) > _UNANSWERED_MEMORY:

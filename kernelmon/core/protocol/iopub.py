@@ -80,6 +80,11 @@ def message_number(header: bytes) -> tuple[bytes, int] | None:
     return prefix, int(number)
 
 
+def id_number(msg_id: str) -> tuple[bytes, int] | None:
+    """``message_number`` of a message id (as a header holding it would give)."""
+    return message_number(_MSG_ID + msg_id.encode("utf-8", "replace") + b'"')
+
+
 class Subscription:
     """One subscriber's hold on a feed; ``close()`` lets go (the last one closes the
     socket)."""
@@ -156,7 +161,7 @@ class Feed:
     def note_reply(self, msg_id: str) -> None:
         """A message of the kernel's session arrived on another of kernelmon's sockets (a
         reply): its number is not missing from IOPub."""
-        self._note(message_number(_MSG_ID + msg_id.encode("utf-8", "replace") + b'"'))
+        self._note(id_number(msg_id))
 
     def note_frames(self, frames: list[bytes]) -> None:
         """``note_reply`` for a message as received (frames)."""
