@@ -47,6 +47,8 @@ from typing import Any
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+#: py-spy, for ``--profile`` (beside this interpreter, else on PATH).
+PY_SPY = shutil.which("py-spy", path=os.path.dirname(sys.executable)) or shutil.which("py-spy")
 
 GOALS = [
     # (workload, metric, op, limit, description)
@@ -90,6 +92,7 @@ ROWS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
             ("lost_counted", "  messages kernelmon counted as lost (and told)", ""),
             ("final_idle_missing", "final idle status not seen by the frontend", ""),
             ("cpu_us_per_msg", "manager CPU per message (all threads)", "µs"),
+            ("loop_cpu_us_per_msg", "  of which the loop's thread (Python, Qt)", "µs"),
             ("cpu_share", "manager CPU / wall time (1 = one core)", ""),
             ("kernel_cpu_us_per_msg", "a kernel's CPU per message it printed", "µs"),
             ("demand_vs_kernel", "  manager's CPU per message x kernels / a kernel's", ""),
@@ -434,6 +437,7 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
         kernel_procs = [psutil.Process(int(kmap.kernel_model(k)["pid"])) for k in kids]
         kernel_cpu0 = sum(kernel_cpu(p) for p in kernel_procs)
         cpu0 = time.process_time()
+        loop_cpu0 = time.thread_time()
         t0 = time.perf_counter()
         for i, conn in enumerate(conns):
             msg_ids[i] = conn.execute(code)
@@ -441,6 +445,7 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
         replies = await asyncio.wait_for(asyncio.gather(*done), 600)
         phase("flood done")
         cpu_at_replies = time.process_time()
+        loop_cpu = time.thread_time() - loop_cpu0
         kernel_cpu_used = sum(kernel_cpu(p) for p in kernel_procs) - kernel_cpu0
         for _ in range(200):  # up to 2 s for the final idle statuses
             if all(t is not None for t in idle_at):
@@ -473,6 +478,8 @@ async def flood_workload(p: dict[str, Any]) -> dict[str, Any]:
             "rss_mb": rss_mb(),
             "lost_counted": sum(conn.lost for conn in conns),
             "cpu_us_per_msg": (cpu_at_replies - cpu0) / max(1, msgs) * 1e6,
+            # the rest: libzmq's IO thread (reading the sockets), Qt's and kernelmon's others
+            "loop_cpu_us_per_msg": loop_cpu / max(1, msgs) * 1e6,
             "cpu_share": (cpu_at_replies - cpu0) / max(1e-9, replies_at(replies) - t0),
             "kernel_cpu_us_per_msg": kernel_cpu_used / max(1, n * lines) * 1e6,
             **meter.stats(t0, t1),
@@ -714,9 +721,12 @@ sys.exit(code)
 
 
 class Runner:
-    def __init__(self, tmp: str, verbose: bool) -> None:
+    def __init__(self, tmp: str, verbose: bool, profile: str | None = None) -> None:
         self.tmp = tmp
         self.verbose = verbose
+        #: A folder for a py-spy profile of each workload's process (None: not profiled).
+        self.profile = profile
+        self.profiles = 0
         self.current: subprocess.Popen[bytes] | None = None
         self.family: dict[int, psutil.Process] = {}
         root = os.path.join(tmp, "root")
@@ -858,6 +868,13 @@ class Runner:
             os.unlink(out)
         log = os.path.join(self.tmp, f"{name}.log")
         cmd = [sys.executable, os.path.abspath(__file__), "--child", name, json.dumps(p), out]
+        if self.profile is not None:
+            # py-spy samples the workload's process (every Python thread, not the kernels it
+            # starts); raw format: one line per stack with its sample count
+            self.profiles += 1
+            trace = os.path.join(self.profile, f"{name}-{self.profiles}.txt")
+            spy = [PY_SPY, "record", "--rate", "250", "--threads", "--format", "raw", "-o", trace]
+            cmd = [*spy, "--", *cmd]
         rc = self.run(cmd, 900, log)
         try:
             with open(out) as f:
@@ -1007,8 +1024,17 @@ def main(argv: list[str] | None = None) -> int:
         default="launch,flood,console,scale",
         help="comma-separated subset of launch,flood,console,scale (default: all)",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="record a py-spy profile of each workload's process into DIR (py-spy installed)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.profile:
+        if PY_SPY is None:
+            parser.error("--profile needs py-spy (pip install py-spy)")
+        os.makedirs(args.profile, exist_ok=True)
     p = params(args.quick)
     reps = args.reps or p["reps"]
     if args.flood_kernels:
@@ -1025,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {"meta": meta(), "config": config}
     samples: dict[str, list[dict[str, Any]]] = {w: [] for w in ROWS if w in workloads}
     tmp = tempfile.mkdtemp(prefix="kernelmon-app-bench-")
-    runner = Runner(tmp, args.verbose)
+    runner = Runner(tmp, args.verbose, os.path.abspath(args.profile) if args.profile else None)
 
     def on_sigterm(*_: Any) -> None:
         raise KeyboardInterrupt  # clean up as on Ctrl-C
