@@ -86,3 +86,17 @@ def test_the_memo_of_checked_messages_keeps_no_more_than_its_byte_bound_alive():
         assert signer.verify(parts[0], parts[1:5])
     kept = sum(len(frame) for entry in checks._verified.values() for frame in entry[3:])
     assert kept <= checks.MEMO_BYTES
+
+
+def test_signatures_are_jupyter_clients_for_each_scheme():
+    """The signer feeds OpenSSL's HMAC object directly where hmac.HMAC wraps one: its
+    signatures are still jupyter_client's, for every scheme a connection file may name."""
+    from jupyter_client.session import Session
+
+    parts = [b'{"msg_id": "a_1_2", "msg_type": "stream"}', b"{}", b"{}", b'{"text": "x"}']
+    for scheme in ("hmac-sha256", "hmac-sha512", "hmac-sha1", "hmac-md5"):
+        theirs = Session(key=b"secret", signature_scheme=scheme).sign(parts)
+        signer = wire.Signer(b"secret", scheme)
+        assert signer.sign(parts) == theirs
+        assert signer.verify(fresh(theirs), [fresh(p) for p in parts])
+        assert not signer.verify(fresh(theirs), [*parts[:3], fresh(b'{"text": "y"}')])
