@@ -1,7 +1,8 @@
 """Micro-benchmark: kernelmon's CPU per IOPub message on its per-message path.
 
     python benchmarks/iopub_micro.py [--messages N] [--reps R] [--frontends F] [--away]
-                                     [--mode path,socket] [--batch B] [--against DIR]
+                                     [--mode path,socket,paced] [--batch B] [--rate R]
+                                     [--loop asyncio|qasync] [--against DIR]
 
 A flood of ``print(i, flush=True)`` messages, signed with jupyter_client's ``Session``
 exactly as ipykernel signs them (topic ``stream.stdout``, the execute_request's header as
@@ -17,10 +18,13 @@ Modes:
           ``wire.BATCH``), each a list of distinct frame objects, as received (no socket:
           the least noisy figure)
   socket  the messages are published on a real PUB socket (IPC) and read by the feed's
-          ``SocketDrain`` from its SUB socket under plain asyncio: receives included
+          ``SocketDrain`` from its SUB socket at once: receives included
+  paced   the same, published at ``--rate`` messages a second by another process and read
+          as they come (the loop's wake-ups included); the loop thread's CPU alone
+          (``--loop qasync``: the app's loop)
 
-Each figure is the process's CPU time (all threads) per message; the best of ``--reps``
-repetitions is the one to compare (the machine may be shared: the best is the least
+Each figure (but ``paced``'s) is the process's CPU time (all threads) per message; the best
+of ``--reps`` repetitions is the one to compare (the machine may be shared: the best is the least
 disturbed). ``--against DIR`` measures another version of kernelmon beside this one (its
 package folder, e.g. ``git archive main kernelmon | tar -x -C DIR``, then ``DIR/kernelmon``),
 the two alternating repetition by repetition, and prints their ratio: a change is measured
@@ -45,6 +49,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import importlib  # noqa: E402
 import importlib.util  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import types  # noqa: E402
 
 import zmq  # noqa: E402
@@ -210,22 +215,114 @@ class Variant:
     def __init__(self, km: types.SimpleNamespace, folder: str, args: argparse.Namespace):
         self.km = km
         self.info = connection_info(folder)
-        self.pub = zmq.Context.instance().socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.setsockopt(zmq.SNDHWM, 0)
-        self.pub.bind(wire.channel_url(self.info, "iopub"))
+        url = wire.channel_url(self.info, "iopub")
+        # The kernel's other channels, bound: a frontend's sockets with nothing to connect
+        # to would retry every 10 ms, each retry a wake-up of the loop (not a kernel's case).
+        self.routers = []
+        for channel in ("shell", "control", "stdin"):
+            router = zmq.Context.instance().socket(zmq.ROUTER)
+            router.setsockopt(zmq.LINGER, 0)
+            router.bind(wire.channel_url(self.info, channel))
+            self.routers.append(router)
+        self.pub = self.publisher = None
+        if args.mode == ["paced"]:
+            self.publisher = Publisher(url)
+        else:
+            self.pub = zmq.Context.instance().socket(zmq.PUB)
+            self.pub.setsockopt(zmq.LINGER, 0)
+            self.pub.setsockopt(zmq.SNDHWM, 0)
+            self.pub.bind(url)
         self.consumer = Consumer(km, self.info, args.frontends, args.away)
         self.results: dict[str, list[float]] = {mode: [] for mode in args.mode}
 
     async def live(self, first: list[bytes]) -> None:
         """Until the subscription reached our PUB socket."""
         while not self.consumer.feed.live:
-            self.pub.send_multipart(first)
+            if self.publisher is not None:
+                await self.publisher.ask("ping")
+            else:
+                self.pub.send_multipart(first)
             await asyncio.sleep(0.02)
 
     def close(self) -> None:
         self.consumer.close()
-        self.pub.close(0)
+        for router in self.routers:
+            router.close(0)
+        if self.pub is not None:
+            self.pub.close(0)
+        if self.publisher is not None:
+            self.publisher.close()
+
+
+def publisher_main(url: str) -> int:
+    """The paced mode's "kernel", a process of its own: binds a PUB socket at ``url``; each
+    line ``N RATE`` on stdin publishes a flood of N messages at RATE a second (``ping``:
+    one message), then writes a line back."""
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.setsockopt(zmq.SNDHWM, 0)
+    pub.bind(url)
+    for line in sys.stdin:
+        words = line.split()
+        if words == ["ping"]:
+            pub.send_multipart(flood_frames(3)[0])
+        elif len(words) == 2:
+            msgs, rate = flood_frames(int(words[0])), float(words[1])
+            t0 = time.perf_counter()
+            for i, frames in enumerate(msgs):
+                pub.send_multipart(frames)
+                if i % 10 == 9:
+                    late = t0 + (i + 1) / rate - time.perf_counter()
+                    if late > 0:
+                        time.sleep(late)
+        print("ok", flush=True)
+    return 0
+
+
+class Publisher:
+    """A ``publisher_main`` process."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--publisher", url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    async def ask(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def run_paced(publisher: Publisher, n: int, consumer: Consumer, rate: float) -> float:
+    """The loop thread's CPU seconds while ``n`` messages are published at ``rate`` a second
+    (by another process) and read as they come, as a kernel's prints are: the cost of the
+    loop's wake-ups is in it."""
+    want = consumer.record.messages + n
+    gc.collect()
+    c0 = time.thread_time()
+    done = asyncio.ensure_future(publisher.ask(f"{n} {rate}"))
+    deadline = time.monotonic() + 60 + n / rate
+    while consumer.record.messages + consumer.record.bad_messages < want:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the paced messages did not all arrive")
+        await asyncio.sleep(0.05)
+    cpu = time.thread_time() - c0
+    await done
+    return cpu
 
 
 async def measure(args: argparse.Namespace) -> list[Variant]:
@@ -250,7 +347,11 @@ async def measure(args: argparse.Namespace) -> list[Variant]:
                         msgs = fresh(template)
                         if mode == "path":
                             cpu = run_path(msgs, v.consumer, args.batch)
+                        elif mode == "paced":
+                            assert v.publisher is not None
+                            cpu = await run_paced(v.publisher, len(msgs), v.consumer, args.rate)
                         else:
+                            assert v.pub is not None
                             cpu = await run_socket(v.pub, msgs, v.consumer)
                         v.results[mode].append(cpu / len(msgs) * 1e6)
             expected_lines = args.reps * len(args.mode) * (args.messages - 3)
@@ -266,6 +367,9 @@ async def measure(args: argparse.Namespace) -> list[Variant]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--publisher"]:
+        return publisher_main(argv[1])
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=8000, help="messages per repetition")
     ap.add_argument("--reps", type=int, default=7)
@@ -278,7 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"messages per batch in the path mode (default {wire.BATCH}; {wire.CHUNK}: a "
         "socket's turn while several are behind)",
     )
-    ap.add_argument("--mode", default="path,socket", help="path, socket or both")
+    ap.add_argument("--mode", default="path,socket", help="path, socket, both, or paced")
+    ap.add_argument(
+        "--rate", type=float, default=5000.0, help="paced: messages a second (default 5000)"
+    )
+    ap.add_argument(
+        "--loop", choices=("asyncio", "qasync"), default="asyncio", help="the event loop"
+    )
     ap.add_argument(
         "--against",
         metavar="DIR",
@@ -287,13 +397,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     args.mode = [m for m in args.mode.split(",") if m]
-    if not set(args.mode) <= {"path", "socket"} or not args.mode:
-        ap.error("--mode: path, socket or both")
+    if not (set(args.mode) <= {"path", "socket"} or args.mode == ["paced"]) or not args.mode:
+        ap.error("--mode: path, socket, both, or paced")
     if args.messages > wire.RECEIVE_HWM - 100 and "socket" in args.mode:
         ap.error(f"--messages: at most {wire.RECEIVE_HWM - 100} (the receive high-water mark)")
-    variants = asyncio.run(measure(args))
+    if args.loop == "qasync":
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from PySide6.QtWidgets import QApplication
+
+        import qasync  # isort: skip
+
+        app = QApplication.instance() or QApplication([sys.argv[0]])
+        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+            variants = runner.run(measure(args))
+    else:
+        variants = asyncio.run(measure(args))
     who = f"watcher + {args.frontends} frontend(s){' away (buffer)' if args.away else ''}"
-    print(f"{args.messages} messages x {args.reps} reps; {who}; load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.messages} messages x {args.reps} reps; {who}; {args.loop}; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     for mode in args.mode:
         for v in variants:
             values = v.results[mode]
