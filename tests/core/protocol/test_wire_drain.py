@@ -165,3 +165,44 @@ def test_default_budget_long_reads_end_at_eagain_and_rearm(aio, pairs):
     aio.run(go(), timeout=90)
     assert numbers(batches) == list(range(n + 60))
     assert max(map(len, batches)) > wire._PROBED  # the EAGAIN path was taken
+
+
+def test_sockets_read_while_the_loop_does_not_watch_them(aio, pairs, monkeypatch):
+    """After a read the loop stops watching the sockets and looks again ``COALESCE`` later
+    (one timer instead of a wake-up per socket): a socket whose first message comes in
+    between is read at that look; once a look finds nothing the loop watches again, and
+    the last drain closed leaves nothing behind."""
+    monkeypatch.setattr(wire, "COALESCE", 0.5)  # a wide window: no race with the timer
+    a_push, a_pull = pairs()
+    b_push, b_pull = pairs()
+    got_a: list[list[list[bytes]]] = []
+    got_b: list[list[list[bytes]]] = []
+
+    async def go() -> None:
+        loop = asyncio.get_running_loop()
+        drain_a = SocketDrain(a_pull, got_a.append)
+        drain_b = SocketDrain(b_pull, got_b.append)
+        readiness = wire._readiness[loop]
+        flood(a_push, 0, 1)  # connected, read (the first read may be the drain's own look)
+        await wait_until(lambda: got_a, what="a's first message")
+        await wait_until(lambda: readiness.watching, what="watching after a quiet look")
+        flood(a_push, 1, 1)  # woken by the watched epoll: read, then a look by the timer
+        await wait_until(lambda: sum(map(len, got_a)) == 2, what="a's second message")
+        assert not readiness.watching
+        assert readiness.timer is not None
+        flood(b_push, 0, 3)  # while nobody watches
+        await wait_until(lambda: sum(map(len, got_b)) == 3, what="b's messages")
+        await wait_until(lambda: readiness.watching, what="watching after a quiet look")
+        assert readiness.timer is None
+        flood(a_push, 2, 2)
+        flood(b_push, 3, 2)
+        await wait_until(lambda: sum(map(len, got_a)) == 4 and sum(map(len, got_b)) == 5)
+        drain_a.close()
+        drain_b.close()
+        assert wire._readiness.get(loop) is None
+        assert not readiness.watching
+        assert readiness.timer is None
+
+    aio.run(go(), timeout=30)
+    assert numbers(got_a) == [0, 1, 2, 3]
+    assert numbers(got_b) == [0, 1, 2, 3, 4]
