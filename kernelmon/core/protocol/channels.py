@@ -31,7 +31,6 @@ from .wire import (
     Signer,
     SocketDrain,
     channel_url,
-    message_dict,
     parse_header,
     split_frames,
 )
@@ -180,20 +179,34 @@ class StreamDecoder:
             return None
         try:
             header = parse_header(parts[1])
-            if isinstance(header, dict):
-                header = dict(header)  # shared with the watcher: the handler gets its own
-            if parts[2] == self._parent_raw:
-                parent = dict(self._parent)
+            raw_parent = parts[2]
+            if raw_parent == self._parent_raw:
+                parent = self._parent.copy()
             else:
-                parent = _decode_json(parts[2].decode())
-                if not isinstance(parent, dict):
+                parent = _decode_json(raw_parent.decode())
+                if type(parent) is not dict:
                     return None
-                self._parent_raw, self._parent = bytes(parts[2]), dict(parent)
+                self._parent_raw, self._parent = bytes(raw_parent), parent.copy()
             metadata = {} if parts[3] == b"{}" else _decode_json(parts[3].decode())
             content = _decode_json(parts[4].decode())
         except (ValueError, RecursionError):
             return None
-        return message_dict(header, parent, metadata, content, parts[5:])
+        # message_dict's checks and shape, written out (this runs for every message); JSON
+        # objects decode to plain dicts, so ``type(...) is dict`` is ``isinstance``.
+        if type(header) is not dict or type(metadata) is not dict or type(content) is not dict:
+            return None
+        msg_id, msg_type = header.get("msg_id"), header.get("msg_type")
+        if type(msg_id) is not str or type(msg_type) is not str:
+            return None
+        return {
+            "header": header.copy(),  # shared with the watcher: the handler gets its own
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "parent_header": parent,
+            "metadata": metadata,
+            "content": content,
+            "buffers": [memoryview(b) for b in parts[5:]] if len(parts) > 5 else [],
+        }
 
 
 class SessionChannels:

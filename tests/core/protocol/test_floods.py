@@ -206,6 +206,10 @@ def test_stream_decoder_decodes_like_decode_message():
         frames(b"{not json", parent, b"{}", b"{}"),
         frames(b'{"msg_id": "g", "msg_type": "x"}', parent, b"{}", b"{}", wire.Signer(b"other")),
         [b"no delimiter"],
+        frames(b'{"msg_id": "h", "msg_type": "x"}', parent, b"[]", b"{}"),  # metadata a list
+        frames(b'{"msg_id": 7, "msg_type": "x"}', parent, b"{}", b"{}"),  # msg_id a number
+        frames(b'["msg_id", "msg_type"]', parent, b"{}", b"{}"),  # header not an object
+        frames(b'{"msg_id": "i", "msg_type": "x"}', b"{", b"{}", b"{}"),  # parent not JSON
     ]
     decode = StreamDecoder(signer)
     for f in good + bad + good:
