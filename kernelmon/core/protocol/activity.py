@@ -37,7 +37,7 @@ import zmq
 from ..records import ExecutionState, KernelRecord, utcnow
 from ..settings import UNTRACKED_MESSAGE_TYPES
 from . import iopub
-from .wire import Signer, channel_url, parse_header, split_frames
+from .wire import DELIM, Signer, channel_url, parse_header
 
 #: How many finished requests are remembered (their late status messages are ignored).
 FINISHED_MEMORY = 256
@@ -215,20 +215,31 @@ class ActivityWatcher:
 
     def _on_batch(self, batch: list[list[bytes]]) -> None:
         record = self.record
-        signer = self._signer
+        verify = self._signer.verify
+        parse = self._parse
         untracked = self._untracked()
         state = record.execution_state
+        # Looked up once: an enum member costs a class attribute lookup each time (this loop
+        # runs for every message).
+        busy_state = ExecutionState.BUSY
+        seen_any = self._seen_any
         shell_status = False
         activity = False
         bad = 0
         count = 0
         for frames in batch:
-            parts = split_frames(frames)
-            if parts is None or not signer.verify(parts[0], parts[1:5]):
+            # wire.split_frames, written out
+            try:
+                start = frames.index(DELIM) + 1
+            except ValueError:
+                bad += 1
+                continue
+            parts = frames[start:]
+            if len(parts) < 5 or not verify(parts[0], parts[1:5]):
                 bad += 1
                 continue
             try:
-                own, active, status = self._parse(parts, state == ExecutionState.BUSY, untracked)
+                own, active, status = parse(parts, state == busy_state, untracked)
             except (ValueError, TypeError, RecursionError) as e:
                 # ValueError: bad JSON (UnicodeDecodeError, too long a number, Malformed)
                 bad += 1
@@ -241,7 +252,7 @@ class ActivityWatcher:
                 # kernelmon's own traffic, or a subscription notice (which may come before
                 # the kernel's "starting"): says nothing about the kernel's process
                 continue
-            seen_before, self._seen_any = self._seen_any, True
+            seen_before, seen_any = seen_any, True
             if status is None:
                 continue
             parent_id, parent_type, subshell, new_state = status
@@ -273,6 +284,7 @@ class ActivityWatcher:
             elif self.open_requests.get(subshell, ("",))[0] == parent_id or not parent_id:
                 self.open_requests.pop(subshell, None)
             state = ExecutionState.BUSY if self.open_requests else ExecutionState.IDLE
+        self._seen_any = seen_any
         fields: set[str] = set()
         if count or bad:
             self.last_message_at = time.monotonic()
