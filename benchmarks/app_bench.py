@@ -1,6 +1,7 @@
 """The desktop app under load: what ``bench.py`` (the core alone) does not measure.
 
     python benchmarks/app_bench.py [--quick] [--reps N] [--json out.json] [--workloads a,b]
+                                   [--profile DIR]
 
 1. launch  Wall time from spawning a fresh interpreter that runs ``kernelmon.app.main``
            (offscreen Qt, empty temporary config/state/log/runtime folders) until the main
