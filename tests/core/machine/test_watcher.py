@@ -375,3 +375,27 @@ def test_decode_message_refuses_malformed_fields():
         (header, b'{"n": ' + b"9" * 5000 + b"}"),
     ]:
         assert decode_message(Signer(KEY), signed(session, h, parent, b"{}")) is None
+
+
+def test_the_msg_type_read_is_the_header_objects_own(aio, publisher):
+    """The header is read as JSON, not by its bytes: a ``msg_type`` key of a nested object
+    or text like one inside another field's string is not the message's type, and a signed
+    header that only begins like a stream's is dropped and counted."""
+    pub, record, watcher, kernel = watched(aio, publisher)
+    aio.sleep(0.05)
+    seen, bad = record.messages, record.bad_messages
+    cell = kernel.pack(request("execute_request")["header"])
+    busy = b'{"execution_state": "busy"}'
+    nested = b'{"msg_id": "k_1_1", "x": {"msg_type": "stream"}, "msg_type": "status"}'
+    in_text = (
+        b'{"msg_id": "k_1_2", "username": "\\"msg_type\\": \\"stream\\"", "msg_type": "status"}'
+    )
+    truncated = b'{"msg_id": "k_1_3", "msg_type": "stream", "username": "k'
+    pub.send_multipart(signed(kernel, nested, cell, busy))
+    aio.run(wait_until(lambda: record.execution_state == "busy", what="the nested one's busy"))
+    pub.send_multipart(signed(kernel, truncated, cell, b'{"name": "stdout", "text": "x"}'))
+    pub.send_multipart(signed(kernel, in_text, cell, b'{"execution_state": "idle"}'))
+    aio.run(wait_until(lambda: record.execution_state == "idle", what="the other's idle"))
+    aio.run(wait_until(lambda: record.bad_messages == bad + 1, what="the truncated one"))
+    assert record.messages == seen + 2
+    watcher.close()
