@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -60,7 +61,41 @@ GRACE = 1.0
 #: At most this many reply counters are remembered per feed.
 _REPLY_MEMORY = 4096
 _MSG_ID = b'"msg_id": "'
+_MSG_TYPE = b'"msg_type": "'
 _SHUTDOWN_REPLY = b'"msg_type": "shutdown_reply"'
+#: What follows the msg_id of a status message's header (jupyter_client's ``Session`` writes
+#: msg_type right after msg_id), so that other messages are told apart in one comparison.
+_STATUS_AFTER_ID = b'", "msg_type": "status"'
+#: At most this many request windows (busy seen, idle not yet; or closed, waiting for their
+#: gaps to settle) are remembered per feed.
+_WINDOW_MEMORY = 1024
+#: Requests that ipykernel answers with exactly one reply, numbered between the request's
+#: ``busy`` and ``idle`` statuses on IOPub (its shell and control handlers;
+#: ``shutdown_request`` is left to its copy on IOPub: ``Feed._explain_control_reply``).
+#: ``comm_open``, ``comm_msg`` and ``comm_close`` get no reply; ``input_request`` is no request
+#: to the kernel but the kernel's to a client.
+REPLIED_REQUESTS = frozenset(
+    t.encode()
+    for t in (
+        "execute_request",
+        "complete_request",
+        "inspect_request",
+        "history_request",
+        "comm_info_request",
+        "kernel_info_request",
+        "connect_request",
+        "is_complete_request",
+        "interrupt_request",
+        "debug_request",
+        "usage_request",
+        "create_subshell_request",
+        "delete_subshell_request",
+        "list_subshell_request",
+    )
+)
+#: The end of the msg_id of a request sent from this process (jupyter_client's ``Session``
+#: puts the sender's pid in it): kernelmon's own, whose replies it reads itself.
+_OWN_PID = b"_%d" % os.getpid()
 
 
 def message_number(header: bytes) -> tuple[bytes, int] | None:
@@ -78,6 +113,16 @@ def message_number(header: bytes) -> tuple[bytes, int] | None:
     if not sep or not number.isdigit():
         return None
     return prefix, int(number)
+
+
+def _value(header: bytes, key: bytes) -> bytes:
+    """The string value after ``key`` (``b'"name": "'``) in a serialized header, or b""."""
+    i = header.find(key)
+    if i < 0:
+        return b""
+    i += len(key)
+    j = header.find(b'"', i)
+    return header[i:j] if j >= 0 else b""
 
 
 def id_number(msg_id: str) -> tuple[bytes, int] | None:
@@ -133,6 +178,11 @@ class Feed:
         #: Replies of the current session that kernelmon will never read: requests whose
         #: socket it closed before their replies came (see ``expect_unread``).
         self._unread = 0
+        #: Other clients' requests that get a reply, by msg_id: the number of their ``busy``.
+        self._open: dict[bytes, int] = {}
+        #: Their (busy, idle) numbers once the idle came: each one's reply is numbered in
+        #: between (see ``_credit_windows``).
+        self._windows: list[tuple[int, int]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
         self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
@@ -204,23 +254,34 @@ class Feed:
                 logger.exception("An IOPub subscriber failed on a batch of %s", self.url)
 
     def _count(self, batch: list[list[bytes]]) -> None:
-        """Follow the kernel session's message counter; remember the gaps."""
+        """Follow the kernel session's message counter; remember the gaps, and the windows
+        of other clients' requests (from their status messages only: this runs for every
+        message of a flood)."""
         last = self._last
         session = self._session
         for frames in batch:
             try:
-                header = frames[frames.index(DELIM) + 2]
+                d = frames.index(DELIM)
+                header = frames[d + 2]
             except (ValueError, IndexError):
                 continue
-            number = message_number(header)
-            if number is None:
+            # message_number, inlined (the position of the msg_id's end is needed below)
+            i = header.find(_MSG_ID)
+            if i < 0:
                 continue
-            prefix, n = number
+            i += len(_MSG_ID)
+            j = header.find(b'"', i)
+            prefix, sep, digits = header[i:j].rpartition(b"_")
+            if j < 0 or not sep or not digits.isdigit():
+                continue
+            n = int(digits)
             if prefix != session:
                 # A new session (the kernel restarted, or the first message): start over.
                 session, last = prefix, n
                 self._gaps.clear()
                 self._unread = 0
+                self._open.clear()
+                self._windows.clear()
                 # Replies may arrive before the session's first IOPub message: keep those.
                 self._replies = {k: None for k in self._replies if k[0] == prefix}
                 continue
@@ -232,7 +293,9 @@ class Feed:
                 # Numbered in one thread, sent in another (ipykernel's control thread and
                 # its shell): a message may come after a later-numbered one. It is not lost.
                 self._note((prefix, n))
-            if self._gaps and _SHUTDOWN_REPLY in header:
+            if header.startswith(_STATUS_AFTER_ID, j):
+                self._status(frames, d, n)
+            elif self._gaps and _SHUTDOWN_REPLY in header:
                 # The kernel's copy of the reply to a shutdown_request (a restart's too): the
                 # reply itself went on control to whoever asked (jupyter_client's kernel
                 # manager when kernelmon restarts it), numbered just before this copy.
@@ -241,6 +304,34 @@ class Feed:
         self._session = session
         if self._gaps and self._timer is None:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
+
+    def _status(self, frames: list[bytes], d: int, n: int) -> None:
+        """A status message numbered ``n`` (``frames[d]`` is the delimiter): open or close
+        the window of the request it belongs to, if that is another client's request that
+        gets a reply. ipykernel frames every request it handles (on shell, and on control in
+        its control thread) with a ``busy`` and an ``idle`` status whose parent is the
+        request, and numbers the reply in between."""
+        try:
+            parent, content = frames[d + 3], frames[d + 5]
+        except IndexError:
+            return
+        busy = b'"busy"' in content
+        if not busy and (not self._open or b'"idle"' not in content):
+            return
+        msg_id = _value(parent, _MSG_ID)
+        if busy:
+            head, _sep, number = msg_id.rpartition(b"_")
+            own = head.endswith(_OWN_PID) and number.isdigit()  # not a browser's uuid
+            if msg_id and not own and _value(parent, _MSG_TYPE) in REPLIED_REQUESTS:
+                self._open[msg_id] = n
+                if len(self._open) > _WINDOW_MEMORY:  # an idle that never came
+                    del self._open[next(iter(self._open))]
+        else:
+            opened = self._open.pop(msg_id, None)
+            if opened is not None:
+                self._windows.append((opened, n))
+                if len(self._windows) > _WINDOW_MEMORY:
+                    del self._windows[0]
 
     def _explain_control_reply(self, session: bytes, copy: int) -> None:
         """The reply announced by a ``shutdown_reply`` numbered ``copy`` on IOPub is not
@@ -268,8 +359,41 @@ class Feed:
         if self._gaps and self.subscriptions:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
 
+    def _credit_windows(self, now: float) -> None:
+        """Explain, for each closed window of another client's request, one number missing
+        inside it (its reply, which went to that client), among the gaps old enough to be
+        settled. Runs after kernelmon's own reply sockets were read, so a reply of
+        kernelmon's numbered in the window (a request of its own on control while another
+        client's cell runs) is already known and not taken for the other client's. The
+        narrowest windows first (by the number of their idle; a window nested in another
+        is served first), each taking the lowest missing number it holds, which credits as
+        many windows as the gaps allow (windows overlap only where threads interleave)."""
+        ready = [(first, last) for first, last, t in self._gaps if now - t >= GRACE]
+        if not ready or not self._windows:
+            return
+        session, replies = self._session, self._replies
+        assert session is not None
+        waiting: list[tuple[int, int]] = []
+        for busy, idle in sorted(self._windows, key=lambda w: (w[1], -w[0])):
+            found = None
+            for first, last in ready:
+                for n in range(max(first, busy + 1), min(last, idle - 1) + 1):
+                    if (session, n) not in replies:
+                        found = n
+                        break
+                if found is not None:
+                    break
+            if found is not None:
+                replies[(session, found)] = None
+            elif any(
+                first < idle and last > busy and now - t < GRACE for first, last, t in self._gaps
+            ):
+                waiting.append((busy, idle))  # its reply's gap is not old enough yet
+        self._windows = waiting
+
     def _settle(self, now: float) -> None:
         """Count the gaps older than ``GRACE`` that no reply explains."""
+        self._credit_windows(now)
         lost = 0
         while self._gaps and now - self._gaps[0][2] >= GRACE:
             first, last, _t = self._gaps.pop(0)

@@ -1,0 +1,161 @@
+"""Another client's replies are no loss of output. ipykernel numbers every message of its
+session, replies included; the replies to another client (JupyterLab through a server, VS
+Code, ``jupyter console``, nbclient) go to that client's sockets, never to kernelmon's, and
+leave gaps in the numbers kernelmon sees on IOPub. They used to be counted as lost output
+("N messages of the kernel's output never reached kernelmon") in a console open on a kernel
+that another client also uses. A real ipykernel, kernelmon's frontend attached as the app
+attaches it, and a real jupyter_client (and nbclient) in another process
+(tests/core/other_client.py); a real drop while that client floods is still counted."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kernelmon.core.events import OutputLost
+from kernelmon.core.protocol import iopub, wire
+from tests.core.conftest import EventLog
+from tests.core.protocol.test_floods import idle_for
+from tests.waiting import wait_until
+
+OTHER_CLIENT = Path(__file__).with_name("other_client.py")
+
+
+class Frontend:
+    """kernelmon's console as far as the core can tell: the messages it got, the losses it
+    was told (count and sentence). With ``stall_file``, the first ``display_data`` stalls the
+    whole loop until that file exists (meanwhile only libzmq's IO thread reads)."""
+
+    def __init__(self, stall_file: Path | None = None) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.told: list[tuple[int, str]] = []
+        self.stall_file = stall_file
+        self.stalled = False
+
+    def __call__(self, channel: str, msg: dict) -> None:
+        stall = self.stall_file
+        if stall is not None and not self.stalled and msg["header"]["msg_type"] == "display_data":
+            self.stalled = True
+            deadline = time.monotonic() + 60
+            while not stall.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the kernel's last messages are on their way meanwhile
+        self.messages.append((channel, msg))
+
+    def count(self, kind: str) -> int:
+        return sum(1 for _c, m in self.messages if m["header"]["msg_type"] == kind)
+
+    def printed(self) -> str:
+        return "".join(
+            m["content"]["text"]
+            for c, m in self.messages
+            if c == "iopub" and m["header"]["msg_type"] == "stream"
+        )
+
+
+@asynccontextmanager
+async def watched(kmap, session: str, fe: Frontend) -> AsyncIterator[tuple[str, Any, Any]]:
+    """A new kernel with ``fe`` attached: (kernel id, connection, IOPub feed)."""
+    kid = await kmap.start_kernel()
+    conn = await kmap.connect(kid, session, fe)
+    conn.on_lost = lambda n, text: fe.told.append((n, text))
+    feed = iopub.feed_for(wire.channel_url(kmap.backend(kid).connection_info, "iopub"))
+    assert feed is not None
+    try:
+        yield kid, conn, feed
+    finally:
+        await conn.close()
+        await kmap.shutdown_kernel(kid)
+
+
+async def other_client(connection_file: str, *args: str) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(OTHER_CLIENT), connection_file, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "done", done.stdout
+
+
+async def settled(conn, fe: Frontend, code: str) -> None:
+    """Run ``code`` through kernelmon's frontend, wait for its final idle and for every gap
+    left open to be settled (told)."""
+    msg_id = conn.execute(code)
+    await wait_until(lambda: idle_for(fe.messages, msg_id), timeout=30, what="the idle")
+    await asyncio.sleep(2 * iopub.GRACE + 0.5)
+
+
+def test_another_clients_requests_are_no_lost_output(aio, kmap):
+    """Execute requests with output, kernel_info, complete, inspect, is_complete, comm_info
+    and history on shell, kernel_info and usage on control while a cell prints, a comm opened
+    and messaged (no reply), and a notebook run by nbclient: all answered to another process."""
+    log = EventLog(kmap)
+    fe = Frontend()
+
+    async def go() -> tuple[int, int]:
+        async with watched(kmap, "console", fe) as (kid, conn, feed):
+            await settled(conn, fe, "print('before')")
+            await other_client(kmap.record(kid).connection_file)
+            await settled(conn, fe, "print('after')")
+            return feed.lost, conn.lost
+
+    try:
+        feed_lost, conn_lost = aio.run(go(), timeout=120)
+    finally:
+        log.unsubscribe()
+    printed = fe.printed()
+    for text in ("before", "other 0", "other 2", "cell 2", "other done", "after"):
+        assert text in printed
+    assert fe.count("comm_msg") == 3  # the comm's echoes came, on IOPub
+    assert fe.told == []
+    assert conn_lost == 0
+    assert feed_lost == 0
+    assert log.of(OutputLost) == []
+
+
+@pytest.fixture
+def small_queue(monkeypatch):
+    # A subscriber queue of 50 messages: a stall of the loop loses output for sure.
+    monkeypatch.setattr(wire, "RECEIVE_HWM", 50)
+
+
+def test_output_dropped_while_another_client_runs_code_is_still_counted(
+    aio, kmap, tmp_path, small_queue
+):
+    """The other client runs a cell that displays 3,000 values while kernelmon is stalled and
+    its queue holds 50: the kernel's PUB drops most of them. What kernelmon's frontend got
+    plus what kernelmon counted is what the kernel sent (plus the few statuses dropped in the
+    same burst): the other client's replies are not counted, the drops are."""
+    n = 3000
+    done = tmp_path / "done"
+    log = EventLog(kmap)
+    fe = Frontend(stall_file=done)
+
+    async def go() -> tuple[int, int, str]:
+        async with watched(kmap, "lossy", fe) as (kid, conn, feed):
+            await other_client(kmap.record(kid).connection_file, "flood", str(n), str(done))
+            assert fe.stalled
+            await settled(conn, fe, "print('after')")
+            return feed.lost, conn.lost, kid
+
+    try:
+        feed_lost, lost, kid = aio.run(go(), timeout=120)
+    finally:
+        log.unsubscribe()
+    got = fe.count("display_data")
+    assert got < n
+    assert n <= got + lost <= n + 10
+    assert feed_lost == lost
+    assert sum(n for n, _text in fe.told) == lost
+    assert sum(e.messages for e in log.of(OutputLost, kid)) == lost
