@@ -3,16 +3,18 @@ or ``jupyter console`` would be): jupyter_client's blocking client on the kernel
 file asks what frontends ask, on shell and on control, and nbclient runs a notebook's cells on
 the same kernel. The kernel's replies go to this process alone.
 
-    python other_client.py CONNECTION_FILE [flood N DONE_FILE]
+    python other_client.py CONNECTION_FILE [flood N DONE_FILE | input]
 
 Prints ``done`` when every request was answered. With ``flood N DONE_FILE``, it also runs a
 cell that displays N values (one message each) and then creates DONE_FILE (kernelmon's test
-stalls meanwhile, so that the kernel's PUB socket drops)."""
+stalls meanwhile, so that the kernel's PUB socket drops). With ``input``, it only runs a cell
+that asks for input (an ``input_request`` to this client alone) and answers it."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 import uuid
 
 import jupyter_client
@@ -87,6 +89,8 @@ def requests(connection_file: str, flood: int, done_file: str) -> None:
                 f"open({done_file!r}, 'w').close()"
             )
             assert c.execute(code, reply=True, timeout=120)["content"]["status"] == "ok"
+            # kernelmon's stalled test catches up meanwhile: what follows is not dropped
+            time.sleep(1.0)
         assert c.execute("print('other done')", reply=True, timeout=TIMEOUT)
     finally:
         c.stop_channels()
@@ -110,8 +114,26 @@ async def notebook(connection_file: str) -> None:
         kc.stop_channels()
 
 
+def answer_input(connection_file: str) -> None:
+    c = jupyter_client.BlockingKernelClient(connection_file=connection_file)
+    c.load_connection_file()
+    c.start_channels()
+    try:
+        c.wait_for_ready(timeout=TIMEOUT)
+        msg_id = c.execute("name = input('name? ')\nprint('hello', name)", allow_stdin=True)
+        assert c.get_stdin_msg(timeout=TIMEOUT)["header"]["msg_type"] == "input_request"
+        c.input("other")
+        answered(c, msg_id)
+    finally:
+        c.stop_channels()
+
+
 def main() -> None:
     connection_file = sys.argv[1]
+    if sys.argv[2:] == ["input"]:
+        answer_input(connection_file)
+        print("done", flush=True)
+        return
     flood, done_file = (int(sys.argv[3]), sys.argv[4]) if sys.argv[2:3] == ["flood"] else (0, "")
     requests(connection_file, flood, done_file)
     asyncio.run(notebook(connection_file))

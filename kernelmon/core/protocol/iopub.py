@@ -178,11 +178,21 @@ class Feed:
         #: Replies of the current session that kernelmon will never read: requests whose
         #: socket it closed before their replies came (see ``expect_unread``).
         self._unread = 0
-        #: Other clients' requests that get a reply, by msg_id: the number of their ``busy``.
-        self._open: dict[bytes, int] = {}
+        #: Other clients' requests that get a reply, by msg_id: the number of their ``busy``
+        #: and whether it is an ``execute_request``.
+        self._open: dict[bytes, tuple[int, bool]] = {}
         #: Their (busy, idle) numbers once the idle came: each one's reply is numbered in
         #: between (see ``_credit_windows``).
         self._windows: list[tuple[int, int]] = []
+        #: (busy, idle) of other clients' execute requests not settled yet: code that may
+        #: have asked that client for input (see ``last_in_other_runs``).
+        self._runs: list[tuple[int, int]] = []
+        #: Of the last loss told, how many messages were numbered while another client's
+        #: code ran. Those may instead be ``input_request`` messages on stdin to that client
+        #: (``input()`` in its code): nothing on IOPub tells them from output the kernel's
+        #: PUB socket dropped, so they are counted, and the sentence says so
+        #: (``frontends.lost_text``).
+        self.last_in_other_runs = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
         self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
@@ -282,6 +292,7 @@ class Feed:
                 self._unread = 0
                 self._open.clear()
                 self._windows.clear()
+                self._runs.clear()
                 # Replies may arrive before the session's first IOPub message: keep those.
                 self._replies = {k: None for k in self._replies if k[0] == prefix}
                 continue
@@ -322,16 +333,21 @@ class Feed:
         if busy:
             head, _sep, number = msg_id.rpartition(b"_")
             own = head.endswith(_OWN_PID) and number.isdigit()  # not a browser's uuid
-            if msg_id and not own and _value(parent, _MSG_TYPE) in REPLIED_REQUESTS:
-                self._open[msg_id] = n
+            msg_type = _value(parent, _MSG_TYPE)
+            if msg_id and not own and msg_type in REPLIED_REQUESTS:
+                self._open[msg_id] = (n, msg_type == b"execute_request")
                 if len(self._open) > _WINDOW_MEMORY:  # an idle that never came
                     del self._open[next(iter(self._open))]
         else:
             opened = self._open.pop(msg_id, None)
             if opened is not None:
-                self._windows.append((opened, n))
+                self._windows.append((opened[0], n))
                 if len(self._windows) > _WINDOW_MEMORY:
                     del self._windows[0]
+                if opened[1]:
+                    self._runs.append((opened[0], n))
+                    if len(self._runs) > _WINDOW_MEMORY:
+                        del self._runs[0]
 
     def _explain_control_reply(self, session: bytes, copy: int) -> None:
         """The reply announced by a ``shutdown_reply`` numbered ``copy`` on IOPub is not
@@ -394,20 +410,33 @@ class Feed:
     def _settle(self, now: float) -> None:
         """Count the gaps older than ``GRACE`` that no reply explains."""
         self._credit_windows(now)
-        lost = 0
+        lost = in_runs = 0
+        # other clients' code: run (busy, idle), or running (busy, beyond any number seen)
+        runs = self._runs + [(busy, self._last + 1) for busy, run in self._open.values() if run]
+        replies, session = self._replies, self._session
         while self._gaps and now - self._gaps[0][2] >= GRACE:
             first, last, _t = self._gaps.pop(0)
-            replies, session = self._replies, self._session
             if last - first < 64:
-                lost += sum(1 for n in range(first, last + 1) if (session, n) not in replies)
+                missing = [n for n in range(first, last + 1) if (session, n) not in replies]
+                lost += len(missing)
+                if runs:
+                    in_runs += sum(1 for n in missing if any(b < n < i for b, i in runs))
             else:
-                lost += last - first + 1
-                lost -= sum(1 for s, n in replies if s == session and first <= n <= last)
+                explained = sum(1 for s, n in replies if s == session and first <= n <= last)
+                lost += last - first + 1 - explained
+                if runs:
+                    inside = sum(max(0, min(last, i - 1) - max(first, b + 1) + 1) for b, i in runs)
+                    in_runs += max(0, min(inside, last - first + 1) - explained)
+        if self._runs:
+            # a run that ended before every gap still open can hold none of them
+            start = self._gaps[0][0] if self._gaps else self._last
+            self._runs = [(b, i) for b, i in self._runs if i > start]
         forgiven = min(lost, self._unread)
         self._unread -= forgiven
         lost -= forgiven
         if lost:
             self.lost += lost
+            self.last_in_other_runs = min(in_runs, lost)
             logger.warning("%d message(s) missing from the IOPub of %s", lost, self.url)
             for sub in list(self.subscriptions):
                 if sub.on_lost is not None:
