@@ -14,14 +14,30 @@ jupyter_client's ``Session``) numbers the messages of its session: ``msg_id`` en
 ``_<pid>_<counter>``, one counter for all channels. A jump in the counter on IOPub means that
 messages were sent elsewhere (replies on shell, control or stdin: those kernelmon receives on
 its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
-socket because this subscriber fell too far behind. A gap that no reply of kernelmon's
-explains within ``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read
-just before, so a subscriber that held the loop cannot make an unread reply a loss);
-replies to clients other than kernelmon's count there too, which the report says. A loss at
-the end of a job (its final ``idle`` status among it) shows only when the next message
-comes: so when IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds,
-kernelmon's probe asks the kernel for its info (see ``frontends``), whose status messages
-reveal the gap.
+socket because this subscriber fell too far behind. A gap that no reply explains within
+``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read just before, so a
+subscriber that held the loop cannot make an unread reply a loss). A loss at the end of a
+job (its final ``idle`` status among it) shows only when the next message comes: so when
+IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds, kernelmon's
+probe asks the kernel for its info (see ``frontends``), whose status messages reveal the
+gap.
+
+Replies to other clients (JupyterLab through a server, VS Code, ``jupyter console``,
+nbclient) never reach kernelmon, and are not lost either. ipykernel frames every request it
+handles, on shell and (in its control thread) on control, with a ``busy`` and an ``idle``
+status whose parent header is the request, and numbers the reply in between. So each
+request of another client (its msg_id does not carry kernelmon's pid, which
+jupyter_client's ``Session`` puts in every msg_id it makes) that gets a reply
+(``REPLIED_REQUESTS``; not ``comm_open``, ``comm_msg``, ``comm_close``) explains exactly one
+number missing inside its busy..idle window: settled with the gaps, after kernelmon's own
+replies were read, the narrowest windows first (a control request's window may lie inside a
+running cell's). Only status messages are looked at for this; a stream message costs one
+comparison more. Not explained: an ``input_request`` the kernel sent to another client
+(``input()`` in that client's code: it goes on stdin, and nothing on IOPub shows it, not
+even whether the request allowed stdin). It is counted, and ``last_in_other_runs`` says how
+many of a loss were numbered while another client's code ran, so that the sentence says
+they may be that client's input prompts. A window whose ``idle`` was dropped explains
+nothing (its reply is then counted with the real loss around it).
 
 A restart is not a loss. The reply to a ``shutdown_request`` goes on control to whoever
 asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
