@@ -1,14 +1,13 @@
-"""Another client of a kernel, in a process of its own (as JupyterLab through a server, VS Code
-or ``jupyter console`` would be): jupyter_client's blocking client on the kernel's connection
-file asks what frontends ask, on shell and on control, and nbclient runs a notebook's cells on
+"""Another client of a kernel, in a process of its own (as JupyterLab through a server or VS
+Code would be): jupyter_client's blocking client on the kernel's connection file asks what
+frontends ask, on shell and on control, and nbclient runs a notebook's cells on
 the same kernel. The kernel's replies go to this process alone.
 
-    python other_client.py CONNECTION_FILE [flood N DONE_FILE | input]
+    python other_client.py CONNECTION_FILE [flood N DONE_FILE]
 
 Prints ``done`` when every request was answered. With ``flood N DONE_FILE``, it also runs a
 cell that displays N values (one message each) and then creates DONE_FILE (kernelmon's test
-stalls meanwhile, so that the kernel's PUB socket drops). With ``input``, it only runs a cell
-that asks for input (an ``input_request`` to this client alone) and answers it."""
+stalls meanwhile, so that the kernel's PUB socket drops)."""
 
 from __future__ import annotations
 
@@ -114,26 +113,8 @@ async def notebook(connection_file: str) -> None:
         kc.stop_channels()
 
 
-def answer_input(connection_file: str) -> None:
-    c = jupyter_client.BlockingKernelClient(connection_file=connection_file)
-    c.load_connection_file()
-    c.start_channels()
-    try:
-        c.wait_for_ready(timeout=TIMEOUT)
-        msg_id = c.execute("name = input('name? ')\nprint('hello', name)", allow_stdin=True)
-        assert c.get_stdin_msg(timeout=TIMEOUT)["header"]["msg_type"] == "input_request"
-        c.input("other")
-        answered(c, msg_id)
-    finally:
-        c.stop_channels()
-
-
 def main() -> None:
     connection_file = sys.argv[1]
-    if sys.argv[2:] == ["input"]:
-        answer_input(connection_file)
-        print("done", flush=True)
-        return
     flood, done_file = (int(sys.argv[3]), sys.argv[4]) if sys.argv[2:3] == ["flood"] else (0, "")
     requests(connection_file, flood, done_file)
     asyncio.run(notebook(connection_file))

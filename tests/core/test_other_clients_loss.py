@@ -4,13 +4,15 @@ Code, ``jupyter console``, nbclient) go to that client's sockets, never to kerne
 leave gaps in the numbers kernelmon sees on IOPub. They used to be counted as lost output
 ("N messages of the kernel's output never reached kernelmon") in a console open on a kernel
 that another client also uses. A real ipykernel, kernelmon's frontend attached as the app
-attaches it, and a real jupyter_client (and nbclient) in another process
-(tests/core/other_client.py); a real drop while that client floods is still counted, and an
-input prompt sent to that client (which nothing on IOPub shows) is told for what it may be."""
+attaches it, and real clients in other processes: jupyter_client and nbclient
+(tests/core/other_client.py), ``jupyter console --existing``. A real drop while another
+client floods is still counted, and an input prompt sent to another client (which nothing on
+IOPub shows) is told for what it may be."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -90,6 +92,23 @@ async def other_client(connection_file: str, *args: str) -> None:
     assert done.stdout.strip() == "done", done.stdout
 
 
+async def jupyter_console(connection_file: str, ipython_dir: Path, *lines: str) -> str:
+    """``jupyter console --existing`` on the kernel, typing ``lines`` (then end of input: it
+    leaves, keeping the kernel); what it printed."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "jupyter_console", "--existing", connection_file, "--simple-prompt"],
+        input="".join(f"{line}\n" for line in lines),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, IPYTHONDIR=str(ipython_dir)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "keeping kernel alive" in done.stdout, done.stdout
+    return done.stdout
+
+
 async def settled(conn, fe: Frontend, code: str) -> None:
     """Run ``code`` through kernelmon's frontend, wait for its final idle and for every gap
     left open to be settled (told)."""
@@ -98,17 +117,24 @@ async def settled(conn, fe: Frontend, code: str) -> None:
     await asyncio.sleep(2 * iopub.GRACE + 0.5)
 
 
-def test_another_clients_requests_are_no_lost_output(aio, kmap):
+def test_another_clients_requests_are_no_lost_output(aio, kmap, tmp_path):
     """Execute requests with output, kernel_info, complete, inspect, is_complete, comm_info
     and history on shell, kernel_info and usage on control while a cell prints, a comm opened
-    and messaged (no reply), and a notebook run by nbclient: all answered to another process."""
+    and messaged (no reply), a notebook run by nbclient, and ``jupyter console --existing``:
+    all answered to other processes."""
     log = EventLog(kmap)
     fe = Frontend()
 
     async def go() -> tuple[int, int]:
         async with watched(kmap, "console", fe) as (kid, conn, feed):
+            connection_file = kmap.record(kid).connection_file
             await settled(conn, fe, "print('before')")
-            await other_client(kmap.record(kid).connection_file)
+            await other_client(connection_file)
+            shown = await jupyter_console(
+                connection_file, tmp_path, "print('from the console')", "6 * 7"
+            )
+            assert "from the console" in shown
+            assert "42" in shown
             await settled(conn, fe, "print('after')")
             return feed.lost, conn.lost
 
@@ -117,7 +143,7 @@ def test_another_clients_requests_are_no_lost_output(aio, kmap):
     finally:
         log.unsubscribe()
     printed = fe.printed()
-    for text in ("before", "other 0", "other 2", "cell 2", "other done", "after"):
+    for text in ("before", "other 0", "other 2", "cell 2", "other done", "from the console"):
         assert text in printed
     assert fe.count("comm_msg") == 3  # the comm's echoes came, on IOPub
     assert fe.told == []
@@ -175,18 +201,20 @@ def test_output_dropped_while_another_client_runs_code_is_still_counted(
     assert sum(e.messages for e in log.of(OutputLost, kid)) == lost
 
 
-def test_an_input_prompt_sent_to_another_client_is_told_for_what_it_may_be(aio, kmap):
-    """The other client's code calls ``input()``: the kernel's input_request goes on stdin to
-    that client alone, a number missing from IOPub that nothing there explains (the status
-    messages' parent header does not say whether the request allowed stdin). It is counted,
-    and the sentence says that it may be that client's input prompt rather than lost output."""
+def test_an_input_prompt_sent_to_another_client_is_told_for_what_it_may_be(aio, kmap, tmp_path):
+    """Code typed in ``jupyter console`` calls ``input()``: the kernel's input_request goes on
+    stdin to that console alone, a number missing from IOPub that nothing there explains (the
+    status messages' parent header does not say whether the request allowed stdin). It is
+    counted, and the sentence says that it may be that client's input prompt rather than
+    lost output."""
     log = EventLog(kmap)
     fe = Frontend()
 
     async def go() -> tuple[int, str]:
         async with watched(kmap, "console", fe) as (kid, conn, _feed):
             await settled(conn, fe, "print('before')")
-            await other_client(kmap.record(kid).connection_file, "input")
+            lines = ("name = input('name? ')", "other", "print('hello', name)")
+            await jupyter_console(kmap.record(kid).connection_file, tmp_path, *lines)
             await settled(conn, fe, "print('after')")
             return conn.lost, kid
 
