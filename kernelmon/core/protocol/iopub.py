@@ -187,6 +187,8 @@ class Feed:
         self.lost = 0
         self._session: bytes | None = None
         self._last = -1
+        #: The first number seen of the current session.
+        self._first = -1
         #: Open gaps: (first, last, time noticed) of counters not seen on IOPub.
         self._gaps: list[tuple[int, int, float]] = []
         #: Numbers (session, counter) of replies seen on kernelmon's other sockets.
@@ -303,7 +305,7 @@ class Feed:
             n = int(digits)
             if prefix != session:
                 # A new session (the kernel restarted, or the first message): start over.
-                session, last = prefix, n
+                session, last, self._first = prefix, n, n
                 self._gaps.clear()
                 self._unread = 0
                 self._open.clear()
@@ -311,10 +313,9 @@ class Feed:
                 self._runs.clear()
                 # Replies may arrive before the session's first IOPub message: keep those.
                 self._replies = {k: None for k in self._replies if k[0] == prefix}
-                continue
-            if n > last + 1:
-                self._gaps.append((last + 1, n - 1, time.monotonic()))
-            if n > last:
+            elif n > last:
+                if n > last + 1:
+                    self._gaps.append((last + 1, n - 1, time.monotonic()))
                 last = n
             elif self._gaps:
                 # Numbered in one thread, sent in another (ipykernel's control thread and
@@ -343,27 +344,32 @@ class Feed:
         except IndexError:
             return
         busy = b'"busy"' in content
-        if not busy and (not self._open or b'"idle"' not in content):
+        if not busy and b'"idle"' not in content:
             return
         msg_id = _value(parent, _MSG_ID)
-        if busy:
+        opened = None if busy else self._open.pop(msg_id, None)
+        if opened is None:
             head, _sep, number = msg_id.rpartition(b"_")
             own = head.endswith(_OWN_PID) and number.isdigit()  # not a browser's uuid
             msg_type = _value(parent, _MSG_TYPE)
-            if msg_id and not own and msg_type in REPLIED_REQUESTS:
+            if not msg_id or own or msg_type not in REPLIED_REQUESTS:
+                return
+            if busy:
                 self._open[msg_id] = (n, msg_type == b"execute_request")
                 if len(self._open) > _WINDOW_MEMORY:  # an idle that never came
                     del self._open[next(iter(self._open))]
-        else:
-            opened = self._open.pop(msg_id, None)
-            if opened is not None:
-                self._windows.append((opened[0], n))
-                if len(self._windows) > _WINDOW_MEMORY:
-                    del self._windows[0]
-                if opened[1]:
-                    self._runs.append((opened[0], n))
-                    if len(self._runs) > _WINDOW_MEMORY:
-                        del self._runs[0]
+                return
+            # Its busy was not seen: published before this session's first message seen
+            # (kernelmon began to watch during the request), or dropped. Its reply was
+            # numbered before this idle all the same.
+            opened = (self._first - 1, msg_type == b"execute_request")
+        self._windows.append((opened[0], n))
+        if len(self._windows) > _WINDOW_MEMORY:
+            del self._windows[0]
+        if opened[1]:
+            self._runs.append((opened[0], n))
+            if len(self._runs) > _WINDOW_MEMORY:
+                del self._runs[0]
 
     def _explain_control_reply(self, session: bytes, copy: int) -> None:
         """The reply announced by a ``shutdown_reply`` numbered ``copy`` on IOPub is not

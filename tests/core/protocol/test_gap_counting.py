@@ -287,3 +287,23 @@ def test_a_window_of_kernelmons_own_request_explains_nothing(aio, watched):
     last = pub.msg("status", {"execution_state": "idle"}, own)
     pub.send(last)
     assert w.settled(aio, last) == [1]
+
+
+def test_another_clients_request_begun_before_kernelmon_watched_is_no_loss(aio, watched):
+    """kernelmon begins to watch (here: a new process's first message seen) while another
+    client's cell runs: the cell's busy was published before, its idle still explains the
+    reply numbered before it. A request whose busy was dropped explains its reply too, and
+    the busy is lost."""
+    w = watched()
+    pub = w.pub
+    pub.session = Session(key=b"secret")  # what follows is the first seen of its session
+    cell = request("execute_request")
+    pub.publish("stream", {"name": "stdout", "text": "a"}, cell)
+    pub.skip()  # the execute_reply
+    pub.status("idle", cell)
+    other = request("complete_request")
+    pub.skip()  # its busy, dropped
+    pub.skip()  # the complete_reply
+    last = pub.msg("status", {"execution_state": "idle"}, other)
+    pub.send(last)
+    assert w.settled(aio, last) == [1]
