@@ -36,8 +36,10 @@ comparison more. Not explained: an ``input_request`` the kernel sent to another 
 (``input()`` in that client's code: it goes on stdin, and nothing on IOPub shows it, not
 even whether the request allowed stdin). It is counted, and ``last_in_other_runs`` says how
 many of a loss were numbered while another client's code ran, so that the sentence says
-they may be that client's input prompts. A window whose ``idle`` was dropped explains
-nothing (its reply is then counted with the real loss around it).
+they may be that client's input prompts. An ``idle`` whose ``busy`` was not seen (sent before
+kernelmon watched, or dropped) closes a window from the session's first message seen; a
+window whose ``idle`` was dropped explains nothing (its reply is then counted with the real
+loss around it).
 
 A restart is not a loss. The reply to a ``shutdown_request`` goes on control to whoever
 asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
