@@ -28,6 +28,7 @@ from kernelmon.core.frontends import lost_text
 from kernelmon.core.protocol import iopub, wire
 from tests.core.conftest import EventLog
 from tests.core.protocol.test_floods import idle_for
+from tests.kernels import write_spec
 from tests.waiting import wait_until
 
 OTHER_CLIENT = Path(__file__).with_name("other_client.py")
@@ -65,10 +66,23 @@ class Frontend:
         )
 
 
+@pytest.fixture(scope="module")
+def compact_spec() -> str:
+    """An ipykernel whose messages are compact JSON (``"msg_id":"...``), as wherever orjson
+    is installed: jupyter_client's ``Session`` then packs with it by default."""
+    root = str(Path(__file__).parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    packer = "--Session.packer=tests.kernels.compact_json.pack"
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", packer]
+    return write_spec(argv, env={"PYTHONPATH": path}, prefix="compact")
+
+
 @asynccontextmanager
-async def watched(kmap, session: str, fe: Frontend) -> AsyncIterator[tuple[str, Any, Any]]:
-    """A new kernel with ``fe`` attached: (kernel id, connection, IOPub feed)."""
-    kid = await kmap.start_kernel()
+async def watched(
+    kmap, session: str, fe: Frontend, spec: str | None = None
+) -> AsyncIterator[tuple[str, Any, Any]]:
+    """A new kernel (of ``spec``) with ``fe`` attached: (kernel id, connection, IOPub feed)."""
+    kid = await kmap.start_kernel(spec)
     conn = await kmap.connect(kid, session, fe)
     conn.on_lost = lambda n, text: fe.told.append((n, text))
     feed = iopub.feed_for(wire.channel_url(kmap.backend(kid).connection_info, "iopub"))
@@ -158,8 +172,9 @@ def small_queue(monkeypatch):
     monkeypatch.setattr(wire, "RECEIVE_HWM", 50)
 
 
+@pytest.mark.parametrize("packer", ["json", "compact"])
 def test_output_dropped_while_another_client_runs_code_is_still_counted(
-    aio, kmap, tmp_path, small_queue
+    aio, kmap, tmp_path, small_queue, compact_spec, packer
 ):
     """The other client runs a cell that displays 3,000 values while kernelmon is stalled and
     its queue holds 50: the kernel's PUB drops most of them. What kernelmon's frontend got
@@ -167,7 +182,8 @@ def test_output_dropped_while_another_client_runs_code_is_still_counted(
     burst: the flood's final idle and, with it dropped, its reply (which then no window
     explains), and the busy and idle around each of kernelmon's own probes of the busy
     kernel (their replies reach kernelmon). The other client's other replies are not counted
-    (they were: 20 more), the drops are."""
+    (they were: 20 more), the drops are. Also for a kernel whose headers are compact JSON
+    (kernelmon read no number of theirs: it counted nothing, whatever was lost)."""
     n = 3000
     done = tmp_path / "done"
     log = EventLog(kmap)
@@ -175,7 +191,8 @@ def test_output_dropped_while_another_client_runs_code_is_still_counted(
     probes: list[str] = []
 
     async def go() -> tuple[int, int, str]:
-        async with watched(kmap, "lossy", fe) as (kid, conn, feed):
+        spec = compact_spec if packer == "compact" else None
+        async with watched(kmap, "lossy", fe, spec) as (kid, conn, feed):
             probe = kmap.backend(kid).probe
             send = probe.send_kernel_info
 

@@ -11,10 +11,12 @@ subscription handshake with the kernel is needed).
 
 The feed also notices messages that never arrived. ipykernel (like every kernel built on
 jupyter_client's ``Session``) numbers the messages of its session: ``msg_id`` ends in
-``_<pid>_<counter>``, one counter for all channels. A jump in the counter on IOPub means that
-messages were sent elsewhere (replies on shell, control or stdin: those kernelmon receives on
-its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
-socket because this subscriber fell too far behind. A gap that no reply explains within
+``_<pid>_<counter>``, one counter for all channels (read from the header's bytes, as Python's
+json writes it or compact, as orjson does: jupyter_client packs with orjson wherever it is
+installed). A jump in the counter on IOPub means that messages were sent elsewhere (replies
+on shell, control or stdin: those kernelmon receives on its own sockets are told to the feed
+with ``note_reply``) or were dropped by the kernel's PUB socket because this subscriber fell
+too far behind. A gap that no reply explains within
 ``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read just before, so a
 subscriber that held the loop cannot make an unread reply a loss). A loss at the end of a
 job (its final ``idle`` status among it) shows only when the next message comes: so when
@@ -78,12 +80,20 @@ OnLost = Callable[[int], None]
 GRACE = 1.0
 #: At most this many reply counters are remembered per feed.
 _REPLY_MEMORY = 4096
+# Headers are read as bytes in the two forms jupyter_client's ``Session`` writes: Python's
+# json (``"msg_id": "``) and, wherever orjson is installed (its default packer then), compact
+# JSON (``"msg_id":"``).
 _MSG_ID = b'"msg_id": "'
+_MSG_ID_COMPACT = b'"msg_id":"'
 _MSG_TYPE = b'"msg_type": "'
-_SHUTDOWN_REPLY = b'"msg_type": "shutdown_reply"'
-#: What follows the msg_id of a status message's header (jupyter_client's ``Session`` writes
-#: msg_type right after msg_id), so that other messages are told apart in one comparison.
-_STATUS_AFTER_ID = b'", "msg_type": "status"'
+_MSG_TYPE_COMPACT = b'"msg_type":"'
+#: What follows the msg_id of a status message's header and of a shutdown_reply's, in each
+#: form (``Session`` writes msg_type right after msg_id), so that other messages are told
+#: apart in one comparison.
+_AFTER_ID = (
+    (b'", "msg_type": "status"', b'", "msg_type": "shutdown_reply"'),
+    (b'","msg_type":"status"', b'","msg_type":"shutdown_reply"'),
+)
 #: At most this many request windows (busy seen, idle not yet; or closed, waiting for their
 #: gaps to settle) are remembered per feed.
 _WINDOW_MEMORY = 1024
@@ -121,9 +131,13 @@ def message_number(header: bytes) -> tuple[bytes, int] | None:
     jupyter_client's form ``<session>_<pid>_<counter>``, else None. Reads the bytes without
     parsing the JSON (this runs for every message)."""
     i = header.find(_MSG_ID)
-    if i < 0:
-        return None
-    i += len(_MSG_ID)
+    if i >= 0:
+        i += len(_MSG_ID)
+    else:
+        i = header.find(_MSG_ID_COMPACT)
+        if i < 0:
+            return None
+        i += len(_MSG_ID_COMPACT)
     j = header.find(b'"', i)
     if j < 0:
         return None
@@ -133,12 +147,17 @@ def message_number(header: bytes) -> tuple[bytes, int] | None:
     return prefix, int(number)
 
 
-def _value(header: bytes, key: bytes) -> bytes:
-    """The string value after ``key`` (``b'"name": "'``) in a serialized header, or b""."""
+def _value(header: bytes, key: bytes, compact: bytes) -> bytes:
+    """The string value after ``key`` (``b'"name": "'``, or its ``compact`` form) in a
+    serialized header, or b""."""
     i = header.find(key)
-    if i < 0:
-        return b""
-    i += len(key)
+    if i >= 0:
+        i += len(key)
+    else:
+        i = header.find(compact)
+        if i < 0:
+            return b""
+        i += len(compact)
     j = header.find(b'"', i)
     return header[i:j] if j >= 0 else b""
 
@@ -297,9 +316,15 @@ class Feed:
                 continue
             # message_number, inlined (the position of the msg_id's end is needed below)
             i = header.find(_MSG_ID)
-            if i < 0:
-                continue
-            i += len(_MSG_ID)
+            if i >= 0:
+                i += len(_MSG_ID)
+                status, shutdown_reply = _AFTER_ID[0]
+            else:
+                i = header.find(_MSG_ID_COMPACT)
+                if i < 0:
+                    continue
+                i += len(_MSG_ID_COMPACT)
+                status, shutdown_reply = _AFTER_ID[1]
             j = header.find(b'"', i)
             prefix, sep, digits = header[i:j].rpartition(b"_")
             if j < 0 or not sep or not digits.isdigit():
@@ -323,9 +348,9 @@ class Feed:
                 # Numbered in one thread, sent in another (ipykernel's control thread and
                 # its shell): a message may come after a later-numbered one. It is not lost.
                 self._note((prefix, n))
-            if header.startswith(_STATUS_AFTER_ID, j):
+            if header.startswith(status, j):
                 self._status(frames, d, n)
-            elif self._gaps and _SHUTDOWN_REPLY in header:
+            elif self._gaps and header.startswith(shutdown_reply, j):
                 # The kernel's copy of the reply to a shutdown_request (a restart's too): the
                 # reply itself went on control to whoever asked (jupyter_client's kernel
                 # manager when kernelmon restarts it), numbered just before this copy.
@@ -348,12 +373,12 @@ class Feed:
         busy = b'"busy"' in content
         if not busy and b'"idle"' not in content:
             return
-        msg_id = _value(parent, _MSG_ID)
+        msg_id = _value(parent, _MSG_ID, _MSG_ID_COMPACT)
         opened = None if busy else self._open.pop(msg_id, None)
         if opened is None:
             head, _sep, number = msg_id.rpartition(b"_")
             own = head.endswith(_OWN_PID) and number.isdigit()  # not a browser's uuid
-            msg_type = _value(parent, _MSG_TYPE)
+            msg_type = _value(parent, _MSG_TYPE, _MSG_TYPE_COMPACT)
             if not msg_id or own or msg_type not in REPLIED_REQUESTS:
                 return
             if busy:
