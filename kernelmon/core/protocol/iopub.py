@@ -32,16 +32,16 @@ request of another client (its msg_id does not carry kernelmon's pid, which
 jupyter_client's ``Session`` puts in every msg_id it makes) that gets a reply
 (``REPLIED_REQUESTS``; not ``comm_open``, ``comm_msg``, ``comm_close``) explains exactly one
 number missing inside its busy..idle window: settled with the gaps, after kernelmon's own
-replies were read, the narrowest windows first (a control request's window may lie inside a
-running cell's). Only status messages are looked at for this; a stream message costs one
-comparison more. Not explained: an ``input_request`` the kernel sent to another client
-(``input()`` in that client's code: it goes on stdin, and nothing on IOPub shows it, not
-even whether the request allowed stdin). It is counted, and ``last_in_other_runs`` says how
-many of a loss were numbered while another client's code ran, so that the sentence says
-they may be that client's input prompts. An ``idle`` whose ``busy`` was not seen (sent before
-kernelmon watched, or dropped) closes a window from the session's first message seen; a
-window whose ``idle`` was dropped explains nothing (its reply is then counted with the real
-loss around it).
+replies were read, in the order the windows closed (a control request's window may lie
+inside a running cell's, and closes first). Only status messages are looked at for this; a
+stream message costs one comparison more. Not explained: an ``input_request`` the kernel
+sent to another client (``input()`` in that client's code: it goes on stdin, and nothing on
+IOPub shows it, not even whether the request allowed stdin). It is counted, and
+``last_in_other_runs`` says how many of a loss were numbered while another client's code
+ran, so that the sentence says they may be that client's input prompts. An ``idle`` whose
+``busy`` was not seen (sent before kernelmon watched, or dropped) closes a window from the
+session's first message seen; a window whose ``idle`` was dropped explains nothing (its
+reply is then counted with the real loss around it).
 
 A restart is not a loss. The reply to a ``shutdown_request`` goes on control to whoever
 asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
@@ -429,10 +429,10 @@ class Feed:
         inside it (its reply, which went to that client), among the gaps old enough to be
         settled. Runs after kernelmon's own reply sockets were read, so a reply of
         kernelmon's numbered in the window (a request of its own on control while another
-        client's cell runs) is already known and not taken for the other client's. The
-        narrowest windows first (by the number of their idle; a window nested in another
-        is served first), each taking the lowest missing number it holds, which credits as
-        many windows as the gaps allow (windows overlap only where threads interleave)."""
+        client's cell runs) is already known and not taken for the other client's. Windows
+        in the order of their idle (a window nested in another closes first), each taking
+        the lowest missing number it holds: this greedy order credits as many windows as
+        the gaps allow (windows overlap only where the kernel's threads interleave)."""
         ready = [(first, last) for first, last, t in self._gaps if now - t >= GRACE]
         if not ready or not self._windows:
             return
