@@ -102,25 +102,10 @@ _WINDOW_MEMORY = 1024
 #: ``shutdown_request`` is left to its copy on IOPub: ``Feed._explain_control_reply``).
 #: ``comm_open``, ``comm_msg`` and ``comm_close`` get no reply; ``input_request`` is no request
 #: to the kernel but the kernel's to a client.
-REPLIED_REQUESTS = frozenset(
-    t.encode()
-    for t in (
-        "execute_request",
-        "complete_request",
-        "inspect_request",
-        "history_request",
-        "comm_info_request",
-        "kernel_info_request",
-        "connect_request",
-        "is_complete_request",
-        "interrupt_request",
-        "debug_request",
-        "usage_request",
-        "create_subshell_request",
-        "delete_subshell_request",
-        "list_subshell_request",
-    )
-)
+_ASKING = ("complete", "inspect", "history", "is_complete", "comm_info", "kernel_info")
+_RUNNING = ("execute", "interrupt", "connect", "debug", "usage")
+_SUBSHELLS = ("create_subshell", "delete_subshell", "list_subshell")
+REPLIED_REQUESTS = frozenset(f"{n}_request".encode() for n in (*_ASKING, *_RUNNING, *_SUBSHELLS))
 #: The end of the msg_id of a request sent from this process (jupyter_client's ``Session``
 #: puts the sender's pid in it): kernelmon's own, whose replies it reads itself.
 _OWN_PID = b"_%d" % os.getpid()
@@ -129,19 +114,8 @@ _OWN_PID = b"_%d" % os.getpid()
 def message_number(header: bytes) -> tuple[bytes, int] | None:
     """``(session_and_pid, counter)`` from a serialized header whose msg_id has
     jupyter_client's form ``<session>_<pid>_<counter>``, else None. Reads the bytes without
-    parsing the JSON (this runs for every message)."""
-    i = header.find(_MSG_ID)
-    if i >= 0:
-        i += len(_MSG_ID)
-    else:
-        i = header.find(_MSG_ID_COMPACT)
-        if i < 0:
-            return None
-        i += len(_MSG_ID_COMPACT)
-    j = header.find(b'"', i)
-    if j < 0:
-        return None
-    prefix, sep, number = header[i:j].rpartition(b"_")
+    parsing the JSON (this runs for every reply; ``Feed._count`` has it inlined)."""
+    prefix, sep, number = _value(header, _MSG_ID, _MSG_ID_COMPACT).rpartition(b"_")
     if not sep or not number.isdigit():
         return None
     return prefix, int(number)
