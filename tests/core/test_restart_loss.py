@@ -4,7 +4,8 @@ client), never to IOPub, so it leaves a gap in the old process's message numbers
 used to be forgotten only when the new process's first message arrived: a restart that took
 longer than ``iopub.GRACE`` (a loaded machine, a kernel that starts slowly) reported "1
 message of the kernel's output never reached kernelmon". A real ipykernel, started through
-a wrapper that waits before it starts it (a slow start, as from a heavy environment)."""
+a wrapper that waits before it starts it (a slow start, as from a heavy environment). An
+interrupt by message is no loss either: its reply goes to jupyter_client's kernel manager."""
 
 from __future__ import annotations
 
