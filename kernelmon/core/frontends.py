@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .backends.base import Action
 from .errors import KernelDead
 from .events import OutputLost
+from .protocol import iopub
 from .protocol.buffering import MessageBuffer
 from .protocol.channels import OnMessage, SessionChannels
 from .protocol.connection import KernelConnection
+from .protocol.wire import channel_url
 from .records import ExecutionState
 from .registry import Changing, Entry
 
@@ -32,13 +34,26 @@ logger = logging.getLogger(__name__)
 NUDGE_TIMEOUT = 2.0
 
 
-def lost_text(n: int) -> str:
-    """The sentence that tells a user about output lost on the way from the kernel."""
+def lost_text(n: int, in_other_runs: int = 0) -> str:
+    """The sentence that tells a user about output lost on the way from the kernel.
+    ``in_other_runs`` of the ``n`` messages were numbered while another client's code ran:
+    those may instead have been input prompts the kernel sent to that client alone (nothing
+    kernelmon sees tells them apart: ``iopub.Feed.last_in_other_runs``)."""
+    what = f"{n:,} message{'' if n == 1 else 's'} of the kernel's output (each one or more lines)"
+    dropped = (
+        f"the kernel's IOPub socket dropped {'it' if n == 1 else 'them'} while kernelmon was behind"
+    )
+    prompts = "the kernel sent to that client alone (kernelmon cannot tell which)"
+    if in_other_runs <= 0:
+        return f"{what} never reached kernelmon: {dropped}."
+    if in_other_runs >= n:
+        return (
+            f"{what} never reached kernelmon while another client's code ran: either {dropped}, "
+            f"or {'it was an input prompt' if n == 1 else 'some were input prompts'} {prompts}."
+        )
     return (
-        f"{n:,} message{'' if n == 1 else 's'} of the kernel's output "
-        "(each one or more lines) never reached "
-        "kernelmon: the kernel's IOPub socket dropped them while kernelmon was behind. "
-        "(Replies to other clients of the kernel, if any, are counted too.)"
+        f"{what} never reached kernelmon: {dropped}. {in_other_runs:,} of them were numbered "
+        f"while another client's code ran and may instead be input prompts {prompts}."
     )
 
 
@@ -183,7 +198,8 @@ class Frontends:
         """``n`` of the kernel's IOPub messages never reached kernelmon: tell the frontend
         of ``channels`` (or keep the count for its return) and the event log."""
         conn = next((c for c in entry.connections if c.channels is channels), None)
-        text = lost_text(n)
+        feed = iopub.feed_for(channel_url(entry.backend.connection_info, "iopub"))
+        text = lost_text(n, feed.last_in_other_runs if feed is not None else 0)
         if conn is None:
             channels.lost_while_away += n
         else:

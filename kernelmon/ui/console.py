@@ -327,8 +327,9 @@ class ConsoleWindow(QWidget):
         self.append(("" if self._ends_line else "\n") + f"── {text} ──\n")
 
     def on_output_lost(self, n: int, text: str) -> None:
-        """Output the kernel published never reached kernelmon: say so where it was lost."""
-        self.note(f"Output lost here: {text}")
+        """Output the kernel published never reached kernelmon: say so where it went missing
+        (``text`` says how, or that it may have been another client's input prompts)."""
+        self.note(f"Output missing here: {text}")
 
     def on_message(self, channel: str, msg: dict[str, Any]) -> None:
         if channel != "iopub":
@@ -356,8 +357,7 @@ class ConsoleWindow(QWidget):
         if connection.lost:
             self.note(
                 f"While this console was closed, {plural(connection.lost, 'message')} of the "
-                "kernel's output never reached kernelmon (the kernel's IOPub socket dropped "
-                "them)"
+                "kernel's output never reached kernelmon (the event log says how)"
             )
         connection.on_lost = self.on_output_lost
         self.status.setText(f"Connected (session …{connection.session_key[-8:]})")

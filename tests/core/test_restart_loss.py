@@ -4,11 +4,13 @@ client), never to IOPub, so it leaves a gap in the old process's message numbers
 used to be forgotten only when the new process's first message arrived: a restart that took
 longer than ``iopub.GRACE`` (a loaded machine, a kernel that starts slowly) reported "1
 message of the kernel's output never reached kernelmon". A real ipykernel, started through
-a wrapper that waits before it starts it (a slow start, as from a heavy environment)."""
+a wrapper that waits before it starts it (a slow start, as from a heavy environment). An
+interrupt by message is no loss either: its reply goes to jupyter_client's kernel manager."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +23,7 @@ from kernelmon.core.events import OutputLost
 from kernelmon.core.protocol import iopub
 from tests.core.conftest import EventLog
 from tests.core.protocol.test_floods import idle_for
-from tests.kernels import write_spec
+from tests.kernels import kernels_dir, write_spec
 from tests.waiting import wait_until
 
 #: Seconds the wrapper waits before starting the kernel: longer than ``iopub.GRACE``.
@@ -148,3 +150,36 @@ def test_a_restart_by_another_client_reports_no_lost_output(aio, kmap, slow_spec
 
     fe, lost = aio.run(go())
     assert_no_loss(fe, lost, log, "after the restart")
+
+
+@pytest.fixture(scope="module")
+def message_interrupt_spec() -> str:
+    """An ipykernel interrupted by a message (``interrupt_mode: message``): jupyter_client's
+    kernel manager sends an interrupt_request on control and never reads the reply."""
+    name = write_spec(
+        [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"], prefix="msgint"
+    )
+    path = kernels_dir() / name / "kernel.json"
+    spec = json.loads(path.read_text())
+    path.write_text(json.dumps({**spec, "interrupt_mode": "message"}))
+    return name
+
+
+def test_an_interrupt_by_message_reports_no_lost_output(aio, kmap, message_interrupt_spec):
+    """kernelmon interrupts a running cell of a kernel whose spec asks for interrupts by
+    message: the reply to that request goes to jupyter_client's kernel manager, which
+    kernelmon never reads (it used to be counted: 1 message lost)."""
+    log = EventLog(kmap)
+
+    async def go() -> tuple[Frontend, int]:
+        async with watched(kmap, message_interrupt_spec, "interrupting") as (kid, fe, conn):
+            msg_id = conn.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
+            await wait_until(lambda: fe.printed_for(msg_id), timeout=30, what="the cell")
+            await kmap.interrupt_kernel(kid)
+            await wait_until(lambda: fe.idle_for(msg_id), timeout=30, what="the interrupt")
+            msg_id = conn.execute("print('after the interrupt')")
+            await wait_until(lambda: fe.idle_for(msg_id), timeout=30, what="the idle")
+        return fe, conn.lost
+
+    fe, lost = aio.run(go())
+    assert_no_loss(fe, lost, log, "sleeping", "after the interrupt")

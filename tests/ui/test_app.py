@@ -271,7 +271,10 @@ result = {}
 tasks = []
 
 def later():
-    w = next(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow))
+    w = next((w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow)), None)
+    if w is None:  # a loaded machine: the window is not built yet
+        QTimer.singleShot(50, later)
+        return
 
     async def go():
         try:

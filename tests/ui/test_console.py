@@ -145,7 +145,7 @@ def test_console_batches_output_and_keeps_a_bounded_scrollback(qapp: Any) -> Non
     assert console.dropped + console.lines() == 250 + 1000 + 1
     console.on_output_lost(7, "7 message(s) of the kernel's output never reached kernelmon")
     assert console.text().splitlines()[-1] == (
-        "── Output lost here: 7 message(s) of the kernel's output never reached kernelmon ──"
+        "── Output missing here: 7 message(s) of the kernel's output never reached kernelmon ──"
     ), "on a line of its own, after the partial line"
     assert console.lines() == 100
     console.close()

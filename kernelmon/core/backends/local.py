@@ -29,6 +29,7 @@ from ..errors import (
 from ..events import KernelDied, KernelEvent, KernelRestarted
 from ..machine.identity import Proof
 from ..machine.kernel_files import make_sockets_private
+from ..protocol import iopub
 from ..protocol.activity import ActivityWatcher, Untracked
 from ..protocol.channels import Probe, wait_for_answer
 from ..records import ExecutionState, KernelRecord, isoformat, utcnow
@@ -271,6 +272,10 @@ class LocalKernel(KernelBackend):
             await self.km.interrupt_kernel()
         except (RuntimeError, OSError) as e:
             raise KernelDead(f"Kernel {self.record.id} could not be interrupted: {e}") from e
+        if self.km.kernel_spec.interrupt_mode == "message":
+            # jupyter_client's kernel manager sent an interrupt_request on control and never
+            # reads the reply: a number missing from IOPub that is no lost output
+            iopub.expect_unread(self.connection_info, 1)
 
     async def restart(self, timeout: float) -> None:
         kid = self.record.id

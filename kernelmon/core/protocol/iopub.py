@@ -11,17 +11,37 @@ subscription handshake with the kernel is needed).
 
 The feed also notices messages that never arrived. ipykernel (like every kernel built on
 jupyter_client's ``Session``) numbers the messages of its session: ``msg_id`` ends in
-``_<pid>_<counter>``, one counter for all channels. A jump in the counter on IOPub means that
-messages were sent elsewhere (replies on shell, control or stdin: those kernelmon receives on
-its own sockets are told to the feed with ``note_reply``) or were dropped by the kernel's PUB
-socket because this subscriber fell too far behind. A gap that no reply of kernelmon's
-explains within ``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read
-just before, so a subscriber that held the loop cannot make an unread reply a loss);
-replies to clients other than kernelmon's count there too, which the report says. A loss at
-the end of a job (its final ``idle`` status among it) shows only when the next message
-comes: so when IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds,
-kernelmon's probe asks the kernel for its info (see ``frontends``), whose status messages
-reveal the gap.
+``_<pid>_<counter>``, one counter for all channels (read from the header's bytes, as Python's
+json writes it or compact, as orjson does: jupyter_client packs with orjson wherever it is
+installed). A jump in the counter on IOPub means that messages were sent elsewhere (replies
+on shell, control or stdin: those kernelmon receives on its own sockets are told to the feed
+with ``note_reply``) or were dropped by the kernel's PUB socket because this subscriber fell
+too far behind. A gap that no reply explains within
+``GRACE`` seconds is counted as lost (kernelmon's reply sockets are read just before, so a
+subscriber that held the loop cannot make an unread reply a loss). A loss at the end of a
+job (its final ``idle`` status among it) shows only when the next message comes: so when
+IOPub has carried nothing after an ``execute_reply`` for ``GRACE`` seconds, kernelmon's
+probe asks the kernel for its info (see ``frontends``), whose status messages reveal the
+gap.
+
+Replies to other clients (JupyterLab through a server, VS Code, ``jupyter console``,
+nbclient) never reach kernelmon, and are not lost either. ipykernel frames every request it
+handles, on shell and (in its control thread) on control, with a ``busy`` and an ``idle``
+status whose parent header is the request, and numbers the reply in between. So each
+request of another client (its msg_id does not carry kernelmon's pid, which
+jupyter_client's ``Session`` puts in every msg_id it makes) that gets a reply
+(``REPLIED_REQUESTS``; not ``comm_open``, ``comm_msg``, ``comm_close``) explains exactly one
+number missing inside its busy..idle window: settled with the gaps, after kernelmon's own
+replies were read, in the order the windows closed (a control request's window may lie
+inside a running cell's, and closes first). Only status messages are looked at for this; a
+stream message costs one comparison more. Not explained: an ``input_request`` the kernel
+sent to another client (``input()`` in that client's code: it goes on stdin, and nothing on
+IOPub shows it, not even whether the request allowed stdin). It is counted, and
+``last_in_other_runs`` says how many of a loss were numbered while another client's code
+ran, so that the sentence says they may be that client's input prompts. An ``idle`` whose
+``busy`` was not seen (sent before kernelmon watched, or dropped) closes a window from the
+session's first message seen; a window whose ``idle`` was dropped explains nothing (its
+reply is then counted with the real loss around it).
 
 A restart is not a loss. The reply to a ``shutdown_request`` goes on control to whoever
 asked (jupyter_client's kernel manager when kernelmon restarts the kernel), numbered just
@@ -40,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 from collections.abc import Callable
@@ -59,25 +80,60 @@ OnLost = Callable[[int], None]
 GRACE = 1.0
 #: At most this many reply counters are remembered per feed.
 _REPLY_MEMORY = 4096
+# Headers are read as bytes in the two forms jupyter_client's ``Session`` writes: Python's
+# json (``"msg_id": "``) and, wherever orjson is installed (its default packer then), compact
+# JSON (``"msg_id":"``).
 _MSG_ID = b'"msg_id": "'
-_SHUTDOWN_REPLY = b'"msg_type": "shutdown_reply"'
+_MSG_ID_COMPACT = b'"msg_id":"'
+_MSG_TYPE = b'"msg_type": "'
+_MSG_TYPE_COMPACT = b'"msg_type":"'
+#: What follows the msg_id of a status message's header and of a shutdown_reply's, in each
+#: form (``Session`` writes msg_type right after msg_id), so that other messages are told
+#: apart in one comparison.
+_AFTER_ID = (
+    (b'", "msg_type": "status"', b'", "msg_type": "shutdown_reply"'),
+    (b'","msg_type":"status"', b'","msg_type":"shutdown_reply"'),
+)
+#: At most this many request windows (busy seen, idle not yet; or closed, waiting for their
+#: gaps to settle) are remembered per feed.
+_WINDOW_MEMORY = 1024
+#: Requests that ipykernel answers with exactly one reply, numbered between the request's
+#: ``busy`` and ``idle`` statuses on IOPub (its shell and control handlers;
+#: ``shutdown_request`` is left to its copy on IOPub: ``Feed._explain_control_reply``).
+#: ``comm_open``, ``comm_msg`` and ``comm_close`` get no reply; ``input_request`` is no request
+#: to the kernel but the kernel's to a client.
+_ASKING = ("complete", "inspect", "history", "is_complete", "comm_info", "kernel_info")
+_RUNNING = ("execute", "interrupt", "connect", "debug", "usage")
+_SUBSHELLS = ("create_subshell", "delete_subshell", "list_subshell")
+REPLIED_REQUESTS = frozenset(f"{n}_request".encode() for n in (*_ASKING, *_RUNNING, *_SUBSHELLS))
+#: The end of the msg_id of a request sent from this process (jupyter_client's ``Session``
+#: puts the sender's pid in it): kernelmon's own, whose replies it reads itself.
+_OWN_PID = b"_%d" % os.getpid()
 
 
 def message_number(header: bytes) -> tuple[bytes, int] | None:
     """``(session_and_pid, counter)`` from a serialized header whose msg_id has
     jupyter_client's form ``<session>_<pid>_<counter>``, else None. Reads the bytes without
-    parsing the JSON (this runs for every message)."""
-    i = header.find(_MSG_ID)
-    if i < 0:
-        return None
-    i += len(_MSG_ID)
-    j = header.find(b'"', i)
-    if j < 0:
-        return None
-    prefix, sep, number = header[i:j].rpartition(b"_")
+    parsing the JSON (this runs for every reply; ``Feed._count`` has it inlined)."""
+    prefix, sep, number = _value(header, _MSG_ID, _MSG_ID_COMPACT).rpartition(b"_")
     if not sep or not number.isdigit():
         return None
     return prefix, int(number)
+
+
+def _value(header: bytes, key: bytes, compact: bytes) -> bytes:
+    """The string value after ``key`` (``b'"name": "'``, or its ``compact`` form) in a
+    serialized header, or b""."""
+    i = header.find(key)
+    if i >= 0:
+        i += len(key)
+    else:
+        i = header.find(compact)
+        if i < 0:
+            return b""
+        i += len(compact)
+    j = header.find(b'"', i)
+    return header[i:j] if j >= 0 else b""
 
 
 def id_number(msg_id: str) -> tuple[bytes, int] | None:
@@ -126,6 +182,8 @@ class Feed:
         self.lost = 0
         self._session: bytes | None = None
         self._last = -1
+        #: The first number seen of the current session.
+        self._first = -1
         #: Open gaps: (first, last, time noticed) of counters not seen on IOPub.
         self._gaps: list[tuple[int, int, float]] = []
         #: Numbers (session, counter) of replies seen on kernelmon's other sockets.
@@ -133,6 +191,21 @@ class Feed:
         #: Replies of the current session that kernelmon will never read: requests whose
         #: socket it closed before their replies came (see ``expect_unread``).
         self._unread = 0
+        #: Other clients' requests that get a reply, by msg_id: the number of their ``busy``
+        #: and whether it is an ``execute_request``.
+        self._open: dict[bytes, tuple[int, bool]] = {}
+        #: Their (busy, idle) numbers once the idle came: each one's reply is numbered in
+        #: between (see ``_credit_windows``).
+        self._windows: list[tuple[int, int]] = []
+        #: (busy, idle) of other clients' execute requests not settled yet: code that may
+        #: have asked that client for input (see ``last_in_other_runs``).
+        self._runs: list[tuple[int, int]] = []
+        #: Of the last loss told, how many messages were numbered while another client's
+        #: code ran. Those may instead be ``input_request`` messages on stdin to that client
+        #: (``input()`` in its code): nothing on IOPub tells them from output the kernel's
+        #: PUB socket dropped, so they are counted, and the sentence says so
+        #: (``frontends.lost_text``).
+        self.last_in_other_runs = 0
         self._timer: asyncio.TimerHandle | None = None
         self._loop = loop
         self._drain = SocketDrain(subscriber(url, context), self._on_batch, loop)
@@ -204,35 +277,54 @@ class Feed:
                 logger.exception("An IOPub subscriber failed on a batch of %s", self.url)
 
     def _count(self, batch: list[list[bytes]]) -> None:
-        """Follow the kernel session's message counter; remember the gaps."""
+        """Follow the kernel session's message counter; remember the gaps, and the windows
+        of other clients' requests (from their status messages only: this runs for every
+        message of a flood)."""
         last = self._last
         session = self._session
         for frames in batch:
             try:
-                header = frames[frames.index(DELIM) + 2]
+                d = frames.index(DELIM)
+                header = frames[d + 2]
             except (ValueError, IndexError):
                 continue
-            number = message_number(header)
-            if number is None:
+            # message_number, inlined (the position of the msg_id's end is needed below)
+            i = header.find(_MSG_ID)
+            if i >= 0:
+                i += len(_MSG_ID)
+                status, shutdown_reply = _AFTER_ID[0]
+            else:
+                i = header.find(_MSG_ID_COMPACT)
+                if i < 0:
+                    continue
+                i += len(_MSG_ID_COMPACT)
+                status, shutdown_reply = _AFTER_ID[1]
+            j = header.find(b'"', i)
+            prefix, sep, digits = header[i:j].rpartition(b"_")
+            if j < 0 or not sep or not digits.isdigit():
                 continue
-            prefix, n = number
+            n = int(digits)
             if prefix != session:
                 # A new session (the kernel restarted, or the first message): start over.
-                session, last = prefix, n
+                session, last, self._first = prefix, n, n
                 self._gaps.clear()
                 self._unread = 0
+                self._open.clear()
+                self._windows.clear()
+                self._runs.clear()
                 # Replies may arrive before the session's first IOPub message: keep those.
                 self._replies = {k: None for k in self._replies if k[0] == prefix}
-                continue
-            if n > last + 1:
-                self._gaps.append((last + 1, n - 1, time.monotonic()))
-            if n > last:
+            elif n > last:
+                if n > last + 1:
+                    self._gaps.append((last + 1, n - 1, time.monotonic()))
                 last = n
             elif self._gaps:
                 # Numbered in one thread, sent in another (ipykernel's control thread and
                 # its shell): a message may come after a later-numbered one. It is not lost.
                 self._note((prefix, n))
-            if self._gaps and _SHUTDOWN_REPLY in header:
+            if header.startswith(status, j):
+                self._status(frames, d, n)
+            elif self._gaps and header.startswith(shutdown_reply, j):
                 # The kernel's copy of the reply to a shutdown_request (a restart's too): the
                 # reply itself went on control to whoever asked (jupyter_client's kernel
                 # manager when kernelmon restarts it), numbered just before this copy.
@@ -241,6 +333,44 @@ class Feed:
         self._session = session
         if self._gaps and self._timer is None:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
+
+    def _status(self, frames: list[bytes], d: int, n: int) -> None:
+        """A status message numbered ``n`` (``frames[d]`` is the delimiter): open or close
+        the window of the request it belongs to, if that is another client's request that
+        gets a reply. ipykernel frames every request it handles (on shell, and on control in
+        its control thread) with a ``busy`` and an ``idle`` status whose parent is the
+        request, and numbers the reply in between."""
+        try:
+            parent, content = frames[d + 3], frames[d + 5]
+        except IndexError:
+            return
+        busy = b'"busy"' in content
+        if not busy and b'"idle"' not in content:
+            return
+        msg_id = _value(parent, _MSG_ID, _MSG_ID_COMPACT)
+        opened = None if busy else self._open.pop(msg_id, None)
+        if opened is None:
+            head, _sep, number = msg_id.rpartition(b"_")
+            own = head.endswith(_OWN_PID) and number.isdigit()  # not a browser's uuid
+            msg_type = _value(parent, _MSG_TYPE, _MSG_TYPE_COMPACT)
+            if not msg_id or own or msg_type not in REPLIED_REQUESTS:
+                return
+            if busy:
+                self._open[msg_id] = (n, msg_type == b"execute_request")
+                if len(self._open) > _WINDOW_MEMORY:  # an idle that never came
+                    del self._open[next(iter(self._open))]
+                return
+            # Its busy was not seen: published before this session's first message seen
+            # (kernelmon began to watch during the request), or dropped. Its reply was
+            # numbered before this idle all the same.
+            opened = (self._first - 1, msg_type == b"execute_request")
+        self._windows.append((opened[0], n))
+        if len(self._windows) > _WINDOW_MEMORY:
+            del self._windows[0]
+        if opened[1]:
+            self._runs.append((opened[0], n))
+            if len(self._runs) > _WINDOW_MEMORY:
+                del self._runs[0]
 
     def _explain_control_reply(self, session: bytes, copy: int) -> None:
         """The reply announced by a ``shutdown_reply`` numbered ``copy`` on IOPub is not
@@ -268,22 +398,68 @@ class Feed:
         if self._gaps and self.subscriptions:
             self._timer = self._loop.call_later(GRACE, self._on_timer)
 
+    def _credit_windows(self, now: float) -> None:
+        """Explain, for each closed window of another client's request, one number missing
+        inside it (its reply, which went to that client), among the gaps old enough to be
+        settled. Runs after kernelmon's own reply sockets were read, so a reply of
+        kernelmon's numbered in the window (a request of its own on control while another
+        client's cell runs) is already known and not taken for the other client's. Windows
+        in the order of their idle (a window nested in another closes first), each taking
+        the lowest missing number it holds: this greedy order credits as many windows as
+        the gaps allow (windows overlap only where the kernel's threads interleave)."""
+        ready = [(first, last) for first, last, t in self._gaps if now - t >= GRACE]
+        if not ready or not self._windows:
+            return
+        session, replies = self._session, self._replies
+        assert session is not None
+        waiting: list[tuple[int, int]] = []
+        for busy, idle in sorted(self._windows, key=lambda w: (w[1], -w[0])):
+            found = None
+            for first, last in ready:
+                for n in range(max(first, busy + 1), min(last, idle - 1) + 1):
+                    if (session, n) not in replies:
+                        found = n
+                        break
+                if found is not None:
+                    break
+            if found is not None:
+                replies[(session, found)] = None
+            elif any(
+                first < idle and last > busy and now - t < GRACE for first, last, t in self._gaps
+            ):
+                waiting.append((busy, idle))  # its reply's gap is not old enough yet
+        self._windows = waiting
+
     def _settle(self, now: float) -> None:
         """Count the gaps older than ``GRACE`` that no reply explains."""
-        lost = 0
+        self._credit_windows(now)
+        lost = in_runs = 0
+        # other clients' code: run (busy, idle), or running (busy, beyond any number seen)
+        runs = self._runs + [(busy, self._last + 1) for busy, run in self._open.values() if run]
+        replies, session = self._replies, self._session
         while self._gaps and now - self._gaps[0][2] >= GRACE:
             first, last, _t = self._gaps.pop(0)
-            replies, session = self._replies, self._session
             if last - first < 64:
-                lost += sum(1 for n in range(first, last + 1) if (session, n) not in replies)
+                missing = [n for n in range(first, last + 1) if (session, n) not in replies]
+                lost += len(missing)
+                if runs:
+                    in_runs += sum(1 for n in missing if any(b < n < i for b, i in runs))
             else:
-                lost += last - first + 1
-                lost -= sum(1 for s, n in replies if s == session and first <= n <= last)
+                explained = sum(1 for s, n in replies if s == session and first <= n <= last)
+                lost += last - first + 1 - explained
+                if runs:
+                    inside = sum(max(0, min(last, i - 1) - max(first, b + 1) + 1) for b, i in runs)
+                    in_runs += max(0, min(inside, last - first + 1) - explained)
+        if self._runs:
+            # a run that ended before every gap still open can hold none of them
+            start = self._gaps[0][0] if self._gaps else self._last
+            self._runs = [(b, i) for b, i in self._runs if i > start]
         forgiven = min(lost, self._unread)
         self._unread -= forgiven
         lost -= forgiven
         if lost:
             self.lost += lost
+            self.last_in_other_runs = min(in_runs, lost)
             logger.warning("%d message(s) missing from the IOPub of %s", lost, self.url)
             for sub in list(self.subscriptions):
                 if sub.on_lost is not None:

@@ -6,6 +6,7 @@ real kernel's restart is tested in tests/core/test_restart_loss.py."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -27,15 +28,20 @@ class Publisher:
         port = self.socket.bind_to_random_port("tcp://127.0.0.1")
         self.url = f"tcp://127.0.0.1:{port}"
 
-    def msg(self, msg_type: str, content: dict | None = None) -> dict:
+    def msg(self, msg_type: str, content: dict | None = None, parent: dict | None = None) -> dict:
         """A message numbered now (sent later with ``send``)."""
-        return self.session.msg(msg_type, content or {})
+        return self.session.msg(msg_type, content or {}, parent=parent)
 
     def send(self, msg: dict) -> None:
         self.session.send(self.socket, msg)
 
-    def publish(self, msg_type: str, content: dict | None = None) -> None:
-        self.send(self.msg(msg_type, content))
+    def publish(
+        self, msg_type: str, content: dict | None = None, parent: dict | None = None
+    ) -> None:
+        self.send(self.msg(msg_type, content, parent))
+
+    def status(self, state: str, parent: dict) -> None:
+        self.publish("status", {"execution_state": state}, parent)
 
     def skip(self) -> str:
         """Take a number without publishing it (a reply sent elsewhere, or a message
@@ -44,6 +50,15 @@ class Publisher:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def request(msg_type: str, msg_id: str | None = None) -> dict:
+    """The header of another process's request (its pid is not kernelmon's), as a kernel
+    puts it in the parent header of what it publishes for it."""
+    session = uuid.uuid4().hex
+    if msg_id is None:
+        msg_id = f"{session}_1_{uuid.uuid4().int % 1000}"
+    return {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": "other"}
 
 
 @pytest.fixture
@@ -220,3 +235,75 @@ def test_a_frontend_that_leaves_before_its_reply_is_no_loss_to_the_others(aio, t
         aio.run(kmap.close())
     assert told == []
     assert lost == 0
+
+
+def test_nested_windows_of_another_client_explain_one_reply_each(aio, watched):
+    """Another client's cell runs on shell while its kernel_info request is answered on
+    control (ipykernel's control thread): the control request's window lies inside the
+    cell's. Each reply is numbered inside its own window; both are explained, whichever
+    window closes first. A browser's request (a plain uuid for msg_id) is another client's
+    too."""
+    w = watched()
+    pub = w.pub
+    cell, info = request("execute_request"), request("kernel_info_request", str(uuid.uuid4()))
+    pub.status("busy", cell)
+    pub.publish("stream", {"name": "stdout", "text": "a"}, cell)
+    pub.status("busy", info)
+    pub.skip()  # the kernel_info_reply, on control
+    pub.status("idle", info)
+    pub.publish("stream", {"name": "stdout", "text": "b"}, cell)
+    pub.skip()  # the execute_reply, on shell
+    last = pub.msg("status", {"execution_state": "idle"}, cell)
+    pub.send(last)
+    assert w.settled(aio, last) == []
+
+
+def test_a_window_explains_one_number_and_requests_without_reply_none(aio, watched):
+    """A drop inside another client's request is still lost (its window explains its reply
+    only); a comm message gets no reply, so a number missing inside its window is lost."""
+    w = watched()
+    pub = w.pub
+    cell, comm = request("execute_request"), request("comm_msg")
+    pub.status("busy", cell)
+    pub.skip()  # a stream message dropped
+    pub.publish("stream", {"name": "stdout", "text": "a"}, cell)
+    pub.skip()  # the execute_reply
+    pub.status("idle", cell)
+    pub.status("busy", comm)
+    pub.skip()  # a comm_msg the comm sent, dropped
+    last = pub.msg("status", {"execution_state": "idle"}, comm)
+    pub.send(last)
+    assert w.settled(aio, last) == [2]
+
+
+def test_a_window_of_kernelmons_own_request_explains_nothing(aio, watched):
+    """kernelmon reads the replies to its own requests (a request from this process): a
+    number missing inside such a window that no reply of kernelmon's explains is lost."""
+    w = watched()
+    pub = w.pub
+    own = Session(key=b"secret").msg("kernel_info_request", {})["header"]
+    pub.status("busy", own)
+    pub.skip()
+    last = pub.msg("status", {"execution_state": "idle"}, own)
+    pub.send(last)
+    assert w.settled(aio, last) == [1]
+
+
+def test_another_clients_request_begun_before_kernelmon_watched_is_no_loss(aio, watched):
+    """kernelmon begins to watch (here: a new process's first message seen) while another
+    client's cell runs: the cell's busy was published before, its idle still explains the
+    reply numbered before it. A request whose busy was dropped explains its reply too, and
+    the busy is lost."""
+    w = watched()
+    pub = w.pub
+    pub.session = Session(key=b"secret")  # what follows is the first seen of its session
+    cell = request("execute_request")
+    pub.publish("stream", {"name": "stdout", "text": "a"}, cell)
+    pub.skip()  # the execute_reply
+    pub.status("idle", cell)
+    other = request("complete_request")
+    pub.skip()  # its busy, dropped
+    pub.skip()  # the complete_reply
+    last = pub.msg("status", {"execution_state": "idle"}, other)
+    pub.send(last)
+    assert w.settled(aio, last) == [1]
