@@ -221,6 +221,8 @@ class Client:
         self.kept: list[object] = []
 
     async def _server(self, client: Any) -> tuple[object, object]:
+        if hasattr(client, "fetch_listings"):  # both over the poll connection, as a poll does
+            await client.fetch_listings()
         return await client.list_kernels(), await client.list_sessions()
 
     async def cycle(self) -> None:

@@ -158,6 +158,15 @@ class ServerWatch:
         if client.kind is None:
             info = await client.identify()
             self.version = info.gateway_version or info.version
+        if self.status != ServerStatus.LISTING_FORBIDDEN:  # (its listing is refused anyway)
+            await client.fetch_listings()  # both at once, read by the listings below
+        try:
+            return await self._listed(number)
+        finally:
+            client.forget_fetched()
+
+    async def _listed(self, number: int) -> Snapshot:
+        client = self.client
         forbidden: str | None = None
         missing: set[str] = set()
         listing: object = None
