@@ -122,6 +122,14 @@ def test_only_new_entries_are_read() -> None:
     third = read_kernels(json.dumps(kernels).encode(), memo)
     assert third.items[1].connections is None
     assert third.items[0] is first.items[0]
+    # a kernel gone, one new: the others found by their bytes, not read again
+    kernels = [kernels[0], kernels[2], kernel(9), kernels[3]]
+    fourth = read_kernels(json.dumps(kernels).encode(), memo)
+    assert [k.id for k in fourth.items] == ["k-0", "k-2", "k-9", "k-3"]
+    assert fourth.items[0] is first.items[0]
+    assert fourth.items[1] is second.items[2]
+    assert fourth.items[3] is first.items[3]
+    assert fourth == parse_kernels(kernels)
 
 
 def test_bad_entries_and_bad_answers_read_as_before() -> None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import eq
 from typing import Any, Generic, TypeVar
 
 from kernelmon.core.records import ExecutionState, isoformat, parse_isoformat
@@ -151,17 +152,20 @@ class Memo:
     hundred changed reads one). Hand-written for speed: reading every entry again was about
     40% of the loop time of a poll cycle of 10 servers x 100 kernels (benchmarks/).
 
-    An answer read from its bytes (``read_kernels``) keeps its entries by their bytes
-    (``texts``), and not even parses the ones it saw before; an answer parsed whole keeps
-    them by id (``entries``), each compared with the entry last sent under that id."""
+    An answer read from its bytes (``read_kernels``) keeps its entries' bytes (``texts``)
+    and what each was read into (``items``), in the answer's order: an entry whose bytes
+    are those of the same place last time is not even parsed (servers list in a steady
+    order); an answer parsed whole keeps them by id (``entries``), each compared with the
+    entry last sent under that id."""
 
-    __slots__ = ("entries", "texts")
+    __slots__ = ("entries", "items", "texts")
 
     def __init__(self) -> None:
         #: id -> (the entry as sent, what it was read into)
         self.entries: dict[str, tuple[dict[str, Any], Any]] = {}
-        #: an entry's bytes (``entry_texts``) -> what it was read into
-        self.texts: dict[bytes, Any] = {}
+        #: the last answer's entries as bytes (``entry_texts``), and what each was read into
+        self.texts: list[bytes] = []
+        self.items: list[Any] = []
 
 
 class NotJSON(ValueError):
@@ -188,10 +192,9 @@ def entry_texts(raw: bytes) -> list[bytes] | None:
     parse: see ``_listing_texts``."""
     if raw == b"[]":
         return []
-    if not (raw.startswith(b"[{") and raw.endswith(b"}]")):
+    if len(raw) < 4 or not (raw.startswith(b"[{") and raw.endswith(b"}]")):
         return None
-    # "}, " + "{A}, {B}" + ", {" cut at "}, {": "", "A", "B", ""
-    return (b"}, " + raw[1:-1] + b", {").split(_BETWEEN)[1:-1]
+    return raw[2:-2].split(_BETWEEN)  # "[{A}, {B}]": "A", "B"
 
 
 def _listing(payload: object, parse: Any, what: str, memo: Memo | None = None) -> Listing[Any]:
@@ -225,7 +228,7 @@ def _listing(payload: object, parse: Any, what: str, memo: Memo | None = None) -
             now[key] = (entry, item)
     if memo is not None:
         memo.entries = now  # only this listing's entries: nothing gone is kept
-        memo.texts = {}
+        memo.texts, memo.items = [], []
     return Listing(tuple(items), tuple(skipped))
 
 
@@ -240,30 +243,34 @@ def _listing_texts(texts: list[bytes], parse: Any, what: str, memo: Memo) -> Lis
     so ``json.loads`` of the whole answer gives the same entries. A piece cut inside a string
     or a nested value ends inside it and fails to parse. A piece kept from the last listing
     parsed then: the same bytes parse the same."""
-    last = memo.texts
-    now: dict[bytes, Any] = {}
-    items: list[Any] = []
+    got: list[Any] = []
+    if len(texts) == len(memo.texts):  # compared in place first: no hashing of every entry
+        same = map(eq, texts, memo.texts)
+        got = [item if kept else None for item, kept in zip(memo.items, same, strict=True)]
+    new = [i for i, item in enumerate(got) if item is None]  # (items are never None)
+    if len(new) > 1 or len(texts) != len(memo.texts):  # moved, came or went: by their bytes
+        got = list(map(dict(zip(memo.texts, memo.items, strict=True)).get, texts))
+        new = [i for i, item in enumerate(got) if item is None]
     skipped: list[str] = []
-    for index, text in enumerate(texts):
-        item = last.get(text, _NONE)
-        if item is _NONE:
-            try:
-                entry = json.loads(b"{" + text + b"}")
-            except (ValueError, RecursionError):
-                return None
-            try:
-                item = parse(entry)
-            except ValueError as error:
-                skipped.append(f"entry {index} of the {what} was skipped: {error}")
-                continue
-        items.append(item)
-        now[text] = item
-    memo.texts = now  # only this listing's entries: nothing gone is kept
+    for index in new:
+        try:
+            entry = json.loads(b"{" + texts[index] + b"}")
+        except (ValueError, RecursionError):
+            return None
+        try:
+            got[index] = parse(entry)
+        except ValueError as error:
+            skipped.append(f"entry {index} of the {what} was skipped: {error}")
+            got[index] = _SKIPPED
+    if skipped:
+        kept = [(text, item) for text, item in zip(texts, got, strict=True) if item is not _SKIPPED]
+        texts, got = [text for text, _ in kept], [item for _, item in kept]
+    memo.texts, memo.items = texts, got  # this listing's only: nothing gone is kept
     memo.entries = {}
-    return Listing(tuple(items), tuple(skipped))
+    return Listing(tuple(got), tuple(skipped))
 
 
-_NONE = object()
+_SKIPPED = object()
 
 
 def _read(raw: bytes | None, parse: Any, what: str, memo: Memo) -> Listing[Any]:

@@ -106,28 +106,32 @@ class PollConnection(asyncio.Protocol):
         if self._future is None:  # nothing asked: a server talking out of turn
             self._end()
             return
-        buffer = self._buffer
-        buffer += data
+        if self._buffer:  # the rest of an answer begun earlier (usually one read is all)
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        start = 0
         if self._head is None:
-            end = buffer.find(b"\r\n\r\n")
+            end = data.find(b"\r\n\r\n")
             if end < 0:
-                if len(buffer) > _MAX_HEAD:
+                if len(data) > _MAX_HEAD:
                     self._end()
+                else:
+                    self._buffer += data
                 return
-            head = _read_head(bytes(buffer[:end]), self._max_body)
-            del buffer[: end + 4]
-            if head is None:
+            self._head = _read_head(data[:end], self._max_body)
+            if self._head is None:
                 self._end()
                 return
-            self._head = head
+            start = end + 4
         status, etag, content_type, length = self._head
-        if len(buffer) < length:
+        if len(data) - start != length:
+            if len(data) - start > length:  # more than the answer: nothing else was asked
+                self._end()
+            else:
+                self._buffer += data[start:]
             return
-        if len(buffer) > length:  # more than the answer: nothing else was asked
-            self._end()
-            return
-        self._answers.append(Answer(status, etag, content_type, bytes(buffer)))
-        buffer.clear()
+        self._answers.append(Answer(status, etag, content_type, data[start:] if start else data))
         self._head = None
         if self._requests:
             assert self._transport is not None

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
@@ -29,6 +29,9 @@ from kernelmon.core.servers.model import (
 )
 from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
+
+if TYPE_CHECKING:
+    from kernelmon.core.registry import Entry
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +76,9 @@ class ServerWatch:
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
         #: the map's rows of this server: kernel id -> what the server said of it when last
-        #: applied (None: apply the next answer whatever it is)
-        self.rows: dict[str, tuple[RemoteKernel, str | None] | None] = {}
+        #: applied (its model and notebook path), with the map's entry it was applied to
+        #: (None: apply the next answer whatever it is)
+        self.rows: dict[str, tuple[RemoteKernel, str | None, Entry] | None] = {}
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
