@@ -148,3 +148,37 @@ def test_bad_entries_and_bad_answers_read_as_before() -> None:
     payload = json.dumps(sessions).encode()
     assert read_sessions(payload, Memo()) == parse_sessions(json.loads(payload))
     assert "entry 1 of the sessions" in read_sessions(payload, Memo()).skipped[0]
+
+
+def test_a_polls_kernels_and_paths_follow_the_listings() -> None:
+    """The poll's kernels by id and notebook paths, updated from the last listing's where
+    entries changed in place: always what reading the whole listing gives."""
+    from kernelmon.core.servers.model import session_paths
+    from kernelmon.core.servers.watch import _by_id, _paths
+
+    memo, sessions_memo = Memo(), Memo()
+    kernels = [kernel(n) for n in range(4)]
+    sessions = [session(n, f"nb-{n}.ipynb") for n in range(4)]
+    last_k = read_kernels(json.dumps(kernels).encode(), memo)
+    last_s = read_sessions(json.dumps(sessions).encode(), sessions_memo)
+    by_id, paths = _by_id(last_k, None, None), _paths(last_s, None, None)
+    changes = [
+        lambda: kernels[1].update(execution_state="busy"),  # activity: the paths stay
+        lambda: sessions[2].update(path="moved.ipynb"),  # a notebook renamed
+        lambda: kernels.__setitem__(3, kernel(7)),  # another kernel in its place
+        lambda: sessions.__setitem__(0, session(7, "other.ipynb")),
+        lambda: kernels.append(kernel(8)),
+    ]
+    for change in changes:
+        change()
+        for entry in sessions:
+            entry["kernel"] = next(
+                (k for k in kernels if k["id"] == entry["kernel"]["id"]), entry["kernel"]
+            )
+        now_k = read_kernels(json.dumps(kernels).encode(), memo)
+        now_s = read_sessions(json.dumps(sessions).encode(), sessions_memo)
+        by_id, paths = _by_id(now_k, last_k, by_id), _paths(now_s, last_s, paths)
+        assert by_id == {k.id: k for k in now_k.items}
+        assert list(by_id) == [k.id for k in now_k.items]
+        assert paths == session_paths(now_s.items)
+        last_k, last_s = now_k, now_s

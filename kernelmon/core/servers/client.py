@@ -258,31 +258,49 @@ class ServerClient:
         read these answers instead of asking. Never raises: what the poll connection does
         not answer plainly is asked again through aiohttp by those calls, which say what
         went wrong. A server that did not answer within the timeout is not asked again
-        (``list_kernels`` then raises the timeout). Only once the server is identified."""
+        (``list_kernels`` then raises the timeout). Only once the server is identified.
+        ``fetch_listings_of`` does this for several servers at once."""
         self._fetched = {}
         if self._closed or self.kind is None:
             return
         async with self._lock:
-            if self._closed:
-                return
-            etags = [self._kept[p][0] if p in self._kept else "" for p in _POLLED]
-            connection = await self._poll_connection()
+            connection = None if self._closed else await self._poll_connection()
             if connection is None:
                 return
-            requests = [self._poll_request(p, e) for p, e in zip(_POLLED, etags, strict=True)]
-            future = connection.exchange(requests)
-            timer = asyncio.get_running_loop().call_later(self.timeout, connection.time_out)
+            loop = asyncio.get_running_loop()
+            answered = loop.create_future()
+            etags = self._begin_fetch(connection, lambda: _settle(answered))
+            timer = loop.call_later(self.timeout, connection.time_out)
             try:
-                answers = await future
+                await answered
             finally:
                 timer.cancel()
-                if not future.done():  # cancelled: the exchange is left half done
+                if connection.busy:  # cancelled: the exchange is left half done
                     connection.close()
-            for path, etag, answer in zip(_POLLED, etags, answers, strict=False):
-                self._fetched[path] = (etag, answer)
-            self.polled_answers += len(answers)
-            if connection.timed_out and not answers:
-                self._fetched[_POLLED[0]] = (etags[0], _TIMED_OUT)
+            self._end_fetch(connection, etags)
+
+    def _begin_fetch(self, connection: PollConnection, done: Callable[[], None]) -> list[str]:
+        """Write the first request of a poll's exchange; returns the ETags sent."""
+        etags = [self._kept[p][0] if p in self._kept else "" for p in _POLLED]
+        requests = [self._poll_request(p, e) for p, e in zip(_POLLED, etags, strict=True)]
+        connection.exchange(requests, done)
+        return etags
+
+    def _end_fetch(self, connection: PollConnection, etags: list[str]) -> None:
+        """Keep what the exchange fetched, for the listings' calls."""
+        answers = connection.answers
+        for path, etag, answer in zip(_POLLED, etags, answers, strict=False):
+            self._fetched[path] = (etag, answer)
+        self.polled_answers += len(answers)
+        if connection.timed_out and not answers:
+            self._fetched[_POLLED[0]] = (etags[0], _TIMED_OUT)
+
+    def fetched_all(self) -> bool:
+        """Whether ``fetch_listings`` got an answer (or a timeout) for both listings: reading
+        them then asks nothing more of the server."""
+        return all(path in self._fetched for path in _POLLED) or (
+            self._fetched.get(_POLLED[0], ("", None))[1] is _TIMED_OUT
+        )
 
     def forget_fetched(self) -> None:
         """Drop what ``fetch_listings`` fetched and was not read (a poll that ended early)."""
@@ -594,6 +612,73 @@ class ServerClient:
 _UNCHANGED = object()
 #: what the poll connection fetched when the server did not answer in time
 _TIMED_OUT = object()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def fetch_listings_of(clients: list[ServerClient]) -> None:
+    """``fetch_listings()`` of every client at once: the requests of those whose poll
+    connection is open are written now, and the loop is woken once, when all of them are
+    answered (or time out), not once per server (under qasync each wake-up is a Qt event);
+    the others (a connection to open) fetch on their own meanwhile."""
+    loop = asyncio.get_running_loop()
+    everyone = loop.create_future()
+    begun: list[tuple[ServerClient, PollConnection, list[str], float]] = []
+    left = 0
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            _settle(everyone)
+
+    opening = []
+    for client in clients:
+        connection = client._poll
+        if client._closed or client.kind is None:
+            client._fetched = {}
+        elif connection is None or not connection.usable or client._lock.locked():
+            opening.append(client.fetch_listings())
+        else:
+            client._fetched = {}
+            await client._lock.acquire()  # free: taken at once
+            left += 1
+            etags = client._begin_fetch(connection, one_done)
+            begun.append((client, connection, etags, loop.time() + client.timeout))
+    others = asyncio.gather(*opening) if opening else None
+    timer: asyncio.TimerHandle | None = None
+
+    def expire() -> None:  # each exchange's own timeout, the earliest first
+        nonlocal timer
+        now = loop.time()
+        late = [when for _, connection, _, when in begun if connection.busy and when > now]
+        for _, connection, _, when in begun:
+            if connection.busy and when <= now:
+                connection.time_out()
+        timer = loop.call_at(min(late), expire) if late else None
+
+    try:
+        if begun:
+            timer = loop.call_at(min(when for *_, when in begun), expire)
+            if left:
+                await everyone
+    except BaseException:
+        if others is not None:
+            others.cancel()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for client, connection, etags, _ in begun:
+            if connection.busy:  # cancelled: the exchange is left half done
+                connection.close()
+            client._end_fetch(connection, etags)
+            client._lock.release()
+    if others is not None:
+        await others
 
 
 class _TooLarge(Exception):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import eq
+from itertools import compress, count, repeat
+from operator import is_, is_not, ne
 from typing import Any, Generic, TypeVar
 
 from kernelmon.core.records import ExecutionState, isoformat, parse_isoformat
@@ -232,6 +233,22 @@ def _listing(payload: object, parse: Any, what: str, memo: Memo | None = None) -
     return Listing(tuple(items), tuple(skipped))
 
 
+def changed_at(new: Sequence[object], old: Sequence[object]) -> list[int] | None:
+    """Where ``new`` differs from ``old`` (``!=``), or None when their lengths differ.
+    (Compared in C, as the map's lists of a hundred kernels are, at every poll.)"""
+    if len(new) != len(old):
+        return None
+    return list(compress(count(), map(ne, new, old)))
+
+
+def replaced_at(new: Sequence[object], old: Sequence[object]) -> list[int] | None:
+    """Where ``new`` holds another object than ``old`` (``is not``), or None when their
+    lengths differ."""
+    if len(new) != len(old):
+        return None
+    return list(compress(count(), map(is_not, new, old)))
+
+
 def _listing_texts(texts: list[bytes], parse: Any, what: str, memo: Memo) -> Listing[Any] | None:
     """A listing from its entries' bytes (``entry_texts``): an entry seen in the last
     listing is not parsed again, a new one is parsed alone; None when a new one does not
@@ -243,14 +260,11 @@ def _listing_texts(texts: list[bytes], parse: Any, what: str, memo: Memo) -> Lis
     so ``json.loads`` of the whole answer gives the same entries. A piece cut inside a string
     or a nested value ends inside it and fails to parse. A piece kept from the last listing
     parsed then: the same bytes parse the same."""
-    got: list[Any] = []
-    if len(texts) == len(memo.texts):  # compared in place first: no hashing of every entry
-        same = map(eq, texts, memo.texts)
-        got = [item if kept else None for item, kept in zip(memo.items, same, strict=True)]
-    new = [i for i, item in enumerate(got) if item is None]  # (items are never None)
-    if len(new) > 1 or len(texts) != len(memo.texts):  # moved, came or went: by their bytes
+    new = changed_at(texts, memo.texts)  # compared in place first: no hashing of them all
+    got = list(memo.items)
+    if new is None or len(new) > 1:  # moved, came or went: found by their bytes
         got = list(map(dict(zip(memo.texts, memo.items, strict=True)).get, texts))
-        new = [i for i, item in enumerate(got) if item is None]
+        new = list(compress(count(), map(is_, got, repeat(None))))  # (items are never None)
     skipped: list[str] = []
     for index in new:
         try:

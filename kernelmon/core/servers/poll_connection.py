@@ -21,6 +21,7 @@ status and sentence are what the user sees (``ServerClient.fetch_listings``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import NamedTuple
 
 #: Longest response head read (a server's head is a few hundred bytes).
@@ -48,17 +49,19 @@ class Answer(NamedTuple):
 
 
 class PollConnection(asyncio.Protocol):
-    """One connection: ``exchange(requests)`` writes the first request, and each request
-    after an answer is read; its future gets the answers read (all of them, or fewer when
-    the exchange ended early: then the connection is closed)."""
+    """One connection: ``exchange(requests, done)`` writes the first request, and each
+    request after an answer is read; then ``done()`` is called, from the loop's callback
+    that read the last answer (no future: no wake-up of its own), and ``answers`` holds the
+    answers read (all of them, or fewer when the exchange ended early: then the connection
+    is closed)."""
 
     def __init__(self, max_body: int) -> None:
         self._max_body = max_body
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._future: asyncio.Future[list[Answer]] | None = None
+        self._done: Callable[[], None] | None = None
         self._requests: list[bytes] = []
-        self._answers: list[Answer] = []
+        self.answers: list[Answer] = []
         #: the head of the answer being read, while its body is not all here
         self._head: tuple[int, str, str, int] | None = None
         self.closed = False
@@ -68,21 +71,25 @@ class PollConnection(asyncio.Protocol):
     @property
     def usable(self) -> bool:
         """Open, with no exchange under way."""
-        return not self.closed and self._future is None and self._transport is not None
+        return not self.closed and self._done is None and self._transport is not None
 
-    def exchange(self, requests: list[bytes]) -> asyncio.Future[list[Answer]]:
+    @property
+    def busy(self) -> bool:
+        """An exchange is under way."""
+        return self._done is not None
+
+    def exchange(self, requests: list[bytes], done: Callable[[], None]) -> None:
         assert self.usable
         assert self._transport is not None
-        self._future = asyncio.get_running_loop().create_future()
+        self._done = done
         self._requests = requests[1:]
-        self._answers = []
+        self.answers = []
         self.timed_out = False
         self._transport.write(requests[0])
-        return self._future
 
     def time_out(self) -> None:
         """End the exchange under way (the poll's time is over)."""
-        if self._future is not None:
+        if self._done is not None:
             self.timed_out = True
             self._end()
 
@@ -103,7 +110,7 @@ class PollConnection(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
-        if self._future is None:  # nothing asked: a server talking out of turn
+        if self._done is None:  # nothing asked: a server talking out of turn
             self._end()
             return
         if self._buffer:  # the rest of an answer begun earlier (usually one read is all)
@@ -131,15 +138,13 @@ class PollConnection(asyncio.Protocol):
             else:
                 self._buffer += data[start:]
             return
-        self._answers.append(Answer(status, etag, content_type, data[start:] if start else data))
+        self.answers.append(Answer(status, etag, content_type, data[start:] if start else data))
         self._head = None
         if self._requests:
             assert self._transport is not None
             self._transport.write(self._requests.pop(0))
             return
-        future, self._future = self._future, None
-        if not future.done():
-            future.set_result(self._answers)
+        self._finish()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -148,9 +153,12 @@ class PollConnection(asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.close()
-        future, self._future = self._future, None
-        if future is not None and not future.done():
-            future.set_result(self._answers)
+        self._finish()
+
+    def _finish(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
+            done()
 
 
 def _read_head(head: bytes, max_body: int) -> tuple[int, str, str, int] | None:
