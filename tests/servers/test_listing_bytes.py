@@ -100,11 +100,45 @@ def test_random_hostile_listings_always_read_as_json_loads() -> None:
     alphabet = ['"', "\\", "{", "}", "[", "]", ",", " ", ":", "a", "é", "\n"]
     memo = Memo()
     sessions = [session(n, f"nb-{n}.ipynb") for n in range(8)]
-    for _ in range(300):
-        n = rng.randrange(len(sessions))
-        sessions[n] = session(n, "".join(rng.choice(alphabet) for _ in range(rng.randrange(12))))
+    for _ in range(400):
+        for _ in range(rng.choice([1, 1, 1, 2])):  # mostly one entry changed, as polls see
+            n = rng.randrange(len(sessions))
+            path = "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+            sessions[n] = session(n, path)
+        if rng.random() < 0.1:  # a kernel came or went
+            if rng.random() < 0.5 and len(sessions) > 1:
+                sessions.pop(rng.randrange(len(sessions)))
+            else:
+                sessions.insert(rng.randrange(len(sessions) + 1), session(99, "new.ipynb"))
         payload = json.dumps(sessions).encode()
         assert read_sessions(payload, memo) == parse_sessions(json.loads(payload))
+
+
+@pytest.mark.parametrize("where", [0, 3, 6])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"connections": 10},  # longer, and the old entry's bytes begin the new ones
+        {"connections": 0, "execution_state": "starting"},
+        {"reason": 'a "}, {" b'},
+        {"execution_state": "busy"},  # the same length
+    ],
+)
+def test_one_entry_changed_where_it_stood(where: int, change: dict[str, Any]) -> None:
+    kernels = [kernel(n) for n in range(7)]
+    memo = Memo()
+    first = read_kernels(json.dumps(kernels).encode(), memo)
+    kernels[where] = {**kernels[where], **change}
+    payload = json.dumps(kernels).encode()
+    second = read_kernels(payload, memo)
+    assert second == parse_kernels(json.loads(payload))
+    if "}, {" not in json.dumps(change):  # (else the whole answer is parsed, as json.loads)
+        assert [a is b for a, b in zip(first.items, second.items, strict=True)] == [
+            n != where for n in range(7)
+        ]
+    kernels[where] = kernel(where)  # and back
+    payload = json.dumps(kernels).encode()
+    assert read_kernels(payload, memo) == first
 
 
 def test_only_new_entries_are_read() -> None:
