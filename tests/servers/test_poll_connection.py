@@ -354,3 +354,56 @@ def test_closed_and_unidentified_clients_do_not_poll_ahead(aio: Any) -> None:
             await server.close()
 
     assert aio.run(go()) == (0, 1)
+
+
+def test_a_poll_of_every_server_at_once(
+    aio: Any,
+    tmp_path: Path,
+    loop_errors: list[Any],  # noqa: F811
+) -> None:
+    """``poll_servers()`` asks every server at once: a slow one times out on its own, the
+    others are read and applied; a poll of them all cancelled midway leaves nothing held
+    (the next poll asks again)."""
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600, server_timeout=1)
+    release = asyncio.Event()
+
+    async def go() -> dict[str, object]:
+        good, slow = RawServer(), RawServer()
+        urls = [await good.start(), await slow.start()]
+        try:
+            ids = [await kmap.add_server(url, "t0ken") for url in urls]
+            await kmap.poll_servers()  # (the first poll asks for the kernel specs too)
+            slow_kernels = slow.answers["/api/kernels"]
+
+            async def hold(request: Request) -> bytes | None:
+                if not release.is_set():
+                    await release.wait()
+                return await slow_kernels(request)
+
+            slow.answers["/api/kernels"] = hold
+            await kmap.poll_servers()
+            status = {s["id"]: s["status"] for s in kmap.list_servers()}
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(kmap.poll_servers(), 0.3)
+            asked = len(good.asked("/api/kernels"))
+            release.set()
+            await kmap.poll_servers()
+            after = {s["id"]: s["status"] for s in kmap.list_servers()}
+            return {
+                "during": [status[i] for i in ids],
+                "after": [after[i] for i in ids],
+                "asked again": len(good.asked("/api/kernels")) > asked,
+            }
+        finally:
+            release.set()
+            await kmap.close()
+            await good.close()
+            await slow.close()
+
+    seen = aio.run(go())
+    assert seen == {
+        "during": ["reachable", "timeout"],
+        "after": ["reachable", "reachable"],
+        "asked again": True,
+    }
+    assert loop_errors == []

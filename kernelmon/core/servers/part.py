@@ -185,9 +185,12 @@ class Servers:
             for watch in watches:
                 if id(watch) in ready:
                     await watch.poll_once(fetched=True)  # (nothing to wait for)
-        finally:
+        except BaseException:  # cancelled: the others too
             if others is not None:
-                await others
+                others.cancel()
+            raise
+        if others is not None:
+            await others
 
     # -- servers the user adds --------------------------------------------------------------
 
