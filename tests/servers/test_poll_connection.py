@@ -127,6 +127,12 @@ class RawServer:
         return [r for r in self.requests if r.path == path]
 
 
+async def failure(call: Awaitable[object]) -> ServerError:
+    with pytest.raises(ServerError) as caught:
+        await call
+    return caught.value
+
+
 def outcome(result: object) -> object:
     if isinstance(result, ServerError):
         return (result.kind, result.sentence, result.http_status)
@@ -407,3 +413,38 @@ def test_a_poll_of_every_server_at_once(
         "asked again": True,
     }
     assert loop_errors == []
+
+
+def test_a_connection_that_never_opens_times_out_once(aio: Any) -> None:
+    """A server that takes the TCP connection and never answers the TLS handshake: the
+    poll's timeout, as aiohttp's, without a second connection to wait for."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # and never a byte back
+
+    async def go() -> tuple[object, object, int]:
+        server = await asyncio.start_server(mute, "127.0.0.1", 0)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+        polled, plain_client = ServerClient(url, timeout=0.3), ServerClient(url, timeout=0.3)
+        try:
+            for client in (polled, plain_client):
+                client.kind = ServerKind.JUPYTER_SERVER  # (its GET /api would time out too)
+            await polled.fetch_listings()
+            by_poll = outcome(await failure(polled.list_kernels()))
+            connections = len(accepted)  # (a poll asks no more after a timeout)
+            expected = outcome(await failure(plain_client.list_kernels()))
+            return by_poll, expected, connections
+        finally:
+            for client in (polled, plain_client):
+                await client.close()
+            for writer in accepted:
+                writer.close()
+            server.close()
+            await server.wait_closed()
+
+    by_poll, expected, connections = aio.run(go())
+    assert by_poll == expected
+    assert isinstance(by_poll, tuple)
+    assert by_poll[0] == ServerStatus.TIMEOUT
+    assert connections == 1

@@ -264,7 +264,12 @@ class ServerClient:
         if self._closed or self.kind is None:
             return
         async with self._lock:
-            connection = None if self._closed else await self._poll_connection()
+            etag = self._kept[_POLLED[0]][0] if _POLLED[0] in self._kept else ""
+            try:
+                connection = None if self._closed else await self._poll_connection()
+            except TimeoutError:  # (as aiohttp's connection would: not asked twice)
+                self._fetched[_POLLED[0]] = (etag, _TIMED_OUT)
+                return
             if connection is None:
                 return
             loop = asyncio.get_running_loop()
@@ -443,7 +448,7 @@ class ServerClient:
 
     async def _poll_connection(self) -> PollConnection | None:
         """The poll connection, opened when it is not (None: it cannot be: aiohttp then
-        asks, and says why)."""
+        asks, and says why); TimeoutError when the server did not let it open in time."""
         if self._poll is not None and self._poll.usable:
             return self._poll
         if self._poll is not None:
@@ -452,15 +457,18 @@ class ServerClient:
         tls: ssl.SSLContext | None = None
         if self._base.scheme == "https":
             tls = self._tls_context()
+        within = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with within:
                 _, connection = await asyncio.get_running_loop().create_connection(
                     lambda: PollConnection(MAX_ANSWER_BYTES),
                     self._base.raw_host or "",
                     self._base.port or 0,
                     ssl=tls,
                 )
-        except (OSError, TimeoutError, ValueError):  # ssl.SSLError is an OSError
+        except (OSError, ValueError):  # ssl.SSLError is an OSError
+            if within.expired():  # (a TLS handshake cut short says so in its own words)
+                raise TimeoutError from None
             return None
         self._poll = connection
         self.poll_connections += 1
