@@ -29,8 +29,10 @@ Answer = Callable[["Request"], Awaitable[bytes | None]]
 
 
 class Request:
-    def __init__(self, method: str, target: str, headers: dict[str, str]) -> None:
+    def __init__(self, method: str, target: str, headers: dict[str, str], names: list[str]) -> None:
         self.method, self.target, self.headers = method, target, headers
+        #: the header names as sent, in order (twice if sent twice)
+        self.names = names
         self.path = target.split("?", 1)[0]
 
     @property
@@ -99,8 +101,9 @@ class RawServer:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
                 line, *rest = head.split("\r\n")
                 method, target, _ = line.split(" ")
-                fields = (h.partition(":") for h in rest if h)
-                request = Request(method, target, {k.lower(): v.strip() for k, _, v in fields})
+                fields = [h.partition(":") for h in rest if h]
+                headers = {k.lower(): v.strip() for k, _, v in fields}
+                request = Request(method, target, headers, [k.lower() for k, _, _ in fields])
                 self.requests.append(request)
                 answer = await self.answers[request.path](request)
                 if answer is None:
@@ -195,6 +198,7 @@ FAULTS: dict[str, bytes | str] = {
     "too-large": "too-large",
     "slow": "slow",
     "trickled": "trickled",  # not a fault: the happy path, read in pieces
+    "lone-lf-in-etag": response("200 OK", BODY, 'ETag: "a\nInjected: 1"'),
 }
 
 
@@ -448,3 +452,26 @@ def test_a_connection_that_never_opens_times_out_once(aio: Any) -> None:
     assert isinstance(by_poll, tuple)
     assert by_poll[0] == ServerStatus.TIMEOUT
     assert connections == 1
+
+
+def test_the_users_headers_are_sent_once_and_win(aio: Any) -> None:
+    async def go() -> tuple[str, list[Request]]:
+        server = RawServer()
+        url = await server.start()
+        client = ServerClient(url, "t0k", headers={"user-agent": "proxy/1", "X-Proxy-Key": "p"})
+        try:
+            await client.identify()
+            await poll(client)
+            return url, server.asked("/api/kernels") + server.asked("/api/sessions")
+        finally:
+            await client.close()
+            await server.close()
+
+    url, requests = aio.run(go())
+    assert len(requests) == 2  # both over the poll connection
+    for request in requests:
+        assert sorted(request.names) == sorted(set(request.names))  # no header twice
+        assert request.headers["user-agent"] == "proxy/1"
+        assert request.headers["x-proxy-key"] == "p"
+        assert request.headers["authorization"] == "token t0k"
+        assert f"http://{request.headers['host']}/" == url

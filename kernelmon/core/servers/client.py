@@ -496,9 +496,13 @@ class ServerClient:
             host = f"[{host}]" if ":" in host else host
             if not url.is_default_port():
                 host = f"{host}:{url.port}"
-            lines = [f"GET {url.raw_path_qs} HTTP/1.1", f"Host: {host}"]
+            own = {"Host": host, "Accept": "*/*", "User-Agent": f"kernelmon/{__version__}"}
+            given = {name.lower() for name in self._headers}  # (the user's win, as in aiohttp)
+            lines = [f"GET {url.raw_path_qs} HTTP/1.1"]
+            lines += [
+                f"{name}: {value}" for name, value in own.items() if name.lower() not in given
+            ]
             lines += [f"{name}: {value}" for name, value in self._headers.items()]
-            lines += ["Accept: */*", f"User-Agent: kernelmon/{__version__}"]
             request = ("\r\n".join(lines) + "\r\n").encode()
             self._poll_requests[path] = request
         if etag:

@@ -163,6 +163,8 @@ class PollConnection(asyncio.Protocol):
 
 def _read_head(head: bytes, max_body: int) -> tuple[int, str, str, int] | None:
     """(status, ETag, Content-Type, body length) of an answer on the happy path, else None."""
+    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\r\n"):
+        return None  # a lone CR or LF (an ETag with one would be sent back in a request)
     lines = head.split(b"\r\n")
     version, _, rest = lines[0].partition(b" ")
     code = rest[:3]
