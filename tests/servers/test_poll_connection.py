@@ -147,19 +147,13 @@ async def poll(client: ServerClient) -> tuple[object, object]:
     connection, then read."""
     await client.fetch_listings()
     try:
-        results: list[object] = []
-        for call in (client.list_kernels, client.list_sessions):
-            try:
-                results.append(outcome(await call()))
-            except ServerError as error:
-                results.append(outcome(error))
-        return results[0], results[1]
+        return await plain(client)
     finally:
         client.forget_fetched()
 
 
 async def plain(client: ServerClient) -> tuple[object, object]:
-    """The same requests through aiohttp only."""
+    """Both listings read (without ``fetch_listings``: through aiohttp only)."""
     results: list[object] = []
     for call in (client.list_kernels, client.list_sessions):
         try:
