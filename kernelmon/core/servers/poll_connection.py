@@ -2,13 +2,16 @@
 connection per server, written by hand on an ``asyncio.Protocol``.
 
 Hand-written for speed, where aiohttp (which the client uses for everything else) costs too
-much per request: a poll cycle of 10 servers x 100 kernels (benchmarks/servers_bench.py)
-took 5.4 ms (asyncio) and 8.9 ms (qasync, the app's loop) of loop time with aiohttp's client
-and nothing else, against 2.5 and 4.6 ms with this path, the goal being 5 ms. Under qasync
-every future's wake-up is a Qt timer event and every socket read a socket-notifier event, so
-the number of wake-ups per request counts as much as the Python run per request: here the
+much per request: a poll cycle of 10 servers x 100 kernels with idle servers (304s,
+benchmarks/servers_bench.py) took 5.4 ms (asyncio) and 8.9 ms (qasync, the app's loop) of
+loop time with aiohttp's client and nothing else, against 2.5 and 4.6 ms with a bare
+keep-alive GET on a protocol, the goal being 5 ms for the whole poll. Under qasync every
+future's wake-up is a Qt timer event and every socket read a socket-notifier event, so the
+number of wake-ups per request counts as much as the Python run per request: here the
 answer to the kernels listing writes the sessions request from ``data_received`` itself, and
-one future is woken per poll, not one per request (and several per request in aiohttp).
+the exchange calls back when it is over: the client wakes one future per poll
+(``fetch_listings``), or one for every server at once (``fetch_listings_of``), never one per
+request (aiohttp wakes several per request).
 
 Only the happy path is handled: ``200`` with a Content-Length and a JSON type, and ``304``,
 over HTTP/1.1 kept alive. Anything else (another status, a redirect, chunked, Connection:
