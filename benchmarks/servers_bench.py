@@ -11,7 +11,8 @@ cycle: ``GET /api/kernels`` and ``GET /api/sessions`` (``?no_track_activity=1``)
 
 * ``floor``: the raw aiohttp request and ``json.loads``, with the last ETag (what any
   client must spend at least: the reference of this run);
-* ``client``: kernelmon's ``ServerClient`` (the answers read into its models);
+* ``client``: kernelmon's ``ServerClient`` (both listings asked over its poll connection,
+  ``fetch_listings``, and read into its models);
 * ``map``: a ``KernelMap`` with the servers added (``add_server``), each cycle its
   ``poll_servers()``: the requests and the map's update (when the map has servers).
 
@@ -221,6 +222,8 @@ class Client:
         self.kept: list[object] = []
 
     async def _server(self, client: Any) -> tuple[object, object]:
+        if hasattr(client, "fetch_listings"):  # both over the poll connection, as a poll does
+            await client.fetch_listings()
         return await client.list_kernels(), await client.list_sessions()
 
     async def cycle(self) -> None:

@@ -16,6 +16,7 @@ import pytest
 from kernelmon.core.servers import ServerClient, ServerError, ServerKind, ServerStatus
 from kernelmon.core.servers.model import kernel_fields, session_paths
 from tests.servers.realservers import RealServer, restart_same_port, start_jupyter_server
+from tests.waiting import wait_until
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -92,6 +93,54 @@ def test_unchanged_listings_are_not_read_again(aio: Any, jupyter_server: RealSer
             await client.close()
 
     aio.run(go())
+
+
+def test_polls_read_over_one_connection_what_aiohttp_reads(
+    aio: Any, jupyter_server: RealServer
+) -> None:
+    """A poll's listings over the poll connection (``fetch_listings``) give the models the
+    same requests through aiohttp give; polls keep that one connection (the server's 304s
+    read there too)."""
+    kid = open_notebook(jupyter_server, "polled.ipynb")["kernel"]["id"]
+
+    last: list[object] = [None]
+
+    def settled() -> bool:  # the kernel's model as it was half a second ago: no news coming
+        kernel = jupyter_server.request("GET", f"api/kernels/{kid}?no_track_activity=1")
+        last[0], before = kernel, last[0]
+        return kernel == before
+
+    async def go() -> list[Any]:
+        await wait_until(settled, 30, "the notebook's kernel settled", interval=0.5)
+        polled = ServerClient(jupyter_server.url, token=jupyter_server.token, timeout=60)
+        plain = ServerClient(jupyter_server.url, token=jupyter_server.token, timeout=60)
+        seen: list[Any] = []
+        try:
+            for client in (polled, plain):
+                await client.identify()
+            for _ in range(3):
+                await polled.fetch_listings()
+                kernels, sessions = await polled.list_kernels(), await polled.list_sessions()
+                seen.append(
+                    (kernels, sessions, await plain.list_kernels(), await plain.list_sessions())
+                )
+            assert polled.poll_connections == 1
+            assert polled.polled_answers == 6
+            assert plain.poll_connections == 0
+        finally:
+            for client in (polled, plain):
+                await client.close()
+        return seen
+
+    for kernels, sessions, plain_kernels, plain_sessions in aio.run(go()):
+        # (the module's other kernels may change between the two: compared by id)
+        assert {k.id for k in kernels.items} == {k.id for k in plain_kernels.items}
+        assert {s.id for s in sessions.items} == {s.id for s in plain_sessions.items}
+        (mine,) = [k for k in kernels.items if k.id == kid]
+        assert mine in plain_kernels.items
+        (notebook,) = [s for s in sessions.items if s.kernel_id == kid]
+        assert notebook in plain_sessions.items
+        assert session_paths(sessions.items)[kid] == "polled.ipynb"
 
 
 def test_actions_go_through_the_api(aio: Any, jupyter_server: RealServer) -> None:

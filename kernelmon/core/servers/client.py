@@ -25,20 +25,23 @@ from typing import Any, TypeVar, cast
 import aiohttp
 from yarl import URL
 
+from kernelmon import __version__
 from kernelmon.core.servers.config import credentials_refusal
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
     Memo,
+    NotJSON,
     RemoteKernel,
     RemoteSession,
     parse_kernel,
-    parse_kernels,
     parse_kernelspecs,
-    parse_sessions,
     plain_kernel_id,
+    read_kernels,
+    read_sessions,
     short_repr,
 )
+from kernelmon.core.servers.poll_connection import Answer, PollConnection
 from kernelmon.core.servers.status import (
     REQUEST_ERRORS,
     ServerError,
@@ -53,6 +56,8 @@ logger = logging.getLogger(__name__)
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 T = TypeVar("T")
 _QUIET = {"no_track_activity": "1"}
+#: The listings a poll asks for over the poll connection, in this order.
+_POLLED = ("api/kernels", "api/sessions")
 
 
 class ServerKind(StrEnum):
@@ -121,6 +126,15 @@ class ServerClient:
         self.skipped: dict[str, tuple[str, ...]] = {}
         #: the entries of the last listings, not read again when sent as they were
         self._memos = {"api/kernels": Memo(), "api/sessions": Memo()}
+        #: the polls' kept-alive connection (``fetch_listings``), and what it answered:
+        #: path -> (the ETag sent, the answer, or ``_TIMED_OUT``)
+        self._poll: PollConnection | None = None
+        self._fetched: dict[str, tuple[str, Answer | object]] = {}
+        self._poll_requests: dict[str, bytes] = {}
+        self._poll_tls: ssl.SSLContext | None = None
+        #: connections opened for polls, and listings answered over them (tests, benchmarks)
+        self.poll_connections = 0
+        self.polled_answers = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -170,7 +184,7 @@ class ServerClient:
         await self._identified()
         memo = self._memos["api/kernels"]
         listing = await self._kept_get(
-            "api/kernels", lambda data: parse_kernels(data, memo), listing=True
+            "api/kernels", lambda raw: read_kernels(raw, memo), listing=True, raw=True
         )
         return self._note_skipped("api/kernels", listing)
 
@@ -181,7 +195,9 @@ class ServerClient:
         """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
         on it: usually none, since its clients keep their sessions themselves)."""
         memo = self._memos["api/sessions"]
-        listing = await self._kept_get("api/sessions", lambda data: parse_sessions(data, memo))
+        listing = await self._kept_get(
+            "api/sessions", lambda raw: read_sessions(raw, memo), raw=True
+        )
         return self._note_skipped("api/sessions", listing)
 
     async def kernelspecs(self) -> KernelSpecs:
@@ -236,8 +252,71 @@ class ServerClient:
     async def shutdown(self, kernel_id: str) -> None:
         await self._json("DELETE", self._kpath(kernel_id))
 
+    async def fetch_listings(self) -> None:
+        """Ask for both listings at once over the poll connection (kept alive from poll to
+        poll; see poll_connection.py); the next ``list_kernels()`` and ``list_sessions()``
+        read these answers instead of asking. Never raises: what the poll connection does
+        not answer plainly is asked again through aiohttp by those calls, which say what
+        went wrong. A server that did not answer within the timeout is not asked again
+        (``list_kernels`` then raises the timeout). Only once the server is identified.
+        ``fetch_listings_of`` does this for several servers at once."""
+        self._fetched = {}
+        if self._closed or self.kind is None:
+            return
+        async with self._lock:
+            etag = self._kept[_POLLED[0]][0] if _POLLED[0] in self._kept else ""
+            try:
+                connection = None if self._closed else await self._poll_connection()
+            except TimeoutError:  # (as aiohttp's connection would: not asked twice)
+                self._fetched[_POLLED[0]] = (etag, _TIMED_OUT)
+                return
+            if connection is None:
+                return
+            loop = asyncio.get_running_loop()
+            answered = loop.create_future()
+            etags = self._begin_fetch(connection, lambda: _settle(answered))
+            timer = loop.call_later(self.timeout, connection.time_out)
+            try:
+                await answered
+            finally:
+                timer.cancel()
+                if connection.busy:  # cancelled: the exchange is left half done
+                    connection.close()
+            self._end_fetch(connection, etags)
+
+    def _begin_fetch(self, connection: PollConnection, done: Callable[[], None]) -> list[str]:
+        """Write the first request of a poll's exchange; returns the ETags sent."""
+        etags = [self._kept[p][0] if p in self._kept else "" for p in _POLLED]
+        requests = [self._poll_request(p, e) for p, e in zip(_POLLED, etags, strict=True)]
+        connection.exchange(requests, done)
+        return etags
+
+    def _end_fetch(self, connection: PollConnection, etags: list[str]) -> None:
+        """Keep what the exchange fetched, for the listings' calls."""
+        answers = connection.answers
+        for path, etag, answer in zip(_POLLED, etags, answers, strict=False):
+            self._fetched[path] = (etag, answer)
+        self.polled_answers += len(answers)
+        if connection.timed_out and not answers:
+            self._fetched[_POLLED[0]] = (etags[0], _TIMED_OUT)
+
+    def fetched_all(self) -> bool:
+        """Whether ``fetch_listings`` got an answer (or a timeout) for both listings: reading
+        them then asks nothing more of the server."""
+        return all(path in self._fetched for path in _POLLED) or (
+            self._fetched.get(_POLLED[0], ("", None))[1] is _TIMED_OUT
+        )
+
+    def forget_fetched(self) -> None:
+        """Drop what ``fetch_listings`` fetched and was not read (a poll that ended early)."""
+        self._fetched = {}
+
     async def close(self) -> None:
         self._closed = True
+        self._fetched = {}
+        if self._poll is not None:
+            self._poll.close()
+            self._poll = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -272,25 +351,36 @@ class ServerClient:
         return f"api/kernels/{kernel_id}" + (f"/{action}" if action else "")
 
     async def _kept_get(
-        self, path: str, parse: Callable[[object], T], *, listing: bool = False
+        self,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        listing: bool = False,
+        raw: bool = False,
     ) -> T:
         """A GET whose parsed answer is kept with the server's ETag: the next GET sends
         ``If-None-Match``, and when the server answers 304 (tornado does for an unchanged
-        answer) the kept result is returned with nothing read or parsed again."""
+        answer) the kept result is returned with nothing read or parsed again. ``raw``:
+        ``parse`` gets the answer's bytes (None: no body), not its JSON."""
         kept = self._kept.get(path)
-        data = await self._json("GET", path, listing=listing, etag=kept[0] if kept else None)
+        etag = kept[0] if kept else None
+        data = await self._json("GET", path, listing=listing, etag=etag, raw=raw)
         if data is _UNCHANGED and kept is not None:
             return cast(T, kept[1])
-        result = self._parsed(parse, data)
+        result = self._parsed(parse, data, f"GET /{path}")
         if self._etag:  # the answer just read (nothing ran on the loop in between)
             self._kept[path] = (self._etag, result)
         else:
             self._kept.pop(path, None)
         return result
 
-    def _parsed(self, parse: Callable[[object], T], data: object) -> T:
+    def _parsed(self, parse: Callable[[Any], T], data: object, what: str = "") -> T:
         try:
             return parse(data)
+        except NotJSON:
+            raise self._fail(
+                ServerStatus.BAD_ANSWER, f"answered {what} with JSON that does not parse"
+            ) from None
         except ValueError as error:
             raise self._fail(ServerStatus.BAD_ANSWER, f"sent a bad answer: {error}") from None
 
@@ -325,21 +415,99 @@ class ServerClient:
         timeout: float | None = None,
         listing: bool = False,
         etag: str | None = None,
+        raw: bool = False,
     ) -> Any:
+        """The answer's JSON (``raw``: its bytes, or None when it has none), ``_UNCHANGED``
+        for a 304 to ``etag``; a ``ServerError`` for everything else."""
         async with self._lock:
             if self._closed:
                 raise ServerError(ServerStatus.CLOSED, f"The client for {self.url} is closed.")
+            fetched = self._fetched.pop(path, None) if method == "GET" else None
             try:
-                status, headers, raw = await self._send(method, path, body, timeout, etag)
+                if fetched is not None and fetched[0] == (etag or ""):
+                    status, headers, content = self._fetched_answer(fetched[1])
+                else:
+                    status, headers, content = await self._send(method, path, body, timeout, etag)
             except (aiohttp.ClientError, TimeoutError, OSError, _TooLarge) as error:
                 raise self._transport_failure(error, timeout) from None
             self._etag = headers["etag"] if status == 200 else ""
             if status == 304 and etag:
                 data: Any = _UNCHANGED
             else:
-                data = self._answer(method, path, status, headers, raw, listing)
+                data = self._answer(method, path, status, headers, content, listing, undecoded=raw)
             self._set_status(ServerStatus.REACHABLE, None)
             return data
+
+    def _fetched_answer(self, answer: object) -> tuple[int, dict[str, str], bytes]:
+        """What the poll connection read for a request, as ``_send`` gives it."""
+        if answer is _TIMED_OUT:
+            raise TimeoutError
+        assert isinstance(answer, Answer)
+        headers = {"type": answer.content_type, "location": "", "etag": answer.etag}
+        return answer.status, headers, answer.body
+
+    async def _poll_connection(self) -> PollConnection | None:
+        """The poll connection, opened when it is not (None: it cannot be: aiohttp then
+        asks, and says why); TimeoutError when the server did not let it open in time."""
+        if self._poll is not None and self._poll.usable:
+            return self._poll
+        if self._poll is not None:
+            self._poll.close()
+        self._poll = None
+        tls: ssl.SSLContext | None = None
+        if self._base.scheme == "https":
+            tls = self._tls_context()
+        within = asyncio.timeout(self.timeout)
+        try:
+            async with within:
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    lambda: PollConnection(MAX_ANSWER_BYTES),
+                    self._base.raw_host or "",
+                    self._base.port or 0,
+                    ssl=tls,
+                )
+        except (OSError, ValueError):  # ssl.SSLError is an OSError
+            if within.expired():  # (a TLS handshake cut short says so in its own words)
+                raise TimeoutError from None
+            return None
+        self._poll = connection
+        self.poll_connections += 1
+        return connection
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """The TLS checks aiohttp makes for ``verify_tls``: the user's context, the system's
+        default verification, or none."""
+        if isinstance(self._ssl, ssl.SSLContext):
+            return self._ssl
+        if self._poll_tls is None:
+            self._poll_tls = ssl.create_default_context()
+            if not self._ssl:
+                self._poll_tls.check_hostname = False
+                self._poll_tls.verify_mode = ssl.CERT_NONE
+        return self._poll_tls
+
+    def _poll_request(self, path: str, etag: str) -> bytes:
+        """The GET of ``path`` with the client's headers, as bytes (``If-None-Match`` with
+        ``etag`` when there is one)."""
+        request = self._poll_requests.get(path)
+        if request is None:
+            url = self._base.join(URL(path)).with_query(_QUIET)
+            host = url.raw_host or ""
+            host = f"[{host}]" if ":" in host else host
+            if not url.is_default_port():
+                host = f"{host}:{url.port}"
+            own = {"Host": host, "Accept": "*/*", "User-Agent": f"kernelmon/{__version__}"}
+            given = {name.lower() for name in self._headers}  # (the user's win, as in aiohttp)
+            lines = [f"GET {url.raw_path_qs} HTTP/1.1"]
+            lines += [
+                f"{name}: {value}" for name, value in own.items() if name.lower() not in given
+            ]
+            lines += [f"{name}: {value}" for name, value in self._headers.items()]
+            request = ("\r\n".join(lines) + "\r\n").encode()
+            self._poll_requests[path] = request
+        if etag:
+            return request + f"If-None-Match: {etag}\r\n\r\n".encode()
+        return request + b"\r\n"
 
     async def _send(
         self,
@@ -404,6 +572,7 @@ class ServerClient:
         headers: dict[str, str],
         raw: bytes,
         listing: bool,
+        undecoded: bool = False,
     ) -> Any:
         what = f"{method} /{path}"
         ctype = headers["type"]
@@ -441,6 +610,8 @@ class ServerClient:
         if "json" not in ctype.lower():
             kind = "an HTML page" if b"<html" in raw[:2048].lower() else f"{ctype or 'no type'}"
             raise self._fail(ServerStatus.BAD_ANSWER, f"answered {what} with {kind}, not JSON")
+        if undecoded:
+            return raw
         try:
             return json.loads(raw)
         except (ValueError, RecursionError):
@@ -451,6 +622,75 @@ class ServerClient:
 
 #: what ``_json`` returns for 304 Not Modified
 _UNCHANGED = object()
+#: what the poll connection fetched when the server did not answer in time
+_TIMED_OUT = object()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def fetch_listings_of(clients: list[ServerClient]) -> None:
+    """``fetch_listings()`` of every client at once: the requests of those whose poll
+    connection is open are written now, and the loop is woken once, when all of them are
+    answered (or time out), not once per server (under qasync each wake-up is a Qt event);
+    the others (a connection to open) fetch on their own meanwhile."""
+    loop = asyncio.get_running_loop()
+    everyone = loop.create_future()
+    begun: list[tuple[ServerClient, PollConnection, list[str], float]] = []
+    left = 0
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            _settle(everyone)
+
+    opening = []
+    for client in clients:
+        connection = client._poll
+        if client._closed or client.kind is None:
+            client._fetched = {}
+        elif connection is None or not connection.usable or client._lock.locked():
+            opening.append(client.fetch_listings())
+        else:
+            client._fetched = {}
+            await client._lock.acquire()  # free: taken at once
+            left += 1
+            etags = client._begin_fetch(connection, one_done)
+            begun.append((client, connection, etags, loop.time() + client.timeout))
+    others = asyncio.gather(*opening) if opening else None
+    timer: asyncio.TimerHandle | None = None
+
+    def expire() -> None:  # each exchange's own timeout, the earliest first
+        nonlocal timer
+        now = loop.time()
+        late = [when for _, connection, _, when in begun if connection.busy and when > now]
+        for _, connection, _, when in begun:
+            if connection.busy and when <= now:
+                connection.time_out()
+        timer = loop.call_at(min(late), expire) if late else None
+
+    try:
+        if begun:
+            timer = loop.call_at(min(when for *_, when in begun), expire)
+            if left:
+                await everyone
+    except BaseException:
+        if others is not None:
+            others.cancel()
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for client, connection, etags, _ in begun:
+            if connection.busy:  # cancelled: the exchange is left half done
+                connection.close()
+            client._end_fetch(connection, etags)
+            client._lock.release()
+    if others is not None:
+        await others
 
 
 class _TooLarge(Exception):

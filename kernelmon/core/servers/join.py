@@ -141,21 +141,24 @@ def apply_snapshot(
     for kid, ended in list(watch.ended.items()):
         if snapshot.number > ended:
             del watch.ended[kid]  # this poll began after the shutdown: it tells the truth
-    if snapshot.unchanged and _all_ours(registry, config.id, snapshot):
+    if snapshot.unchanged and _all_ours(registry, watch, snapshot):
         return  # the cost of a poll of an unchanged server: a lookup per kernel
-    rows, paths = watch.rows, snapshot.paths
+    rows, paths, find, shut = watch.rows, snapshot.paths, registry.find, watch.ended
     for kid, kernel in snapshot.kernels.items():
-        if kid in watch.ended:
-            continue  # listed by a poll that began before kernelmon shut it down
         path = paths.get(kid)
-        applied = (kernel, path)
-        entry = registry.find(kid)
+        entry = find(kid)
+        row = rows.get(kid)
+        if kid in shut:
+            continue  # listed by a poll that began before kernelmon shut it down
+        if row is not None and row[2] is entry and row[0] is kernel and row[1] == path:
+            continue  # its row, as the server said last time (the listing changed for others)
         owner = entry.backend.server_id() if entry is not None else None
         if owner == config.id:
             assert entry is not None
-            if rows.get(kid) == applied:
-                continue  # as the server said last time (a listing changes for any kernel)
-            rows[kid] = applied
+            same = row is not None and row[0] == kernel and row[1] == path
+            rows[kid] = (kernel, path, entry)
+            if same:
+                continue  # as the server said last time (read again, the same)
             fields = assign(entry.record, _facts(watch, kernel, path))
             if fields:
                 registry.changed(entry.record, fields, None)
@@ -170,7 +173,7 @@ def apply_snapshot(
             new = _new_entry(registry, backends, watch, kernel, entry)
             assign(new.record, _facts(watch, kernel, path))
             watch.born.setdefault(kid, snapshot.number)
-            rows[kid] = applied
+            rows[kid] = (kernel, path, new)
             if entry is None:
                 registry.add(new)
                 logger.info("Kernel %s of %s joins the map", kid, config.url)
@@ -193,12 +196,13 @@ def apply_snapshot(
             _set_unseen(registry, entry, watch)
 
 
-def _all_ours(registry: JoinRegistry, server_id: str, snapshot: Snapshot) -> bool:
+def _all_ours(registry: JoinRegistry, watch: ServerWatch, snapshot: Snapshot) -> bool:
     """Whether every kernel of the snapshot is a row of this server already (else one found
-    since, or started by someone else, joins)."""
+    since, or started by someone else, joins): its row's entry is still the map's."""
+    rows, find = watch.rows, registry.find
     for kid in snapshot.kernels:
-        entry = registry.find(kid)
-        if entry is None or entry.backend.server_id() != server_id:
+        row = rows.get(kid)
+        if row is None or find(kid) is not row[2]:
             return False
     return True
 

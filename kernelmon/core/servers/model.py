@@ -7,10 +7,13 @@ never costs the others their place.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import compress, count, repeat
+from operator import is_, is_not, ne
 from typing import Any, Generic, TypeVar
 
 from kernelmon.core.records import ExecutionState, isoformat, parse_isoformat
@@ -145,16 +148,54 @@ def parse_kernel(entry: object) -> RemoteKernel:
 
 
 class Memo:
-    """The entries of the last listing read, by id, each with what it was read into: an entry
-    sent again exactly as it was is not read again (a poll of a server where one kernel of a
+    """The entries of the last listing read, each with what it was read into: an entry sent
+    again exactly as it was is not read again (a poll of a server where one kernel of a
     hundred changed reads one). Hand-written for speed: reading every entry again was about
-    40% of the loop time of a poll cycle of 10 servers x 100 kernels (benchmarks/)."""
+    40% of the loop time of a poll cycle of 10 servers x 100 kernels (benchmarks/).
 
-    __slots__ = ("entries",)
+    An answer read from its bytes (``read_kernels``) keeps its entries' bytes (``texts``)
+    and what each was read into (``items``), in the answer's order: an entry whose bytes
+    are those of the same place last time is not even parsed (servers list in a steady
+    order); an answer parsed whole keeps them by id (``entries``), each compared with the
+    entry last sent under that id."""
+
+    __slots__ = ("entries", "items", "texts")
 
     def __init__(self) -> None:
         #: id -> (the entry as sent, what it was read into)
         self.entries: dict[str, tuple[dict[str, Any], Any]] = {}
+        #: the last answer's entries as bytes (``entry_texts``), and what each was read into
+        self.texts: list[bytes] = []
+        self.items: list[Any] = []
+
+
+class NotJSON(ValueError):
+    """An answer that does not parse as JSON."""
+
+
+def loads(raw: bytes) -> object:
+    """``json.loads``; ``NotJSON`` when ``raw`` does not parse."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise NotJSON from None
+
+
+#: Where ``json.dumps`` (jupyter_server's and the gateway's answers) separates the objects
+#: of a list, with its default separators.
+_BETWEEN = b"}, {"
+
+
+def entry_texts(raw: bytes) -> list[bytes] | None:
+    """The entries of a JSON list of objects as ``json.dumps`` writes it (``[{...}, {...}]``),
+    each without its outer braces, cut wherever ``}, {`` occurs; None when ``raw`` is not
+    written that way. A cut inside a string or a nested value gives pieces that do not
+    parse: see ``_listing_texts``."""
+    if raw == b"[]":
+        return []
+    if len(raw) < 4 or not (raw.startswith(b"[{") and raw.endswith(b"}]")):
+        return None
+    return raw[2:-2].split(_BETWEEN)  # "[{A}, {B}]": "A", "B"
 
 
 def _listing(payload: object, parse: Any, what: str, memo: Memo | None = None) -> Listing[Any]:
@@ -188,13 +229,85 @@ def _listing(payload: object, parse: Any, what: str, memo: Memo | None = None) -
             now[key] = (entry, item)
     if memo is not None:
         memo.entries = now  # only this listing's entries: nothing gone is kept
+        memo.texts, memo.items = [], []
     return Listing(tuple(items), tuple(skipped))
+
+
+def changed_at(new: Sequence[object], old: Sequence[object]) -> list[int] | None:
+    """Where ``new`` differs from ``old`` (``!=``), or None when their lengths differ.
+    (Compared in C, as the map's lists of a hundred kernels are, at every poll.)"""
+    if len(new) != len(old):
+        return None
+    return list(compress(count(), map(ne, new, old)))
+
+
+def replaced_at(new: Sequence[object], old: Sequence[object]) -> list[int] | None:
+    """Where ``new`` holds another object than ``old`` (``is not``), or None when their
+    lengths differ."""
+    if len(new) != len(old):
+        return None
+    return list(compress(count(), map(is_not, new, old)))
+
+
+def _listing_texts(texts: list[bytes], parse: Any, what: str, memo: Memo) -> Listing[Any] | None:
+    """A listing from its entries' bytes (``entry_texts``): an entry seen in the last
+    listing is not parsed again, a new one is parsed alone; None when a new one does not
+    parse as an object (the cut was in the wrong place: parse the whole answer instead).
+
+    Sound: each piece given back with its braces, ``{...}``, parsed whole as one JSON object;
+    the answer is ``[`` + those pieces joined by ``, `` + ``]``, which is then a JSON list
+    whose entries are exactly those objects, and JSON's grammar reads a text one way only,
+    so ``json.loads`` of the whole answer gives the same entries. A piece cut inside a string
+    or a nested value ends inside it and fails to parse. A piece kept from the last listing
+    parsed then: the same bytes parse the same."""
+    new = changed_at(texts, memo.texts)  # compared in place first: no hashing of them all
+    got = list(memo.items)
+    if new is None or len(new) > 1:  # moved, came or went: found by their bytes
+        got = list(map(dict(zip(memo.texts, memo.items, strict=True)).get, texts))
+        new = list(compress(count(), map(is_, got, repeat(None))))  # (items are never None)
+    skipped: list[str] = []
+    for index in new:
+        try:
+            entry = json.loads(b"{" + texts[index] + b"}")
+        except (ValueError, RecursionError):
+            return None
+        try:
+            got[index] = parse(entry)
+        except ValueError as error:
+            skipped.append(f"entry {index} of the {what} was skipped: {error}")
+            got[index] = _SKIPPED
+    if skipped:
+        kept = [(text, item) for text, item in zip(texts, got, strict=True) if item is not _SKIPPED]
+        texts, got = [text for text, _ in kept], [item for _, item in kept]
+    memo.texts, memo.items = texts, got  # this listing's only: nothing gone is kept
+    memo.entries = {}
+    return Listing(tuple(got), tuple(skipped))
+
+
+_SKIPPED = object()
+
+
+def _read(raw: bytes | None, parse: Any, what: str, memo: Memo) -> Listing[Any]:
+    if raw is not None:
+        texts = entry_texts(raw)
+        if texts is not None:
+            listing = _listing_texts(texts, parse, what, memo)
+            if listing is not None:
+                return listing
+    return _listing(None if raw is None else loads(raw), parse, what, memo)
 
 
 def parse_kernels(payload: object, memo: Memo | None = None) -> Listing[RemoteKernel]:
     """``GET /api/kernels``; ValueError when the answer is not a list at all. With a
     ``memo`` (one per server), entries as they were in the last listing are not read again."""
     return _listing(payload, parse_kernel, "kernels", memo)
+
+
+def read_kernels(raw: bytes | None, memo: Memo) -> Listing[RemoteKernel]:
+    """``GET /api/kernels`` from the answer's bytes (None: no body), reading only the
+    entries that are not as they were in the last listing (``memo``, one per server);
+    ``NotJSON`` when the answer does not parse, ValueError when it is not a list."""
+    return _read(raw, parse_kernel, "kernels", memo)
 
 
 def parse_session(entry: object) -> RemoteSession:
@@ -222,6 +335,11 @@ def parse_sessions(payload: object, memo: Memo | None = None) -> Listing[RemoteS
     """``GET /api/sessions``; ValueError when the answer is not a list at all (``memo``: as
     for ``parse_kernels``)."""
     return _listing(payload, parse_session, "sessions", memo)
+
+
+def read_sessions(raw: bytes | None, memo: Memo) -> Listing[RemoteSession]:
+    """``GET /api/sessions`` from the answer's bytes (as ``read_kernels``)."""
+    return _read(raw, parse_session, "sessions", memo)
 
 
 def _parse_spec(item: tuple[object, object]) -> RemoteKernelSpec:

@@ -168,8 +168,29 @@ class Servers:
             watch.client.timeout = self._registry.settings.server_timeout
 
     async def poll_all(self) -> None:
-        """One poll of every server now (each applies itself to the map)."""
-        await asyncio.gather(*(w.poll_once() for w in list(self.watches.values())))
+        """One poll of every server now (each applies itself to the map). Every server's
+        listings are asked at once (``fetch_listings_of``: the loop woken once when all
+        answered); a server whose answers are then in hand is read and applied at once, the
+        others (to identify, answers to ask again through aiohttp) poll concurrently."""
+        from .client import fetch_listings_of
+
+        watches = list(self.watches.values())
+        ahead = [w for w in watches if w.fetches_ahead()]
+        await fetch_listings_of([w.client for w in ahead])
+        ready = {id(w) for w in ahead if w.client.fetched_all()}
+        fetched = {id(w) for w in ahead}
+        rest = [w.poll_once(id(w) in fetched) for w in watches if id(w) not in ready]
+        others = asyncio.gather(*rest) if rest else None
+        try:
+            for watch in watches:
+                if id(watch) in ready:
+                    await watch.poll_once(fetched=True)  # (nothing to wait for)
+        except BaseException:  # cancelled: the others too
+            if others is not None:
+                others.cancel()
+            raise
+        if others is not None:
+            await others
 
     # -- servers the user adds --------------------------------------------------------------
 

@@ -17,18 +17,24 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
 from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
 from kernelmon.core.servers.model import (
     KernelSpecs,
+    Listing,
     RemoteKernel,
     RemoteKernelSpec,
+    RemoteSession,
+    replaced_at,
     session_paths,
 )
 from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
+
+if TYPE_CHECKING:
+    from kernelmon.core.registry import Entry
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +79,9 @@ class ServerWatch:
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
         #: the map's rows of this server: kernel id -> what the server said of it when last
-        #: applied (None: apply the next answer whatever it is)
-        self.rows: dict[str, tuple[RemoteKernel, str | None] | None] = {}
+        #: applied (its model and notebook path), with the map's entry it was applied to
+        #: (None: apply the next answer whatever it is)
+        self.rows: dict[str, tuple[RemoteKernel, str | None, Entry] | None] = {}
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
@@ -86,7 +93,7 @@ class ServerWatch:
         self._last_listings: tuple[object, object] | None = None
         #: the listings last read into a snapshot's kernels and paths, with them (a listing
         #: the client kept, the server having answered 304, is not read again)
-        self._read: dict[str, tuple[object, dict[str, Any]]] = {}
+        self._read: dict[str, tuple[Listing[Any], dict[str, Any]]] = {}
         self._wake = asyncio.Event()
         #: set once the first poll is done (``Servers.settle``)
         self.polled = asyncio.Event()
@@ -125,13 +132,23 @@ class ServerWatch:
 
     # -- polling ----------------------------------------------------------------------------
 
-    async def poll_once(self) -> Snapshot | None:
+    def fetches_ahead(self) -> bool:
+        """Whether a poll begins with ``ServerClient.fetch_listings`` and then asks nothing
+        else (the server identified, its kernel specs asked, its listing not forbidden)."""
+        return (
+            self.client.kind is not None
+            and self.specs_asked
+            and self.status != ServerStatus.LISTING_FORBIDDEN
+        )
+
+    async def poll_once(self, fetched: bool = False) -> Snapshot | None:
         """One poll: list the kernels and sessions, update the status, hand the result to
-        ``on_poll``; returns it (None after a failure). Never raises a ``ServerError``."""
+        ``on_poll``; returns it (None after a failure). Never raises a ``ServerError``.
+        ``fetched``: the listings were fetched for it already (``fetch_listings_of``)."""
         self.polls += 1
         number = self.polls
         try:
-            snapshot = await self._look(number)
+            snapshot = await self._look(number, fetched)
         except ServerError as error:
             self.failures += 1
             self.set_status(error.kind, error.sentence)
@@ -153,17 +170,26 @@ class ServerWatch:
         self.polled.set()
         return snapshot
 
-    async def _look(self, number: int) -> Snapshot:
+    async def _look(self, number: int, fetched: bool) -> Snapshot:
         client = self.client
         if client.kind is None:
             info = await client.identify()
             self.version = info.gateway_version or info.version
+        if not fetched and self.status != ServerStatus.LISTING_FORBIDDEN:  # (refused anyway)
+            await client.fetch_listings()  # both at once, read by the listings below
+        try:
+            return await self._listed(number)
+        finally:
+            client.forget_fetched()
+
+    async def _listed(self, number: int) -> Snapshot:
+        client = self.client
         forbidden: str | None = None
         missing: set[str] = set()
         listing: object = None
         try:
             listing = await client.list_kernels()
-            kernels = self._once("kernels", listing, lambda: {k.id: k for k in listing.items})
+            kernels = self._once("kernels", listing, _by_id)
         except ServerError as error:
             if error.kind != ServerStatus.LISTING_FORBIDDEN:
                 raise
@@ -179,7 +205,7 @@ class ServerWatch:
         sessions: object = None
         try:
             sessions = await client.list_sessions()
-            paths = self._once("paths", sessions, lambda: session_paths(sessions.items))
+            paths = self._once("paths", sessions, _paths)
         except ServerError as error:
             if error.kind not in (ServerStatus.REFUSED, ServerStatus.NOT_FOUND):
                 raise
@@ -202,13 +228,18 @@ class ServerWatch:
             kernels, paths, forbidden is None, frozenset(missing), number, unchanged=unchanged
         )
 
-    def _once(self, what: str, listing: object, read: Callable[[], dict[str, T]]) -> dict[str, T]:
-        """``read()``, or what it gave for the very same ``listing`` last time (never changed
-        by anyone: snapshots are read only)."""
+    def _once(
+        self,
+        what: str,
+        listing: Listing[Any],
+        read: Callable[[Listing[Any], Listing[Any] | None, dict[str, Any] | None], dict[str, T]],
+    ) -> dict[str, T]:
+        """``read(listing, last listing, what it gave)``, or what it gave for the very same
+        ``listing`` last time (never changed by anyone: snapshots are read only)."""
         last = self._read.get(what)
         if last is not None and last[0] is listing:
             return cast(dict[str, T], last[1])
-        value = read()
+        value = read(listing, *(last or (None, None)))
         self._read[what] = (listing, value)
         return value
 
@@ -251,3 +282,44 @@ class ServerWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.client.close()
+
+
+def _by_id(
+    listing: Listing[RemoteKernel],
+    last: Listing[RemoteKernel] | None,
+    kernels: dict[str, RemoteKernel] | None,
+) -> dict[str, RemoteKernel]:
+    """A listing's kernels by id: the last listing's dict, copied and updated where other
+    kernel objects stand at the same places under the same ids (the memo hands back those
+    that did not change), else read anew."""
+    items = listing.items
+    moved = replaced_at(items, last.items) if last is not None else None
+    if moved is None or kernels is None or len(kernels) != len(items):
+        return {k.id: k for k in items}
+    before = last.items if last is not None else ()
+    if any(items[i].id != before[i].id for i in moved):
+        return {k.id: k for k in items}
+    now = dict(kernels)
+    for i in moved:
+        now[items[i].id] = items[i]
+    return now
+
+
+def _paths(
+    listing: Listing[RemoteSession],
+    last: Listing[RemoteSession] | None,
+    paths: dict[str, str] | None,
+) -> dict[str, str]:
+    """``session_paths`` of a listing: the last one's when the sessions that changed kept
+    their kernel, path and type (a kernel's activity changes its session's entry)."""
+    items = listing.items
+    moved = replaced_at(items, last.items) if last is not None else None
+    if moved is not None and paths is not None and last is not None:
+        before = last.items
+        if all(
+            (items[i].kernel_id, items[i].path, items[i].type)
+            == (before[i].kernel_id, before[i].path, before[i].type)
+            for i in moved
+        ):
+            return paths
+    return session_paths(items)
