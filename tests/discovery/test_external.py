@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -161,19 +162,21 @@ def test_activity_times_come_from_the_factorys_clock(aio, kernels, frontends):
     aio.run(scenario())
 
 
-def test_shutdown_by_request(aio, kernels, externals):
+def test_shutdown_by_request(aio, kernels, externals, caplog):
     _launched, found = kernels
-    ext, _changes = externals(found[1], shutdown_wait=10.0)
+    # a long grace (15 s before SIGTERM), so that a loaded machine's slow exit is not taken
+    # for a kernel that ignored the request
+    ext, _changes = externals(found[1], shutdown_wait=30.0)
 
-    async def scenario() -> float:
+    async def scenario() -> None:
         ext.attach()
-        started = time.monotonic()
         await ext.shutdown()
-        return time.monotonic() - started
 
-    took = aio.run(scenario())
+    with caplog.at_level(logging.INFO, logger="kernelmon.core.machine.process"):
+        aio.run(scenario())
     assert process_gone(found[1].pid)
-    assert took < 5.0  # it obeyed the shutdown_request; no SIGTERM wait (5 s) was needed
+    # it obeyed the shutdown_request: no signal was needed
+    assert not [r for r in caplog.records if "terminating it" in r.getMessage()]
     assert ext.watcher is None
     assert ext.record.reason is None  # a shutdown kernelmon asked for is not a surprise exit
 
