@@ -145,13 +145,18 @@ def apply_snapshot(
         return  # the cost of a poll of an unchanged server: a lookup per kernel
     rows, paths, find, shut = watch.rows, snapshot.paths, registry.find, watch.ended
     for kid, kernel in snapshot.kernels.items():
-        path = paths.get(kid)
-        entry = find(kid)
+        # (this loop runs for every kernel of a server whose listing changed: the common
+        # case, a row as the server said it last time, is decided first and with the least)
         row = rows.get(kid)
+        path = paths.get(kid)
+        if row is not None and row[0] is kernel and row[1] == path:
+            entry = find(kid)
+            if row[2] is entry:
+                continue  # its row, as the server said last time (others changed)
+        else:
+            entry = find(kid)
         if kid in shut:
             continue  # listed by a poll that began before kernelmon shut it down
-        if row is not None and row[2] is entry and row[0] is kernel and row[1] == path:
-            continue  # its row, as the server said last time (the listing changed for others)
         owner = entry.backend.server_id() if entry is not None else None
         if owner == config.id:
             assert entry is not None
