@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..files import write_json_atomic
 from ..threads import run_in_thread
-from .config import ServerConfig
+from .config import ServerConfig, header_name_ok
 
 if TYPE_CHECKING:
     from .secrets import TokenStore
@@ -152,6 +152,9 @@ def _config(entry: Any) -> ServerConfig:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         raise ValueError("its headers are not names and values")
+    for name in headers:
+        if not header_name_ok(name):
+            raise ValueError(f"its header {name[:60]!r} is not an HTTP header name")
     if not isinstance(started, list) or not all(isinstance(k, str) for k in started):
         raise ValueError("its started kernels are not kernel ids")
     for key in ("id", "url", "name"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import aiohttp
 from yarl import URL
 
 from kernelmon import __version__
-from kernelmon.core.servers.config import credentials_refusal
+from kernelmon.core.servers.config import credentials_refusal, header_name_ok, sendable
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
@@ -104,12 +103,12 @@ class ServerClient:
         self._base = URL(self.url)
         self._headers = {}
         for name, value in (headers or {}).items():
-            if not _HEADER_NAME.fullmatch(name) or not _usable_value(value):
+            if not header_name_ok(name) or not sendable(value):
                 raise ValueError(f"the header {name!r} is not a usable HTTP header")
             if value:  # no value: one the token store could not give back; not sent
                 self._headers[name] = value
         if token:
-            if not _usable_value(token):
+            if not sendable(token):
                 raise ValueError("the token has a line break or control character in it")
             self._headers["Authorization"] = f"token {token}"
         self._ssl: bool | ssl.SSLContext = verify_tls
@@ -621,16 +620,6 @@ class ServerClient:
             raise self._fail(
                 ServerStatus.BAD_ANSWER, f"answered {what} with JSON that does not parse"
             ) from None
-
-
-#: an HTTP header's name (RFC 9110's token)
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def _usable_value(value: str) -> bool:
-    """Whether a header value can be sent as it is: the poll connection writes the headers
-    itself, so a line break would start another header, or another request."""
-    return not any(c in value for c in "\r\n\0")
 
 
 #: what ``_json`` returns for 304 Not Modified

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,20 @@ if TYPE_CHECKING:
 #: What kernelmon can say of a server's own culler: jupyter_server's and the gateway's
 #: REST API do not tell their cull settings (``GET /api/status`` has none).
 CULLS_UNKNOWN = "unknown"
+
+
+#: an HTTP header's name (RFC 9110's token)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def sendable(value: str) -> bool:
+    """Whether a header value (or a token) can be sent as it is: the poll connection writes
+    its requests itself, so a line break would start another header, or another request."""
+    return not any(c in value for c in "\r\n\0")
+
+
+def header_name_ok(name: str) -> bool:
+    return bool(_HEADER_NAME.fullmatch(name))
 
 
 def credentials_refusal(url: object) -> str | None:

@@ -27,7 +27,7 @@ from yarl import URL
 from ..backends.factory import BackendFactory
 from ..events import ServerChanged, ServerRemoved
 from ..records import isoformat
-from .config import CULLS_UNKNOWN, ServerConfig, Snapshot
+from .config import CULLS_UNKNOWN, ServerConfig, Snapshot, sendable
 from .join import JoinRegistry, apply_snapshot, entries_of, set_culling
 from .kernel_starts import START_GRACE as START_GRACE
 from .kernel_starts import KernelStarts, forget_never_seen
@@ -138,7 +138,16 @@ class Servers:
             if config.id in self.watches:
                 continue
             token = await self.book.token(config.id)
-            self._add_watch(config, token)
+            try:
+                self._add_watch(config, token)
+            except ValueError as error:  # a token or header value the store gave back
+                # that cannot be sent (a line break in it): watched without them, said
+                self.book.problems.append(
+                    f"Server {config.name} ({config.url}) is watched without its token "
+                    f"and unusable headers: {error}"
+                )
+                config.headers = {k: v for k, v in config.headers.items() if sendable(v)}
+                self._add_watch(config, None)
         for problem in self.book.problems:
             logger.warning("%s", problem)
         for watch in self.watches.values():
