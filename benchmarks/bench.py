@@ -145,7 +145,7 @@ ORDER = ["import", "lifecycle", "flood", "many", "buffering", "bigflood"]
 #: Workloads run in the first repetition only (long; their figures hardly vary).
 ONCE = {"bigflood"}
 IMPORTS = {
-    "kernelmon": "kernelmon.core",
+    "kernelmon": "kernelmon.core.kernel_map",  # (kernelmon.core loads its names lazily)
     "jupyter_server": "jupyter_server.services.kernels.kernelmanager",
 }
 
