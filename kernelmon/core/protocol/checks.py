@@ -102,6 +102,14 @@ def _remember(signature: bytes, key: bytes, scheme: str, parts: Sequence[bytes])
     )
 
 
+def forget() -> None:
+    """Empty both memos: the readers of a batch are done with it (``iopub.Feed``)."""
+    global _verified_bytes
+    _verified.clear()
+    _headers.clear()
+    _verified_bytes = 0
+
+
 def parse_header(raw: bytes) -> Any:
     """The JSON value of a message's header frame (raises ``ValueError`` or
     ``RecursionError`` if it is not JSON). A header object parsed lately from the same frame
