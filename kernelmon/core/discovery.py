@@ -147,9 +147,13 @@ class Discovery:
         self._wanted = False
         await self.apply()
         self.note_history(force=True)
-        for task in list(self.background):
+        tasks = list(self.background)
+        for task in tasks:
             task.cancel()
         self.background.clear()
+        # awaited, so that none is left cancelled but never run when the loop ends (its
+        # coroutine would be dropped unawaited)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def rescan(self) -> None:
         """Scan the runtime folders now (no-op while discovery is off)."""
@@ -169,9 +173,16 @@ class Discovery:
         return scan
 
     def rescan_soon(self) -> None:
-        """Scan again in the background (a kernel's file may be left behind, or gone)."""
-        if self.watcher is not None:
-            self._in_background(self.watcher.rescan())
+        """Scan again in the background (a kernel's file may be left behind, or gone).
+        Nothing while no loop runs (qasync hands out Qt events once more after its loop
+        stopped, and a kernel's exit callback may come then): the next start scans anyway."""
+        if self.watcher is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._in_background(self.watcher.rescan())
 
     async def apply(self) -> None:
         """Make discovery what the settings say: start or stop the watcher, or give it the

@@ -562,3 +562,25 @@ def test_a_scan_that_ends_after_an_orphans_shutdown_does_not_bring_it_back(
     assert not path.exists()
     assert k["id"] not in kmap
     assert log.of(KernelAdded, k["id"]) == []
+
+
+def test_a_scan_asked_for_outside_the_loop_is_not_dropped_unawaited(tmp_path):
+    """qasync processes Qt events once more after its loop stopped: a kernel of another
+    application that exits then (its watcher's callback) asks discovery to scan again with
+    no loop running. That must do nothing, quietly: the scan's coroutine was made first and
+    dropped unawaited when no task could be made for it (a RuntimeError in the callback, and
+    a warning at garbage collection, which failed whichever test came next)."""
+    import gc
+    import warnings
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    km = KernelMap(Settings(root_dir=str(tmp_path)), runtime_dirs=[str(runtime)])
+    with asyncio.Runner() as runner:
+        runner.run(km.start_monitoring())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            km.discovery.rescan_soon()  # between two runs of the loop: none is running
+            gc.collect()
+        runner.run(km.close())
+    assert not [w for w in caught if "never awaited" in str(w.message)]
