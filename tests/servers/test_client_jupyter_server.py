@@ -5,6 +5,7 @@ restarted on the same port, its own idle culler, and no activity from kernelmon'
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -132,15 +133,21 @@ def test_polls_read_over_one_connection_what_aiohttp_reads(
                 await client.close()
         return seen
 
+    same_rounds = 0
     for kernels, sessions, plain_kernels, plain_sessions in aio.run(go()):
         # (the module's other kernels may change between the two: compared by id)
         assert {k.id for k in kernels.items} == {k.id for k in plain_kernels.items}
         assert {s.id for s in sessions.items} == {s.id for s in plain_sessions.items}
         (mine,) = [k for k in kernels.items if k.id == kid]
-        assert mine in plain_kernels.items
+        (theirs,) = [k for k in plain_kernels.items if k.id == kid]
+        # the kernel's activity may move between the two requests on a loaded machine
+        moving = {"last_activity": None, "execution_state": None, "connections": 0}
+        assert dataclasses.replace(mine, **moving) == dataclasses.replace(theirs, **moving)
+        same_rounds += mine == theirs
         (notebook,) = [s for s in sessions.items if s.kernel_id == kid]
         assert notebook in plain_sessions.items
         assert session_paths(sessions.items)[kid] == "polled.ipynb"
+    assert same_rounds >= 1  # and whole, field for field, when nothing moved in between
 
 
 def test_actions_go_through_the_api(aio: Any, jupyter_server: RealServer) -> None:
