@@ -116,12 +116,18 @@ class PollConnection(asyncio.Protocol):
         if self._done is None:  # nothing asked: a server talking out of turn
             self._end()
             return
-        if self._buffer:  # the rest of an answer begun earlier (usually one read is all)
-            self._buffer += data
+        start = 0
+        if self._head is not None:  # the rest of a body begun earlier (one read is usual)
+            self._buffer += data  # (joined once it is all here: no copy per read)
+            if len(self._buffer) < self._head[3]:
+                return
             data = bytes(self._buffer)
             self._buffer.clear()
-        start = 0
-        if self._head is None:
+        else:
+            if self._buffer:  # the rest of a head begun earlier (at most _MAX_HEAD)
+                self._buffer += data
+                data = bytes(self._buffer)
+                self._buffer.clear()
             end = data.find(b"\r\n\r\n")
             if end < 0:
                 if len(data) > _MAX_HEAD:
