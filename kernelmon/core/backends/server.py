@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import KernelmonError, RestartFailed, RestartTimeout
 from ..machine.identity import Proof, refused
 from ..records import ExecutionState, KernelRecord, assign
-from ..servers.model import execution_state
+from ..servers.model import kernel_state
 from ..servers.status import ServerError, ServerStatus
 from .base import Action, KernelBackend, state_refusal
 
@@ -92,14 +92,7 @@ class ServerKernel(KernelBackend):
                 f"the server {name} could not be asked about it now: {error.sentence}",
                 refuted=False,
             )
-        values: dict[str, Any] = {
-            "execution_state": execution_state(model.execution_state),
-            "connections": model.connections or 0,
-            "reason": model.reason,
-        }
-        if model.last_activity is not None:
-            values["last_activity"] = model.last_activity
-        if assign(self.record, values):
+        if assign(self.record, kernel_state(model)):
             watch.rows[self.record.id] = None  # the next poll's word is news again
         return None
 

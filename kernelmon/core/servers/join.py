@@ -20,7 +20,7 @@ from ..backends.factory import BackendFactory
 from ..found import descends_from
 from ..records import ExecutionState, KernelRecord, Origin, assign
 from ..registry import Entry, Membership
-from .model import RemoteKernel, execution_state
+from .model import RemoteKernel, kernel_state
 from .status import ServerStatus
 
 if TYPE_CHECKING:
@@ -74,10 +74,7 @@ def entries_of(
 
 def _facts(watch: ServerWatch, kernel: RemoteKernel, path: str | None) -> dict[str, Any]:
     config = watch.config
-    values: dict[str, Any] = {
-        "execution_state": execution_state(kernel.execution_state),
-        "connections": kernel.connections or 0,
-        "reason": kernel.reason,
+    return kernel_state(kernel) | {
         "server_id": config.id,
         "server_url": config.url,
         "server_name": config.name,
@@ -85,9 +82,6 @@ def _facts(watch: ServerWatch, kernel: RemoteKernel, path: str | None) -> dict[s
         "server_culling": config.kernelmon_culling,
         "last_activity_note": None,
     }
-    if kernel.last_activity is not None:
-        values["last_activity"] = kernel.last_activity
-    return values
 
 
 def joinable(record: KernelRecord, server_pid: int | None) -> bool:

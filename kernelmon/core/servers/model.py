@@ -390,6 +390,19 @@ def execution_state(state: str) -> ExecutionState:
     return _STATES.get(state, ExecutionState.UNKNOWN)
 
 
+def kernel_state(kernel: RemoteKernel) -> dict[str, Any]:
+    """The record's fields a server's model of a kernel says (its state, connections, why
+    it is dead, and its last activity when the server gave one)."""
+    values: dict[str, Any] = {
+        "execution_state": execution_state(kernel.execution_state),
+        "connections": kernel.connections or 0,
+        "reason": kernel.reason,
+    }
+    if kernel.last_activity is not None:
+        values["last_activity"] = kernel.last_activity
+    return values
+
+
 def kernel_fields(
     kernel: RemoteKernel, *, server_id: str, server_url: str, notebook_path: str | None
 ) -> dict[str, Any]:
