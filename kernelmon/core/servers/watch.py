@@ -299,6 +299,8 @@ def _by_id(
     before = last.items if last is not None else ()
     if any(items[i].id != before[i].id for i in moved):
         return {k.id: k for k in items}
+    if not moved:
+        return kernels  # (snapshots are read only: see ``_once``)
     now = dict(kernels)
     for i in moved:
         now[items[i].id] = items[i]
