@@ -18,7 +18,7 @@ from .events import UsageSampled
 from .machine.process_table import ProcessFacts, process_table
 from .machine.resources import USAGE_FIELDS, KernelHistory, KernelUsage, ResourceSampler
 from .periodic import Periodic
-from .records import Origin
+from .records import Origin, assign
 from .registry import Changing
 from .threads import run_in_thread
 
@@ -102,12 +102,7 @@ class Sampler:
             if entry is None:
                 continue
             record = entry.record
-            fields = set()
-            for name in USAGE_FIELDS:
-                value = getattr(usage, name)
-                if getattr(record, name) != value:
-                    setattr(record, name, value)
-                    fields.add(name)
+            fields = assign(record, {name: getattr(usage, name) for name in USAGE_FIELDS})
             if fields:
                 self._registry.changed(record, fields, None)
         cpu, rss = self.total_usage()
