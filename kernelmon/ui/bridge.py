@@ -347,10 +347,6 @@ class KernelBridge(QObject):
         return self._map.next_cull
 
     @property
-    def last_kernel_activity(self) -> datetime:
-        return self._map.last_kernel_activity
-
-    @property
     def default_kernel_name(self) -> str:
         return self._map.default_kernel_name
 
