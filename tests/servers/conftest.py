@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,16 @@ def closed_gateway(
 ) -> Iterator[RealServer]:
     """A real Enterprise Gateway with kernel listing off (its default)."""
     yield from _gateway(tmp_path_factory, eg_environment, False)
+
+
+@pytest.fixture
+def loop_errors(aio: Any) -> Iterator[list[dict[str, Any]]]:
+    """What reached the loop's exception handler during the test (nothing should)."""
+    errors: list[dict[str, Any]] = []
+    loop = aio.loop
+    before = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        yield errors
+    finally:
+        loop.set_exception_handler(before)

@@ -7,11 +7,9 @@ asked; nothing is stuck and no exception reaches the loop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 from kernelmon.core.events import KernelAdded, KernelEvent, KernelRemoved, ServerChanged
@@ -20,19 +18,6 @@ from tests.servers.test_client_faults import GOOD, address, stub
 from tests.servers.test_client_jupyter_server import open_notebook
 from tests.servers.test_map_servers import make_map
 from tests.waiting import wait_until
-
-
-@pytest.fixture
-def loop_errors(aio: Any) -> Iterator[list[dict[str, Any]]]:
-    """What reached the loop's exception handler during the test (nothing should)."""
-    errors: list[dict[str, Any]] = []
-    loop = aio.loop
-    before = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: errors.append(context))
-    try:
-        yield errors
-    finally:
-        loop.set_exception_handler(before)
 
 
 def status_of(kmap: Any, server_id: str) -> str:

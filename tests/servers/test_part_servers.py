@@ -18,15 +18,11 @@ from kernelmon.cli.snapshot import servers_known
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import KernelStartFailed
 from kernelmon.core.state import StateFile
-from tests.servers import test_map_faults
 from tests.servers.realservers import RealServer
 from tests.servers.test_client_faults import GOOD, address, stub
 from tests.servers.test_client_jupyter_server import open_notebook
 from tests.servers.test_map_servers import make_map
 from tests.waiting import wait_until
-
-#: what reached the loop's exception handler (nothing should)
-loop_errors = test_map_faults.loop_errors
 
 
 def server_entry(kmap: KernelMap, server_id: str) -> dict[str, Any]:

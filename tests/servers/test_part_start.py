@@ -20,13 +20,10 @@ from aiohttp import web
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.errors import KernelStartFailed, KernelStartTimeout
 from kernelmon.core.servers.part import START_GRACE
-from tests.servers import test_map_faults
 from tests.servers.test_client_faults import GOOD, address, stub
 from tests.servers.test_map_servers import make_map
 from tests.waiting import wait_until
 
-#: what reached the loop's exception handler (nothing should)
-loop_errors = test_map_faults.loop_errors
 SPECS = {"default": "python3", "kernelspecs": {"python3": {"name": "python3", "spec": {}}}}
 
 

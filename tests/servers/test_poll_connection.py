@@ -21,7 +21,6 @@ import pytest
 from kernelmon.core.servers import ServerClient, ServerError, ServerKind, ServerStatus
 from kernelmon.core.servers.client import MAX_ANSWER_BYTES
 from tests.servers.test_client_faults import GOOD, _self_signed
-from tests.servers.test_map_faults import loop_errors  # noqa: F401 (a fixture)
 from tests.servers.test_map_servers import make_map
 
 SESSION = {"id": "s-1", "path": "a.ipynb", "name": "a.ipynb", "type": "notebook", "kernel": GOOD}
@@ -263,7 +262,7 @@ def test_every_other_answer_ends_as_aiohttp_ends_it(aio: Any, fault: str, where:
 def test_polls_share_one_kept_alive_connection(
     aio: Any,
     tmp_path: Path,
-    loop_errors: list[Any],  # noqa: F811
+    loop_errors: list[Any],
 ) -> None:
     """A map's polls of one server: both listings over one connection, kept from poll to
     poll (ETags sent back, 304s read); a connection the server dropped is opened again."""
@@ -363,7 +362,7 @@ def test_closed_and_unidentified_clients_do_not_poll_ahead(aio: Any) -> None:
 def test_a_poll_of_every_server_at_once(
     aio: Any,
     tmp_path: Path,
-    loop_errors: list[Any],  # noqa: F811
+    loop_errors: list[Any],
 ) -> None:
     """``poll_servers()`` asks every server at once: a slow one times out on its own, the
     others are read and applied; a poll of them all cancelled midway leaves nothing held
