@@ -93,7 +93,7 @@ class ServerKernel(KernelBackend):
                 refuted=False,
             )
         if assign(self.record, kernel_state(model)):
-            watch.rows[self.record.id] = None  # the next poll's word is news again
+            watch.row_is_news(self.record.id)
         return None
 
     async def interrupt(self) -> None:
@@ -114,7 +114,7 @@ class ServerKernel(KernelBackend):
                 ) from None
             raise RestartFailed(error.sentence) from None
         finally:
-            self.watch.rows[self.record.id] = None  # the next poll's word is news
+            self.watch.row_is_news(self.record.id)
             self.watch.poll_soon()
         self.record.execution_state = ExecutionState.IDLE
         if model.last_activity is not None:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
-from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
+from kernelmon.core.servers.config import Applied, OnPoll, ServerConfig, Snapshot
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
@@ -81,7 +81,9 @@ class ServerWatch:
         #: applied (its model and notebook path), with the map's entry it was applied to
         #: (None: apply the next answer whatever it is)
         self.rows: dict[str, tuple[RemoteKernel, str | None, Entry] | None] = {}
-
+        #: the last poll applied whole, while every kernel it listed is a row of this server
+        #: as it said and the map's entries are as they were (``join.apply_snapshot``)
+        self.applied: Applied | None = None
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
@@ -246,6 +248,11 @@ class ServerWatch:
     def display_name(self, kernel_name: str) -> str:
         spec = (self.specs or {}).get(kernel_name)
         return spec.display_name if spec is not None else kernel_name
+
+    def row_is_news(self, kernel_id: str) -> None:
+        """What the server says next of the kernel is applied, changed or not."""
+        self.rows[kernel_id] = None
+        self.applied = None
 
     def poll_soon(self) -> None:
         """Poll now instead of at the next cycle (after an action)."""
