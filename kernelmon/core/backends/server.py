@@ -5,7 +5,7 @@ kernelmon sends such a kernel no signal and no message of its own: interrupt is
 kernel replied to ``kernel_info``; kernelmon's ``kernel_info_timeout`` bounds the wait),
 shut down ``DELETE /api/kernels/<id>``. A signal to a live server's kernel would be undone by
 the server's restarter (a new process, its state lost). Its record is kept by the server's
-poller (servers/part.py); process facts of a local server's kernel (PID, CPU, memory) come from
+polls (servers/part.py); process facts of a local server's kernel (PID, CPU, memory) come from
 discovery as for any kernel on this machine.
 
 When its local server stops, the backend is *released*: discovery then takes the kernel back

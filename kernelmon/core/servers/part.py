@@ -136,7 +136,7 @@ class Servers:
     # -- turning it on and off --------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the servers the user added and start every poller (inside the loop)."""
+        """Load the servers the user added and put every server on the clock (inside the loop)."""
         if self._started:
             return
         self._started = True

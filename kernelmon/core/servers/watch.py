@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 
 class ServerWatch:
-    """One server's state and poller (see the module)."""
+    """One server's state and its poll (see the module)."""
 
     def __init__(
         self,
@@ -148,7 +148,7 @@ class ServerWatch:
             self.failures += 1
             self.set_status(error.kind, error.sentence)
             snapshot = None
-        except Exception as error:  # a bug must not stop the poller or the loop
+        except Exception as error:  # a bug must not stop the clock or the loop
             logger.exception("Polling %s failed", self.config.url)
             self.failures += 1
             self.set_status(ServerStatus.BAD_ANSWER, f"kernelmon failed reading it: {error}")
