@@ -129,9 +129,7 @@ def test_the_index_agrees_with_the_map(aio: Any, tmp_path: Path) -> None:
     assert "a2" not in kmap
 
 
-def test_a_poll_that_changed_a_few_kernels_applies_as_a_whole_one(
-    aio: Any, tmp_path: Path
-) -> None:
+def test_a_poll_that_changed_a_few_kernels_applies_as_a_whole_one(aio: Any, tmp_path: Path) -> None:
     """A poll where a few kernels changed looks at those only (``join.apply_snapshot``), and
     yet leaves the map as applying the whole listing would: also when a row left the map
     meanwhile by another way than the server's poll, and after a restart set a row's state
