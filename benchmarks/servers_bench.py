@@ -309,9 +309,7 @@ class Clocked(Map):
         self.interval = self.INTERVAL
         self.clock.interval_changed()
         try:
-            began = self.cycles_done()
-            while self.cycles_done() < began + 2:  # warm
-                await asyncio.sleep(self.INTERVAL)
+            await asyncio.sleep(3 * self.INTERVAL)  # warm: two cycles or so
             c0, n0 = time.thread_time(), self.cycles_done()
             await asyncio.sleep(cycles * self.INTERVAL)
             cpu, done = time.thread_time() - c0, self.cycles_done() - n0

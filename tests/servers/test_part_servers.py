@@ -279,3 +279,44 @@ def test_waiting_for_a_local_server_that_never_answers_leaves_nothing_waiting(
         return len(left)
 
     assert aio.run(go()) == 0
+
+
+def test_a_server_removed_while_it_is_added_is_said(aio: Any, tmp_path: Path) -> None:
+    """kernelmon stops watching servers (the map closing) while a server being added is
+    saved: ``add_server`` says so in a sentence (a ``ServerError``), not a ``KeyError``. The
+    instant is held by a gate before the save (a real save is too quick to stop in)."""
+    from kernelmon.core.servers import ServerError
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+
+    async def specs(request: web.Request) -> web.Response:
+        return web.json_response({"default": "python3", "kernelspecs": {}})
+
+    async def kernels(request: web.Request) -> web.Response:
+        return web.json_response([GOOD])
+
+    async def go() -> str:
+        runner = await stub({"/api/kernels": kernels, "/api/kernelspecs": specs})
+        part = kmap.server_part
+        gate = asyncio.Event()
+        real_save = part._saves.save
+
+        async def held_save(*args: Any, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await real_save(*args, **kwargs)
+
+        part._saves.save = held_save  # type: ignore[method-assign]
+        try:
+            adding = asyncio.ensure_future(kmap.add_server(address(runner)))
+            await wait_until(lambda: bool(part.watches), what="the server being added")
+            await part.stop()
+            gate.set()
+            with pytest.raises(ServerError) as caught:
+                await adding
+            return str(caught.value)
+        finally:
+            await kmap.close()
+            await runner.cleanup()
+
+    said = aio.run(go())
+    assert "while it was being added" in said

@@ -35,7 +35,7 @@ from .kernel_starts import START_GRACE as START_GRACE
 from .kernel_starts import KernelStarts, forget_never_seen
 from .polling import PollClock
 from .saving import ServerSaves
-from .status import ServerStatus, UnknownServer
+from .status import ServerError, ServerStatus, UnknownServer
 
 if TYPE_CHECKING:
     from ..machine.discovery import FoundServer
@@ -272,11 +272,17 @@ class Servers:
             if kept:  # nothing is kept of a server that could not be added
                 await self.book.forget_token(server_id)
             raise
-        watch = self.watches[server_id]
-        watch.version = info.gateway_version or info.version
-        watch.set_status(client.status, client.error)  # what the check found
-        self._announce(watch, f"Server {config.name} added ({config.url})")
-        self._on_clock(watch)
+        added = self.watches.get(server_id)
+        if added is None:  # removed, or kernelmon stopped watching servers, while it was saved
+            raise ServerError(
+                ServerStatus.CLOSED,
+                f"The server {config.name} ({config.url}) was removed, or kernelmon stopped "
+                "watching servers, while it was being added.",
+            )
+        added.version = info.gateway_version or info.version
+        added.set_status(client.status, client.error)  # what the check found
+        self._announce(added, f"Server {config.name} added ({config.url})")
+        self._on_clock(added)
         return server_id
 
     async def remove(self, server_id: str) -> None:
