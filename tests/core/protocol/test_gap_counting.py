@@ -237,6 +237,58 @@ def test_a_frontend_that_leaves_before_its_reply_is_no_loss_to_the_others(aio, t
     assert lost == 0
 
 
+def test_a_frontend_that_leaves_at_an_input_prompt_is_no_loss_to_the_others(aio, tmp_path):
+    """A real kernel: one frontend's cell calls ``input()``; the kernel's input_request
+    reaches that frontend on stdin (its parent is the cell's execute_request, which it does
+    not answer), then the frontend leaves (no buffering) without answering, and the cell is
+    interrupted: its execute_reply goes nowhere, which is no lost output for the frontend
+    that stays."""
+    kmap = KernelMap(
+        Settings(root_dir=str(tmp_path), kernel_info_timeout=30, buffer_offline_messages=False),
+        shutdown_wait=2.0,
+    )
+    told: list[int] = []
+
+    async def go() -> tuple[int, int]:
+        kid = await kmap.start_kernel()
+        messages: list[dict] = []
+        prompts: list[dict] = []
+        stays = await kmap.connect(kid, "stays", lambda _c, m: messages.append(m))
+        stays.on_lost = lambda n, _text: told.append(n)
+        leaves = await kmap.connect(
+            kid, "leaves", lambda c, m: prompts.append(m) if c == "stdin" else None
+        )
+        asking = leaves.execute("input('name? ')", allow_stdin=True)
+        await wait_until(lambda: prompts, what="the input prompt")
+        assert prompts[0]["header"]["msg_type"] == "input_request"
+        assert prompts[0]["parent_header"]["msg_id"] == asking
+        await leaves.close()
+        await kmap.interrupt_kernel(kid)
+        msg_id = stays.execute("1")
+        await wait_until(
+            lambda: any(
+                m["parent_header"].get("msg_id") == msg_id
+                and m["header"]["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                for m in messages
+            ),
+            what="the idle after the cell",
+        )
+        await asyncio.sleep(2 * iopub.GRACE + 0.3)  # a gap would be told by now
+        feed = iopub.feed_for(wire.channel_url(kmap.backend(kid).connection_info, "iopub"))
+        assert feed is not None
+        await stays.close()
+        return stays.lost, feed.lost
+
+    try:
+        lost, feed_lost = aio.run(go())
+    finally:
+        aio.run(kmap.close())
+    assert told == []
+    assert lost == 0
+    assert feed_lost == 0
+
+
 def test_nested_windows_of_another_client_explain_one_reply_each(aio, watched):
     """Another client's cell runs on shell while its kernel_info request is answered on
     control (ipykernel's control thread): the control request's window lies inside the
