@@ -137,6 +137,16 @@ async def watched_kernel(
         await kmap.shutdown_kernel(kid)
 
 
+async def goes_busy_then_idle(kmap: KernelMap, kid: str, session: str) -> None:
+    """A cell of 0.3 s run through a new connection: the kernel's model goes busy, then
+    idle (its IOPub is watched)."""
+    conn = await kmap.connect(kid, session, lambda c, m: None)
+    conn.execute("import time; time.sleep(0.3)")
+    await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "busy")
+    await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "idle")
+    await conn.close()
+
+
 async def wait_quiet(kmap: KernelMap, kid: str, since: int, quiet: float = 0.3) -> None:
     """Wait until the kernel has sent messages after ``since`` and then nothing for ``quiet``
     seconds while idle (a batch may hold both busy and idle, so watch the count)."""
