@@ -192,7 +192,8 @@ def test_a_window_explains_one_number_and_requests_without_reply_none(aio, watch
     pub.skip()  # a comm_msg the comm sent, dropped
     last = pub.msg("status", {"execution_state": "idle"}, comm)
     pub.send(last)
-    assert w.settled(aio, last) == [2]
+    # told at once, or in two parts when the messages came in two batches (a busy machine)
+    assert sum(w.settled(aio, last)) == 2
 
 
 def test_a_window_of_kernelmons_own_request_explains_nothing(aio, watched):
