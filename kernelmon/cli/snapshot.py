@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +30,10 @@ from ..core.backends.external import ExternalKernelError, read_connection_file
 from ..core.backends.factory import BackendFactory
 from ..core.culler import cull_eta
 from ..core.external_history import ExternalHistory
-from ..core.found import OTHERS_LIVE, apply_found, owned_by_kernelmon
+from ..core.found import OTHERS_LIVE, DisplayNames, found_backend, one_per_kernel
 from ..core.machine.discovery import FoundKernel, default_folders, scan_runtime
 from ..core.machine.resources import USAGE_FIELDS, ResourceSampler
-from ..core.records import ExecutionState, KernelRecord, Origin, as_dict, utcnow
+from ..core.records import ExecutionState, KernelRecord, Origin, as_dict, new_record, utcnow
 from ..core.state import StateFile, default_state_dir
 
 if TYPE_CHECKING:
@@ -59,43 +60,11 @@ def adoption_pending(state: StateFile) -> bool:
     return any(kernels for _path, kernels in state.others())
 
 
-class DisplayNames:
-    """The installed kernel specs' display names ("" for a spec not installed), each
-    looked up once (as ``Lifecycle.display_name`` does for the map)."""
+def _spec_manager() -> Any:
+    """jupyter_client's kernel spec manager, imported when a kernel's spec is looked up."""
+    from jupyter_client.kernelspec import KernelSpecManager
 
-    def __init__(self) -> None:
-        self._names: dict[str, str] = {}
-        self._manager: Any = None
-
-    def __call__(self, kernel_name: str | None) -> str:
-        if not kernel_name:
-            return ""
-        if kernel_name not in self._names:
-            try:
-                if self._manager is None:
-                    from jupyter_client.kernelspec import KernelSpecManager
-
-                    self._manager = KernelSpecManager()
-                spec = self._manager.get_kernel_spec(kernel_name)
-                self._names[kernel_name] = str(spec.display_name or "")
-            except Exception:
-                self._names[kernel_name] = ""
-        return self._names[kernel_name]
-
-
-def chosen(kernels: Iterable[FoundKernel], live: dict[str, int]) -> list[FoundKernel]:
-    """The kernels a map's discovery would take from a scan: one recorded by another
-    kernelmon that runs is that kernelmon's; of one id in several files, the one with a
-    live process."""
-    found: dict[str, FoundKernel] = {}
-    for kernel in kernels:
-        owner = live.get(kernel.kernel_id) or live.get(kernel.connection_file)
-        if owner is not None and kernel.pid is not None:
-            kernel = owned_by_kernelmon(kernel, owner)
-        other = found.get(kernel.kernel_id)
-        if other is None or (other.pid is None and kernel.pid is not None):
-            found[kernel.kernel_id] = kernel
-    return list(found.values())
+    return KernelSpecManager()
 
 
 class Snapshot:
@@ -111,7 +80,7 @@ class Snapshot:
         self.state = state
         self.clock = clock
         self.backends = BackendFactory(clock=clock)
-        self.display_name = DisplayNames()
+        self.display_name = DisplayNames(functools.cache(_spec_manager))
         self.entries: list[tuple[KernelRecord, KernelBackend]] = []
 
     async def take(self) -> list[dict[str, Any]] | None:
@@ -126,7 +95,7 @@ class Snapshot:
             if any(server.alive and server.url for server in scan.servers):
                 return None
             history = ExternalHistory(self.state.folder, self.clock)
-            for kernel in chosen(scan.kernels.values(), live):
+            for kernel in one_per_kernel(scan.kernels.values(), live).values():
                 entry = self._entry(kernel, history)
                 if entry is not None:
                     self.entries.append(entry)
@@ -155,34 +124,27 @@ class Snapshot:
     ) -> tuple[KernelRecord, KernelBackend] | None:
         """A kernel's record and backend, made as the map's discovery makes them (but not
         attached: nothing is watched); None for a file whose kernel cannot be watched."""
-        if found.origin == Origin.STALE:
-            now = self.clock()
-            name = found.kernel_name
-            record = KernelRecord(
-                id=found.kernel_id,
-                name=name or "",
-                display_name=self.display_name(name),
-                last_activity=now,
-                started=now,
-            )
-            backend = self.backends.stale(record, found.connection_file)
-            apply_found(record, found)
-            return record, backend
-        try:
-            info = read_connection_file(found.connection_file)
-            backend = self.backends.external(
+
+        def external() -> KernelBackend:
+            return self.backends.external(
                 found,
-                info=info,
+                info=read_connection_file(found.connection_file),
                 on_change=_unchanged,
                 untracked=lambda: self.settings.untracked_message_types,
             )
+
+        try:
+            backend = found_backend(
+                found,
+                self.backends,
+                new_record=lambda kid, name, display: new_record(kid, name, self.clock(), display),
+                display_name=self.display_name,
+                external=external,
+                restore=history.restore,
+            )
         except ExternalKernelError:
             return None  # the map leaves it out too (and says why in its problems)
-        record = backend.record
-        apply_found(record, found)
-        record.display_name = self.display_name(found.kernel_name)
-        history.restore(record)
-        return record, backend
+        return backend.record, backend
 
     async def _probe(self, backend: KernelBackend) -> None:
         """An orphan's state, as the map's discovery asks it: idle if it answers in time,

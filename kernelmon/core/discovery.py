@@ -18,10 +18,18 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
+from .backends.base import KernelBackend
 from .backends.external import ExternalKernel, ExternalKernelError, read_connection_file
 from .backends.factory import BackendFactory
 from .external_history import ExternalHistory
-from .found import OTHERS_LIVE, apply_found, apply_process, descends_from, owned_by_kernelmon
+from .found import (
+    OTHERS_LIVE,
+    apply_found,
+    apply_process,
+    descends_from,
+    found_backend,
+    one_per_kernel,
+)
 from .machine.discovery import (
     FoundKernel,
     FoundServer,
@@ -285,13 +293,10 @@ class Discovery:
 
     def _reconcile_scan(self, scan: Scan) -> None:
         owned = self._owned_ids()
-        others = self._live_kernels()
-        found: dict[str, FoundKernel] = {}
+        left = self._left_during_scan or set()
+        others: list[FoundKernel] = []
         for kernel in scan.kernels.values():
             kid = kernel.kernel_id
-            owner = others.get(kid) or others.get(kernel.connection_file)
-            if owner is not None and kid not in owned and kernel.pid is not None:
-                kernel = owned_by_kernelmon(kernel, owner)
             if kid in owned:
                 entry = self._registry.find(kid)
                 if entry is not None and entry.record.connection_file in (
@@ -301,13 +306,9 @@ class Discovery:
                     fields = apply_found(entry.record, kernel, owned=True)
                     if fields:
                         self._registry.changed(entry.record, fields, None)
-                continue
-            if self._left_during_scan and kid in self._left_during_scan:
-                continue  # seen before it left: the next scan says what is left of it
-            # one id in several files (several folders): the one with a live process wins
-            other = found.get(kid)
-            if other is None or (other.pid is None and kernel.pid is not None):
-                found[kid] = kernel
+            elif kid not in left:  # else seen before it left: the next scan says what is left
+                others.append(kernel)
+        found = one_per_kernel(others, self._live_kernels())
         for entry in self._registry:
             if (
                 entry.record.origin != Origin.OWNED
@@ -393,21 +394,16 @@ class Discovery:
             self._probe_orphan(new)
 
     def _entry_for(self, found: FoundKernel) -> Entry | None:
-        if found.origin == Origin.STALE:
-            name = found.kernel_name
-            record = self._registry.new_record(
-                found.kernel_id, name or "", self._display_name(name)
-            )
-            backend = self._backends.stale(record, found.connection_file)
-            apply_found(record, found)
-            return Entry(record, backend)
-        info = self._prepared.pop(found.connection_file, None)
-        if info is None:  # not read in the scan's thread: the next scan reads it
-            return None
-        try:
+        info: dict[str, Any] | ExternalKernelError | None = None
+        if found.origin != Origin.STALE:
+            info = self._prepared.pop(found.connection_file, None)
+            if info is None:  # not read in the scan's thread: the next scan reads it
+                return None
+
+        def external() -> KernelBackend:
             if isinstance(info, ExternalKernelError):
                 raise info
-            ext = self._backends.external(
+            return self._backends.external(
                 found,
                 info=info,
                 on_change=self._registry.changed,
@@ -416,18 +412,22 @@ class Discovery:
                 untracked=lambda: self._registry.settings.untracked_message_types,
                 parent_refusal=self.parent_refusal,
             )
+
+        try:
+            backend = found_backend(
+                found,
+                self._backends,
+                new_record=self._registry.new_record,
+                display_name=self._display_name,
+                external=external,
+                restore=lambda record: self.history().restore(record),
+            )
         except ExternalKernelError as e:
             logger.warning("Not watching kernel %s: %s", found.kernel_id, e)
             self._unwatchable[found.connection_file] = ScanProblem(found.connection_file, str(e))
             return None
-        record = ext.record
-        apply_found(record, found)
-        record.display_name = self._display_name(found.kernel_name)
-        # Its idle clock: the last activity a kernelmon saw, else when one first saw it
-        # (never its process's start, nor this launch's "now").
-        self.history().restore(record)
-        ext.attach()
-        return Entry(record, ext)
+        backend.attach()
+        return Entry(backend.record, backend)
 
     def _probe_orphan(self, entry: Entry) -> None:
         """Ask an orphan found in an unknown state what it does (its file says nothing)."""

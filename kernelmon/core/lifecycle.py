@@ -44,6 +44,7 @@ from .events import (
     KernelShutDown,
     KernelStarted,
 )
+from .found import DisplayNames
 from .frontends import Frontends
 from .keeper import StateKeeper
 from .machine.kernel_files import make_private, remove_connection_files
@@ -100,7 +101,9 @@ class Lifecycle:
         self._restart_poll = restart_poll
         self._restart_limit = restart_limit
         self.shutdown_wait = shutdown_wait
-        self._display_names: dict[str, str] = {}
+        #: The installed kernel spec's display name of a kernel name ("" if there is no
+        #: such spec).
+        self.display_name = DisplayNames(lambda: self.kernel_spec_manager)
         #: before a kernel is shut down: the entry to act on (a found kernel of a live local
         #: server is that server's row, polled now), or ``ActionRefused``
         #: (``servers.parents.LocalParents.hand_over``)
@@ -152,18 +155,6 @@ class Lifecycle:
     def unadopted(self, record: KernelRecord, *args: Any) -> KernelBackend:
         """A backend for a kernel of an earlier run that runs but cannot be adopted."""
         return self._backends.unadopted(record, *args)
-
-    def display_name(self, kernel_name: str | None) -> str:
-        """The installed kernel spec's display name ("" if there is no such spec)."""
-        if not kernel_name:
-            return ""
-        if kernel_name not in self._display_names:
-            try:
-                spec = self.kernel_spec_manager.get_kernel_spec(kernel_name)
-                self._display_names[kernel_name] = str(spec.display_name or "")
-            except Exception:
-                return ""  # not installed (yet): look again next time
-        return self._display_names[kernel_name]
 
     # -- starting ---------------------------------------------------------------------------
 

@@ -125,6 +125,20 @@ class KernelModel(TypedDict):
     refusals: dict[str, str]
 
 
+def new_record(
+    kernel_id: str, name: str, now: datetime, display_name: str = "", cwd: str | None = None
+) -> KernelRecord:
+    """A record of a kernel about to join the map, first seen (and active) ``now``."""
+    return KernelRecord(
+        id=kernel_id,
+        name=name,
+        display_name=display_name,
+        cwd=cwd,
+        last_activity=now,
+        started=now,
+    )
+
+
 def assign(record: KernelRecord, values: dict[str, Any]) -> set[str]:
     """Set the record's fields to ``values``; returns the names of those that changed."""
     changed = set()

@@ -25,7 +25,7 @@ from .errors import KernelNotFound
 from .events import EventHub, KernelAdded, KernelChanged, KernelEvent, KernelRemoved, Subscriber
 from .protocol.channels import SessionChannels
 from .protocol.connection import KernelConnection
-from .records import KernelRecord, as_dict
+from .records import KernelRecord, as_dict, new_record
 from .settings import Settings
 
 #: Fields whose change is sent to subscribers at once; others are coalesced.
@@ -112,15 +112,7 @@ class Registry:
         self, kernel_id: str, name: str, display_name: str = "", cwd: str | None = None
     ) -> KernelRecord:
         """A record of a kernel about to join the map, first seen (and active) now."""
-        now = self._clock()
-        return KernelRecord(
-            id=kernel_id,
-            name=name,
-            display_name=display_name,
-            cwd=cwd,
-            last_activity=now,
-            started=now,
-        )
+        return new_record(kernel_id, name, self._clock(), display_name, cwd)
 
     # -- entries ----------------------------------------------------------------------------
 

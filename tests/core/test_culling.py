@@ -11,8 +11,9 @@ import pytest
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import ActionFailed, KernelCulled, KernelRemoved
 from kernelmon.core.records import utcnow
+from tests.waiting import wait_until
 
-from .conftest import EventLog, process_gone, wait_until
+from .conftest import EventLog, process_gone
 
 
 class FakeClock:
@@ -43,6 +44,16 @@ def start(aio, km, n=1):
         return await asyncio.gather(*(km.start_kernel() for _ in range(n)))
 
     return list(aio.run(go()))
+
+
+def culled_with(aio, km, **settings) -> dict[str, str]:
+    """What a culling pass with ``settings`` changed culls (the settings are put back)."""
+    saved = km.settings
+    km.apply_settings(dataclasses.replace(saved, **settings))
+    try:
+        return aio.run(km.cull_kernels())
+    finally:
+        km.apply_settings(saved)
 
 
 def test_idle_kernels_culled_after_timeout(aio, cmap, clock):
@@ -76,11 +87,7 @@ def test_busy_kernel_spared_unless_cull_busy(aio, cmap, clock):
     clock.advance(120)
     assert aio.run(cmap.cull_kernels()) == {}
     assert kid in cmap
-    cmap.apply_settings(dataclasses.replace(cmap.settings, cull_busy=True))
-    try:
-        culled = aio.run(cmap.cull_kernels())
-    finally:
-        cmap.apply_settings(dataclasses.replace(cmap.settings, cull_busy=False))
+    culled = culled_with(aio, cmap, cull_busy=True)
     assert list(culled) == [kid]
     assert "busy" in culled[kid]
 
@@ -90,11 +97,7 @@ def test_connected_kernel_spared_unless_cull_connected(aio, cmap, clock):
     conn = aio.run(cmap.connect(kid, "watcher", lambda c, m: None))
     clock.advance(120)
     assert aio.run(cmap.cull_kernels()) == {}
-    cmap.apply_settings(dataclasses.replace(cmap.settings, cull_connected=True))
-    try:
-        culled = aio.run(cmap.cull_kernels())
-    finally:
-        cmap.apply_settings(dataclasses.replace(cmap.settings, cull_connected=False))
+    culled = culled_with(aio, cmap, cull_connected=True)
     assert list(culled) == [kid]
     assert "1 connection" in culled[kid]
     assert conn.closed

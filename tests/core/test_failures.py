@@ -26,8 +26,9 @@ from kernelmon.core.events import (
     KernelRestarted,
 )
 from tests import kernels
+from tests.waiting import wait_until
 
-from .conftest import EventLog, process_gone, wait_until
+from .conftest import EventLog, goes_busy_then_idle, process_gone
 
 
 def children_of_this_process() -> set[int]:
@@ -138,11 +139,7 @@ def test_auto_restart_after_kill(aio, kmap):
         assert model["pid"] not in (None, pid)
         assert model["reason"] is None
         # watching goes on with the new process
-        conn = await kmap.connect(kid, "after-kill", lambda c, m: None)
-        conn.execute("import time; time.sleep(0.3)")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "busy")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "idle")
-        await conn.close()
+        await goes_busy_then_idle(kmap, kid, "after-kill")
 
     aio.run(go())
     log.unsubscribe()

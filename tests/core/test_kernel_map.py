@@ -24,8 +24,9 @@ from kernelmon.core.events import (
     KernelShutDown,
     KernelStarted,
 )
+from tests.waiting import wait_until
 
-from .conftest import EventLog, process_gone, wait_until
+from .conftest import EventLog, goes_busy_then_idle, process_gone
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +257,7 @@ def test_restart_keeps_id_and_folder_and_watching(aio, kmap, kid, root):
     log.clear()
 
     async def busy_again():
-        conn = await kmap.connect(kid, "after-restart", lambda c, m: None)
-        conn.execute("import time; time.sleep(0.3)")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "busy")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "idle")
-        await conn.close()
+        await goes_busy_then_idle(kmap, kid, "after-restart")
 
     aio.run(busy_again())
     log.unsubscribe()
@@ -280,11 +277,7 @@ def test_restart_with_new_ports_keeps_watching(aio, kmap):
         km.cleanup_connection_file()
         await kmap.restart_kernel(kid)
         assert backend.connection_info["iopub_port"] != old_ports
-        conn = await kmap.connect(kid, "ports", lambda c, m: None)
-        conn.execute("import time; time.sleep(0.3)")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "busy")
-        await wait_until(lambda: kmap.kernel_model(kid)["execution_state"] == "idle")
-        await conn.close()
+        await goes_busy_then_idle(kmap, kid, "ports")
         await kmap.shutdown_kernel(kid)
 
     aio.run(go())

@@ -15,9 +15,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,45 +22,12 @@ import pytest
 
 from kernelmon.core.events import OutputLost
 from kernelmon.core.frontends import lost_text
-from kernelmon.core.protocol import iopub, wire
-from tests.core.conftest import EventLog
-from tests.core.protocol.test_floods import idle_for
+from kernelmon.core.protocol import iopub
+from tests.core.conftest import EventLog, Frontend, watched_kernel
 from tests.kernels import write_spec
 from tests.waiting import wait_until
 
 OTHER_CLIENT = Path(__file__).with_name("other_client.py")
-
-
-class Frontend:
-    """kernelmon's console as far as the core can tell: the messages it got, the losses it
-    was told (count and sentence). With ``stall_file``, the first ``display_data`` stalls the
-    whole loop until that file exists (meanwhile only libzmq's IO thread reads)."""
-
-    def __init__(self, stall_file: Path | None = None) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.told: list[tuple[int, str]] = []
-        self.stall_file = stall_file
-        self.stalled = False
-
-    def __call__(self, channel: str, msg: dict) -> None:
-        stall = self.stall_file
-        if stall is not None and not self.stalled and msg["header"]["msg_type"] == "display_data":
-            self.stalled = True
-            deadline = time.monotonic() + 60
-            while not stall.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # the kernel's last messages are on their way meanwhile
-        self.messages.append((channel, msg))
-
-    def count(self, kind: str) -> int:
-        return sum(1 for _c, m in self.messages if m["header"]["msg_type"] == kind)
-
-    def printed(self) -> str:
-        return "".join(
-            m["content"]["text"]
-            for c, m in self.messages
-            if c == "iopub" and m["header"]["msg_type"] == "stream"
-        )
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +39,6 @@ def compact_spec() -> str:
     packer = "--Session.packer=tests.kernels.compact_json.pack"
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", packer]
     return write_spec(argv, env={"PYTHONPATH": path}, prefix="compact")
-
-
-@asynccontextmanager
-async def watched(
-    kmap, session: str, fe: Frontend, spec: str | None = None
-) -> AsyncIterator[tuple[str, Any, Any]]:
-    """A new kernel (of ``spec``) with ``fe`` attached: (kernel id, connection, IOPub feed)."""
-    kid = await kmap.start_kernel(spec)
-    conn = await kmap.connect(kid, session, fe)
-    conn.on_lost = lambda n, text: fe.told.append((n, text))
-    feed = iopub.feed_for(wire.channel_url(kmap.backend(kid).connection_info, "iopub"))
-    assert feed is not None
-    try:
-        yield kid, conn, feed
-    finally:
-        await conn.close()
-        await kmap.shutdown_kernel(kid)
 
 
 async def other_client(connection_file: str, *args: str) -> None:
@@ -127,7 +74,7 @@ async def settled(conn, fe: Frontend, code: str) -> None:
     """Run ``code`` through kernelmon's frontend, wait for its final idle and for every gap
     left open to be settled (told)."""
     msg_id = conn.execute(code)
-    await wait_until(lambda: idle_for(fe.messages, msg_id), timeout=30, what="the idle")
+    await wait_until(lambda: fe.idle_for(msg_id), timeout=30, what="the idle")
     await asyncio.sleep(2 * iopub.GRACE + 0.5)
 
 
@@ -140,7 +87,7 @@ def test_another_clients_requests_are_no_lost_output(aio, kmap, tmp_path):
     fe = Frontend()
 
     async def go() -> tuple[int, int]:
-        async with watched(kmap, "console", fe) as (kid, conn, feed):
+        async with watched_kernel(kmap, "console", fe) as (kid, conn, feed):
             connection_file = kmap.record(kid).connection_file
             await settled(conn, fe, "print('before')")
             await other_client(connection_file)
@@ -166,12 +113,6 @@ def test_another_clients_requests_are_no_lost_output(aio, kmap, tmp_path):
     assert log.of(OutputLost) == []
 
 
-@pytest.fixture
-def small_queue(monkeypatch):
-    # A subscriber queue of 50 messages: a stall of the loop loses output for sure.
-    monkeypatch.setattr(wire, "RECEIVE_HWM", 50)
-
-
 @pytest.mark.parametrize("packer", ["json", "compact"])
 def test_output_dropped_while_another_client_runs_code_is_still_counted(
     aio, kmap, tmp_path, small_queue, compact_spec, packer
@@ -187,12 +128,12 @@ def test_output_dropped_while_another_client_runs_code_is_still_counted(
     n = 3000
     done = tmp_path / "done"
     log = EventLog(kmap)
-    fe = Frontend(stall_file=done)
+    fe = Frontend(stall_file=done, stall_on=("display_data",))
     probes: list[str] = []
 
     async def go() -> tuple[int, int, str]:
         spec = compact_spec if packer == "compact" else None
-        async with watched(kmap, "lossy", fe, spec) as (kid, conn, feed):
+        async with watched_kernel(kmap, "lossy", fe, spec) as (kid, conn, feed):
             probe = kmap.backend(kid).probe
             send = probe.send_kernel_info
 
@@ -228,7 +169,7 @@ def test_an_input_prompt_sent_to_another_client_is_told_for_what_it_may_be(aio, 
     fe = Frontend()
 
     async def go() -> tuple[int, str]:
-        async with watched(kmap, "console", fe) as (kid, conn, _feed):
+        async with watched_kernel(kmap, "console", fe) as (kid, conn, _feed):
             await settled(conn, fe, "print('before')")
             lines = ("name = input('name? ')", "other", "print('hello', name)")
             await jupyter_console(kmap.record(kid).connection_file, tmp_path, *lines)

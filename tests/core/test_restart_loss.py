@@ -13,16 +13,13 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from kernelmon.core.events import OutputLost
 from kernelmon.core.protocol import iopub
-from tests.core.conftest import EventLog
-from tests.core.protocol.test_floods import idle_for
+from tests.core.conftest import EventLog, Frontend, watched_kernel
 from tests.kernels import kernels_dir, write_spec
 from tests.waiting import wait_until
 
@@ -40,54 +37,11 @@ def slow_spec() -> str:
     return write_spec([sys.executable, "-c", code, "-f", "{connection_file}"], prefix="slow")
 
 
-class Frontend:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.lost: list[int] = []
-
-    def __call__(self, channel: str, msg: dict) -> None:
-        self.messages.append((channel, msg))
-
-    def idle_for(self, msg_id: str) -> bool:
-        return idle_for(self.messages, msg_id)
-
-    def printed_for(self, msg_id: str) -> bool:
-        return any(
-            c == "iopub"
-            and m["header"]["msg_type"] == "stream"
-            and m["parent_header"].get("msg_id") == msg_id
-            for c, m in self.messages
-        )
-
-    def printed(self) -> str:
-        return "".join(
-            m["content"]["text"]
-            for c, m in self.messages
-            if c == "iopub" and m["header"]["msg_type"] == "stream"
-        )
-
-
-@asynccontextmanager
-async def watched(kmap, spec: str, session: str) -> AsyncIterator[tuple[str, Frontend, Any]]:
-    """A kernel of ``spec`` with a frontend attached (kernel id, frontend, connection);
-    afterwards every gap left open has been settled (told), then both are closed."""
-    kid = await kmap.start_kernel(spec)
-    fe = Frontend()
-    conn = await kmap.connect(kid, session, fe)
-    conn.on_lost = lambda n, _text: fe.lost.append(n)
-    try:
-        yield kid, fe, conn
-        await asyncio.sleep(2 * iopub.GRACE + 0.5)
-    finally:
-        await conn.close()
-        await kmap.shutdown_kernel(kid)
-
-
 def assert_no_loss(fe: Frontend, lost: int, log: EventLog, *printed: str) -> None:
     log.unsubscribe()
     for text in printed:
         assert text in fe.printed()
-    assert fe.lost == []
+    assert fe.told == []
     assert lost == 0
     assert log.of(OutputLost) == []
 
@@ -97,7 +51,9 @@ def test_a_slow_restart_reports_no_lost_output(aio, kmap, slow_spec):
     log = EventLog(kmap)
 
     async def go() -> tuple[Frontend, int]:
-        async with watched(kmap, slow_spec, "restarting") as (kid, fe, conn):
+        fe = Frontend()
+        watching = watched_kernel(kmap, "restarting", fe, slow_spec, settle=True)
+        async with watching as (kid, conn, _feed):
 
             async def run(code: str, until: Callable[[str], bool], what: str) -> None:
                 msg_id = conn.execute(code)
@@ -131,7 +87,9 @@ def test_a_restart_by_another_client_reports_no_lost_output(aio, kmap, slow_spec
     )
 
     async def go() -> tuple[Frontend, int]:
-        async with watched(kmap, slow_spec, "watching") as (kid, fe, conn):
+        fe = Frontend()
+        watching = watched_kernel(kmap, "watching", fe, slow_spec, settle=True)
+        async with watching as (kid, conn, _feed):
             record = kmap.record(kid)
             restarts = record.restarts
             done = await asyncio.to_thread(
@@ -172,7 +130,9 @@ def test_an_interrupt_by_message_reports_no_lost_output(aio, kmap, message_inter
     log = EventLog(kmap)
 
     async def go() -> tuple[Frontend, int]:
-        async with watched(kmap, message_interrupt_spec, "interrupting") as (kid, fe, conn):
+        fe = Frontend()
+        watching = watched_kernel(kmap, "interrupting", fe, message_interrupt_spec, settle=True)
+        async with watching as (kid, conn, _feed):
             msg_id = conn.execute("import time\nprint('sleeping', flush=True)\ntime.sleep(30)")
             await wait_until(lambda: fe.printed_for(msg_id), timeout=30, what="the cell")
             await kmap.interrupt_kernel(kid)

@@ -24,7 +24,7 @@ from kernelmon.core.backends.external import read_connection_file
 from kernelmon.core.machine import discovery
 from kernelmon.core.protocol.channels import SessionChannels
 from kernelmon.core.records import ExecutionState
-from tests.core.conftest import wait_until
+from tests.waiting import wait_until
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 

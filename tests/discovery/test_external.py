@@ -19,7 +19,8 @@ from kernelmon.core.errors import KernelmonError, NotRestartable
 from kernelmon.core.machine.discovery import PORT_NAMES, scan_runtime
 from kernelmon.core.protocol.channels import heartbeat
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
+from tests.waiting import wait_until
 
 
 class Changes:

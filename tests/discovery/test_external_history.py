@@ -22,8 +22,9 @@ from kernelmon.core.external_history import (
     read_entries,
 )
 from kernelmon.core.records import ExecutionState, KernelRecord, Origin, utcnow
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
 from tests.discovery.test_map_discovery import kill_application, moved
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")

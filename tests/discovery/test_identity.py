@@ -33,9 +33,10 @@ from kernelmon.core.machine.discovery import scan_runtime
 from kernelmon.core.machine.identity import Proof, ipc_paths, is_local_address, prove_kernel
 from kernelmon.core.machine.kernel_files import kernel_files, remove_kernel_files
 from kernelmon.core.records import Origin
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
 from tests.discovery.conftest import interrupted_cell, own_processes
 from tests.discovery.test_map_discovery import kill_application, moved
+from tests.waiting import wait_until
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ from kernelmon.core.events import (
     UsageSampled,
 )
 from kernelmon.core.records import ExecutionState, Origin
-from tests.core.conftest import EventLog, process_gone, wait_until
+from tests.core.conftest import EventLog, process_gone
 from tests.discovery.conftest import interrupted_cell
+from tests.waiting import wait_until
 
 MIB = 1024 * 1024
 

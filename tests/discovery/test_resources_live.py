@@ -11,7 +11,7 @@ import pytest
 from kernelmon.core.backends.external import ExternalKernel
 from kernelmon.core.machine.discovery import process_table, scan_runtime
 from kernelmon.core.machine.resources import ResourceSampler, measure_trees
-from tests.core.conftest import wait_until
+from tests.waiting import wait_until
 
 MB = 1024 * 1024
 

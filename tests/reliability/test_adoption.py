@@ -12,8 +12,9 @@ import pytest
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.core.events import KernelAdopted
-from tests.core.conftest import EventLog, process_gone, wait_until
+from tests.core.conftest import EventLog, process_gone
 from tests.reliability.children import crashed_kernelmon
+from tests.waiting import wait_until
 
 
 def python_kernel_processes() -> set[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from kernelmon.core import KernelMap, Settings
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
 from tests.reliability.children import (
     connection_file,
     crashed_kernelmon,
@@ -29,6 +29,7 @@ from tests.reliability.children import (
     spawn_kernelmon,
     state_file_of,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import gc
 import psutil
 import pytest
 
-from tests.core.protocol.test_connections import wait_quiet
+from tests.core.conftest import wait_quiet
 from tests.waiting import wait_until
 
 N = 100_000

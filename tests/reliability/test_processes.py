@@ -6,7 +6,8 @@ import asyncio
 
 import psutil
 
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
+from tests.waiting import wait_until
 
 
 def test_shutdown_takes_the_kernels_children_along(aio, kmap):

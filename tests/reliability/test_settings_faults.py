@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -65,39 +66,30 @@ def test_read_only_folder_keeps_old_file(tmp_path):
     assert path.read_text() == before
 
 
-def test_full_disk_keeps_old_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("module", "call", "error"),
+    [
+        (os, "fsync", OSError(28, "No space left on device")),
+        # as root (CI) permissions cannot make a folder read-only, so the file system's
+        # answer is simulated where the temporary file is created
+        (tempfile, "mkstemp", OSError(30, "Read-only file system")),
+    ],
+    ids=["full disk", "read-only file system"],
+)
+def test_a_save_the_disk_refuses_keeps_the_old_file(tmp_path, monkeypatch, module, call, error):
     path = tmp_path / "settings.json"
     Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
     before = path.read_text()
 
-    def no_space(*_a, **_k):
-        raise OSError(28, "No space left on device")
+    def refused(*_a, **_k):
+        raise error
 
-    monkeypatch.setattr(os, "fsync", no_space)
+    monkeypatch.setattr(module, call, refused)
     message = save_settings(Settings(root_dir=str(tmp_path), cull_idle_timeout=9), path)
     assert message is not None
-    assert "No space left on device" in message
-    assert json.loads(path.read_text()) == json.loads(before)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
-
-
-def test_read_only_file_system_keeps_old_file(tmp_path, monkeypatch):
-    """As root (CI) permissions cannot make a folder read-only, so the file system's answer
-    is simulated where the temporary file is created."""
-    import tempfile
-
-    path = tmp_path / "settings.json"
-    Settings(root_dir=str(tmp_path), cull_idle_timeout=5).save(path)
-    before = path.read_text()
-
-    def read_only(*_a, **_k):
-        raise OSError(30, "Read-only file system")
-
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    message = save_settings(Settings(root_dir=str(tmp_path), cull_idle_timeout=9), path)
-    assert message is not None
-    assert "Read-only file system" in message
+    assert error.strerror in message
     assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.json"]
 
 
 def test_only_the_unusable_fields_fall_back(tmp_path):

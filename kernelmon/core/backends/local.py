@@ -195,10 +195,7 @@ class LocalKernel(KernelBackend):
             await self._launch(cwd)
         except Exception as e:
             raise KernelStartFailed(f"Kernel {name!r} could not be launched: {e}") from e
-        # The restarter must not hide a kernel that dies while starting.
-        self.km.stop_restarter()
-        self._attach()
-        await self._wait_ready(
+        await self._until_ready(
             timeout,
             lambda: KernelStartTimeout(
                 f"Kernel {name!r} did not answer within {timeout:g} s "
@@ -209,6 +206,18 @@ class LocalKernel(KernelBackend):
                 f"Kernel {name!r} failed to start: {why}.{self.process.log.tail()}"
             ),
         )
+
+    async def _until_ready(
+        self,
+        timeout: float,
+        on_timeout: Callable[[], Exception],
+        on_exit: Callable[[str], Exception],
+    ) -> None:
+        """A process just launched: watched until it answers (``_wait_ready``), then left to
+        the restarter, which must not hide a kernel that dies while starting."""
+        self.km.stop_restarter()
+        self._attach()
+        await self._wait_ready(timeout, on_timeout, on_exit)
         self._install_restarter_hooks()
 
     async def adopt(
@@ -296,9 +305,7 @@ class LocalKernel(KernelBackend):
                 await self._launch()
             except Exception as e:
                 raise RestartFailed(f"Kernel {kid} could not be restarted: {e}") from e
-            self.km.stop_restarter()
-            self._attach()
-            await self._wait_ready(
+            await self._until_ready(
                 timeout,
                 lambda: RestartTimeout(
                     f"Kernel {kid} did not answer within {timeout:g} s after the restart. It "
@@ -309,7 +316,6 @@ class LocalKernel(KernelBackend):
                     f"new one; if it keeps failing, check its kernel spec.{self.process.log.tail()}"
                 ),
             )
-            self._install_restarter_hooks()
 
     async def shutdown(self, now: bool = False) -> None:
         self._abort = True

@@ -155,33 +155,43 @@ def ip_matches(bound: str, wanted: str) -> bool:
 def _holds_sockets(proc: psutil.Process, info: Mapping[str, Any]) -> bool:
     """Whether ``proc`` holds the kernel's listening sockets (``psutil.Error`` if it cannot
     be inspected)."""
-    tables = shared_tables()
-    if tables is not None:
-        return tables.holds(proc, info)
     if info.get("transport", "tcp") == "ipc":
         wanted = set(ipc_paths(info, PROOF_PORTS))
         if len(wanted) != len(PROOF_PORTS):
             return False
-        relative = {p for p in wanted if not os.path.isabs(p)}
-        if relative:  # bound relative to the kernel's folder
-            cwd = proc.cwd()
-            wanted = (wanted - relative) | {os.path.join(cwd, p) for p in relative}
-        bound = set()
-        for conn in proc.net_connections(kind="unix"):
-            path = conn.laddr if isinstance(conn.laddr, str) else ""
-            if path:
-                bound.add(path if os.path.isabs(path) else os.path.join(proc.cwd(), path))
-        return wanted <= bound
+        bound = _unix_paths(proc)
+        if any(not os.path.isabs(p) for p in (*wanted, *bound)):
+            cwd = proc.cwd()  # bound relative to the kernel's folder
+            wanted = {os.path.join(cwd, p) for p in wanted}
+            bound = [os.path.join(cwd, p) for p in bound]
+        return wanted <= set(bound)
     ports = kernel_ports(info, PROOF_PORTS)
     ip = info.get("ip")
     if ports is None or not isinstance(ip, str):
         return False
-    listening = {
-        conn.laddr.port
+    return set(ports) <= {port for address, port in _listening(proc) if ip_matches(address, ip)}
+
+
+def _unix_paths(proc: psutil.Process) -> list[str]:
+    """The paths of ``proc``'s Unix sockets that have one: from the scan's socket tables
+    when read once for it (``sockets``), else from psutil."""
+    tables = shared_tables()
+    if tables is not None:
+        return tables.unix_paths_of(proc.pid)
+    bound: list[object] = [conn.laddr for conn in proc.net_connections(kind="unix")]
+    return [path for path in bound if isinstance(path, str) and path]
+
+
+def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
+    """(ip, port) of ``proc``'s listening TCP sockets (from the scan's tables, as above)."""
+    tables = shared_tables()
+    if tables is not None:
+        return tables.listening_of(proc.pid)
+    return [
+        (conn.laddr.ip, conn.laddr.port)
         for conn in proc.net_connections(kind="tcp")
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and ip_matches(conn.laddr.ip, ip)
-    }
-    return set(ports) <= listening
+        if conn.status == psutil.CONN_LISTEN and conn.laddr
+    ]
 
 
 def _same_user(proc: psutil.Process) -> bool:

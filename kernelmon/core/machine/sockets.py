@@ -14,8 +14,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import psutil
 
@@ -79,31 +78,17 @@ class SocketTables:
                         self._unix[int(fields[6])] = fields[7].rstrip("\n")
         return self._unix
 
-    def holds(self, proc: psutil.Process, info: Mapping[str, Any]) -> bool:
-        """Whether ``proc`` holds the kernel's listening sockets: ``identity``'s check (the
-        same rules), from these tables."""
-        from .identity import PROOF_PORTS, ip_matches, ipc_paths, kernel_ports
-
-        inodes = self.inodes(proc.pid)
-        if info.get("transport", "tcp") == "ipc":
-            wanted = set(ipc_paths(info, PROOF_PORTS))
-            if len(wanted) != len(PROOF_PORTS):
-                return False
-            relative = {p for p in wanted if not os.path.isabs(p)}
-            paths = self.unix_paths()
-            bound = [paths[i] for i in inodes if paths.get(i)]
-            if relative or any(not os.path.isabs(p) for p in bound):
-                cwd = proc.cwd()
-                wanted = (wanted - relative) | {os.path.join(cwd, p) for p in relative}
-                bound = [p if os.path.isabs(p) else os.path.join(cwd, p) for p in bound]
-            return wanted <= set(bound)
-        ports = kernel_ports(info, PROOF_PORTS)
-        ip = info.get("ip")
-        if ports is None or not isinstance(ip, str):
-            return False
+    def listening_of(self, pid: int) -> list[tuple[str, int]]:
+        """(ip, port) of ``pid``'s listening TCP sockets (``identity``'s check of the
+        sockets a kernel holds reads them from here within a scan)."""
         listening = self.listening()
-        held = {listening[i] for i in inodes if i in listening}
-        return set(ports) <= {port for address, port in held if ip_matches(address, ip)}
+        return [listening[i] for i in self.inodes(pid) if i in listening]
+
+    def unix_paths_of(self, pid: int) -> list[str]:
+        """The paths of ``pid``'s Unix sockets that have one (as bound: maybe relative to
+        the process's folder)."""
+        paths = self.unix_paths()
+        return [paths[i] for i in self.inodes(pid) if paths.get(i)]
 
     @staticmethod
     def _read_tcp(path: str, family: int) -> dict[int, tuple[str, int]]:

@@ -282,7 +282,9 @@ class SessionChannels:
                 feed = self._iopub.feed
                 for frames in batch:
                     feed.note_frames(frames)
-                if self._unanswered:
+                # Only shell and control replies answer requests: an input_request on stdin
+                # has the execute_request for parent, whose reply is still to come.
+                if self._unanswered and channel != "stdin":
                     for frames in batch:
                         number = _parent_number(frames)
                         if number is not None:

@@ -13,7 +13,8 @@ from kernelmon.core.backends.base import Action
 from kernelmon.core.backends.factory import BackendFactory
 from kernelmon.core.errors import ActionRefused, NotRestartable
 from kernelmon.core.records import KernelRecord
-from tests.core.conftest import process_gone, wait_until
+from tests.core.conftest import process_gone
+from tests.waiting import wait_until
 
 
 def test_a_restart_asked_while_the_kernel_shuts_down_launches_nothing(aio, kmap):

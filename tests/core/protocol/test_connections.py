@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 import pytest
 
 from kernelmon.core.events import KernelChanged
-from tests.core.conftest import EventLog
+from tests.core.conftest import EventLog, Frontend, wait_quiet
 from tests.waiting import wait_until
 
 
@@ -22,46 +21,6 @@ def default_settings(kmap):
     saved = kmap.settings
     yield
     kmap.apply_settings(saved)
-
-
-class Frontend:
-    """Collects what a frontend receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict]] = []
-
-    def __call__(self, channel: str, msg: dict) -> None:
-        self.messages.append((channel, msg))
-
-    def stream_text(self) -> str:
-        return "".join(
-            m["content"]["text"] for _, m in self.messages if m["header"]["msg_type"] == "stream"
-        )
-
-    def types(self, channel: str) -> list[str]:
-        return [m["header"]["msg_type"] for c, m in self.messages if c == channel]
-
-    def replies(self, msg_id: str) -> list[dict]:
-        return [
-            m
-            for c, m in self.messages
-            if c == "shell" and m["parent_header"].get("msg_id") == msg_id
-        ]
-
-
-async def wait_quiet(kmap, kid, since: int, quiet: float = 0.3) -> None:
-    """Wait until the kernel has sent messages after ``since`` and then nothing for ``quiet``
-    seconds while idle (a batch may hold both busy and idle, so watch the count)."""
-    record = kmap.record(kid)
-    await wait_until(lambda: record.messages > since, what="the kernel to react")
-    last = (-1, 0.0)
-    loop = asyncio.get_running_loop()
-    while True:
-        if record.messages != last[0]:
-            last = (record.messages, loop.time())
-        elif record.execution_state == "idle" and loop.time() - last[1] >= quiet:
-            return
-        await asyncio.sleep(0.02)
 
 
 async def leave_running(kmap, kid, session: str, code: str) -> None:
@@ -87,7 +46,7 @@ def test_connect_counts_and_gets_messages(aio, kmap, kid):
         msg_id = conn.execute("print('hello'); 6 * 7")
         await wait_until(lambda: fe.replies(msg_id), what="execute_reply")
         # shell and iopub are separate streams: the output may come just after the reply
-        await wait_until(lambda: "hello" in fe.stream_text(), what="the output")
+        await wait_until(lambda: "hello" in fe.printed(), what="the output")
         await conn.close()
         await conn.close()  # twice is harmless
         await other.close()
@@ -97,7 +56,7 @@ def test_connect_counts_and_gets_messages(aio, kmap, kid):
     msg_id = aio.run(go())
     log.unsubscribe()
     assert fe.replies(msg_id)[0]["content"]["status"] == "ok"
-    assert "hello" in fe.stream_text()
+    assert "hello" in fe.printed()
     results = [m for c, m in fe.messages if m["header"]["msg_type"] == "execute_result"]
     assert results[0]["content"]["data"]["text/plain"] == "42"
     counts = [
@@ -134,7 +93,7 @@ def test_buffered_messages_replayed_to_same_session(aio, kmap, kid):
 
     back, replayed = aio.run(go())
     assert replayed > 0
-    text = back.stream_text()
+    text = back.printed()
     assert text.index("away 0") < text.index("away 4") < text.index("live")
 
 
@@ -151,7 +110,7 @@ def test_other_session_discards_buffer(aio, kmap, kid):
 
     _before, newcomer, replayed = aio.run(go())
     assert replayed == 0
-    assert "for left only" not in newcomer.stream_text()
+    assert "for left only" not in newcomer.printed()
 
 
 def test_buffer_caps_drop_oldest(aio, kmap, kid):
@@ -172,7 +131,7 @@ def test_buffer_caps_drop_oldest(aio, kmap, kid):
     back, replayed, dropped, model_dropped = aio.run(go())
     assert replayed == 20
     assert dropped == model_dropped > 0
-    text = back.stream_text()
+    text = back.printed()
     assert "line 199" in text  # newest kept
     assert "line 0\n" not in text  # oldest dropped
 
@@ -199,7 +158,7 @@ def test_buffering_off_keeps_nothing(aio, kmap, kid):
 
     back, replayed = aio.run(go())
     assert replayed == 0
-    assert "lost" not in back.stream_text()
+    assert "lost" not in back.printed()
 
 
 def test_turning_buffering_off_discards_buffers(aio, kmap, kid):

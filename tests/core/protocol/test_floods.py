@@ -6,59 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-
-import pytest
 
 from kernelmon.core.events import OutputLost
 from kernelmon.core.protocol import iopub, wire
 from kernelmon.core.protocol.channels import StreamDecoder
 from kernelmon.core.protocol.iopub import message_number
-from tests.core.conftest import EventLog
+from tests.core.conftest import EventLog, Frontend, watched_kernel
 from tests.waiting import wait_until
-
-
-class StallingFrontend:
-    """A frontend whose first output message stalls the whole event loop until the kernel
-    has finished the job (a file appears): meanwhile only libzmq's IO thread reads."""
-
-    def __init__(self, done_file: Path) -> None:
-        self.done_file = done_file
-        self.messages: list[tuple[str, dict]] = []
-        self.stalled = False
-
-    def __call__(self, channel: str, msg: dict) -> None:
-        kind = msg["header"]["msg_type"]
-        if channel == "iopub" and kind in ("stream", "display_data") and not self.stalled:
-            self.stalled = True
-            deadline = time.monotonic() + 60
-            while not self.done_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)  # the kernel's last messages are on their way meanwhile
-        self.messages.append((channel, msg))
-
-    def lines(self) -> list[str]:
-        text = "".join(
-            m["content"]["text"] for c, m in self.messages if m["header"]["msg_type"] == "stream"
-        )
-        return text.splitlines()
-
-    def count(self, kind: str) -> int:
-        return sum(1 for _c, m in self.messages if m["header"]["msg_type"] == kind)
-
-    def idle_for(self, msg_id: str) -> bool:
-        return idle_for(self.messages, msg_id)
-
-
-def idle_for(messages: list[tuple[str, dict]], msg_id: str) -> bool:
-    """Whether ``messages`` (channel, message) hold the final idle of request ``msg_id``."""
-    return any(
-        c == "iopub"
-        and m["header"]["msg_type"] == "status"
-        and m["content"]["execution_state"] == "idle"
-        and m["parent_header"].get("msg_id") == msg_id
-        for c, m in messages
-    )
 
 
 def test_a_stalled_frontend_loses_no_line_and_gets_the_final_idle(aio, kmap, tmp_path):
@@ -67,20 +21,17 @@ def test_a_stalled_frontend_loses_no_line_and_gets_the_final_idle(aio, kmap, tmp
     n = 5000
     done = tmp_path / "done"
 
-    async def go() -> tuple[StallingFrontend, str, int]:
-        kid = await kmap.start_kernel()
-        fe = StallingFrontend(done)
-        conn = await kmap.connect(kid, "stalled", fe)
-        code = f"for i in range({n}): print(i, flush=True)\nopen({str(done)!r}, 'w').close()"
-        msg_id = conn.execute(code)
-        await wait_until(lambda: fe.idle_for(msg_id), timeout=40, what="the final idle")
-        await asyncio.sleep(1.5)  # a gap would be counted by now
-        lost = conn.lost
-        await conn.close()
-        await kmap.shutdown_kernel(kid)
-        return fe, msg_id, lost
+    fe = Frontend(done)
 
-    fe, _msg_id, lost = aio.run(go())
+    async def go() -> int:
+        async with watched_kernel(kmap, "stalled", fe) as (_kid, conn, _feed):
+            code = f"for i in range({n}): print(i, flush=True)\nopen({str(done)!r}, 'w').close()"
+            msg_id = conn.execute(code)
+            await wait_until(lambda: fe.idle_for(msg_id), timeout=40, what="the final idle")
+            await asyncio.sleep(1.5)  # a gap would be counted by now
+            return conn.lost
+
+    lost = aio.run(go())
     assert fe.stalled
     assert fe.lines() == [str(i) for i in range(n)]
     assert lost == 0
@@ -93,12 +44,9 @@ def test_a_slow_frontend_is_not_told_of_a_loss_that_did_not_happen(aio, kmap, mo
     while the frontend holds the loop: it explains the gap once the loop is free again, so no
     loss is counted."""
 
-    class SlowOnIdle:
-        def __init__(self) -> None:
-            self.messages: list[tuple[str, dict]] = []
-
+    class SlowOnIdle(Frontend):
         def __call__(self, channel: str, msg: dict) -> None:
-            self.messages.append((channel, msg))
+            super().__call__(channel, msg)
             if channel == "iopub" and msg["header"]["msg_type"] == "status":
                 # busy: the kernel runs the cell and replies meanwhile; idle: slower than GRACE
                 time.sleep(
@@ -107,32 +55,17 @@ def test_a_slow_frontend_is_not_told_of_a_loss_that_did_not_happen(aio, kmap, mo
 
     monkeypatch.setattr(iopub, "GRACE", 0.3)
 
-    async def go() -> tuple[int, int]:
-        kid = await kmap.start_kernel()
-        fe = SlowOnIdle()
-        conn = await kmap.connect(kid, "slow", fe)
-        msg_id = conn.execute("print('x')")
-        await wait_until(
-            lambda: any(
-                c == "shell" and m["parent_header"].get("msg_id") == msg_id for c, m in fe.messages
-            ),
-            timeout=30,
-            what="the execute reply",
-        )
-        await asyncio.sleep(iopub.GRACE * 3)  # a gap would be counted by now
-        lost = conn.lost
-        await conn.close()
-        await kmap.shutdown_kernel(kid)
-        return lost, len(fe.messages)
+    fe = SlowOnIdle()
 
-    lost, _n = aio.run(go())
-    assert lost == 0
+    async def go() -> int:
+        async with watched_kernel(kmap, "slow", fe) as (_kid, conn, _feed):
+            msg_id = conn.execute("print('x')")
+            await wait_until(lambda: fe.replies(msg_id), timeout=30, what="the execute reply")
+            await asyncio.sleep(iopub.GRACE * 3)  # a gap would be counted by now
+            return conn.lost
 
-
-@pytest.fixture
-def small_queue(monkeypatch):
-    # A subscriber queue of 50 messages: a stall of the loop loses output for sure.
-    monkeypatch.setattr(wire, "RECEIVE_HWM", 50)
+    assert aio.run(go()) == 0
+    assert fe.told == []
 
 
 def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, small_queue):
@@ -144,33 +77,25 @@ def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, smal
     done = tmp_path / "done"
     log = EventLog(kmap)
 
-    async def go() -> tuple[StallingFrontend, int, str]:
-        kid = await kmap.start_kernel()  # its IOPub subscriber gets the small queue
-        fe = StallingFrontend(done)
-        conn = await kmap.connect(kid, "lossy", fe)
-        code = (
-            "from IPython.display import display\n"
-            f"for i in range({n}): display(i)\n"
-            f"open({str(done)!r}, 'w').close()"
-        )
-        msg_id = conn.execute(code)
-        await wait_until(lambda: fe.stalled, timeout=60, what="the stall")
-        await wait_until(
-            lambda: (
-                msg_id in [m["parent_header"].get("msg_id") for c, m in fe.messages if c == "shell"]
-            ),
-            timeout=60,
-            what="the execute reply",
-        )
-        await wait_until(lambda: conn.lost > 0, timeout=10, what="the loss to be counted")
-        await asyncio.sleep(1.5)  # every gap is counted by now
-        lost = conn.lost
-        await conn.close()
-        await kmap.shutdown_kernel(kid)
-        return fe, lost, kid
+    fe = Frontend(done)
+
+    async def go() -> tuple[int, str]:
+        # a new kernel: its IOPub subscriber gets the small queue
+        async with watched_kernel(kmap, "lossy", fe) as (kid, conn, _feed):
+            code = (
+                "from IPython.display import display\n"
+                f"for i in range({n}): display(i)\n"
+                f"open({str(done)!r}, 'w').close()"
+            )
+            msg_id = conn.execute(code)
+            await wait_until(lambda: fe.stalled, timeout=60, what="the stall")
+            await wait_until(lambda: fe.replies(msg_id), timeout=60, what="the execute reply")
+            await wait_until(lambda: conn.lost > 0, timeout=10, what="the loss to be counted")
+            await asyncio.sleep(1.5)  # every gap is counted by now
+            return conn.lost, kid
 
     try:
-        fe, lost, kid = aio.run(go())
+        lost, kid = aio.run(go())
     finally:
         log.unsubscribe()
     got = fe.count("display_data")
@@ -179,6 +104,7 @@ def test_output_the_kernel_dropped_is_counted_and_told(aio, kmap, tmp_path, smal
     assert n <= got + lost <= n + 10
     events = log.of(OutputLost, kid)
     assert sum(e.messages for e in events) == lost
+    assert sum(told for told, _text in fe.told) == lost
     assert all("never reached kernelmon" in e.text for e in events)
 
 

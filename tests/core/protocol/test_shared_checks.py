@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from kernelmon.core.protocol import checks, iopub, wire
 from kernelmon.core.protocol.channels import StreamDecoder
-from tests.core.protocol.test_gap_counting import short_grace, watched
 from tests.waiting import wait_until
-
-__all__ = ["short_grace", "watched"]  # fixtures
 
 
 def fresh(raw: bytes) -> bytes:

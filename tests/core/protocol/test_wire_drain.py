@@ -63,15 +63,21 @@ def numbers(batches: list[list[list[bytes]]]) -> list[int]:
     return out
 
 
+async def drained_flood(push, pull, n: int, batches: list) -> SocketDrain:
+    """A drain of ``pull`` once it delivered (to ``batches``) a flood of ``n`` messages."""
+    drain = SocketDrain(pull, batches.append)
+    flood(push, 0, n)
+    await wait_until(lambda: sum(map(len, batches)) >= n, timeout=60, what="the flood")
+    return drain
+
+
 def test_tiny_budget_delivers_a_whole_flood_in_order(aio, tiny_budget, pairs):
     push, pull = pairs()
     n = 20_000
     batches: list[list[list[bytes]]] = []
 
     async def go() -> None:
-        drain = SocketDrain(pull, batches.append)
-        flood(push, 0, n)
-        await wait_until(lambda: sum(map(len, batches)) >= n, timeout=60, what="the flood")
+        drain = await drained_flood(push, pull, n, batches)
         # The rotation emptied; a later message still wakes the drain (the FD was re-armed).
         flood(push, n, 1)
         await wait_until(lambda: sum(map(len, batches)) >= n + 1, what="a late message")
@@ -153,9 +159,7 @@ def test_default_budget_long_reads_end_at_eagain_and_rearm(aio, pairs):
     batches: list[list[list[bytes]]] = []
 
     async def go() -> None:
-        drain = SocketDrain(pull, batches.append)
-        flood(push, 0, n)
-        await wait_until(lambda: sum(map(len, batches)) >= n, timeout=60, what="the flood")
+        drain = await drained_flood(push, pull, n, batches)
         for k in range(3):
             flood(push, n + k * 20, 20)
             await wait_until(lambda k=k: sum(map(len, batches)) >= n + (k + 1) * 20)
