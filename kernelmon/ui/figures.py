@@ -64,6 +64,13 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
+def with_more(shown: list[str], total: int, end: str = "") -> list[str]:
+    """``shown`` (the first lines of a list of ``total`` things) and, when some were left out,
+    a last line ``… and N more`` (then ``end``)."""
+    more = total - len(shown)
+    return [*shown, f"… and {more} more{end}"] if more > 0 else shown
+
+
 def _last_part(path: Any) -> str:
     """The last part of a path (of a server's notebook path too: "/"-separated), or the path
     itself when it has none (``/``)."""
