@@ -32,6 +32,7 @@ from .core.instance import (
     RunningInstance,
     claim_instance,
 )
+from .desktop import IN_TRAY
 from .launch_errors import desktop_entry, tell
 from .settings_file import load_settings, save_settings
 from .ui.errors import ErrorReporter
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not show a system tray icon (closing the window then quits)",
     )
     parser.add_argument(
-        "--in-tray",
+        IN_TRAY,
         action="store_true",
         help="start with the window hidden in the system tray, where there is one (as the "
         "login autostart does)",
@@ -134,6 +135,7 @@ async def run_app(
     instance_problem: str | None = None,
 ) -> int:
     from .ui.collector import MainThreadCollector
+    from .ui.handover import stays_in_tray
     from .ui.main_window import MainWindow
     from .ui.notifier import Level
 
@@ -153,7 +155,7 @@ async def run_app(
             loop.add_signal_handler(sig, window.quit_without_asking, True)
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
-    if not (args.in_tray and window.tray is not None):
+    if not stays_in_tray(window, args.in_tray):
         window.show()
     server: InstanceServer | None = None
     if instance is not None and instance.sock is not None:
@@ -195,7 +197,7 @@ def forwarded_argv(
     if args.no_tray:
         argv.append("--no-tray")
     if args.in_tray:
-        argv.append("--in-tray")
+        argv.append(IN_TRAY)
     return argv
 
 
@@ -218,7 +220,7 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
             code="quitting",
         )
     launcher = request.get("pid")
-    from .ui.handover import take_launch
+    from .ui.handover import stays_in_tray, take_launch
 
     applied, ignored = take_launch(
         window,
@@ -230,7 +232,7 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
         log_level=args.log_level,
         apply_log_level=apply_log_level,
     )
-    raised = not (args.in_tray and window.tray is not None)
+    raised = not stays_in_tray(window, args.in_tray)
     return {"pid": os.getpid(), "raised": raised, "applied": applied, "ignored": ignored}
 
 

@@ -348,7 +348,7 @@ def test_a_desktop_file_kernelmon_did_not_write_is_left_alone(
 
 
 def test_a_launch_in_the_tray_leaves_a_window_in_the_tray_alone(
-    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+    window: MainWindow, qloop: QtLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The login autostart (``--in-tray``) while kernelmon already runs: the running one keeps
     its window where it is when its tray icon shows (offscreen has no tray: a stand-in)."""
@@ -364,6 +364,13 @@ def test_a_launch_in_the_tray_leaves_a_window_in_the_tray_alone(
         assert not window.isVisible()
         assert applied == ["--in-tray (the window stays as it is)"]
         take_launch(window)  # any other launch raises it
+        assert window.isVisible()
+        window.hide()
+        # the launch is told what its options did (the op answers what take_launch did)
+        reply = qloop.run(app.activate(window, {"argv": ["--in-tray"]}))
+        assert reply["raised"] is False
+        assert not window.isVisible()
+        assert qloop.run(app.activate(window, {"argv": []}))["raised"] is True
         assert window.isVisible()
     finally:
         window.show()
