@@ -7,6 +7,7 @@ server's kernel runs code over the websocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,8 @@ from keyring.backends import fail
 from PySide6.QtCore import QTimer
 
 from kernelmon.core import KernelMap, Settings
+from kernelmon.core.servers import TokenStoreError
+from kernelmon.core.servers.book import TOKENS_FILE
 from kernelmon.ui import dialogs
 from kernelmon.ui.console_manager import ConsoleManager
 from kernelmon.ui.server_dialog import AddServerDialog, ServerInput, parse_headers
@@ -44,18 +47,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
         started.stop()
 
 
-@pytest.fixture(scope="module")
-def smap(qloop: QtLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelMap]:
+@contextlib.contextmanager
+def keyringless_map(qloop: QtLoop, root: Path) -> Iterator[KernelMap]:
     """A map on a machine without a keyring backend (whatever the test machine has)."""
     before = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())
-    root = tmp_path_factory.mktemp("servers-ui")
     km = KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
     try:
         yield km
     finally:
         qloop.run(km.close())
         keyring.set_keyring(before)
+
+
+@pytest.fixture(scope="module")
+def smap(qloop: QtLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelMap]:
+    with keyringless_map(qloop, tmp_path_factory.mktemp("servers-ui")) as km:
+        yield km
 
 
 def make_dialog(qtbot: Any, saved: list[ServerInput]) -> AddServerDialog:
@@ -296,10 +304,7 @@ def test_the_token_file_question_is_asked_before_the_saves_task(
         return True, False
 
     monkeypatch.setattr(dialogs, "confirm", confirm)
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    km = KernelMap(Settings(root_dir=str(tmp_path)), state_dir=tmp_path / "state")
-    try:
+    with keyringless_map(qloop, tmp_path) as km:
         panel = ServersPanel(km, spawn)
         qtbot.addWidget(panel)
         dialog = panel.open_add_dialog()
@@ -310,6 +315,20 @@ def test_the_token_file_question_is_asked_before_the_saves_task(
         assert len(asked_in) == 1
         assert asked_in[0] is None, "asked inside a running task"
         assert km.settings.server_token_file
-    finally:
-        qloop.run(km.close())
-        keyring.set_keyring(before)
+
+
+def test_a_token_without_keyring_or_consent_is_refused_by_the_core(
+    qtbot: Any, qloop: QtLoop, server: RealServer, tmp_path: Path
+) -> None:
+    """Where no keyring exists and the token file was not allowed (the question was not
+    asked, or said no), adding a server with a token fails with the core's sentence and
+    keeps nothing: no server, no token file."""
+    with keyringless_map(qloop, tmp_path) as km:
+        panel = ServersPanel(km, spawn)
+        qtbot.addWidget(panel)
+        with pytest.raises(TokenStoreError, match="token file"):
+            qloop.run(panel.add_server(ServerInput(server.url, server.token, "no consent")))
+        assert km.list_servers() == []
+        assert not km.settings.server_token_file
+        assert not list(tmp_path.rglob(TOKENS_FILE))
+        assert panel.tree.topLevelItemCount() == 0
