@@ -15,7 +15,7 @@ from kernelmon.ui.kernel_table import Column, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.main_window import MainWindow
 
-from .conftest import QtLoop, pid_alive, wait_until
+from .conftest import QtLoop, pid_alive, state_of, wait_until
 from .test_kernel_table import model_for
 
 
@@ -30,10 +30,6 @@ def kids(qloop: QtLoop, window: MainWindow) -> list[str]:
         return ids
 
     return qloop.run(go())
-
-
-def state_of(window: MainWindow, kid: str) -> str:
-    return str(window.table_model.kernel_model(kid)["execution_state"])
 
 
 def select_both(window: MainWindow, kids: list[str]) -> None:

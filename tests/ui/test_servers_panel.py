@@ -27,7 +27,7 @@ from kernelmon.ui.server_dialog import AddServerDialog, ServerInput, parse_heade
 from kernelmon.ui.servers_panel import ServersPanel, detail_text
 from tests.servers.realservers import RealServer, free_port, start_jupyter_server
 
-from .conftest import QtLoop, wait_until
+from .conftest import QtLoop, closed_after, wait_until
 
 TASKS: list[asyncio.Task[Any]] = []
 
@@ -52,11 +52,12 @@ def keyringless_map(qloop: QtLoop, root: Path) -> Iterator[KernelMap]:
     """A map on a machine without a keyring backend (whatever the test machine has)."""
     before = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())
-    km = KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
     try:
-        yield km
+        with closed_after(
+            qloop, KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
+        ) as km:
+            yield km
     finally:
-        qloop.run(km.close())
         keyring.set_keyring(before)
 
 
