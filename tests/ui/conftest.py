@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from kernelmon.ui.console import ConsoleWindow
     from kernelmon.ui.kernel_table import Column
     from kernelmon.ui.main_window import MainWindow
+    from kernelmon.ui.tray import KernelTray
 
 T = TypeVar("T")
 
@@ -219,3 +220,28 @@ async def connected_console(window: MainWindow, kid: str) -> ConsoleWindow:
     console = open_console(window, kid)
     await wait_until(lambda: console.input.isEnabled())
     return console
+
+
+@contextlib.contextmanager
+def window_tray(window: MainWindow) -> Iterator[KernelTray]:
+    """A tray icon on ``window`` (offscreen has no tray, so the window made none), the
+    window's as when a tray is available, until the block ends."""
+    tray = window.create_tray()
+    window.tray = tray
+    try:
+        yield tray
+    finally:
+        window.tray = None
+        tray.deleteLater()
+
+
+def edit_field(panel: Any, name: str, text: str) -> None:
+    """Type ``text`` into a settings panel's field and leave it (as Enter or Tab does)."""
+    from kernelmon.ui.unit_field import NumberField
+
+    field = panel.edits[name]
+    if isinstance(field, NumberField):
+        field.set_value(float(text))
+    else:
+        field.setText(text)
+    field.editingFinished.emit()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import tooltip_text
 
-from .conftest import QtLoop, another_window
+from .conftest import QtLoop, another_window, edit_field
 
 MIB = 1024 * 1024
 
@@ -34,18 +33,13 @@ def restore_settings(qloop: QtLoop, window: MainWindow) -> Iterator[None]:
     qloop.run(reset())
 
 
-def edit(panel: Any, name: str, text: str) -> None:
-    panel.edits[name].set_value(float(text))
-    panel.edits[name].editingFinished.emit()
-
-
 def test_the_panel_refuses_bad_values_with_a_sentence(
     window: MainWindow, kernel_map: KernelMap, restore_settings: None
 ) -> None:
     panel = window.monitoring_panel
     before = kernel_map.settings
     for name, text, why in (("sample_interval", "0", "more than 0 s"),):
-        edit(panel, name, text)
+        edit_field(panel, name, text)
         assert panel.error_label.isVisibleTo(panel), name
         assert why in panel.error_label.text(), (name, panel.error_label.text())
         assert "previous value is kept" in panel.error_label.text()
@@ -98,10 +92,10 @@ def test_settings_are_applied_saved_and_shown_after_a_relaunch(
     panel = window.monitoring_panel
 
     async def go() -> None:
-        edit(panel, "sample_interval", "0.5")
-        edit(panel, "memory_warn_kernel_mb", "512")
-        edit(panel, "memory_warn_total_mb", "2048")
-        edit(panel, "notify_job_seconds", "30")
+        edit_field(panel, "sample_interval", "0.5")
+        edit_field(panel, "memory_warn_kernel_mb", "512")
+        edit_field(panel, "memory_warn_total_mb", "2048")
+        edit_field(panel, "notify_job_seconds", "30")
         panel.checks["discover_kernels"].setChecked(False)
         window.culler_panel.checks["cull_orphans"].setChecked(True)
 

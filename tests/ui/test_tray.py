@@ -15,7 +15,7 @@ from kernelmon.core import KernelMap, Settings
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray, overall_state
 
-from .conftest import QtLoop, another_window, closed_after, pid_alive, wait_until
+from .conftest import QtLoop, another_window, closed_after, pid_alive, wait_until, window_tray
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,8 @@ def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
 
 @pytest.fixture(scope="module")
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = window.create_tray()
-    window.tray = tray  # as the window does when a tray is available
-    yield tray
-    window.tray = None
-    tray.deleteLater()
+    with window_tray(window) as tray:
+        yield tray
 
 
 def test_overall_state() -> None:
