@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -245,3 +248,16 @@ def edit_field(panel: Any, name: str, text: str) -> None:
     else:
         field.setText(text)
     field.editingFinished.emit()
+
+
+def run_kernelmon(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m kernelmon ARGS`` offscreen, with ``env`` added to this environment and
+    no terminal input; what it printed and its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "kernelmon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **env},
+        stdin=subprocess.DEVNULL,
+    )

@@ -190,15 +190,19 @@ def test_panel_adds_lists_opts_in_and_removes_a_server(
     assert panel.details.text() == "No server selected."
 
 
+def server_kernel(server: RealServer, smap: KernelMap) -> str:
+    """A kernel the server starts (its REST API), its id; tokens allowed into the 0600 file
+    (no keyring here), as if the user allowed it."""
+    kernel = server.request("POST", "api/kernels", {"name": "python3"})
+    assert isinstance(kernel, dict)
+    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    return str(kernel["id"])
+
+
 def test_console_on_a_server_kernel_runs_code_over_the_websocket(
     qapp: Any, qloop: QtLoop, smap: KernelMap, server: RealServer
 ) -> None:
-    kernel = server.request("POST", "api/kernels", {"name": "python3"})
-    assert isinstance(kernel, dict)
-    kid = str(kernel["id"])
-
-    # no keyring here: tokens go to the 0600 file (as if the user allowed it)
-    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    kid = server_kernel(server, smap)
 
     async def go() -> None:
         sid = await smap.add_server(server.url, server.token, name="console box")
@@ -253,10 +257,7 @@ def test_measure_usage_of_a_remote_kernel(
     from kernelmon.ui.culler_panel import CullerPanel
     from kernelmon.ui.details_pane import KernelDetailsPane
 
-    kernel = server.request("POST", "api/kernels", {"name": "python3"})
-    assert isinstance(kernel, dict)
-    kid = str(kernel["id"])
-    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    kid = server_kernel(server, smap)
     panel = ServersPanel(smap, spawn)
     details = KernelDetailsPane()
     culler = CullerPanel(Settings(root_dir=str(tmp_path)))
