@@ -16,8 +16,10 @@ cycle: ``GET /api/kernels`` and ``GET /api/sessions`` (``?no_track_activity=1``)
 * ``map``: a ``KernelMap`` with the servers added (``add_server``), each cycle its
   ``poll_servers()``: the requests and the map's update (when the map has servers), every
   server asked at once and the loop woken once (as the command line and "poll now" do);
-* ``map·own``: the same map, each server polled as its own poller polls it in the app
-  (``ServerWatch.poll_once``, one task, wake-up and timeout per server), all in the cycle.
+* ``map·app``: the same map polled by its own clock as in the app (``PollClock``: every
+  server that answers in one turn per cycle, the clock's wake-ups and timers counted), its
+  interval shortened to 50 ms; its loop time per cycle is the loop thread's CPU over a run
+  of cycles divided by the cycles done.
 
 Two scenarios: ``unchanged`` (idle servers: tornado answers 304) and ``changed`` (one
 kernel of every server active at each poll, so each kernel listing is sent and read
@@ -277,20 +279,61 @@ class Map:
         self.state.cleanup()
 
 
-class OwnPolls(Map):
-    """The same map, each server polled the way its own poller polls it in the app
-    (``ServerWatch.poll_once``: its two listings over its connection, one wake-up and one
-    timeout per server), every server in the cycle; ``poll_servers()`` (``map``) instead asks
-    every server at once and is woken once, as the command line and "poll now" do."""
+class Clocked(Map):
+    """The same map polled by its own clock, as in the app (``PollClock``: a jittered cycle,
+    one turn for the servers that answer), its interval shortened to 50 ms so that cycles
+    follow each other. A cycle's loop time is the loop thread's CPU over a run of cycles
+    divided by the cycles done, the clock's own wake-ups and timers included; the p99 lag is
+    taken over another run as long, with the 10 ms timer."""
 
-    name = "map·own"
+    name = "map·app"
+    INTERVAL = 0.05
 
-    async def cycle(self) -> None:
-        watches = list(self.kmap.server_part.watches.values())
-        await asyncio.gather(*(w.poll_once() for w in watches))
+    @staticmethod
+    def available() -> bool:
+        from kernelmon.core.servers import polling
+
+        return Map.available() and hasattr(polling, "PollClock")
+
+    async def open(self, urls: list[str]) -> None:
+        await super().open(urls)
+        self.clock = self.kmap.server_part.clock
+        self.interval = 3600.0
+        self.clock._interval = lambda: self.interval
+
+    def cycles_done(self) -> int:
+        return min(w.polls for w in self.kmap.server_part.watches.values())
+
+    async def run(self, cycles: int) -> dict[str, Any]:
+        """Cycles of the clock: CPU per cycle, then the p99 lag over as many more."""
+        self.interval = self.INTERVAL
+        self.clock.interval_changed()
+        try:
+            began = self.cycles_done()
+            while self.cycles_done() < began + 2:  # warm
+                await asyncio.sleep(self.INTERVAL)
+            c0, n0 = time.thread_time(), self.cycles_done()
+            await asyncio.sleep(cycles * self.INTERVAL)
+            cpu, done = time.thread_time() - c0, self.cycles_done() - n0
+            lags: list[float] = []
+            stop = asyncio.Event()
+            ticker = asyncio.ensure_future(ticking(lags, stop))
+            await asyncio.sleep(cycles * self.INTERVAL)
+            stop.set()
+            await ticker
+        finally:
+            self.interval = 3600.0
+        per_cycle = cpu * 1000 / max(done, 1)
+        return {
+            "cpu_ms": per_cycle,
+            "cpu_ms_max": per_cycle,
+            "wall_ms": None,  # (a cycle waits for the clock: not the poll's own time)
+            "lag_p99_ms": p99(lags) * 1000,
+            "cycles": done,
+        }
 
 
-CONTENDERS: list[type[Floor] | type[Client] | type[Map]] = [Floor, Client, Map, OwnPolls]
+CONTENDERS: list[type[Floor] | type[Client] | type[Map]] = [Floor, Client, Map, Clocked]
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -326,6 +369,9 @@ async def measure(contender: Any, urls: list[str], cycles: int) -> dict[str, Any
     try:
         for scenario in ("unchanged", "changed"):
             await set_changing(urls, scenario == "changed")
+            if isinstance(contender, Clocked):  # cycles of its own clock
+                result[scenario] = await contender.run(cycles)
+                continue
             for _ in range(2):  # warm: connections open, ETags known
                 await contender.cycle()
             cpu, wall, lags = [], [], []
@@ -474,7 +520,7 @@ def main() -> int:
         ports = json.loads(stubs.stdout.readline())
         full = [f"http://127.0.0.1:{p}/" for p in ports["full"]]
         empty = [f"http://127.0.0.1:{p}/" for p in ports["empty"]]
-        kinds = [c for c in CONTENDERS if not issubclass(c, Map) or Map.available()]
+        kinds = [c for c in CONTENDERS if not issubclass(c, Map) or c.available()]
         names = [c.name for c in kinds]
         print(
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "

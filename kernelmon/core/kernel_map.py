@@ -393,7 +393,7 @@ class KernelMap(ServerCalls):
             for entry in self.registry:
                 self.frontends.close(entry)
                 entry.backend.close()
-            self.registry.entries.clear()
+            self.registry.clear()
         self.busy_checks.stop()
         self.registry.close()
 

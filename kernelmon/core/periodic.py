@@ -56,7 +56,7 @@ class Periodic:
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         while True:
-            await _inside_run(loop)
+            await inside_run(loop)
             try:
                 await self._step()
             except Exception:
@@ -64,9 +64,9 @@ class Periodic:
             await _wait(loop, self._interval())
 
 
-async def _inside_run(loop: asyncio.AbstractEventLoop) -> None:
+async def inside_run(loop: asyncio.AbstractEventLoop) -> None:
     """Return once the task runs inside ``loop``'s run (at once if it does; see
-    ``Periodic``)."""
+    ``Periodic``): for a task woken by a timer, which qasync may fire after the run."""
     while not running_in(loop):
         await _wait(loop, 0)
 
@@ -74,13 +74,14 @@ async def _inside_run(loop: asyncio.AbstractEventLoop) -> None:
 async def _wait(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
     """``asyncio.sleep(seconds)`` on ``loop``, which needs no running loop to start waiting."""
     woken = loop.create_future()
-    timer = loop.call_later(seconds, _settle, woken)
+    timer = loop.call_later(seconds, settle, woken)
     try:
         await woken
     finally:
         timer.cancel()
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+def settle(future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` with None unless it is done (a callback's wake-up of a waiter)."""
     if not future.done():
         future.set_result(None)

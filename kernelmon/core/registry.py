@@ -80,6 +80,8 @@ class Membership(Changing, Protocol):
     def add(self, entry: Entry) -> None: ...
     def replace(self, entry: Entry) -> None: ...
     def remove(self, entry: Entry, reason: str) -> None: ...
+    @property
+    def members(self) -> int: ...
 
 
 class Registry:
@@ -92,6 +94,8 @@ class Registry:
         self.settings = settings
         self._clock = clock
         self.entries: dict[str, Entry] = {}
+        #: how many times an entry came, went or was replaced (``members``)
+        self._members = 0
         self._hub = EventHub()
         self._pending: dict[str, set[str]] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -141,10 +145,17 @@ class Registry:
         """The entry of ``kernel_id``, or None."""
         return self.entries.get(kernel_id)
 
+    @property
+    def members(self) -> int:
+        """A number that changes whenever an entry comes, goes or is replaced: while it is
+        the same, every entry found earlier is still the map's (``servers.join``)."""
+        return self._members
+
     def add(self, entry: Entry) -> None:
         """Put a new kernel in the map and tell subscribers (``KernelAdded``)."""
         kid = entry.record.id
         self.entries[kid] = entry
+        self._members += 1
         self.emit(KernelAdded(kid, as_dict(entry.record.to_model())))
 
     def replace(self, entry: Entry) -> None:
@@ -154,6 +165,7 @@ class Registry:
         if old is not None:
             old.backend.close()
         self.entries[kid] = entry
+        self._members += 1
         model = as_dict(entry.record.to_model())
         self.emit(KernelChanged(kid, frozenset(model), model))
 
@@ -163,6 +175,7 @@ class Registry:
         if self.entries.get(kid) is not entry:
             return False
         del self.entries[kid]
+        self._members += 1
         return True
 
     def remove(self, entry: Entry, reason: str) -> None:
@@ -232,6 +245,11 @@ class Registry:
         self._flush_handle = None
         for kernel_id in list(self._pending):
             self._flush_one(kernel_id)
+
+    def clear(self) -> None:
+        """Let every entry go (the map closing without shutting its kernels down)."""
+        self.entries.clear()
+        self._members += 1
 
     def close(self) -> None:
         """Stop the pending coalesced changes' timer."""

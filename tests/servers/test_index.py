@@ -44,9 +44,11 @@ def model(kid: str, state: str = "idle") -> dict[str, Any]:
     return {"id": kid, "name": "python3", "execution_state": state, "connections": 0}
 
 
-async def listing_stub(kernels: dict[str, dict[str, Any]]) -> web.AppRunner:
+async def listing_stub(
+    kernels: dict[str, dict[str, Any]], routes: dict[str, Any] | None = None
+) -> web.AppRunner:
     """A server listing ``kernels`` (changed by the test as it goes) that shuts one down on
-    ``DELETE /api/kernels/<id>``."""
+    ``DELETE /api/kernels/<id>`` (and answers ``routes`` too)."""
 
     async def listed(request: web.Request) -> web.Response:
         return web.json_response(list(kernels.values()))
@@ -69,6 +71,7 @@ async def listing_stub(kernels: dict[str, dict[str, Any]]) -> web.AppRunner:
             "/api/sessions": sessions,
             "/api/kernelspecs": specs,
             "/api/kernels/{kid}": one,
+            **(routes or {}),
         }
     )
 
@@ -124,6 +127,70 @@ def test_the_index_agrees_with_the_map(aio: Any, tmp_path: Path) -> None:
     ]
     assert "a1" not in kmap
     assert "a2" not in kmap
+
+
+def test_a_poll_that_changed_a_few_kernels_applies_as_a_whole_one(aio: Any, tmp_path: Path) -> None:
+    """A poll where a few kernels changed looks at those only (``join.apply_snapshot``), and
+    yet leaves the map as applying the whole listing would: also when a row left the map
+    meanwhile by another way than the server's poll, and after a restart set a row's state
+    by itself."""
+    listed = {f"k{i}": model(f"k{i}") for i in range(40)}
+    restarted: list[str] = []
+
+    async def restart(request: web.Request) -> web.Response:
+        kid = request.match_info["kid"]
+        restarted.append(kid)
+        return web.json_response(listed[kid])
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+
+    def states() -> dict[str, str]:
+        truth = {kid: m["execution_state"] for kid, m in listed.items()}
+        models = {m["id"]: m for m in kmap.list_kernels()}
+        seen = {kid: str(models[kid]["execution_state"]) for kid in truth if kid in models}
+        assert seen == truth  # every kernel listed is in the map, as the server says
+        return seen
+
+    async def go() -> list[dict[str, str]]:
+        runner = await listing_stub(listed, {"/api/kernels/{kid}/restart": restart})
+        seen = []
+        try:
+            await kmap.add_server(address(runner))
+            await kmap.poll_servers()
+            watch = next(iter(kmap.server_part.watches.values()))
+            seen.append(states())
+            listed["k7"] = model("k7", "busy")
+            await kmap.poll_servers()
+            assert watch.applied is not None  # (the look at the changed ones only)
+            seen.append(states())
+            # a row that left the map without the server's word (what ``forget`` of a
+            # part does), the server listing it as before: it comes back
+            entry = kmap.registry.find("k3")
+            assert entry is not None
+            kmap.registry.remove(entry, "let go by a test")
+            listed["k9"] = model("k9", "busy")
+            await kmap.poll_servers()
+            seen.append(states())
+            # a restart answered by the server sets the row's state by itself ("idle"); the
+            # server listing it "busy" as before, the next poll says so again
+            await kmap.restart_kernel("k7")
+            assert kmap.registry.get("k7").record.execution_state == "idle"
+            listed["k11"] = model("k11", "busy")
+            await kmap.poll_servers()
+            seen.append(states())
+        finally:
+            await kmap.close()
+            await runner.cleanup()
+        return seen
+
+    seen = aio.run(go())
+    assert restarted == ["k7"]
+    assert [sorted(k for k, v in s.items() if v == "busy") for s in seen] == [
+        [],
+        ["k7"],
+        ["k7", "k9"],
+        ["k11", "k7", "k9"],
+    ]
 
 
 def test_the_index_agrees_after_a_local_server_dies(

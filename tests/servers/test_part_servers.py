@@ -256,3 +256,26 @@ def test_kernelmon_list_only_reads_the_servers_file(tmp_path: Path) -> None:
     good = {"id": "abc123", "url": "http://127.0.0.1:1/", "name": "kept"}
     (state / "servers.json").write_text(json.dumps({"version": 1, "servers": [good]}))
     assert servers_known(StateFile(state)) is True
+
+
+def test_waiting_for_a_local_server_that_never_answers_leaves_nothing_waiting(
+    aio: Any, tmp_path: Path
+) -> None:
+    """``start_monitoring`` waits a moment for the first poll of each local server
+    (``Servers.settle``); one that is never polled leaves no task behind waiting for it."""
+    from kernelmon.core.servers.config import ServerConfig
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600)
+
+    async def go() -> int:
+        part = kmap.server_part
+        config = ServerConfig(id="local-x", url="http://127.0.0.1:9/", name="x", local=True)
+        part.watches[config.id] = part._new_watch(config, None)  # (not on the clock)
+        before = asyncio.all_tasks()
+        await part.settle(0.05)
+        await asyncio.sleep(0)
+        left = asyncio.all_tasks() - before
+        await kmap.close()
+        return len(left)
+
+    assert aio.run(go()) == 0

@@ -365,8 +365,9 @@ def test_a_poll_of_every_server_at_once(
     loop_errors: list[Any],
 ) -> None:
     """``poll_servers()`` asks every server at once: a slow one times out on its own, the
-    others are read and applied; a poll of them all cancelled midway leaves nothing held
-    (the next poll asks again)."""
+    others are read and applied; a wait for a poll cancelled midway leaves the poll to end
+    by itself (one request at a time per server: the next ``poll_servers()`` waits for it),
+    and the poll after that asks again."""
     kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=3600, server_timeout=1)
     release = asyncio.Event()
 
@@ -390,11 +391,14 @@ def test_a_poll_of_every_server_at_once(
                 await asyncio.wait_for(kmap.poll_servers(), 0.3)
             asked = len(good.asked("/api/kernels"))
             release.set()
+            await kmap.poll_servers()  # the poll under way, waited for
+            waited = len(good.asked("/api/kernels")) == asked
             await kmap.poll_servers()
             after = {s["id"]: s["status"] for s in kmap.list_servers()}
             return {
                 "during": [status[i] for i in ids],
                 "after": [after[i] for i in ids],
+                "waited for": waited,
                 "asked again": len(good.asked("/api/kernels")) > asked,
             }
         finally:
@@ -407,6 +411,7 @@ def test_a_poll_of_every_server_at_once(
     assert seen == {
         "during": ["reachable", "timeout"],
         "after": ["reachable", "reachable"],
+        "waited for": True,
         "asked again": True,
     }
     assert loop_errors == []

@@ -5,7 +5,7 @@ kernelmon sends such a kernel no signal and no message of its own: interrupt is
 kernel replied to ``kernel_info``; kernelmon's ``kernel_info_timeout`` bounds the wait),
 shut down ``DELETE /api/kernels/<id>``. A signal to a live server's kernel would be undone by
 the server's restarter (a new process, its state lost). Its record is kept by the server's
-poller (servers/part.py); process facts of a local server's kernel (PID, CPU, memory) come from
+polls (servers/part.py); process facts of a local server's kernel (PID, CPU, memory) come from
 discovery as for any kernel on this machine.
 
 When its local server stops, the backend is *released*: discovery then takes the kernel back
@@ -93,7 +93,7 @@ class ServerKernel(KernelBackend):
                 refuted=False,
             )
         if assign(self.record, kernel_state(model)):
-            watch.rows[self.record.id] = None  # the next poll's word is news again
+            watch.row_is_news(self.record.id)
         return None
 
     async def interrupt(self) -> None:
@@ -114,7 +114,7 @@ class ServerKernel(KernelBackend):
                 ) from None
             raise RestartFailed(error.sentence) from None
         finally:
-            self.watch.rows[self.record.id] = None  # the next poll's word is news
+            self.watch.row_is_news(self.record.id)
             self.watch.poll_soon()
         self.record.execution_state = ExecutionState.IDLE
         if model.last_activity is not None:

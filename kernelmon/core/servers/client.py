@@ -26,6 +26,7 @@ import aiohttp
 from yarl import URL
 
 from kernelmon import __version__
+from kernelmon.core.periodic import settle
 from kernelmon.core.servers.config import credentials_refusal, header_name_ok, sendable
 from kernelmon.core.servers.model import (
     KernelSpecs,
@@ -276,7 +277,7 @@ class ServerClient:
                 return
             loop = asyncio.get_running_loop()
             answered = loop.create_future()
-            etags = self._begin_fetch(connection, lambda: _settle(answered))
+            etags = self._begin_fetch(connection, lambda: settle(answered))
             timer = loop.call_later(self.timeout, connection.time_out)
             try:
                 await answered
@@ -628,11 +629,6 @@ _UNCHANGED = object()
 _TIMED_OUT = object()
 
 
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 async def fetch_listings_of(clients: list[ServerClient]) -> None:
     """``fetch_listings()`` of every client at once: the requests of those whose poll
     connection is open are written now, and the loop is woken once, when all of them are
@@ -647,7 +643,7 @@ async def fetch_listings_of(clients: list[ServerClient]) -> None:
         nonlocal left
         left -= 1
         if left == 0:
-            _settle(everyone)
+            settle(everyone)
 
     opening = []
     for client in clients:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from kernelmon.core.servers.model import RemoteKernel
@@ -115,6 +115,16 @@ class Snapshot:
     number: int = 0
     #: the server answered both listings "not modified" (the same as the last poll's)
     unchanged: bool = False
+
+
+class Applied(NamedTuple):
+    """A poll applied whole, that left every kernel it listed a row of its server as it said
+    (``ServerWatch.applied``, ``join.apply_snapshot``)."""
+
+    kernels: dict[str, RemoteKernel]
+    paths: dict[str, str]
+    #: ``Registry.members`` then
+    members: int
 
 
 OnPoll = Callable[["ServerWatch", "Snapshot | None"], None]

@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import compress
+from operator import is_not
 from typing import TYPE_CHECKING, Any
 
 from ..backends.factory import BackendFactory
 from ..found import descends_from
 from ..records import ExecutionState, KernelRecord, Origin, assign
 from ..registry import Entry, Membership
+from .config import Applied
 from .model import RemoteKernel, kernel_state
 from .status import ServerStatus
 
@@ -69,6 +72,7 @@ def entries_of(
             entries.append(entry)
         else:
             del watch.rows[kid]
+            watch.applied = None
     return entries
 
 
@@ -128,24 +132,76 @@ def apply_snapshot(
     """Make the map's kernels of ``watch``'s server what a poll saw (see the module).
     ``others=False``: the snapshot says nothing of the kernels it does not have (a start's
     answer, the one new kernel), which are left as they are."""
+    last, watch.applied = watch.applied, None
     if snapshot is None:
         _unreachable(registry, watch)
         return
-    config = watch.config
     for kid, ended in list(watch.ended.items()):
         if snapshot.number > ended:
             del watch.ended[kid]  # this poll began after the shutdown: it tells the truth
+    kernels = snapshot.kernels
+    if (
+        others
+        and last is not None
+        and last.members == registry.members
+        and snapshot.paths is last.paths
+        and kernels.keys() == last.kernels.keys()
+    ):
+        # The last poll applied whole left every kernel it listed a row of this server as it
+        # said, and no entry of the map came, went or was replaced since: only the kernels the
+        # server says otherwise now need a look (a poll where one kernel of a hundred changed
+        # looks at one; the listings keep their order, and so their dicts: ``_by_id``).
+        fresh = list(compress(kernels, map(is_not, kernels.values(), last.kernels.values())))
+        if _apply_kernels(registry, backends, watch, snapshot, fresh) == len(fresh):
+            watch.applied = Applied(kernels, snapshot.paths, registry.members)
+        return
     if snapshot.unchanged and _all_ours(registry, watch, snapshot):
         return  # the cost of a poll of an unchanged server: a lookup per kernel
-    rows, paths, find, shut = watch.rows, snapshot.paths, registry.find, watch.ended
-    for kid, kernel in snapshot.kernels.items():
+    ours = _apply_kernels(registry, backends, watch, snapshot, kernels)
+    if not others:
+        return
+    for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in kernels]):
+        kid = entry.record.id
+        if entry.shutting_down:
+            continue
+        if watch.born.get(kid, -1) >= snapshot.number:
+            continue  # added while this poll ran: the next one judges it
+        if snapshot.complete or kid in snapshot.missing:
+            gone(registry, watch, entry)
+        else:
+            _set_unseen(registry, entry, watch)
+    if ours == len(kernels) == len(watch.rows) and not watch.ended:
+        watch.applied = Applied(kernels, snapshot.paths, registry.members)
+
+
+def _apply_kernels(
+    registry: JoinRegistry,
+    backends: BackendFactory,
+    watch: ServerWatch,
+    snapshot: Snapshot,
+    kids: Iterable[str],
+) -> int:
+    """Apply what the snapshot says of the kernels ``kids``; returns how many of them are
+    now rows of this server as it said."""
+    config = watch.config
+    kernels, rows, paths, find, shut = (
+        snapshot.kernels,
+        watch.rows,
+        snapshot.paths,
+        registry.find,
+        watch.ended,
+    )
+    ours = 0
+    for kid in kids:
         # (this loop runs for every kernel of a server whose listing changed: the common
         # case, a row as the server said it last time, is decided first and with the least)
+        kernel = kernels[kid]
         row = rows.get(kid)
         path = paths.get(kid)
         if row is not None and row[0] is kernel and row[1] == path:
             entry = find(kid)
             if row[2] is entry:
+                ours += 1
                 continue  # its row, as the server said last time (others changed)
         else:
             entry = find(kid)
@@ -156,6 +212,7 @@ def apply_snapshot(
             assert entry is not None
             same = row is not None and row[0] == kernel and row[1] == path
             rows[kid] = (kernel, path, entry)
+            ours += 1
             if same:
                 continue  # as the server said last time (read again, the same)
             fields = assign(entry.record, _facts(watch, kernel, path))
@@ -173,6 +230,7 @@ def apply_snapshot(
             assign(new.record, _facts(watch, kernel, path))
             watch.born.setdefault(kid, snapshot.number)
             rows[kid] = (kernel, path, new)
+            ours += 1
             if entry is None:
                 registry.add(new)
                 logger.info("Kernel %s of %s joins the map", kid, config.url)
@@ -180,19 +238,7 @@ def apply_snapshot(
                 registry.replace(new)
                 logger.info("Kernel %s is now shown as a kernel of %s", kid, config.url)
         # else: kernelmon's own, or another server's kernel of the same id
-    if not others:
-        return
-    listed = snapshot.kernels
-    for entry in entries_of(registry, watch, [kid for kid in watch.rows if kid not in listed]):
-        kid = entry.record.id
-        if entry.shutting_down:
-            continue
-        if watch.born.get(kid, -1) >= snapshot.number:
-            continue  # added while this poll ran: the next one judges it
-        if snapshot.complete or kid in snapshot.missing:
-            gone(registry, watch, entry)
-        else:
-            _set_unseen(registry, entry, watch)
+    return ours
 
 
 def _all_ours(registry: JoinRegistry, watch: ServerWatch, snapshot: Snapshot) -> bool:
@@ -217,6 +263,7 @@ def gone(registry: JoinRegistry, watch: ServerWatch, entry: Entry) -> None:
     logger.warning("Kernel %s is %s", record.id, reason)
     watch.born.pop(record.id, None)
     watch.rows.pop(record.id, None)
+    watch.applied = None
     if record.id in watch.config.started:
         watch.config.started.remove(record.id)
     entry.backend.close()
@@ -233,7 +280,7 @@ def _set_unseen(registry: JoinRegistry, entry: Entry, watch: ServerWatch) -> Non
 
 def _mark_unknown(registry: JoinRegistry, watch: ServerWatch, entry: Entry, why: str) -> None:
     """The server cannot say how the kernel is now: its state is unknown, for ``why``."""
-    watch.rows[entry.record.id] = None  # what the server says next is news
+    watch.row_is_news(entry.record.id)
     fields = assign(entry.record, {"execution_state": ExecutionState.UNKNOWN, "reason": why})
     if fields:
         registry.changed(entry.record, fields, None)

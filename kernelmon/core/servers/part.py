@@ -5,7 +5,9 @@ file that keeps the servers the user added (``servers.json`` in the state folder
 headers, TLS verification, the culling opt-in, the kernels kernelmon started there; never a
 token: tokens go to the keyring through ``TokenStore``). Local servers (a live
 ``jpserver-*.json``/``nbserver-*.json`` found by discovery) are added and removed by
-``sync_local`` and never saved. Each poll is applied to the map by ``join.apply_snapshot``.
+``sync_local`` and never saved. When each server is polled is the ``PollClock``'s
+(polling.py); servers polled in one turn are asked at once (``poll_together``). Each poll
+is applied to the map by ``join.apply_snapshot``.
 Starting kernels on a server (and following the ids of those kernelmon started) is
 ``KernelStarts`` (kernel_starts.py); writing the servers file is ``ServerSaves`` (saving.py).
 """
@@ -31,6 +33,7 @@ from .config import CULLS_UNKNOWN, ServerConfig, Snapshot, sendable
 from .join import JoinRegistry, apply_snapshot, entries_of, set_culling
 from .kernel_starts import START_GRACE as START_GRACE
 from .kernel_starts import KernelStarts, forget_never_seen
+from .polling import PollClock
 from .saving import ServerSaves
 from .status import ServerStatus, UnknownServer
 
@@ -63,6 +66,9 @@ class Servers:
         self._closing: set[asyncio.Task[Any]] = set()
         self._saves = ServerSaves(self.watches, lambda: self.book, self._announce, self._background)
         self._starts = KernelStarts(registry, backends, self.watches, self._saves)
+        self.clock = PollClock(
+            lambda: self._registry.settings.server_poll_interval, self.poll_together
+        )
 
     @property
     def book(self) -> ServerBook:
@@ -130,7 +136,7 @@ class Servers:
     # -- turning it on and off --------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the servers the user added and start every poller (inside the loop)."""
+        """Load the servers the user added and put every server on the clock (inside the loop)."""
         if self._started:
             return
         self._started = True
@@ -151,11 +157,12 @@ class Servers:
         for problem in self.book.problems:
             logger.warning("%s", problem)
         for watch in self.watches.values():
-            watch.start()
+            self._on_clock(watch)
 
     async def stop(self) -> None:
-        """Stop every poller; the servers' kernels leave the map (and keep running)."""
+        """Stop polling; the servers' kernels leave the map (and keep running)."""
         self._started = False
+        await self.clock.close()
         for server_id in list(self.watches):
             await self._drop(server_id, "kernelmon stopped watching its server")
         for task in list(self._closing):
@@ -166,24 +173,35 @@ class Servers:
         """Wait (at most ``timeout`` seconds) for the first poll of every local server: until
         then its kernels are rows of other applications' kernels, which a shutdown would
         signal (and the server's restarter undo)."""
-        waits = [w.polled.wait() for w in self.watches.values() if w.config.local]
+        waits = [
+            asyncio.ensure_future(w.polled.wait()) for w in self.watches.values() if w.config.local
+        ]
         if waits:
-            await asyncio.wait([asyncio.ensure_future(w) for w in waits], timeout=timeout)
+            try:
+                await asyncio.wait(waits, timeout=timeout)
+            finally:
+                for wait in waits:  # (those not done: nothing is left waiting)
+                    wait.cancel()
 
     def settings_changed(self) -> None:
-        """A new ``server_timeout`` holds for the next request to every server (the poll
-        interval is read before each wait)."""
+        """A new ``server_timeout`` holds for the next request to every server, a new poll
+        interval from now (``PollClock.interval_changed``)."""
         for watch in self.watches.values():
             watch.client.timeout = self._registry.settings.server_timeout
+        self.clock.interval_changed()
 
     async def poll_all(self) -> None:
-        """One poll of every server now (each applies itself to the map). Every server's
+        """One poll of every server now (``PollClock.poll_now``: one turn, and the turns
+        under way of the others waited for)."""
+        await self.clock.poll_now(list(self.watches.values()))
+
+    async def poll_together(self, watches: list[ServerWatch]) -> None:
+        """One poll of each of ``watches`` now (each applies itself to the map): their
         listings are asked at once (``fetch_listings_of``: the loop woken once when all
         answered); a server whose answers are then in hand is read and applied at once, the
         others (to identify, answers to ask again through aiohttp) poll concurrently."""
         from .client import fetch_listings_of
 
-        watches = list(self.watches.values())
         ahead = [w for w in watches if w.fetches_ahead()]
         await fetch_listings_of([w.client for w in ahead])
         ready = {id(w) for w in ahead if w.client.fetched_all()}
@@ -258,7 +276,7 @@ class Servers:
         watch.version = info.gateway_version or info.version
         watch.set_status(client.status, client.error)  # what the check found
         self._announce(watch, f"Server {config.name} added ({config.url})")
-        watch.start()
+        self._on_clock(watch)
         return server_id
 
     async def remove(self, server_id: str) -> None:
@@ -329,7 +347,7 @@ class Servers:
                 continue
             self._announce(watch, f"Local server {config.name} found ({config.url})")
             if self._started:
-                watch.start()
+                self._on_clock(watch)
 
     # -- kernels ----------------------------------------------------------------------------
 
@@ -357,11 +375,15 @@ class Servers:
         return ServerWatch(
             config,
             token,
-            interval=lambda: self._registry.settings.server_poll_interval,
             timeout=settings.server_timeout,
             on_poll=self._on_poll,
             client=client,
         )
+
+    def _on_clock(self, watch: ServerWatch) -> None:
+        """Poll the server now, then at every cycle (inside the loop)."""
+        watch.ask_soon = self.clock.soon
+        self.clock.add(watch)
 
     def _add_watch(self, config: ServerConfig, token: str | None) -> ServerWatch:
         watch: ServerWatch = self._new_watch(config, token)
@@ -402,6 +424,7 @@ class Servers:
         watch = self.watches.pop(server_id, None)
         if watch is None:
             return None
+        self.clock.remove(watch)
         for entry in entries_of(self._registry, watch):
             if release and entry.record.pid is not None:
                 # its process may outlive the server: discovery takes the kernel back

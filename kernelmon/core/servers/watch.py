@@ -1,12 +1,12 @@
-"""One server kernelmon watches: its configuration, its client, its status and its poller.
+"""One server kernelmon watches: its configuration, its client, its status and its polls.
 
 A ``ServerWatch`` owns the state of one Jupyter Server or Enterprise Gateway: the
-``ServerClient`` (one request at a time), the status shown for it, the kernel specs it offers,
-and one poller task. A poll (``poll_once``) lists the server's kernels and sessions (or, on a
-gateway that forbids listing, asks for each kernel kernelmon started there by id) and hands
-what it saw, a ``Snapshot`` or None after a failure, to ``on_poll``. The poller waits a
-jittered ``interval()`` between polls, and backs off (doubling, up to 5 minutes) after failures
-in a row. Nothing here touches the kernel map: the ``Servers`` part (part.py) does.
+``ServerClient`` (one request at a time), the status shown for it, the kernel specs it offers.
+A poll (``poll_once``) lists the server's kernels and sessions (or, on a gateway that forbids
+listing, asks for each kernel kernelmon started there by id) and hands what it saw, a
+``Snapshot`` or None after a failure, to ``on_poll``. When it is polled is the servers' one
+``PollClock``'s (polling.py), which ``poll_soon`` asks. Nothing here touches the kernel map:
+the ``Servers`` part (part.py) does.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kernelmon.core.servers.client import ServerClient
-from kernelmon.core.servers.config import OnPoll, ServerConfig, Snapshot
+from kernelmon.core.servers.config import Applied, OnPoll, ServerConfig, Snapshot
 from kernelmon.core.servers.model import (
     KernelSpecs,
     Listing,
@@ -30,7 +29,6 @@ from kernelmon.core.servers.model import (
     replaced_at,
     session_paths,
 )
-from kernelmon.core.servers.polling import backoff, jittered
 from kernelmon.core.servers.status import ServerError, ServerStatus
 
 if TYPE_CHECKING:
@@ -42,14 +40,13 @@ T = TypeVar("T")
 
 
 class ServerWatch:
-    """One server's state and poller (see the module)."""
+    """One server's state and its poll (see the module)."""
 
     def __init__(
         self,
         config: ServerConfig,
         token: str | None,
         *,
-        interval: Callable[[], float],
         timeout: float,
         on_poll: OnPoll,
         client: ServerClient | None = None,
@@ -59,7 +56,6 @@ class ServerWatch:
             config.url, token, config.headers, config.verify_tls, timeout
         )
         config.url = self.client.url
-        self._interval = interval
         self.on_poll = on_poll
         self.version: str | None = None
         self.specs: dict[str, RemoteKernelSpec] | None = None
@@ -75,13 +71,19 @@ class ServerWatch:
         #: polls begun; kernels added to the map during poll n are not judged by it
         self.polls = 0
         self.last_poll: datetime | None = None
+        #: when the clock polls it next (``PollClock``), None while it is not on the clock
         self.next_poll: datetime | None = None
+        #: asks the clock for a poll now (``PollClock.soon``, set by the servers part)
+        self.ask_soon: Callable[[ServerWatch], None] | None = None
         #: kernel id -> the poll number when kernelmon added it (a start, a join)
         self.born: dict[str, int] = {}
         #: the map's rows of this server: kernel id -> what the server said of it when last
         #: applied (its model and notebook path), with the map's entry it was applied to
         #: (None: apply the next answer whatever it is)
         self.rows: dict[str, tuple[RemoteKernel, str | None, Entry] | None] = {}
+        #: the last poll applied whole, while every kernel it listed is a row of this server
+        #: as it said and the map's entries are as they were (``join.apply_snapshot``)
+        self.applied: Applied | None = None
         #: kernel id -> the poll number when kernelmon shut it down: a poll begun before
         #: then may still list it, and must not bring it back
         self.ended: dict[str, int] = {}
@@ -89,15 +91,12 @@ class ServerWatch:
         self.starting: set[str] = set()
         #: started ids the server did not have, since when (``kernel_starts.forget_never_seen``)
         self.unseen_since: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
         self._last_listings: tuple[object, object] | None = None
         #: the listings last read into a snapshot's kernels and paths, with them (a listing
         #: the client kept, the server having answered 304, is not read again)
         self._read: dict[str, tuple[Listing[Any], dict[str, Any]]] = {}
-        self._wake = asyncio.Event()
         #: set once the first poll is done (``Servers.settle``)
         self.polled = asyncio.Event()
-        self._closed = False
 
     @property
     def id(self) -> str:
@@ -106,10 +105,6 @@ class ServerWatch:
     @property
     def kind(self) -> str | None:
         return str(self.client.kind) if self.client.kind is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     # -- status -----------------------------------------------------------------------------
 
@@ -153,7 +148,7 @@ class ServerWatch:
             self.failures += 1
             self.set_status(error.kind, error.sentence)
             snapshot = None
-        except Exception as error:  # a bug must not stop the poller or the loop
+        except Exception as error:  # a bug must not stop the clock or the loop
             logger.exception("Polling %s failed", self.config.url)
             self.failures += 1
             self.set_status(ServerStatus.BAD_ANSWER, f"kernelmon failed reading it: {error}")
@@ -254,33 +249,19 @@ class ServerWatch:
         spec = (self.specs or {}).get(kernel_name)
         return spec.display_name if spec is not None else kernel_name
 
-    def start(self) -> None:
-        """Start the poller (inside the running loop); the first poll runs at once."""
-        if self._task is None and not self._closed:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+    def row_is_news(self, kernel_id: str) -> None:
+        """What the server says next of the kernel is applied, changed or not."""
+        self.rows[kernel_id] = None
+        self.applied = None
 
     def poll_soon(self) -> None:
-        """Poll now instead of at the next interval (after an action)."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while not self._closed:
-            self._wake.clear()
-            await self.poll_once()
-            interval = self._interval()
-            delay = jittered(backoff(interval, self.failures) if self.failures else interval)
-            self.next_poll = datetime.fromtimestamp(time.time() + delay, UTC)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+        """Poll now instead of at the next cycle (after an action)."""
+        if self.ask_soon is not None:
+            self.ask_soon(self)
 
     async def close(self) -> None:
-        """Stop the poller and close the client."""
-        self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Close the client (a poll under way ends with it)."""
+        self.ask_soon = None
         await self.client.close()
 
 
