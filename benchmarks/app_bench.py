@@ -808,13 +808,20 @@ class Runner:
             proc.kill()
             proc.wait()
 
-    def run(self, cmd: list[str], timeout: float, log: str) -> int:
+    def run(
+        self, cmd: list[str], timeout: float, log: str, *, timeout_raises: bool = False
+    ) -> tuple[int, int]:
+        """Run ``cmd`` (its output to ``log``) until it exits, or stop it after ``timeout``
+        (and raise ``TimeoutExpired`` if ``timeout_raises``); its exit status and how many
+        processes it left behind (killed)."""
         with open(log, "wb") as f:
             self.current = subprocess.Popen(cmd, env=self.env, stdout=f, stderr=subprocess.STDOUT)
             try:
                 self._watch(self.current, timeout)
             except subprocess.TimeoutExpired:
                 self.stop()
+                if timeout_raises:
+                    raise
             except BaseException:
                 self.stop()
                 raise
@@ -822,29 +829,13 @@ class Runner:
                 rc = self.current.wait()
                 self.current = None
                 left = self.kill_leftovers()
-                if left:
-                    print(f"  ! killed {left} process(es) left behind", file=sys.stderr)
-        return rc
+        return rc, left
 
     def launch(self) -> dict[str, Any]:
         out = os.path.join(self.tmp, "launch.out")
         t0 = time.time()
-        with open(out, "wb") as f:
-            self.current = subprocess.Popen(
-                [sys.executable, "-c", LAUNCH_CHILD, self.env["APP_BENCH_ROOT"]],
-                env=self.env,
-                stdout=f,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                self._watch(self.current, 60)
-            except BaseException:
-                self.stop()
-                raise
-            finally:
-                rc = self.current.wait()
-                self.current = None
-                left = self.kill_leftovers()
+        cmd = [sys.executable, "-c", LAUNCH_CHILD, self.env["APP_BENCH_ROOT"]]
+        rc, left = self.run(cmd, 60, out, timeout_raises=True)
         marks: dict[str, float] = {}
         with open(out, errors="replace") as f:
             text = f.read()
@@ -876,7 +867,9 @@ class Runner:
             trace = os.path.join(self.profile, f"{name}-{self.profiles}.txt")
             spy = [PY_SPY, "record", "--rate", "250", "--threads", "--format", "raw", "-o", trace]
             cmd = [*spy, "--", *cmd]
-        rc = self.run(cmd, 900, log)
+        rc, left = self.run(cmd, 900, log)
+        if left:
+            print(f"  ! killed {left} process(es) left behind", file=sys.stderr)
         try:
             with open(out) as f:
                 result: dict[str, Any] = json.load(f)

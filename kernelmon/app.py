@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import gc
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -20,8 +19,9 @@ from PySide6.QtWidgets import QApplication
 import qasync  # isort: skip
 
 from . import __version__, paths
+from .cli.logs import LOG_FORMAT, log_file_handler
 from .cli.ops import register_ops
-from .cli.parser import add_log_level
+from .cli.parser import add_log_level, folder_args
 from .core import KernelMap, Settings
 from .core.instance import (
     InstanceError,
@@ -32,13 +32,13 @@ from .core.instance import (
     RunningInstance,
     claim_instance,
 )
+from .desktop import IN_TRAY
 from .launch_errors import desktop_entry, tell
 from .settings_file import load_settings, save_settings
 from .ui.errors import ErrorReporter
 
 logger = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 #: How long a launch waits for a running kernelmon that is quitting to be gone.
 QUIT_WAIT = 30.0
 
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not show a system tray icon (closing the window then quits)",
     )
     parser.add_argument(
-        "--in-tray",
+        IN_TRAY,
         action="store_true",
         help="start with the window hidden in the system tray, where there is one (as the "
         "login autostart does)",
@@ -105,20 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str | None) -> logging.Handler | None:
-    """Log to a rotating file in the log folder (and warnings to stderr)."""
+    """Log to a rotating file in the log folder (else to stderr)."""
     level = level or "INFO"
     root = logging.getLogger()
     root.setLevel(level)
     handler: logging.Handler | None = None
     try:
-        paths.log_dir().mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(
-            paths.log_file(), maxBytes=1_000_000, backupCount=3, encoding="utf-8"
-        )
+        handler = log_file_handler()
     except OSError as e:
         print(f"kernelmon: cannot write the log file ({e}); logging to stderr", file=sys.stderr)
         handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(level)
     root.addHandler(handler)
     return handler
@@ -134,6 +131,7 @@ async def run_app(
     instance_problem: str | None = None,
 ) -> int:
     from .ui.collector import MainThreadCollector
+    from .ui.handover import stays_in_tray
     from .ui.main_window import MainWindow
     from .ui.notifier import Level
 
@@ -153,7 +151,7 @@ async def run_app(
             loop.add_signal_handler(sig, window.quit_without_asking, True)
         except (NotImplementedError, RuntimeError, ValueError):  # not on this platform
             pass
-    if not (args.in_tray and window.tray is not None):
+    if not stays_in_tray(window, args.in_tray):
         window.show()
     server: InstanceServer | None = None
     if instance is not None and instance.sock is not None:
@@ -195,7 +193,7 @@ def forwarded_argv(
     if args.no_tray:
         argv.append("--no-tray")
     if args.in_tray:
-        argv.append("--in-tray")
+        argv.append(IN_TRAY)
     return argv
 
 
@@ -218,7 +216,7 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
             code="quitting",
         )
     launcher = request.get("pid")
-    from .ui.handover import take_launch
+    from .ui.handover import stays_in_tray, take_launch
 
     applied, ignored = take_launch(
         window,
@@ -230,7 +228,7 @@ async def activate(window: Any, request: dict[str, Any]) -> dict[str, Any]:
         log_level=args.log_level,
         apply_log_level=apply_log_level,
     )
-    raised = not (args.in_tray and window.tray is not None)
+    raised = not stays_in_tray(window, args.in_tray)
     return {"pid": os.getpid(), "raised": raised, "applied": applied, "ignored": ignored}
 
 
@@ -304,15 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     instance: InstanceLock | None = None
     started = True
     try:
-        root_dir = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
-        if root_dir is not None and not os.path.isdir(root_dir):
-            tell(f"kernelmon: --root-dir {args.root_dir!r} is not a folder")
+        try:
+            root_dir, run_folders = folder_args(args)
+        except ValueError as e:
+            tell(f"kernelmon: {e}")
             return 2
-        run_folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
-        for given, folder in zip(args.runtime_dir, run_folders, strict=True):
-            if not os.path.isdir(folder):
-                tell(f"kernelmon: --runtime-dir {given!r} is not a folder")
-                return 2
         try:
             claimed = claim_instance()
             if isinstance(claimed, RunningInstance):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
+from .core.files import write_bytes_atomic, write_text_atomic
 from .paths import resources_dir
 
 ENTRY_NAME = "kernelmon.desktop"
@@ -79,17 +80,16 @@ def is_ours(path: Path) -> bool:
         return False
 
 
-def _write(path: Path, text: str | None, source: Path | None = None) -> None:
+def _write(path: Path, data: str | bytes) -> None:
+    """Write one of kernelmon's desktop files (readable by all, as such files are), as the
+    core writes its own: never half-written, never over a ``.desktop`` file it did not write."""
     if path.exists() and not is_ours(path) and path.suffix == ".desktop":
         raise DesktopError(f"{path} exists and kernelmon did not write it; it is left alone")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        if source is not None:
-            shutil.copyfile(source, tmp)
+        if isinstance(data, str):
+            write_text_atomic(path, data, mode=0o644)
         else:
-            tmp.write_text(text or "", encoding="utf-8")
-        os.replace(tmp, path)
+            write_bytes_atomic(path, data, mode=0o644)
     except OSError as e:
         raise DesktopError(f"cannot write {path}: {e.strerror or e}") from e
 
@@ -109,7 +109,11 @@ def _remove(path: Path) -> bool:
 
 def install_entry() -> list[Path]:
     """Put kernelmon in the user's applications menu (the entry and its icon); the files."""
-    _write(icon_file(), None, resources_dir() / ICON_NAME)
+    try:
+        icon = (resources_dir() / ICON_NAME).read_bytes()
+    except OSError as e:
+        raise DesktopError(f"cannot read kernelmon's icon: {e.strerror or e}") from e
+    _write(icon_file(), icon)
     _write(entry_file(), entry_text())
     return [entry_file(), icon_file()]
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
 
 EPILOG = (
     "While a kernelmon runs (the window or 'kernelmon serve'), the commands act through it, "
@@ -34,6 +39,27 @@ def add_log_level(parser: argparse.ArgumentParser) -> None:
         type=str.upper,
         help="how much to write to the log file (default: INFO)",
     )
+
+
+def folder_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """``--root-dir`` and ``--runtime-dir`` (of the window or ``serve``) made absolute;
+    ``ValueError`` naming one that is not a folder."""
+    root = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
+    if root is not None and not os.path.isdir(root):
+        raise ValueError(f"--root-dir {args.root_dir!r} is not a folder.")
+    folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
+    for given, folder in zip(args.runtime_dir, folders, strict=True):
+        if not os.path.isdir(folder):
+            raise ValueError(f"--runtime-dir {given!r} is not a folder.")
+    return root, folders
+
+
+def with_runtime_folders(settings: Settings, folders: Sequence[str]) -> Settings:
+    """``settings`` also watching the ``--runtime-dir`` folders given (for this run only)."""
+    extra = tuple(f for f in folders if f not in settings.runtime_folders)
+    if not extra:
+        return settings
+    return dataclasses.replace(settings, runtime_folders=settings.runtime_folders + extra)
 
 
 def add_command(

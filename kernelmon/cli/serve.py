@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
-import logging.handlers
 import os
 import signal
 import sys
@@ -29,11 +27,11 @@ from ..core.instance import (
     claim_instance,
 )
 from ..settings_file import load_settings
+from .logs import LOG_FORMAT, log_file_handler
 from .ops import OPS, register_ops
+from .parser import folder_args, with_runtime_folders
 
 logger = logging.getLogger(__name__)
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 def say(text: str) -> None:
@@ -47,34 +45,16 @@ def log_to_folder(level: str | None) -> list[logging.Handler]:
     root.setLevel(level or "INFO")
     handlers: list[logging.Handler] = []
     try:
-        paths.log_dir().mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                paths.log_file(), maxBytes=1_000_000, backupCount=3, encoding="utf-8"
-            )
-        )
+        handlers.append(log_file_handler())
     except OSError as e:
         say(f"cannot write the log file ({e}); logging to stderr only.")
     errors = logging.StreamHandler()
     errors.setLevel(logging.INFO if not handlers else logging.WARNING)
+    errors.setFormatter(logging.Formatter(LOG_FORMAT))
     handlers.append(errors)
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
     return handlers
-
-
-def folder_args(args: argparse.Namespace) -> tuple[str | None, list[str]]:
-    """``--root-dir`` and ``--runtime-dir`` made absolute; ``ValueError`` naming one that
-    is not a folder."""
-    root = os.path.abspath(os.path.expanduser(args.root_dir)) if args.root_dir else None
-    if root is not None and not os.path.isdir(root):
-        raise ValueError(f"--root-dir {args.root_dir!r} is not a folder.")
-    folders = [os.path.abspath(os.path.expanduser(f)) for f in args.runtime_dir]
-    for given, folder in zip(args.runtime_dir, folders, strict=True):
-        if not os.path.isdir(folder):
-            raise ValueError(f"--runtime-dir {given!r} is not a folder.")
-    return root, folders
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -98,11 +78,7 @@ def serve(args: argparse.Namespace) -> int:
         settings, problem = load_settings(paths.settings_file(), root)
         if problem:
             logger.warning("%s", problem)
-        if folders:
-            extra = tuple(f for f in folders if f not in settings.runtime_folders)
-            settings = dataclasses.replace(
-                settings, runtime_folders=settings.runtime_folders + extra
-            )
+        settings = with_runtime_folders(settings, folders)
         logger.info("kernelmon %s serving headless; root folder %s", __version__, root)
         return asyncio.run(Headless(KernelMap(settings), lock, args.leave_kernels).run())
     except InstanceError as e:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from ..core.instance import (
 )
 from ..settings_file import load_settings
 from .ops import OPS
+from .parser import with_runtime_folders
 
 if TYPE_CHECKING:
     from ..core.settings import Settings
@@ -99,11 +99,7 @@ class Remote:
 def command_settings(runtime_dirs: Sequence[str] = ()) -> Settings:
     """The user's settings, with the runtime folders a command was given added."""
     settings, _problem = load_settings(paths.settings_file())
-    if runtime_dirs:
-        extra = tuple(f for f in runtime_dirs if f not in settings.runtime_folders)
-        folders = settings.runtime_folders + extra
-        settings = dataclasses.replace(settings, runtime_folders=folders)
-    return settings
+    return with_runtime_folders(settings, runtime_dirs)
 
 
 async def _busy(request: dict[str, Any]) -> dict[str, Any]:

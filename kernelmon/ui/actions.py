@@ -111,35 +111,15 @@ ACTIONS = (
     ),
 )
 
+#: The actions on the selected kernels, in the order the Kernel menu and the table's
+#: context menu show them.
+ON_KERNELS = ("console", "restart", "interrupt", "shutdown", "cleanup")
 #: Where the actions appear; None is a separator.
-KERNEL_MENU = (
-    "start",
-    None,
-    "console",
-    "restart",
-    "interrupt",
-    "shutdown",
-    "cleanup",
-    None,
-    "shutdown_all",
-    None,
-    "copy_id",
-    "pause_culling",
-)
+KERNEL_MENU = ("start", None, *ON_KERNELS, None, "shutdown_all", None, "copy_id", "pause_culling")
 FILE_MENU = ("start", "settings", None, "desktop_entry", "autostart", None, "quit")
 HELP_MENU = ("docs", "diagnostics", None, "about")
 TOOLBAR = ("start", "console", "restart", "interrupt", "shutdown", "shutdown_all")
-CONTEXT_MENU = (
-    "console",
-    "restart",
-    "interrupt",
-    "shutdown",
-    "cleanup",
-    None,
-    "copy_id",
-    None,
-    "start",
-)
+CONTEXT_MENU = (*ON_KERNELS, None, "copy_id", None, "start")
 
 
 def make_actions(parent: QWidget, slots: dict[str, Callable[[], object]]) -> dict[str, QAction]:

@@ -12,7 +12,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QWidget
 
 from . import dialogs
-from .figures import kernel_label, plural
+from .figures import kernel_label, plural, with_more
 from .ownership import foreign_warning, is_foreign
 from .store import KernelStore
 
@@ -50,9 +50,7 @@ class Confirmations:
         labels = [self.label(k) for k in kernel_ids]
         if len(labels) == 1:
             return self.ask(key, f"{verb} kernel", f"{verb} {labels[0]}? {one}", verb)
-        named = "\n".join(labels[:NAMED_IN_CONFIRMATION])
-        if len(labels) > NAMED_IN_CONFIRMATION:
-            named += f"\n… and {len(labels) - NAMED_IN_CONFIRMATION} more"
+        named = "\n".join(with_more(labels[:NAMED_IN_CONFIRMATION], len(labels)))
         return self.ask(
             key, f"{verb} kernels", f"{verb} these {len(labels)} kernels? {many}\n\n{named}", verb
         )
@@ -75,9 +73,7 @@ class Confirmations:
 
     def ask_cleanup(self, files: list[str]) -> bool:
         """Before removing the connection files of kernels whose process is gone."""
-        named = "\n".join(f for f in files[:NAMED_IN_CONFIRMATION] if f)
-        if len(files) > NAMED_IN_CONFIRMATION:
-            named += f"\n… and {len(files) - NAMED_IN_CONFIRMATION} more"
+        named = "\n".join(f for f in with_more(files[:NAMED_IN_CONFIRMATION], len(files)) if f)
         if len(files) == 1:
             text = "No process runs for this kernel; remove its connection file?"
         else:
@@ -93,12 +89,14 @@ class Confirmations:
         foreign = [k for k in kernel_ids if is_foreign(models[k])]
         if not foreign:
             return True
-        lines = [
-            f"{self.label(k)}: {foreign_warning(models[k], doing)}"
-            for k in foreign[:NAMED_IN_CONFIRMATION]
-        ]
-        if len(foreign) > NAMED_IN_CONFIRMATION:
-            lines.append(f"… and {len(foreign) - NAMED_IN_CONFIRMATION} more.")
+        lines = with_more(
+            [
+                f"{self.label(k)}: {foreign_warning(models[k], doing)}"
+                for k in foreign[:NAMED_IN_CONFIRMATION]
+            ],
+            len(foreign),
+            end=".",
+        )
         if len(foreign) == 1:
             title = f"{verb} another application's kernel"
             question = f"{verb} {self.label(foreign[0])} anyway?"

@@ -154,6 +154,8 @@ class ConsoleWindow(QWidget):
         self.status = QLabel("Connecting…")
         #: Start-up noise folded away (``is_startup_noise``), shown by ``noise_button``.
         self.noise: list[str] = []
+        #: Newlines in ``noise``, counted as it comes (not recounted at every piece).
+        self._noise_lines = 0
         self._refusals: tuple[str | None, str | None] = (None, None)
         self.noise_button = QPushButton()
         self.noise_button.setObjectName("noise")
@@ -226,7 +228,7 @@ class ConsoleWindow(QWidget):
                 button.setToolTip(f"Cannot {button.text().lower()}: {why}")
 
     def _update_noise(self, *_: object) -> None:
-        lines = "".join(self.noise).count("\n")
+        lines = self._noise_lines
         what = f"{lines} line{'s' if lines != 1 else ''} of start-up output"
         shown = self.noise_button.isChecked()
         self.noise_view.setVisible(shown)
@@ -337,6 +339,7 @@ class ConsoleWindow(QWidget):
         text = message_text(msg)
         if text and is_startup_noise(msg):
             self.noise.append(text)
+            self._noise_lines += text.count("\n")
             self.noise_view.appendPlainText(text.rstrip("\n"))
             self._update_noise()
         elif text:

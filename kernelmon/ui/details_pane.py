@@ -26,6 +26,7 @@ from .figures import (
     origin_tooltip,
     owner_text,
     spec_text,
+    with_more,
 )
 from .plot import TimePlot, binary_top, nice_top
 from .sparkline import CPU_COLOUR, MEMORY_COLOUR
@@ -278,8 +279,7 @@ def process_tree_text(members: Sequence[Any], limit: int = 12) -> str:
             walk(child, depth + 1)
 
     walk(members[0], 0)
-    more = len(members) - len(lines)
-    return "\n".join(lines) + (f"\n… and {more} more" if more > 0 else "")
+    return "\n".join(with_more(lines, len(members)))
 
 
 def cpu_top(value: float) -> float:

@@ -41,27 +41,33 @@ def format_bytes(n: int | float | None) -> str:
     return f"{value:.2f} {_UNITS[unit]}"
 
 
+def _figure(value: float | None, unit: str) -> str:
+    """``value`` with one decimal below 10 and none from there, then ``unit``; "" for None."""
+    if value is None:
+        return ""
+    return f"{value:.{1 if value < 10 else 0}f}{unit}"
+
+
 def format_cpu(percent: float | None) -> str:
     """``0.4 %``, ``37 %``, ``212 %`` (100 % is one core busy); "" for None."""
-    if percent is None:
-        return ""
-    if percent < 10:
-        return f"{percent:.1f} %"
-    return f"{percent:.0f} %"
+    return _figure(percent, " %")
 
 
 def format_rate(per_second: float | None) -> str:
     """Messages a second: ``0.5/s``, ``120/s``; "" for None."""
-    if per_second is None:
-        return ""
-    if per_second < 10:
-        return f"{per_second:.1f}/s"
-    return f"{per_second:.0f}/s"
+    return _figure(per_second, "/s")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 kernel``, ``2 kernels``, ``0 kernels`` (``words``: an irregular plural)."""
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
+
+
+def with_more(shown: list[str], total: int, end: str = "") -> list[str]:
+    """``shown`` (the first lines of a list of ``total`` things) and, when some were left out,
+    a last line ``… and N more`` (then ``end``)."""
+    more = total - len(shown)
+    return [*shown, f"… and {more} more{end}"] if more > 0 else shown
 
 
 def _last_part(path: Any) -> str:

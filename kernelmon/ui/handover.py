@@ -16,6 +16,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def stays_in_tray(window: MainWindow, in_tray: bool) -> bool:
+    """Whether a launch with ``--in-tray`` (``in_tray``) leaves the window out of sight, in
+    the tray: only while the tray icon shows (without it the window would be out of reach).
+    Otherwise the window is shown (at start) or raised (when another launch is handed
+    over)."""
+    return in_tray and window.tray is not None
+
+
 def take_launch(
     window: MainWindow,
     *,
@@ -50,7 +58,7 @@ def take_launch(
         applied.append(f"--log-level {log_level}")
     if no_tray and window.tray is not None:
         ignored.append("--no-tray (the tray icon stays until kernelmon is restarted)")
-    if in_tray and window.tray is not None:
+    if stays_in_tray(window, in_tray):
         applied.append("--in-tray (the window stays as it is)")
     else:
         window.raise_window()

@@ -29,8 +29,7 @@ from PySide6.QtWidgets import (
 
 from ..core import KernelMap
 from ..core.records import parse_isoformat
-from ..core.servers import TokenStoreError, keyring_problem
-from ..core.threads import run_in_thread
+from ..core.servers import keyring_problem
 from . import dialogs
 from .console import Spawn
 from .server_dialog import KIND_NAMES, AddServerDialog, ServerInput
@@ -346,14 +345,8 @@ class ServersPanel(QWidget):
 
     async def add_server(self, values: ServerInput) -> None:
         """What the dialog's Save does once ``consent_to_token_file`` was asked:
-        ``KernelMap.add_server`` (tests, keeps the token, starts polling)."""
-        if values.token and not self._map.settings.server_token_file:
-            problem = await run_in_thread(keyring_problem)
-            if problem is not None:
-                raise TokenStoreError(
-                    "The token was not kept: no keyring here, and the token file was not "
-                    "allowed. Add the server without a token, or allow the file."
-                )
+        ``KernelMap.add_server`` (tests, keeps the token, starts polling; without a keyring
+        and without the token file allowed, the core refuses the token, keeping nothing)."""
         try:
             await self._map.add_server(
                 values.url,

@@ -7,11 +7,15 @@ tasks the UI starts and Qt's own events are processed together, as in the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from PySide6.QtWidgets import QApplication
@@ -20,7 +24,13 @@ import qasync  # isort: skip  (PySide6 first)
 
 from kernelmon.core import KernelMap, Settings
 from kernelmon.ui import dialogs
-from tests.waiting import wait_until  # noqa: F401  (the tests of this package import it from here)
+from tests.waiting import wait_until  # the tests of this package import it from here too
+
+if TYPE_CHECKING:
+    from kernelmon.ui.console import ConsoleWindow
+    from kernelmon.ui.kernel_table import Column
+    from kernelmon.ui.main_window import MainWindow
+    from kernelmon.ui.tray import KernelTray
 
 T = TypeVar("T")
 
@@ -62,13 +72,39 @@ def ui_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
-    km = KernelMap(Settings(root_dir=str(ui_root), kernel_info_timeout=30))
+@contextlib.contextmanager
+def closed_after(qloop: QtLoop, km: KernelMap) -> Iterator[KernelMap]:
+    """``km``, closed (its kernels shut down) on the loop after the block."""
     try:
         yield km
     finally:
         qloop.run(km.close())
+
+
+@pytest.fixture(scope="module")
+def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
+    with closed_after(
+        qloop, KernelMap(Settings(root_dir=str(ui_root), kernel_info_timeout=30))
+    ) as km:
+        yield km
+
+
+@contextlib.contextmanager
+def another_window(
+    kernel_map: KernelMap, settings_path: Path | str, **options: Any
+) -> Iterator[MainWindow]:
+    """A second ``MainWindow`` on ``kernel_map`` (a relaunch, or a look at what a window
+    saved; no tray unless ``use_tray``), closed after the block: bridge, window, object."""
+    from kernelmon.ui.main_window import MainWindow
+
+    options.setdefault("use_tray", False)
+    other = MainWindow(kernel_map, settings_path=settings_path, **options)
+    try:
+        yield other
+    finally:
+        other.bridge.close()
+        other.hide()
+        other.deleteLater()
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +198,66 @@ def pid_alive(pid: int | None) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def state_of(window: MainWindow, kid: str) -> str:
+    """The kernel's execution state in the window's table ("None" while it has no row)."""
+    return str((window.table_model.kernel_model(kid) or {}).get("execution_state"))
+
+
+def cell(window: MainWindow, kid: str, column: Column, role: int = 0) -> Any:
+    """What the table shows in the kernel's row, in ``column`` (``role``: display)."""
+    model = window.table_model
+    return model.index(model.row_of(kid), column).data(role)
+
+
+def open_console(window: MainWindow, kid: str) -> ConsoleWindow:
+    """The console on ``kid``, opened (or raised) as the user does: select, then Console."""
+    window.select_kernel(kid)
+    window.actions_by_name["console"].trigger()
+    return window.consoles.consoles[kid]
+
+
+async def connected_console(window: MainWindow, kid: str) -> ConsoleWindow:
+    """``open_console``, once it is connected (its input enabled)."""
+    console = open_console(window, kid)
+    await wait_until(lambda: console.input.isEnabled())
+    return console
+
+
+@contextlib.contextmanager
+def window_tray(window: MainWindow) -> Iterator[KernelTray]:
+    """A tray icon on ``window`` (offscreen has no tray, so the window made none), the
+    window's as when a tray is available, until the block ends."""
+    tray = window.create_tray()
+    window.tray = tray
+    try:
+        yield tray
+    finally:
+        window.tray = None
+        tray.deleteLater()
+
+
+def edit_field(panel: Any, name: str, text: str) -> None:
+    """Type ``text`` into a settings panel's field and leave it (as Enter or Tab does)."""
+    from kernelmon.ui.unit_field import NumberField
+
+    field = panel.edits[name]
+    if isinstance(field, NumberField):
+        field.set_value(float(text))
+    else:
+        field.setText(text)
+    field.editingFinished.emit()
+
+
+def run_kernelmon(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m kernelmon ARGS`` offscreen, with ``env`` added to this environment and
+    no terminal input; what it printed and its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "kernelmon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen", **env},
+        stdin=subprocess.DEVNULL,
+    )

@@ -21,7 +21,7 @@ from kernelmon.settings_file import load_settings
 from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
 
-from .conftest import pid_alive, wait_until
+from .conftest import pid_alive, run_kernelmon, wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -34,18 +34,8 @@ def own_folders(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
 
 
-def run_module(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kernelmon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
-    )
-
-
 def test_help_describes_the_options() -> None:
-    result = run_module("--help")
+    result = run_kernelmon("--help")
     assert result.returncode == 0, result.stderr
     for option in ("--root-dir", "--runtime-dir", "--log-level", "--no-tray", "--version"):
         assert option in result.stdout
@@ -53,19 +43,27 @@ def test_help_describes_the_options() -> None:
 
 
 def test_version() -> None:
-    result = run_module("--version")
+    result = run_kernelmon("--version")
     assert result.returncode == 0
     assert __version__ in result.stdout
 
 
 def test_bad_root_dir_is_refused(tmp_path: Path) -> None:
-    result = run_module("--root-dir", str(tmp_path / "missing"))
+    result = run_kernelmon(
+        "--root-dir", str(tmp_path / "missing"), KERNELMON_LOG_DIR=str(tmp_path / "log")
+    )
     assert result.returncode == 2
     assert "not a folder" in result.stderr
 
 
 def test_bad_runtime_dir_is_refused(tmp_path: Path) -> None:
-    result = run_module("--runtime-dir", str(tmp_path), "--runtime-dir", str(tmp_path / "no"))
+    result = run_kernelmon(
+        "--runtime-dir",
+        str(tmp_path),
+        "--runtime-dir",
+        str(tmp_path / "no"),
+        KERNELMON_LOG_DIR=str(tmp_path / "log"),
+    )
     assert result.returncode == 2
     assert "--runtime-dir" in result.stderr
     assert "not a folder" in result.stderr

@@ -18,7 +18,7 @@ from kernelmon.ui.console import (
 )
 from kernelmon.ui.main_window import MainWindow
 
-from .conftest import QtLoop, wait_until
+from .conftest import QtLoop, connected_console, open_console, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,6 @@ def kid(qloop: QtLoop, window: MainWindow) -> str:
         return str(await window.commands.request_start("python3"))
 
     return qloop.run(start())
-
-
-def open_console(window: MainWindow, kid: str) -> ConsoleWindow:
-    window.select_kernel(kid)
-    window.actions_by_name["console"].trigger()
-    return window.consoles.consoles[kid]
 
 
 def test_pure_message_rendering() -> None:
@@ -51,8 +45,7 @@ def test_console_runs_code_and_shows_output_and_errors(
     qloop: QtLoop, window: MainWindow, kernel_map: KernelMap, kid: str
 ) -> None:
     async def go() -> ConsoleWindow:
-        console = open_console(window, kid)
-        await wait_until(lambda: console.input.isEnabled())
+        console = await connected_console(window, kid)
         assert kernel_map.kernel_model(kid)["connections"] == 1
         console.input.setText("print('hello'); 40 + 2")
         console.input.returnPressed.emit()
@@ -84,8 +77,7 @@ def test_reopened_console_replays_what_it_missed(
     key = window.consoles.session_key(kid)
 
     async def go() -> ConsoleWindow:
-        console = open_console(window, kid)
-        await wait_until(lambda: console.input.isEnabled())
+        console = await connected_console(window, kid)
         assert console.connection is not None
         assert console.connection.session_key == key
         # code that keeps talking after the console is closed
@@ -169,8 +161,7 @@ def test_console_flooded_by_a_kernel_keeps_the_last_lines(
     told: list[int] = []  # losses told to the console (each writes a note where it happened)
 
     async def go() -> ConsoleWindow:
-        console = open_console(window, kid)
-        await wait_until(lambda: console.input.isEnabled())
+        console = await connected_console(window, kid)
         console.scrollback = 500
         connection = console.connection
         assert connection is not None

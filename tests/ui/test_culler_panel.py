@@ -10,7 +10,8 @@ import pytest
 
 from kernelmon.core import Settings
 from kernelmon.ui.culler_panel import CullerPanel
-from kernelmon.ui.unit_field import NumberField
+
+from .conftest import edit_field
 
 
 @pytest.fixture
@@ -20,15 +21,6 @@ def panel(qtbot: Any, tmp_path: Path) -> tuple[CullerPanel, list[Settings]]:
     emitted: list[Settings] = []
     widget.settings_changed.connect(emitted.append)
     return widget, emitted
-
-
-def edit(panel: CullerPanel, name: str, text: str) -> None:
-    field = panel.edits[name]
-    if isinstance(field, NumberField):
-        field.set_value(float(text))
-    else:
-        field.setText(text)
-    field.editingFinished.emit()
 
 
 @pytest.mark.parametrize(
@@ -45,7 +37,7 @@ def edit(panel: CullerPanel, name: str, text: str) -> None:
 def test_out_of_range_values_refused_with_the_range(panel, name, text):
     widget, emitted = panel
     before = widget.edits[name].text()
-    edit(widget, name, text)
+    edit_field(widget, name, text)
     assert emitted == []
     assert widget.error_label.isVisibleTo(widget)
     assert "at most" in widget.error_label.text() or " to " in widget.error_label.text()
@@ -57,8 +49,8 @@ def test_interval_tooltip_and_bounds(panel):
     tip = widget.edits["cull_interval"].toolTip()
     assert "0.1 s" in tip
     assert "604800 s" in tip
-    edit(widget, "cull_interval", "0.1")
-    edit(widget, "cull_interval", "604800")
+    edit_field(widget, "cull_interval", "0.1")
+    edit_field(widget, "cull_interval", "604800")
     assert [s.cull_interval for s in emitted] == [0.1, 604800]
     assert not widget.error_label.isVisibleTo(widget)
 
@@ -69,12 +61,12 @@ def test_untracked_message_types_edited_as_text(panel):
     widget, emitted = panel
     field = widget.edits["untracked_message_types"]
     assert field.text() == ", ".join(UNTRACKED_MESSAGE_TYPES)
-    edit(widget, "untracked_message_types", "kernel_info_request, usage_request status")
+    edit_field(widget, "untracked_message_types", "kernel_info_request, usage_request status")
     assert emitted[-1].untracked_message_types == (
         "kernel_info_request",
         "usage_request",
         "status",
     )
-    edit(widget, "untracked_message_types", "kernel_info_request, no/such")
+    edit_field(widget, "untracked_message_types", "kernel_info_request, no/such")
     assert len(emitted) == 1
     assert "message type" in widget.error_label.text()

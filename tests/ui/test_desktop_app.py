@@ -5,7 +5,6 @@ folders)."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ import pytest
 
 from kernelmon import app
 from kernelmon.ui import dialogs
+
+from .conftest import run_kernelmon
 
 
 class Terminal(io.StringIO):
@@ -51,32 +52,24 @@ def test_a_launch_error_is_shown_in_a_dialog_when_no_terminal_shows_it(
         assert "is not a folder" in shown[0]
 
 
-def run_kernelmon(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "QT_QPA_PLATFORM": "offscreen",
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "KERNELMON_LOG_DIR": str(tmp_path / "log"),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "kernelmon", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        stdin=subprocess.DEVNULL,
+def run_in(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kernelmon ARGS`` with its XDG and log folders under ``tmp_path``."""
+    return run_kernelmon(
+        *args,
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        KERNELMON_LOG_DIR=str(tmp_path / "log"),
     )
 
 
 def test_desktop_entry_installed_and_removed_from_the_command_line(tmp_path: Path) -> None:
-    help_text = run_kernelmon(tmp_path, "--help").stdout
+    help_text = run_in(tmp_path, "--help").stdout
     for option in ("--install-desktop-entry", "--uninstall-desktop-entry", "--in-tray"):
         assert option in help_text
     entry = tmp_path / "data" / "applications" / "kernelmon.desktop"
     icon = tmp_path / "data" / "icons" / "hicolor" / "scalable" / "apps" / "kernelmon.svg"
     autostart = tmp_path / "config" / "autostart" / "kernelmon.desktop"
-    result = run_kernelmon(tmp_path, "--install-desktop-entry")
+    result = run_in(tmp_path, "--install-desktop-entry")
     assert result.returncode == 0, result.stderr
     assert str(entry) in result.stdout
     assert entry.is_file()
@@ -91,13 +84,13 @@ def test_desktop_entry_installed_and_removed_from_the_command_line(tmp_path: Pat
     from kernelmon import desktop
 
     autostart.write_text(desktop.entry_text(autostart=True))
-    result = run_kernelmon(tmp_path, "--uninstall-desktop-entry")
+    result = run_in(tmp_path, "--uninstall-desktop-entry")
     assert result.returncode == 0, result.stderr
     assert not entry.exists()
     assert not icon.exists()
     assert not autostart.exists()
     assert other.exists(), "only kernelmon's own files"
-    result = run_kernelmon(tmp_path, "--uninstall-desktop-entry")
+    result = run_in(tmp_path, "--uninstall-desktop-entry")
     assert result.returncode == 0
     assert "Nothing to remove" in result.stdout
 
@@ -107,7 +100,7 @@ def test_a_desktop_entry_kernelmon_did_not_write_is_not_replaced(tmp_path: Path)
     entry.parent.mkdir(parents=True)
     entry.write_text("[Desktop Entry]\nExec=/opt/kernelmon/run\n")
     for option in ("--install-desktop-entry", "--uninstall-desktop-entry"):
-        result = run_kernelmon(tmp_path, option)
+        result = run_in(tmp_path, option)
         assert result.returncode == 1
         assert "kernelmon did not write it" in result.stderr or "not written by" in result.stderr
         assert "Traceback" not in result.stderr

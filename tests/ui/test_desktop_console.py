@@ -17,11 +17,13 @@ from kernelmon.ui.main_window import MainWindow
 from tests.discovery.conftest import Launched, launch, own_processes  # noqa: F401  (fixtures)
 
 from . import test_other_kernels as other
-from .conftest import QtLoop, wait_until
+from .conftest import QtLoop, connected_console, wait_until
 
-# one kernel a launcher process started, watched by the module's map (test_other_kernels')
+# one kernel a launcher process started, watched by the module's map, and one of kernelmon's
+# own (test_other_kernels')
 launched = other.launched
 kernel_map = other.kernel_map
+kids = other.kids
 
 #: What debugpy writes to stderr when a kernel starts under Python 3.11+ (ipykernel forwards
 #: it on IOPub as a stream message that answers no request); as received by the console.
@@ -35,30 +37,6 @@ FROZEN = {
         ),
     },
 }
-
-
-@pytest.fixture(scope="module")
-def kids(qloop: QtLoop, window: MainWindow, launched: Launched) -> dict[str, str]:
-    external = launched.kernel()["id"]
-
-    async def go() -> dict[str, str]:
-        owned = str(await window.commands.request_start("python3"))
-        await window.commands.start_monitoring()
-        await wait_until(lambda: window.store.get(external) is not None)
-        return {"owned": owned, "external": external}
-
-    return qloop.run(go())
-
-
-def open_console(qloop: QtLoop, window: MainWindow, kid: str) -> Any:
-    async def go() -> Any:
-        window.select_kernel(kid)
-        window.actions_by_name["console"].trigger()
-        console = window.consoles.consoles[kid]
-        await wait_until(lambda: console.input.isEnabled())
-        return console
-
-    return qloop.run(go())
 
 
 def press(
@@ -117,7 +95,7 @@ def test_console_buttons_shortcuts_and_closing_keys(
     qloop: QtLoop, window: MainWindow, kids: dict[str, str], no_dialogs: dict[str, list[Any]]
 ) -> None:
     kid = kids["owned"]
-    console = open_console(qloop, window, kid)
+    console = qloop.run(connected_console(window, kid))
     assert console.interrupt_button.isEnabled()
     assert console.restart_button.isEnabled()
     assert "Ctrl+I" in console.interrupt_button.toolTip()

@@ -309,6 +309,7 @@ def test_menu_entry_and_autostart_are_installed_and_removed(window: MainWindow, 
     assert applications.is_file()
     assert icon.is_file()
     assert "Exec=" in applications.read_text()
+    assert applications.stat().st_mode & 0o777 == 0o644, "readable, as desktop files are"
     assert desktop.MARK in applications.read_text()
     autostart.trigger()
     login = xdg / "config" / "autostart" / "kernelmon.desktop"
@@ -347,8 +348,22 @@ def test_a_desktop_file_kernelmon_did_not_write_is_left_alone(
     assert login.exists()
 
 
+def test_a_failed_install_leaves_no_half_written_file(xdg: Path) -> None:
+    """Desktop files are written as the core writes its own (a temporary file renamed over
+    the old one): a write that fails leaves the old file and no temporary one behind."""
+    from kernelmon import desktop
+
+    icon = desktop.icon_file()
+    icon.mkdir(parents=True)  # the icon's place is taken: the rename fails
+    with pytest.raises(desktop.DesktopError, match="cannot write"):
+        desktop.install_entry()
+    assert icon.is_dir()
+    assert [p.name for p in icon.parent.iterdir()] == [icon.name]
+    assert not desktop.entry_file().exists(), "the install stopped at the first failure"
+
+
 def test_a_launch_in_the_tray_leaves_a_window_in_the_tray_alone(
-    window: MainWindow, monkeypatch: pytest.MonkeyPatch
+    window: MainWindow, qloop: QtLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The login autostart (``--in-tray``) while kernelmon already runs: the running one keeps
     its window where it is when its tray icon shows (offscreen has no tray: a stand-in)."""
@@ -364,6 +379,13 @@ def test_a_launch_in_the_tray_leaves_a_window_in_the_tray_alone(
         assert not window.isVisible()
         assert applied == ["--in-tray (the window stays as it is)"]
         take_launch(window)  # any other launch raises it
+        assert window.isVisible()
+        window.hide()
+        # the launch is told what its options did (the op answers what take_launch did)
+        reply = qloop.run(app.activate(window, {"argv": ["--in-tray"]}))
+        assert reply["raised"] is False
+        assert not window.isVisible()
+        assert qloop.run(app.activate(window, {"argv": []}))["raised"] is True
         assert window.isVisible()
     finally:
         window.show()

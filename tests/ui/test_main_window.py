@@ -17,7 +17,7 @@ from kernelmon.settings_file import load_settings
 from kernelmon.ui.kernel_table import Column
 from kernelmon.ui.main_window import MainWindow
 
-from .conftest import LoopLagMeter, QtLoop, pid_alive, wait_until
+from .conftest import LoopLagMeter, QtLoop, another_window, pid_alive, state_of, wait_until
 
 
 def start_via_dialog(window: MainWindow, folder: str = "") -> Any:
@@ -46,10 +46,6 @@ def kid(qloop: QtLoop, window: MainWindow, kernel_map: KernelMap) -> str:
         return kid
 
     return qloop.run(go())
-
-
-def state_of(window: MainWindow, kid: str) -> str:
-    return str(window.table_model.kernel_model(kid)["execution_state"])
 
 
 def test_start_dialog_adds_a_row_that_reaches_idle(
@@ -243,19 +239,13 @@ def test_culler_panel_applies_saves_and_survives_a_relaunch(
         500,
         True,
     )
-    relaunched_map = KernelMap(saved)
-    relaunched = MainWindow(
-        relaunched_map,
-        use_tray=False,
-        settings_path=window.settings.settings_path,
+    with another_window(
+        KernelMap(saved),
+        window.settings.settings_path,
         window_state_path=Path(window.settings.settings_path).with_name("other.ini"),
-    )
-    try:
+    ) as relaunched:
         assert relaunched.culler_panel.edits["cull_idle_timeout"].text() == "10 min"
         assert relaunched.culler_panel.checks["cull_busy"].isChecked()
-    finally:
-        relaunched.bridge.close()
-        relaunched.deleteLater()
 
     # back to no culling so later tests are not disturbed
     async def reset() -> None:
@@ -373,18 +363,11 @@ def test_window_layout_is_remembered(
         "splitter",
         "table_header",
     }
-    other = MainWindow(
-        kernel_map,
-        use_tray=False,
-        settings_path=tmp_path / "settings.json",
-        window_state_path=window.window_state.fileName(),
-    )
-    try:
+    with another_window(
+        kernel_map, tmp_path / "settings.json", window_state_path=window.window_state.fileName()
+    ) as other:
         assert other.table.columnWidth(Column.MEMORY) == 333
         assert (other.size().width(), other.size().height()) == (700, 450)
-    finally:
-        other.bridge.close()
-        other.deleteLater()
 
 
 def test_a_failed_start_is_shown_in_words(

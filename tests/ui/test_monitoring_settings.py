@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,7 +17,7 @@ from kernelmon.ui import dialogs
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import tooltip_text
 
-from .conftest import QtLoop
+from .conftest import QtLoop, another_window, edit_field
 
 MIB = 1024 * 1024
 
@@ -34,18 +33,13 @@ def restore_settings(qloop: QtLoop, window: MainWindow) -> Iterator[None]:
     qloop.run(reset())
 
 
-def edit(panel: Any, name: str, text: str) -> None:
-    panel.edits[name].set_value(float(text))
-    panel.edits[name].editingFinished.emit()
-
-
 def test_the_panel_refuses_bad_values_with_a_sentence(
     window: MainWindow, kernel_map: KernelMap, restore_settings: None
 ) -> None:
     panel = window.monitoring_panel
     before = kernel_map.settings
     for name, text, why in (("sample_interval", "0", "more than 0 s"),):
-        edit(panel, name, text)
+        edit_field(panel, name, text)
         assert panel.error_label.isVisibleTo(panel), name
         assert why in panel.error_label.text(), (name, panel.error_label.text())
         assert "previous value is kept" in panel.error_label.text()
@@ -98,10 +92,10 @@ def test_settings_are_applied_saved_and_shown_after_a_relaunch(
     panel = window.monitoring_panel
 
     async def go() -> None:
-        edit(panel, "sample_interval", "0.5")
-        edit(panel, "memory_warn_kernel_mb", "512")
-        edit(panel, "memory_warn_total_mb", "2048")
-        edit(panel, "notify_job_seconds", "30")
+        edit_field(panel, "sample_interval", "0.5")
+        edit_field(panel, "memory_warn_kernel_mb", "512")
+        edit_field(panel, "memory_warn_total_mb", "2048")
+        edit_field(panel, "notify_job_seconds", "30")
         panel.checks["discover_kernels"].setChecked(False)
         window.culler_panel.checks["cull_orphans"].setChecked(True)
 
@@ -114,21 +108,16 @@ def test_settings_are_applied_saved_and_shown_after_a_relaunch(
     saved, message = load_settings(window.settings.settings_path)
     assert message is None
     assert saved == window.settings.user
-    relaunched = MainWindow(
+    with another_window(
         KernelMap(saved),
-        use_tray=False,
-        settings_path=window.settings.settings_path,
+        window.settings.settings_path,
         window_state_path=Path(window.settings.settings_path).with_name("relaunch.ini"),
-    )
-    try:
+    ) as relaunched:
         other = relaunched.monitoring_panel
         assert other.edits["memory_warn_kernel_mb"].text() == "512 MiB"
         assert other.edits["sample_interval"].text() == "0.5 s"
         assert not other.checks["discover_kernels"].isChecked()
         assert relaunched.culler_panel.checks["cull_orphans"].isChecked()
-    finally:
-        relaunched.bridge.close()
-        relaunched.deleteLater()
 
 
 def test_folders_given_for_one_run_are_watched_but_not_saved(
@@ -140,15 +129,13 @@ def test_folders_given_for_one_run_are_watched_but_not_saved(
     run_folder.mkdir()
     settings = dataclasses.replace(window.settings.user, runtime_folders=(str(saved_folder),))
     km = KernelMap(settings)
-    other = MainWindow(
+    with another_window(
         km,
-        use_tray=False,
-        settings_path=tmp_path / "settings.json",
+        tmp_path / "settings.json",
         window_state_path=tmp_path / "window.ini",
         user_settings=settings,
         run_folders=[str(run_folder)],
-    )
-    try:
+    ) as other:
         assert "For this run only" in other.monitoring_panel.run_folders_label.text()
 
         async def go() -> None:
@@ -158,9 +145,6 @@ def test_folders_given_for_one_run_are_watched_but_not_saved(
         assert km.settings.runtime_folders == (str(saved_folder), str(run_folder))
         assert load_settings(tmp_path / "settings.json")[0].runtime_folders == (str(saved_folder),)
         assert other.monitoring_panel.folders == [str(saved_folder)]
-    finally:
-        other.bridge.close()
-        other.deleteLater()
 
 
 def test_memory_and_job_notices_without_a_tray_go_to_the_status_bar(

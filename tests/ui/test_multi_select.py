@@ -15,7 +15,7 @@ from kernelmon.ui.kernel_table import Column, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
 from kernelmon.ui.main_window import MainWindow
 
-from .conftest import QtLoop, pid_alive, wait_until
+from .conftest import QtLoop, pid_alive, state_of, wait_until
 from .test_kernel_table import model_for
 
 
@@ -30,10 +30,6 @@ def kids(qloop: QtLoop, window: MainWindow) -> list[str]:
         return ids
 
     return qloop.run(go())
-
-
-def state_of(window: MainWindow, kid: str) -> str:
-    return str(window.table_model.kernel_model(kid)["execution_state"])
 
 
 def select_both(window: MainWindow, kids: list[str]) -> None:
@@ -205,3 +201,30 @@ def test_shutdown_asks_once_then_removes_both(
     assert window.table.selected_kernel_ids() == []
     for name in ("restart", "interrupt", "shutdown", "console", "copy_id"):
         assert not window.actions_by_name[name].isEnabled(), name
+
+
+def test_confirmations_name_ten_kernels_and_count_the_rest(
+    qapp: Any, no_dialogs: Any, tmp_path: Any
+) -> None:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QWidget
+
+    from kernelmon.ui.confirmations import Confirmations
+    from kernelmon.ui.store import KernelStore
+
+    store = KernelStore()
+    ids = [f"k{i:02d}" for i in range(12)]
+    for kid in ids:
+        store.put(kid, model_for(kid, origin="external", connection_file=f"/run/{kid}.json"))
+    parent = QWidget()
+    ask = Confirmations(
+        parent, QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat), store
+    )
+    assert ask.ask_kernels("restart", "Restart", ids, "one", "many")
+    assert ask.ask_cleanup([f"/run/{kid}.json" for kid in ids])
+    assert ask.ask_foreign("Restart", "restarting it", ids)
+    texts = [text for _, text in no_dialogs["confirm"]]
+    for text, last in zip(texts, ["… and 2 more", "… and 2 more", "… and 2 more."], strict=True):
+        assert ids[9] in text
+        assert ids[10] not in text
+        assert last in text.splitlines()

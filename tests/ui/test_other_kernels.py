@@ -4,7 +4,6 @@ connection file; resource figures, plots and the details pane from real samples.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -21,7 +20,7 @@ from kernelmon.ui.kernel_table import Column
 from kernelmon.ui.main_window import MainWindow
 from tests.discovery.conftest import Launched, launch, own_processes  # noqa: F401  (a fixture)
 
-from .conftest import QtLoop, pid_alive, wait_until
+from .conftest import QtLoop, another_window, cell, closed_after, pid_alive, state_of, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +33,8 @@ def launched(launch: Any) -> Launched:  # noqa: F811
 def kernel_map(qloop: QtLoop, ui_root: Path, launched: Launched) -> Iterator[KernelMap]:
     """Watching only the launcher's runtime folder, sampling quickly."""
     settings = Settings(root_dir=str(ui_root), kernel_info_timeout=30, sample_interval=0.3)
-    km = KernelMap(settings, runtime_dirs=[str(launched.runtime)])
-    try:
+    with closed_after(qloop, KernelMap(settings, runtime_dirs=[str(launched.runtime)])) as km:
         yield km
-    finally:
-        qloop.run(km.close())
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +51,6 @@ def kids(qloop: QtLoop, window: MainWindow, launched: Launched) -> dict[str, str
         return {"owned": owned, "external": external}
 
     return qloop.run(go())
-
-
-def state_of(window: MainWindow, kid: str) -> str:
-    return str((window.table_model.kernel_model(kid) or {}).get("execution_state"))
-
-
-def cell(window: MainWindow, kid: str, column: Column, role: int = 0) -> Any:
-    model = window.table_model
-    return model.index(model.row_of(kid), column).data(role)
 
 
 @pytest.fixture
@@ -201,19 +188,11 @@ def test_details_pane_is_toggled_and_remembered(
     toggle.trigger()
     assert window.details_dock.isVisible() != visible
     window.save_window_state()
-    other = MainWindow(
-        kernel_map,
-        use_tray=False,
-        settings_path=tmp_path / "settings.json",
-        window_state_path=window.window_state.fileName(),
-    )
-    try:
+    with another_window(
+        kernel_map, tmp_path / "settings.json", window_state_path=window.window_state.fileName()
+    ) as other:
         other.show()
         assert other.details_dock.isVisible() == window.details_dock.isVisible()
-    finally:
-        other.bridge.close()
-        other.hide()
-        other.deleteLater()
     toggle.trigger()
     assert window.details_dock.isVisible() == visible
 
@@ -350,6 +329,21 @@ def test_in_the_default_configuration_a_temporary_file_kernel_is_shown(
     qloop.run(wait_until(lambda: window.table_model.kernel_model(k["id"]) is None))
 
 
+def stale_copy(qloop: QtLoop, window: MainWindow, launched: Launched) -> tuple[str, Path]:
+    """A copy of the launched kernel's connection file under another kernel id (no process
+    of its own: a stale kernel), found by a rescan; its id and path."""
+    stale = str(uuid.uuid4())
+    path = launched.runtime / f"kernel-{stale}.json"
+    path.write_text(Path(launched.kernel()["connection_file"]).read_text())
+
+    async def found() -> None:
+        await window.commands.request_rescan()
+        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
+
+    qloop.run(found())
+    return stale, path
+
+
 def test_a_stale_connection_file_can_only_be_cleaned_up(
     qloop: QtLoop,
     window: MainWindow,
@@ -358,16 +352,7 @@ def test_a_stale_connection_file_can_only_be_cleaned_up(
     launched: Launched,
     asked: list[dict[str, Any]],
 ) -> None:
-    stale = str(uuid.uuid4())
-    info = json.loads(Path(launched.kernel()["connection_file"]).read_text())
-    path = launched.runtime / f"kernel-{stale}.json"
-    path.write_text(json.dumps(info))
-
-    async def found() -> None:
-        await window.commands.request_rescan()
-        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
-
-    qloop.run(found())
+    stale, path = stale_copy(qloop, window, launched)
     assert cell(window, stale, Column.ORIGIN) == "stale"
     assert cell(window, stale, Column.STATE) == "dead"
     assert "1 stale" in window.status.counts_label.text()
@@ -417,15 +402,7 @@ def test_shut_down_all_leaves_other_applications_kernels(
     owned, ext = kids["owned"], kids["external"]
     owned_pid = kernel_map.kernel_model(owned)["pid"]
     # a stale connection file too: no process, so not a kernel that "keeps running"
-    stale = str(uuid.uuid4())
-    path = launched.runtime / f"kernel-{stale}.json"
-    path.write_text(Path(launched.kernel()["connection_file"]).read_text())
-
-    async def found() -> None:
-        await window.commands.request_rescan()
-        await wait_until(lambda: window.table_model.kernel_model(stale) is not None)
-
-    qloop.run(found())
+    _, path = stale_copy(qloop, window, launched)
     assert window.store.owned_ids() == [owned]
     assert window.actions_by_name["shutdown_all"].isEnabled()
 

@@ -14,7 +14,7 @@ from kernelmon.core.events import KernelAdded, KernelChanged, KernelRemoved, Usa
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray
 
-from .conftest import QtLoop
+from .conftest import QtLoop, window_tray
 
 #: Kernels in a burst.
 N = 40
@@ -25,11 +25,8 @@ PER_BURST = 4
 
 @pytest.fixture
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = window.create_tray()
-    window.tray = tray
-    yield tray
-    window.tray = None
-    tray.deleteLater()
+    with window_tray(window) as tray:
+        yield tray
 
 
 @pytest.fixture

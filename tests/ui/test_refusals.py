@@ -13,7 +13,7 @@ from kernelmon.core.events import KernelAdded, KernelChanged, KernelRemoved
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray
 
-from .conftest import QtLoop
+from .conftest import QtLoop, window_tray
 
 KID = "0f1e2d3c-refusals-0000-0000-000000000000"
 #: Sentences no UI code contains: only the model can have put them there.
@@ -46,9 +46,8 @@ def kernel(qloop: QtLoop, window: MainWindow) -> Iterator[str]:
 
 @pytest.fixture
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = window.create_tray()
-    yield tray
-    tray.deleteLater()
+    with window_tray(window) as tray:
+        yield tray
 
 
 def test_the_actions_show_the_cores_own_sentences(

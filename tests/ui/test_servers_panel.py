@@ -7,6 +7,7 @@ server's kernel runs code over the websocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,13 +19,15 @@ from keyring.backends import fail
 from PySide6.QtCore import QTimer
 
 from kernelmon.core import KernelMap, Settings
+from kernelmon.core.servers import TokenStoreError
+from kernelmon.core.servers.book import TOKENS_FILE
 from kernelmon.ui import dialogs
 from kernelmon.ui.console_manager import ConsoleManager
 from kernelmon.ui.server_dialog import AddServerDialog, ServerInput, parse_headers
 from kernelmon.ui.servers_panel import ServersPanel, detail_text
 from tests.servers.realservers import RealServer, free_port, start_jupyter_server
 
-from .conftest import QtLoop, wait_until
+from .conftest import QtLoop, closed_after, wait_until
 
 TASKS: list[asyncio.Task[Any]] = []
 
@@ -44,18 +47,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealServer]:
         started.stop()
 
 
-@pytest.fixture(scope="module")
-def smap(qloop: QtLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelMap]:
+@contextlib.contextmanager
+def keyringless_map(qloop: QtLoop, root: Path) -> Iterator[KernelMap]:
     """A map on a machine without a keyring backend (whatever the test machine has)."""
     before = keyring.get_keyring()
     keyring.set_keyring(fail.Keyring())
-    root = tmp_path_factory.mktemp("servers-ui")
-    km = KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
     try:
-        yield km
+        with closed_after(
+            qloop, KernelMap(Settings(root_dir=str(root)), state_dir=root / "state")
+        ) as km:
+            yield km
     finally:
-        qloop.run(km.close())
         keyring.set_keyring(before)
+
+
+@pytest.fixture(scope="module")
+def smap(qloop: QtLoop, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelMap]:
+    with keyringless_map(qloop, tmp_path_factory.mktemp("servers-ui")) as km:
+        yield km
 
 
 def make_dialog(qtbot: Any, saved: list[ServerInput]) -> AddServerDialog:
@@ -181,15 +190,19 @@ def test_panel_adds_lists_opts_in_and_removes_a_server(
     assert panel.details.text() == "No server selected."
 
 
+def server_kernel(server: RealServer, smap: KernelMap) -> str:
+    """A kernel the server starts (its REST API), its id; tokens allowed into the 0600 file
+    (no keyring here), as if the user allowed it."""
+    kernel = server.request("POST", "api/kernels", {"name": "python3"})
+    assert isinstance(kernel, dict)
+    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    return str(kernel["id"])
+
+
 def test_console_on_a_server_kernel_runs_code_over_the_websocket(
     qapp: Any, qloop: QtLoop, smap: KernelMap, server: RealServer
 ) -> None:
-    kernel = server.request("POST", "api/kernels", {"name": "python3"})
-    assert isinstance(kernel, dict)
-    kid = str(kernel["id"])
-
-    # no keyring here: tokens go to the 0600 file (as if the user allowed it)
-    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    kid = server_kernel(server, smap)
 
     async def go() -> None:
         sid = await smap.add_server(server.url, server.token, name="console box")
@@ -244,10 +257,7 @@ def test_measure_usage_of_a_remote_kernel(
     from kernelmon.ui.culler_panel import CullerPanel
     from kernelmon.ui.details_pane import KernelDetailsPane
 
-    kernel = server.request("POST", "api/kernels", {"name": "python3"})
-    assert isinstance(kernel, dict)
-    kid = str(kernel["id"])
-    smap.apply_settings(replace(smap.settings, server_token_file=True))
+    kid = server_kernel(server, smap)
     panel = ServersPanel(smap, spawn)
     details = KernelDetailsPane()
     culler = CullerPanel(Settings(root_dir=str(tmp_path)))
@@ -296,10 +306,7 @@ def test_the_token_file_question_is_asked_before_the_saves_task(
         return True, False
 
     monkeypatch.setattr(dialogs, "confirm", confirm)
-    before = keyring.get_keyring()
-    keyring.set_keyring(fail.Keyring())
-    km = KernelMap(Settings(root_dir=str(tmp_path)), state_dir=tmp_path / "state")
-    try:
+    with keyringless_map(qloop, tmp_path) as km:
         panel = ServersPanel(km, spawn)
         qtbot.addWidget(panel)
         dialog = panel.open_add_dialog()
@@ -310,6 +317,20 @@ def test_the_token_file_question_is_asked_before_the_saves_task(
         assert len(asked_in) == 1
         assert asked_in[0] is None, "asked inside a running task"
         assert km.settings.server_token_file
-    finally:
-        qloop.run(km.close())
-        keyring.set_keyring(before)
+
+
+def test_a_token_without_keyring_or_consent_is_refused_by_the_core(
+    qtbot: Any, qloop: QtLoop, server: RealServer, tmp_path: Path
+) -> None:
+    """Where no keyring exists and the token file was not allowed (the question was not
+    asked, or said no), adding a server with a token fails with the core's sentence and
+    keeps nothing: no server, no token file."""
+    with keyringless_map(qloop, tmp_path) as km:
+        panel = ServersPanel(km, spawn)
+        qtbot.addWidget(panel)
+        with pytest.raises(TokenStoreError, match="token file"):
+            qloop.run(panel.add_server(ServerInput(server.url, server.token, "no consent")))
+        assert km.list_servers() == []
+        assert not km.settings.server_token_file
+        assert not list(tmp_path.rglob(TOKENS_FILE))
+        assert panel.tree.topLevelItemCount() == 0

@@ -27,7 +27,7 @@ from kernelmon.ui.columns import Column
 from kernelmon.ui.main_window import MainWindow
 from tests.discovery.conftest import Launched, launch  # noqa: F401  (a fixture)
 
-from .conftest import QtLoop, wait_until
+from .conftest import QtLoop, cell, state_of, wait_until
 from .test_other_kernels import kernel_map, launched  # noqa: F401  (fixtures)
 
 #: The columns a 1280 px window shows without scrolling.
@@ -85,15 +85,6 @@ def started(qloop: QtLoop, window: MainWindow, ui_root: Path) -> dict[str, Any]:
     finally:
         window.store.kernels_changed.disconnect(on_changed)
     return seen
-
-
-def state_of(window: MainWindow, kid: str) -> str:
-    return str((window.store.get(kid) or {}).get("execution_state"))
-
-
-def cell(window: MainWindow, kid: str, column: Column, role: int = 0) -> Any:
-    model = window.table_model
-    return model.index(model.row_of(kid), column).data(role)
 
 
 def test_an_empty_window_says_so(started: dict[str, Any]) -> None:

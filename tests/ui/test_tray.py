@@ -15,26 +15,21 @@ from kernelmon.core import KernelMap, Settings
 from kernelmon.ui.main_window import MainWindow
 from kernelmon.ui.tray import KernelTray, overall_state
 
-from .conftest import QtLoop, pid_alive, wait_until
+from .conftest import QtLoop, another_window, closed_after, pid_alive, wait_until, window_tray
 
 
 @pytest.fixture(scope="module")
 def kernel_map(qloop: QtLoop, ui_root: Path) -> Iterator[KernelMap]:
     """As in conftest, with a quick auto-restarter so a killed kernel is noticed at once."""
-    km = KernelMap(Settings(root_dir=str(ui_root), kernel_info_timeout=30), restart_poll=0.2)
-    try:
+    settings = Settings(root_dir=str(ui_root), kernel_info_timeout=30)
+    with closed_after(qloop, KernelMap(settings, restart_poll=0.2)) as km:
         yield km
-    finally:
-        qloop.run(km.close())
 
 
 @pytest.fixture(scope="module")
 def tray(window: MainWindow) -> Iterator[KernelTray]:
-    tray = window.create_tray()
-    window.tray = tray  # as the window does when a tray is available
-    yield tray
-    window.tray = None
-    tray.deleteLater()
+    with window_tray(window) as tray:
+        yield tray
 
 
 def test_overall_state() -> None:
@@ -46,14 +41,8 @@ def test_overall_state() -> None:
 
 def test_offscreen_has_no_tray_and_the_window_has_none(window: MainWindow) -> None:
     assert not QSystemTrayIcon.isSystemTrayAvailable()
-    other = MainWindow(
-        window.kernel_map, use_tray=True, settings_path=window.settings.settings_path
-    )
-    try:
+    with another_window(window.kernel_map, window.settings.settings_path, use_tray=True) as other:
         assert other.tray is None
-    finally:
-        other.bridge.close()
-        other.deleteLater()
 
 
 def test_start_from_the_tray_then_act_on_the_kernel(

@@ -23,6 +23,7 @@ from kernelmon.ui.figures import (
     origin_tooltip,
     owner_text,
     usage_text,
+    with_more,
 )
 from kernelmon.ui.kernel_table import SORT_ROLE, KernelSortProxy, KernelTableModel
 from kernelmon.ui.kernel_view import KernelTableView
@@ -339,3 +340,10 @@ def test_process_tree_text() -> None:
     ]
     assert process_tree_text(members, limit=2).splitlines()[-1] == "… and 2 more"
     assert process_tree_text([]) == ""
+
+
+def test_with_more_names_what_was_left_out() -> None:
+    assert with_more(["a", "b"], 2) == ["a", "b"]
+    assert with_more(["a", "b"], 5) == ["a", "b", "… and 3 more"]
+    assert with_more(["a"], 3, end=".") == ["a", "… and 2 more."]
+    assert with_more([], 1) == ["… and 1 more"]
