@@ -34,7 +34,8 @@ def test_quick_servers_benchmark_prints_its_table_and_writes_json(tmp_path: Path
 
     data = json.loads(out.read_text())
     names = data["config"]["contenders"]
-    assert names[:2] == ["floor", "client"]
+    assert names[:3] == ["floor", "wire", "client"]
+    assert "map·app" in names  # the map polled by its own clock
     for loop in ("asyncio", "qasync"):
         for name in names:
             for scenario in ("unchanged", "changed"):
