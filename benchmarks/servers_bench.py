@@ -332,9 +332,9 @@ class Clocked(Map):
         self.clock.interval_changed()
         try:
             await asyncio.sleep(3 * self.INTERVAL)  # warm: two cycles or so
-            c0, n0 = time.thread_time(), self.cycles_done()
+            c0, n0, t0 = time.thread_time(), self.cycles_done(), thread_cpu()
             await asyncio.sleep(cycles * self.INTERVAL)
-            cpu, done = time.thread_time() - c0, self.cycles_done() - n0
+            cpu, done, t1 = time.thread_time() - c0, self.cycles_done() - n0, thread_cpu()
             lags: list[float] = []
             stop = asyncio.Event()
             ticker = asyncio.ensure_future(ticking(lags, stop))
@@ -344,10 +344,12 @@ class Clocked(Map):
         finally:
             self.interval = 3600.0
         per_cycle = cpu * 1000 / max(done, 1)
+        off = (t1 - (t0 or 0.0)) * 1000 / max(done, 1) if t1 is not None else None
         return {
             "cpu_ms": per_cycle,
             "cpu_ms_max": per_cycle,
             "wall_ms": None,  # (a cycle waits for the clock: not the poll's own time)
+            "thread_ms": off,
             "lag_p99_ms": p99(lags) * 1000,
         }
 
@@ -375,6 +377,16 @@ async def ticking(lags: list[float], stop: asyncio.Event) -> None:
         lags.append(max(0.0, time.perf_counter() - began - TICK))
 
 
+def thread_cpu() -> float | None:
+    """Seconds of CPU kernelmon's poll thread has used (None: there is none)."""
+    try:
+        from kernelmon.core.servers.poll_thread import started
+    except ImportError:  # (an older kernelmon: no poll thread)
+        return None
+    thread = started()
+    return thread.cpu_time() if thread is not None else None
+
+
 def p99(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * 0.99))] if values else 0.0
@@ -396,18 +408,24 @@ async def measure(contender: Any, urls: list[str], cycles: int) -> dict[str, Any
             cpu, wall, lags = [], [], []
             stop = asyncio.Event()
             ticker = asyncio.ensure_future(ticking(lags, stop))
+            off: list[float] = []
             for _ in range(cycles):
                 await asyncio.sleep(GAP)  # a cycle begins on a loop that idled, as in the app
+                t0 = thread_cpu()
                 c0, w0 = time.thread_time(), time.perf_counter()
                 await contender.cycle()
                 cpu.append((time.thread_time() - c0) * 1000)
                 wall.append((time.perf_counter() - w0) * 1000)
+                t1 = thread_cpu()
+                if t1 is not None and not isinstance(contender, Floor):
+                    off.append((t1 - (t0 or 0.0)) * 1000)
             stop.set()
             await ticker
             result[scenario] = {
                 "cpu_ms": statistics.median(cpu),
                 "cpu_ms_max": max(cpu),
                 "wall_ms": statistics.median(wall),
+                "thread_ms": statistics.median(off) if off else None,
                 "lag_p99_ms": p99(lags) * 1000,
             }
     finally:
@@ -471,7 +489,11 @@ def report(results: dict[str, Any], names: list[str]) -> list[str]:
     rows: list[tuple[str, Callable[[str], float | None]]] = []
     for loop in ("asyncio", "qasync"):
         for scenario in ("unchanged", "changed"):
-            for figure, key in (("loop CPU", "cpu_ms"), ("wall", "wall_ms")):
+            for figure, key in (
+                ("loop CPU", "cpu_ms"),
+                ("poll thread CPU", "thread_ms"),
+                ("wall", "wall_ms"),
+            ):
                 label = f"{figure} per cycle, {scenario}, {loop} [ms]"
                 rows.append((label, lambda n, lp=loop, s=scenario, k=key: results[lp][n][s][k]))
         for scenario in ("unchanged", "changed"):

@@ -22,6 +22,7 @@ from kernelmon.core.servers import ServerClient, ServerError, ServerKind, Server
 from kernelmon.core.servers.client import MAX_ANSWER_BYTES
 from tests.servers.test_client_faults import GOOD, _self_signed
 from tests.servers.test_map_servers import make_map
+from tests.waiting import wait_until
 
 SESSION = {"id": "s-1", "path": "a.ipynb", "name": "a.ipynb", "type": "notebook", "kernel": GOOD}
 Answer = Callable[["Request"], Awaitable[bytes | None]]
@@ -473,3 +474,55 @@ def test_the_users_headers_are_sent_once_and_win(aio: Any) -> None:
         assert request.headers["x-proxy-key"] == "p"
         assert request.headers["authorization"] == "token t0k"
         assert f"http://{request.headers['host']}/" == url
+
+
+def test_the_exchanges_and_their_reading_run_on_the_poll_thread(
+    aio: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll's socket reads and the reading of its listings into models happen on the poll
+    thread, not on the loop's (whose share of a poll is then the hand-over and applying what
+    changed: benchmarks/servers_bench.py); closing the client closes its connection there."""
+    import threading
+
+    from kernelmon.core.servers import client as client_module
+    from kernelmon.core.servers.poll_connection import PollConnection
+
+    threads: dict[str, set[str]] = {"socket reads": set(), "listings read": set()}
+    read = PollConnection.data_received
+
+    def data_received(self: PollConnection, data: bytes) -> None:
+        threads["socket reads"].add(threading.current_thread().name)
+        read(self, data)
+
+    monkeypatch.setattr(PollConnection, "data_received", data_received)
+    for path, reader in list(client_module._READERS.items()):
+
+        def reading(raw: bytes | None, memo: Any, reader: Any = reader) -> Any:
+            threads["listings read"].add(threading.current_thread().name)
+            return reader(raw, memo)
+
+        monkeypatch.setitem(client_module._READERS, path, reading)
+
+    async def go() -> tuple[object, int]:
+        server = RawServer()
+        url = await server.start()
+        client = ServerClient(url)
+        try:
+            await client.identify()
+            seen = await poll(client)  # (the second poll is answered 304: nothing to read)
+            await poll(client)
+            await client.close()
+            await wait_until(lambda: server.writers[-1].is_closing(), what="closed there")
+            return seen, server.connections
+        finally:
+            await server.close()
+
+    seen, connections = aio.run(go())
+    kernels, sessions = seen
+    assert [k.id for k in kernels.items] == [GOOD["id"]]  # type: ignore[attr-defined]
+    assert [s.path for s in sessions.items] == ["a.ipynb"]  # type: ignore[attr-defined]
+    assert threads == {
+        "socket reads": {"kernelmon server polls"},
+        "listings read": {"kernelmon server polls"},
+    }
+    assert connections == 2  # aiohttp's (identify) and the poll connection

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +43,7 @@ from kernelmon.core.servers.model import (
     short_repr,
 )
 from kernelmon.core.servers.poll_connection import Answer, PollConnection
+from kernelmon.core.servers.poll_thread import poll_thread
 from kernelmon.core.servers.status import (
     REQUEST_ERRORS,
     ServerError,
@@ -59,6 +60,11 @@ T = TypeVar("T")
 _QUIET = {"no_track_activity": "1"}
 #: The listings a poll asks for over the poll connection, in this order.
 _POLLED = ("api/kernels", "api/sessions")
+#: how each polled listing's answer is read
+_READERS: dict[str, Callable[[bytes | None, Memo], Listing[Any]]] = {
+    "api/kernels": read_kernels,
+    "api/sessions": read_sessions,
+}
 
 
 class ServerKind(StrEnum):
@@ -129,6 +135,8 @@ class ServerClient:
         self.skipped: dict[str, tuple[str, ...]] = {}
         #: the entries of the last listings, not read again when sent as they were
         self._memos = {"api/kernels": Memo(), "api/sessions": Memo()}
+        #: path -> (an answer's body, what the poll thread read of it) (``_read``)
+        self._read_ahead: dict[str, tuple[bytes, Listing[Any] | Exception]] = {}
         #: the polls' kept-alive connection (``fetch_listings``), and what it answered:
         #: path -> (the ETag sent, the answer, or ``_TIMED_OUT``)
         self._poll: PollConnection | None = None
@@ -185,9 +193,8 @@ class ServerClient:
     async def list_kernels(self) -> Listing[RemoteKernel]:
         """``GET /api/kernels``; on a gateway without EG_LIST_KERNELS: LISTING_FORBIDDEN."""
         await self._identified()
-        memo = self._memos["api/kernels"]
         listing = await self._kept_get(
-            "api/kernels", lambda raw: read_kernels(raw, memo), listing=True, raw=True
+            "api/kernels", lambda raw: self._read("api/kernels", raw), listing=True, raw=True
         )
         return self._note_skipped("api/kernels", listing)
 
@@ -197,9 +204,8 @@ class ServerClient:
     async def list_sessions(self) -> Listing[RemoteSession]:
         """``GET /api/sessions`` (an Enterprise Gateway answers too, with the sessions made
         on it: usually none, since its clients keep their sessions themselves)."""
-        memo = self._memos["api/sessions"]
         listing = await self._kept_get(
-            "api/sessions", lambda raw: read_sessions(raw, memo), raw=True
+            "api/sessions", lambda raw: self._read("api/sessions", raw), raw=True
         )
         return self._note_skipped("api/sessions", listing)
 
@@ -275,24 +281,40 @@ class ServerClient:
                 return
             if connection is None:
                 return
-            loop = asyncio.get_running_loop()
-            answered = loop.create_future()
-            etags = self._begin_fetch(connection, lambda: settle(answered))
-            timer = loop.call_later(self.timeout, connection.time_out)
-            try:
-                await answered
-            finally:
-                timer.cancel()
-                if connection.busy:  # cancelled: the exchange is left half done
-                    connection.close()
+            etags, requests = self._poll_requests_now()
+            batch = [(connection, requests, self.timeout, self._read_ahead_of)]
+            await poll_thread().run(_exchanges(batch))
             self._end_fetch(connection, etags)
 
-    def _begin_fetch(self, connection: PollConnection, done: Callable[[], None]) -> list[str]:
-        """Write the first request of a poll's exchange; returns the ETags sent."""
+    def _read(self, path: str, raw: bytes | None) -> Listing[Any]:
+        """A listing's answer read into models (``read_kernels``, ``read_sessions``): what
+        the poll thread read of that very answer already (``_read_ahead``), else read now."""
+        ahead = self._read_ahead.pop(path, None)
+        if ahead is not None and ahead[0] is raw:
+            if isinstance(ahead[1], Exception):
+                raise ahead[1]
+            return ahead[1]
+        return _READERS[path](raw, self._memos[path])
+
+    def _read_ahead_of(self, connection: PollConnection) -> None:
+        """On the poll thread, once an exchange ended: read its listings' answers into
+        models there, for ``_read`` (the map's loop then only applies them). The client's
+        lock is held by the fetch meanwhile: nothing on the map's loop reads the memos."""
+        self._read_ahead = {}
+        for path, answer in zip(_POLLED, connection.answers, strict=False):
+            if answer.status == 200:
+                try:
+                    self._read_ahead[path] = (
+                        answer.body,
+                        _READERS[path](answer.body, self._memos[path]),
+                    )
+                except ValueError as error:  # (NotJSON too): raised by ``_read``
+                    self._read_ahead[path] = (answer.body, error)
+
+    def _poll_requests_now(self) -> tuple[list[str], list[bytes]]:
+        """A poll exchange's requests, and the ETags they send."""
         etags = [self._kept[p][0] if p in self._kept else "" for p in _POLLED]
-        requests = [self._poll_request(p, e) for p, e in zip(_POLLED, etags, strict=True)]
-        connection.exchange(requests, done)
-        return etags
+        return etags, [self._poll_request(p, e) for p, e in zip(_POLLED, etags, strict=True)]
 
     def _end_fetch(self, connection: PollConnection, etags: list[str]) -> None:
         """Keep what the exchange fetched, for the listings' calls."""
@@ -313,12 +335,13 @@ class ServerClient:
     def forget_fetched(self) -> None:
         """Drop what ``fetch_listings`` fetched and was not read (a poll that ended early)."""
         self._fetched = {}
+        self._read_ahead = {}
 
     async def close(self) -> None:
         self._closed = True
         self._fetched = {}
         if self._poll is not None:
-            self._poll.close()
+            poll_thread().call(self._poll.close)
             self._poll = None
         if self._session is not None:
             await self._session.close()
@@ -455,23 +478,17 @@ class ServerClient:
         if self._poll is not None and self._poll.usable:
             return self._poll
         if self._poll is not None:
-            self._poll.close()
+            poll_thread().call(self._poll.close)
         self._poll = None
         tls: ssl.SSLContext | None = None
         if self._base.scheme == "https":
             tls = self._tls_context()
-        within = asyncio.timeout(self.timeout)
-        try:
-            async with within:
-                _, connection = await asyncio.get_running_loop().create_connection(
-                    lambda: PollConnection(MAX_ANSWER_BYTES),
-                    self._base.raw_host or "",
-                    self._base.port or 0,
-                    ssl=tls,
-                )
-        except (OSError, ValueError):  # ssl.SSLError is an OSError
-            if within.expired():  # (a TLS handshake cut short says so in its own words)
-                raise TimeoutError from None
+        host, port = self._base.raw_host or "", self._base.port or 0
+        connection = await poll_thread().run(_open_poll(host, port, tls, self.timeout))
+        if connection is None:
+            return None
+        if self._closed:  # closed while it opened
+            poll_thread().call(connection.close)
             return None
         self._poll = connection
         self.poll_connections += 1
@@ -630,21 +647,11 @@ _TIMED_OUT = object()
 
 
 async def fetch_listings_of(clients: list[ServerClient]) -> None:
-    """``fetch_listings()`` of every client at once: the requests of those whose poll
-    connection is open are written now, and the loop is woken once, when all of them are
-    answered (or time out), not once per server (under qasync each wake-up is a Qt event);
-    the others (a connection to open) fetch on their own meanwhile."""
-    loop = asyncio.get_running_loop()
-    everyone = loop.create_future()
-    begun: list[tuple[ServerClient, PollConnection, list[str], float]] = []
-    left = 0
-
-    def one_done() -> None:
-        nonlocal left
-        left -= 1
-        if left == 0:
-            settle(everyone)
-
+    """``fetch_listings()`` of every client at once: the exchanges of those whose poll
+    connection is open are handed to the poll thread together, and the loop is woken once,
+    when all of them are answered (or time out), not once per server (under qasync each
+    wake-up is a Qt event); the others (a connection to open) fetch on their own meanwhile."""
+    begun: list[tuple[ServerClient, PollConnection, list[str], list[bytes]]] = []
     opening = []
     for client in clients:
         connection = client._poll
@@ -655,40 +662,86 @@ async def fetch_listings_of(clients: list[ServerClient]) -> None:
         else:
             client._fetched = {}
             await client._lock.acquire()  # free: taken at once
-            left += 1
-            etags = client._begin_fetch(connection, one_done)
-            begun.append((client, connection, etags, loop.time() + client.timeout))
+            begun.append((client, connection, *client._poll_requests_now()))
     others = asyncio.gather(*opening) if opening else None
-    timer: asyncio.TimerHandle | None = None
-
-    def expire() -> None:  # each exchange's own timeout, the earliest first
-        nonlocal timer
-        now = loop.time()
-        late = [when for _, connection, _, when in begun if connection.busy and when > now]
-        for _, connection, _, when in begun:
-            if connection.busy and when <= now:
-                connection.time_out()
-        timer = loop.call_at(min(late), expire) if late else None
-
+    ended = False
     try:
         if begun:
-            timer = loop.call_at(min(when for *_, when in begun), expire)
-            if left:
-                await everyone
+            batch = [
+                (connection, requests, c.timeout, c._read_ahead_of)
+                for c, connection, _, requests in begun
+            ]
+            await poll_thread().run(_exchanges(batch))
+        ended = True
     except BaseException:
         if others is not None:
             others.cancel()
         raise
     finally:
-        if timer is not None:
-            timer.cancel()
         for client, connection, etags, _ in begun:
-            if connection.busy:  # cancelled: the exchange is left half done
-                connection.close()
-            client._end_fetch(connection, etags)
+            if ended:  # (cancelled: the poll thread closes what was left half done)
+                client._end_fetch(connection, etags)
             client._lock.release()
     if others is not None:
         await others
+
+
+async def _open_poll(
+    host: str, port: int, tls: ssl.SSLContext | None, timeout: float
+) -> PollConnection | None:
+    """On the poll thread: a poll connection to ``host:port`` (None: it cannot be opened;
+    TimeoutError when it was not let open within ``timeout``)."""
+    within = asyncio.timeout(timeout)
+    try:
+        async with within:
+            _, connection = await asyncio.get_running_loop().create_connection(
+                lambda: PollConnection(MAX_ANSWER_BYTES), host, port, ssl=tls
+            )
+    except (OSError, ValueError):  # ssl.SSLError is an OSError
+        if within.expired():  # (a TLS handshake cut short says so in its own words)
+            raise TimeoutError from None
+        return None
+    return connection
+
+
+#: one exchange for ``_exchanges``: the connection, its requests, its timeout, and what to do
+#: on the poll thread once it ended
+Exchange = tuple[PollConnection, list[bytes], float, Callable[[PollConnection], None]]
+
+
+async def _exchanges(batch: Sequence[Exchange]) -> None:
+    """On the poll thread: each connection's exchange of its requests, each with its own
+    timeout, then ``after(connection)`` of each; returns once all of them ended. A
+    connection closed since it was found open answers nothing; cancelled, the exchanges
+    under way are closed (left half done)."""
+    loop = asyncio.get_running_loop()
+    everyone = loop.create_future()
+    left = len(batch)
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            settle(everyone)
+
+    timers = []
+    try:
+        for connection, requests, timeout, _ in batch:
+            if connection.usable:
+                connection.exchange(requests, one_done)
+                timers.append(loop.call_later(timeout, connection.time_out))
+            else:
+                connection.answers = []
+                one_done()
+        await everyone
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for connection, *_ in batch:
+            if connection.busy:
+                connection.close()
+    for connection, _, _, after in batch:
+        after(connection)
 
 
 class _TooLarge(Exception):

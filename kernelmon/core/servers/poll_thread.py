@@ -1,0 +1,75 @@
+"""The thread where the servers' poll connections live: one for every server.
+
+The two polling GETs of each server (poll_connection.py) are written and their answers read
+on an asyncio loop of their own, in one thread, instead of on the map's loop: the map's loop
+hands a turn's requests over (``PollThread.run``) and is woken once, when every exchange of
+the turn has ended; reading the answers into kernel models and applying them stay on the
+map's loop. Why a thread: on the map's loop under qasync (the app's loop) every socket read
+is a Qt socket-notifier event and a timer event, and the exchanges alone, nothing parsed,
+cost 3.4-4.7 ms of the loop per poll cycle of 10 servers (benchmarks/servers_bench.py,
+``wire``), most of issue #13's goal of 5 ms for the whole cycle; on a plain asyncio loop they
+cost about half as much, and none of it on the window's thread. The thread runs Python, so it
+takes the GIL in turns with the window's thread (a switch every 5 ms at most): the window
+waits for it in slices, never for a whole cycle.
+
+Everything a ``PollConnection`` does happens on this thread's loop (opening, exchanges,
+timeouts, closing); the map's loop only reads an exchange's answers once ``run`` returned.
+The thread is a daemon started when the first connection opens, and lives as long as the
+process: its loop holds nothing but the connections, which their clients close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class PollThread:
+    """A thread running an asyncio loop forever (see the module)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="kernelmon server polls", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def call(self, callback: Callable[..., object], *args: Any) -> None:
+        """Call ``callback(*args)`` on the thread's loop, soon."""
+        self.loop.call_soon_threadsafe(callback, *args)
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the thread's loop and return what it returned; the caller's loop
+        is woken once, when it ended. Cancelling the caller cancels it."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def cpu_time(self) -> float:
+        """Seconds of CPU the thread has used (benchmarks)."""
+        ident = self.thread.ident
+        assert ident is not None
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
+
+_thread: PollThread | None = None
+_starting = threading.Lock()
+
+
+def poll_thread() -> PollThread:
+    """The process's poll thread, started on first use."""
+    global _thread
+    with _starting:
+        if _thread is None or not _thread.thread.is_alive():
+            _thread = PollThread()
+        return _thread
+
+
+def started() -> PollThread | None:
+    """The poll thread if it was started (benchmarks)."""
+    return _thread
