@@ -120,11 +120,24 @@ async def run_in_thread(func: Callable[..., T], /, *args: Any, **kwargs: Any) ->
     (kernelmon's drop-in for ``asyncio.to_thread``; the module's docstring says why)."""
     if kwargs:
         func = functools.partial(func, **kwargs)
+    if _waker(asyncio.get_running_loop()) is None:
+        return await asyncio.to_thread(func, *args)
+    return await result_of(_executor().submit(func, *args), cancel=False)
+
+
+async def result_of(work: concurrent.futures.Future[T], *, cancel: bool = True) -> T:
+    """The result of ``work``, a future another thread completes, awaited through the loop's
+    pipe (not ``call_soon_threadsafe``: the module says why). ``cancel``: cancelling the
+    caller cancels ``work`` too."""
     loop = asyncio.get_running_loop()
     waker = _waker(loop)
     if waker is None:
-        return await asyncio.to_thread(func, *args)
+        return await asyncio.wrap_future(work)
     waiter: asyncio.Future[T] = loop.create_future()
-    work = _executor().submit(func, *args)
     work.add_done_callback(lambda f: waker.finished(waiter, f))
-    return await waiter
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        if cancel:
+            work.cancel()
+        raise

@@ -39,6 +39,29 @@ async def scenario() -> None:
     gate.set()
     with pytest.raises(asyncio.CancelledError):
         await task
+    # a coroutine on the servers' poll thread (a loop of its own) comes back the same way,
+    # and cancelling the caller cancels it there
+    from kernelmon.core.servers.poll_thread import poll_thread
+
+    async def on_poll_thread() -> str:
+        return threading.current_thread().name
+
+    assert await poll_thread().run(on_poll_thread()) == "kernelmon server polls"
+    stopped = threading.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    task = asyncio.ensure_future(poll_thread().run(forever()))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await run_in_thread(stopped.wait, 5)
 
 
 def test_under_plain_asyncio() -> None:
@@ -50,7 +73,7 @@ def test_under_qasync_no_result_travels_through_call_soon_threadsafe(
 ) -> None:
     """asyncio.to_thread hands its result back with call_soon_threadsafe, which qasync does
     by emitting a Qt signal from the worker thread (PySide6 has crashed delivering those);
-    run_in_thread must not use it at all."""
+    run_in_thread and the servers' poll thread must not use it at all."""
     loop = qasync.QEventLoop(qapp)
     crossings: list[str] = []
 

@@ -9,9 +9,10 @@ keep-alive GET on a protocol, the goal being 5 ms for the whole poll. Under qasy
 future's wake-up is a Qt timer event and every socket read a socket-notifier event, so the
 number of wake-ups per request counts as much as the Python run per request: here the
 answer to the kernels listing writes the sessions request from ``data_received`` itself, and
-the exchange calls back when it is over: the client wakes one future per poll
-(``fetch_listings``), or one for every server at once (``fetch_listings_of``), never one per
-request (aiohttp wakes several per request).
+the exchange calls back when it is over, never once per request (aiohttp wakes several per
+request). Since then the connections moved off the map's loop to the poll thread's
+(poll_thread.py), which the client hands a poll's exchanges (``fetch_listings``), or every
+server's at once (``fetch_listings_of``), and which wakes the map's loop once when they ended.
 
 Only the happy path is handled: ``200`` with a Content-Length and a JSON type, and ``304``,
 over HTTP/1.1 kept alive. Anything else (another status, a redirect, chunked, Connection:

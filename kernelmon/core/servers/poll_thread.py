@@ -14,7 +14,9 @@ waits for it in slices, never for a whole cycle.
 
 Everything a ``PollConnection`` does happens on this thread's loop (opening, exchanges,
 timeouts, closing); the map's loop only reads an exchange's answers once ``run`` returned.
-The thread is a daemon started when the first connection opens, and lives as long as the
+The map's loop is woken through the pipe it watches (``threads.result_of``), as for the worker
+threads, never by a Qt signal from this thread (docs/core.md says why). The thread is a
+daemon started when the first connection opens, and lives as long as the
 process: its loop holds nothing but the connections, which their clients close.
 """
 
@@ -25,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
+
+from ..threads import result_of
 
 T = TypeVar("T")
 
@@ -47,8 +51,9 @@ class PollThread:
 
     async def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the thread's loop and return what it returned; the caller's loop
-        is woken once, when it ended. Cancelling the caller cancels it."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        is woken once, when it ended, through its pipe (``threads.result_of``: never a Qt
+        signal from this thread under qasync). Cancelling the caller cancels it."""
+        return await result_of(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     def cpu_time(self) -> float:
         """Seconds of CPU the thread has used (benchmarks)."""
