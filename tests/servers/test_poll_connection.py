@@ -526,3 +526,37 @@ def test_the_exchanges_and_their_reading_run_on_the_poll_thread(
         "listings read": {"kernelmon server polls"},
     }
     assert connections == 2  # aiohttp's (identify) and the poll connection
+
+
+def test_a_failure_reading_on_the_poll_thread_leaves_the_reading_to_the_loop(
+    aio: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in reading the answers on the poll thread is logged, and the loop reads them as
+    it would without the thread: the poll's result is the same."""
+    import threading
+
+    from kernelmon.core.servers import client as client_module
+
+    for path, reader in list(client_module._READERS.items()):
+
+        def reading(raw: bytes | None, memo: Any, reader: Any = reader) -> Any:
+            if threading.current_thread().name == "kernelmon server polls":
+                raise RuntimeError("a bug")
+            return reader(raw, memo)
+
+        monkeypatch.setitem(client_module._READERS, path, reading)
+
+    async def go() -> tuple[object, object]:
+        server = RawServer()
+        url = await server.start()
+        client = ServerClient(url)
+        try:
+            await client.identify()
+            return await poll(client), await plain(client)
+        finally:
+            await client.close()
+            await server.close()
+
+    polled, asked = aio.run(go())
+    assert polled == asked  # (``plain``: both listings asked again through aiohttp)
+    assert "Reading a poll's answers on the poll thread failed" in caplog.text

@@ -741,7 +741,10 @@ async def _exchanges(batch: Sequence[Exchange]) -> None:
             if connection.busy:
                 connection.close()
     for connection, _, _, after in batch:
-        after(connection)
+        try:
+            after(connection)
+        except Exception:  # a bug must not lose the other servers' answers: read on the loop
+            logger.exception("Reading a poll's answers on the poll thread failed")
 
 
 class _TooLarge(Exception):
