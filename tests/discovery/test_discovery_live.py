@@ -113,7 +113,7 @@ def test_watcher_follows_a_kernel_from_external_to_orphan_to_stale(aio, launch, 
         return lag
 
     lag = aio.run(scenario())
-    assert seen[-4:] == [Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE, None]
+    assert seen[-4:] == [Origin.EXTERNAL, Origin.ORPHAN, Origin.STALE, None], seen
     assert lag < 0.2, f"the loop was blocked for {lag:.3f} s"
 
 
