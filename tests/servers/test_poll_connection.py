@@ -476,32 +476,42 @@ def test_the_users_headers_are_sent_once_and_win(aio: Any) -> None:
         assert f"http://{request.headers['host']}/" == url
 
 
+def thread_name() -> str:
+    import threading
+
+    return threading.current_thread().name
+
+
+def before_reading(monkeypatch: pytest.MonkeyPatch, step: Callable[[], None]) -> None:
+    """``step()`` before each reading of a polled listing's answer into models."""
+    from kernelmon.core.servers import client as client_module
+
+    for path, reader in list(client_module._READERS.items()):
+
+        def reading(raw: bytes | None, memo: Any, reader: Any = reader) -> Any:
+            step()
+            return reader(raw, memo)
+
+        monkeypatch.setitem(client_module._READERS, path, reading)
+
+
 def test_the_exchanges_and_their_reading_run_on_the_poll_thread(
     aio: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A poll's socket reads and the reading of its listings into models happen on the poll
     thread, not on the loop's (whose share of a poll is then the hand-over and applying what
     changed: benchmarks/servers_bench.py); closing the client closes its connection there."""
-    import threading
-
-    from kernelmon.core.servers import client as client_module
     from kernelmon.core.servers.poll_connection import PollConnection
 
     threads: dict[str, set[str]] = {"socket reads": set(), "listings read": set()}
     read = PollConnection.data_received
 
     def data_received(self: PollConnection, data: bytes) -> None:
-        threads["socket reads"].add(threading.current_thread().name)
+        threads["socket reads"].add(thread_name())
         read(self, data)
 
     monkeypatch.setattr(PollConnection, "data_received", data_received)
-    for path, reader in list(client_module._READERS.items()):
-
-        def reading(raw: bytes | None, memo: Any, reader: Any = reader) -> Any:
-            threads["listings read"].add(threading.current_thread().name)
-            return reader(raw, memo)
-
-        monkeypatch.setitem(client_module._READERS, path, reading)
+    before_reading(monkeypatch, lambda: threads["listings read"].add(thread_name()))
 
     async def go() -> tuple[object, int]:
         server = RawServer()
@@ -533,18 +543,12 @@ def test_a_failure_reading_on_the_poll_thread_leaves_the_reading_to_the_loop(
 ) -> None:
     """A bug in reading the answers on the poll thread is logged, and the loop reads them as
     it would without the thread: the poll's result is the same."""
-    import threading
 
-    from kernelmon.core.servers import client as client_module
+    def bug_on_the_poll_thread() -> None:
+        if thread_name() == "kernelmon server polls":
+            raise RuntimeError("a bug")
 
-    for path, reader in list(client_module._READERS.items()):
-
-        def reading(raw: bytes | None, memo: Any, reader: Any = reader) -> Any:
-            if threading.current_thread().name == "kernelmon server polls":
-                raise RuntimeError("a bug")
-            return reader(raw, memo)
-
-        monkeypatch.setitem(client_module._READERS, path, reading)
+    before_reading(monkeypatch, bug_on_the_poll_thread)
 
     async def go() -> tuple[object, object]:
         server = RawServer()
