@@ -253,6 +253,12 @@ class Wire(Client):
 
     name = "wire"
 
+    async def open(self, urls: list[str]) -> None:
+        await super().open(urls)
+        for client in self.clients:  # (its poll connection opened: the cycles use it)
+            await client.fetch_listings()
+            client.forget_fetched()
+
     async def cycle(self) -> None:
         from kernelmon.core.servers.client import fetch_listings_of
 

@@ -61,7 +61,22 @@ async def scenario() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await run_in_thread(stopped.wait, 5)
+    assert stopped.is_set()  # it ended there before the caller's cancellation went on
+
+    async def made_all_the_same() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return "a connection"
+        return "never"
+
+    discarded: list[str] = []
+    task = asyncio.ensure_future(poll_thread().run(made_all_the_same(), discard=discarded.append))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert discarded == ["a connection"]  # what it returned, handed over to be let go
 
 
 def test_under_plain_asyncio() -> None:

@@ -320,3 +320,46 @@ def test_a_server_removed_while_it_is_added_is_said(aio: Any, tmp_path: Path) ->
 
     said = aio.run(go())
     assert "while it was being added" in said
+
+
+def test_a_server_busy_with_an_action_holds_no_other_servers_rows_back(
+    aio: Any, tmp_path: Path
+) -> None:
+    """While a restart on one server waits for its answer (its client's one request under
+    way), the clock's cycles keep polling the other server and applying what it says."""
+    from tests.servers.test_index import listing_stub, model
+
+    kmap = make_map(tmp_path, server_token_file=True, server_poll_interval=0.5)
+    quick = {"q1": model("q1")}
+    held = {"h1": model("h1")}
+    release = asyncio.Event()
+
+    async def restart(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response(held["h1"])
+
+    def state(kid: str) -> str:
+        return str(kmap.kernel_model(kid)["execution_state"])
+
+    async def go() -> str:
+        one = await listing_stub(quick)
+        two = await listing_stub(held, {"/api/kernels/{kid}/restart": restart})
+        try:
+            await kmap.add_server(address(one))
+            await kmap.add_server(address(two))
+            await wait_until(lambda: "q1" in kmap and "h1" in kmap, what="both listed")
+            restarting = asyncio.ensure_future(kmap.restart_kernel("h1"))
+            await asyncio.sleep(1.2)  # cycles go by: the restart's server is left out
+            quick["q1"] = model("q1", "busy")
+            await wait_until(lambda: state("q1") == "busy", timeout=10, what="q1 busy")
+            seen = state("h1")
+            release.set()
+            await restarting
+            return seen
+        finally:
+            release.set()
+            await kmap.close()
+            await one.cleanup()
+            await two.cleanup()
+
+    assert aio.run(go(), timeout=60) == "restarting"  # (its restart still under way)

@@ -207,3 +207,54 @@ def test_close_ends_the_turns_under_way_and_remove_stops_polling(aio: Any) -> No
     assert turns.seen == [["a", "b"]]  # b removed: not polled again
     assert b.next_poll is None
     assert ended == ["removed"]
+
+
+def test_a_failing_step_of_the_clock_is_said_and_polling_goes_on(
+    aio: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = Server("a")
+    calls = [0]
+
+    def interval() -> float:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("a bug")
+        return INTERVAL
+
+    turns = Turns()
+
+    async def go() -> None:
+        clock = PollClock(interval, turns.poll)
+        try:
+            clock.add(a)  # type: ignore[arg-type]
+            await asyncio.sleep(2.5)  # (after a failure the clock waits a second)
+        finally:
+            await clock.close()
+
+    aio.run(go(), timeout=30)
+    assert "The servers' poll clock failed" in caplog.text
+    assert len(turns.seen) >= 5  # polled on after it
+
+
+def test_a_server_not_ready_is_polled_alone(aio: Any) -> None:
+    """A server whose poll cannot begin with its exchange now (its connection to open, a
+    request of its own under way) is not put in the shared turn, at a cycle or when due."""
+    a, b, c = Server("a"), Server("b"), Server("c")
+
+    async def body(clock: PollClock) -> None:
+        for s in (a, b, c):
+            clock.add(s)  # type: ignore[arg-type]
+        await asyncio.sleep(INTERVAL * 4.5)
+
+    turns = Turns()
+
+    async def go() -> None:
+        clock = PollClock(lambda: INTERVAL, turns.poll, ready=lambda s: s.name != "b")
+        try:
+            await body(clock)
+        finally:
+            await clock.close()
+
+    aio.run(go(), timeout=30)
+    assert turns.seen[:2] == [["a", "c"], ["b"]]
+    assert all(t in (["a", "c"], ["b"]) for t in turns.seen), turns.seen

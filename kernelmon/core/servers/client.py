@@ -325,6 +325,18 @@ class ServerClient:
         if connection.timed_out and not answers:
             self._fetched[_POLLED[0]] = (etags[0], _TIMED_OUT)
 
+    def poll_ready(self) -> bool:
+        """Whether a poll can begin with its exchange now: the server identified, its poll
+        connection open and idle, no request of the client under way."""
+        poll = self._poll
+        return (
+            not self._closed
+            and self.kind is not None
+            and poll is not None
+            and poll.usable
+            and not self._lock.locked()
+        )
+
     def fetched_all(self) -> bool:
         """Whether ``fetch_listings`` got an answer (or a timeout) for both listings: reading
         them then asks nothing more of the server."""
@@ -484,7 +496,9 @@ class ServerClient:
         if self._base.scheme == "https":
             tls = self._tls_context()
         host, port = self._base.raw_host or "", self._base.port or 0
-        connection = await poll_thread().run(_open_poll(host, port, tls, self.timeout))
+        connection = await poll_thread().run(
+            _open_poll(host, port, tls, self.timeout), discard=_close_on_its_thread
+        )
         if connection is None:
             return None
         if self._closed:  # closed while it opened
@@ -646,24 +660,19 @@ _UNCHANGED = object()
 _TIMED_OUT = object()
 
 
-async def fetch_listings_of(clients: list[ServerClient]) -> None:
-    """``fetch_listings()`` of every client at once: the exchanges of those whose poll
-    connection is open are handed to the poll thread together, and the loop is woken once,
+async def fetch_listings_of(clients: list[ServerClient]) -> set[int]:
+    """``fetch_listings()`` of the clients whose poll connection is open and free, all at
+    once: their exchanges are handed to the poll thread together, and the loop is woken once,
     when all of them are answered (or time out), not once per server (under qasync each
-    wake-up is a Qt event); the others (a connection to open) fetch on their own meanwhile."""
+    wake-up is a Qt event). Returns the ``id()`` of the clients it fetched for; the others (a
+    connection to open, a request of theirs under way) are not waited for: they fetch on their
+    own (``ServerWatch.poll_once``), so that none of them holds the others' answers back."""
     begun: list[tuple[ServerClient, PollConnection, list[str], list[bytes]]] = []
-    opening = []
     for client in clients:
-        connection = client._poll
-        if client._closed or client.kind is None:
-            client._fetched = {}
-        elif connection is None or not connection.usable or client._lock.locked():
-            opening.append(client.fetch_listings())
-        else:
+        if client.poll_ready():
             client._fetched = {}
             await client._lock.acquire()  # free: taken at once
-            begun.append((client, connection, *client._poll_requests_now()))
-    others = asyncio.gather(*opening) if opening else None
+            begun.append((client, client._poll, *client._poll_requests_now()))  # type: ignore[arg-type]
     ended = False
     try:
         if begun:
@@ -673,17 +682,17 @@ async def fetch_listings_of(clients: list[ServerClient]) -> None:
             ]
             await poll_thread().run(_exchanges(batch))
         ended = True
-    except BaseException:
-        if others is not None:
-            others.cancel()
-        raise
     finally:
         for client, connection, etags, _ in begun:
-            if ended:  # (cancelled: the poll thread closes what was left half done)
+            if ended:  # (cancelled: the poll thread closed what was left half done)
                 client._end_fetch(connection, etags)
             client._lock.release()
-    if others is not None:
-        await others
+    return {id(client) for client, *_ in begun}
+
+
+def _close_on_its_thread(connection: PollConnection | None) -> None:
+    if connection is not None:
+        poll_thread().call(connection.close)
 
 
 async def _open_poll(

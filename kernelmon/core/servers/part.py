@@ -67,7 +67,9 @@ class Servers:
         self._saves = ServerSaves(self.watches, lambda: self.book, self._announce, self._background)
         self._starts = KernelStarts(registry, backends, self.watches, self._saves)
         self.clock = PollClock(
-            lambda: self._registry.settings.server_poll_interval, self.poll_together
+            lambda: self._registry.settings.server_poll_interval,
+            self.poll_together,
+            ready=lambda watch: watch.fetches_ahead() and watch.client.poll_ready(),
         )
 
     @property
@@ -165,6 +167,7 @@ class Servers:
         await self.clock.close()
         for server_id in list(self.watches):
             await self._drop(server_id, "kernelmon stopped watching its server")
+        await self.clock.close()  # (a server whose adding ended meanwhile put it back on)
         for task in list(self._closing):
             with contextlib.suppress(Exception):
                 await task
@@ -199,13 +202,14 @@ class Servers:
         """One poll of each of ``watches`` now (each applies itself to the map): their
         listings are asked at once (``fetch_listings_of``: the loop woken once when all
         answered); a server whose answers are then in hand is read and applied at once, the
-        others (to identify, answers to ask again through aiohttp) poll concurrently."""
+        others (to identify, a connection to open, a request of theirs under way, answers to
+        ask again through aiohttp) poll concurrently."""
         from .client import fetch_listings_of
 
         ahead = [w for w in watches if w.fetches_ahead()]
-        await fetch_listings_of([w.client for w in ahead])
-        ready = {id(w) for w in ahead if w.client.fetched_all()}
-        fetched = {id(w) for w in ahead}
+        begun = await fetch_listings_of([w.client for w in ahead])
+        fetched = {id(w) for w in ahead if id(w.client) in begun}
+        ready = {id(w) for w in ahead if id(w) in fetched and w.client.fetched_all()}
         rest = [w.poll_once(id(w) in fetched) for w in watches if id(w) not in ready]
         others = asyncio.gather(*rest) if rest else None
         try:

@@ -23,6 +23,7 @@ process: its loop holds nothing but the connections, which their clients close.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -49,11 +50,32 @@ class PollThread:
         """Call ``callback(*args)`` on the thread's loop, soon."""
         self.loop.call_soon_threadsafe(callback, *args)
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def run(
+        self, coro: Coroutine[Any, Any, T], *, discard: Callable[[T], None] | None = None
+    ) -> T:
         """Run ``coro`` on the thread's loop and return what it returned; the caller's loop
         is woken once, when it ended, through its pipe (``threads.result_of``: never a Qt
-        signal from this thread under qasync). Cancelling the caller cancels it."""
-        return await result_of(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        signal from this thread under qasync). Cancelling the caller cancels it, and returns
+        only once it ended on the thread (what it touched is let go by then); what it returned
+        all the same is handed to ``discard``."""
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+        ended: concurrent.futures.Future[None] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = self.loop.create_task(coro)
+            tasks.append(task)
+            task.add_done_callback(lambda done: _ended(done, result, ended))
+
+        self.loop.call_soon_threadsafe(start)
+        try:
+            return await result_of(result, cancel=False)
+        except asyncio.CancelledError:
+            self.loop.call_soon_threadsafe(lambda: tasks[0].cancel())  # (after ``start``)
+            await asyncio.shield(result_of(ended, cancel=False))
+            if discard is not None and result.done() and result.exception() is None:
+                discard(result.result())
+            raise
 
     def cpu_time(self) -> float:
         """Seconds of CPU the thread has used (benchmarks)."""
@@ -64,6 +86,22 @@ class PollThread:
 
 _thread: PollThread | None = None
 _starting = threading.Lock()
+
+
+def _ended(
+    task: asyncio.Task[T],
+    result: concurrent.futures.Future[T],
+    ended: concurrent.futures.Future[None],
+) -> None:
+    """On the thread: ``task`` ended; its outcome to ``result`` (left pending when it was
+    cancelled: nobody waits for it then), and ``ended`` set."""
+    if not task.cancelled():
+        error = task.exception()
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(task.result())
+    ended.set_result(None)
 
 
 def poll_thread() -> PollThread:

@@ -9,15 +9,18 @@ app's loop) each task, wake-up and timer is a Qt event, and one turn for ten ser
 about half of what ten turns of one server cost (benchmarks/servers_bench.py), so servers are
 not each given a poller task of their own.
 
-A server is polled in a turn of its own, so that it never holds the others' rows back:
+A server is polled at once when it is added, or when ``soon`` asks for it (after an action
+on one of its kernels; a server being polled is polled again once that poll ends), with the
+others due at that moment. It is polled in a turn of its own, so that it never holds the
+others' rows back:
 
-* at once when it is added, or when ``soon`` asks for it (after an action on one of its
-  kernels); a server being polled is polled again once that poll ends;
+* when its poll cannot begin with its exchange at once (``ready``: its poll connection to
+  open, a request of its client under way, its kind not known yet);
 * after failures in a row, after a doubling ``backoff`` from the end of its last poll (up to
   5 minutes), until it answers again;
-* at each cycle, while its last turn took longer than ``SLOW`` seconds (a turn waits for its
-  slowest server, so a turn of several that was slow is split up at the next cycle: the quick
-  ones join the shared turn again at the cycle after).
+* while its last turn took longer than ``SLOW`` seconds (a turn waits for its slowest
+  server, so a turn of several that was slow is split up at the next cycle: the quick ones
+  join the shared turn again at the cycle after).
 
 One request at a time per server: a server whose turn is not over is left out of a cycle
 (it is polled at the next one). ``poll_now`` polls every server now (the command line, "poll
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -40,9 +44,13 @@ from ..periodic import inside_run, settle
 if TYPE_CHECKING:
     from .watch import ServerWatch
 
+logger = logging.getLogger(__name__)
+
 #: A turn that took longer than this (seconds, from its first request to its last answer)
 #: is split into turns of one server at the next cycle.
 SLOW = 1.0
+#: A moment due this soon counts as come (qasync's timers fire up to a millisecond early).
+EARLY = 0.002
 
 
 def jittered(interval: float, spread: float = 0.2, rng: random.Random | None = None) -> float:
@@ -80,9 +88,11 @@ class PollClock:
         self,
         interval: Callable[[], float],
         poll: Callable[[list[ServerWatch]], Awaitable[None]],
+        ready: Callable[[ServerWatch], bool] = lambda watch: True,
     ) -> None:
         self._interval = interval
         self._poll = poll
+        self._ready = ready
         self._turns: dict[ServerWatch, _Turns] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -137,12 +147,12 @@ class PollClock:
         turns under way of the others (their answers are as fresh)."""
         chosen = list(self._turns if watches is None else watches)
         busy = {t for w in chosen if (t := self._task_of(w)) is not None}
-        free = [w for w in chosen if self._task_of(w) is None]
+        free = [w for w in chosen if w in self._turns and self._task_of(w) is None]
         if free:
-            if self._turns.keys() >= set(free):
-                busy.add(self._begin(free))
-            else:  # not on the clock (stopped): polled all the same
-                await self._poll(free)
+            busy.add(self._begin(free))
+        off = [w for w in chosen if w not in self._turns]
+        if off:  # not on the clock (stopped, or not yet on it): polled all the same
+            await self._poll(off)
         if busy:
             await asyncio.wait(busy)
 
@@ -171,27 +181,38 @@ class PollClock:
         assert loop is not None
         while True:
             await inside_run(loop)  # (qasync fires timers once more after its run)
-            now = loop.time()
-            alone: list[ServerWatch] = []
-            together: list[ServerWatch] = []
-            cycle = now >= self._cycle_at
-            if cycle:
-                interval = self._interval()
-                self._cycle_at = now + jittered(interval)
-                self._show_next(None, self._cycle_at)
-            for watch, turns in self._turns.items():
-                if turns.task is not None:
-                    continue
-                if turns.due is not None:
-                    if turns.due <= now:
-                        (together if turns.due == 0.0 else alone).append(watch)
-                elif cycle:
-                    (alone if turns.slow else together).append(watch)
-            if together:
-                self._begin(together)
-            for watch in alone:
-                self._begin([watch])
-            await self._sleep_until(self._next_due())
+            try:
+                self._tick(loop.time())
+                when = self._next_due()
+            except Exception:  # a bug must not stop every server's polls
+                logger.exception("The servers' poll clock failed")
+                when = loop.time() + 1.0
+            await self._sleep_until(when)
+
+    def _tick(self, now: float) -> None:
+        """Begin the turns due at ``now``."""
+        alone: list[ServerWatch] = []
+        together: list[ServerWatch] = []
+        cycle = now + EARLY >= self._cycle_at
+        if cycle:
+            self._cycle_at = now + jittered(self._interval())
+            self._show_next(None, self._cycle_at)
+        for watch, turns in self._turns.items():
+            if turns.task is not None:
+                continue
+            if turns.due is None and not cycle:
+                continue
+            if turns.due is not None and turns.due > now + EARLY:
+                continue
+            backing_off = turns.due is not None and turns.due != 0.0
+            if backing_off or turns.slow or not self._ready(watch):
+                alone.append(watch)
+            else:
+                together.append(watch)
+        if together:
+            self._begin(together)
+        for watch in alone:
+            self._begin([watch])
 
     def _next_due(self) -> float:
         dues = [t.due for t in self._turns.values() if t.task is None and t.due is not None]
@@ -228,21 +249,28 @@ class PollClock:
         try:
             await inside_run(loop)
             await self._poll(watches)
+        except Exception:  # (never raised by the servers' polls: a bug, said, not kept)
+            logger.exception("A poll of %d server(s) failed", len(watches))
         finally:
-            ended = loop.time()
-            slow = ended - began > SLOW
-            interval = self._interval()
-            for watch in watches:
-                turns = self._turns.get(watch)
-                if turns is None:
-                    continue  # removed meanwhile
-                turns.task, turns.slow = None, slow
+            self._turn_ended(watches, loop.time(), loop.time() - began > SLOW)
+
+    def _turn_ended(self, watches: list[ServerWatch], ended: float, slow: bool) -> None:
+        """A turn's servers are free again: when each is polled next."""
+        for watch in watches:
+            turns = self._turns.get(watch)
+            if turns is None:
+                continue  # removed meanwhile
+            turns.task, turns.slow = None, slow
+            try:
                 if turns.again:
                     turns.again, turns.due = False, 0.0
                 elif watch.failures:
+                    interval = self._interval()
                     turns.due = ended + jittered(backoff(interval, watch.failures))
                 self._show_next(watch, turns.due if turns.due is not None else self._cycle_at)
-            self._wake_up()
+            except Exception:  # a bug must not stop this server's polls: at the next cycle
+                logger.exception("The servers' poll clock failed")
+        self._wake_up()
 
     def _show_next(self, watch: ServerWatch | None, when: float) -> None:
         """Set ``next_poll`` (wall clock) of ``watch``, or of every server on the cycle."""
