@@ -352,9 +352,8 @@ class ServerClient:
     async def close(self) -> None:
         self._closed = True
         self._fetched = {}
-        if self._poll is not None:
-            poll_thread().call(self._poll.close)
-            self._poll = None
+        _close_on_its_thread(self._poll)
+        self._poll = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -489,8 +488,7 @@ class ServerClient:
         asks, and says why); TimeoutError when the server did not let it open in time."""
         if self._poll is not None and self._poll.usable:
             return self._poll
-        if self._poll is not None:
-            poll_thread().call(self._poll.close)
+        _close_on_its_thread(self._poll)
         self._poll = None
         tls: ssl.SSLContext | None = None
         if self._base.scheme == "https":
@@ -502,7 +500,7 @@ class ServerClient:
         if connection is None:
             return None
         if self._closed:  # closed while it opened
-            poll_thread().call(connection.close)
+            _close_on_its_thread(connection)
             return None
         self._poll = connection
         self.poll_connections += 1
@@ -669,10 +667,11 @@ async def fetch_listings_of(clients: list[ServerClient]) -> set[int]:
     own (``ServerWatch.poll_once``), so that none of them holds the others' answers back."""
     begun: list[tuple[ServerClient, PollConnection, list[str], list[bytes]]] = []
     for client in clients:
-        if client.poll_ready():
+        connection = client._poll
+        if connection is not None and client.poll_ready():
             client._fetched = {}
             await client._lock.acquire()  # free: taken at once
-            begun.append((client, client._poll, *client._poll_requests_now()))  # type: ignore[arg-type]
+            begun.append((client, connection, *client._poll_requests_now()))
     ended = False
     try:
         if begun:
@@ -691,6 +690,7 @@ async def fetch_listings_of(clients: list[ServerClient]) -> set[int]:
 
 
 def _close_on_its_thread(connection: PollConnection | None) -> None:
+    """Close a poll connection (if any) on the poll thread, where it lives."""
     if connection is not None:
         poll_thread().call(connection.close)
 

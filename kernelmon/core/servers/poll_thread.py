@@ -1,23 +1,23 @@
 """The thread where the servers' poll connections live: one for every server.
 
-The two polling GETs of each server (poll_connection.py) are written and their answers read
-on an asyncio loop of their own, in one thread, instead of on the map's loop: the map's loop
-hands a turn's requests over (``PollThread.run``) and is woken once, when every exchange of
-the turn has ended; reading the answers into kernel models and applying them stay on the
-map's loop. Why a thread: on the map's loop under qasync (the app's loop) every socket read
-is a Qt socket-notifier event and a timer event, and the exchanges alone, nothing parsed,
-cost 3.4-4.7 ms of the loop per poll cycle of 10 servers (benchmarks/servers_bench.py,
-``wire``), most of issue #13's goal of 5 ms for the whole cycle; on a plain asyncio loop they
-cost about half as much, and none of it on the window's thread. The thread runs Python, so it
-takes the GIL in turns with the window's thread (a switch every 5 ms at most): the window
-waits for it in slices, never for a whole cycle.
+The two polling GETs of each server (poll_connection.py) are written, their answers read and
+then read into kernel models on an asyncio loop of their own, in one thread, instead of on the
+map's loop: the map's loop hands a turn's requests over (``PollThread.run``), is woken once,
+when every exchange of the turn has ended, and applies what changed. Why a thread: on the map's
+loop under qasync (the app's loop) every socket read is a Qt socket-notifier event and a timer
+event, and the exchanges alone, nothing parsed, cost 3.4-4.7 ms of the loop per poll cycle of 10
+servers (benchmarks/servers_bench.py, ``wire``), most of issue #13's goal of 5 ms for the whole
+cycle; on a plain asyncio loop they cost about half as much, and none of it on the window's
+thread. The thread runs Python, so it takes the GIL in turns with the window's thread (a switch
+every 5 ms at most): the window waits for it in slices, never for a whole cycle.
 
 Everything a ``PollConnection`` does happens on this thread's loop (opening, exchanges,
-timeouts, closing); the map's loop only reads an exchange's answers once ``run`` returned.
-The map's loop is woken through the pipe it watches (``threads.result_of``), as for the worker
-threads, never by a Qt signal from this thread (docs/core.md says why). The thread is a
-daemon started when the first connection opens, and lives as long as the
-process: its loop holds nothing but the connections, which their clients close.
+timeouts, closing); the map's loop only reads an exchange's answers (and the models read of
+them, ``ServerClient._read``) once ``run`` returned. The map's loop is woken through the pipe it
+watches (``threads.result_of``), as for the worker threads, never by a Qt signal from this
+thread (docs/core.md says why). The thread is a daemon started when the first connection opens,
+and lives as long as the process: its loop holds nothing but the connections, which their
+clients close.
 """
 
 from __future__ import annotations
